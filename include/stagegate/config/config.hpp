@@ -1,0 +1,131 @@
+// config: the gateway's configuration as plain values, parsed from JSON and validated.
+// Owns: the config structs, parse() (text -> config, every problem with its JSON path) and
+// validate() (shared by file load, --check-config and, later, admin updates).
+// Must not touch: sockets, threads or any runtime state. Throws nothing.
+#pragma once
+
+#include "stagegate/core/error.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stagegate::config {
+
+using millis = std::chrono::milliseconds;
+
+// Weights are in basis points: 10000 = 100 %.
+inline constexpr std::uint32_t total_weight = 10000;
+
+struct tls_server {
+    std::string cert_file;
+    std::string key_file;
+};
+
+struct listener {
+    std::string address = "0.0.0.0";
+    std::uint16_t port = 8080;
+    std::optional<tls_server> tls;
+};
+
+struct upstream_tls {
+    bool verify = true;       // verify the upstream's certificate chain and name
+    std::string ca_file;      // empty: the system's default trust store
+    std::string server_name;  // SNI and name to verify; empty: the endpoint's host
+};
+
+struct endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+};
+
+struct version {
+    std::string name;
+    std::vector<endpoint> endpoints;
+    std::optional<upstream_tls> tls;
+};
+
+// Which requests belong to a model.
+struct match {
+    bool kserve_v1 = true;  // /v1/models/{name}[:verb] and /v1/models/{name}/...
+    bool kserve_v2 = true;  // /v2/models/{name}/...
+    bool openai = true;     // "model" in the JSON body of /v1/chat/completions, /v1/completions,
+                            // /v1/embeddings
+    std::vector<std::string> path_prefixes;  // custom prefixes owned by this model
+};
+
+struct sticky {
+    std::string header;  // hash this request header, if present
+    std::string cookie;  // else this cookie, if present
+};
+
+struct traffic {
+    std::map<std::string, std::uint32_t> weights;  // version -> basis points, sums to 10000
+    std::string stage = "stable";                  // label stamped in X-Stagegate-Stage
+    sticky sticky_key;
+    bool allow_force_version = false;  // honour X-Stagegate-Force-Version
+};
+
+struct model_timeouts {
+    millis connect{1000};
+    millis first_byte{30000};  // request sent -> response header received
+    millis total{60000};       // whole upstream exchange
+};
+
+// Passive health, as nginx's max_fails / fail_timeout: after max_fails failed connects in a
+// row, an endpoint is skipped for fail_timeout (per worker thread).
+struct passive_health {
+    std::uint32_t max_fails = 1;
+    millis fail_timeout{10000};
+};
+
+struct model {
+    std::string name;
+    match route;
+    std::vector<version> versions;
+    std::string stable;
+    traffic split;
+    model_timeouts timeouts;
+    passive_health health;
+};
+
+struct limits {
+    std::uint32_t max_header_bytes = 16 * 1024;
+    std::uint64_t max_request_body_bytes = 16 * 1024 * 1024;
+    std::uint32_t max_connections_per_worker = 10000;
+};
+
+struct client_timeouts {
+    millis idle{60000};     // keep-alive wait for the next request
+    millis request{30000};  // reading one request, header and body
+    millis drain{10000};    // graceful shutdown: how long in-flight requests may take
+};
+
+struct upstream_pool {
+    std::uint32_t max_idle_per_endpoint = 64;  // per worker thread
+    millis idle_timeout{30000};
+};
+
+struct gateway {
+    std::vector<listener> listeners;
+    std::uint32_t workers = 0;  // 0: one per core
+    limits limit;
+    client_timeouts client;
+    upstream_pool pool;
+    std::vector<model> models;
+};
+
+// Parses and validates; on failure the error lists every problem with its JSON path.
+result<gateway> parse(std::string_view json_text);
+result<gateway> load_file(const std::string& path);
+
+// Checks cross-field rules (weights sum, stable exists, unique names, ...). parse() calls it.
+std::vector<problem> validate(const gateway& cfg);
+
+// "host:port" -> endpoint; false when malformed.
+bool parse_host_port(std::string_view text, endpoint& out);
+
+}  // namespace stagegate::config

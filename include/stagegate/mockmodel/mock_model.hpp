@@ -1,0 +1,53 @@
+// mockmodel: a small model server for demos, tests and load (stagegate-mockmodel).
+// Owns: answering the TF-Serving/KServe v1, KServe v2/Triton and OpenAI request shapes with a
+// deterministic prediction, and misbehaving on demand (latency, 5xx, hangs, resets, bias) so a
+// test can play a good or a bad model version. Not used by the gateway itself.
+#pragma once
+
+#include "stagegate/core/error.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace stagegate::mockmodel {
+
+struct options {
+    std::string version = "v1";  // reported in answers and X-Mock-Version
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 0;
+    std::uint32_t threads = 1;
+    double latency_ms = 0;       // fixed part of every answer's delay
+    double jitter_ms = 0;        // median of a lognormal extra delay (0: none)
+    double jitter_sigma = 0.5;   // its shape
+    double error_rate = 0;       // fraction answered with error_status
+    unsigned error_status = 500;
+    double hang_rate = 0;        // fraction never answered (until the connection closes)
+    double reset_rate = 0;       // fraction answered by a TCP reset
+    double bias = 0;             // added to every numeric prediction
+    std::string cert_file;       // TLS when both are set
+    std::string key_file;
+    std::uint64_t seed = 0;      // 0: random
+};
+
+// Per-request overrides, for deterministic tests: X-Mock-Status: 503, X-Mock-Delay-Ms: 200,
+// X-Mock-Hang: 1, X-Mock-Reset: 1, X-Mock-Body-Bytes: N (pad the answer), X-Mock-Echo: 1 (the
+// answer includes the request's headers), X-Mock-Close: 1 (Connection: close).
+class server {
+public:
+    explicit server(options o);
+    ~server();
+    result<void> start();  // binds and starts the threads
+    void stop();           // closes everything and joins
+    std::uint16_t port() const;
+
+    std::uint64_t connections_accepted() const;
+    std::uint64_t requests() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace stagegate::mockmodel

@@ -1,0 +1,100 @@
+// proxy: the data plane of one worker thread.
+// Owns: downstream sessions (HTTP/1.1 keep-alive, optional TLS), the upstream connection
+// pools, passive endpoint health, and this thread's view of the route snapshot. Everything
+// here is confined to the worker's io_context thread: no locks, no shared atomics, no throws.
+// Must not touch: rollout or admin. Cross-thread input arrives only as posted snapshots.
+// Beast stays out of this header (compile times); sessions live in src/proxy/.
+#pragma once
+
+#include "stagegate/config/config.hpp"
+#include "stagegate/routing/route_snapshot.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace stagegate::proxy {
+
+struct settings {
+    config::limits limits;
+    config::client_timeouts client;
+    config::upstream_pool pool;
+};
+
+// Counters written only by the owning worker (relaxed load+store, no lock prefix) and read
+// from any thread. The metrics module will replace these with full shards.
+struct alignas(64) worker_counters {
+    std::atomic<std::uint64_t> connections_accepted{0};
+    std::atomic<std::uint64_t> connections_active{0};
+    std::atomic<std::uint64_t> connections_shed{0};
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> upstream_connects{0};
+    std::atomic<std::uint64_t> upstream_reused{0};
+    std::atomic<std::uint64_t> upstream_connect_failures{0};
+    std::atomic<std::uint64_t> error_replies{0};
+};
+
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) {
+    c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+class upstream_pool;
+struct session_slot;
+
+class worker {
+public:
+    worker(boost::asio::io_context& io, settings s, std::uint32_t index);
+    ~worker();
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+    // --- Worker thread only ---------------------------------------------------------------
+    void set_routes(std::shared_ptr<const routing::route_snapshot> routes);
+    // Starts a session on an accepted socket; `tls` non-null for a TLS listener.
+    void start_session(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context* tls);
+    // Stops keep-alive: idle connections close now, busy ones after their current response.
+    void begin_drain();
+    // Closes every client and upstream socket: the drain deadline has passed.
+    void abort_all();
+
+    // --- Any thread -----------------------------------------------------------------------
+    const worker_counters& counters() const { return counters_; }
+    std::uint64_t routes_generation() const {
+        return generation_.load(std::memory_order_relaxed);
+    }
+
+    // --- Used by sessions (worker thread) -------------------------------------------------
+    boost::asio::io_context& io() { return io_; }
+    const settings& config() const { return settings_; }
+    const std::shared_ptr<const routing::route_snapshot>& routes() const { return routes_; }
+    upstream_pool& pool() { return *pool_; }
+    worker_counters& counters() { return counters_; }
+    bool draining() const { return draining_; }
+    std::uint64_t next_random();
+    std::uint32_t index() const { return index_; }
+    void link(session_slot& slot);
+    void unlink(session_slot& slot);
+
+private:
+    boost::asio::io_context& io_;
+    settings settings_;
+    std::uint32_t index_;
+    // A worker-private control block aliasing the shared snapshot: copies made per request
+    // touch only this thread's cache line, never the one shared by all workers.
+    std::shared_ptr<const routing::route_snapshot> routes_;
+    std::atomic<std::uint64_t> generation_{0};
+    std::unique_ptr<upstream_pool> pool_;
+    worker_counters counters_;
+    bool draining_ = false;
+    std::uint64_t rng_state_[4];
+    session_slot* sessions_ = nullptr;  // intrusive list of live sessions
+};
+
+}  // namespace stagegate::proxy

@@ -1,0 +1,499 @@
+#include "stagegate/config/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+
+namespace stagegate::config {
+namespace {
+
+using json = nlohmann::json;
+
+// JSON pointer escaping (RFC 6901) for keys used in problem paths.
+std::string escape_key(std::string_view key) {
+    std::string out;
+    for (char c : key) {
+        if (c == '~') {
+            out += "~0";
+        } else if (c == '/') {
+            out += "~1";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+const char* type_name(const json& j) { return j.type_name(); }
+
+// Reads one JSON object, recording every problem instead of stopping at the first.
+class object_reader {
+public:
+    object_reader(const json& j, std::string path, std::vector<problem>& problems)
+        : j_(j), path_(std::move(path)), problems_(problems) {
+        ok_ = j_.is_object();
+        if (!ok_) {
+            fail("", std::string("expected an object, got ") + type_name(j_));
+        }
+    }
+
+    bool ok() const { return ok_; }
+    const std::string& path() const { return path_; }
+    std::string child(std::string_view key) const { return path_ + "/" + escape_key(key); }
+
+    void fail(std::string_view key, std::string message) {
+        problems_.push_back({key.empty() ? path_ : child(key), std::move(message)});
+    }
+
+    const json* find(std::string_view key) const {
+        if (!ok_) {
+            return nullptr;
+        }
+        auto it = j_.find(key);
+        return it == j_.end() ? nullptr : &*it;
+    }
+
+    // Every key not in `known` is a problem: a typo must not silently fall back to a default.
+    void reject_unknown(std::initializer_list<std::string_view> known) {
+        if (!ok_) {
+            return;
+        }
+        for (const auto& [key, value] : j_.items()) {
+            bool found = false;
+            for (auto k : known) {
+                found = found || k == key;
+            }
+            if (!found) {
+                fail(key, "unknown key");
+            }
+        }
+    }
+
+    void string(std::string_view key, std::string& out, bool required) {
+        const json* v = find(key);
+        if (!v) {
+            if (required && ok_) {
+                fail(key, "required string is missing");
+            }
+            return;
+        }
+        if (!v->is_string()) {
+            fail(key, std::string("expected a string, got ") + type_name(*v));
+            return;
+        }
+        out = v->get<std::string>();
+        if (required && out.empty()) {
+            fail(key, "must not be empty");
+        }
+    }
+
+    void boolean(std::string_view key, bool& out) {
+        const json* v = find(key);
+        if (!v) {
+            return;
+        }
+        if (!v->is_boolean()) {
+            fail(key, std::string("expected true or false, got ") + type_name(*v));
+            return;
+        }
+        out = v->get<bool>();
+    }
+
+    template <class Int>
+    void integer(std::string_view key, Int& out, std::uint64_t min, std::uint64_t max,
+                 bool required = false) {
+        const json* v = find(key);
+        if (!v) {
+            if (required && ok_) {
+                fail(key, "required integer is missing");
+            }
+            return;
+        }
+        if (!v->is_number_integer() || (v->is_number_integer() && !v->is_number_unsigned())) {
+            if (v->is_number_integer() && v->get<std::int64_t>() < 0) {
+                fail(key, "must not be negative");
+            } else {
+                fail(key, std::string("expected a non-negative integer, got ") + type_name(*v));
+            }
+            return;
+        }
+        auto n = v->get<std::uint64_t>();
+        if (n < min || n > max) {
+            fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                          ", got " + std::to_string(n));
+            return;
+        }
+        out = static_cast<Int>(n);
+    }
+
+    void duration_ms(std::string_view key, millis& out, std::uint64_t min_ms = 1,
+                     std::uint64_t max_ms = 86'400'000) {
+        std::uint64_t ms = static_cast<std::uint64_t>(out.count());
+        integer(key, ms, min_ms, max_ms);
+        out = millis(ms);
+    }
+
+    // Calls f(reader) for a nested object, if present.
+    template <class F>
+    void object(std::string_view key, F&& f) {
+        const json* v = find(key);
+        if (!v) {
+            return;
+        }
+        object_reader sub(*v, child(key), problems_);
+        if (sub.ok()) {
+            f(sub);
+        }
+    }
+
+    // Calls f(element, path) for each element of an array, if present.
+    template <class F>
+    void array(std::string_view key, F&& f, bool required = false) {
+        const json* v = find(key);
+        if (!v) {
+            if (required && ok_) {
+                fail(key, "required array is missing");
+            }
+            return;
+        }
+        if (!v->is_array()) {
+            fail(key, std::string("expected an array, got ") + type_name(*v));
+            return;
+        }
+        std::size_t i = 0;
+        for (const auto& element : *v) {
+            f(element, child(key) + "/" + std::to_string(i));
+            ++i;
+        }
+    }
+
+    std::vector<problem>& problems() { return problems_; }
+
+private:
+    const json& j_;
+    std::string path_;
+    std::vector<problem>& problems_;
+    bool ok_ = false;
+};
+
+void read_endpoint(const json& j, const std::string& path, endpoint& out,
+                   std::vector<problem>& problems) {
+    // "host:port", or {"address": "host:port"}.
+    std::string text;
+    if (j.is_string()) {
+        text = j.get<std::string>();
+    } else if (j.is_object()) {
+        object_reader r(j, path, problems);
+        r.reject_unknown({"address"});
+        r.string("address", text, true);
+        if (text.empty()) {
+            return;
+        }
+    } else {
+        problems.push_back({path, std::string("expected \"host:port\", got ") + type_name(j)});
+        return;
+    }
+    if (!parse_host_port(text, out)) {
+        problems.push_back({path, "expected \"host:port\" with a port in 1..65535, got \"" +
+                                      text + "\""});
+    }
+}
+
+void read_version(const json& j, const std::string& path, version& v,
+                  std::vector<problem>& problems) {
+    object_reader r(j, path, problems);
+    if (!r.ok()) {
+        return;
+    }
+    r.reject_unknown({"name", "endpoints", "tls"});
+    r.string("name", v.name, true);
+    r.array(
+        "endpoints",
+        [&](const json& e, const std::string& p) {
+            endpoint ep;
+            read_endpoint(e, p, ep, problems);
+            v.endpoints.push_back(ep);
+        },
+        true);
+    if (r.find("endpoints") && v.endpoints.empty() && r.find("endpoints")->is_array()) {
+        r.fail("endpoints", "needs at least one endpoint");
+    }
+    r.object("tls", [&](object_reader& t) {
+        t.reject_unknown({"verify", "ca_file", "server_name"});
+        upstream_tls tls;
+        t.boolean("verify", tls.verify);
+        t.string("ca_file", tls.ca_file, false);
+        t.string("server_name", tls.server_name, false);
+        v.tls = tls;
+    });
+}
+
+void read_model(const json& j, const std::string& path, model& m,
+                std::vector<problem>& problems) {
+    object_reader r(j, path, problems);
+    if (!r.ok()) {
+        return;
+    }
+    r.reject_unknown(
+        {"name", "match", "versions", "stable", "traffic", "timeouts", "passive_health"});
+    r.string("name", m.name, true);
+    r.object("match", [&](object_reader& mr) {
+        mr.reject_unknown({"kserve_v1", "kserve_v2", "openai", "path_prefixes"});
+        mr.boolean("kserve_v1", m.route.kserve_v1);
+        mr.boolean("kserve_v2", m.route.kserve_v2);
+        mr.boolean("openai", m.route.openai);
+        mr.array("path_prefixes", [&](const json& e, const std::string& p) {
+            if (!e.is_string() || e.get<std::string>().empty() ||
+                e.get<std::string>().front() != '/') {
+                problems.push_back({p, "expected a path prefix starting with '/'"});
+                return;
+            }
+            m.route.path_prefixes.push_back(e.get<std::string>());
+        });
+    });
+    r.array(
+        "versions",
+        [&](const json& e, const std::string& p) {
+            version v;
+            read_version(e, p, v, problems);
+            m.versions.push_back(std::move(v));
+        },
+        true);
+    r.string("stable", m.stable, true);
+    r.object("traffic", [&](object_reader& t) {
+        t.reject_unknown({"weights", "stage", "sticky", "allow_force_version"});
+        t.object("weights", [&](object_reader& w) {
+            for (const auto& [name, value] : t.find("weights")->items()) {
+                std::uint32_t bp = 0;
+                w.integer(name, bp, 0, total_weight);
+                m.split.weights[name] = bp;
+            }
+        });
+        t.string("stage", m.split.stage, false);
+        t.object("sticky", [&](object_reader& s) {
+            s.reject_unknown({"header", "cookie"});
+            s.string("header", m.split.sticky_key.header, false);
+            s.string("cookie", m.split.sticky_key.cookie, false);
+        });
+        t.boolean("allow_force_version", m.split.allow_force_version);
+    });
+    r.object("timeouts", [&](object_reader& t) {
+        t.reject_unknown({"connect_ms", "first_byte_ms", "total_ms"});
+        t.duration_ms("connect_ms", m.timeouts.connect);
+        t.duration_ms("first_byte_ms", m.timeouts.first_byte);
+        t.duration_ms("total_ms", m.timeouts.total);
+    });
+    r.object("passive_health", [&](object_reader& h) {
+        h.reject_unknown({"max_fails", "fail_timeout_ms"});
+        h.integer("max_fails", m.health.max_fails, 0, 1000);
+        h.duration_ms("fail_timeout_ms", m.health.fail_timeout, 1);
+    });
+}
+
+}  // namespace
+
+bool parse_host_port(std::string_view text, endpoint& out) {
+    std::string_view host;
+    std::string_view port;
+    if (!text.empty() && text.front() == '[') {  // [v6]:port
+        auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() ||
+            text[close + 1] != ':') {
+            return false;
+        }
+        host = text.substr(1, close - 1);
+        port = text.substr(close + 2);
+    } else {
+        auto colon = text.rfind(':');
+        if (colon == std::string_view::npos || text.find(':') != colon) {
+            return false;
+        }
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+    }
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (host.empty() || port.empty() || ec != std::errc() || end != port.data() + port.size() ||
+        value == 0 || value > 65535) {
+        return false;
+    }
+    out.host = std::string(host);
+    out.port = static_cast<std::uint16_t>(value);
+    return true;
+}
+
+std::vector<problem> validate(const gateway& cfg) {
+    std::vector<problem> problems;
+    if (cfg.listeners.empty()) {
+        problems.push_back({"/listeners", "at least one listener is required"});
+    }
+    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+        const auto& l = cfg.listeners[i];
+        if (l.tls && (l.tls->cert_file.empty() || l.tls->key_file.empty())) {
+            problems.push_back(
+                {"/listeners/" + std::to_string(i) + "/tls", "needs cert_file and key_file"});
+        }
+    }
+    std::set<std::string> model_names;
+    std::map<std::string, std::string> prefix_owner;
+    for (std::size_t mi = 0; mi < cfg.models.size(); ++mi) {
+        const auto& m = cfg.models[mi];
+        const std::string mpath = "/models/" + std::to_string(mi);
+        if (!m.name.empty() && !model_names.insert(m.name).second) {
+            problems.push_back({mpath + "/name", "duplicate model name \"" + m.name + "\""});
+        }
+        if (m.name.find_first_of("/: ") != std::string::npos) {
+            problems.push_back({mpath + "/name", "must not contain '/', ':' or spaces"});
+        }
+        for (std::size_t pi = 0; pi < m.route.path_prefixes.size(); ++pi) {
+            auto [it, fresh] = prefix_owner.emplace(m.route.path_prefixes[pi], m.name);
+            if (!fresh) {
+                problems.push_back({mpath + "/match/path_prefixes/" + std::to_string(pi),
+                                    "prefix already used by model \"" + it->second + "\""});
+            }
+        }
+        std::set<std::string> version_names;
+        for (std::size_t vi = 0; vi < m.versions.size(); ++vi) {
+            const auto& v = m.versions[vi];
+            if (!v.name.empty() && !version_names.insert(v.name).second) {
+                problems.push_back({mpath + "/versions/" + std::to_string(vi) + "/name",
+                                    "duplicate version name \"" + v.name + "\""});
+            }
+        }
+        if (m.versions.empty()) {
+            problems.push_back({mpath + "/versions", "needs at least one version"});
+        }
+        if (!m.stable.empty() && !version_names.count(m.stable)) {
+            problems.push_back({mpath + "/stable", "names no version of this model: \"" +
+                                                       m.stable + "\""});
+        }
+        if (!m.split.weights.empty()) {
+            std::uint64_t sum = 0;
+            for (const auto& [name, bp] : m.split.weights) {
+                sum += bp;
+                if (!version_names.count(name)) {
+                    problems.push_back({mpath + "/traffic/weights/" + escape_key(name),
+                                        "names no version of this model"});
+                }
+            }
+            if (sum != total_weight) {
+                problems.push_back({mpath + "/traffic/weights",
+                                    "weights are basis points and must sum to 10000, got " +
+                                        std::to_string(sum)});
+            }
+        }
+        if (m.timeouts.first_byte > m.timeouts.total) {
+            problems.push_back({mpath + "/timeouts/first_byte_ms", "must not exceed total_ms"});
+        }
+        if (!m.route.kserve_v1 && !m.route.kserve_v2 && !m.route.openai &&
+            m.route.path_prefixes.empty()) {
+            problems.push_back({mpath + "/match", "matches no request"});
+        }
+    }
+    return problems;
+}
+
+result<gateway> parse(std::string_view json_text) {
+    json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
+                            /*ignore_comments=*/true);
+    if (root.is_discarded()) {
+        // Re-parse with exceptions only to learn where it broke; this is the control plane.
+        std::string where;
+        try {
+            json ignored = json::parse(json_text, nullptr, true, true);
+        } catch (const json::exception& e) {
+            where = e.what();
+        }
+        return error{"invalid_json", "the config is not valid JSON", {{"", where}}};
+    }
+    std::vector<problem> problems;
+    gateway cfg;
+    object_reader r(root, "", problems);
+    if (r.ok()) {
+        r.reject_unknown({"listeners", "workers", "limits", "client_timeouts", "upstream_pool",
+                          "models"});
+        r.array(
+            "listeners",
+            [&](const json& e, const std::string& p) {
+                listener l;
+                object_reader lr(e, p, problems);
+                if (lr.ok()) {
+                    lr.reject_unknown({"address", "port", "tls"});
+                    lr.string("address", l.address, false);
+                    lr.integer("port", l.port, 0, 65535, true);
+                    lr.object("tls", [&](object_reader& t) {
+                        t.reject_unknown({"cert_file", "key_file"});
+                        tls_server tls;
+                        t.string("cert_file", tls.cert_file, true);
+                        t.string("key_file", tls.key_file, true);
+                        l.tls = tls;
+                    });
+                }
+                cfg.listeners.push_back(l);
+            },
+            true);
+        r.integer("workers", cfg.workers, 0, 1024);
+        r.object("limits", [&](object_reader& l) {
+            l.reject_unknown(
+                {"max_header_bytes", "max_request_body_bytes", "max_connections_per_worker"});
+            l.integer("max_header_bytes", cfg.limit.max_header_bytes, 1024, 1024 * 1024);
+            l.integer("max_request_body_bytes", cfg.limit.max_request_body_bytes, 0,
+                      std::uint64_t{1} << 32);
+            l.integer("max_connections_per_worker", cfg.limit.max_connections_per_worker, 1,
+                      10'000'000);
+        });
+        r.object("client_timeouts", [&](object_reader& t) {
+            t.reject_unknown({"idle_ms", "request_ms", "drain_ms"});
+            t.duration_ms("idle_ms", cfg.client.idle);
+            t.duration_ms("request_ms", cfg.client.request);
+            t.duration_ms("drain_ms", cfg.client.drain, 0);
+        });
+        r.object("upstream_pool", [&](object_reader& u) {
+            u.reject_unknown({"max_idle_per_endpoint", "idle_timeout_ms"});
+            u.integer("max_idle_per_endpoint", cfg.pool.max_idle_per_endpoint, 0, 100000);
+            u.duration_ms("idle_timeout_ms", cfg.pool.idle_timeout);
+        });
+        r.array(
+            "models",
+            [&](const json& e, const std::string& p) {
+                model m;
+                read_model(e, p, m, problems);
+                cfg.models.push_back(std::move(m));
+            },
+            true);
+    }
+    // Cross-field rules only make sense once the shapes are right.
+    if (problems.empty()) {
+        problems = validate(cfg);
+    }
+    if (!problems.empty()) {
+        return error{"invalid_config",
+                     std::to_string(problems.size()) + " problem(s) in the config",
+                     std::move(problems)};
+    }
+    for (auto& m : cfg.models) {
+        if (m.split.weights.empty()) {
+            m.split.weights[m.stable] = total_weight;
+        }
+    }
+    return cfg;
+}
+
+result<gateway> load_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return error::make("config_unreadable", "cannot open config file " + path);
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        return error::make("config_unreadable", "cannot read config file " + path);
+    }
+    return parse(text.str());
+}
+
+}  // namespace stagegate::config

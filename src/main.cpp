@@ -1,0 +1,114 @@
+// stagegate: the gateway executable. Parses flags, loads the config, runs the gateway until
+// SIGTERM/SIGINT, then drains and exits 0.
+#include "stagegate/config/config.hpp"
+#include "stagegate/server/gateway.hpp"
+
+#include <boost/asio/signal_set.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+namespace {
+
+constexpr const char* usage =
+    "usage: stagegate --config FILE [--port-file FILE]\n"
+    "       stagegate --check-config FILE\n"
+    "\n"
+    "  --config FILE        run the gateway with this JSON config\n"
+    "  --check-config FILE  validate FILE, print every problem with its JSON path, exit 1 if any\n"
+    "  --port-file FILE     after binding, write the bound port of each listener (one a line)\n"
+    "  --workers N          override the config's worker thread count\n";
+
+int check_config(const std::string& path) {
+    auto cfg = stagegate::config::load_file(path);
+    if (!cfg) {
+        std::cerr << path << ": " << cfg.error().describe() << "\n";
+        return 1;
+    }
+    std::cout << path << ": ok (" << cfg->models.size() << " model(s), " << cfg->listeners.size()
+              << " listener(s))\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path;
+    std::string port_file;
+    long workers = -1;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::cerr << "stagegate: " << arg << " needs a value\n" << usage;
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (arg == "--check-config") {
+            return check_config(next());
+        } else if (arg == "--config") {
+            config_path = next();
+        } else if (arg == "--port-file") {
+            port_file = next();
+        } else if (arg == "--workers") {
+            std::string v = next();
+            char* end = nullptr;
+            workers = std::strtol(v.c_str(), &end, 10);
+            if (v.empty() || *end || workers < 0 || workers > 1024) {
+                std::cerr << "stagegate: --workers expects 0..1024, got " << v << "\n";
+                return 2;
+            }
+        } else if (arg == "--help" || arg == "-h") {
+            std::cout << usage;
+            return 0;
+        } else {
+            std::cerr << "stagegate: unknown argument " << arg << "\n" << usage;
+            return 2;
+        }
+    }
+    if (config_path.empty()) {
+        std::cerr << usage;
+        return 2;
+    }
+    auto cfg = stagegate::config::load_file(config_path);
+    if (!cfg) {
+        std::cerr << config_path << ": " << cfg.error().describe() << "\n";
+        return 1;
+    }
+    if (workers >= 0) {
+        cfg->workers = static_cast<std::uint32_t>(workers);
+    }
+    stagegate::server::gateway gw(std::move(*cfg));
+    if (auto started = gw.start(); !started) {
+        std::cerr << "stagegate: cannot start: " << started.error().describe() << "\n";
+        return 1;
+    }
+    boost::asio::signal_set signals(gw.control(), SIGTERM, SIGINT);
+    signals.async_wait([&gw](boost::system::error_code ec, int sig) {
+        if (!ec) {
+            std::cerr << "stagegate: " << ::strsignal(sig) << ", draining\n";
+            gw.stop();
+        }
+    });
+    std::cerr << "stagegate: " << gw.worker_count() << " worker(s), listening on";
+    for (auto p : gw.ports()) {
+        std::cerr << " " << p;
+    }
+    std::cerr << "\n";
+    if (!port_file.empty()) {
+        std::string tmp = port_file + ".tmp";
+        {
+            std::ofstream out(tmp);
+            for (auto p : gw.ports()) {
+                out << p << "\n";
+            }
+        }
+        std::rename(tmp.c_str(), port_file.c_str());  // readers never see a partial file
+    }
+    gw.wait();
+    std::cerr << "stagegate: stopped\n";
+    return 0;
+}

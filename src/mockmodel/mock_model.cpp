@@ -1,0 +1,333 @@
+#include "stagegate/mockmodel/mock_model.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace stagegate::mockmodel {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+
+namespace {
+constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
+
+double score(const json& instance) {
+    double sum = 0;
+    std::size_t n = 0;
+    auto add = [&](const json& v) {
+        if (v.is_number()) {
+            sum += v.get<double>();
+            ++n;
+        }
+    };
+    if (instance.is_array()) {
+        for (const auto& v : instance) {
+            add(v);
+        }
+    } else {
+        add(instance);
+    }
+    double mean = n ? sum / static_cast<double>(n) : 0.0;
+    return 1.0 / (1.0 + std::exp(-mean));
+}
+
+std::uint64_t header_number(const http::request<http::string_body>& req, std::string_view name) {
+    auto it = req.find(name);
+    if (it == req.end()) {
+        return 0;
+    }
+    try {
+        return std::stoull(std::string(it->value()));
+    } catch (...) {
+        return 0;
+    }
+}
+}  // namespace
+
+struct server::impl {
+    options opt;
+    net::io_context io;
+    tcp::acceptor acceptor{io};
+    std::unique_ptr<net::ssl::context> tls;
+    std::vector<std::thread> threads;
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> requests{0};
+    std::mutex rng_mutex;  // the mock is not a hot path; one generator keeps seeds meaningful
+    std::mt19937_64 rng;
+    std::uint16_t port = 0;
+
+    double uniform() {
+        std::lock_guard lock(rng_mutex);
+        return std::uniform_real_distribution<double>(0, 1)(rng);
+    }
+    double normal() {
+        std::lock_guard lock(rng_mutex);
+        return std::normal_distribution<double>(0, 1)(rng);
+    }
+
+    json predict(const http::request<http::string_body>& req, std::string_view path) {
+        json body = json::parse(req.body(), nullptr, false);
+        if (path.rfind("/v2/models/", 0) == 0) {
+            json data = json::array();
+            if (body.is_object() && body.contains("inputs") && body["inputs"].is_array() &&
+                !body["inputs"].empty() && body["inputs"][0].contains("data")) {
+                for (const auto& v : body["inputs"][0]["data"]) {
+                    data.push_back(score(v) + opt.bias);
+                }
+            }
+            std::string name(path.substr(11, path.find('/', 11) - 11));
+            return {{"model_name", name},
+                    {"model_version", opt.version},
+                    {"outputs",
+                     {{{"name", "output0"},
+                       {"datatype", "FP64"},
+                       {"shape", {data.size()}},
+                       {"data", data}}}}};
+        }
+        if (path == "/v1/chat/completions" || path == "/v1/completions") {
+            std::string model = body.is_object() ? body.value("model", "") : "";
+            std::string text = "answer from " + opt.version;
+            json choice = {{"index", 0}, {"finish_reason", "stop"}};
+            if (path == "/v1/chat/completions") {
+                choice["message"] = {{"role", "assistant"}, {"content", text}};
+            } else {
+                choice["text"] = text;
+            }
+            return {{"id", "cmpl-mock"},
+                    {"object", path == "/v1/completions" ? "text_completion" : "chat.completion"},
+                    {"model", model},
+                    {"system_fingerprint", opt.version},
+                    {"choices", {choice}},
+                    {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 3}, {"total_tokens", 6}}}};
+        }
+        json predictions = json::array();
+        if (body.is_object() && body.contains("instances") && body["instances"].is_array()) {
+            for (const auto& inst : body["instances"]) {
+                predictions.push_back(score(inst) + opt.bias);
+            }
+        }
+        return {{"predictions", predictions}, {"model_version", opt.version}};
+    }
+
+    template <class Stream>
+    net::awaitable<void> session(Stream stream) {
+        auto& lowest = beast::get_lowest_layer(stream);
+        if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+            lowest.expires_after(std::chrono::seconds(10));
+            auto [ec] = co_await stream.async_handshake(net::ssl::stream_base::server,
+                                                        nothrow_awaitable);
+            if (ec) {
+                co_return;
+            }
+        }
+        beast::flat_buffer buffer;
+        for (;;) {
+            http::request_parser<http::string_body> parser;
+            parser.body_limit(64 * 1024 * 1024);
+            lowest.expires_after(std::chrono::seconds(120));
+            auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
+            if (ec) {
+                break;
+            }
+            lowest.expires_never();
+            requests.fetch_add(1, std::memory_order_relaxed);
+            auto req = parser.release();
+            std::string path(req.target().substr(0, req.target().find('?')));
+
+            bool hang = req.count("X-Mock-Hang") || (opt.hang_rate > 0 && uniform() < opt.hang_rate);
+            bool reset = req.count("X-Mock-Reset") || (opt.reset_rate > 0 && uniform() < opt.reset_rate);
+            double delay = opt.latency_ms + static_cast<double>(header_number(req, "X-Mock-Delay-Ms"));
+            if (opt.jitter_ms > 0) {
+                delay += opt.jitter_ms * std::exp(opt.jitter_sigma * normal());
+            }
+            if (hang) {
+                delay = 3600.0 * 1000;
+            }
+            if (delay > 0) {
+                net::steady_timer timer(stream.get_executor(),
+                                        std::chrono::microseconds(static_cast<long>(delay * 1000)));
+                co_await timer.async_wait(nothrow_awaitable);
+            }
+            if (reset) {
+                boost::system::error_code ignored;
+                lowest.socket().set_option(net::socket_base::linger(true, 0), ignored);
+                lowest.socket().close(ignored);
+                co_return;
+            }
+            unsigned status = static_cast<unsigned>(header_number(req, "X-Mock-Status"));
+            if (status == 0 && opt.error_rate > 0 && uniform() < opt.error_rate) {
+                status = opt.error_status;
+            }
+            http::response<http::string_body> res;
+            res.version(11);
+            res.set(http::field::server, "stagegate-mockmodel");
+            res.set(http::field::content_type, "application/json");
+            res.set("X-Mock-Version", opt.version);
+            json out;
+            if (path == "/healthz") {
+                out = {{"status", "ok"}, {"version", opt.version}};
+                res.result(http::status::ok);
+            } else if (path == "/mock/stats") {
+                out = {{"version", opt.version},
+                       {"connections_accepted", accepted.load()},
+                       {"requests", requests.load()}};
+                res.result(http::status::ok);
+            } else if (status >= 400) {
+                res.result(status);
+                out = {{"error", {{"code", "mock_failure"}, {"message", "injected failure"}}}};
+            } else if (path.rfind("/v1/models/", 0) == 0 || path.rfind("/v2/models/", 0) == 0 ||
+                       path == "/v1/chat/completions" || path == "/v1/completions" ||
+                       path.rfind("/custom", 0) == 0) {
+                out = predict(req, path);
+                res.result(http::status::ok);
+            } else {
+                res.result(http::status::not_found);
+                out = {{"error", {{"code", "not_found"}, {"message", "mock has no " + path}}}};
+            }
+            if (req.count("X-Mock-Echo")) {
+                json headers = json::object();
+                for (const auto& f : req) {
+                    std::string name(f.name_string());
+                    for (auto& c : name) {
+                        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                    }
+                    if (headers.contains(name)) {
+                        headers[name] = headers[name].get<std::string>() + "\n" + std::string(f.value());
+                    } else {
+                        headers[name] = std::string(f.value());
+                    }
+                }
+                out["received_headers"] = headers;
+                out["received_body_bytes"] = req.body().size();
+                out["received_target"] = std::string(req.target());
+                out["received_method"] = std::string(req.method_string());
+            }
+            res.body() = out.dump();
+            if (auto pad = header_number(req, "X-Mock-Body-Bytes"); pad > res.body().size()) {
+                // Keep it JSON: pad inside a string field.
+                std::string tail = R"(,"padding":")";
+                auto fill = pad - res.body().size() - tail.size() - 2;
+                res.body().pop_back();
+                res.body() += tail + std::string(fill, 'x') + "\"}";
+            }
+            bool close = req.count("X-Mock-Close") > 0 || !req.keep_alive();
+            res.keep_alive(!close);
+            res.prepare_payload();
+            if (req.method() == http::verb::head) {
+                res.body().clear();
+                res.content_length(0);
+            }
+            auto [wec, wn] = co_await http::async_write(stream, res, nothrow_awaitable);
+            if (wec || close) {
+                break;
+            }
+        }
+        boost::system::error_code ignored;
+        lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+
+    net::awaitable<void> accept_loop() {
+        for (;;) {
+            auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(io), nothrow_awaitable);
+            if (ec) {
+                if (!acceptor.is_open()) {
+                    co_return;
+                }
+                continue;
+            }
+            accepted.fetch_add(1, std::memory_order_relaxed);
+            boost::system::error_code ignored;
+            socket.set_option(tcp::no_delay(true), ignored);
+            auto exec = socket.get_executor();
+            if (tls) {
+                net::co_spawn(exec,
+                              session(beast::ssl_stream<beast::tcp_stream>(std::move(socket), *tls)),
+                              net::detached);
+            } else {
+                net::co_spawn(exec, session(beast::tcp_stream(std::move(socket))), net::detached);
+            }
+        }
+    }
+};
+
+server::server(options o) : impl_(std::make_unique<impl>()) {
+    impl_->opt = std::move(o);
+    impl_->rng.seed(impl_->opt.seed ? impl_->opt.seed : std::random_device{}());
+}
+
+server::~server() { stop(); }
+
+result<void> server::start() {
+    auto& i = *impl_;
+    boost::system::error_code ec;
+    auto address = net::ip::make_address(i.opt.address, ec);
+    if (ec) {
+        return error::make("bad_address", "invalid address " + i.opt.address);
+    }
+    if (!i.opt.cert_file.empty() || !i.opt.key_file.empty()) {
+        i.tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+        i.tls->use_certificate_chain_file(i.opt.cert_file, ec);
+        if (!ec) {
+            i.tls->use_private_key_file(i.opt.key_file, net::ssl::context::pem, ec);
+        }
+        if (ec) {
+            return error::make("tls_setup_failed", "cannot load certificate or key: " + ec.message());
+        }
+    }
+    tcp::endpoint ep(address, i.opt.port);
+    i.acceptor.open(ep.protocol(), ec);
+    if (!ec) i.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) i.acceptor.bind(ep, ec);
+    if (!ec) i.acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+        return error::make("bind_failed", "cannot listen on " + i.opt.address + ":" +
+                                              std::to_string(i.opt.port) + ": " + ec.message());
+    }
+    i.port = i.acceptor.local_endpoint().port();
+    net::co_spawn(i.acceptor.get_executor(), i.accept_loop(), net::detached);
+    for (std::uint32_t t = 0; t < std::max(1u, i.opt.threads); ++t) {
+        i.threads.emplace_back([&i] { i.io.run(); });
+    }
+    return {};
+}
+
+void server::stop() {
+    auto& i = *impl_;
+    if (i.threads.empty()) {
+        return;
+    }
+    net::post(i.io, [&i] {
+        boost::system::error_code ec;
+        i.acceptor.close(ec);
+    });
+    i.io.stop();
+    for (auto& t : i.threads) {
+        t.join();
+    }
+    i.threads.clear();
+}
+
+std::uint16_t server::port() const { return impl_->port; }
+std::uint64_t server::connections_accepted() const { return impl_->accepted.load(); }
+std::uint64_t server::requests() const { return impl_->requests.load(); }
+
+}  // namespace stagegate::mockmodel

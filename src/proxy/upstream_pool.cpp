@@ -1,0 +1,205 @@
+#include "upstream_pool.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace stagegate::proxy {
+
+namespace {
+constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
+
+// True when the peer has neither closed nor sent anything unexpected while we held the
+// connection idle. A stale connection is dropped here rather than failing a request later.
+bool still_open(tcp::socket& socket) {
+    char byte;
+    ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+}  // namespace
+
+upstream_connection::~upstream_connection() {
+    boost::system::error_code ec;
+    lowest().socket().close(ec);
+}
+
+upstream_pool::upstream_pool(net::io_context& io, const config::upstream_pool& cfg,
+                             worker_counters& c)
+    : io_(io), cfg_(cfg), counters_(c), sweep_timer_(io) {}
+
+upstream_pool::~upstream_pool() = default;
+
+upstream_pool::endpoint_state& upstream_pool::state(std::uint32_t id) {
+    if (id >= endpoints_.size()) {
+        endpoints_.resize(id + 1);
+    }
+    return endpoints_[id];
+}
+
+std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
+                                                              clock::time_point now) {
+    while (!s.idle.empty()) {
+        auto c = std::move(s.idle.back());
+        s.idle.pop_back();
+        if (now - c->idle_since < cfg_.idle_timeout && still_open(c->lowest().socket())) {
+            return c;
+        }
+    }
+    return nullptr;
+}
+
+void upstream_pool::record_failure(endpoint_state& s, const config::passive_health& health,
+                                   clock::time_point now) {
+    ++s.consecutive_failures;
+    bump(counters_.upstream_connect_failures);
+    if (health.max_fails > 0 && s.consecutive_failures >= health.max_fails) {
+        s.ejected_until = now + health.fail_timeout;
+        // Pooled connections to a failing endpoint are not trusted either.
+        s.idle.clear();
+    }
+}
+
+net::awaitable<boost::system::error_code> upstream_pool::connect(
+    upstream_connection& c, const routing::upstream_endpoint& ep,
+    const routing::version_route& version, std::chrono::milliseconds timeout) {
+    if (version.tls) {
+        c.tls_context = version.tls;
+        c.secure.emplace(io_, *c.tls_context);
+    } else {
+        c.plain.emplace(io_);
+    }
+    c.endpoint_id = ep.id;
+    auto& lowest = c.lowest();
+    lowest.expires_after(timeout);
+    auto [ec] = co_await lowest.async_connect(ep.address, nothrow_awaitable);
+    if (ec) {
+        co_return ec;
+    }
+    lowest.socket().set_option(tcp::no_delay(true), ec);
+    if (c.secure) {
+        const std::string& name = version.tls_server_name;
+        if (!SSL_set_tlsext_host_name(c.secure->native_handle(), name.c_str())) {
+            co_return boost::system::error_code(static_cast<int>(::ERR_get_error()),
+                                                net::error::get_ssl_category());
+        }
+        if (version.tls_verify) {
+            c.secure->set_verify_callback(net::ssl::host_name_verification(name));
+        }
+        auto [hec] = co_await c.secure->async_handshake(net::ssl::stream_base::client,
+                                                        nothrow_awaitable);
+        if (hec) {
+            co_return hec;
+        }
+    }
+    lowest.expires_never();
+    co_return boost::system::error_code{};
+}
+
+net::awaitable<acquired> upstream_pool::acquire(const routing::model_route& model,
+                                                const routing::version_route& version) {
+    acquired out;
+    const auto& eps = version.endpoints;
+    if (eps.empty()) {
+        out.status = acquire_status::no_healthy_upstream;
+        out.detail = "version " + version.name + " has no endpoints";
+        co_return out;
+    }
+    auto& first = state(eps.front().id);
+    const std::uint32_t start = first.round_robin++;
+    bool attempted = false;
+    for (std::size_t k = 0; k < eps.size(); ++k) {
+        const auto& ep = eps[(start + k) % eps.size()];
+        auto& s = state(ep.id);
+        auto now = clock::now();
+        if (s.ejected_until > now) {
+            continue;
+        }
+        if (auto c = take_idle(s, now)) {
+            bump(counters_.upstream_reused);
+            out.status = acquire_status::ok;
+            out.connection = std::move(c);
+            out.endpoint = &ep;
+            out.reused = true;
+            co_return out;
+        }
+        attempted = true;
+        auto c = std::make_unique<upstream_connection>();
+        bump(counters_.upstream_connects);
+        auto ec = co_await connect(*c, ep, version, model.timeouts.connect);
+        if (!ec) {
+            state(ep.id).consecutive_failures = 0;
+            out.status = acquire_status::ok;
+            out.connection = std::move(c);
+            out.endpoint = &ep;
+            co_return out;
+        }
+        // endpoints_ may have grown while we waited: look the state up again.
+        record_failure(state(ep.id), model.health, clock::now());
+        bool timed_out = ec == beast::error::timeout;
+        out.status = timed_out ? acquire_status::connect_timeout : acquire_status::connect_failed;
+        out.detail = "connect to " + ep.authority + " failed: " +
+                     (timed_out ? std::string("timed out") : ec.message());
+    }
+    if (!attempted) {
+        out.status = acquire_status::no_healthy_upstream;
+        out.detail = "every endpoint of version " + version.name +
+                     " failed recently and is ejected";
+    }
+    co_return out;
+}
+
+void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
+    if (stopped_ || cfg_.max_idle_per_endpoint == 0) {
+        return;
+    }
+    auto& s = state(connection->endpoint_id);
+    if (s.idle.size() >= cfg_.max_idle_per_endpoint) {
+        s.idle.erase(s.idle.begin());  // drop the oldest
+    }
+    connection->idle_since = clock::now();
+    connection->lowest().expires_never();
+    s.idle.push_back(std::move(connection));
+}
+
+void upstream_pool::start() {
+    net::co_spawn(io_, sweep(), net::detached);
+}
+
+void upstream_pool::stop() {
+    stopped_ = true;
+    sweep_timer_.cancel();
+    for (auto& s : endpoints_) {
+        s.idle.clear();
+    }
+}
+
+std::size_t upstream_pool::idle_count() const {
+    std::size_t n = 0;
+    for (const auto& s : endpoints_) {
+        n += s.idle.size();
+    }
+    return n;
+}
+
+net::awaitable<void> upstream_pool::sweep() {
+    while (!stopped_) {
+        sweep_timer_.expires_after(std::chrono::seconds(1));
+        [[maybe_unused]] auto [ec] = co_await sweep_timer_.async_wait(nothrow_awaitable);
+        if (stopped_) {
+            break;
+        }
+        auto now = clock::now();
+        for (auto& s : endpoints_) {
+            std::erase_if(s.idle, [&](const auto& c) {
+                return now - c->idle_since >= cfg_.idle_timeout || !still_open(c->lowest().socket());
+            });
+        }
+    }
+}
+
+}  // namespace stagegate::proxy

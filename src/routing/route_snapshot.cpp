@@ -1,0 +1,368 @@
+#include "stagegate/routing/route_snapshot.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace stagegate::routing {
+namespace {
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Builds the bands from per-version weights: candidates first, stable last.
+void rebuild_bands(model_route& m) {
+    m.bands.clear();
+    std::uint32_t upper = 0;
+    for (std::uint32_t v = 0; v < m.versions.size(); ++v) {
+        if (v != m.stable && m.weights[v] > 0) {
+            upper += m.weights[v];
+            m.bands.push_back({upper, v});
+        }
+    }
+    m.bands.push_back({total_weight, m.stable});
+}
+
+std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL) {
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+std::uint64_t fmix64(std::uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+// SAX handler that stops as soon as it knows the top-level "model" value.
+class model_field_finder : public nlohmann::json_sax<nlohmann::json> {
+public:
+    std::optional<std::string> found;
+
+    bool null() override { return value(); }
+    bool boolean(bool) override { return value(); }
+    bool number_integer(number_integer_t) override { return value(); }
+    bool number_unsigned(number_unsigned_t) override { return value(); }
+    bool number_float(number_float_t, const string_t&) override { return value(); }
+    bool string(string_t& s) override {
+        if (depth_ == 1 && key_is_model_) {
+            found = std::move(s);
+            return false;  // done: stop parsing
+        }
+        return value();
+    }
+    bool binary(binary_t&) override { return value(); }
+    bool start_object(std::size_t) override {
+        if (depth_ == 0 && seen_root_) {
+            return false;
+        }
+        seen_root_ = true;
+        key_is_model_ = false;
+        ++depth_;
+        return true;
+    }
+    bool key(string_t& k) override {
+        key_is_model_ = depth_ == 1 && k == "model";
+        return true;
+    }
+    bool end_object() override {
+        --depth_;
+        key_is_model_ = false;
+        return depth_ > 0;  // the root closed without a model: stop
+    }
+    bool start_array(std::size_t) override {
+        if (depth_ == 0) {
+            return false;  // the root must be an object
+        }
+        ++depth_;
+        key_is_model_ = false;
+        return true;
+    }
+    bool end_array() override {
+        --depth_;
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+        return false;  // never throw: an unparsable body simply has no model
+    }
+
+private:
+    bool value() {
+        key_is_model_ = false;
+        return depth_ > 0;
+    }
+    int depth_ = 0;
+    bool seen_root_ = false;
+    bool key_is_model_ = false;
+};
+
+}  // namespace
+
+std::uint32_t model_route::find_version(std::string_view version_name) const {
+    for (std::uint32_t i = 0; i < versions.size(); ++i) {
+        if (versions[i].name == version_name) {
+            return i;
+        }
+    }
+    return no_version;
+}
+
+const model_route* route_snapshot::find_model(std::string_view name) const {
+    for (const auto& m : models) {
+        if (m.name == name) {
+            return &m;
+        }
+    }
+    return nullptr;
+}
+
+path_match match_path(const route_snapshot& routes, std::string_view target) {
+    std::string_view path = target.substr(0, target.find('?'));
+    // Custom prefixes first, longest wins; a prefix matches whole segments only.
+    const model_route* best = nullptr;
+    std::size_t best_len = 0;
+    for (const auto& m : routes.models) {
+        for (const auto& prefix : m.route.path_prefixes) {
+            std::string_view p = prefix;
+            bool segment_end = path.size() == p.size() || p.back() == '/' ||
+                               (path.size() > p.size() && path[p.size()] == '/');
+            if (p.size() > best_len && starts_with(path, p) && segment_end) {
+                best = &m;
+                best_len = p.size();
+            }
+        }
+    }
+    if (best) {
+        return {match_outcome::model, best, best->name};
+    }
+    auto model_segment = [&](std::string_view rest, bool v1) -> path_match {
+        std::size_t end = rest.find_first_of(v1 ? ":/" : "/");
+        std::string_view name = rest.substr(0, end);
+        if (name.empty()) {
+            return {match_outcome::no_route, nullptr, {}};
+        }
+        const model_route* m = routes.find_model(name);
+        if (!m || !(v1 ? m->route.kserve_v1 : m->route.kserve_v2)) {
+            return {match_outcome::unknown_model, nullptr, name};
+        }
+        return {match_outcome::model, m, name};
+    };
+    if (starts_with(path, "/v1/models/")) {
+        return model_segment(path.substr(11), true);
+    }
+    if (starts_with(path, "/v2/models/")) {
+        return model_segment(path.substr(11), false);
+    }
+    if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings") {
+        return {match_outcome::needs_body, nullptr, {}};
+    }
+    return {match_outcome::no_route, nullptr, {}};
+}
+
+std::optional<std::string> body_model_field(std::string_view body) {
+    model_field_finder finder;
+    nlohmann::json::sax_parse(body.begin(), body.end(), &finder,
+                              nlohmann::json::input_format_t::json, /*strict=*/false);
+    return std::move(finder.found);
+}
+
+const model_route* match_body_model(const route_snapshot& routes, std::string_view name) {
+    const model_route* m = routes.find_model(name);
+    return m && m->route.openai ? m : nullptr;
+}
+
+std::uint64_t sticky_hash(std::string_view key, std::uint64_t salt) {
+    return fmix64(fnv1a(key) ^ salt);
+}
+
+std::uint32_t pick_version(const model_route& model, std::uint32_t point) {
+    for (const auto& b : model.bands) {
+        if (point < b.upper) {
+            return b.version;
+        }
+    }
+    return model.stable;
+}
+
+std::string_view find_cookie(std::string_view header, std::string_view name) {
+    while (!header.empty()) {
+        std::size_t end = header.find(';');
+        std::string_view pair = header.substr(0, end);
+        header = end == std::string_view::npos ? std::string_view{} : header.substr(end + 1);
+        while (!pair.empty() && pair.front() == ' ') {
+            pair.remove_prefix(1);
+        }
+        std::size_t eq = pair.find('=');
+        if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+            std::string_view value = pair.substr(eq + 1);
+            while (!value.empty() && value.back() == ' ') {
+                value.remove_suffix(1);
+            }
+            if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+                value = value.substr(1, value.size() - 2);
+            }
+            return value;
+        }
+    }
+    return {};
+}
+
+std::uint32_t endpoint_registry::id_for(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto [it, fresh] = ids_.emplace(key, static_cast<std::uint32_t>(ids_.size()));
+    return it->second;
+}
+
+std::uint32_t endpoint_registry::size() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::uint32_t>(ids_.size());
+}
+
+result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gateway& cfg,
+                                                             endpoint_registry& registry,
+                                                             std::uint64_t generation) {
+    namespace net = boost::asio;
+    using tcp = net::ip::tcp;
+    auto snap = std::make_shared<route_snapshot>();
+    snap->generation = generation;
+    std::vector<problem> problems;
+    net::io_context resolver_context;
+    tcp::resolver resolver(resolver_context);
+
+    for (std::size_t mi = 0; mi < cfg.models.size(); ++mi) {
+        const auto& mc = cfg.models[mi];
+        model_route m;
+        m.name = mc.name;
+        m.route = mc.route;
+        m.stage = mc.split.stage;
+        m.sticky_header = mc.split.sticky_key.header;
+        m.sticky_cookie = mc.split.sticky_key.cookie;
+        m.allow_force_version = mc.split.allow_force_version;
+        m.hash_salt = fmix64(fnv1a(mc.name));
+        m.timeouts = mc.timeouts;
+        m.health = mc.health;
+        for (std::size_t vi = 0; vi < mc.versions.size(); ++vi) {
+            const auto& vc = mc.versions[vi];
+            version_route v;
+            v.name = vc.name;
+            if (vc.tls) {
+                boost::system::error_code ec;
+                auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+                ctx->set_options(net::ssl::context::no_sslv2 | net::ssl::context::no_sslv3 |
+                                 net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+                if (vc.tls->ca_file.empty()) {
+                    ctx->set_default_verify_paths(ec);
+                } else {
+                    ctx->load_verify_file(vc.tls->ca_file, ec);
+                }
+                if (ec) {
+                    problems.push_back({"/models/" + std::to_string(mi) + "/versions/" +
+                                            std::to_string(vi) + "/tls/ca_file",
+                                        "cannot load CA certificates: " + ec.message()});
+                }
+                ctx->set_verify_mode(vc.tls->verify ? net::ssl::verify_peer : net::ssl::verify_none);
+                v.tls = std::move(ctx);
+                v.tls_verify = vc.tls->verify;
+                v.tls_server_name = vc.tls->server_name;
+            }
+            for (std::size_t ei = 0; ei < vc.endpoints.size(); ++ei) {
+                const auto& ec_cfg = vc.endpoints[ei];
+                upstream_endpoint ep;
+                ep.host = ec_cfg.host;
+                ep.port = ec_cfg.port;
+                ep.authority = ec_cfg.host + ":" + std::to_string(ec_cfg.port);
+                boost::system::error_code ec;
+                auto results = resolver.resolve(ec_cfg.host, std::to_string(ec_cfg.port),
+                                                tcp::resolver::numeric_service, ec);
+                if (ec || results.empty()) {
+                    problems.push_back({"/models/" + std::to_string(mi) + "/versions/" +
+                                            std::to_string(vi) + "/endpoints/" +
+                                            std::to_string(ei),
+                                        "cannot resolve " + ep.authority + ": " +
+                                            (ec ? ec.message() : "no address")});
+                    continue;
+                }
+                ep.address = results.begin()->endpoint();
+                ep.id = registry.id_for(ep.authority + (v.tls ? "|tls" : "|tcp"));
+                if (v.tls && v.tls_server_name.empty()) {
+                    v.tls_server_name = ep.host;
+                }
+                v.endpoints.push_back(std::move(ep));
+            }
+            m.versions.push_back(std::move(v));
+        }
+        m.stable = m.find_version(mc.stable);
+        m.weights.assign(m.versions.size(), 0);
+        for (const auto& [name, bp] : mc.split.weights) {
+            auto idx = m.find_version(name);
+            if (idx != no_version) {
+                m.weights[idx] = bp;
+            }
+        }
+        if (m.stable == no_version) {
+            problems.push_back({"/models/" + std::to_string(mi) + "/stable", "unknown version"});
+            continue;
+        }
+        rebuild_bands(m);
+        snap->models.push_back(std::move(m));
+    }
+    if (!problems.empty()) {
+        return error{"invalid_config", "cannot build routes", std::move(problems)};
+    }
+    snap->endpoint_count = registry.size();
+    return std::shared_ptr<const route_snapshot>(std::move(snap));
+}
+
+result<std::shared_ptr<const route_snapshot>> with_traffic(
+    const route_snapshot& base, std::string_view model,
+    const std::map<std::string, std::uint32_t>& weights, std::string stage) {
+    auto snap = std::make_shared<route_snapshot>(base);
+    snap->generation = base.generation + 1;
+    model_route* target = nullptr;
+    for (auto& m : snap->models) {
+        if (m.name == model) {
+            target = &m;
+        }
+    }
+    if (!target) {
+        return error::make("unknown_model", "no model named \"" + std::string(model) + "\"");
+    }
+    std::vector<std::uint32_t> next(target->versions.size(), 0);
+    std::uint64_t sum = 0;
+    std::vector<problem> problems;
+    for (const auto& [name, bp] : weights) {
+        auto idx = target->find_version(name);
+        if (idx == no_version) {
+            problems.push_back({"/weights/" + name, "names no version of model " + target->name});
+            continue;
+        }
+        if (bp > total_weight) {
+            problems.push_back({"/weights/" + name, "must be at most 10000 basis points"});
+            continue;
+        }
+        next[idx] = bp;
+        sum += bp;
+    }
+    if (problems.empty() && sum != total_weight) {
+        problems.push_back(
+            {"/weights", "must sum to 10000 basis points, got " + std::to_string(sum)});
+    }
+    if (!problems.empty()) {
+        return error{"invalid_weights", "weights rejected", std::move(problems)};
+    }
+    target->weights = std::move(next);
+    target->stage = std::move(stage);
+    rebuild_bands(*target);
+    return std::shared_ptr<const route_snapshot>(std::move(snap));
+}
+
+}  // namespace stagegate::routing

@@ -1,0 +1,295 @@
+#include "stagegate/server/gateway.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <iostream>
+
+namespace stagegate::server {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+namespace {
+constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
+
+net::awaitable<void> accept_loop(tcp::acceptor& acceptor, proxy::worker& w,
+                                 net::ssl::context* tls) {
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable);
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+            co_return;
+        }
+        if (ec) {
+            // EMFILE and friends: back off briefly instead of spinning.
+            net::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+            co_await t.async_wait(nothrow_awaitable);
+            continue;
+        }
+        w.start_session(std::move(socket), tls);
+    }
+}
+}  // namespace
+
+struct gateway::worker_thread {
+    net::io_context io{1};
+    std::unique_ptr<net::executor_work_guard<net::io_context::executor_type>> guard;
+    std::unique_ptr<proxy::worker> proxy;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+    std::thread thread;
+    std::atomic<bool> forced{false};
+
+    ~worker_thread() {
+        acceptors.clear();
+        if (forced.load()) {
+            // io was stopped with coroutine frames still pending; their destructors (run by
+            // ~io_context) refer to the worker, so it must outlive them. Only reached when a
+            // connection ignored both the drain and the abort; the process is exiting.
+            (void)proxy.release();
+        }
+    }
+};
+
+gateway::gateway(config::gateway cfg) : cfg_(std::move(cfg)) {}
+
+gateway::~gateway() {
+    stop();
+    wait();
+}
+
+result<void> gateway::start() {
+    auto built = routing::build_snapshot(cfg_, registry_);
+    if (!built) {
+        return built.error();
+    }
+    routes_ = *built;
+
+    // TLS contexts for listeners, shared read-only by every worker.
+    std::vector<std::shared_ptr<net::ssl::context>> tls;
+    for (std::size_t i = 0; i < cfg_.listeners.size(); ++i) {
+        const auto& l = cfg_.listeners[i];
+        if (!l.tls) {
+            tls.push_back(nullptr);
+            continue;
+        }
+        auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+        boost::system::error_code ec;
+        ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                             net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                             net::ssl::context::no_tlsv1_1,
+                         ec);
+        ctx->use_certificate_chain_file(l.tls->cert_file, ec);
+        if (!ec) {
+            ctx->use_private_key_file(l.tls->key_file, net::ssl::context::pem, ec);
+        }
+        if (ec) {
+            return error::make("tls_setup_failed", "listener " + std::to_string(i) +
+                                                       ": cannot load certificate or key: " +
+                                                       ec.message());
+        }
+        tls.push_back(std::move(ctx));
+    }
+
+    std::uint32_t n = cfg_.workers ? cfg_.workers : std::max(1u, std::thread::hardware_concurrency());
+    proxy::settings s{cfg_.limit, cfg_.client, cfg_.pool};
+    ports_.assign(cfg_.listeners.size(), 0);
+    for (std::uint32_t i = 0; i < n; ++i) {
+        auto wt = std::make_unique<worker_thread>();
+        wt->proxy = std::make_unique<proxy::worker>(wt->io, s, i);
+        wt->proxy->set_routes(routes_);
+        for (std::size_t li = 0; li < cfg_.listeners.size(); ++li) {
+            const auto& l = cfg_.listeners[li];
+            boost::system::error_code ec;
+            auto address = net::ip::make_address(l.address, ec);
+            if (ec) {
+                return error::make("bad_listener", "listener " + std::to_string(li) +
+                                                       ": invalid address " + l.address);
+            }
+            // Worker 0 binds the configured port (maybe 0); the others join the same port.
+            tcp::endpoint ep(address, i == 0 ? l.port : ports_[li]);
+            auto acceptor = std::make_unique<tcp::acceptor>(wt->io);
+            acceptor->open(ep.protocol(), ec);
+            if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+            if (!ec) acceptor->set_option(reuse_port(true), ec);
+            if (!ec) acceptor->bind(ep, ec);
+            if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+            if (ec) {
+                return error::make("bind_failed", "cannot listen on " + l.address + ":" +
+                                                      std::to_string(ep.port()) + ": " +
+                                                      ec.message());
+            }
+            if (i == 0) {
+                ports_[li] = acceptor->local_endpoint().port();
+            }
+            net::co_spawn(wt->io, accept_loop(*acceptor, *wt->proxy, tls[li].get()),
+                          net::detached);
+            wt->acceptors.push_back(std::move(acceptor));
+        }
+        workers_.push_back(std::move(wt));
+    }
+    tls_contexts_ = std::move(tls);
+    for (auto& wt : workers_) {
+        wt->guard = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(
+            wt->io.get_executor());
+        wt->thread = std::thread([io = &wt->io] { io->run(); });
+    }
+    control_guard_ = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(
+        control_io_.get_executor());
+    control_thread_ = std::thread([this] { control_io_.run(); });
+    started_ = true;
+    return {};
+}
+
+void gateway::publish(std::shared_ptr<const routing::route_snapshot> routes) {
+    {
+        std::lock_guard lock(routes_mutex_);
+        if (routes_ && routes->generation <= routes_->generation) {
+            return;
+        }
+        routes_ = routes;
+    }
+    for (auto& wt : workers_) {
+        net::post(wt->io, [w = wt->proxy.get(), routes] {
+            if (!w->routes() || w->routes()->generation < routes->generation) {
+                w->set_routes(routes);
+            }
+        });
+    }
+}
+
+std::shared_ptr<const routing::route_snapshot> gateway::routes() const {
+    std::lock_guard lock(routes_mutex_);
+    return routes_;
+}
+
+result<void> gateway::set_traffic(std::string_view model,
+                                  const std::map<std::string, std::uint32_t>& weights,
+                                  std::string stage) {
+    std::shared_ptr<const routing::route_snapshot> next;
+    {
+        std::lock_guard lock(routes_mutex_);
+        if (!routes_) {
+            return error::make("not_started", "the gateway has no routes yet");
+        }
+        auto built = routing::with_traffic(*routes_, model, weights, std::move(stage));
+        if (!built) {
+            return built.error();
+        }
+        next = *built;
+    }
+    publish(std::move(next));
+    return {};
+}
+
+std::uint64_t gateway::applied_generation() const {
+    std::uint64_t lowest = UINT64_MAX;
+    for (const auto& wt : workers_) {
+        lowest = std::min(lowest, wt->proxy->routes_generation());
+    }
+    return workers_.empty() ? 0 : lowest;
+}
+
+worker_totals gateway::totals() const {
+    worker_totals t;
+    for (const auto& wt : workers_) {
+        const auto& c = wt->proxy->counters();
+        auto get = [](const std::atomic<std::uint64_t>& a) {
+            return a.load(std::memory_order_relaxed);
+        };
+        t.connections_accepted += get(c.connections_accepted);
+        t.connections_active += get(c.connections_active);
+        t.connections_shed += get(c.connections_shed);
+        t.requests += get(c.requests);
+        t.upstream_connects += get(c.upstream_connects);
+        t.upstream_reused += get(c.upstream_reused);
+        t.upstream_connect_failures += get(c.upstream_connect_failures);
+        t.error_replies += get(c.error_replies);
+    }
+    return t;
+}
+
+void gateway::stop() {
+    if (!started_) {
+        return;
+    }
+    std::call_once(stop_once_, [this] {
+        for (auto& wt : workers_) {
+            net::post(wt->io, [w = wt.get()] {
+                for (auto& a : w->acceptors) {
+                    boost::system::error_code ec;
+                    a->close(ec);
+                }
+                w->proxy->begin_drain();
+            });
+        }
+        auto deadline = std::chrono::steady_clock::now() + cfg_.client.drain;
+        net::post(control_io_, [this, deadline] { drain_step(deadline); });
+    });
+}
+
+void gateway::drain_step(std::chrono::steady_clock::time_point deadline) {
+    bool busy = false;
+    for (const auto& wt : workers_) {
+        busy = busy || wt->proxy->counters().connections_active.load(std::memory_order_relaxed) > 0;
+    }
+    if (busy && std::chrono::steady_clock::now() < deadline) {
+        auto timer = std::make_shared<net::steady_timer>(control_io_, std::chrono::milliseconds(20));
+        timer->async_wait([this, deadline, timer](boost::system::error_code) {
+            drain_step(deadline);
+        });
+        return;
+    }
+    if (busy) {
+        std::cerr << "stagegate: drain timeout passed with connections still open; closing them\n";
+        for (auto& wt : workers_) {
+            net::post(wt->io, [w = wt->proxy.get()] { w->abort_all(); });
+        }
+    }
+    // With no work left each worker's run() returns by itself; a last resort stops it.
+    for (auto& wt : workers_) {
+        wt->guard.reset();
+    }
+    finish_step(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+}
+
+void gateway::finish_step(std::chrono::steady_clock::time_point deadline) {
+    bool running = false;
+    for (auto& wt : workers_) {
+        running = running || !wt->io.stopped();
+    }
+    if (running && std::chrono::steady_clock::now() < deadline) {
+        auto timer = std::make_shared<net::steady_timer>(control_io_, std::chrono::milliseconds(10));
+        timer->async_wait([this, deadline, timer](boost::system::error_code) {
+            finish_step(deadline);
+        });
+        return;
+    }
+    for (auto& wt : workers_) {
+        if (!wt->io.stopped()) {
+            wt->forced = true;
+            wt->io.stop();
+        }
+    }
+    control_guard_.reset();
+}
+
+void gateway::wait() {
+    for (auto& wt : workers_) {
+        if (wt->thread.joinable()) {
+            wt->thread.join();
+        }
+    }
+    if (control_thread_.joinable()) {
+        control_thread_.join();
+    }
+}
+
+}  // namespace stagegate::server
