@@ -225,7 +225,7 @@ struct server::impl {
             if (auto pad = header_number(req, "X-Mock-Body-Bytes"); pad > res.body().size()) {
                 // Keep it JSON: pad inside a string field.
                 std::string tail = R"(,"padding":")";
-                auto fill = pad - res.body().size() - tail.size() - 2;
+                auto fill = pad - res.body().size() - tail.size() - 1;
                 res.body().pop_back();
                 res.body() += tail + std::string(fill, 'x') + "\"}";
             }

@@ -102,7 +102,7 @@ parse_failure classify_request_error(const boost::system::error_code& ec) {
     if (ec == http::error::body_limit) {
         return {http::status::payload_too_large, "body_too_large"};
     }
-    if (ec == http::error::bad_content_length) {
+    if (ec == http::error::bad_content_length || ec == http::error::multiple_content_length) {
         return {http::status::bad_request, "invalid_content_length"};
     }
     if (ec == http::error::bad_transfer_encoding) {

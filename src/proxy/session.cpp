@@ -425,6 +425,7 @@ net::awaitable<void> run_session(Stream stream, worker& w, std::string client_ad
                     break;
                 }
                 rc.keep_alive = false;
+                rc.request_id = make_request_id(w);
                 if (ec == beast::error::timeout) {
                     co_await send_error(stream, w, rc, http::status::request_timeout,
                                         "request_timeout", "the request was not received in time");

@@ -1,0 +1,18 @@
+# Multi-stage build on Debian bookworm, same build commands as README.md.
+FROM debian:bookworm AS build
+WORKDIR /src
+COPY . .
+RUN apt-get update && ./scripts/install-deps.sh && ./scripts/build.sh -DSTAGEGATE_TESTS=OFF
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libssl3 libstdc++6 ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home stagegate
+COPY --from=build /src/build/stagegate /src/build/stagegate-mockmodel /usr/local/bin/
+COPY --from=build /src/config /etc/stagegate
+USER 10001
+# 8080: inference traffic (see config)
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/stagegate"]
+CMD ["--config", "/etc/stagegate/demo.json"]

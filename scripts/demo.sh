@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, then runs the demo: stagegate (config/demo.json) on
+# :8080 in front of two stagegate-mockmodel processes playing v1 (stable, :9001) and v2
+# (candidate at 5 %, :9002). Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+./scripts/build.sh >/dev/null
+bin=build
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+"$bin/stagegate-mockmodel" --version v1 --listen 127.0.0.1:9001 --latency-ms 2 --jitter-ms 1 &
+pids+=($!)
+"$bin/stagegate-mockmodel" --version v2 --listen 127.0.0.1:9002 --latency-ms 3 --jitter-ms 1 --bias 0.02 &
+pids+=($!)
+"$bin/stagegate" --config config/demo.json &
+gw=$!
+pids+=($gw)
+for _ in $(seq 100); do
+  curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}' && break
+  sleep 0.1
+done
+cat <<'MSG'
+
+stagegate demo is up: model "demo", stable v1, candidate v2 at 5 % (stage canary-5).
+  curl -i -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'
+  curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-User-Id: alice' -d '{"instances":[[1,2]]}'
+  curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-Stagegate-Force-Version: v2' -d '{"instances":[[1,2]]}'
+  curl -i -X POST localhost:8080/v1/chat/completions -d '{"model":"demo","messages":[]}'
+Versions that answered 200 sample requests:
+MSG
+for _ in $(seq 200); do
+  curl -s -o /dev/null -D - -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}' \
+    | tr -d '\r' | grep -i '^x-stagegate-version'
+done | sort | uniq -c
+echo "Ctrl-C to stop."
+wait "$gw"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages stagegate needs to build, test and benchmark, skipping any
+# already present. Never pulls Debian's default Boost 1.74 dev packages (they conflict).
+set -euo pipefail
+packages=(g++ cmake make pkg-config libboost1.81-all-dev nlohmann-json3-dev libssl-dev
+          libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(wrk nginx-light haproxy)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,188 @@
+// Every error the data plane answers, each with its status and JSON body, and the process
+// still serving afterwards.
+#include "support/stack.hpp"
+#include "support/test_client.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace stagegate::test {
+namespace {
+
+using json = nlohmann::json;
+const std::string predict_body = R"({"instances":[[1,2]]})";
+
+// Asserts the status and the JSON error code, and that the request id is echoed.
+void expect_error(const reply& r, unsigned status, const std::string& code) {
+    ASSERT_EQ(r.status, status) << r.error << " " << r.body;
+    auto body = json::parse(r.body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << r.body;
+    EXPECT_EQ(body["error"]["code"], code) << r.body;
+    EXPECT_FALSE(body["error"]["message"].get<std::string>().empty());
+    EXPECT_EQ(body["error"]["request_id"], r.header("x-request-id"));
+    EXPECT_EQ(r.header("content-type"), "application/json");
+}
+
+void expect_still_serving(std::uint16_t port) {
+    EXPECT_EQ(request(port, "POST", "/v1/models/m:predict", predict_body).status, 200u);
+}
+
+TEST(Errors, UnknownModelAndNoRouteAre404) {
+    auto s = stack::make();
+    expect_error(request(s.port, "POST", "/v1/models/nope:predict", predict_body), 404,
+                 "unknown_model");
+    expect_error(request(s.port, "POST", "/v2/models/nope/infer", "{}"), 404, "unknown_model");
+    expect_error(request(s.port, "GET", "/index.html"), 404, "no_route");
+    expect_error(request(s.port, "POST", "/v1/chat/completions", R"({"model":"nope"})"), 404,
+                 "unknown_model");
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, OpenAiBodyWithoutModelIs400) {
+    auto s = stack::make();
+    expect_error(request(s.port, "POST", "/v1/chat/completions", R"({"messages":[]})"), 400,
+                 "missing_model");
+    expect_error(request(s.port, "POST", "/v1/chat/completions", "not json"), 400,
+                 "missing_model");
+}
+
+TEST(Errors, UnknownModelKeepsTheConnectionAlive) {
+    auto s = stack::make();
+    connection c(s.port);
+    auto r = c.request("POST", "/v1/models/nope:predict", predict_body);
+    expect_error(r, 404, "unknown_model");
+    EXPECT_TRUE(r.keep_alive);
+    EXPECT_EQ(c.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+}
+
+TEST(Errors, MalformedRequestIs400AndCloses) {
+    auto s = stack::make();
+    connection c(s.port);
+    auto r = c.raw("GARBAGE\r\n\r\n");
+    expect_error(r, 400, "bad_request");
+    EXPECT_FALSE(r.keep_alive);
+    EXPECT_TRUE(c.peer_closed());
+    connection c2(s.port);
+    expect_error(c2.raw("POST /v1/models/m:predict HTTP/9.9\r\n\r\n"), 400, "bad_request");
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, HeaderTooLargeIs431) {
+    auto s = stack::make(0, 1, [](config::gateway& c) { c.limit.max_header_bytes = 4096; });
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Big", std::string(8000, 'a')}});
+    expect_error(r, 431, "header_too_large");
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, BodyTooLargeIs413) {
+    auto s = stack::make(0, 1, [](config::gateway& c) { c.limit.max_request_body_bytes = 1024; });
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", std::string(4096, 'x')), 413,
+                 "body_too_large");
+    connection c(s.port);  // chunked bodies are limited as they arrive
+    std::string chunk(1000, 'y');
+    auto r = c.raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3e8\r\n" + chunk + "\r\n3e8\r\n" + chunk + "\r\n0\r\n\r\n");
+    expect_error(r, 413, "body_too_large");
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, ContentLengthWithTransferEncodingIs400) {
+    auto s = stack::make();
+    connection c(s.port);
+    auto r = c.raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    ASSERT_EQ(r.status, 400u) << r.error;
+    EXPECT_FALSE(r.keep_alive);
+    EXPECT_EQ(s.v1->requests(), 0u);  // nothing smuggled through
+}
+
+TEST(Errors, InvalidContentLengthIs400) {
+    auto s = stack::make();
+    {
+        connection c(s.port);
+        expect_error(c.raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Length: abc\r\n\r\n"),
+                     400, "invalid_content_length");
+    }
+    {
+        connection c(s.port);
+        expect_error(c.raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+                     400, "invalid_content_length");
+    }
+    EXPECT_EQ(s.v1->requests(), 0u);
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, ConnectFailureIs502ThenEjectedEndpointGives503) {
+    auto dead = closed_port();
+    auto s = stack::make(0, 1, [&](config::gateway& c) {
+        c.models[0].versions[0].endpoints[0].port = dead;
+    });
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 502,
+                 "upstream_connect_failed");
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 503,
+                 "no_healthy_upstream");
+    // The other version is unaffected.
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Stagegate-Force-Version", "v2"}});
+    EXPECT_EQ(r.status, 200u);
+}
+
+TEST(Errors, FailedConnectIsRetriedOnAnotherEndpoint) {
+    auto dead = closed_port();
+    auto s = stack::make(0, 1, [&](config::gateway& c) {
+        auto live = c.models[0].versions[0].endpoints[0];
+        c.models[0].versions[0].endpoints = {{"127.0.0.1", dead}, live};
+    });
+    for (int i = 0; i < 20; ++i) {
+        auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+        ASSERT_EQ(r.status, 200u) << r.body;
+    }
+    EXPECT_GE(s.gateway->totals().upstream_connect_failures, 1u);
+}
+
+TEST(Errors, UpstreamTimeoutIs504) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.models[0].timeouts.first_byte = std::chrono::milliseconds(200);
+    });
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Mock-Delay-Ms", "3000"}}),
+                 504, "upstream_timeout");
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, UpstreamResetIs502AndNeverRetried) {
+    auto s = stack::make();
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Mock-Reset", "1"}}),
+                 502, "upstream_reset");
+    EXPECT_EQ(s.v1->requests(), 1u);  // the request reached the backend: no retry
+    expect_still_serving(s.port);
+}
+
+TEST(Errors, UpstreamErrorStatusPassesThrough) {
+    auto s = stack::make();
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Mock-Status", "503"}});
+    EXPECT_EQ(r.status, 503u);
+    EXPECT_EQ(json::parse(r.body)["error"]["code"], "mock_failure");
+    EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+}
+
+TEST(Errors, ConnectionsOverTheLimitAreShedWith503) {
+    auto s = stack::make(0, 1, [](config::gateway& c) { c.limit.max_connections_per_worker = 2; });
+    connection a(s.port);
+    connection b(s.port);
+    ASSERT_EQ(a.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+    ASSERT_EQ(b.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+    connection c(s.port);
+    auto r = c.read_reply();  // answered without sending anything
+    expect_error(r, 503, "overloaded");
+    EXPECT_FALSE(r.keep_alive);
+    EXPECT_EQ(a.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+}
+
+}  // namespace
+}  // namespace stagegate::test

@@ -1,0 +1,118 @@
+// The real executables: --check-config, the demo config, and SIGTERM exiting 0.
+#include "support/test_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace stagegate::test {
+namespace {
+
+std::string bin(const std::string& name) {
+    return std::string(STAGEGATE_BIN_DIR) + "/" + name;
+}
+
+std::string source(const std::string& rel) {
+    return std::string(STAGEGATE_SOURCE_DIR) + "/" + rel;
+}
+
+struct run_result {
+    int status = -1;
+    std::string output;
+};
+
+run_result run(const std::string& command) {
+    run_result r;
+    FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+        r.output.append(buf, n);
+    }
+    int raw = ::pclose(p);
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    return r;
+}
+
+std::string temp_dir() {
+    char t[] = "/tmp/stagegate-proc-XXXXXX";
+    return ::mkdtemp(t);
+}
+
+pid_t spawn(const std::vector<std::string>& args) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        std::vector<char*> argv;
+        for (const auto& a : args) {
+            argv.push_back(const_cast<char*>(a.c_str()));
+        }
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    return pid;
+}
+
+std::uint16_t read_port(const std::string& file) {
+    std::uint16_t port = 0;
+    wait_until([&] {
+        std::ifstream in(file);
+        return static_cast<bool>(in >> port);
+    });
+    return port;
+}
+
+int wait_exit(pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(Process, CheckConfigAcceptsTheDemo) {
+    auto r = run(bin("stagegate") + " --check-config " + source("config/demo.json"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("ok"), std::string::npos);
+}
+
+TEST(Process, CheckConfigListsEveryProblemAndFails) {
+    auto dir = temp_dir();
+    std::ofstream(dir + "/bad.json") << R"({"listeners": [{"port": 8080, "bogus": 1}],
+      "models": [{"name": "m", "stable": "v1", "versions": [{"name": "v1", "endpoints": ["x"]}],
+                  "traffic": {"weights": {"v1": 5}}}]})";
+    auto r = run(bin("stagegate") + " --check-config " + dir + "/bad.json");
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("/listeners/0/bogus: unknown key"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("/models/0/versions/0/endpoints/0"), std::string::npos) << r.output;
+}
+
+TEST(Process, ServesAndExitsZeroOnSigterm) {
+    auto dir = temp_dir();
+    pid_t mock = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file",
+                        dir + "/mock.port"});
+    auto mock_port = read_port(dir + "/mock.port");
+    ASSERT_NE(mock_port, 0);
+    std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
+      "workers": 2,
+      "models": [{"name": "demo", "stable": "v1",
+                  "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << mock_port << R"("]}]}]})";
+    pid_t gw = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file",
+                      dir + "/gw.port"});
+    auto port = read_port(dir + "/gw.port");
+    ASSERT_NE(port, 0);
+    auto r = request(port, "POST", "/v1/models/demo:predict", R"({"instances":[[1,2]]})");
+    EXPECT_EQ(r.status, 200u) << r.error;
+    EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    ::kill(gw, SIGTERM);
+    EXPECT_EQ(wait_exit(gw), 0);
+    ::kill(mock, SIGTERM);
+    EXPECT_EQ(wait_exit(mock), 0);
+}
+
+}  // namespace
+}  // namespace stagegate::test

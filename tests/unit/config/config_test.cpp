@@ -1,0 +1,142 @@
+#include "stagegate/config/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace stagegate::config {
+namespace {
+
+const char* minimal = R"({
+  "listeners": [{"port": 8080}],
+  "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]}],
+              "stable": "v1"}]
+})";
+
+bool has_problem(const error& e, const std::string& path, const std::string& fragment) {
+    return std::any_of(e.problems.begin(), e.problems.end(), [&](const problem& p) {
+        return p.path == path && p.message.find(fragment) != std::string::npos;
+    });
+}
+
+TEST(ConfigParse, MinimalConfigGetsDefaults) {
+    auto cfg = parse(minimal);
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    ASSERT_EQ(cfg->models.size(), 1u);
+    const auto& m = cfg->models[0];
+    EXPECT_EQ(m.split.weights.at("v1"), 10000u);  // stable takes everything by default
+    EXPECT_TRUE(m.route.kserve_v1);
+    EXPECT_TRUE(m.route.openai);
+    EXPECT_EQ(m.timeouts.connect.count(), 1000);
+    EXPECT_EQ(cfg->listeners[0].address, "0.0.0.0");
+}
+
+TEST(ConfigParse, DemoConfigIsValid) {
+    auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/demo.json");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    EXPECT_EQ(cfg->models[0].split.weights.at("v2"), 500u);
+}
+
+TEST(ConfigParse, UnknownKeysAreErrorsWithTheirPath) {
+    auto cfg = parse(R"({
+      "listeners": [{"port": 8080, "prot": 1}],
+      "modles": [],
+      "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["a:1"], "tsl": {}}],
+                  "stable": "v1", "trafic": {}}]
+    })");
+    ASSERT_FALSE(cfg);
+    const auto& e = cfg.error();
+    EXPECT_EQ(e.code, "invalid_config");
+    EXPECT_TRUE(has_problem(e, "/listeners/0/prot", "unknown key"));
+    EXPECT_TRUE(has_problem(e, "/modles", "unknown key"));
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/0/tsl", "unknown key"));
+    EXPECT_TRUE(has_problem(e, "/models/0/trafic", "unknown key"));
+    EXPECT_EQ(e.problems.size(), 4u) << e.describe();
+}
+
+TEST(ConfigParse, EveryShapeProblemIsReportedAtOnce) {
+    auto cfg = parse(R"({
+      "listeners": [{"port": 70000}, {"port": "80"}],
+      "workers": -1,
+      "models": [{"versions": [{"name": "v1", "endpoints": ["nocolon", "h:0", 5]}],
+                  "stable": "v1", "timeouts": {"connect_ms": 1.5}}]
+    })");
+    ASSERT_FALSE(cfg);
+    const auto& e = cfg.error();
+    EXPECT_TRUE(has_problem(e, "/listeners/0/port", "between 0 and 65535"));
+    EXPECT_TRUE(has_problem(e, "/listeners/1/port", "expected a non-negative integer"));
+    EXPECT_TRUE(has_problem(e, "/workers", "must not be negative"));
+    EXPECT_TRUE(has_problem(e, "/models/0/name", "missing"));
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/0/endpoints/0", "host:port"));
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/0/endpoints/1", "host:port"));
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/0/endpoints/2", "host:port"));
+    EXPECT_TRUE(has_problem(e, "/models/0/timeouts/connect_ms", "integer"));
+}
+
+TEST(ConfigValidate, WeightsMustSumToTenThousandAndNameVersions) {
+    auto cfg = parse(R"({
+      "listeners": [{"port": 8080}],
+      "models": [{"name": "m", "stable": "v3",
+                  "versions": [{"name": "v1", "endpoints": ["h:1"]},
+                               {"name": "v1", "endpoints": ["h:2"]}],
+                  "traffic": {"weights": {"v1": 9000, "vx": 500}}}]
+    })");
+    ASSERT_FALSE(cfg);
+    const auto& e = cfg.error();
+    EXPECT_TRUE(has_problem(e, "/models/0/traffic/weights", "sum to 10000, got 9500"));
+    EXPECT_TRUE(has_problem(e, "/models/0/traffic/weights/vx", "names no version"));
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/1/name", "duplicate"));
+    EXPECT_TRUE(has_problem(e, "/models/0/stable", "names no version"));
+}
+
+TEST(ConfigValidate, DuplicateModelsAndPrefixes) {
+    auto cfg = parse(R"({
+      "listeners": [{"port": 8080}],
+      "models": [
+        {"name": "a", "stable": "v1", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+         "match": {"path_prefixes": ["/x"]}},
+        {"name": "a", "stable": "v1", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+         "match": {"path_prefixes": ["/x"]}}
+      ]
+    })");
+    ASSERT_FALSE(cfg);
+    EXPECT_TRUE(has_problem(cfg.error(), "/models/1/name", "duplicate model"));
+    EXPECT_TRUE(has_problem(cfg.error(), "/models/1/match/path_prefixes/0", "already used"));
+}
+
+TEST(ConfigParse, InvalidJsonSaysWhere) {
+    auto cfg = parse(R"({"listeners": [}")");
+    ASSERT_FALSE(cfg);
+    EXPECT_EQ(cfg.error().code, "invalid_json");
+    ASSERT_EQ(cfg.error().problems.size(), 1u);
+    EXPECT_NE(cfg.error().problems[0].message.find("line 1"), std::string::npos);
+}
+
+TEST(ConfigParse, CommentsAreAllowed) {
+    auto cfg = parse(std::string("// leading comment\n") + minimal);
+    EXPECT_TRUE(cfg) << cfg.error().describe();
+}
+
+TEST(ConfigParse, MissingFileIsAClearError) {
+    auto cfg = load_file("/nonexistent/stagegate.json");
+    ASSERT_FALSE(cfg);
+    EXPECT_EQ(cfg.error().code, "config_unreadable");
+}
+
+TEST(HostPort, ParsesNamesIpv4AndBracketedIpv6) {
+    endpoint ep;
+    ASSERT_TRUE(parse_host_port("model-a.svc:8500", ep));
+    EXPECT_EQ(ep.host, "model-a.svc");
+    EXPECT_EQ(ep.port, 8500);
+    ASSERT_TRUE(parse_host_port("[::1]:9000", ep));
+    EXPECT_EQ(ep.host, "::1");
+    EXPECT_FALSE(parse_host_port("::1:9000", ep));
+    EXPECT_FALSE(parse_host_port("h:", ep));
+    EXPECT_FALSE(parse_host_port(":80", ep));
+    EXPECT_FALSE(parse_host_port("h:65536", ep));
+    EXPECT_FALSE(parse_host_port("h:80x", ep));
+}
+
+}  // namespace
+}  // namespace stagegate::config

@@ -1,0 +1,201 @@
+#include "stagegate/routing/route_snapshot.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace stagegate::routing {
+namespace {
+
+config::gateway two_version_config(std::uint32_t candidate_bp) {
+    auto cfg = config::parse(R"({
+      "listeners": [{"port": 0}],
+      "models": [
+        {"name": "m", "stable": "v1",
+         "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]},
+                      {"name": "v2", "endpoints": ["127.0.0.1:9002", "127.0.0.1:9003"]}],
+         "traffic": {"weights": {"v1": 10000, "v2": 0}, "sticky": {"header": "X-User"}}},
+        {"name": "other", "stable": "a", "versions": [{"name": "a", "endpoints": ["127.0.0.1:9004"]}],
+         "match": {"kserve_v1": false, "openai": false, "path_prefixes": ["/custom/other"]}}
+      ]
+    })");
+    EXPECT_TRUE(cfg) << cfg.error().describe();
+    cfg->models[0].split.weights = {{"v1", 10000 - candidate_bp}, {"v2", candidate_bp}};
+    return *cfg;
+}
+
+std::shared_ptr<const route_snapshot> build(std::uint32_t candidate_bp) {
+    endpoint_registry registry;
+    auto snap = build_snapshot(two_version_config(candidate_bp), registry);
+    EXPECT_TRUE(snap) << snap.error().describe();
+    return *snap;
+}
+
+std::uint64_t splitmix(std::uint64_t& state) {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+TEST(MatchPath, KServeV1AndV2) {
+    auto snap = build(0);
+    auto v1 = match_path(*snap, "/v1/models/m:predict");
+    EXPECT_EQ(v1.outcome, match_outcome::model);
+    EXPECT_EQ(v1.model->name, "m");
+    EXPECT_EQ(match_path(*snap, "/v1/models/m/versions/3:predict").model->name, "m");
+    EXPECT_EQ(match_path(*snap, "/v2/models/m/infer").model->name, "m");
+    EXPECT_EQ(match_path(*snap, "/v2/models/m/infer?x=1").model->name, "m");
+    auto unknown = match_path(*snap, "/v1/models/zzz:predict");
+    EXPECT_EQ(unknown.outcome, match_outcome::unknown_model);
+    EXPECT_EQ(unknown.name, "zzz");
+    EXPECT_EQ(match_path(*snap, "/healthz").outcome, match_outcome::no_route);
+    EXPECT_EQ(match_path(*snap, "/v1/models/").outcome, match_outcome::no_route);
+}
+
+TEST(MatchPath, DisabledProtocolIsUnknownAndPrefixesMatchWholeSegments) {
+    auto snap = build(0);
+    EXPECT_EQ(match_path(*snap, "/v1/models/other:predict").outcome,
+              match_outcome::unknown_model);
+    EXPECT_EQ(match_path(*snap, "/v2/models/other/infer").model->name, "other");
+    EXPECT_EQ(match_path(*snap, "/custom/other").model->name, "other");
+    EXPECT_EQ(match_path(*snap, "/custom/other/predict").model->name, "other");
+    EXPECT_EQ(match_path(*snap, "/custom/otherwise").outcome, match_outcome::no_route);
+}
+
+TEST(MatchPath, OpenAiPathsNeedTheBody) {
+    auto snap = build(0);
+    EXPECT_EQ(match_path(*snap, "/v1/chat/completions").outcome, match_outcome::needs_body);
+    EXPECT_EQ(match_path(*snap, "/v1/completions").outcome, match_outcome::needs_body);
+    EXPECT_EQ(match_body_model(*snap, "m")->name, "m");
+    EXPECT_EQ(match_body_model(*snap, "other"), nullptr);  // openai disabled for it
+}
+
+TEST(BodyModelField, FindsTopLevelModelOnly) {
+    EXPECT_EQ(body_model_field(R"({"model":"m","messages":[]})"), "m");
+    EXPECT_EQ(body_model_field(R"({"messages":[{"model":"inner"}],"model":"outer"})"), "outer");
+    EXPECT_EQ(body_model_field(R"({"opts":{"model":"inner"}})"), std::nullopt);
+    EXPECT_EQ(body_model_field(R"({"model":5})"), std::nullopt);
+    EXPECT_EQ(body_model_field(R"(["model","m"])"), std::nullopt);
+    EXPECT_EQ(body_model_field("not json"), std::nullopt);
+    EXPECT_EQ(body_model_field(""), std::nullopt);
+    EXPECT_EQ(body_model_field(R"({"model":"m")"), "m");  // found before the truncation
+    EXPECT_EQ(body_model_field(std::string("{\"model\":\"\xff\"}")), std::nullopt);
+}
+
+TEST(PickVersion, ZeroWeightNeverPickedFullWeightAlways) {
+    auto none = build(0);
+    auto all = build(10000);
+    const auto& m0 = none->models[0];
+    const auto& m1 = all->models[0];
+    for (std::uint32_t p = 0; p < total_weight; ++p) {
+        ASSERT_EQ(pick_version(m0, p), m0.stable);
+        ASSERT_EQ(m1.versions[pick_version(m1, p)].name, "v2");
+    }
+}
+
+TEST(PickVersion, BandsAreExactBasisPoints) {
+    auto snap = build(500);
+    const auto& m = snap->models[0];
+    std::uint32_t candidate = 0;
+    for (std::uint32_t p = 0; p < total_weight; ++p) {
+        candidate += m.versions[pick_version(m, p)].name == "v2";
+    }
+    EXPECT_EQ(candidate, 500u);
+}
+
+TEST(PickVersion, RandomPointsSplitWithinBinomialInterval) {
+    // 200,000 draws at 5 %: mean 10,000, sd 97.5. +-5.3 sd (two-sided p < 1e-7) = +-517.
+    auto snap = build(500);
+    const auto& m = snap->models[0];
+    std::uint64_t state = 42;
+    int candidate = 0;
+    for (int i = 0; i < 200000; ++i) {
+        candidate += pick_version(m, point_from_u64(splitmix(state))) != m.stable;
+    }
+    EXPECT_NEAR(candidate, 10000, 517);
+}
+
+TEST(StickyHash, MonotoneWideningKeepsCandidateUsers) {
+    auto at5 = build(500);
+    auto at25 = build(2500);
+    const auto& m5 = at5->models[0];
+    const auto& m25 = at25->models[0];
+    ASSERT_EQ(m5.hash_salt, m25.hash_salt);
+    int on5 = 0;
+    int on25 = 0;
+    for (int user = 0; user < 20000; ++user) {
+        std::string key = "user-" + std::to_string(user);
+        auto point = point_from_u64(sticky_hash(key, m5.hash_salt));
+        bool c5 = pick_version(m5, point) != m5.stable;
+        bool c25 = pick_version(m25, point) != m25.stable;
+        on5 += c5;
+        on25 += c25;
+        ASSERT_TRUE(!c5 || c25) << key << " left the candidate when it widened";
+    }
+    // Hash quality: 20,000 keys, sd at 5 % = 30.8 and at 25 % = 61.2; +-5.3 sd bounds.
+    EXPECT_NEAR(on5, 1000, 164);
+    EXPECT_NEAR(on25, 5000, 325);
+}
+
+TEST(StickyHash, DifferentModelsGetDifferentSalts) {
+    auto snap = build(0);
+    EXPECT_NE(snap->models[0].hash_salt, snap->models[1].hash_salt);
+    EXPECT_NE(sticky_hash("u", 1), sticky_hash("u", 2));
+    EXPECT_EQ(sticky_hash("u", 1), sticky_hash("u", 1));
+}
+
+TEST(WithTraffic, ReplacesWeightsAndBumpsGeneration) {
+    auto snap = build(0);
+    auto next = with_traffic(*snap, "m", {{"v1", 7500}, {"v2", 2500}}, "canary-25");
+    ASSERT_TRUE(next) << next.error().describe();
+    EXPECT_EQ((*next)->generation, snap->generation + 1);
+    EXPECT_EQ((*next)->models[0].stage, "canary-25");
+    EXPECT_EQ((*next)->models[0].weights[1], 2500u);
+    EXPECT_EQ(snap->models[0].weights[1], 0u);  // the old snapshot is untouched
+    // Endpoint ids (pool keys) carry over.
+    EXPECT_EQ((*next)->models[0].versions[1].endpoints[1].id,
+              snap->models[0].versions[1].endpoints[1].id);
+}
+
+TEST(WithTraffic, RejectsBadWeights) {
+    auto snap = build(0);
+    auto bad_sum = with_traffic(*snap, "m", {{"v1", 7000}, {"v2", 2500}}, "s");
+    ASSERT_FALSE(bad_sum);
+    EXPECT_EQ(bad_sum.error().code, "invalid_weights");
+    EXPECT_FALSE(with_traffic(*snap, "m", {{"v1", 5000}, {"v9", 5000}}, "s"));
+    EXPECT_FALSE(with_traffic(*snap, "m", {{"v1", 20000}}, "s"));
+    auto unknown = with_traffic(*snap, "nope", {{"v1", 10000}}, "s");
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, "unknown_model");
+}
+
+TEST(BuildSnapshot, EndpointIdsAreStableAcrossBuilds) {
+    endpoint_registry registry;
+    auto a = build_snapshot(two_version_config(0), registry);
+    auto b = build_snapshot(two_version_config(500), registry);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ((*a)->models[0].versions[0].endpoints[0].id,
+              (*b)->models[0].versions[0].endpoints[0].id);
+    EXPECT_EQ((*b)->endpoint_count, 4u);
+}
+
+TEST(BuildSnapshot, UnresolvableHostIsAProblemWithItsPath) {
+    auto cfg = two_version_config(0);
+    cfg.models[0].versions[0].endpoints[0].host = "no-such-host.invalid";
+    endpoint_registry registry;
+    auto snap = build_snapshot(cfg, registry);
+    ASSERT_FALSE(snap);
+    ASSERT_FALSE(snap.error().problems.empty());
+    EXPECT_EQ(snap.error().problems[0].path, "/models/0/versions/0/endpoints/0");
+}
+
+TEST(FindCookie, ParsesPairs) {
+    EXPECT_EQ(find_cookie("a=1; user=abc; b=2", "user"), "abc");
+    EXPECT_EQ(find_cookie("user=\"q\"", "user"), "q");
+    EXPECT_EQ(find_cookie("xuser=1", "user"), "");
+    EXPECT_EQ(find_cookie("", "user"), "");
+}
+
+}  // namespace
+}  // namespace stagegate::routing
