@@ -10,12 +10,41 @@ namespace stagegate::proxy {
 
 namespace http = boost::beast::http;
 
-// Removes hop-by-hop headers (RFC 9110 7.6.1), including those named in Connection.
-// Message framing (Content-Length, Transfer-Encoding) is left to the caller.
-void strip_hop_by_hop(http::fields& fields);
+// What the proxy adds to a request it forwards upstream.
+struct forward_info {
+    std::string_view client_address;
+    bool client_tls = false;
+    std::string_view request_id;
+    unsigned client_version = 11;
+};
 
-// Appends the client address to X-Forwarded-For (or creates it).
-void append_forwarded_for(http::fields& fields, std::string_view client_address);
+// Writes the upstream request head (request line, the client's end-to-end headers, the
+// proxy's X-Forwarded-For/-Proto, Via and X-Request-Id, and Content-Length) into `out` as one
+// contiguous block: one iovec for the kernel instead of one per header piece.
+void serialize_request_head(std::string& out, const http::request_header<>& req,
+                            const forward_info& info, std::size_t body_size);
+
+enum class body_framing { none, content_length, chunked, close_delimited };
+
+// What the proxy stamps on a response it relays to the client.
+struct response_info {
+    std::string_view version;  // X-Stagegate-Version
+    std::string_view stage;    // X-Stagegate-Stage
+    std::string_view request_id;
+    unsigned client_version = 11;
+    bool keep_alive = true;
+    bool head_request = false;
+    body_framing framing = body_framing::none;
+    std::uint64_t content_length = 0;
+};
+
+// Writes the client response head: status line, the upstream's end-to-end headers, the
+// stamps, framing and connection management.
+void serialize_response_head(std::string& out, const http::response_header<>& res,
+                             const response_info& info);
+
+// Writes a chunk-size line ("1a2b\r\n") for chunked framing; returns its length.
+std::size_t format_chunk_size(char (&out)[24], std::size_t size);
 
 // A request id is kept only when it is short and printable (it is echoed into headers).
 bool acceptable_request_id(std::string_view id);

@@ -10,7 +10,9 @@
 #include <boost/beast/http.hpp>
 
 #include <array>
+#include <charconv>
 #include <cstdio>
+#include <span>
 #include <random>
 
 namespace stagegate::proxy {
@@ -18,33 +20,29 @@ namespace stagegate::proxy {
 namespace http = beast::http;
 
 struct session_slot {
-    beast::tcp_stream* stream = nullptr;
-    beast::tcp_stream* upstream = nullptr;  // while an exchange is in progress
-    bool idle = false;  // waiting for the first byte of the next request
+    stream_type* stream = nullptr;
+    stream_type* upstream = nullptr;  // while an exchange is in progress
+    bool idle = false;                // waiting for the first byte of the next request
     session_slot* prev = nullptr;
     session_slot* next = nullptr;
 };
 
 namespace {
 
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
-constexpr std::size_t relay_buffer_size = 16 * 1024;
-constexpr std::string_view version_header = "X-Stagegate-Version";
-constexpr std::string_view stage_header = "X-Stagegate-Stage";
 constexpr std::string_view force_header = "X-Stagegate-Force-Version";
 constexpr std::string_view request_id_header = "X-Request-Id";
 
 using request_t = http::request<http::string_body>;
 
 template <class Stream>
-beast::tcp_stream& lowest_of(Stream& s) {
+stream_type& lowest_of(Stream& s) {
     return beast::get_lowest_layer(s);
 }
 
 // Registers a session with its worker for the session's lifetime (drain finds idle ones).
 class slot_guard {
 public:
-    slot_guard(worker& w, beast::tcp_stream& stream) : w_(w) {
+    slot_guard(worker& w, stream_type& stream) : w_(w) {
         slot_.stream = &stream;
         w_.link(slot_);
     }
@@ -57,17 +55,25 @@ private:
 };
 
 std::string make_request_id(worker& w) {
+    static constexpr char hex[] = "0123456789abcdef";
     std::uint64_t a = w.next_random();
     std::uint64_t b = w.next_random();
-    // UUID version 4 layout.
+    // UUID version 4 layout: xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx
     a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
     b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-    char out[37];
-    std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx",
-                  static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
-                  static_cast<unsigned>(a & 0xffff), static_cast<unsigned>(b >> 48),
-                  static_cast<unsigned long long>(b & 0xffffffffffffULL));
-    return std::string(out, 36);
+    std::string out(36, '-');
+    int pos = 0;
+    auto put = [&](std::uint64_t v, int nibbles) {
+        for (int i = nibbles - 1; i >= 0; --i) {
+            if (pos == 8 || pos == 13 || pos == 18 || pos == 23) {
+                ++pos;
+            }
+            out[pos++] = hex[(v >> (i * 4)) & 0xf];
+        }
+    };
+    put(a, 16);
+    put(b, 16);
+    return out;
 }
 
 // Per-request facts shared by the routing and forwarding steps.
@@ -83,7 +89,7 @@ struct route_decision {
     const routing::model_route* model = nullptr;
     std::uint32_t version = routing::no_version;
     http::status error_status = http::status::ok;
-    std::string error_code;
+    std::string_view error_code;
     std::string error_message;
 };
 
@@ -158,9 +164,8 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
 }
 
 template <class Stream>
-net::awaitable<bool> send_error(Stream& stream, worker& w, const request_context& rc,
-                                http::status status, std::string_view code,
-                                std::string_view message) {
+task<bool> send_error(Stream& stream, worker& w, const request_context& rc, http::status status,
+                      std::string_view code, std::string_view message) {
     bump(w.counters().error_replies);
     auto res = error_response(status, code, message, rc.request_id, rc.keep_alive,
                               rc.client_version);
@@ -172,66 +177,79 @@ net::awaitable<bool> send_error(Stream& stream, worker& w, const request_context
     co_return !ec && rc.keep_alive;
 }
 
-// Adds the proxy's headers to the request going upstream.
-void prepare_upstream_request(request_t& req, const request_context& rc,
-                              std::string_view client_address, bool client_tls) {
-    strip_hop_by_hop(req);
-    req.erase(http::field::expect);
-    req.erase(force_header);
-    append_forwarded_for(req, client_address);
-    req.set("X-Forwarded-Proto", client_tls ? "https" : "http");
-    auto via = req.find(http::field::via);
-    std::string via_value = via == req.end() ? std::string() : std::string(via->value()) + ", ";
-    via_value += rc.client_version == 10 ? "1.0 stagegate" : "1.1 stagegate";
-    req.set(http::field::via, via_value);
-    req.set(request_id_header, rc.request_id);
-    req.version(11);
-    req.keep_alive(true);
-    req.prepare_payload();  // re-frames a chunked request with its now-known length
-}
-
 enum class exchange_result {
-    done_keep_alive,  // response fully relayed, the client connection may continue
-    done_close,       // response relayed (or error sent), close the client connection
+    done_keep_alive,         // response fully relayed, the client connection may continue
+    done_close,              // response relayed or cut short: close the client connection
     failed_before_response,  // nothing sent to the client yet: `status`/`code` say why
 };
 
 struct exchange_outcome {
     exchange_result result = exchange_result::done_close;
     http::status status = http::status::bad_gateway;
-    std::string code;
+    std::string_view code;
     std::string message;
+};
+
+// Everything one exchange needs besides the two streams.
+struct exchange_args {
+    request_t& req;
+    const request_context& rc;
+    worker& w;
+    const routing::model_route& model;
+    const routing::version_route& version;
+    const routing::upstream_endpoint& endpoint;
+    std::string& head;  // session-owned scratch for serialized heads
+    std::string_view client_address;
+    bool client_tls;
+};
+
+// Lends a relay buffer for one response and takes it back on every path.
+class borrowed_buffer {
+public:
+    explicit borrowed_buffer(upstream_pool& pool) : pool_(pool), buffer_(pool.borrow_buffer()) {}
+    ~borrowed_buffer() { pool_.return_buffer(std::move(buffer_)); }
+    char* data() { return buffer_.get(); }
+
+private:
+    upstream_pool& pool_;
+    relay_buffer buffer_;
 };
 
 // Writes the request upstream and streams the response back. `conn` is returned to the pool
 // only when the exchange ended cleanly on both sides.
 template <class Down, class Up>
-net::awaitable<exchange_outcome> exchange(Down& down, Up& up,
-                                          std::unique_ptr<upstream_connection>& conn,
-                                          request_t& req, const request_context& rc, worker& w,
-                                          const routing::model_route& model,
-                                          const routing::version_route& version,
-                                          const routing::upstream_endpoint& endpoint) {
+task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_connection>& conn,
+                                exchange_args a) {
     exchange_outcome out;
     auto& up_lowest = conn->lowest();
     const auto started = clock::now();
-    const auto total_deadline = started + model.timeouts.total;
-    const auto first_byte_deadline = std::min(started + model.timeouts.first_byte, total_deadline);
+    const auto total_deadline = started + a.model.timeouts.total;
+    const auto first_byte_deadline =
+        std::min(started + a.model.timeouts.first_byte, total_deadline);
     auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
         const bool timeout = ec == beast::error::timeout;
         const bool reset = ec == http::error::end_of_stream || ec == net::error::eof ||
                            ec == net::error::connection_reset || ec == net::error::broken_pipe;
         out.result = exchange_result::failed_before_response;
         out.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;
-        out.code = timeout ? "upstream_timeout" : reset ? "upstream_reset" : "upstream_protocol_error";
-        out.message = std::string(what) + " version " + version.name + " at " + endpoint.authority +
-                      ": " + (timeout ? std::string("timed out") : ec.message());
+        out.code = timeout ? "upstream_timeout"
+                           : (reset ? "upstream_reset" : "upstream_protocol_error");
+        out.message = std::string(what) + " version " + a.version.name + " at " +
+                      a.endpoint.authority + ": " +
+                      (timeout ? std::string("timed out") : ec.message());
         return out;
     };
 
+    a.head.clear();
+    serialize_request_head(a.head, a.req,
+                           forward_info{a.client_address, a.client_tls, a.rc.request_id,
+                                        a.rc.client_version},
+                           a.req.body().size());
     up_lowest.expires_at(first_byte_deadline);
     {
-        auto [ec, n] = co_await http::async_write(up, req, nothrow_awaitable);
+        std::array<net::const_buffer, 2> request_bytes{net::buffer(a.head),
+                                                       net::buffer(a.req.body())};
+        auto [ec, n] = co_await net::async_write(up, request_bytes, nothrow_awaitable);
         if (ec) {
             co_return fail(ec, "sending the request to");
         }
@@ -242,7 +260,7 @@ net::awaitable<exchange_outcome> exchange(Down& down, Up& up,
         parser.emplace();
         parser->body_limit(boost::none);
         parser->header_limit(64 * 1024);
-        if (rc.head) {
+        if (a.rc.head) {
             parser->skip(true);
         }
         auto [ec, n] = co_await http::async_read_header(up, conn->buffer, *parser,
@@ -257,84 +275,97 @@ net::awaitable<exchange_outcome> exchange(Down& down, Up& up,
     }
     auto& res = parser->get();
     const bool upstream_keep_alive = res.keep_alive();
-    strip_hop_by_hop(res);
-    res.version(11);
-    res.set(version_header, version.name);
-    res.set(stage_header, model.stage);
-    res.set(request_id_header, rc.request_id);
-    bool keep_alive = rc.keep_alive && !w.draining();
-    const bool has_body = !rc.head && res.result_int() != 204 && res.result_int() != 304;
-    if (has_body && !res.chunked() && !res.has_content_length()) {
-        // Close-delimited upstream body: chunk it for HTTP/1.1 clients, close for 1.0.
-        if (rc.client_version >= 11) {
-            res.chunked(true);
-        } else {
-            keep_alive = false;
-        }
+    response_info info;
+    info.version = a.version.name;
+    info.stage = a.model.stage;
+    info.request_id = a.rc.request_id;
+    info.client_version = a.rc.client_version;
+    info.head_request = a.rc.head;
+    info.keep_alive = a.rc.keep_alive && !a.w.draining();
+    const int status = res.result_int();
+    if (a.rc.head || status == 204 || status == 304) {
+        info.framing = body_framing::none;
+    } else if (auto length = parser->content_length()) {
+        info.framing = body_framing::content_length;
+        info.content_length = *length;
+    } else if (a.rc.client_version >= 11) {
+        info.framing = body_framing::chunked;  // upstream chunked or close-delimited
+    } else {
+        info.framing = body_framing::close_delimited;
+        info.keep_alive = false;
     }
-    if (rc.client_version < 11 && res.chunked()) {
-        res.chunked(false);
-        keep_alive = false;
-    }
-    res.keep_alive(keep_alive);
-    res.version(rc.client_version);
+    a.head.clear();
+    serialize_response_head(a.head, res, info);
 
-    // Borrow a relay buffer only for the life of this response: idle connections hold none.
-    auto buffer = std::make_unique<std::array<char, relay_buffer_size>>();
-    http::response_serializer<http::buffer_body> serializer{res};
-    bool wrote_any = false;
+    borrowed_buffer buffer(a.w.pool());
     auto& down_lowest = lowest_of(down);
+    bool head_sent = false;
+    static constexpr std::string_view crlf = "\r\n";
+    static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
+    static constexpr std::string_view last_chunk = "0\r\n\r\n";
     for (;;) {
+        std::size_t got = 0;
         if (!parser->is_done()) {
             up_lowest.expires_at(total_deadline);
-            res.body().data = buffer->data();
-            res.body().size = buffer->size();
+            res.body().data = buffer.data();
+            res.body().size = relay_buffer_size;
             auto [ec, n] = co_await http::async_read(up, conn->buffer, *parser, nothrow_awaitable);
             if (ec == http::error::need_buffer) {
                 ec = {};
             }
             if (ec) {
-                if (!wrote_any) {
+                if (!head_sent) {
                     co_return fail(ec, "reading the response body from");
                 }
-                out.result = exchange_result::done_close;  // the client sees a truncated body
+                out.result = exchange_result::done_close;  // the client sees a cut-short body
                 co_return out;
             }
-            res.body().size = buffer->size() - res.body().size;
-            res.body().data = buffer->data();
-            res.body().more = !parser->is_done();
-        } else {
-            res.body().data = nullptr;
-            res.body().size = 0;
-            res.body().more = false;
+            got = relay_buffer_size - res.body().size;
         }
-        down_lowest.expires_after(w.config().client.request);
-        auto [ec, n] = co_await http::async_write(down, serializer, nothrow_awaitable);
-        if (ec == http::error::need_buffer) {
-            ec = {};
+        const bool last = parser->is_done();
+        std::array<net::const_buffer, 4> pieces;
+        std::size_t count = 0;
+        char size_line[24];
+        if (!head_sent) {
+            pieces[count++] = net::buffer(a.head);
         }
-        if (ec) {
-            out.result = exchange_result::done_close;  // client went away; upstream is dirty
-            co_return out;
+        if (info.framing == body_framing::chunked) {
+            if (got > 0) {
+                pieces[count++] = net::buffer(size_line, format_chunk_size(size_line, got));
+                pieces[count++] = net::buffer(buffer.data(), got);
+                pieces[count++] = net::buffer(last ? crlf_last_chunk : crlf);
+            } else if (last) {
+                pieces[count++] = net::buffer(last_chunk);
+            }
+        } else if (got > 0) {
+            pieces[count++] = net::buffer(buffer.data(), got);
         }
-        wrote_any = true;
-        if (serializer.is_done()) {
+        if (count > 0) {
+            down_lowest.expires_after(a.w.config().client.request);
+            auto [ec, n] = co_await net::async_write(
+                down, std::span<const net::const_buffer>(pieces.data(), count), nothrow_awaitable);
+            if (ec) {
+                out.result = exchange_result::done_close;  // client went away; upstream dirty
+                co_return out;
+            }
+        }
+        head_sent = true;
+        if (last) {
             break;
         }
     }
-    if (parser->is_done() && upstream_keep_alive && !parser->need_eof() &&
-        conn->buffer.size() == 0) {
-        w.pool().release(std::move(conn));
+    if (upstream_keep_alive && !parser->need_eof() && conn->buffer.size() == 0) {
+        a.w.pool().release(std::move(conn));
     }
-    out.result = keep_alive ? exchange_result::done_keep_alive : exchange_result::done_close;
+    out.result = info.keep_alive ? exchange_result::done_keep_alive : exchange_result::done_close;
     co_return out;
 }
 
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
-net::awaitable<bool> handle_request(Stream& stream, worker& w, session_slot& slot,
-                                    request_t& req, request_context& rc,
-                                    const std::string& client_address, bool client_tls) {
+task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_t& req,
+                          request_context& rc, std::string& head,
+                          const std::string& client_address, bool client_tls) {
     bump(w.counters().requests);
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
     if (!routes) {
@@ -357,15 +388,14 @@ net::awaitable<bool> handle_request(Stream& stream, worker& w, session_slot& slo
             no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
             "model " + model.name + " version " + version.name + ": " + got.detail);
     }
-    prepare_upstream_request(req, rc, client_address, client_tls);
+    exchange_args args{req, rc, w, model, version, *got.endpoint, head, client_address,
+                       client_tls};
     exchange_outcome out;
     slot.upstream = &got.connection->lowest();
     if (got.connection->secure) {
-        out = co_await exchange(stream, *got.connection->secure, got.connection, req, rc, w, model,
-                                version, *got.endpoint);
+        out = co_await exchange(stream, *got.connection->secure, got.connection, args);
     } else {
-        out = co_await exchange(stream, *got.connection->plain, got.connection, req, rc, w, model,
-                                version, *got.endpoint);
+        out = co_await exchange(stream, *got.connection->plain, got.connection, args);
     }
     slot.upstream = nullptr;
     if (out.result == exchange_result::failed_before_response) {
@@ -376,18 +406,18 @@ net::awaitable<bool> handle_request(Stream& stream, worker& w, session_slot& slo
 }
 
 template <class Stream>
-net::awaitable<void> close_gracefully(Stream& stream) {
-    if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
+task<void> close_gracefully(Stream& stream) {
+    if constexpr (std::is_same_v<Stream, tls_stream_type>) {
         lowest_of(stream).expires_after(std::chrono::seconds(2));
-        auto [ec] = co_await stream.async_shutdown(nothrow_awaitable);
+        [[maybe_unused]] auto [ec] = co_await stream.async_shutdown(nothrow_awaitable);
     }
     boost::system::error_code ec;
     lowest_of(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 template <class Stream>
-net::awaitable<void> run_session(Stream stream, worker& w, std::string client_address) {
-    constexpr bool tls = std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>;
+task<void> run_session(Stream stream, worker& w, std::string client_address) {
+    constexpr bool tls = std::is_same_v<Stream, tls_stream_type>;
     auto& lowest = lowest_of(stream);
     slot_guard guard(w, lowest);
     auto& slot = guard.slot();
@@ -403,6 +433,7 @@ net::awaitable<void> run_session(Stream stream, worker& w, std::string client_ad
     }
 
     beast::flat_buffer buffer;
+    std::string head;  // serialized heads, reused across requests
     std::optional<http::request_parser<http::string_body>> parser;
     for (;;) {
         slot.idle = buffer.size() == 0;
@@ -421,7 +452,8 @@ net::awaitable<void> run_session(Stream stream, worker& w, std::string client_ad
             if (ec) {
                 bool got_bytes = buffer.size() > 0 || n > 0;
                 if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
-                    ec == net::error::connection_reset || (!got_bytes && ec == beast::error::timeout)) {
+                    ec == net::error::connection_reset ||
+                    (!got_bytes && ec == beast::error::timeout)) {
                     break;
                 }
                 rc.keep_alive = false;
@@ -465,7 +497,8 @@ net::awaitable<void> run_session(Stream stream, worker& w, std::string client_ad
                 rc.keep_alive = false;
                 if (ec == beast::error::timeout) {
                     co_await send_error(stream, w, rc, http::status::request_timeout,
-                                        "request_timeout", "the request body was not received in time");
+                                        "request_timeout",
+                                        "the request body was not received in time");
                     break;
                 }
                 auto why = classify_request_error(ec);
@@ -475,22 +508,27 @@ net::awaitable<void> run_session(Stream stream, worker& w, std::string client_ad
             }
         }
         lowest.expires_never();
-        bool keep = co_await handle_request(stream, w, slot, req, rc, client_address, tls);
+        bool keep = co_await handle_request(stream, w, slot, req, rc, head, client_address, tls);
         parser.reset();
         if (!keep || w.draining()) {
             break;
         }
+        // Keep idle keep-alive connections small.
         if (buffer.size() == 0 && buffer.capacity() > 8192) {
-            buffer.shrink_to_fit();  // keep idle keep-alive connections small
+            buffer.shrink_to_fit();
+        }
+        if (head.capacity() > 8192) {
+            std::string().swap(head);
         }
     }
     co_await close_gracefully(stream);
 }
 
 // Answers 503 and closes: the worker is at its connection limit.
-net::awaitable<void> shed(beast::tcp_stream stream, worker& w) {
+task<void> shed(stream_type stream, worker& w) {
     request_context rc;
     rc.keep_alive = false;
+    rc.request_id = make_request_id(w);
     co_await send_error(stream, w, rc, http::status::service_unavailable, "overloaded",
                         "too many connections; retry later");
     boost::system::error_code ec;
@@ -584,7 +622,7 @@ void worker::abort_all() {
     }
 }
 
-void worker::start_session(tcp::socket socket, net::ssl::context* tls) {
+void worker::start_session(socket_type socket, net::ssl::context* tls) {
     bump(counters_.connections_accepted);
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
@@ -596,18 +634,19 @@ void worker::start_session(tcp::socket socket, net::ssl::context* tls) {
             settings_.limits.max_connections_per_worker ||
         draining_) {
         bump(counters_.connections_shed);
-        net::co_spawn(io_, shed(beast::tcp_stream(std::move(socket)), *this), net::detached);
+        net::co_spawn(io_.get_executor(), shed(stream_type(std::move(socket)), *this),
+                      net::detached);
         return;
     }
     std::string client_address = remote.address().to_string();
     if (tls) {
-        net::co_spawn(io_,
-                      run_session(beast::ssl_stream<beast::tcp_stream>(std::move(socket), *tls),
-                                  *this, std::move(client_address)),
+        net::co_spawn(io_.get_executor(),
+                      run_session(tls_stream_type(std::move(socket), *tls), *this,
+                                  std::move(client_address)),
                       net::detached);
     } else {
-        net::co_spawn(io_,
-                      run_session(beast::tcp_stream(std::move(socket)), *this,
+        net::co_spawn(io_.get_executor(),
+                      run_session(stream_type(std::move(socket)), *this,
                                   std::move(client_address)),
                       net::detached);
     }

@@ -12,11 +12,11 @@
 namespace stagegate::proxy {
 
 namespace {
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
 
 // True when the peer has neither closed nor sent anything unexpected while we held the
 // connection idle. A stale connection is dropped here rather than failing a request later.
-bool still_open(tcp::socket& socket) {
+template <class Socket>
+bool still_open(Socket& socket) {
     char byte;
     ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -30,7 +30,7 @@ upstream_connection::~upstream_connection() {
 
 upstream_pool::upstream_pool(net::io_context& io, const config::upstream_pool& cfg,
                              worker_counters& c)
-    : io_(io), cfg_(cfg), counters_(c), sweep_timer_(io) {}
+    : io_(io), cfg_(cfg), counters_(c), sweep_timer_(io.get_executor()) {}
 
 upstream_pool::~upstream_pool() = default;
 
@@ -64,14 +64,14 @@ void upstream_pool::record_failure(endpoint_state& s, const config::passive_heal
     }
 }
 
-net::awaitable<boost::system::error_code> upstream_pool::connect(
+task<boost::system::error_code> upstream_pool::connect(
     upstream_connection& c, const routing::upstream_endpoint& ep,
     const routing::version_route& version, std::chrono::milliseconds timeout) {
     if (version.tls) {
         c.tls_context = version.tls;
-        c.secure.emplace(io_, *c.tls_context);
+        c.secure.emplace(io_.get_executor(), *c.tls_context);
     } else {
-        c.plain.emplace(io_);
+        c.plain.emplace(io_.get_executor());
     }
     c.endpoint_id = ep.id;
     auto& lowest = c.lowest();
@@ -100,7 +100,7 @@ net::awaitable<boost::system::error_code> upstream_pool::connect(
     co_return boost::system::error_code{};
 }
 
-net::awaitable<acquired> upstream_pool::acquire(const routing::model_route& model,
+task<acquired> upstream_pool::acquire(const routing::model_route& model,
                                                 const routing::version_route& version) {
     acquired out;
     const auto& eps = version.endpoints;
@@ -167,7 +167,7 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
 }
 
 void upstream_pool::start() {
-    net::co_spawn(io_, sweep(), net::detached);
+    net::co_spawn(io_.get_executor(), sweep(), net::detached);
 }
 
 void upstream_pool::stop() {
@@ -186,7 +186,22 @@ std::size_t upstream_pool::idle_count() const {
     return n;
 }
 
-net::awaitable<void> upstream_pool::sweep() {
+relay_buffer upstream_pool::borrow_buffer() {
+    if (spare_buffers_.empty()) {
+        return relay_buffer(new char[relay_buffer_size]);  // not zeroed: it is written first
+    }
+    auto b = std::move(spare_buffers_.back());
+    spare_buffers_.pop_back();
+    return b;
+}
+
+void upstream_pool::return_buffer(relay_buffer b) {
+    if (spare_buffers_.size() < 64) {
+        spare_buffers_.push_back(std::move(b));
+    }
+}
+
+task<void> upstream_pool::sweep() {
     while (!stopped_) {
         sweep_timer_.expires_after(std::chrono::seconds(1));
         [[maybe_unused]] auto [ec] = co_await sweep_timer_.async_wait(nothrow_awaitable);

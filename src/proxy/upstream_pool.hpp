@@ -4,7 +4,9 @@
 
 #include "stagegate/proxy/worker.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
@@ -22,17 +24,30 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using clock = std::chrono::steady_clock;
 
+// Concrete executor types everywhere on the data plane: any_io_executor's type erasure costs
+// a visible share of each request.
+using executor_type = net::io_context::executor_type;
+using stream_type = beast::basic_stream<tcp, executor_type>;
+using tls_stream_type = beast::ssl_stream<stream_type>;
+template <class T>
+using task = net::awaitable<T, executor_type>;
+constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable_t<executor_type>{});
+
 struct upstream_connection {
-    std::optional<beast::tcp_stream> plain;
-    std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+    std::optional<stream_type> plain;
+    std::optional<tls_stream_type> secure;
     std::shared_ptr<net::ssl::context> tls_context;  // outlives `secure`
     beast::flat_buffer buffer;
     std::uint32_t endpoint_id = 0;
     clock::time_point idle_since;
 
-    beast::tcp_stream& lowest() { return plain ? *plain : secure->next_layer(); }
+    stream_type& lowest() { return plain ? *plain : secure->next_layer(); }
     ~upstream_connection();
 };
+
+// Relay buffers are lent per response, so idle connections hold none.
+inline constexpr std::size_t relay_buffer_size = 16 * 1024;
+using relay_buffer = std::unique_ptr<char[]>;
 
 enum class acquire_status { ok, no_healthy_upstream, connect_failed, connect_timeout };
 
@@ -51,7 +66,7 @@ public:
 
     // An idle connection to one of the version's endpoints, or a new one. Endpoints are tried
     // in round-robin order; a failed connect moves on to the next endpoint (nothing was sent).
-    net::awaitable<acquired> acquire(const routing::model_route& model,
+    task<acquired> acquire(const routing::model_route& model,
                                      const routing::version_route& version);
     // Returns a connection whose last exchange ended cleanly.
     void release(std::unique_ptr<upstream_connection> connection);
@@ -60,6 +75,9 @@ public:
     void stop();   // closes every idle connection, stops the sweeper
 
     std::size_t idle_count() const;
+
+    relay_buffer borrow_buffer();
+    void return_buffer(relay_buffer b);
 
 private:
     struct endpoint_state {
@@ -71,19 +89,20 @@ private:
 
     endpoint_state& state(std::uint32_t id);
     std::unique_ptr<upstream_connection> take_idle(endpoint_state& s, clock::time_point now);
-    net::awaitable<boost::system::error_code> connect(upstream_connection& c,
+    task<boost::system::error_code> connect(upstream_connection& c,
                                                       const routing::upstream_endpoint& ep,
                                                       const routing::version_route& version,
                                                       std::chrono::milliseconds timeout);
     void record_failure(endpoint_state& s, const config::passive_health& health,
                         clock::time_point now);
-    net::awaitable<void> sweep();
+    task<void> sweep();
 
     net::io_context& io_;
     config::upstream_pool cfg_;
     worker_counters& counters_;
     std::vector<endpoint_state> endpoints_;
-    net::steady_timer sweep_timer_;
+    std::vector<relay_buffer> spare_buffers_;
+    net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> sweep_timer_;
     bool stopped_ = false;
 };
 

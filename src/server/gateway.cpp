@@ -19,10 +19,11 @@ using tcp = net::ip::tcp;
 using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 namespace {
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
+using executor_type = net::io_context::executor_type;
+constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable_t<executor_type>{});
 
-net::awaitable<void> accept_loop(tcp::acceptor& acceptor, proxy::worker& w,
-                                 net::ssl::context* tls) {
+net::awaitable<void, executor_type> accept_loop(proxy::acceptor_type& acceptor, proxy::worker& w,
+                                                net::ssl::context* tls) {
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable);
         if (ec == net::error::operation_aborted || !acceptor.is_open()) {
@@ -30,7 +31,9 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, proxy::worker& w,
         }
         if (ec) {
             // EMFILE and friends: back off briefly instead of spinning.
-            net::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+            net::basic_waitable_timer<std::chrono::steady_clock,
+                                      net::wait_traits<std::chrono::steady_clock>, executor_type>
+                t(acceptor.get_executor(), std::chrono::milliseconds(50));
             co_await t.async_wait(nothrow_awaitable);
             continue;
         }
@@ -43,7 +46,7 @@ struct gateway::worker_thread {
     net::io_context io{1};
     std::unique_ptr<net::executor_work_guard<net::io_context::executor_type>> guard;
     std::unique_ptr<proxy::worker> proxy;
-    std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+    std::vector<std::unique_ptr<proxy::acceptor_type>> acceptors;
     std::thread thread;
     std::atomic<bool> forced{false};
 
@@ -115,7 +118,7 @@ result<void> gateway::start() {
             }
             // Worker 0 binds the configured port (maybe 0); the others join the same port.
             tcp::endpoint ep(address, i == 0 ? l.port : ports_[li]);
-            auto acceptor = std::make_unique<tcp::acceptor>(wt->io);
+            auto acceptor = std::make_unique<proxy::acceptor_type>(wt->io.get_executor());
             acceptor->open(ep.protocol(), ec);
             if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
             if (!ec) acceptor->set_option(reuse_port(true), ec);
@@ -129,7 +132,7 @@ result<void> gateway::start() {
             if (i == 0) {
                 ports_[li] = acceptor->local_endpoint().port();
             }
-            net::co_spawn(wt->io, accept_loop(*acceptor, *wt->proxy, tls[li].get()),
+            net::co_spawn(wt->io.get_executor(), accept_loop(*acceptor, *wt->proxy, tls[li].get()),
                           net::detached);
             wt->acceptors.push_back(std::move(acceptor));
         }

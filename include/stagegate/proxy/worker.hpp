@@ -48,6 +48,12 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) {
 class upstream_pool;
 struct session_slot;
 
+// Sockets carry the concrete io_context executor (no type-erased any_io_executor).
+using socket_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                                     boost::asio::io_context::executor_type>;
+using acceptor_type = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp,
+                                                         boost::asio::io_context::executor_type>;
+
 class worker {
 public:
     worker(boost::asio::io_context& io, settings s, std::uint32_t index);
@@ -58,7 +64,7 @@ public:
     // --- Worker thread only ---------------------------------------------------------------
     void set_routes(std::shared_ptr<const routing::route_snapshot> routes);
     // Starts a session on an accepted socket; `tls` non-null for a TLS listener.
-    void start_session(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context* tls);
+    void start_session(socket_type socket, boost::asio::ssl::context* tls);
     // Stops keep-alive: idle connections close now, busy ones after their current response.
     void begin_drain();
     // Closes every client and upstream socket: the drain deadline has passed.
