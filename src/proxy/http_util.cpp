@@ -1,6 +1,6 @@
 #include "http_util.hpp"
 
-#include <boost/algorithm/string/predicate.hpp>
+#include <boost/beast/core/string.hpp>
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -8,6 +8,8 @@
 #include <vector>
 
 namespace stagegate::proxy {
+
+namespace beast = boost::beast;
 
 namespace {
 
@@ -44,7 +46,7 @@ struct connection_tokens {
     }
     bool listed(std::string_view name) const {
         for (std::size_t i = 0; i < count; ++i) {
-            if (boost::iequals(names[i], name)) {
+            if (beast::iequals(names[i], name)) {
                 return true;
             }
         }
@@ -96,12 +98,12 @@ void serialize_request_head(std::string& out, const http::request_header<>& req,
         const auto name = f.name();
         if (name == http::field::unknown) {
             const std::string_view n = f.name_string();
-            if (boost::iequals(n, "x-forwarded-for")) {
+            if (beast::iequals(n, "x-forwarded-for")) {
                 forwarded_for = f.value();  // merged below (the last one wins if repeated)
                 continue;
             }
-            if (boost::iequals(n, "x-forwarded-proto") || boost::iequals(n, "x-request-id") ||
-                boost::iequals(n, "x-stagegate-force-version") || (named.count && named.listed(n))) {
+            if (beast::iequals(n, "x-forwarded-proto") || beast::iequals(n, "x-request-id") ||
+                beast::iequals(n, "x-stagegate-force-version") || (named.count && named.listed(n))) {
                 continue;
             }
         } else {

@@ -43,7 +43,9 @@ net::awaitable<void, executor_type> accept_loop(proxy::acceptor_type& acceptor, 
 }  // namespace
 
 struct gateway::worker_thread {
-    net::io_context io{1};
+    // One thread runs this context and no socket is touched from another thread (other threads
+    // only post), so descriptor-level locking is dropped; posting stays locked.
+    net::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     std::unique_ptr<net::executor_work_guard<net::io_context::executor_type>> guard;
     std::unique_ptr<proxy::worker> proxy;
     std::vector<std::unique_ptr<proxy::acceptor_type>> acceptors;
