@@ -19,14 +19,6 @@ namespace stagegate::proxy {
 
 namespace http = beast::http;
 
-struct session_slot {
-    stream_type* stream = nullptr;
-    stream_type* upstream = nullptr;  // while an exchange is in progress
-    bool idle = false;                // waiting for the first byte of the next request
-    session_slot* prev = nullptr;
-    session_slot* next = nullptr;
-};
-
 namespace {
 
 constexpr std::string_view force_header = "X-Stagegate-Force-Version";
@@ -36,7 +28,11 @@ using request_t = http::request<http::string_body>;
 
 template <class Stream>
 stream_type& lowest_of(Stream& s) {
-    return beast::get_lowest_layer(s);
+    if constexpr (std::is_same_v<Stream, stream_type>) {
+        return s;
+    } else {
+        return s.next_layer();
+    }
 }
 
 // Registers a session with its worker for the session's lifetime (drain finds idle ones).
@@ -164,16 +160,17 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
 }
 
 template <class Stream>
-task<bool> send_error(Stream& stream, worker& w, const request_context& rc, http::status status,
-                      std::string_view code, std::string_view message) {
+task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
+                      http::status status, std::string_view code, std::string_view message) {
     bump(w.counters().error_replies);
     auto res = error_response(status, code, message, rc.request_id, rc.keep_alive,
                               rc.client_version);
     if (rc.head) {
         res.body().clear();
     }
-    lowest_of(stream).expires_after(w.config().client.request);
+    slot.expire_in(w.config().client.request);
     auto [ec, n] = co_await http::async_write(stream, res, nothrow_awaitable);
+    slot.no_deadline();
     co_return !ec && rc.keep_alive;
 }
 
@@ -195,6 +192,7 @@ struct exchange_args {
     request_t& req;
     const request_context& rc;
     worker& w;
+    session_slot& slot;
     const routing::model_route& model;
     const routing::version_route& version;
     const routing::upstream_endpoint& endpoint;
@@ -221,13 +219,13 @@ template <class Down, class Up>
 task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_connection>& conn,
                                 exchange_args a) {
     exchange_outcome out;
-    auto& up_lowest = conn->lowest();
+    auto& slot = a.slot;
     const auto started = clock::now();
     const auto total_deadline = started + a.model.timeouts.total;
     const auto first_byte_deadline =
         std::min(started + a.model.timeouts.first_byte, total_deadline);
     auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
-        const bool timeout = ec == beast::error::timeout;
+        const bool timeout = slot.upstream_timed_out;
         const bool reset = ec == http::error::end_of_stream || ec == net::error::eof ||
                            ec == net::error::connection_reset || ec == net::error::broken_pipe;
         out.result = exchange_result::failed_before_response;
@@ -245,7 +243,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                            forward_info{a.client_address, a.client_tls, a.rc.request_id,
                                         a.rc.client_version},
                            a.req.body().size());
-    up_lowest.expires_at(first_byte_deadline);
+    slot.upstream_expire_at(first_byte_deadline);
     {
         std::array<net::const_buffer, 2> request_bytes{net::buffer(a.head),
                                                        net::buffer(a.req.body())};
@@ -298,7 +296,6 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     serialize_response_head(a.head, res, info);
 
     borrowed_buffer buffer(a.w.pool());
-    auto& down_lowest = lowest_of(down);
     bool head_sent = false;
     static constexpr std::string_view crlf = "\r\n";
     static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
@@ -306,7 +303,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     for (;;) {
         std::size_t got = 0;
         if (!parser->is_done()) {
-            up_lowest.expires_at(total_deadline);
+            slot.upstream_expire_at(total_deadline);
             res.body().data = buffer.data();
             res.body().size = relay_buffer_size;
             auto [ec, n] = co_await http::async_read(up, conn->buffer, *parser, nothrow_awaitable);
@@ -341,9 +338,10 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
             pieces[count++] = net::buffer(buffer.data(), got);
         }
         if (count > 0) {
-            down_lowest.expires_after(a.w.config().client.request);
+            slot.expire_in(a.w.config().client.request);
             auto [ec, n] = co_await net::async_write(
                 down, std::span<const net::const_buffer>(pieces.data(), count), nothrow_awaitable);
+            slot.no_deadline();
             if (ec) {
                 out.result = exchange_result::done_close;  // client went away; upstream dirty
                 co_return out;
@@ -354,6 +352,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
             break;
         }
     }
+    slot.upstream_expire_at(clock::time_point::max());
     if (upstream_keep_alive && !parser->need_eof() && conn->buffer.size() == 0) {
         a.w.pool().release(std::move(conn));
     }
@@ -369,26 +368,26 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     bump(w.counters().requests);
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
     if (!routes) {
-        co_return co_await send_error(stream, w, rc, http::status::service_unavailable,
+        co_return co_await send_error(stream, w, slot, rc, http::status::service_unavailable,
                                       "not_ready", "no routes are loaded yet");
     }
     auto decision = route_request(w, *routes, req);
     if (decision.error_status != http::status::ok) {
-        co_return co_await send_error(stream, w, rc, decision.error_status, decision.error_code,
+        co_return co_await send_error(stream, w, slot, rc, decision.error_status, decision.error_code,
                                       decision.error_message);
     }
     const auto& model = *decision.model;
     const auto& version = model.versions[decision.version];
-    auto got = co_await w.pool().acquire(model, version);
+    auto got = co_await w.pool().acquire(model, version, slot);
     if (got.status != acquire_status::ok) {
         bool no_healthy = got.status == acquire_status::no_healthy_upstream;
         co_return co_await send_error(
-            stream, w, rc,
+            stream, w, slot, rc,
             no_healthy ? http::status::service_unavailable : http::status::bad_gateway,
             no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
             "model " + model.name + " version " + version.name + ": " + got.detail);
     }
-    exchange_args args{req, rc, w, model, version, *got.endpoint, head, client_address,
+    exchange_args args{req, rc, w, slot, model, version, *got.endpoint, head, client_address,
                        client_tls};
     exchange_outcome out;
     slot.upstream = &got.connection->lowest();
@@ -399,20 +398,20 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     slot.upstream = nullptr;
     if (out.result == exchange_result::failed_before_response) {
-        co_return co_await send_error(stream, w, rc, out.status, out.code,
+        co_return co_await send_error(stream, w, slot, rc, out.status, out.code,
                                       "model " + model.name + ": " + out.message);
     }
     co_return out.result == exchange_result::done_keep_alive;
 }
 
 template <class Stream>
-task<void> close_gracefully(Stream& stream) {
+task<void> close_gracefully(Stream& stream, session_slot& slot) {
     if constexpr (std::is_same_v<Stream, tls_stream_type>) {
-        lowest_of(stream).expires_after(std::chrono::seconds(2));
+        slot.expire_in(std::chrono::seconds(2));
         [[maybe_unused]] auto [ec] = co_await stream.async_shutdown(nothrow_awaitable);
     }
     boost::system::error_code ec;
-    lowest_of(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest_of(stream).shutdown(tcp::socket::shutdown_send, ec);
 }
 
 template <class Stream>
@@ -424,7 +423,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
     const auto& cfg = w.config();
 
     if constexpr (tls) {
-        lowest.expires_after(cfg.client.request);
+        slot.expire_in(cfg.client.request);
         auto [ec] = co_await stream.async_handshake(net::ssl::stream_base::server,
                                                     nothrow_awaitable);
         if (ec) {
@@ -443,7 +442,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         parser.emplace();
         parser->header_limit(cfg.limits.max_header_bytes);
         parser->body_limit(cfg.limits.max_request_body_bytes);
-        lowest.expires_after(slot.idle ? cfg.client.idle : cfg.client.request);
+        slot.expire_in(slot.idle ? cfg.client.idle : cfg.client.request);
         request_context rc;
         {
             auto [ec, n] = co_await http::async_read_header(stream, buffer, *parser,
@@ -451,20 +450,20 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             slot.idle = false;
             if (ec) {
                 bool got_bytes = buffer.size() > 0 || n > 0;
-                if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
-                    ec == net::error::connection_reset ||
-                    (!got_bytes && ec == beast::error::timeout)) {
+                if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
+                    (ec == net::error::operation_aborted && !slot.timed_out) ||
+                    (!got_bytes && slot.timed_out)) {
                     break;
                 }
                 rc.keep_alive = false;
                 rc.request_id = make_request_id(w);
-                if (ec == beast::error::timeout) {
-                    co_await send_error(stream, w, rc, http::status::request_timeout,
+                if (slot.timed_out) {
+                    co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout", "the request was not received in time");
                     break;
                 }
                 auto why = classify_request_error(ec);
-                co_await send_error(stream, w, rc, why.status, why.code,
+                co_await send_error(stream, w, slot, rc, why.status, why.code,
                                     "cannot read the request: " + ec.message());
                 break;
             }
@@ -487,27 +486,27 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     break;
                 }
             }
-            lowest.expires_after(cfg.client.request);
+            slot.expire_in(cfg.client.request);
             auto [ec, n] = co_await http::async_read(stream, buffer, *parser, nothrow_awaitable);
             if (ec) {
                 if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
-                    ec == net::error::operation_aborted) {
+                    (ec == net::error::operation_aborted && !slot.timed_out)) {
                     break;
                 }
                 rc.keep_alive = false;
-                if (ec == beast::error::timeout) {
-                    co_await send_error(stream, w, rc, http::status::request_timeout,
+                if (slot.timed_out) {
+                    co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout",
                                         "the request body was not received in time");
                     break;
                 }
                 auto why = classify_request_error(ec);
-                co_await send_error(stream, w, rc, why.status, why.code,
+                co_await send_error(stream, w, slot, rc, why.status, why.code,
                                     "cannot read the request body: " + ec.message());
                 break;
             }
         }
-        lowest.expires_never();
+        slot.no_deadline();
         bool keep = co_await handle_request(stream, w, slot, req, rc, head, client_address, tls);
         parser.reset();
         if (!keep || w.draining()) {
@@ -521,18 +520,20 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             std::string().swap(head);
         }
     }
-    co_await close_gracefully(stream);
+    co_await close_gracefully(stream, slot);
 }
 
 // Answers 503 and closes: the worker is at its connection limit.
 task<void> shed(stream_type stream, worker& w) {
+    session_slot slot;  // not linked: the write is small and the socket closes right after
+    slot.stream = &stream;
     request_context rc;
     rc.keep_alive = false;
     rc.request_id = make_request_id(w);
-    co_await send_error(stream, w, rc, http::status::service_unavailable, "overloaded",
+    co_await send_error(stream, w, slot, rc, http::status::service_unavailable, "overloaded",
                         "too many connections; retry later");
     boost::system::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.shutdown(tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace
@@ -552,6 +553,7 @@ worker::worker(net::io_context& io, settings s, std::uint32_t index)
         word = z ^ (z >> 31);
     }
     pool_->start();
+    net::co_spawn(io_.get_executor(), enforce_deadlines(), net::detached);
 }
 
 worker::~worker() = default;
@@ -606,7 +608,8 @@ void worker::begin_drain() {
     draining_ = true;
     for (auto* s = sessions_; s; s = s->next) {
         if (s->idle) {
-            s->stream->cancel();
+            boost::system::error_code ignored;
+            s->stream->cancel(ignored);
         }
     }
     pool_->stop();
@@ -615,9 +618,39 @@ void worker::begin_drain() {
 void worker::abort_all() {
     for (auto* s = sessions_; s; s = s->next) {
         boost::system::error_code ec;
-        s->stream->socket().close(ec);
+        s->stream->close(ec);
         if (s->upstream) {
-            s->upstream->socket().close(ec);
+            s->upstream->close(ec);
+        }
+    }
+}
+
+task<void> worker::enforce_deadlines() {
+    // Coarse on purpose: a deadline is enforced within one tick of passing. The timer is armed
+    // once per tick for the whole worker instead of once per socket operation.
+    constexpr auto tick = std::chrono::milliseconds(10);
+    net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> timer(
+        io_.get_executor());
+    for (;;) {
+        timer.expires_after(tick);
+        [[maybe_unused]] auto [ec] = co_await timer.async_wait(nothrow_awaitable);
+        if (draining_ && !sessions_) {
+            co_return;
+        }
+        const auto now = clock::now();
+        for (auto* s = sessions_; s; s = s->next) {
+            if (s->deadline <= now) {
+                s->deadline = clock::time_point::max();
+                s->timed_out = true;
+                boost::system::error_code ignored;
+                s->stream->cancel(ignored);  // the session may still answer 408
+            }
+            if (s->upstream && s->upstream_deadline <= now) {
+                s->upstream_deadline = clock::time_point::max();
+                s->upstream_timed_out = true;
+                boost::system::error_code ignored;
+                s->upstream->close(ignored);  // never reused after a timeout
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ bool still_open(Socket& socket) {
 
 upstream_connection::~upstream_connection() {
     boost::system::error_code ec;
-    lowest().socket().close(ec);
+    lowest().close(ec);
 }
 
 upstream_pool::upstream_pool(net::io_context& io, const config::upstream_pool& cfg,
@@ -46,7 +46,7 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
     while (!s.idle.empty()) {
         auto c = std::move(s.idle.back());
         s.idle.pop_back();
-        if (now - c->idle_since < cfg_.idle_timeout && still_open(c->lowest().socket())) {
+        if (now - c->idle_since < cfg_.idle_timeout && still_open(c->lowest())) {
             return c;
         }
     }
@@ -66,7 +66,8 @@ void upstream_pool::record_failure(endpoint_state& s, const config::passive_heal
 
 task<boost::system::error_code> upstream_pool::connect(
     upstream_connection& c, const routing::upstream_endpoint& ep,
-    const routing::version_route& version, std::chrono::milliseconds timeout) {
+    const routing::version_route& version, std::chrono::milliseconds timeout,
+    session_slot& slot) {
     if (version.tls) {
         c.tls_context = version.tls;
         c.secure.emplace(io_.get_executor(), *c.tls_context);
@@ -75,12 +76,16 @@ task<boost::system::error_code> upstream_pool::connect(
     }
     c.endpoint_id = ep.id;
     auto& lowest = c.lowest();
-    lowest.expires_after(timeout);
+    slot.upstream = &lowest;
+    slot.upstream_expire_at(clock::now() + timeout);
     auto [ec] = co_await lowest.async_connect(ep.address, nothrow_awaitable);
+    if (slot.upstream_timed_out) {
+        co_return beast::error::timeout;
+    }
     if (ec) {
         co_return ec;
     }
-    lowest.socket().set_option(tcp::no_delay(true), ec);
+    lowest.set_option(tcp::no_delay(true), ec);
     if (c.secure) {
         const std::string& name = version.tls_server_name;
         if (!SSL_set_tlsext_host_name(c.secure->native_handle(), name.c_str())) {
@@ -92,16 +97,19 @@ task<boost::system::error_code> upstream_pool::connect(
         }
         auto [hec] = co_await c.secure->async_handshake(net::ssl::stream_base::client,
                                                         nothrow_awaitable);
+        if (slot.upstream_timed_out) {
+            co_return beast::error::timeout;
+        }
         if (hec) {
             co_return hec;
         }
     }
-    lowest.expires_never();
     co_return boost::system::error_code{};
 }
 
 task<acquired> upstream_pool::acquire(const routing::model_route& model,
-                                                const routing::version_route& version) {
+                                      const routing::version_route& version,
+                                      session_slot& slot) {
     acquired out;
     const auto& eps = version.endpoints;
     if (eps.empty()) {
@@ -130,7 +138,9 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
         attempted = true;
         auto c = std::make_unique<upstream_connection>();
         bump(counters_.upstream_connects);
-        auto ec = co_await connect(*c, ep, version, model.timeouts.connect);
+        auto ec = co_await connect(*c, ep, version, model.timeouts.connect, slot);
+        slot.upstream = nullptr;
+        slot.upstream_expire_at(clock::time_point::max());
         if (!ec) {
             state(ep.id).consecutive_failures = 0;
             out.status = acquire_status::ok;
@@ -162,7 +172,6 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
         s.idle.erase(s.idle.begin());  // drop the oldest
     }
     connection->idle_since = clock::now();
-    connection->lowest().expires_never();
     s.idle.push_back(std::move(connection));
 }
 
@@ -211,7 +220,7 @@ task<void> upstream_pool::sweep() {
         auto now = clock::now();
         for (auto& s : endpoints_) {
             std::erase_if(s.idle, [&](const auto& c) {
-                return now - c->idle_since >= cfg_.idle_timeout || !still_open(c->lowest().socket());
+                return now - c->idle_since >= cfg_.idle_timeout || !still_open(c->lowest());
             });
         }
     }

@@ -27,11 +27,38 @@ using clock = std::chrono::steady_clock;
 // Concrete executor types everywhere on the data plane: any_io_executor's type erasure costs
 // a visible share of each request.
 using executor_type = net::io_context::executor_type;
-using stream_type = beast::basic_stream<tcp, executor_type>;
+// Raw sockets, no beast::basic_stream: its per-operation timers (arm, cancel, one more
+// handler) were a visible share of each request. Deadlines live in session_slot instead and
+// one coarse per-worker ticker enforces them.
+using stream_type = socket_type;
 using tls_stream_type = beast::ssl_stream<stream_type>;
 template <class T>
 using task = net::awaitable<T, executor_type>;
 constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable_t<executor_type>{});
+
+// A live client connection as its worker sees it: for drain, and for deadlines. A deadline is
+// a plain store per operation; the worker's ticker cancels whatever passed it.
+struct session_slot {
+    stream_type* stream = nullptr;
+    stream_type* upstream = nullptr;  // while connecting or exchanging
+    clock::time_point deadline = clock::time_point::max();
+    clock::time_point upstream_deadline = clock::time_point::max();
+    bool timed_out = false;           // the ticker cancelled the client side
+    bool upstream_timed_out = false;  // the ticker closed the upstream side
+    bool idle = false;                // waiting for the first byte of the next request
+    session_slot* prev = nullptr;
+    session_slot* next = nullptr;
+
+    void expire_in(std::chrono::milliseconds d) {
+        deadline = clock::now() + d;
+        timed_out = false;
+    }
+    void no_deadline() { deadline = clock::time_point::max(); }
+    void upstream_expire_at(clock::time_point t) {
+        upstream_deadline = t;
+        upstream_timed_out = false;
+    }
+};
 
 struct upstream_connection {
     std::optional<stream_type> plain;
@@ -67,7 +94,7 @@ public:
     // An idle connection to one of the version's endpoints, or a new one. Endpoints are tried
     // in round-robin order; a failed connect moves on to the next endpoint (nothing was sent).
     task<acquired> acquire(const routing::model_route& model,
-                                     const routing::version_route& version);
+                           const routing::version_route& version, session_slot& slot);
     // Returns a connection whose last exchange ended cleanly.
     void release(std::unique_ptr<upstream_connection> connection);
 
@@ -90,9 +117,10 @@ private:
     endpoint_state& state(std::uint32_t id);
     std::unique_ptr<upstream_connection> take_idle(endpoint_state& s, clock::time_point now);
     task<boost::system::error_code> connect(upstream_connection& c,
-                                                      const routing::upstream_endpoint& ep,
-                                                      const routing::version_route& version,
-                                                      std::chrono::milliseconds timeout);
+                                            const routing::upstream_endpoint& ep,
+                                            const routing::version_route& version,
+                                            std::chrono::milliseconds timeout,
+                                            session_slot& slot);
     void record_failure(endpoint_state& s, const config::passive_health& health,
                         clock::time_point now);
     task<void> sweep();

@@ -9,6 +9,7 @@
 #include "stagegate/config/config.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -89,6 +90,8 @@ public:
     void unlink(session_slot& slot);
 
 private:
+    boost::asio::awaitable<void, boost::asio::io_context::executor_type> enforce_deadlines();
+
     boost::asio::io_context& io_;
     settings settings_;
     std::uint32_t index_;
