@@ -13,6 +13,7 @@
 #include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cmath>
 #include <mutex>
 #include <random>
@@ -231,7 +232,27 @@ struct server::impl {
             }
             bool close = req.count("X-Mock-Close") > 0 || !req.keep_alive();
             res.keep_alive(!close);
-            res.prepare_payload();
+            if (req.count("X-Mock-Garbage")) {
+                // Not HTTP at all: the gateway must answer 502 and not reuse the connection.
+                static constexpr std::string_view garbage = "SMTP READY\r\n\r\n";
+                [[maybe_unused]] auto [gec, gn] = co_await net::async_write(
+                    stream, net::buffer(garbage.data(), garbage.size()), nothrow_awaitable);
+                break;
+            }
+            if (req.count("X-Mock-Truncate")) {
+                // Promise more body than is sent, then close mid-body.
+                std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                   "Content-Length: " +
+                                   std::to_string(res.body().size() + 100) + "\r\n\r\n";
+                std::array<net::const_buffer, 2> parts{net::buffer(head), net::buffer(res.body())};
+                [[maybe_unused]] auto [tec, tn] = co_await net::async_write(stream, parts, nothrow_awaitable);
+                break;
+            }
+            if (req.count("X-Mock-Chunked")) {
+                res.chunked(true);
+            } else {
+                res.prepare_payload();
+            }
             if (req.method() == http::verb::head) {
                 res.body().clear();
                 res.content_length(0);

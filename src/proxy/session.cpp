@@ -226,7 +226,8 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         std::min(started + a.model.timeouts.first_byte, total_deadline);
     auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
         const bool timeout = slot.upstream_timed_out;
-        const bool reset = ec == http::error::end_of_stream || ec == net::error::eof ||
+        const bool reset = ec == http::error::end_of_stream || ec == http::error::partial_message ||
+                           ec == net::error::eof ||
                            ec == net::error::connection_reset || ec == net::error::broken_pipe;
         out.result = exchange_result::failed_before_response;
         out.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;

@@ -162,6 +162,45 @@ TEST(Errors, UpstreamResetIs502AndNeverRetried) {
     expect_still_serving(s.port);
 }
 
+TEST(Errors, MalformedUpstreamAnswerIs502) {
+    auto s = stack::make();
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Mock-Garbage", "1"}}),
+                 502, "upstream_protocol_error");
+    expect_still_serving(s.port);
+    EXPECT_EQ(s.v1->connections_accepted(), 2u);  // the bad connection was not reused
+}
+
+TEST(Errors, UpstreamClosingMidBody) {
+    auto s = stack::make();
+    // Cut before anything was relayed: the client gets a clean 502.
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Mock-Truncate", "1"}}),
+                 502, "upstream_reset");
+    // Cut after the head and the first 16 KiB went out: the client sees a short body and a
+    // closed connection, never a complete-looking answer.
+    connection c(s.port);
+    auto r = c.request("POST", "/v1/models/m:predict", predict_body,
+                       {{"X-Mock-Truncate", "1"}, {"X-Mock-Body-Bytes", "100000"}});
+    EXPECT_EQ(r.status, 0u);
+    EXPECT_TRUE(c.peer_closed());
+    expect_still_serving(s.port);
+    EXPECT_EQ(s.v1->connections_accepted(), 3u);  // neither cut connection was reused
+}
+
+TEST(Errors, SlowClientRequestIs408AndIdleConnectionsClose) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.client.request = std::chrono::milliseconds(300);
+        c.client.idle = std::chrono::milliseconds(300);
+    });
+    connection slow(s.port);
+    auto r = slow.raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n");  // never finished
+    expect_error(r, 408, "request_timeout");
+    connection idle(s.port);
+    ASSERT_EQ(idle.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+    EXPECT_TRUE(idle.peer_closed());  // closed after the idle timeout, within the client's 10 s
+}
+
 TEST(Errors, UpstreamErrorStatusPassesThrough) {
     auto s = stack::make();
     auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,

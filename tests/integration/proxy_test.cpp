@@ -174,6 +174,31 @@ TEST(Proxy, Http10ClientGetsCloseDelimitedAnswer) {
     EXPECT_TRUE(c.peer_closed());
 }
 
+TEST(Proxy, ChunkedUpstreamResponseIsRelayed) {
+    auto s = stack::make();
+    connection c(s.port);
+    for (int i = 0; i < 3; ++i) {
+        auto r = c.request("POST", "/v1/models/m:predict", predict_body,
+                           {{"X-Mock-Chunked", "1"}, {"X-Mock-Body-Bytes", "40000"}});
+        ASSERT_EQ(r.status, 200u) << r.error;
+        EXPECT_EQ(r.header("transfer-encoding"), "chunked");
+        EXPECT_EQ(r.body.size(), 40000u);
+        EXPECT_TRUE(json::accept(r.body));
+        EXPECT_TRUE(r.keep_alive);
+    }
+    EXPECT_EQ(s.v1->connections_accepted(), 1u);  // a chunked answer ends cleanly: reusable
+}
+
+TEST(Proxy, HeadRequestGetsHeadersOnly) {
+    auto s = stack::make();
+    connection c(s.port);
+    auto r = c.request("HEAD", "/v1/models/m:predict");
+    ASSERT_EQ(r.status, 200u) << r.error;
+    EXPECT_TRUE(r.body.empty());
+    EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    EXPECT_EQ(c.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+}
+
 TEST(Proxy, TlsListenerWithGeneratedCertificate) {
     auto cert = make_test_certificate();
     auto s = stack::make(0, 1, [&](config::gateway& c) {
