@@ -3,7 +3,7 @@
 # already present. Never pulls Debian's default Boost 1.74 dev packages (they conflict).
 set -euo pipefail
 packages=(g++ cmake make pkg-config libboost1.81-all-dev nlohmann-json3-dev libssl-dev
-          libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl)
+          libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl prometheus)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light haproxy)
 fi
@@ -19,4 +19,11 @@ sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
+# prometheus (for its promtool and the scrape test) must not start a system service here.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null
+  $sudo chmod +x $policy
+  trap '$sudo rm -f $policy' EXIT
+fi
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -414,8 +414,18 @@ result<gateway> parse(std::string_view json_text) {
     gateway cfg;
     object_reader r(root, "", problems);
     if (r.ok()) {
-        r.reject_unknown({"listeners", "workers", "limits", "client_timeouts", "upstream_pool",
-                          "models"});
+        r.reject_unknown({"listeners", "admin", "metrics", "workers", "limits",
+                          "client_timeouts", "upstream_pool", "models"});
+        r.object("metrics", [&](object_reader& m) {
+            m.reject_unknown({"enabled"});
+            m.boolean("enabled", cfg.record_metrics);
+        });
+        r.object("admin", [&](object_reader& a) {
+            a.reject_unknown({"enabled", "address", "port"});
+            a.boolean("enabled", cfg.admin_listener.enabled);
+            a.string("address", cfg.admin_listener.address, false);
+            a.integer("port", cfg.admin_listener.port, 0, 65535);
+        });
         r.array(
             "listeners",
             [&](const json& e, const std::string& p) {

@@ -182,9 +182,10 @@ enum class exchange_result {
 
 struct exchange_outcome {
     exchange_result result = exchange_result::done_close;
-    http::status status = http::status::bad_gateway;
+    http::status status = http::status::bad_gateway;  // the error to send, or what was relayed
     std::string_view code;
     std::string message;
+    std::optional<metrics::upstream_failure> failure;
 };
 
 // Everything one exchange needs besides the two streams.
@@ -233,6 +234,9 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         out.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;
         out.code = timeout ? "upstream_timeout"
                            : (reset ? "upstream_reset" : "upstream_protocol_error");
+        out.failure = timeout ? metrics::upstream_failure::timeout
+                              : (reset ? metrics::upstream_failure::reset
+                                       : metrics::upstream_failure::protocol);
         out.message = std::string(what) + " version " + a.version.name + " at " +
                       a.endpoint.authority + ": " +
                       (timeout ? std::string("timed out") : ec.message());
@@ -273,6 +277,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         }
     }
     auto& res = parser->get();
+    out.status = res.result();
     const bool upstream_keep_alive = res.keep_alive();
     response_info info;
     info.version = a.version.name;
@@ -316,6 +321,8 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                     co_return fail(ec, "reading the response body from");
                 }
                 out.result = exchange_result::done_close;  // the client sees a cut-short body
+                out.failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
+                                                      : metrics::upstream_failure::reset;
                 co_return out;
             }
             got = relay_buffer_size - res.body().size;
@@ -361,11 +368,30 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     co_return out;
 }
 
+void record_response(worker& w, std::uint32_t series, unsigned status,
+                     clock::time_point started) {
+    if (w.config().record_metrics) {
+        auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
+        w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()));
+    }
+}
+
+metrics::unrouted_reason unrouted_reason_of(std::string_view code) {
+    if (code == "unknown_model") {
+        return metrics::unrouted_reason::unknown_model;
+    }
+    if (code == "no_route") {
+        return metrics::unrouted_reason::no_route;
+    }
+    return metrics::unrouted_reason::bad_request;
+}
+
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
 task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_t& req,
                           request_context& rc, std::string& head,
-                          const std::string& client_address, bool client_tls) {
+                          const std::string& client_address, bool client_tls,
+                          clock::time_point started) {
     bump(w.counters().requests);
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
     if (!routes) {
@@ -374,23 +400,34 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     auto decision = route_request(w, *routes, req);
     if (decision.error_status != http::status::ok) {
-        co_return co_await send_error(stream, w, slot, rc, decision.error_status, decision.error_code,
-                                      decision.error_message);
+        w.shard().record_unrouted(unrouted_reason_of(decision.error_code));
+        co_return co_await send_error(stream, w, slot, rc, decision.error_status,
+                                      decision.error_code, decision.error_message);
     }
     const auto& model = *decision.model;
     const auto& version = model.versions[decision.version];
     auto got = co_await w.pool().acquire(model, version, slot);
     if (got.status != acquire_status::ok) {
         bool no_healthy = got.status == acquire_status::no_healthy_upstream;
-        co_return co_await send_error(
-            stream, w, slot, rc,
-            no_healthy ? http::status::service_unavailable : http::status::bad_gateway,
+        auto status = no_healthy ? http::status::service_unavailable : http::status::bad_gateway;
+        if (!no_healthy) {
+            w.shard().record_failure(version.series,
+                                     got.status == acquire_status::connect_timeout
+                                         ? metrics::upstream_failure::timeout
+                                         : metrics::upstream_failure::connect);
+        }
+        bool keep = co_await send_error(
+            stream, w, slot, rc, status,
             no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
             "model " + model.name + " version " + version.name + ": " + got.detail);
+        record_response(w, version.series, static_cast<unsigned>(status), started);
+        co_return keep;
     }
     exchange_args args{req, rc, w, slot, model, version, *got.endpoint, head, client_address,
                        client_tls};
     exchange_outcome out;
+    const auto endpoint_id = got.endpoint->id;
+    w.pool().lend(endpoint_id, +1);
     slot.upstream = &got.connection->lowest();
     if (got.connection->secure) {
         out = co_await exchange(stream, *got.connection->secure, got.connection, args);
@@ -398,11 +435,17 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         out = co_await exchange(stream, *got.connection->plain, got.connection, args);
     }
     slot.upstream = nullptr;
-    if (out.result == exchange_result::failed_before_response) {
-        co_return co_await send_error(stream, w, slot, rc, out.status, out.code,
-                                      "model " + model.name + ": " + out.message);
+    w.pool().lend(endpoint_id, -1);
+    if (out.failure) {
+        w.shard().record_failure(version.series, *out.failure);
     }
-    co_return out.result == exchange_result::done_keep_alive;
+    bool keep = out.result == exchange_result::done_keep_alive;
+    if (out.result == exchange_result::failed_before_response) {
+        keep = co_await send_error(stream, w, slot, rc, out.status, out.code,
+                                   "model " + model.name + ": " + out.message);
+    }
+    record_response(w, version.series, static_cast<unsigned>(out.status), started);
+    co_return keep;
 }
 
 template <class Stream>
@@ -458,6 +501,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 }
                 rc.keep_alive = false;
                 rc.request_id = make_request_id(w);
+                w.shard().record_unrouted(metrics::unrouted_reason::bad_request);
                 if (slot.timed_out) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout", "the request was not received in time");
@@ -495,6 +539,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     break;
                 }
                 rc.keep_alive = false;
+                w.shard().record_unrouted(metrics::unrouted_reason::bad_request);
                 if (slot.timed_out) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout",
@@ -508,7 +553,9 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             }
         }
         slot.no_deadline();
-        bool keep = co_await handle_request(stream, w, slot, req, rc, head, client_address, tls);
+        const auto started = clock::now();
+        bool keep = co_await handle_request(stream, w, slot, req, rc, head, client_address, tls,
+                                            started);
         parser.reset();
         if (!keep || w.draining()) {
             break;
@@ -616,6 +663,11 @@ void worker::begin_drain() {
     pool_->stop();
 }
 
+metrics::shard_delta worker::take_metrics(std::vector<endpoint_connections>& connections) {
+    pool_->gauges(connections);
+    return shard_.take();
+}
+
 void worker::abort_all() {
     for (auto* s = sessions_; s; s = s->next) {
         boost::system::error_code ec;
@@ -668,6 +720,7 @@ void worker::start_session(socket_type socket, net::ssl::context* tls) {
             settings_.limits.max_connections_per_worker ||
         draining_) {
         bump(counters_.connections_shed);
+        shard_.record_unrouted(metrics::unrouted_reason::overloaded);
         net::co_spawn(io_.get_executor(), shed(stream_type(std::move(socket)), *this),
                       net::detached);
         return;

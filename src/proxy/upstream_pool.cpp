@@ -195,6 +195,20 @@ std::size_t upstream_pool::idle_count() const {
     return n;
 }
 
+void upstream_pool::lend(std::uint32_t endpoint_id, int delta) {
+    auto& s = state(endpoint_id);
+    s.active = static_cast<std::uint32_t>(static_cast<int>(s.active) + delta);
+}
+
+void upstream_pool::gauges(std::vector<worker::endpoint_connections>& out) const {
+    for (std::uint32_t id = 0; id < endpoints_.size(); ++id) {
+        const auto& s = endpoints_[id];
+        if (!s.idle.empty() || s.active > 0) {
+            out.push_back({id, static_cast<std::uint32_t>(s.idle.size()), s.active});
+        }
+    }
+}
+
 relay_buffer upstream_pool::borrow_buffer() {
     if (spare_buffers_.empty()) {
         return relay_buffer(new char[relay_buffer_size]);  // not zeroed: it is written first

@@ -103,6 +103,10 @@ public:
 
     std::size_t idle_count() const;
 
+    // Connections lent out for an exchange, per endpoint (for the gauges).
+    void lend(std::uint32_t endpoint_id, int delta);
+    void gauges(std::vector<worker::endpoint_connections>& out) const;
+
     relay_buffer borrow_buffer();
     void return_buffer(relay_buffer b);
 
@@ -112,6 +116,7 @@ private:
         std::uint32_t consecutive_failures = 0;
         clock::time_point ejected_until{};
         std::uint32_t round_robin = 0;  // used when this is a version's first endpoint
+        std::uint32_t active = 0;       // lent out right now
     };
 
     endpoint_state& state(std::uint32_t id);

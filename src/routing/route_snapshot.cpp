@@ -229,6 +229,7 @@ std::uint32_t endpoint_registry::size() const {
 
 result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gateway& cfg,
                                                              endpoint_registry& registry,
+                                                             const series_namer& series,
                                                              std::uint64_t generation) {
     namespace net = boost::asio;
     using tcp = net::ip::tcp;
@@ -254,6 +255,7 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
             const auto& vc = mc.versions[vi];
             version_route v;
             v.name = vc.name;
+            v.series = series(mc.name, vc.name, m.stage);
             if (vc.tls) {
                 boost::system::error_code ec;
                 auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
@@ -324,7 +326,8 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
 
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
-    const std::map<std::string, std::uint32_t>& weights, std::string stage) {
+    const std::map<std::string, std::uint32_t>& weights, std::string stage,
+    const series_namer& series) {
     auto snap = std::make_shared<route_snapshot>(base);
     snap->generation = base.generation + 1;
     model_route* target = nullptr;
@@ -361,6 +364,9 @@ result<std::shared_ptr<const route_snapshot>> with_traffic(
     }
     target->weights = std::move(next);
     target->stage = std::move(stage);
+    for (auto& v : target->versions) {
+        v.series = series(target->name, v.name, target->stage);
+    }
     rebuild_bands(*target);
     return std::shared_ptr<const route_snapshot>(std::move(snap));
 }

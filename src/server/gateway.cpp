@@ -1,5 +1,8 @@
 #include "stagegate/server/gateway.hpp"
 
+#include "admin_server.hpp"
+#include "stagegate/metrics/exposition.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -10,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <future>
 #include <iostream>
 
 namespace stagegate::server {
@@ -70,8 +74,38 @@ gateway::~gateway() {
     wait();
 }
 
+routing::series_namer gateway::namer() {
+    return [this](std::string_view model, std::string_view version, std::string_view stage) {
+        return series_.id_for(model, version, stage);
+    };
+}
+
 result<void> gateway::start() {
-    auto built = routing::build_snapshot(cfg_, registry_);
+    auto started = start_listeners();
+    if (!started) {
+        // Nothing half-started may keep accepting connections that no thread will serve.
+        workers_.clear();
+        ports_.clear();
+        admin_.reset();
+        admin_port_ = 0;
+        return started;
+    }
+    for (auto& wt : workers_) {
+        wt->guard = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(
+            wt->io.get_executor());
+        wt->thread = std::thread([io = &wt->io] { io->run(); });
+    }
+    control_guard_ = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(
+        control_io_.get_executor());
+    control_thread_ = std::thread([this] { control_io_.run(); });
+    started_ = true;
+    net::post(control_io_, [this] { schedule_collection(); });
+    return {};
+}
+
+result<void> gateway::start_listeners() {
+    store_ = std::make_unique<metrics::store>();
+    auto built = routing::build_snapshot(cfg_, registry_, namer());
     if (!built) {
         return built.error();
     }
@@ -104,7 +138,7 @@ result<void> gateway::start() {
     }
 
     std::uint32_t n = cfg_.workers ? cfg_.workers : std::max(1u, std::thread::hardware_concurrency());
-    proxy::settings s{cfg_.limit, cfg_.client, cfg_.pool};
+    proxy::settings s{cfg_.limit, cfg_.client, cfg_.pool, cfg_.record_metrics};
     ports_.assign(cfg_.listeners.size(), 0);
     for (std::uint32_t i = 0; i < n; ++i) {
         auto wt = std::make_unique<worker_thread>();
@@ -141,16 +175,126 @@ result<void> gateway::start() {
         workers_.push_back(std::move(wt));
     }
     tls_contexts_ = std::move(tls);
-    for (auto& wt : workers_) {
-        wt->guard = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(
-            wt->io.get_executor());
-        wt->thread = std::thread([io = &wt->io] { io->run(); });
+    if (cfg_.admin_listener.enabled) {
+        admin_ = std::make_unique<admin_server>(control_io_, *this);
+        auto bound = admin_->listen(cfg_.admin_listener.address, cfg_.admin_listener.port);
+        if (!bound) {
+            return bound.error();
+        }
+        admin_port_ = *bound;
     }
-    control_guard_ = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(
-        control_io_.get_executor());
-    control_thread_ = std::thread([this] { control_io_.run(); });
-    started_ = true;
     return {};
+}
+
+void gateway::schedule_collection() {
+    // Once a second: fills the window's 1 s slots even when nobody is reading.
+    collect_timer_ = std::make_unique<net::steady_timer>(control_io_, std::chrono::seconds(1));
+    collect_timer_->async_wait([this](boost::system::error_code ec) {
+        if (ec || draining_) {
+            return;
+        }
+        collect([this] { schedule_collection(); });
+    });
+}
+
+void gateway::collect(std::function<void()> done) {
+    struct round {
+        std::size_t pending;
+        std::vector<proxy::worker::endpoint_connections> gauges;
+        std::function<void()> done;
+    };
+    auto r = std::make_shared<round>(round{workers_.size(), {}, std::move(done)});
+    if (workers_.empty()) {
+        r->done();
+        return;
+    }
+    for (auto& wt : workers_) {
+        net::post(wt->io, [this, w = wt->proxy.get(), r] {
+            std::vector<proxy::worker::endpoint_connections> gauges;
+            auto delta = std::make_shared<metrics::shard_delta>(w->take_metrics(gauges));
+            net::post(control_io_, [this, r, delta, gauges = std::move(gauges)] {
+                store_->merge(*delta, metrics::clock::now());
+                r->gauges.insert(r->gauges.end(), gauges.begin(), gauges.end());
+                if (--r->pending == 0) {
+                    connection_gauges_ = std::move(r->gauges);
+                    r->done();
+                }
+            });
+        });
+    }
+}
+
+std::string gateway::render_prometheus() const {
+    metrics::exposition_input in;
+    in.metrics = store_.get();
+    in.labels = series_.labels();
+    auto snap = routes();
+    // Connection gauges are per endpoint id: attribute them to every version using it.
+    std::map<std::uint32_t, std::pair<double, double>> by_endpoint;
+    for (const auto& g : connection_gauges_) {
+        by_endpoint[g.endpoint].first += g.active;
+        by_endpoint[g.endpoint].second += g.idle;
+    }
+    if (snap) {
+        for (const auto& m : snap->models) {
+            for (std::size_t v = 0; v < m.versions.size(); ++v) {
+                const auto& ver = m.versions[v];
+                in.weights.push_back({m.name, ver.name, "",
+                                      static_cast<double>(m.weights[v]) / routing::total_weight});
+                double active = 0;
+                double idle = 0;
+                for (const auto& ep : ver.endpoints) {
+                    auto it = by_endpoint.find(ep.id);
+                    if (it != by_endpoint.end()) {
+                        active += it->second.first;
+                        idle += it->second.second;
+                    }
+                }
+                in.connections.push_back({m.name, ver.name, "active", active});
+                in.connections.push_back({m.name, ver.name, "idle", idle});
+            }
+        }
+    }
+    auto t = totals();
+    in.downstream_active = static_cast<double>(t.connections_active);
+    in.downstream_accepted = static_cast<double>(t.connections_accepted);
+    in.downstream_shed = static_cast<double>(t.connections_shed);
+    in.build_version = STAGEGATE_VERSION;
+    in.build_commit = STAGEGATE_COMMIT;
+    return metrics::render_prometheus(in);
+}
+
+std::vector<version_metrics> gateway::version_metrics_now() const {
+    std::vector<version_metrics> out;
+    auto snap = routes();
+    if (!snap) {
+        return out;
+    }
+    auto now = metrics::clock::now();
+    for (const auto& m : snap->models) {
+        for (const auto& v : m.versions) {
+            version_metrics vm;
+            vm.model = m.name;
+            vm.version = v.name;
+            vm.stage = m.stage;
+            if (const auto* c = store_->stage(v.series)) {
+                vm.since_stage_start = *c;
+            }
+            vm.stage_started = store_->stage_started(v.series);
+            vm.window = store_->window(v.series, now);
+            out.push_back(std::move(vm));
+        }
+    }
+    return out;
+}
+
+std::vector<version_metrics> gateway::read_metrics() {
+    auto promise = std::make_shared<std::promise<std::vector<version_metrics>>>();
+    auto future = promise->get_future();
+    net::post(control_io_, [this, promise] {
+        collect([this, promise] { promise->set_value(version_metrics_now()); });
+    });
+    return future.get();
 }
 
 void gateway::publish(std::shared_ptr<const routing::route_snapshot> routes) {
@@ -184,7 +328,7 @@ result<void> gateway::set_traffic(std::string_view model,
         if (!routes_) {
             return error::make("not_started", "the gateway has no routes yet");
         }
-        auto built = routing::with_traffic(*routes_, model, weights, std::move(stage));
+        auto built = routing::with_traffic(*routes_, model, weights, std::move(stage), namer());
         if (!built) {
             return built.error();
         }
@@ -226,6 +370,15 @@ void gateway::stop() {
         return;
     }
     std::call_once(stop_once_, [this] {
+        draining_ = true;
+        net::post(control_io_, [this] {
+            if (collect_timer_) {
+                collect_timer_->cancel();
+            }
+            if (admin_) {
+                admin_->stop();
+            }
+        });
         for (auto& wt : workers_) {
             net::post(wt->io, [w = wt.get()] {
                 for (auto& a : w->acceptors) {

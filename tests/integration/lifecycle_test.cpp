@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include <future>
 #include <vector>
 
@@ -54,6 +56,27 @@ TEST(Drain, DeadlineAbortsRequestsThatWillNotFinish) {
     s.gateway->wait();
     EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
     EXPECT_EQ(stuck.get().status, 0u);  // connection closed without an answer
+}
+
+}  // namespace
+}  // namespace stagegate::test
+
+namespace stagegate::test {
+namespace {
+
+TEST(Start, FailureLeavesNothingListening) {
+    // Occupy a port, then ask the gateway's admin listener for it.
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor busy(
+        io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+    auto v1 = start_mock("v1");
+    auto cfg = stack_config(v1->port(), v1->port(), 0);
+    cfg.admin_listener.port = busy.local_endpoint().port();
+    server::gateway gw(cfg);
+    auto started = gw.start();
+    ASSERT_FALSE(started);
+    EXPECT_EQ(started.error().code, "bind_failed");
+    EXPECT_TRUE(gw.ports().empty());
 }
 
 }  // namespace

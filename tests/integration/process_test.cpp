@@ -98,6 +98,7 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
     auto mock_port = read_port(dir + "/mock.port");
     ASSERT_NE(mock_port, 0);
     std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
+      "admin": {"port": 0},
       "workers": 2,
       "models": [{"name": "demo", "stable": "v1",
                   "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << mock_port << R"("]}]}]})";

@@ -19,6 +19,7 @@ inline config::gateway stack_config(std::uint16_t v1_port, std::uint16_t v2_port
                                     std::uint32_t candidate_bp, std::uint32_t workers = 1) {
     std::string text = R"({
       "listeners": [{"address": "127.0.0.1", "port": 0}],
+      "admin": {"address": "127.0.0.1", "port": 0},
       "workers": )" + std::to_string(workers) + R"(,
       "client_timeouts": {"drain_ms": 5000},
       "models": [{

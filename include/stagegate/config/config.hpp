@@ -109,8 +109,17 @@ struct upstream_pool {
     millis idle_timeout{30000};
 };
 
+// The admin listener: /metrics, /healthz, /readyz and /api/v1/. Keep it off public networks.
+struct admin {
+    bool enabled = true;
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 9901;
+};
+
 struct gateway {
     std::vector<listener> listeners;
+    admin admin_listener;
+    bool record_metrics = true;  // "metrics": {"enabled": false} turns per-request recording off
     std::uint32_t workers = 0;  // 0: one per core
     limits limit;
     client_timeouts client;

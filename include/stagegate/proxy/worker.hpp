@@ -7,6 +7,7 @@
 #pragma once
 
 #include "stagegate/config/config.hpp"
+#include "stagegate/metrics/shard.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -27,6 +28,7 @@ struct settings {
     config::limits limits;
     config::client_timeouts client;
     config::upstream_pool pool;
+    bool record_metrics = true;
 };
 
 // Counters written only by the owning worker (relaxed load+store, no lock prefix) and read
@@ -71,6 +73,15 @@ public:
     // Closes every client and upstream socket: the drain deadline has passed.
     void abort_all();
 
+    // Upstream connections per endpoint id, for the gauges.
+    struct endpoint_connections {
+        std::uint32_t endpoint = 0;
+        std::uint32_t idle = 0;
+        std::uint32_t active = 0;
+    };
+    // Hands over the metrics recorded since the last call, with the connection gauges.
+    metrics::shard_delta take_metrics(std::vector<endpoint_connections>& connections);
+
     // --- Any thread -----------------------------------------------------------------------
     const worker_counters& counters() const { return counters_; }
     std::uint64_t routes_generation() const {
@@ -83,6 +94,7 @@ public:
     const std::shared_ptr<const routing::route_snapshot>& routes() const { return routes_; }
     upstream_pool& pool() { return *pool_; }
     worker_counters& counters() { return counters_; }
+    metrics::shard& shard() { return shard_; }
     bool draining() const { return draining_; }
     std::uint64_t next_random();
     std::uint32_t index() const { return index_; }
@@ -101,6 +113,7 @@ private:
     std::atomic<std::uint64_t> generation_{0};
     std::unique_ptr<upstream_pool> pool_;
     worker_counters counters_;
+    metrics::shard shard_;
     bool draining_ = false;
     std::uint64_t rng_state_[4];
     session_slot* sessions_ = nullptr;  // intrusive list of live sessions

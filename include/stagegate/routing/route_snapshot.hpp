@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +40,7 @@ struct upstream_endpoint {
 
 struct version_route {
     std::string name;
+    std::uint32_t series = 0;  // metrics series of (model, this version, the model's stage)
     std::vector<upstream_endpoint> endpoints;
     std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP to the upstream
     std::string tls_server_name;                      // SNI and verified name
@@ -137,15 +139,23 @@ private:
     std::map<std::string, std::uint32_t> ids_;
 };
 
+// Names the metrics series of (model, version, stage); supplied by whoever owns the metrics
+// registry, so routing stays independent of metrics.
+using series_namer =
+    std::function<std::uint32_t(std::string_view model, std::string_view version,
+                                std::string_view stage)>;
+
 // Resolves endpoints and creates TLS client contexts; fails with every problem listed.
 result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gateway& cfg,
                                                              endpoint_registry& registry,
+                                                             const series_namer& series,
                                                              std::uint64_t generation = 1);
 
 // A copy of `base` with one model's weights (basis points by version name, summing to 10000)
 // and stage label replaced. This is what the rollout controller calls.
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
-    const std::map<std::string, std::uint32_t>& weights, std::string stage);
+    const std::map<std::string, std::uint32_t>& weights, std::string stage,
+    const series_namer& series);
 
 }  // namespace stagegate::routing

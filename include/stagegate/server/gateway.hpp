@@ -5,12 +5,16 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/core/error.hpp"
+#include "stagegate/metrics/series.hpp"
+#include "stagegate/metrics/store.hpp"
 #include "stagegate/proxy/worker.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +34,18 @@ struct worker_totals {
     std::uint64_t upstream_connect_failures = 0;
     std::uint64_t error_replies = 0;
 };
+
+// One version's numbers, as read by tests, the admin API and (later) the rollout controller.
+struct version_metrics {
+    std::string model;
+    std::string version;
+    std::string stage;
+    metrics::series_counts since_stage_start;
+    std::chrono::steady_clock::time_point stage_started;
+    metrics::window_view window;
+};
+
+class admin_server;
 
 class gateway {
 public:
@@ -63,11 +79,29 @@ public:
 
     boost::asio::io_context& control() { return control_io_; }
     worker_totals totals() const;
+    // The bound admin port (0 when the admin listener is disabled).
+    std::uint16_t admin_port() const { return admin_port_; }
+    bool draining() const { return draining_.load(); }
+
+    // --- Metrics (control thread) ----------------------------------------------------------
+    // Asks every worker for its shard's delta (posted to its thread), merges them into the
+    // store, then calls `done` on the control thread.
+    void collect(std::function<void()> done);
+    const metrics::store& metrics_store() const { return *store_; }
+    std::string render_prometheus() const;
+    // Per version of each model, current stage; after a collect().
+    std::vector<version_metrics> version_metrics_now() const;
+
+    // --- Metrics (any thread; blocks until a collection has run) ---------------------------
+    std::vector<version_metrics> read_metrics();
     std::size_t worker_count() const { return workers_.size(); }
 
 private:
     struct worker_thread;
+    result<void> start_listeners();
     void drain_step(std::chrono::steady_clock::time_point deadline);
+    void schedule_collection();
+    routing::series_namer namer();
     void finish_step(std::chrono::steady_clock::time_point deadline);
 
     config::gateway cfg_;
@@ -83,6 +117,14 @@ private:
     std::thread control_thread_;
     std::once_flag stop_once_;
     bool started_ = false;
+    std::atomic<bool> draining_{false};
+
+    metrics::series_registry series_;
+    std::unique_ptr<metrics::store> store_;  // control thread only
+    std::vector<proxy::worker::endpoint_connections> connection_gauges_;  // control thread
+    std::unique_ptr<boost::asio::steady_timer> collect_timer_;
+    std::unique_ptr<admin_server> admin_;
+    std::uint16_t admin_port_ = 0;
 };
 
 }  // namespace stagegate::server

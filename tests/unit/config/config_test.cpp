@@ -30,6 +30,27 @@ TEST(ConfigParse, MinimalConfigGetsDefaults) {
     EXPECT_TRUE(m.route.openai);
     EXPECT_EQ(m.timeouts.connect.count(), 1000);
     EXPECT_EQ(cfg->listeners[0].address, "0.0.0.0");
+    EXPECT_TRUE(cfg->admin_listener.enabled);
+    EXPECT_EQ(cfg->admin_listener.address, "127.0.0.1");
+    EXPECT_EQ(cfg->admin_listener.port, 9901);
+    EXPECT_TRUE(cfg->record_metrics);
+}
+
+TEST(ConfigParse, AdminAndMetricsSections) {
+    auto cfg = parse(R"({"listeners": [{"port": 8080}],
+      "admin": {"address": "0.0.0.0", "port": 0, "enabled": false},
+      "metrics": {"enabled": false},
+      "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+                  "stable": "v1"}]})");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    EXPECT_FALSE(cfg->admin_listener.enabled);
+    EXPECT_EQ(cfg->admin_listener.port, 0);
+    EXPECT_FALSE(cfg->record_metrics);
+    auto bad = parse(R"({"listeners": [{"port": 8080}], "metrics": {"enable": true},
+      "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+                  "stable": "v1"}]})");
+    ASSERT_FALSE(bad);
+    EXPECT_TRUE(has_problem(bad.error(), "/metrics/enable", "unknown key"));
 }
 
 TEST(ConfigParse, DemoConfigIsValid) {

@@ -24,9 +24,23 @@ config::gateway two_version_config(std::uint32_t candidate_bp) {
     return *cfg;
 }
 
+// Series ids for tests: a fixed registry of label triples.
+std::uint32_t test_series(std::string_view model, std::string_view version,
+                          std::string_view stage) {
+    static std::vector<std::string> seen;
+    std::string key = std::string(model) + "/" + std::string(version) + "/" + std::string(stage);
+    for (std::uint32_t i = 0; i < seen.size(); ++i) {
+        if (seen[i] == key) {
+            return i;
+        }
+    }
+    seen.push_back(key);
+    return static_cast<std::uint32_t>(seen.size() - 1);
+}
+
 std::shared_ptr<const route_snapshot> build(std::uint32_t candidate_bp) {
     endpoint_registry registry;
-    auto snap = build_snapshot(two_version_config(candidate_bp), registry);
+    auto snap = build_snapshot(two_version_config(candidate_bp), registry, test_series);
     EXPECT_TRUE(snap) << snap.error().describe();
     return *snap;
 }
@@ -147,7 +161,7 @@ TEST(StickyHash, DifferentModelsGetDifferentSalts) {
 
 TEST(WithTraffic, ReplacesWeightsAndBumpsGeneration) {
     auto snap = build(0);
-    auto next = with_traffic(*snap, "m", {{"v1", 7500}, {"v2", 2500}}, "canary-25");
+    auto next = with_traffic(*snap, "m", {{"v1", 7500}, {"v2", 2500}}, "canary-25", test_series);
     ASSERT_TRUE(next) << next.error().describe();
     EXPECT_EQ((*next)->generation, snap->generation + 1);
     EXPECT_EQ((*next)->models[0].stage, "canary-25");
@@ -156,24 +170,27 @@ TEST(WithTraffic, ReplacesWeightsAndBumpsGeneration) {
     // Endpoint ids (pool keys) carry over.
     EXPECT_EQ((*next)->models[0].versions[1].endpoints[1].id,
               snap->models[0].versions[1].endpoints[1].id);
+    // A new stage label is a new metrics series; the other model keeps its own.
+    EXPECT_NE((*next)->models[0].versions[1].series, snap->models[0].versions[1].series);
+    EXPECT_EQ((*next)->models[1].versions[0].series, snap->models[1].versions[0].series);
 }
 
 TEST(WithTraffic, RejectsBadWeights) {
     auto snap = build(0);
-    auto bad_sum = with_traffic(*snap, "m", {{"v1", 7000}, {"v2", 2500}}, "s");
+    auto bad_sum = with_traffic(*snap, "m", {{"v1", 7000}, {"v2", 2500}}, "s", test_series);
     ASSERT_FALSE(bad_sum);
     EXPECT_EQ(bad_sum.error().code, "invalid_weights");
-    EXPECT_FALSE(with_traffic(*snap, "m", {{"v1", 5000}, {"v9", 5000}}, "s"));
-    EXPECT_FALSE(with_traffic(*snap, "m", {{"v1", 20000}}, "s"));
-    auto unknown = with_traffic(*snap, "nope", {{"v1", 10000}}, "s");
+    EXPECT_FALSE(with_traffic(*snap, "m", {{"v1", 5000}, {"v9", 5000}}, "s", test_series));
+    EXPECT_FALSE(with_traffic(*snap, "m", {{"v1", 20000}}, "s", test_series));
+    auto unknown = with_traffic(*snap, "nope", {{"v1", 10000}}, "s", test_series);
     ASSERT_FALSE(unknown);
     EXPECT_EQ(unknown.error().code, "unknown_model");
 }
 
 TEST(BuildSnapshot, EndpointIdsAreStableAcrossBuilds) {
     endpoint_registry registry;
-    auto a = build_snapshot(two_version_config(0), registry);
-    auto b = build_snapshot(two_version_config(500), registry);
+    auto a = build_snapshot(two_version_config(0), registry, test_series);
+    auto b = build_snapshot(two_version_config(500), registry, test_series);
     ASSERT_TRUE(a && b);
     EXPECT_EQ((*a)->models[0].versions[0].endpoints[0].id,
               (*b)->models[0].versions[0].endpoints[0].id);
@@ -184,7 +201,7 @@ TEST(BuildSnapshot, UnresolvableHostIsAProblemWithItsPath) {
     auto cfg = two_version_config(0);
     cfg.models[0].versions[0].endpoints[0].host = "no-such-host.invalid";
     endpoint_registry registry;
-    auto snap = build_snapshot(cfg, registry);
+    auto snap = build_snapshot(cfg, registry, test_series);
     ASSERT_FALSE(snap);
     ASSERT_FALSE(snap.error().problems.empty());
     EXPECT_EQ(snap.error().problems[0].path, "/models/0/versions/0/endpoints/0");

@@ -1,0 +1,39 @@
+// metrics/exposition: Prometheus text format for the merged metrics.
+// Owns: metric names, help texts, label sets and bucket boundaries as Prometheus sees them,
+// rendered with prometheus-cpp's TextSerializer (its Counter/Histogram types are never used
+// on the request path), plus the standard process_* metrics read from /proc.
+#pragma once
+
+#include "stagegate/metrics/store.hpp"
+
+#include <string>
+#include <vector>
+
+namespace stagegate::metrics {
+
+// Upper bounds (seconds) of stagegate_request_duration_seconds: inference-shaped, 1 ms..30 s.
+inline constexpr std::array<double, 14> duration_buckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+struct version_gauge {
+    std::string model;
+    std::string version;
+    std::string state;  // for connections: "active" | "idle"; empty for weights
+    double value = 0;
+};
+
+struct exposition_input {
+    const store* metrics = nullptr;
+    std::vector<series_labels> labels;             // by series id
+    std::vector<version_gauge> weights;            // stagegate_traffic_weight_ratio
+    std::vector<version_gauge> connections;        // stagegate_upstream_connections
+    double downstream_active = 0;
+    double downstream_accepted = 0;
+    double downstream_shed = 0;
+    std::string build_version;
+    std::string build_commit;
+};
+
+std::string render_prometheus(const exposition_input& in);
+
+}  // namespace stagegate::metrics

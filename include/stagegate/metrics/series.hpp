@@ -1,0 +1,72 @@
+// metrics/series: what is counted per (model, version, stage), and the names behind ids.
+// Owns: series_counts (status codes, upstream failures, latency), the bounded status-code and
+// failure-kind label sets, and series_registry (label triple <-> small integer id).
+// Labels come only from the config and the controller, never from client input, so the
+// number of series is bounded by models x versions x stages.
+// Must not touch: sockets, threads (the registry's mutex is control-side only).
+#pragma once
+
+#include "stagegate/metrics/histogram.hpp"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+namespace stagegate::metrics {
+
+// Status codes that get their own label; every other code is counted by class ("4xx").
+inline constexpr std::array<unsigned, 8> tracked_codes = {200, 400, 404, 429, 500, 502, 503, 504};
+inline constexpr std::size_t code_slots = tracked_codes.size() + 5;  // + 1xx..5xx
+
+inline std::size_t code_slot(unsigned status) {
+    for (std::size_t i = 0; i < tracked_codes.size(); ++i) {
+        if (tracked_codes[i] == status) {
+            return i;
+        }
+    }
+    unsigned cls = status / 100;
+    return tracked_codes.size() + (cls >= 1 && cls <= 5 ? cls - 1 : 4);
+}
+std::string code_label(std::size_t slot);  // "200", ..., "1xx", ..., "5xx"
+
+enum class upstream_failure : std::uint8_t { connect, timeout, reset, protocol };
+inline constexpr std::size_t upstream_failure_kinds = 4;
+const char* failure_label(std::size_t kind);
+
+struct series_counts {
+    std::array<std::uint64_t, code_slots> codes{};
+    std::array<std::uint64_t, upstream_failure_kinds> upstream_failures{};
+    latency_histogram latency;  // every answered request, gateway in to last byte out
+
+    std::uint64_t requests() const;
+    // 5xx answers (including the gateway's own 502/503/504). 4xx are the client's doing.
+    std::uint64_t server_errors() const;
+    void merge(const series_counts& other);
+    void clear();
+};
+
+struct series_labels {
+    std::string model;
+    std::string version;
+    std::string stage;
+};
+
+// Hands out dense ids for label triples; the same triple keeps its id for the process's life.
+class series_registry {
+public:
+    std::uint32_t id_for(std::string_view model, std::string_view version, std::string_view stage);
+    std::vector<series_labels> labels() const;  // indexed by id
+    std::size_t size() const;
+
+private:
+    mutable std::mutex mutex_;
+    std::map<std::tuple<std::string, std::string, std::string>, std::uint32_t> ids_;
+    std::vector<series_labels> labels_;
+};
+
+}  // namespace stagegate::metrics

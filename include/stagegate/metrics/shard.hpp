@@ -1,0 +1,56 @@
+// metrics/shard: one worker thread's counters, written with plain integers.
+// Owns: recording per request (no locks, no atomics: only the owning thread touches a shard),
+// and handing the accumulated delta over when the control side collects (Envoy's
+// swap-and-merge; the collection request arrives as a task posted to the worker's thread).
+#pragma once
+
+#include "stagegate/metrics/series.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace stagegate::metrics {
+
+// Requests that never reached a model: their reasons are a fixed set.
+enum class unrouted_reason : std::uint8_t {
+    bad_request,     // malformed, smuggling-shaped, too large, timed out
+    unknown_model,
+    no_route,
+    overloaded,
+};
+inline constexpr std::size_t unrouted_reasons = 4;
+const char* unrouted_label(std::size_t reason);
+
+// What a worker hands over at collection: only series touched since the last one.
+struct shard_delta {
+    std::vector<std::pair<std::uint32_t, series_counts>> series;
+    std::array<std::uint64_t, unrouted_reasons> unrouted{};
+};
+
+class shard {
+public:
+    void record(std::uint32_t series, unsigned status, std::uint64_t latency_micros) {
+        auto& s = at(series);
+        ++s.codes[code_slot(status)];
+        s.latency.record(latency_micros);
+    }
+    void record_failure(std::uint32_t series, upstream_failure kind) {
+        ++at(series).upstream_failures[static_cast<std::size_t>(kind)];
+    }
+    void record_unrouted(unrouted_reason reason) { ++unrouted_[static_cast<std::size_t>(reason)]; }
+
+    // Moves everything recorded since the last call into a delta and starts from zero.
+    shard_delta take();
+
+private:
+    series_counts& at(std::uint32_t series);
+
+    std::vector<std::unique_ptr<series_counts>> series_;  // by id; null until first use
+    std::vector<std::uint32_t> dirty_;                     // ids touched since take()
+    std::vector<bool> is_dirty_;
+    std::array<std::uint64_t, unrouted_reasons> unrouted_{};
+};
+
+}  // namespace stagegate::metrics

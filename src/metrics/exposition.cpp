@@ -1,0 +1,219 @@
+#include "stagegate/metrics/exposition.hpp"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+namespace stagegate::metrics {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+ClientMetric with_labels(std::initializer_list<std::pair<const char*, std::string>> labels) {
+    ClientMetric m;
+    for (const auto& [name, value] : labels) {
+        m.label.push_back({name, value});
+    }
+    return m;
+}
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+    MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = type;
+    return f;
+}
+
+// A family with one unlabelled sample.
+void add_single(std::vector<MetricFamily>& out, const char* name, const char* help,
+                MetricType type, double value) {
+    auto fam = family(name, help, type);
+    ClientMetric m;
+    if (type == MetricType::Counter) {
+        m.counter.value = value;
+    } else {
+        m.gauge.value = value;
+    }
+    fam.metric.push_back(m);
+    out.push_back(std::move(fam));
+}
+
+void add_process_metrics(std::vector<MetricFamily>& out) {
+    // /proc/self/stat: utime(14) stime(15) starttime(22) vsize(23) rss(24), in ticks and pages.
+    std::ifstream stat_file("/proc/self/stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) {
+        return;
+    }
+    std::istringstream fields(stat.substr(close + 2));
+    std::vector<std::string> f;
+    for (std::string x; fields >> x;) {
+        f.push_back(x);
+    }
+    if (f.size() < 22) {
+        return;
+    }
+    // f[0] is field 3 (state): field n is f[n - 3].
+    const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+    const double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+    double boot_time = 0;
+    std::ifstream proc_stat("/proc/stat");
+    for (std::string line; std::getline(proc_stat, line);) {
+        if (line.rfind("btime ", 0) == 0) {
+            boot_time = std::stod(line.substr(6));
+        }
+    }
+    const double start = boot_time + std::stod(f[19]) / ticks;
+    auto gauge = [&](const char* name, const char* help, MetricType type, double v) {
+        add_single(out, name, help, type, v);
+    };
+    gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+          MetricType::Counter, cpu);
+    gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+          MetricType::Gauge, start);
+    gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+          std::stod(f[20]));
+    gauge("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+          std::stod(f[21]) * page);
+    double fds = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        while (::readdir(d)) {
+            ++fds;
+        }
+        ::closedir(d);
+        fds -= 3;  // ".", ".." and the directory's own descriptor
+    }
+    gauge("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, fds);
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        gauge("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
+              static_cast<double>(lim.rlim_cur));
+    }
+}
+
+}  // namespace
+
+std::string render_prometheus(const exposition_input& in) {
+    std::vector<MetricFamily> out;
+    auto requests = family("stagegate_requests_total",
+                           "Requests answered, by model, version, stage and status code "
+                           "(untracked codes by class).",
+                           MetricType::Counter);
+    auto duration = family("stagegate_request_duration_seconds",
+                           "Time from the request being read to the last byte of the answer.",
+                           MetricType::Histogram);
+    auto upstream_errors = family("stagegate_upstream_errors_total",
+                                  "Upstream failures by model, version and kind.",
+                                  MetricType::Counter);
+    // Upstream failures are per (model, version): sum the stages.
+    std::map<std::pair<std::string, std::string>, std::array<std::uint64_t, upstream_failure_kinds>>
+        failures;
+    for (std::uint32_t id = 0; id < in.labels.size(); ++id) {
+        const auto* t = in.metrics ? in.metrics->total(id) : nullptr;
+        if (!t) {
+            continue;
+        }
+        const auto& l = in.labels[id];
+        for (std::size_t c = 0; c < code_slots; ++c) {
+            if (t->codes[c] == 0) {
+                continue;
+            }
+            auto m = with_labels({{"model", l.model}, {"version", l.version}, {"stage", l.stage},
+                                  {"code", code_label(c)}});
+            m.counter.value = static_cast<double>(t->codes[c]);
+            requests.metric.push_back(std::move(m));
+        }
+        auto h = with_labels({{"model", l.model}, {"version", l.version}, {"stage", l.stage}});
+        h.histogram.sample_count = t->latency.count();
+        h.histogram.sample_sum = static_cast<double>(t->latency.sum_micros()) / 1e6;
+        for (double bound : duration_buckets) {
+            h.histogram.bucket.push_back({t->latency.count_below(bound * 1e6), bound});
+        }
+        h.histogram.bucket.push_back(
+            {t->latency.count(), std::numeric_limits<double>::infinity()});
+        duration.metric.push_back(std::move(h));
+        auto& f = failures[{l.model, l.version}];
+        for (std::size_t k = 0; k < upstream_failure_kinds; ++k) {
+            f[k] += t->upstream_failures[k];
+        }
+    }
+    for (const auto& [key, kinds] : failures) {
+        for (std::size_t k = 0; k < upstream_failure_kinds; ++k) {
+            auto m = with_labels(
+                {{"model", key.first}, {"version", key.second}, {"kind", failure_label(k)}});
+            m.counter.value = static_cast<double>(kinds[k]);
+            upstream_errors.metric.push_back(std::move(m));
+        }
+    }
+    out.push_back(std::move(requests));
+    out.push_back(std::move(duration));
+    out.push_back(std::move(upstream_errors));
+
+    auto connections = family("stagegate_upstream_connections",
+                              "Upstream connections by model, version and state.",
+                              MetricType::Gauge);
+    for (const auto& g : in.connections) {
+        auto m = with_labels({{"model", g.model}, {"version", g.version}, {"state", g.state}});
+        m.gauge.value = g.value;
+        connections.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(connections));
+
+    auto weights = family("stagegate_traffic_weight_ratio",
+                          "Share of the model's traffic routed to each version (0..1).",
+                          MetricType::Gauge);
+    for (const auto& g : in.weights) {
+        auto m = with_labels({{"model", g.model}, {"version", g.version}});
+        m.gauge.value = g.value;
+        weights.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(weights));
+
+    auto unrouted = family("stagegate_unrouted_requests_total",
+                           "Requests answered before reaching a model, by reason.",
+                           MetricType::Counter);
+    for (std::size_t r = 0; r < unrouted_reasons; ++r) {
+        auto m = with_labels({{"reason", unrouted_label(r)}});
+        m.counter.value = in.metrics ? static_cast<double>(in.metrics->unrouted()[r]) : 0;
+        unrouted.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(unrouted));
+
+    auto plain = [&](const char* name, const char* help, MetricType type, double v) {
+        add_single(out, name, help, type, v);
+    };
+    plain("stagegate_downstream_connections", "Open client connections.", MetricType::Gauge,
+          in.downstream_active);
+    plain("stagegate_downstream_connections_accepted_total", "Client connections accepted.",
+          MetricType::Counter, in.downstream_accepted);
+    plain("stagegate_downstream_connections_shed_total",
+          "Client connections refused with 503 at the connection limit.", MetricType::Counter,
+          in.downstream_shed);
+
+    auto build = family("stagegate_build_info", "Build of the running gateway.",
+                        MetricType::Gauge);
+    auto b = with_labels({{"version", in.build_version}, {"commit", in.build_commit}});
+    b.gauge.value = 1;
+    build.metric.push_back(std::move(b));
+    out.push_back(std::move(build));
+
+    add_process_metrics(out);
+    return prometheus::TextSerializer().Serialize(out);
+}
+
+}  // namespace stagegate::metrics

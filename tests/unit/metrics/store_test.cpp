@@ -1,0 +1,112 @@
+#include "stagegate/metrics/shard.hpp"
+#include "stagegate/metrics/store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+namespace stagegate::metrics {
+namespace {
+
+using namespace std::chrono_literals;
+
+shard_delta delta_with(std::uint32_t series, unsigned status, int n) {
+    shard s;
+    for (int i = 0; i < n; ++i) {
+        s.record(series, status, 1000);
+    }
+    return s.take();
+}
+
+TEST(Shard, TakeHandsOverOnlyTouchedSeriesAndResets) {
+    shard s;
+    s.record(3, 200, 500);
+    s.record(3, 503, 900);
+    s.record_failure(3, upstream_failure::timeout);
+    s.record_unrouted(unrouted_reason::unknown_model);
+    auto d = s.take();
+    ASSERT_EQ(d.series.size(), 1u);
+    EXPECT_EQ(d.series[0].first, 3u);
+    EXPECT_EQ(d.series[0].second.requests(), 2u);
+    EXPECT_EQ(d.series[0].second.server_errors(), 1u);
+    EXPECT_EQ(d.series[0].second.upstream_failures[1], 1u);
+    EXPECT_EQ(d.unrouted[1], 1u);
+    auto again = s.take();
+    EXPECT_TRUE(again.series.empty());
+    EXPECT_EQ(again.unrouted[1], 0u);
+}
+
+TEST(SeriesCounts, CodesOutsideTheTrackedSetCountByClass) {
+    series_counts c;
+    c.codes[code_slot(201)]++;
+    c.codes[code_slot(418)]++;
+    c.codes[code_slot(599)]++;
+    EXPECT_EQ(code_label(code_slot(201)), "2xx");
+    EXPECT_EQ(code_label(code_slot(418)), "4xx");
+    EXPECT_EQ(code_label(code_slot(504)), "504");
+    EXPECT_EQ(c.server_errors(), 1u);
+}
+
+TEST(Store, WindowKeepsTheLastSixtySecondsAndRollsOverAtSlotBoundaries) {
+    const auto t0 = clock::time_point{} + 1000s;
+    store st(t0);
+    st.merge(delta_with(0, 200, 5), t0 + 100ms);   // second 0
+    st.merge(delta_with(0, 200, 7), t0 + 900ms);   // still second 0
+    st.merge(delta_with(0, 200, 11), t0 + 1s);     // second 1: a new slot
+    EXPECT_EQ(st.window(0, t0 + 1500ms).counts.requests(), 23u);
+    EXPECT_EQ(st.window(0, t0 + 59s + 999ms).counts.requests(), 23u);  // second 59: both in
+    EXPECT_EQ(st.window(0, t0 + 60s).counts.requests(), 11u);   // second 0 has left the window
+    EXPECT_EQ(st.window(0, t0 + 61s).counts.requests(), 0u);
+    // A slot reused 60 s later starts from zero.
+    st.merge(delta_with(0, 200, 2), t0 + 60s);
+    EXPECT_EQ(st.window(0, t0 + 60s).counts.requests(), 13u);
+    EXPECT_EQ(st.total(0)->requests(), 25u);
+    EXPECT_DOUBLE_EQ(st.window(0, t0 + 30s).seconds, 30.0);
+    EXPECT_DOUBLE_EQ(st.window(0, t0 + 600s).seconds, 60.0);
+}
+
+TEST(Store, StageCountsResetWithoutTouchingTotals) {
+    const auto t0 = clock::time_point{} + 5s;
+    store st(t0);
+    st.merge(delta_with(1, 500, 4), t0);
+    st.reset_stage(1, t0 + 2s);
+    st.merge(delta_with(1, 200, 3), t0 + 3s);
+    EXPECT_EQ(st.stage(1)->requests(), 3u);
+    EXPECT_EQ(st.stage(1)->server_errors(), 0u);
+    EXPECT_EQ(st.total(1)->requests(), 7u);
+    EXPECT_EQ(st.stage_started(1), t0 + 2s);
+    EXPECT_EQ(st.total(9), nullptr);
+}
+
+TEST(Store, MergeFromConcurrentShardsLosesNothing) {
+    // Each writer owns its shard (as each worker thread does); the merge happens on one thread.
+    constexpr int writers = 4;
+    constexpr int per_writer = 50000;
+    std::vector<shard> shards(writers);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < writers; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < per_writer; ++i) {
+                shards[t].record(static_cast<std::uint32_t>(i % 3), 200,
+                                 static_cast<std::uint64_t>(i));
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    store st;
+    for (auto& s : shards) {
+        st.merge(s.take(), clock::now());
+    }
+    std::uint64_t total = 0;
+    for (std::uint32_t id = 0; id < 3; ++id) {
+        total += st.total(id)->requests();
+        EXPECT_EQ(st.total(id)->latency.count(), st.total(id)->requests());
+    }
+    EXPECT_EQ(total, static_cast<std::uint64_t>(writers * per_writer));
+}
+
+}  // namespace
+}  // namespace stagegate::metrics
