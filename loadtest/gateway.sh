@@ -3,12 +3,17 @@
 # from the environment and execs stagegate in the foreground.
 #   gateway:        one model, stable only
 #   gateway-canary: stable 95 % / candidate 5 % in basis points, sticky on X-User-Id
+#   gateway-canary-nometrics: the same with per-request metrics recording off (its cost)
 set -eu
 bin="${STAGEGATE_BIN:?STAGEGATE_BIN must point to the stagegate binary}"
 cfg="$GATEWAY_RUNDIR/stagegate.json"
 versions="{\"name\": \"v1\", \"endpoints\": [\"$BACKEND_HOST:$BACKEND_PORT\"]}"
 traffic='{"weights": {"v1": 10000}}'
-if [ "$GATEWAY_SCENARIO" = gateway-canary ]; then
+metrics=true
+if [ "$GATEWAY_SCENARIO" = gateway-canary-nometrics ]; then
+  metrics=false
+fi
+if [ "$GATEWAY_SCENARIO" != gateway ]; then
   versions="$versions, {\"name\": \"v2\", \"endpoints\": [\"$BACKEND_HOST:$CANARY_PORT\"]}"
   traffic="{\"weights\": {\"v1\": $((STABLE_WEIGHT * 100)), \"v2\": $((CANARY_WEIGHT * 100))},
             \"stage\": \"canary-$CANARY_WEIGHT\", \"sticky\": {\"header\": \"X-User-Id\"}}"
@@ -17,6 +22,8 @@ cat >"$cfg" <<CFG
 {
   "listeners": [{"address": "$GATEWAY_HOST", "port": $GATEWAY_PORT}],
   "workers": $GATEWAY_THREADS,
+  "admin": {"enabled": false},
+  "metrics": {"enabled": $metrics},
   "limits": {"max_connections_per_worker": 16000},
   "client_timeouts": {"idle_ms": 75000},
   "upstream_pool": {"max_idle_per_endpoint": 1024, "idle_timeout_ms": 75000},

@@ -29,7 +29,7 @@ struct connection_tokens {
     std::array<std::string_view, 8> names;
     std::size_t count = 0;
 
-    explicit connection_tokens(const http::fields& fields) {
+    explicit connection_tokens(const fields_type& fields) {
         for (auto it = fields.find(http::field::connection);
              it != fields.end() && it->name() == http::field::connection; ++it) {
             std::string_view value = it->value();
@@ -85,7 +85,7 @@ void append_number(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
-void serialize_request_head(std::string& out, const http::request_header<>& req,
+void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
                             const forward_info& info, std::size_t body_size) {
     connection_tokens named(req);
     out.append(req.method_string());
@@ -148,7 +148,7 @@ void serialize_request_head(std::string& out, const http::request_header<>& req,
     out.append("\r\n", 2);
 }
 
-void serialize_response_head(std::string& out, const http::response_header<>& res,
+void serialize_response_head(std::string& out, const http::response_header<fields_type>& res,
                              const response_info& info) {
     connection_tokens named(res);
     out.append(info.client_version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");

@@ -1,6 +1,8 @@
 // Private to proxy: header rewriting and the one place that turns an error into an HTTP reply.
 #pragma once
 
+#include "block_cache.hpp"
+
 #include <boost/beast/http.hpp>
 
 #include <string>
@@ -9,6 +11,11 @@
 namespace stagegate::proxy {
 
 namespace http = boost::beast::http;
+
+// Per-request HTTP structures draw their memory from the worker's block cache.
+using fields_type = http::basic_fields<cached_allocator<char>>;
+using request_body = http::basic_string_body<char, std::char_traits<char>, cached_allocator<char>>;
+using request_type = http::request<request_body, fields_type>;
 
 // What the proxy adds to a request it forwards upstream.
 struct forward_info {
@@ -21,7 +28,7 @@ struct forward_info {
 // Writes the upstream request head (request line, the client's end-to-end headers, the
 // proxy's X-Forwarded-For/-Proto, Via and X-Request-Id, and Content-Length) into `out` as one
 // contiguous block: one iovec for the kernel instead of one per header piece.
-void serialize_request_head(std::string& out, const http::request_header<>& req,
+void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
                             const forward_info& info, std::size_t body_size);
 
 enum class body_framing { none, content_length, chunked, close_delimited };
@@ -40,7 +47,7 @@ struct response_info {
 
 // Writes the client response head: status line, the upstream's end-to-end headers, the
 // stamps, framing and connection management.
-void serialize_response_head(std::string& out, const http::response_header<>& res,
+void serialize_response_head(std::string& out, const http::response_header<fields_type>& res,
                              const response_info& info);
 
 // Writes a chunk-size line ("1a2b\r\n") for chunked framing; returns its length.

@@ -24,7 +24,7 @@ namespace {
 constexpr std::string_view force_header = "X-Stagegate-Force-Version";
 constexpr std::string_view request_id_header = "X-Request-Id";
 
-using request_t = http::request<http::string_body>;
+using request_t = request_type;
 
 template <class Stream>
 stream_type& lowest_of(Stream& s) {
@@ -50,31 +50,44 @@ private:
     session_slot slot_;
 };
 
-std::string make_request_id(worker& w) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::uint64_t a = w.next_random();
-    std::uint64_t b = w.next_random();
-    // UUID version 4 layout: xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx
-    a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-    b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-    std::string out(36, '-');
-    int pos = 0;
-    auto put = [&](std::uint64_t v, int nibbles) {
-        for (int i = nibbles - 1; i >= 0; --i) {
-            if (pos == 8 || pos == 13 || pos == 18 || pos == 23) {
-                ++pos;
+// A request id held inline: ids are short (acceptable_request_id caps them at 128 bytes), and
+// one heap allocation per request for them is not worth it.
+class request_id {
+public:
+    void assign(std::string_view id) {
+        size_ = static_cast<std::uint8_t>(std::min(id.size(), data_.size()));
+        std::copy_n(id.data(), size_, data_.data());
+    }
+    // A fresh UUID version 4: xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx
+    void generate(worker& w) {
+        static constexpr char hex[] = "0123456789abcdef";
+        std::uint64_t a = w.next_random();
+        std::uint64_t b = w.next_random();
+        a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+        b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+        std::size_t pos = 0;
+        auto put = [&](std::uint64_t v) {
+            for (int i = 15; i >= 0; --i) {
+                if (pos == 8 || pos == 13 || pos == 18 || pos == 23) {
+                    data_[pos++] = '-';
+                }
+                data_[pos++] = hex[(v >> (i * 4)) & 0xf];
             }
-            out[pos++] = hex[(v >> (i * 4)) & 0xf];
-        }
-    };
-    put(a, 16);
-    put(b, 16);
-    return out;
-}
+        };
+        put(a);
+        put(b);
+        size_ = 36;
+    }
+    operator std::string_view() const { return {data_.data(), size_}; }
+
+private:
+    std::array<char, 128> data_;
+    std::uint8_t size_ = 0;
+};
 
 // Per-request facts shared by the routing and forwarding steps.
 struct request_context {
-    std::string request_id;
+    request_id id;
     bool keep_alive = true;
     unsigned client_version = 11;
     bool head = false;
@@ -163,7 +176,7 @@ template <class Stream>
 task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
                       http::status status, std::string_view code, std::string_view message) {
     bump(w.counters().error_replies);
-    auto res = error_response(status, code, message, rc.request_id, rc.keep_alive,
+    auto res = error_response(status, code, message, rc.id, rc.keep_alive,
                               rc.client_version);
     if (rc.head) {
         res.body().clear();
@@ -245,7 +258,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
 
     a.head.clear();
     serialize_request_head(a.head, a.req,
-                           forward_info{a.client_address, a.client_tls, a.rc.request_id,
+                           forward_info{a.client_address, a.client_tls, a.rc.id,
                                         a.rc.client_version},
                            a.req.body().size());
     slot.upstream_expire_at(first_byte_deadline);
@@ -258,7 +271,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         }
     }
 
-    std::optional<http::response_parser<http::buffer_body>> parser;
+    std::optional<http::response_parser<http::buffer_body, cached_allocator<char>>> parser;
     for (;;) {
         parser.emplace();
         parser->body_limit(boost::none);
@@ -282,7 +295,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     response_info info;
     info.version = a.version.name;
     info.stage = a.model.stage;
-    info.request_id = a.rc.request_id;
+    info.request_id = a.rc.id;
     info.client_version = a.rc.client_version;
     info.head_request = a.rc.head;
     info.keep_alive = a.rc.keep_alive && !a.w.draining();
@@ -477,7 +490,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
 
     beast::flat_buffer buffer;
     std::string head;  // serialized heads, reused across requests
-    std::optional<http::request_parser<http::string_body>> parser;
+    std::optional<http::request_parser<request_body, cached_allocator<char>>> parser;
     for (;;) {
         slot.idle = buffer.size() == 0;
         if (slot.idle && w.draining()) {
@@ -500,7 +513,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     break;
                 }
                 rc.keep_alive = false;
-                rc.request_id = make_request_id(w);
+                rc.id.generate(w);
                 w.shard().record_unrouted(metrics::unrouted_reason::bad_request);
                 if (slot.timed_out) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
@@ -517,9 +530,11 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         rc.client_version = req.version() == 10 ? 10 : 11;
         rc.head = req.method() == http::verb::head;
         auto rid = req.find(request_id_header);
-        rc.request_id = rid != req.end() && acceptable_request_id(rid->value())
-                            ? std::string(rid->value())
-                            : make_request_id(w);
+        if (rid != req.end() && acceptable_request_id(rid->value())) {
+            rc.id.assign(rid->value());
+        } else {
+            rc.id.generate(w);
+        }
         rc.keep_alive = req.keep_alive() && !w.draining();
         if (!parser->is_done()) {
             auto expect = req.find(http::field::expect);
@@ -577,7 +592,7 @@ task<void> shed(stream_type stream, worker& w) {
     slot.stream = &stream;
     request_context rc;
     rc.keep_alive = false;
-    rc.request_id = make_request_id(w);
+    rc.id.generate(w);
     co_await send_error(stream, w, slot, rc, http::status::service_unavailable, "overloaded",
                         "too many connections; retry later");
     boost::system::error_code ec;

@@ -6,8 +6,8 @@
 namespace stagegate::proxy {
 namespace {
 
-http::request<http::string_body> sample_request() {
-    http::request<http::string_body> req{http::verb::post, "/v1/models/m:predict?x=1", 11};
+request_type sample_request() {
+    request_type req{http::verb::post, "/v1/models/m:predict?x=1", 11};
     req.set(http::field::host, "gw");
     req.set(http::field::connection, "keep-alive, X-Secret, Content-Length");
     req.set("Keep-Alive", "timeout=5");
@@ -46,7 +46,7 @@ TEST(SerializeRequestHead, DropsHopByHopAndAddsProxyHeaders) {
 }
 
 TEST(SerializeRequestHead, GetWithoutBodyHasNoContentLength) {
-    http::request<http::string_body> req{http::verb::get, "/v2/models/m", 11};
+    request_type req{http::verb::get, "/v2/models/m", 11};
     std::string out;
     serialize_request_head(out, req, forward_info{"10.0.0.1", false, "r", 10}, 0);
     EXPECT_EQ(out.find("Content-Length"), std::string::npos);
@@ -55,7 +55,7 @@ TEST(SerializeRequestHead, GetWithoutBodyHasNoContentLength) {
 }
 
 TEST(SerializeResponseHead, ReframesAndStamps) {
-    http::response<http::empty_body> res{http::status::ok, 11};
+    http::response<http::empty_body, fields_type> res{http::status::ok, 11};
     res.set(http::field::content_type, "application/json");
     res.set(http::field::transfer_encoding, "chunked");
     res.set(http::field::connection, "keep-alive, X-Hop");
@@ -90,7 +90,7 @@ TEST(SerializeResponseHead, ReframesAndStamps) {
 }
 
 TEST(SerializeResponseHead, Http10ClientKeepAliveIsExplicit) {
-    http::response<http::empty_body> res{http::status::not_found, 11};
+    http::response<http::empty_body, fields_type> res{http::status::not_found, 11};
     response_info info;
     info.client_version = 10;
     info.keep_alive = true;
