@@ -234,7 +234,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                                 exchange_args a) {
     exchange_outcome out;
     auto& slot = a.slot;
-    const auto started = clock::now();
+    const auto started = coarse_now();
     const auto total_deadline = started + a.model.timeouts.total;
     const auto first_byte_deadline =
         std::min(started + a.model.timeouts.first_byte, total_deadline);
@@ -705,7 +705,7 @@ task<void> worker::enforce_deadlines() {
         if (draining_ && !sessions_) {
             co_return;
         }
-        const auto now = clock::now();
+        const auto now = coarse_now();
         for (auto* s = sessions_; s; s = s->next) {
             if (s->deadline <= now) {
                 s->deadline = clock::time_point::max();

@@ -77,7 +77,7 @@ task<boost::system::error_code> upstream_pool::connect(
     c.endpoint_id = ep.id;
     auto& lowest = c.lowest();
     slot.upstream = &lowest;
-    slot.upstream_expire_at(clock::now() + timeout);
+    slot.upstream_expire_at(coarse_now() + timeout);
     auto [ec] = co_await lowest.async_connect(ep.address, nothrow_awaitable);
     if (slot.upstream_timed_out) {
         co_return beast::error::timeout;
@@ -123,7 +123,7 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
     for (std::size_t k = 0; k < eps.size(); ++k) {
         const auto& ep = eps[(start + k) % eps.size()];
         auto& s = state(ep.id);
-        auto now = clock::now();
+        auto now = coarse_now();
         if (s.ejected_until > now) {
             continue;
         }
@@ -149,7 +149,7 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
             co_return out;
         }
         // endpoints_ may have grown while we waited: look the state up again.
-        record_failure(state(ep.id), model.health, clock::now());
+        record_failure(state(ep.id), model.health, coarse_now());
         bool timed_out = ec == beast::error::timeout;
         out.status = timed_out ? acquire_status::connect_timeout : acquire_status::connect_failed;
         out.detail = "connect to " + ep.authority + " failed: " +
@@ -171,7 +171,7 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
     if (s.idle.size() >= cfg_.max_idle_per_endpoint) {
         s.idle.erase(s.idle.begin());  // drop the oldest
     }
-    connection->idle_since = clock::now();
+    connection->idle_since = coarse_now();
     s.idle.push_back(std::move(connection));
 }
 
@@ -231,7 +231,7 @@ task<void> upstream_pool::sweep() {
         if (stopped_) {
             break;
         }
-        auto now = clock::now();
+        auto now = coarse_now();
         for (auto& s : endpoints_) {
             std::erase_if(s.idle, [&](const auto& c) {
                 return now - c->idle_since >= cfg_.idle_timeout || !still_open(c->lowest());

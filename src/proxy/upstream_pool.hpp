@@ -13,6 +13,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <chrono>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,14 @@ template <class T>
 using task = net::awaitable<T, executor_type>;
 constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable_t<executor_type>{});
 
+// The kernel's tick-granular monotonic clock (same base as steady_clock, ~4 ms resolution, a
+// few ns to read): good enough for timeouts and idle ages, not for latency measurement.
+inline clock::time_point coarse_now() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return clock::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
+
 // A live client connection as its worker sees it: for drain, and for deadlines. A deadline is
 // a plain store per operation; the worker's ticker cancels whatever passed it.
 struct session_slot {
@@ -50,7 +59,7 @@ struct session_slot {
     session_slot* next = nullptr;
 
     void expire_in(std::chrono::milliseconds d) {
-        deadline = clock::now() + d;
+        deadline = coarse_now() + d;
         timed_out = false;
     }
     void no_deadline() { deadline = clock::time_point::max(); }
