@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
     for (auto p : gw.ports()) {
         std::cerr << " " << p;
     }
+    if (gw.admin_port()) {
+        std::cerr << ", admin on " << gw.admin_port();
+    }
     std::cerr << "\n";
     if (!port_file.empty()) {
         std::string tmp = port_file + ".tmp";
