@@ -130,6 +130,24 @@ public:
         out = static_cast<Int>(n);
     }
 
+    template <class Out>
+    void real(std::string_view key, Out& out, double min, double max) {
+        const json* v = find(key);
+        if (!v) {
+            return;
+        }
+        if (!v->is_number()) {
+            fail(key, std::string("expected a number, got ") + type_name(*v));
+            return;
+        }
+        double d = v->get<double>();
+        if (!(d >= min && d <= max)) {
+            fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+            return;
+        }
+        out = d;
+    }
+
     void duration_ms(std::string_view key, millis& out, std::uint64_t min_ms = 1,
                      std::uint64_t max_ms = 86'400'000) {
         std::uint64_t ms = static_cast<std::uint64_t>(out.count());
@@ -232,14 +250,132 @@ void read_version(const json& j, const std::string& path, version& v,
     });
 }
 
+// "p99" -> 0.99
+bool parse_quantile(std::string_view key, double& q) {
+    if (key.size() < 2 || key[0] != 'p') {
+        return false;
+    }
+    try {
+        std::size_t used = 0;
+        double pct = std::stod(std::string(key.substr(1)), &used);
+        if (used != key.size() - 1 || !(pct > 0 && pct < 100)) {
+            return false;
+        }
+        q = pct / 100.0;
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+void read_quantile_map(object_reader& r, std::string_view key, std::map<double, double>& out,
+                       double min, double max) {
+    r.object(key, [&](object_reader& q) {
+        for (const auto& [name, value] : r.find(key)->items()) {
+            double quantile = 0;
+            if (!parse_quantile(name, quantile)) {
+                q.fail(name, "expected a quantile name like p50, p90, p99 or p99.9");
+                continue;
+            }
+            double v = 0;
+            q.real(name, v, min, max);
+            out[quantile] = v;
+        }
+    });
+}
+
+void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems) {
+    r.reject_unknown({"candidate", "stages", "gates", "interval_ms",
+                      "fast_rollback_consecutive_errors"});
+    r.string("candidate", ro.candidate, true);
+    r.duration_ms("interval_ms", ro.interval, 100);
+    r.integer("fast_rollback_consecutive_errors", ro.fast_rollback_consecutive_errors, 0, 100000);
+    r.array(
+        "stages",
+        [&](const json& e, const std::string& p) {
+            rollout_stage st;
+            object_reader sr(e, p, problems);
+            if (sr.ok()) {
+                sr.reject_unknown({"name", "weight_bp", "min_bake_ms", "min_requests",
+                                   "max_duration_ms", "on_max_duration"});
+                sr.string("name", st.name, false);
+                sr.integer("weight_bp", st.weight, 1, total_weight, true);
+                sr.duration_ms("min_bake_ms", st.min_bake, 0);
+                sr.integer("min_requests", st.min_requests, 1, std::uint64_t{1} << 40);
+                if (sr.find("max_duration_ms")) {
+                    millis d{0};
+                    sr.duration_ms("max_duration_ms", d, 1);
+                    st.max_duration = d;
+                }
+                std::string action = "hold";
+                sr.string("on_max_duration", action, false);
+                if (action != "hold" && action != "rollback") {
+                    sr.fail("on_max_duration", "expected \"hold\" or \"rollback\"");
+                }
+                st.rollback_on_max_duration = action == "rollback";
+            }
+            if (st.name.empty()) {
+                char label[32];
+                std::snprintf(label, sizeof label, "canary-%g", st.weight / 100.0);
+                st.name = label;
+            }
+            ro.stages.push_back(std::move(st));
+        },
+        true);
+    r.object("gates", [&](object_reader& g) {
+        auto& gt = ro.gates;
+        g.reject_unknown({"min_requests", "max_error_rate", "max_upstream_failure_rate",
+                          "max_latency_ms", "max_error_rate_delta", "max_error_rate_ratio",
+                          "max_latency_ratio", "sequential"});
+        g.integer("min_requests", gt.min_requests, 1, std::uint64_t{1} << 40);
+        if (g.find("max_error_rate")) {
+            double v = 0;
+            g.real("max_error_rate", v, 0, 1);
+            gt.max_error_rate = v;
+        }
+        if (g.find("max_upstream_failure_rate")) {
+            double v = 0;
+            g.real("max_upstream_failure_rate", v, 0, 1);
+            gt.max_upstream_failure_rate = v;
+        }
+        std::map<double, double> latency_ms;
+        read_quantile_map(g, "max_latency_ms", latency_ms, 0.001, 3.6e6);
+        for (const auto& [q, ms] : latency_ms) {
+            gt.max_latency_seconds[q] = ms / 1000.0;
+        }
+        if (g.find("max_error_rate_delta")) {
+            double v = 0;
+            g.real("max_error_rate_delta", v, 0, 1);
+            gt.max_error_rate_delta = v;
+        }
+        if (g.find("max_error_rate_ratio")) {
+            double v = 0;
+            g.real("max_error_rate_ratio", v, 1, 1e6);
+            gt.max_error_rate_ratio = v;
+        }
+        read_quantile_map(g, "max_latency_ratio", gt.max_latency_ratio, 1, 1e6);
+        g.object("sequential", [&](object_reader& sq) {
+            sq.reject_unknown({"errors", "latency", "alpha"});
+            sq.boolean("errors", gt.sequential_errors);
+            sq.boolean("latency", gt.sequential_latency);
+            sq.real("alpha", gt.alpha, 1e-9, 0.5);
+        });
+    });
+}
+
 void read_model(const json& j, const std::string& path, model& m,
                 std::vector<problem>& problems) {
     object_reader r(j, path, problems);
     if (!r.ok()) {
         return;
     }
-    r.reject_unknown(
-        {"name", "match", "versions", "stable", "traffic", "timeouts", "passive_health"});
+    r.reject_unknown({"name", "match", "versions", "stable", "traffic", "timeouts",
+                      "passive_health", "rollout"});
+    r.object("rollout", [&](object_reader& ro) {
+        rollout spec;
+        read_rollout(ro, spec, problems);
+        m.rollout_spec = std::move(spec);
+    });
     r.string("name", m.name, true);
     r.object("match", [&](object_reader& mr) {
         mr.reject_unknown({"kserve_v1", "kserve_v2", "openai", "path_prefixes"});
@@ -386,6 +522,40 @@ std::vector<problem> validate(const gateway& cfg) {
                                         std::to_string(sum)});
             }
         }
+        if (m.rollout_spec) {
+            const auto& ro = *m.rollout_spec;
+            const std::string rpath = mpath + "/rollout";
+            if (!ro.candidate.empty() && !version_names.count(ro.candidate)) {
+                problems.push_back({rpath + "/candidate", "names no version of this model: \"" +
+                                                              ro.candidate + "\""});
+            }
+            if (ro.candidate == m.stable) {
+                problems.push_back({rpath + "/candidate", "must differ from the stable version"});
+            }
+            if (ro.stages.empty()) {
+                problems.push_back({rpath + "/stages", "needs at least one stage"});
+            }
+            std::set<std::string> stage_names;
+            for (std::size_t si = 0; si < ro.stages.size(); ++si) {
+                const auto& st = ro.stages[si];
+                const std::string spath = rpath + "/stages/" + std::to_string(si);
+                if (si > 0 && st.weight <= ro.stages[si - 1].weight) {
+                    problems.push_back({spath + "/weight_bp",
+                                        "stages must widen: weight must exceed the previous "
+                                        "stage's"});
+                }
+                if (!stage_names.insert(st.name).second) {
+                    problems.push_back({spath + "/name", "duplicate stage name"});
+                }
+                if (st.name == "stable" || st.name == "rolled-back") {
+                    problems.push_back({spath + "/name", "\"" + st.name + "\" is reserved"});
+                }
+            }
+            if (!m.split.weights.empty()) {
+                problems.push_back({mpath + "/traffic/weights",
+                                    "a model with a rollout gets its weights from the rollout"});
+            }
+        }
         if (m.timeouts.first_byte > m.timeouts.total) {
             problems.push_back({mpath + "/timeouts/first_byte_ms", "must not exceed total_ms"});
         }
@@ -414,8 +584,12 @@ result<gateway> parse(std::string_view json_text) {
     gateway cfg;
     object_reader r(root, "", problems);
     if (r.ok()) {
-        r.reject_unknown({"listeners", "admin", "metrics", "workers", "limits",
+        r.reject_unknown({"listeners", "admin", "metrics", "state", "workers", "limits",
                           "client_timeouts", "upstream_pool", "models"});
+        r.object("state", [&](object_reader& st) {
+            st.reject_unknown({"dir"});
+            st.string("dir", cfg.state_dir, true);
+        });
         r.object("metrics", [&](object_reader& m) {
             m.reject_unknown({"enabled"});
             m.boolean("enabled", cfg.record_metrics);

@@ -82,6 +82,39 @@ struct passive_health {
     millis fail_timeout{10000};
 };
 
+// One step of a rollout: the candidate's share and what it must show before widening.
+struct rollout_stage {
+    std::string name;                 // stage label; default "canary-<percent>"
+    std::uint32_t weight = 0;         // candidate basis points, 1..10000
+    millis min_bake{60000};           // at least this long in the stage
+    std::uint64_t min_requests = 100; // and at least this many candidate requests
+    std::optional<millis> max_duration;
+    bool rollback_on_max_duration = false;  // "on_max_duration": "hold" (default) | "rollback"
+};
+
+// Gates judged every interval (see rollout/gates.hpp for their meaning).
+struct rollout_gates {
+    std::uint64_t min_requests = 100;
+    std::optional<double> max_error_rate;
+    std::optional<double> max_upstream_failure_rate;
+    std::map<double, double> max_latency_seconds;  // quantile -> seconds
+    std::optional<double> max_error_rate_delta;
+    std::optional<double> max_error_rate_ratio;
+    std::map<double, double> max_latency_ratio;  // quantile -> ratio to stable
+    bool sequential_errors = true;
+    bool sequential_latency = true;
+    double alpha = 0.01;
+};
+
+struct rollout {
+    std::string candidate;
+    std::vector<rollout_stage> stages;
+    rollout_gates gates;
+    millis interval{5000};
+    // Roll back at once when a worker sees this many candidate 5xx in a row (0: off).
+    std::uint32_t fast_rollback_consecutive_errors = 20;
+};
+
 struct model {
     std::string name;
     match route;
@@ -90,6 +123,7 @@ struct model {
     traffic split;
     model_timeouts timeouts;
     passive_health health;
+    std::optional<rollout> rollout_spec;
 };
 
 struct limits {
@@ -119,6 +153,7 @@ struct admin {
 struct gateway {
     std::vector<listener> listeners;
     admin admin_listener;
+    std::string state_dir = "stagegate-state";  // rollout state and event log
     bool record_metrics = true;  // "metrics": {"enabled": false} turns per-request recording off
     std::uint32_t workers = 0;  // 0: one per core
     limits limit;

@@ -1,0 +1,113 @@
+// rollout/controller: moves each model's candidate through its stages.
+// Owns: the rollout state machine (progressing, paused, completed, rolled back, aborted),
+// decisions from gate verdicts each interval, operator commands, persistence before a
+// decision takes effect, and the explained event log. Runs on the control thread only.
+// Must not touch: sockets or workers directly: it reads metrics and changes routes through
+// `environment`, which the server implements (tests fake it).
+#pragma once
+
+#include "stagegate/config/config.hpp"
+#include "stagegate/core/error.hpp"
+#include "stagegate/metrics/series.hpp"
+#include "stagegate/rollout/gates.hpp"
+#include "stagegate/rollout/state_store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace stagegate::rollout {
+
+using clock = std::chrono::steady_clock;
+
+enum class phase { progressing, paused, completed, rolled_back, aborted };
+const char* phase_name(phase p);
+
+// What the controller needs from the gateway.
+class environment {
+public:
+    virtual ~environment() = default;
+    // Counts for (model, version) since the stage labelled `stage` began.
+    virtual metrics::series_counts stage_counts(const std::string& model,
+                                                const std::string& version,
+                                                const std::string& stage) = 0;
+    // Starts (model, version, stage)'s "since stage began" counts from zero.
+    virtual void reset_stage(const std::string& model, const std::string& version,
+                             const std::string& stage) = 0;
+    // Routes the model: `candidate_bp` to the candidate, the rest to `stable`, others 0.
+    virtual result<void> apply(const std::string& model, const std::string& stable,
+                               const std::string& candidate, std::uint32_t candidate_bp,
+                               const std::string& stage) = 0;
+    // Wall-clock time for events (milliseconds since the epoch).
+    virtual std::int64_t wall_ms() = 0;
+};
+
+class controller {
+public:
+    controller(environment& env, state_store* store) : env_(env), store_(store) {}
+
+    // Starts the rollouts declared in the config, resuming any persisted state (the stage is
+    // kept; bake time and stage counts start again).
+    result<void> init(const config::gateway& cfg, clock::time_point now);
+
+    // One evaluation round over the rollouts whose interval has come (metrics must be fresh).
+    void on_tick(clock::time_point now);
+    // The data plane saw the version fail `count` times in a row.
+    void on_version_broken(const std::string& model, const std::string& version,
+                           std::uint32_t count, clock::time_point now);
+
+    // Operator commands: pause, resume, promote ({"full": true}), rollback, abort,
+    // set_weight ({"weight_bp": N}), restart. Returns the new status, or an error with code
+    // unknown_rollout (404), invalid_state (409), invalid_argument (400) or state_io_failed.
+    result<nlohmann::json> command(const std::string& model, const std::string& name,
+                                   const nlohmann::json& args, const std::string& actor,
+                                   const std::string& reason, clock::time_point now);
+
+    nlohmann::json status(const std::string& model, clock::time_point now) const;
+    nlohmann::json status_all(clock::time_point now) const;
+    bool has(const std::string& model) const { return rollouts_.count(model) > 0; }
+    // The shortest evaluation interval, to schedule ticks.
+    std::chrono::milliseconds tick_interval() const;
+
+private:
+    struct rollout_state {
+        std::string model;
+        std::string stable;
+        std::string candidate;
+        phase ph = phase::progressing;
+        std::size_t stage = 0;
+        std::optional<std::uint32_t> manual_weight;
+        std::string reason;
+        std::uint64_t sequence = 0;
+    };
+    struct active {
+        config::rollout spec;
+        rollout_state st;
+        clock::time_point stage_started;
+        clock::time_point next_eval;
+        bool max_duration_reported = false;
+        evaluation last;  // the last verdicts, for status
+    };
+
+    static nlohmann::json to_json(const rollout_state& s);
+    static std::optional<rollout_state> from_json(const nlohmann::json& j);
+    std::string stage_label(const active& a) const;
+    std::uint32_t candidate_weight(const active& a) const;
+    // Persists `next`, then routes by it, then logs the event. On a persistence failure the
+    // state is unchanged (except for a rollback, which is applied anyway: less exposure is
+    // always the safe side) and the error is returned.
+    result<void> transition(active& a, rollout_state next, const std::string& event_type,
+                            const std::string& text, nlohmann::json details,
+                            clock::time_point now);
+    void evaluate_one(active& a, clock::time_point now);
+    gate_config gates_for(const active& a) const;
+
+    environment& env_;
+    state_store* store_;
+    std::map<std::string, active> rollouts_;
+};
+
+}  // namespace stagegate::rollout

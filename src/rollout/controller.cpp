@@ -1,0 +1,490 @@
+#include "stagegate/rollout/controller.hpp"
+
+#include <cstdio>
+#include <iostream>
+
+namespace stagegate::rollout {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string percent_of(std::uint32_t bp) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g %%", bp / 100.0);
+    return buf;
+}
+
+json gates_json(const evaluation& e) {
+    json out = json::array();
+    for (const auto& g : e.gates) {
+        out.push_back({{"gate", g.gate},
+                       {"verdict", verdict_name(g.outcome)},
+                       {"candidate", g.candidate},
+                       {"stable", g.stable},
+                       {"limit", g.limit},
+                       {"candidate_requests", g.candidate_requests},
+                       {"stable_requests", g.stable_requests},
+                       {"explanation", g.explanation}});
+    }
+    return out;
+}
+
+}  // namespace
+
+const char* phase_name(phase p) {
+    switch (p) {
+        case phase::progressing:
+            return "progressing";
+        case phase::paused:
+            return "paused";
+        case phase::completed:
+            return "completed";
+        case phase::rolled_back:
+            return "rolled_back";
+        case phase::aborted:
+            return "aborted";
+    }
+    return "unknown";
+}
+
+json controller::to_json(const rollout_state& s) {
+    json j = {{"model", s.model},         {"stable", s.stable},   {"candidate", s.candidate},
+              {"phase", phase_name(s.ph)}, {"stage_index", s.stage}, {"reason", s.reason},
+              {"sequence", s.sequence}};
+    j["manual_weight_bp"] = s.manual_weight ? json(*s.manual_weight) : json(nullptr);
+    return j;
+}
+
+std::optional<controller::rollout_state> controller::from_json(const json& j) {
+    rollout_state s;
+    if (!j.is_object() || !j.contains("phase") || !j["phase"].is_string()) {
+        return std::nullopt;
+    }
+    s.model = j.value("model", "");
+    s.stable = j.value("stable", "");
+    s.candidate = j.value("candidate", "");
+    s.stage = j.value("stage_index", std::size_t{0});
+    s.reason = j.value("reason", "");
+    s.sequence = j.value("sequence", std::uint64_t{0});
+    if (j.contains("manual_weight_bp") && j["manual_weight_bp"].is_number_integer()) {
+        s.manual_weight = j["manual_weight_bp"].get<std::uint32_t>();
+    }
+    const std::string p = j["phase"].get<std::string>();
+    for (phase candidate : {phase::progressing, phase::paused, phase::completed,
+                            phase::rolled_back, phase::aborted}) {
+        if (p == phase_name(candidate)) {
+            s.ph = candidate;
+            return s;
+        }
+    }
+    return std::nullopt;
+}
+
+std::string controller::stage_label(const active& a) const {
+    switch (a.st.ph) {
+        case phase::completed:
+            return "stable";
+        case phase::rolled_back:
+            return "rolled-back";
+        case phase::aborted:
+            return "aborted";
+        default:
+            return a.spec.stages[a.st.stage].name;
+    }
+}
+
+std::uint32_t controller::candidate_weight(const active& a) const {
+    switch (a.st.ph) {
+        case phase::completed:  // the candidate is the stable version now
+        case phase::rolled_back:
+        case phase::aborted:
+            return 0;
+        default:
+            return a.st.manual_weight ? *a.st.manual_weight : a.spec.stages[a.st.stage].weight;
+    }
+}
+
+gate_config controller::gates_for(const active& a) const {
+    const auto& g = a.spec.gates;
+    gate_config cfg;
+    cfg.min_requests = g.min_requests;
+    cfg.max_error_rate = g.max_error_rate;
+    cfg.max_upstream_failure_rate = g.max_upstream_failure_rate;
+    for (const auto& [q, s] : g.max_latency_seconds) {
+        cfg.max_latency.push_back({q, s});
+    }
+    cfg.max_error_rate_delta = g.max_error_rate_delta;
+    cfg.max_error_rate_ratio = g.max_error_rate_ratio;
+    for (const auto& [q, r] : g.max_latency_ratio) {
+        cfg.max_latency_ratio.push_back({q, r});
+    }
+    cfg.sequential_errors = g.sequential_errors;
+    cfg.sequential_latency = g.sequential_latency;
+    cfg.alpha = g.alpha;
+    return cfg;
+}
+
+result<void> controller::init(const config::gateway& cfg, clock::time_point now) {
+    std::map<std::string, json> persisted;
+    if (store_) {
+        auto loaded = store_->load_all();
+        if (!loaded) {
+            return loaded.error();
+        }
+        persisted = std::move(*loaded);
+    }
+    for (const auto& m : cfg.models) {
+        if (!m.rollout_spec) {
+            continue;
+        }
+        active a;
+        a.spec = *m.rollout_spec;
+        a.stage_started = now;
+        a.next_eval = now + a.spec.interval;
+        auto it = persisted.find(m.name);
+        std::optional<rollout_state> resumed;
+        if (it != persisted.end()) {
+            resumed = from_json(it->second);
+        }
+        if (resumed && resumed->candidate == a.spec.candidate &&
+            resumed->stage < a.spec.stages.size()) {
+            a.st = *resumed;
+            a.st.model = m.name;
+            auto label = stage_label(a);
+            env_.reset_stage(m.name, a.st.candidate, label);
+            env_.reset_stage(m.name, a.st.stable, label);
+            auto applied = env_.apply(m.name, a.st.stable, a.st.candidate, candidate_weight(a),
+                                      label);
+            if (!applied) {
+                return applied.error();
+            }
+            rollouts_[m.name] = std::move(a);
+            auto& r = rollouts_[m.name];
+            if (store_) {
+                (void)store_->append_event(
+                    {{"time_ms", env_.wall_ms()}, {"model", m.name}, {"type", "resumed"},
+                     {"phase", phase_name(r.st.ph)}, {"stage", label},
+                     {"text", "resumed rollout of " + m.name + " " + r.st.candidate + " " +
+                                  phase_name(r.st.ph) + " at " + label +
+                                  " after a restart (bake time and stage counts start again)"}});
+            }
+            continue;
+        }
+        rollout_state fresh;
+        fresh.model = m.name;
+        fresh.stable = m.stable;
+        fresh.candidate = a.spec.candidate;
+        fresh.ph = phase::progressing;
+        fresh.stage = 0;
+        rollouts_[m.name] = a;
+        auto& r = rollouts_[m.name];
+        r.st = fresh;
+        r.st.ph = phase::aborted;  // routes as "not started" until the first transition lands
+        auto started = transition(r, fresh, "started",
+                                  "started rollout of " + m.name + " " + fresh.candidate +
+                                      " at " + a.spec.stages[0].name + " (" +
+                                      percent_of(a.spec.stages[0].weight) + ")",
+                                  json::object(), now);
+        if (!started) {
+            rollouts_.erase(m.name);
+            return started.error();
+        }
+    }
+    return {};
+}
+
+result<void> controller::transition(active& a, rollout_state next, const std::string& event_type,
+                                    const std::string& text, json details,
+                                    clock::time_point now) {
+    next.sequence = a.st.sequence + 1;
+    next.reason = text;
+    const bool is_rollback = next.ph == phase::rolled_back;
+    if (store_) {
+        auto saved = store_->save(a.st.model.empty() ? next.model : a.st.model, to_json(next));
+        if (!saved && !is_rollback) {
+            return saved.error();
+        }
+        if (!saved) {
+            std::cerr << "stagegate: rolling back " << next.model
+                      << " although its state could not be saved: " << saved.error().describe()
+                      << "\n";
+        }
+    }
+    const std::string old_label = stage_label(a);
+    const bool stage_changed = next.stage != a.st.stage || next.ph != a.st.ph;
+    a.st = next;
+    const std::string label = stage_label(a);
+    if (stage_changed || label != old_label) {
+        a.stage_started = now;
+        a.max_duration_reported = false;
+        env_.reset_stage(a.st.model, a.st.candidate, label);
+        env_.reset_stage(a.st.model, a.st.stable, label);
+    }
+    const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
+    auto applied = env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label);
+    if (!applied) {
+        std::cerr << "stagegate: cannot route " << a.st.model << ": "
+                  << applied.error().describe() << "\n";
+    }
+    if (store_) {
+        json event = {{"time_ms", env_.wall_ms()},
+                      {"model", a.st.model},
+                      {"type", event_type},
+                      {"phase", phase_name(a.st.ph)},
+                      {"stage", label},
+                      {"candidate", a.st.candidate},
+                      {"candidate_weight_bp", candidate_weight(a)},
+                      {"sequence", a.st.sequence},
+                      {"text", text}};
+        for (auto& [k, v] : details.items()) {
+            event[k] = v;
+        }
+        if (auto logged = store_->append_event(event); !logged) {
+            std::cerr << "stagegate: event not logged: " << logged.error().describe() << "\n";
+        }
+    }
+    return {};
+}
+
+void controller::evaluate_one(active& a, clock::time_point now) {
+    const auto& stage = a.spec.stages[a.st.stage];
+    const std::string label = stage.name;
+    auto c = env_.stage_counts(a.st.model, a.st.candidate, label);
+    auto s = env_.stage_counts(a.st.model, a.st.stable, label);
+    const double rho0 = candidate_weight(a) / static_cast<double>(config::total_weight);
+    a.last = evaluate(gates_for(a), c, s, rho0);
+    json details = {{"gates", gates_json(a.last)},
+                    {"candidate_requests", c.requests()},
+                    {"stable_requests", s.requests()}};
+    const std::string where = a.st.model + " " + a.st.candidate + " at " + label + " (" +
+                              percent_of(candidate_weight(a)) + ")";
+    if (const auto* f = a.last.first_failure()) {
+        auto next = a.st;
+        next.ph = phase::rolled_back;
+        (void)transition(a, next, "rolled_back", "rolled back " + where + ": " + f->explanation,
+                         details, now);
+        return;
+    }
+    if (a.st.ph != phase::progressing) {
+        return;  // paused: gates are judged and shown, rollback stays armed, nothing widens
+    }
+    const auto elapsed = now - a.stage_started;
+    if (stage.max_duration && elapsed > *stage.max_duration) {
+        if (stage.rollback_on_max_duration) {
+            auto next = a.st;
+            next.ph = phase::rolled_back;
+            (void)transition(a, next, "rolled_back",
+                             "rolled back " + where + ": still not promotable after its maximum "
+                             "duration of " + std::to_string(stage.max_duration->count() / 1000) +
+                                 " s",
+                             details, now);
+            return;
+        }
+        if (!a.max_duration_reported && store_) {
+            a.max_duration_reported = true;
+            (void)store_->append_event(
+                {{"time_ms", env_.wall_ms()}, {"model", a.st.model}, {"type", "stuck"},
+                 {"stage", label}, {"gates", details["gates"]},
+                 {"text", "holding " + where + " past its maximum duration: gates not passed"}});
+        }
+    }
+    const bool gates_ok = a.last.gates.empty() || a.last.all_pass();
+    const bool baked = elapsed >= stage.min_bake;
+    const bool enough = c.requests() >= stage.min_requests;
+    if (!(gates_ok && baked && enough)) {
+        return;  // hold
+    }
+    auto next = a.st;
+    if (a.st.stage + 1 >= a.spec.stages.size()) {
+        next.ph = phase::completed;
+        (void)transition(a, next, "completed",
+                         "completed rollout of " + a.st.model + ": " + a.st.candidate +
+                             " is stable at 100 % after passing " + label + " with " +
+                             std::to_string(c.requests()) + " candidate requests",
+                         details, now);
+    } else {
+        next.stage = a.st.stage + 1;
+        const auto& to = a.spec.stages[next.stage];
+        (void)transition(a, next, "promoted",
+                         "promoted " + where + " to " + to.name + " (" + percent_of(to.weight) +
+                             "): all gates passed over " + std::to_string(c.requests()) +
+                             " candidate vs " + std::to_string(s.requests()) +
+                             " stable requests",
+                         details, now);
+    }
+}
+
+void controller::on_tick(clock::time_point now) {
+    for (auto& [name, a] : rollouts_) {
+        if ((a.st.ph != phase::progressing && a.st.ph != phase::paused) || now < a.next_eval) {
+            continue;
+        }
+        a.next_eval = now + a.spec.interval;
+        if (a.st.manual_weight) {
+            continue;  // manual weight: automation is off until resume
+        }
+        evaluate_one(a, now);
+    }
+}
+
+void controller::on_version_broken(const std::string& model, const std::string& version,
+                                   std::uint32_t count, clock::time_point now) {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end()) {
+        return;
+    }
+    auto& a = it->second;
+    if ((a.st.ph != phase::progressing && a.st.ph != phase::paused) || version != a.st.candidate ||
+        a.spec.fast_rollback_consecutive_errors == 0 ||
+        count < a.spec.fast_rollback_consecutive_errors) {
+        return;
+    }
+    auto next = a.st;
+    next.ph = phase::rolled_back;
+    (void)transition(a, next, "rolled_back",
+                     "rolled back " + model + " " + version + " at " + stage_label(a) + ": its last " +
+                         std::to_string(count) + " requests all failed",
+                     json::object(), now);
+}
+
+result<json> controller::command(const std::string& model, const std::string& name,
+                                 const json& args, const std::string& actor,
+                                 const std::string& reason, clock::time_point now) {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end()) {
+        return error::make("unknown_rollout", "model \"" + model + "\" has no rollout");
+    }
+    auto& a = it->second;
+    const bool live = a.st.ph == phase::progressing || a.st.ph == phase::paused;
+    auto refuse = [&](const std::string& why) -> result<json> {
+        return error::make("invalid_state", "cannot " + name + " the rollout of " + model +
+                                                ": it is " + phase_name(a.st.ph) + why);
+    };
+    auto next = a.st;
+    std::string text;
+    const std::string by = " by " + (actor.empty() ? std::string("an operator") : actor) +
+                           (reason.empty() ? std::string() : " (" + reason + ")");
+    if (name == "pause") {
+        if (a.st.ph != phase::progressing) {
+            return refuse("");
+        }
+        next.ph = phase::paused;
+        text = "paused " + model + " at " + stage_label(a) + by;
+    } else if (name == "resume") {
+        if (a.st.ph != phase::paused) {
+            return refuse("");
+        }
+        next.ph = phase::progressing;
+        next.manual_weight.reset();
+        text = "resumed " + model + " at " + stage_label(a) + by;
+    } else if (name == "promote") {
+        if (!live) {
+            return refuse("");
+        }
+        const bool full = args.is_object() && args.value("full", false);
+        next.manual_weight.reset();
+        if (full || a.st.stage + 1 >= a.spec.stages.size()) {
+            next.ph = phase::completed;
+            text = "promoted " + model + " " + a.st.candidate + " to 100 % (completed)" + by;
+        } else {
+            next.stage = a.st.stage + 1;
+            next.ph = phase::progressing;
+            text = "promoted " + model + " to " + a.spec.stages[next.stage].name + by;
+        }
+    } else if (name == "rollback") {
+        if (!live) {
+            return refuse("");
+        }
+        next.ph = phase::rolled_back;
+        next.manual_weight.reset();
+        text = "rolled back " + model + " " + a.st.candidate + " at " + stage_label(a) + by;
+    } else if (name == "abort") {
+        if (!live) {
+            return refuse("");
+        }
+        next.ph = phase::aborted;
+        next.manual_weight.reset();
+        text = "aborted rollout of " + model + " at " + stage_label(a) + by;
+    } else if (name == "set_weight") {
+        if (!live) {
+            return refuse("");
+        }
+        if (!args.is_object() || !args.contains("weight_bp") ||
+            !args["weight_bp"].is_number_integer() || args["weight_bp"].get<std::int64_t>() < 0 ||
+            args["weight_bp"].get<std::int64_t>() > config::total_weight) {
+            return error::make("invalid_argument", "weight_bp must be an integer in 0..10000");
+        }
+        next.manual_weight = args["weight_bp"].get<std::uint32_t>();
+        next.ph = phase::paused;
+        text = "set " + model + " " + a.st.candidate + " to " + percent_of(*next.manual_weight) +
+               " by hand, automation paused" + by;
+    } else if (name == "restart") {
+        if (a.st.ph != phase::rolled_back && a.st.ph != phase::aborted) {
+            return refuse(" (only a rolled-back or aborted rollout restarts)");
+        }
+        next.ph = phase::progressing;
+        next.stage = 0;
+        next.manual_weight.reset();
+        text = "restarted rollout of " + model + " " + a.st.candidate + " at " +
+               a.spec.stages[0].name + by;
+    } else {
+        return error::make("invalid_argument", "unknown command \"" + name + "\"");
+    }
+    auto done = transition(a, next, "command", text,
+                           {{"command", name}, {"actor", actor}, {"reason", reason}}, now);
+    if (!done) {
+        return done.error();
+    }
+    return result<json>(boost::system::in_place_value, status(model, now));
+}
+
+json controller::status(const std::string& model, clock::time_point now) const {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end()) {
+        return nullptr;
+    }
+    const auto& a = it->second;
+    json stages = json::array();
+    for (const auto& st : a.spec.stages) {
+        stages.push_back({{"name", st.name}, {"weight_bp", st.weight}});
+    }
+    json j = {{"model", model},
+              {"candidate", a.st.candidate},
+              {"stable", a.st.ph == phase::completed ? a.st.candidate : a.st.stable},
+              {"phase", phase_name(a.st.ph)},
+              {"stage", stage_label(a)},
+              {"stage_index", a.st.stage},
+              {"candidate_weight_bp", candidate_weight(a)},
+              {"manual_weight", a.st.manual_weight.has_value()},
+              {"stages", stages},
+              {"last_reason", a.st.reason},
+              {"gates", gates_json(a.last)}};
+    if (a.st.ph == phase::progressing || a.st.ph == phase::paused) {
+        const auto& stage = a.spec.stages[a.st.stage];
+        auto in_stage = std::chrono::duration<double>(now - a.stage_started).count();
+        j["seconds_in_stage"] = in_stage;
+        j["bake_seconds_left"] = std::max(
+            0.0, std::chrono::duration<double>(stage.min_bake).count() - in_stage);
+        j["min_requests"] = stage.min_requests;
+    }
+    return j;
+}
+
+json controller::status_all(clock::time_point now) const {
+    json out = json::array();
+    for (const auto& [name, a] : rollouts_) {
+        out.push_back(status(name, now));
+    }
+    return out;
+}
+
+std::chrono::milliseconds controller::tick_interval() const {
+    std::chrono::milliseconds best{5000};
+    for (const auto& [name, a] : rollouts_) {
+        best = std::min(best, a.spec.interval);
+    }
+    return best;
+}
+
+}  // namespace stagegate::rollout

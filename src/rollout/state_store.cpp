@@ -1,0 +1,182 @@
+#include "stagegate/rollout/state_store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fstream>
+
+namespace stagegate::rollout {
+
+namespace {
+
+error io_error(const std::string& what, const std::string& path) {
+    return error::make("state_io_failed", what + " " + path + ": " + std::strerror(errno));
+}
+
+// write(2) all of it, retrying short writes and EINTR.
+bool write_all(int fd, const std::string& data) {
+    const char* p = data.data();
+    std::size_t left = data.size();
+    while (left > 0) {
+        ssize_t n = ::write(fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+bool fsync_dir(const std::string& dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    bool ok = ::fsync(fd) == 0;
+    ::close(fd);
+    return ok;
+}
+
+// Model names are validated by config (no '/', ':' or spaces); escape anything else odd.
+std::string file_name_for(const std::string& model) {
+    std::string out;
+    for (unsigned char c : model) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+            out += static_cast<char>(c);
+        } else {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, "%%%02X", c);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+result<state_store> state_store::open(const std::string& dir, std::uint64_t max_log_bytes) {
+    if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+        return io_error("cannot create state directory", dir);
+    }
+    if (::access(dir.c_str(), W_OK) != 0) {
+        return io_error("cannot write to state directory", dir);
+    }
+    return state_store(dir, max_log_bytes);
+}
+
+std::string state_store::state_path(const std::string& model) const {
+    return dir_ + "/rollout-" + file_name_for(model) + ".json";
+}
+
+result<void> state_store::save(const std::string& model, const nlohmann::json& state) {
+    const std::string path = state_path(model);
+    const std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return io_error("cannot create", tmp);
+    }
+    const std::string text = state.dump(2) + "\n";
+    if (!write_all(fd, text) || ::fsync(fd) != 0) {
+        auto e = io_error("cannot write", tmp);
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return e;
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        auto e = io_error("cannot rename onto", path);
+        ::unlink(tmp.c_str());
+        return e;
+    }
+    if (!fsync_dir(dir_)) {
+        return io_error("cannot fsync", dir_);
+    }
+    return {};
+}
+
+result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
+    std::map<std::string, nlohmann::json> out;
+    DIR* d = ::opendir(dir_.c_str());
+    if (!d) {
+        return io_error("cannot read state directory", dir_);
+    }
+    std::vector<problem> problems;
+    while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name.rfind("rollout-", 0) != 0 || name.size() < 14 ||
+            name.compare(name.size() - 5, 5, ".json") != 0) {
+            continue;  // leftovers like *.json.tmp from a crash are ignored on purpose
+        }
+        std::ifstream in(dir_ + "/" + name);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto j = nlohmann::json::parse(text, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("model") ||
+            !j["model"].is_string()) {
+            problems.push_back({dir_ + "/" + name, "not a rollout state document"});
+            continue;
+        }
+        std::string model = j["model"].get<std::string>();
+        out[model] = std::move(j);
+    }
+    ::closedir(d);
+    if (!problems.empty()) {
+        return error{"state_corrupt", "unreadable rollout state", std::move(problems)};
+    }
+    return out;
+}
+
+result<void> state_store::append_event(const nlohmann::json& event) {
+    const std::string path = log_path();
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= max_log_bytes_) {
+        const std::string rotated = path + ".1";
+        if (::rename(path.c_str(), rotated.c_str()) != 0) {
+            return io_error("cannot rotate", path);
+        }
+        fsync_dir(dir_);
+    }
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return io_error("cannot open", path);
+    }
+    // One write per line: O_APPEND keeps lines whole; a crash can only lose the tail line,
+    // which a reader recognises by its missing newline.
+    const std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    bool ok = write_all(fd, line) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) {
+        return io_error("cannot append to", path);
+    }
+    return {};
+}
+
+std::vector<nlohmann::json> state_store::recent_events(std::size_t limit,
+                                                       const std::string& model) const {
+    std::deque<nlohmann::json> keep;
+    std::ifstream in(log_path());
+    for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) {
+            continue;  // a torn last line after a crash
+        }
+        if (!model.empty() && j.value("model", "") != model) {
+            continue;
+        }
+        keep.push_back(std::move(j));
+        if (keep.size() > limit) {
+            keep.pop_front();
+        }
+    }
+    return {keep.begin(), keep.end()};
+}
+
+}  // namespace stagegate::rollout

@@ -1,0 +1,230 @@
+#include "stagegate/rollout/controller.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace stagegate::rollout {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+struct applied_route {
+    std::string stable;
+    std::string candidate;
+    std::uint32_t candidate_bp = 0;
+    std::string stage;
+};
+
+class fake_environment : public environment {
+public:
+    std::map<std::tuple<std::string, std::string, std::string>, metrics::series_counts> counts;
+    std::map<std::string, applied_route> routes;
+    int resets = 0;
+
+    metrics::series_counts stage_counts(const std::string& m, const std::string& v,
+                                        const std::string& s) override {
+        return counts[{m, v, s}];
+    }
+    void reset_stage(const std::string& m, const std::string& v, const std::string& s) override {
+        counts[{m, v, s}] = {};
+        ++resets;
+    }
+    result<void> apply(const std::string& m, const std::string& stable,
+                       const std::string& candidate, std::uint32_t bp,
+                       const std::string& stage) override {
+        routes[m] = {stable, candidate, bp, stage};
+        return {};
+    }
+    std::int64_t wall_ms() override { return 1'700'000'000'000; }
+
+    // n requests on a version in a stage, `errors` of them 503, all at `micros`.
+    void traffic(const std::string& v, const std::string& stage, std::uint64_t n,
+                 std::uint64_t errors, std::uint64_t micros = 20000) {
+        auto& c = counts[{"m", v, stage}];
+        c.codes[metrics::code_slot(200)] += n - errors;
+        c.codes[metrics::code_slot(503)] += errors;
+        for (std::uint64_t i = 0; i < n; ++i) {
+            c.latency.record(micros);
+        }
+    }
+};
+
+config::gateway rollout_config() {
+    auto cfg = config::parse(R"({
+      "listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["127.0.0.1:1"]},
+                     {"name": "v2", "endpoints": ["127.0.0.1:2"]}],
+        "rollout": {"candidate": "v2", "interval_ms": 1000,
+          "stages": [{"weight_bp": 500, "min_bake_ms": 10000, "min_requests": 200},
+                     {"weight_bp": 2500, "min_bake_ms": 10000, "min_requests": 200}],
+          "gates": {"min_requests": 100, "max_error_rate": 0.02, "max_error_rate_delta": 0.01}}}]
+    })");
+    EXPECT_TRUE(cfg) << cfg.error().describe();
+    return *cfg;
+}
+
+struct fixture {
+    std::string dir;
+    fake_environment env;
+    std::optional<state_store> store;
+    std::unique_ptr<controller> ctl;
+    clock::time_point t0 = clock::time_point{} + 1000s;
+
+    fixture() {
+        char tmpl[] = "/tmp/stagegate-ctl-XXXXXX";
+        dir = ::mkdtemp(tmpl);
+        store.emplace(*state_store::open(dir));
+        ctl = std::make_unique<controller>(env, &*store);
+        auto ok = ctl->init(rollout_config(), t0);
+        EXPECT_TRUE(ok) << ok.error().describe();
+    }
+    ~fixture() { std::filesystem::remove_all(dir); }
+    json persisted() {
+        std::ifstream in(dir + "/rollout-m.json");
+        return json::parse(in);
+    }
+    std::vector<json> events() { return store->recent_events(100, "m"); }
+};
+
+TEST(Controller, StartsAtTheFirstStageAndPersistsIt) {
+    fixture f;
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 500u);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
+    EXPECT_EQ(f.env.routes["m"].stable, "v1");
+    EXPECT_EQ(f.persisted()["phase"], "progressing");
+    EXPECT_EQ(f.persisted()["stage_index"], 0);
+    ASSERT_EQ(f.events().size(), 1u);
+    EXPECT_EQ(f.events()[0]["type"], "started");
+}
+
+TEST(Controller, HoldsUntilBakedAndSampledThenPromotesThenCompletes) {
+    fixture f;
+    f.env.traffic("v2", "canary-5", 300, 1);
+    f.env.traffic("v1", "canary-5", 5700, 20);
+    f.ctl->on_tick(f.t0 + 5s);  // gates pass but bake time (10 s) not met
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 2500u);
+    EXPECT_EQ(f.persisted()["stage_index"], 1);
+    auto e = f.events().back();
+    EXPECT_EQ(e["type"], "promoted");
+    EXPECT_NE(e["text"].get<std::string>().find("promoted m v2 at canary-5 (5 %) to canary-25"),
+              std::string::npos)
+        << e["text"];
+    // The new stage starts from zero: without new traffic, nothing happens.
+    f.ctl->on_tick(f.t0 + 30s);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
+    f.env.traffic("v2", "canary-25", 400, 2);
+    f.env.traffic("v1", "canary-25", 1200, 6);
+    f.ctl->on_tick(f.t0 + 31s);
+    EXPECT_EQ(f.env.routes["m"].stage, "stable");
+    EXPECT_EQ(f.env.routes["m"].stable, "v2");
+    EXPECT_EQ(f.persisted()["phase"], "completed");
+    EXPECT_EQ(f.ctl->status("m", f.t0)["stable"], "v2");
+}
+
+TEST(Controller, FailingGateRollsBackWithAnExplanation) {
+    fixture f;
+    f.env.traffic("v2", "canary-5", 812, 33);
+    f.env.traffic("v1", "canary-5", 15440, 46);
+    f.ctl->on_tick(f.t0 + 2s);  // no need to wait for bake time
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    EXPECT_EQ(f.env.routes["m"].stage, "rolled-back");
+    EXPECT_EQ(f.persisted()["phase"], "rolled_back");
+    auto text = f.events().back()["text"].get<std::string>();
+    EXPECT_NE(text.find("rolled back m v2 at canary-5 (5 %)"), std::string::npos) << text;
+    EXPECT_NE(text.find("4.06 %"), std::string::npos) << text;
+    EXPECT_FALSE(f.events().back()["gates"].empty());
+}
+
+TEST(Controller, PausedHoldsButStillRollsBack) {
+    fixture f;
+    ASSERT_TRUE(f.ctl->command("m", "pause", {}, "alice", "investigating", f.t0));
+    f.env.traffic("v2", "canary-5", 300, 0);
+    f.env.traffic("v1", "canary-5", 5700, 0);
+    f.ctl->on_tick(f.t0 + 20s);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");  // held
+    f.env.traffic("v2", "canary-5", 300, 100);
+    f.ctl->on_tick(f.t0 + 22s);
+    EXPECT_EQ(f.env.routes["m"].stage, "rolled-back");
+}
+
+TEST(Controller, OperatorCommandsAndTheirLimits) {
+    fixture f;
+    auto w = f.ctl->command("m", "set_weight", {{"weight_bp", 1000}}, "bob", "", f.t0);
+    ASSERT_TRUE(w) << w.error().describe();
+    EXPECT_EQ((*w)["phase"], "paused");
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 1000u);
+    EXPECT_EQ(f.persisted()["manual_weight_bp"], 1000);
+    auto bad = f.ctl->command("m", "set_weight", {{"weight_bp", 20000}}, "bob", "", f.t0);
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, "invalid_argument");
+    ASSERT_TRUE(f.ctl->command("m", "resume", {}, "bob", "", f.t0));
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 500u);
+    ASSERT_TRUE(f.ctl->command("m", "promote", {}, "bob", "", f.t0));
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
+    ASSERT_TRUE(f.ctl->command("m", "rollback", {}, "bob", "bad", f.t0));
+    auto again = f.ctl->command("m", "promote", {}, "bob", "", f.t0);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, "invalid_state");
+    ASSERT_TRUE(f.ctl->command("m", "restart", {}, "bob", "", f.t0));
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
+    auto full = f.ctl->command("m", "promote", {{"full", true}}, "bob", "", f.t0);
+    ASSERT_TRUE(full);
+    EXPECT_EQ((*full)["phase"], "completed");
+    EXPECT_EQ(f.env.routes["m"].stable, "v2");
+    auto unknown = f.ctl->command("nope", "pause", {}, "bob", "", f.t0);
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, "unknown_rollout");
+    // Every command is in the event log with who did it.
+    int commands = 0;
+    for (const auto& e : f.events()) {
+        if (e["type"] == "command") {
+            ++commands;
+            EXPECT_EQ(e["actor"], "bob");
+        }
+    }
+    EXPECT_EQ(commands, 6);
+}
+
+TEST(Controller, ResumesPersistedStageAfterRestart) {
+    fixture f;
+    ASSERT_TRUE(f.ctl->command("m", "promote", {}, "ops", "", f.t0));
+    fake_environment env2;
+    controller ctl2(env2, &*f.store);
+    ASSERT_TRUE(ctl2.init(rollout_config(), f.t0 + 100s));
+    EXPECT_EQ(env2.routes["m"].stage, "canary-25");
+    EXPECT_EQ(env2.routes["m"].candidate_bp, 2500u);
+    EXPECT_EQ(f.events().back()["type"], "resumed");
+}
+
+TEST(Controller, UnwritableStateRefusesCommandsAndKeepsState) {
+    fixture f;
+    std::filesystem::remove_all(f.dir);  // the state directory is gone
+    auto r = f.ctl->command("m", "promote", {}, "ops", "", f.t0);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, "state_io_failed");
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");  // nothing half-applied
+    EXPECT_EQ(f.ctl->status("m", f.t0)["stage"], "canary-5");
+    // A rollback still takes effect: less exposure is always the safe side.
+    ASSERT_TRUE(f.ctl->command("m", "rollback", {}, "ops", "", f.t0));
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+}
+
+TEST(Controller, BrokenCandidateIsRolledBackAtOnce) {
+    fixture f;
+    f.ctl->on_version_broken("m", "v1", 20, f.t0);  // the stable version: not ours to judge
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
+    f.ctl->on_version_broken("m", "v2", 20, f.t0);
+    EXPECT_EQ(f.env.routes["m"].stage, "rolled-back");
+    EXPECT_NE(f.events().back()["text"].get<std::string>().find("last 20 requests all failed"),
+              std::string::npos);
+}
+
+}  // namespace
+}  // namespace stagegate::rollout
