@@ -383,7 +383,14 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
 
 void record_response(worker& w, std::uint32_t series, unsigned status,
                      clock::time_point started) {
-    if (w.config().record_metrics) {
+    const auto& cfg = w.config();
+    if (cfg.broken_after > 0 && cfg.on_broken) {
+        auto streak = w.shard().record_streak(series, status >= 500);
+        if (streak == cfg.broken_after) {
+            cfg.on_broken(series, streak);
+        }
+    }
+    if (cfg.record_metrics) {
         auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
         w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()));
     }

@@ -181,7 +181,7 @@ evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candid
                     sample + "; " + p);
         } else if (enough_both) {
             add(gate, verdict::pass, r.log_bayes_factor, 0, std::log(1 / cfg.alpha),
-                std::string("sequential test: no evidence the candidate is ") + what +
+                std::string("sequential test: no evidence that the candidate ") + what +
                     " over " + sample + "; " + p);
         } else {
             add(gate, verdict::inconclusive, r.log_bayes_factor, 0, std::log(1 / cfg.alpha),

@@ -46,7 +46,8 @@ sequential_result error_rate_test(std::uint64_t candidate_errors, std::uint64_t 
 
 sequential_result latency_test(const metrics::latency_histogram& candidate,
                                const metrics::latency_histogram& stable, double rho0,
-                               double alpha, double kappa, int fine_per_coarse) {
+                               double alpha, latency_tolerance tolerance, double kappa,
+                               int fine_per_coarse) {
     // The bins must not depend on the data: a partition chosen after looking would turn the
     // Bayes factor into a maximum over partitions and void the alpha guarantee. Groups of
     // `fine_per_coarse` consecutive fine buckets are fixed (16 = half an octave).
@@ -62,9 +63,13 @@ sequential_result latency_test(const metrics::latency_histogram& candidate,
         }
         log_bf += log_bayes_factor(x, y, rho0, kappa);
     }
-    const bool slower = candidate.count() > 0 && stable.count() > 0 &&
-                        (candidate.quantile_micros(0.5) > stable.quantile_micros(0.5) ||
-                         candidate.quantile_micros(0.9) > stable.quantile_micros(0.9));
+    auto beyond = [&](double q) {
+        const double c = candidate.quantile_micros(q);
+        const double s = stable.quantile_micros(q);
+        return c > s * tolerance.ratio && c - s > tolerance.micros;
+    };
+    const bool slower =
+        candidate.count() > 0 && stable.count() > 0 && (beyond(0.5) || beyond(0.9));
     return finish(log_bf, slower, alpha, candidate.count(), stable.count());
 }
 

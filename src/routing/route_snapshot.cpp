@@ -327,7 +327,7 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
     const std::map<std::string, std::uint32_t>& weights, std::string stage,
-    const series_namer& series) {
+    const series_namer& series, std::string_view stable) {
     auto snap = std::make_shared<route_snapshot>(base);
     snap->generation = base.generation + 1;
     model_route* target = nullptr;
@@ -338,6 +338,14 @@ result<std::shared_ptr<const route_snapshot>> with_traffic(
     }
     if (!target) {
         return error::make("unknown_model", "no model named \"" + std::string(model) + "\"");
+    }
+    if (!stable.empty()) {
+        auto idx = target->find_version(stable);
+        if (idx == no_version) {
+            return error::make("unknown_version", "model " + target->name + " has no version \"" +
+                                                      std::string(stable) + "\"");
+        }
+        target->stable = idx;
     }
     std::vector<std::uint32_t> next(target->versions.size(), 0);
     std::uint64_t sum = 0;

@@ -184,6 +184,21 @@ struct admin_server::impl {
                                         v);
             }
         }
+        if (path == "/api/v1/rollouts" || path.rfind("/api/v1/rollouts/", 0) == 0) {
+            auto* ctl = gw.rollouts();
+            const auto now = rollout::clock::now();
+            if (path == "/api/v1/rollouts") {
+                co_return json_response(
+                    http::status::ok,
+                    {{"rollouts", ctl ? ctl->status_all(now) : json::array()}}, v);
+            }
+            std::string name(path.substr(std::string_view("/api/v1/rollouts/").size()));
+            if (!ctl || !ctl->has(name)) {
+                co_return error_json(http::status::not_found, "unknown_rollout",
+                                     "model \"" + name + "\" has no rollout", v);
+            }
+            co_return json_response(http::status::ok, ctl->status(name, now), v);
+        }
         co_return error_json(http::status::not_found, "not_found",
                              "no admin endpoint at " + std::string(path), v);
     }

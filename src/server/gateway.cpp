@@ -67,6 +67,41 @@ struct gateway::worker_thread {
     }
 };
 
+// The controller's view of the gateway: metrics from the store, routes through snapshots.
+// Used on the control thread (and during start, before any thread runs).
+class gateway::rollout_environment : public rollout::environment {
+public:
+    explicit rollout_environment(gateway& gw) : gw_(gw) {}
+
+    metrics::series_counts stage_counts(const std::string& model, const std::string& version,
+                                        const std::string& stage) override {
+        const auto* c = gw_.store_->stage(gw_.series_.id_for(model, version, stage));
+        return c ? *c : metrics::series_counts{};
+    }
+    void reset_stage(const std::string& model, const std::string& version,
+                     const std::string& stage) override {
+        gw_.store_->reset_stage(gw_.series_.id_for(model, version, stage), metrics::clock::now());
+    }
+    result<void> apply(const std::string& model, const std::string& stable,
+                       const std::string& candidate, std::uint32_t candidate_bp,
+                       const std::string& stage) override {
+        std::map<std::string, std::uint32_t> weights;
+        weights[stable] = routing::total_weight - candidate_bp;
+        if (candidate != stable) {
+            weights[candidate] = candidate_bp;
+        }
+        return gw_.set_traffic(model, weights, stage, stable);
+    }
+    std::int64_t wall_ms() override {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+
+private:
+    gateway& gw_;
+};
+
 gateway::gateway(config::gateway cfg) : cfg_(std::move(cfg)) {}
 
 gateway::~gateway() {
@@ -99,8 +134,73 @@ result<void> gateway::start() {
         control_io_.get_executor());
     control_thread_ = std::thread([this] { control_io_.run(); });
     started_ = true;
-    net::post(control_io_, [this] { schedule_collection(); });
+    net::post(control_io_, [this] {
+        schedule_collection();
+        schedule_rollout_tick();
+    });
     return {};
+}
+
+result<void> gateway::start_rollouts() {
+    bool any = false;
+    for (const auto& m : cfg_.models) {
+        any = any || m.rollout_spec.has_value();
+    }
+    if (!any) {
+        return {};
+    }
+    auto opened = rollout::state_store::open(cfg_.state_dir);
+    if (!opened) {
+        return opened.error();
+    }
+    state_.emplace(std::move(*opened));
+    rollout_env_ = std::make_unique<rollout_environment>(*this);
+    controller_ = std::make_unique<rollout::controller>(*rollout_env_, &*state_);
+    return controller_->init(cfg_, rollout::clock::now());
+}
+
+void gateway::schedule_rollout_tick() {
+    if (!controller_) {
+        return;
+    }
+    rollout_timer_ = std::make_unique<net::steady_timer>(control_io_, controller_->tick_interval());
+    rollout_timer_->async_wait([this](boost::system::error_code ec) {
+        if (ec || draining_) {
+            return;
+        }
+        // Judge on fresh numbers: merge every worker's shard first.
+        collect([this] {
+            controller_->on_tick(rollout::clock::now());
+            schedule_rollout_tick();
+        });
+    });
+}
+
+result<nlohmann::json> gateway::rollout_command(const std::string& model, const std::string& name,
+                                                const nlohmann::json& args,
+                                                const std::string& actor,
+                                                const std::string& reason) {
+    auto promise = std::make_shared<std::promise<result<nlohmann::json>>>();
+    auto future = promise->get_future();
+    net::post(control_io_, [=, this] {
+        if (!controller_) {
+            promise->set_value(error::make("unknown_rollout", "no model has a rollout"));
+            return;
+        }
+        promise->set_value(
+            controller_->command(model, name, args, actor, reason, rollout::clock::now()));
+    });
+    return future.get();
+}
+
+nlohmann::json gateway::rollout_status(const std::string& model) {
+    auto promise = std::make_shared<std::promise<nlohmann::json>>();
+    auto future = promise->get_future();
+    net::post(control_io_, [=, this] {
+        promise->set_value(controller_ ? controller_->status(model, rollout::clock::now())
+                                       : nlohmann::json(nullptr));
+    });
+    return future.get();
 }
 
 result<void> gateway::start_listeners() {
@@ -110,6 +210,9 @@ result<void> gateway::start_listeners() {
         return built.error();
     }
     routes_ = *built;
+    if (auto rolled = start_rollouts(); !rolled) {
+        return rolled.error();
+    }
 
     // TLS contexts for listeners, shared read-only by every worker.
     std::vector<std::shared_ptr<net::ssl::context>> tls;
@@ -138,7 +241,28 @@ result<void> gateway::start_listeners() {
     }
 
     std::uint32_t n = cfg_.workers ? cfg_.workers : std::max(1u, std::thread::hardware_concurrency());
-    proxy::settings s{cfg_.limit, cfg_.client, cfg_.pool, cfg_.record_metrics};
+    proxy::settings s;
+    s.limits = cfg_.limit;
+    s.client = cfg_.client;
+    s.pool = cfg_.pool;
+    s.record_metrics = cfg_.record_metrics;
+    if (controller_) {
+        for (const auto& m : cfg_.models) {
+            if (m.rollout_spec && m.rollout_spec->fast_rollback_consecutive_errors > 0) {
+                auto streak = m.rollout_spec->fast_rollback_consecutive_errors;
+                s.broken_after = s.broken_after ? std::min(s.broken_after, streak) : streak;
+            }
+        }
+        s.on_broken = [this](std::uint32_t series, std::uint32_t count) {
+            net::post(control_io_, [this, series, count] {
+                auto labels = series_.labels();
+                if (controller_ && series < labels.size()) {
+                    controller_->on_version_broken(labels[series].model, labels[series].version,
+                                                   count, rollout::clock::now());
+                }
+            });
+        };
+    }
     ports_.assign(cfg_.listeners.size(), 0);
     for (std::uint32_t i = 0; i < n; ++i) {
         auto wt = std::make_unique<worker_thread>();
@@ -321,14 +445,15 @@ std::shared_ptr<const routing::route_snapshot> gateway::routes() const {
 
 result<void> gateway::set_traffic(std::string_view model,
                                   const std::map<std::string, std::uint32_t>& weights,
-                                  std::string stage) {
+                                  std::string stage, std::string_view stable) {
     std::shared_ptr<const routing::route_snapshot> next;
     {
         std::lock_guard lock(routes_mutex_);
         if (!routes_) {
             return error::make("not_started", "the gateway has no routes yet");
         }
-        auto built = routing::with_traffic(*routes_, model, weights, std::move(stage), namer());
+        auto built =
+            routing::with_traffic(*routes_, model, weights, std::move(stage), namer(), stable);
         if (!built) {
             return built.error();
         }
@@ -374,6 +499,9 @@ void gateway::stop() {
         net::post(control_io_, [this] {
             if (collect_timer_) {
                 collect_timer_->cancel();
+            }
+            if (rollout_timer_) {
+                rollout_timer_->cancel();
             }
             if (admin_) {
                 admin_->stop();

@@ -115,5 +115,55 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
     EXPECT_EQ(wait_exit(mock), 0);
 }
 
+TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
+    auto dir = temp_dir();
+    pid_t v1 = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file", dir + "/v1.port"});
+    pid_t v2 = spawn({bin("stagegate-mockmodel"), "--version", "v2", "--port-file", dir + "/v2.port"});
+    auto p1 = read_port(dir + "/v1.port");
+    auto p2 = read_port(dir + "/v2.port");
+    ASSERT_TRUE(p1 && p2);
+    std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
+      "admin": {"port": 0}, "workers": 2, "state": {"dir": ")" << dir << R"(/state"},
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << p1 << R"("]},
+                     {"name": "v2", "endpoints": ["127.0.0.1:)" << p2 << R"("]}],
+        "rollout": {"candidate": "v2", "interval_ms": 100,
+          "stages": [{"weight_bp": 1000, "min_bake_ms": 200, "min_requests": 20},
+                     {"weight_bp": 2500, "min_bake_ms": 3600000, "min_requests": 20}],
+          "gates": {"min_requests": 20}}}]})";
+    auto start_gateway = [&](const std::string& port_file) {
+        pid_t pid = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file", port_file});
+        return std::make_pair(pid, read_port(port_file));
+    };
+    auto [gw, port] = start_gateway(dir + "/gw1.port");
+    ASSERT_NE(port, 0);
+    std::string stage_seen;
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto r = request(port, "POST", "/v1/models/m:predict", R"({"instances":[[1]]})");
+            stage_seen = r.header("x-stagegate-stage");
+            return stage_seen == "canary-25";
+        },
+        std::chrono::seconds(60)))
+        << "last stage seen: " << stage_seen;
+    ::kill(gw, SIGKILL);
+    EXPECT_EQ(wait_exit(gw), 128 + SIGKILL);
+
+    auto [gw2, port2] = start_gateway(dir + "/gw2.port");
+    ASSERT_NE(port2, 0);
+    auto r = request(port2, "POST", "/v1/models/m:predict", R"({"instances":[[1]]})");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header("x-stagegate-stage"), "canary-25");
+    std::ifstream state(dir + "/state/rollout-m.json");
+    std::string text((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("\"stage_index\": 1"), std::string::npos) << text;
+    ::kill(gw2, SIGTERM);
+    EXPECT_EQ(wait_exit(gw2), 0);
+    ::kill(v1, SIGTERM);
+    ::kill(v2, SIGTERM);
+    wait_exit(v1);
+    wait_exit(v2);
+}
+
 }  // namespace
 }  // namespace stagegate::test

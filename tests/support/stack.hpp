@@ -55,10 +55,11 @@ struct stack {
 
     // `tweak` may edit the config before the gateway starts.
     template <class Tweak>
-    static stack make(std::uint32_t candidate_bp, std::uint32_t workers, Tweak&& tweak) {
+    static stack make(std::uint32_t candidate_bp, std::uint32_t workers, Tweak&& tweak,
+                      mockmodel::options v2_options = {}) {
         stack s;
         s.v1 = start_mock("v1");
-        s.v2 = start_mock("v2");
+        s.v2 = start_mock("v2", v2_options);
         auto cfg = stack_config(s.v1->port(), s.v2->port(), candidate_bp, workers);
         tweak(cfg);
         s.gateway = std::make_unique<server::gateway>(std::move(cfg));

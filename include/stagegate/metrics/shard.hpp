@@ -40,6 +40,13 @@ public:
         ++at(series).upstream_failures[static_cast<std::size_t>(kind)];
     }
     void record_unrouted(unrouted_reason reason) { ++unrouted_[static_cast<std::size_t>(reason)]; }
+    // Consecutive 5xx answers of a series on this worker; returns the streak after `failed`.
+    std::uint32_t record_streak(std::uint32_t series, bool failed) {
+        if (series >= streaks_.size()) {
+            streaks_.resize(series + 1, 0);
+        }
+        return streaks_[series] = failed ? streaks_[series] + 1 : 0;
+    }
 
     // Moves everything recorded since the last call into a delta and starts from zero.
     shard_delta take();
@@ -51,6 +58,7 @@ private:
     std::vector<std::uint32_t> dirty_;                     // ids touched since take()
     std::vector<bool> is_dirty_;
     std::array<std::uint64_t, unrouted_reasons> unrouted_{};
+    std::vector<std::uint32_t> streaks_;
 };
 
 }  // namespace stagegate::metrics

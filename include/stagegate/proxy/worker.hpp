@@ -15,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 
@@ -29,6 +30,10 @@ struct settings {
     config::client_timeouts client;
     config::upstream_pool pool;
     bool record_metrics = true;
+    // Called on the worker's thread when a series' answers have been 5xx this many times in a
+    // row (once per streak); 0 or an empty callback turns it off. The callee posts elsewhere.
+    std::uint32_t broken_after = 0;
+    std::function<void(std::uint32_t series, std::uint32_t count)> on_broken;
 };
 
 // Counters written only by the owning worker (relaxed load+store, no lock prefix) and read

@@ -39,12 +39,22 @@ double log_bayes_factor(std::uint64_t x, std::uint64_t y, double rho0, double ka
 sequential_result error_rate_test(std::uint64_t candidate_errors, std::uint64_t stable_errors,
                                   double rho0, double alpha, double kappa = 50);
 
+// How much slower counts as slower: a powerful test finds real but irrelevant differences
+// (tens of microseconds between two processes), so a rejection also needs the candidate's
+// median or p90 above stable's by both margins. Requiring more than the test keeps the
+// false-rollback bound.
+struct latency_tolerance {
+    double ratio = 1.10;          // at least 10 % slower
+    double micros = 1000;         // and at least 1 ms slower
+};
+
 // Latency distributions: the histograms' fine buckets are grouped into fixed coarse bins of
 // `fine_per_coarse` buckets (16: half an octave); the per-bin Bayes factors multiply
 // (independent Beta priors: Lindon & Malek's multinomial test). Rejects only when the
-// candidate is slower: its median or p90 above stable's.
+// candidate is slower beyond `tolerance`.
 sequential_result latency_test(const metrics::latency_histogram& candidate,
                                const metrics::latency_histogram& stable, double rho0,
-                               double alpha, double kappa = 50, int fine_per_coarse = 16);
+                               double alpha, latency_tolerance tolerance = {},
+                               double kappa = 50, int fine_per_coarse = 16);
 
 }  // namespace stagegate::rollout

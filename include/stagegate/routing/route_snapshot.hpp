@@ -153,9 +153,11 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
 
 // A copy of `base` with one model's weights (basis points by version name, summing to 10000)
 // and stage label replaced. This is what the rollout controller calls.
+// `stable`, when not empty, also makes that version the model's stable one (a completed
+// rollout); the stable version always owns the top band.
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
     const std::map<std::string, std::uint32_t>& weights, std::string stage,
-    const series_namer& series);
+    const series_namer& series, std::string_view stable = {});
 
 }  // namespace stagegate::routing

@@ -8,7 +8,11 @@
 #include "stagegate/metrics/series.hpp"
 #include "stagegate/metrics/store.hpp"
 #include "stagegate/proxy/worker.hpp"
+#include "stagegate/rollout/controller.hpp"
+#include "stagegate/rollout/state_store.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -18,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,10 +69,11 @@ public:
     // takes a lock. Snapshots with an older generation than the current one are ignored.
     void publish(std::shared_ptr<const routing::route_snapshot> routes);
     std::shared_ptr<const routing::route_snapshot> routes() const;
-    // Replaces one model's weights (basis points) and stage label, then publishes.
+    // Replaces one model's weights (basis points) and stage label (and, when given, its
+    // stable version), then publishes.
     result<void> set_traffic(std::string_view model,
                              const std::map<std::string, std::uint32_t>& weights,
-                             std::string stage);
+                             std::string stage, std::string_view stable = {});
     // The lowest generation any worker is routing with (all workers have it once equal).
     std::uint64_t applied_generation() const;
 
@@ -94,6 +100,15 @@ public:
 
     // --- Metrics (any thread; blocks until a collection has run) ---------------------------
     std::vector<version_metrics> read_metrics();
+
+    // --- Rollouts ----------------------------------------------------------------------------
+    // Control thread only; null when no model has a rollout.
+    rollout::controller* rollouts() { return controller_.get(); }
+    // Any thread but the control thread (blocks until the controller has answered).
+    result<nlohmann::json> rollout_command(const std::string& model, const std::string& name,
+                                           const nlohmann::json& args, const std::string& actor,
+                                           const std::string& reason);
+    nlohmann::json rollout_status(const std::string& model);
     std::size_t worker_count() const { return workers_.size(); }
 
 private:
@@ -101,6 +116,8 @@ private:
     result<void> start_listeners();
     void drain_step(std::chrono::steady_clock::time_point deadline);
     void schedule_collection();
+    void schedule_rollout_tick();
+    result<void> start_rollouts();
     routing::series_namer namer();
     void finish_step(std::chrono::steady_clock::time_point deadline);
 
@@ -124,6 +141,11 @@ private:
     std::vector<proxy::worker::endpoint_connections> connection_gauges_;  // control thread
     std::unique_ptr<boost::asio::steady_timer> collect_timer_;
     std::unique_ptr<admin_server> admin_;
+    class rollout_environment;
+    std::unique_ptr<rollout_environment> rollout_env_;
+    std::optional<rollout::state_store> state_;
+    std::unique_ptr<rollout::controller> controller_;  // control thread only
+    std::unique_ptr<boost::asio::steady_timer> rollout_timer_;
     std::uint16_t admin_port_ = 0;
 };
 

@@ -1,0 +1,243 @@
+// Rollouts end to end: the controller promoting a good candidate, rolling back bad ones, and
+// operator commands, all over real sockets with stagegate-mockmodel playing the versions.
+#include "support/stack.hpp"
+#include "support/test_client.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <thread>
+
+namespace stagegate::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+const std::string predict_body = R"({"instances":[[1,2]]})";
+
+// Background clients sending random-user traffic until destroyed.
+class traffic {
+public:
+    traffic(std::uint16_t port, int threads) {
+        for (int t = 0; t < threads; ++t) {
+            threads_.emplace_back([this, port] {
+                auto c = std::make_unique<connection>(port);
+                while (!stop_) {
+                    auto r = c->request("POST", "/v1/models/m:predict", predict_body);
+                    if (r.status == 0) {
+                        c = std::make_unique<connection>(port);
+                        continue;
+                    }
+                    (r.header("x-stagegate-version") == "v2" ? v2_ : v1_)++;
+                }
+            });
+        }
+    }
+    ~traffic() {
+        stop_ = true;
+        for (auto& t : threads_) {
+            t.join();
+        }
+    }
+    int v2() const { return v2_; }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> v1_{0};
+    std::atomic<int> v2_{0};
+    std::vector<std::thread> threads_;
+};
+
+struct temp_dir {
+    std::string path;
+    temp_dir() {
+        char t[] = "/tmp/stagegate-rollout-XXXXXX";
+        path = ::mkdtemp(t);
+    }
+    ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+config::rollout_stage stage(std::uint32_t bp, int bake_ms, std::uint64_t min_requests) {
+    config::rollout_stage s;
+    s.weight = bp;
+    s.name = "canary-" + std::to_string(bp / 100);
+    s.min_bake = std::chrono::milliseconds(bake_ms);
+    s.min_requests = min_requests;
+    return s;
+}
+
+// A rollout of v2 with quick intervals, written into the stack's config.
+auto with_rollout(const std::string& state_dir, std::vector<config::rollout_stage> stages,
+                  config::rollout_gates gates, std::uint32_t fast_rollback = 20) {
+    return [=](config::gateway& c) {
+        config::rollout r;
+        r.candidate = "v2";
+        r.stages = stages;
+        r.gates = gates;
+        r.interval = 100ms;
+        r.fast_rollback_consecutive_errors = fast_rollback;
+        c.models[0].rollout_spec = r;
+        c.models[0].split.weights = {{"v1", 10000}};
+        c.models[0].split.allow_force_version = false;
+        c.state_dir = state_dir;
+    };
+}
+
+bool wait_phase(server::gateway& gw, const std::string& phase, std::chrono::seconds limit) {
+    return wait_until([&] { return gw.rollout_status("m")["phase"] == phase; }, limit);
+}
+
+TEST(Rollout, GoodCandidateIsPromotedThroughEveryStageAndBecomesStable) {
+    temp_dir state;
+    config::rollout_gates gates;
+    gates.min_requests = 30;
+    gates.max_error_rate = 0.05;
+    auto s = stack::make(0, 2,
+                         with_rollout(state.path, {stage(2000, 300, 30), stage(5000, 300, 30)},
+                                      gates));
+    ASSERT_EQ(s.gateway->rollout_status("m")["stage"], "canary-20");
+    {
+        traffic t(s.port, 4);
+        ASSERT_TRUE(wait_phase(*s.gateway, "completed", 60s))
+            << s.gateway->rollout_status("m").dump(2);
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+        ASSERT_EQ(r.status, 200u);
+        EXPECT_EQ(r.header("x-stagegate-version"), "v2");
+        EXPECT_EQ(r.header("x-stagegate-stage"), "stable");
+    }
+    auto events = rollout::state_store::open(state.path)->recent_events(50, "m");
+    std::vector<std::string> types;
+    for (const auto& e : events) {
+        types.push_back(e["type"]);
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"started", "promoted", "completed"}));
+}
+
+TEST(Rollout, CandidateWithFivePercentErrorsIsRolledBack) {
+    temp_dir state;
+    config::rollout_gates gates;
+    gates.min_requests = 50;
+    gates.max_error_rate_delta = 0.02;
+    mockmodel::options bad;
+    bad.error_rate = 0.05;
+    bad.seed = 42;
+    auto s = stack::make(
+        0, 2, with_rollout(state.path, {stage(2000, 600000, 1000000)}, gates), bad);
+    {
+        traffic t(s.port, 4);
+        ASSERT_TRUE(wait_phase(*s.gateway, "rolled_back", 60s))
+            << s.gateway->rollout_status("m").dump(2);
+    }
+    auto status = s.gateway->rollout_status("m");
+    std::cout << "5 % errors: candidate served " << s.v2->requests()
+              << " requests before the rollback; reason: " << status["last_reason"] << "\n";
+    EXPECT_LT(s.v2->requests(), 5000u);
+    for (int i = 0; i < 50; ++i) {
+        EXPECT_EQ(request(s.port, "POST", "/v1/models/m:predict", predict_body)
+                      .header("x-stagegate-version"),
+                  "v1");
+    }
+}
+
+TEST(Rollout, CandidateHundredMillisecondsSlowerIsRolledBackByTheLatencyGate) {
+    temp_dir state;
+    config::rollout_gates gates;
+    gates.min_requests = 30;
+    gates.max_latency_ratio = {{0.99, 1.5}};
+    mockmodel::options slow;
+    slow.latency_ms = 100;
+    slow.threads = 4;
+    auto s = stack::make(
+        0, 2, with_rollout(state.path, {stage(2000, 600000, 1000000)}, gates), slow);
+    {
+        traffic t(s.port, 8);
+        ASSERT_TRUE(wait_phase(*s.gateway, "rolled_back", 60s))
+            << s.gateway->rollout_status("m").dump(2);
+    }
+    auto reason = s.gateway->rollout_status("m")["last_reason"].get<std::string>();
+    EXPECT_TRUE(reason.find("p99") != std::string::npos ||
+                reason.find("slower") != std::string::npos)
+        << reason;
+}
+
+TEST(Rollout, AllFailingCandidateIsRolledBackWithinAFewRequests) {
+    temp_dir state;
+    config::rollout_gates gates;
+    gates.min_requests = 1000000;  // the gates alone would wait: the fast path must act
+    gates.sequential_errors = false;
+    gates.sequential_latency = false;
+    mockmodel::options broken;
+    broken.error_rate = 1.0;
+    auto s = stack::make(
+        0, 1, with_rollout(state.path, {stage(5000, 600000, 1000000)}, gates, 5), broken);
+    {
+        traffic t(s.port, 2);
+        ASSERT_TRUE(wait_phase(*s.gateway, "rolled_back", 30s));
+    }
+    std::cout << "all-failing candidate served " << s.v2->requests()
+              << " requests before the rollback\n";
+    EXPECT_LE(s.v2->requests(), 5u + 4u);  // the streak, plus what was already in flight
+}
+
+TEST(Rollout, ConcurrentCommandsEndInOneConsistentPersistedState) {
+    temp_dir state;
+    config::rollout_gates gates;
+    gates.min_requests = 1000000;
+    auto s = stack::make(0, 2,
+                         with_rollout(state.path,
+                                      {stage(500, 600000, 1000000), stage(2500, 600000, 1000000),
+                                       stage(5000, 600000, 1000000)},
+                                      gates));
+    const std::vector<std::pair<std::string, json>> commands = {
+        {"pause", json::object()},    {"resume", json::object()},
+        {"promote", json::object()},  {"rollback", json::object()},
+        {"restart", json::object()},  {"abort", json::object()},
+        {"set_weight", {{"weight_bp", 1234}}}};
+    std::vector<std::thread> operators;
+    std::atomic<int> applied{0};
+    std::atomic<int> refused{0};
+    for (int t = 0; t < 6; ++t) {
+        operators.emplace_back([&, t] {
+            std::mt19937 rng(static_cast<unsigned>(t));
+            for (int i = 0; i < 40; ++i) {
+                const auto& [name, args] = commands[rng() % commands.size()];
+                auto r = s.gateway->rollout_command("m", name, args, "op" + std::to_string(t), "");
+                (r ? applied : refused)++;
+                if (!r) {
+                    EXPECT_EQ(r.error().code, "invalid_state") << r.error().describe();
+                }
+            }
+        });
+    }
+    for (auto& t : operators) {
+        t.join();
+    }
+    EXPECT_EQ(applied + refused, 240);
+    auto status = s.gateway->rollout_status("m");
+    std::ifstream in(state.path + "/rollout-m.json");
+    auto persisted = json::parse(in);
+    EXPECT_EQ(persisted["phase"], status["phase"]);
+    EXPECT_EQ(persisted["stage_index"], status["stage_index"]);
+    // The routes follow the persisted state.
+    auto gen = s.gateway->routes()->generation;
+    ASSERT_TRUE(wait_until([&] { return s.gateway->applied_generation() >= gen; }));
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+    EXPECT_EQ(r.header("x-stagegate-stage"), status["stage"].get<std::string>());
+    // Every applied command is in the event log.
+    auto events = rollout::state_store::open(state.path)->recent_events(1000, "m");
+    int logged = 0;
+    for (const auto& e : events) {
+        logged += e["type"] == "command";
+    }
+    EXPECT_EQ(logged, applied.load());
+}
+
+}  // namespace
+}  // namespace stagegate::test
