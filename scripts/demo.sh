@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, then runs the demo: stagegate (config/demo.json) on
 # :8080 in front of two stagegate-mockmodel processes playing v1 (stable, :9001) and v2
-# (candidate at 5 %, :9002). Ctrl-C stops everything.
+# (the candidate of a rollout, :9002, starting at 5 %). Ctrl-C stops everything.
+# Rollout state lives in demo-state/ (delete it to start the rollout over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -23,16 +24,21 @@ for _ in $(seq 100); do
 done
 cat <<'MSG'
 
-stagegate demo is up: model "demo", stable v1, candidate v2 at 5 % (stage canary-5).
+stagegate demo is up: model "demo", stable v1, rollout of v2 in progress (5 % -> 25 % -> 50 %
+-> stable; each stage needs 20 s and enough candidate requests, and passing gates).
   curl -i -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-User-Id: alice' -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-Stagegate-Force-Version: v2' -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/chat/completions -d '{"model":"demo","messages":[]}'
+Watch it:   curl -s localhost:9901/api/v1/rollouts/demo
+Metrics:    curl -s localhost:9901/api/v1/models/demo/metrics    (Prometheus: :9901/metrics)
+Drive it:   for i in $(seq 3000); do curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'; done
 Versions that answered 200 sample requests:
 MSG
 for _ in $(seq 200); do
   curl -s -o /dev/null -D - -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}' \
     | tr -d '\r' | grep -i '^x-stagegate-version'
 done | sort | uniq -c
+curl -s localhost:9901/api/v1/rollouts/demo | grep -E '"(phase|stage|candidate_weight_bp)"'
 echo "Ctrl-C to stop."
 wait "$gw"

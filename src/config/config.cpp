@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <initializer_list>
 #include <set>
@@ -261,7 +262,7 @@ bool parse_quantile(std::string_view key, double& q) {
         if (used != key.size() - 1 || !(pct > 0 && pct < 100)) {
             return false;
         }
-        q = pct / 100.0;
+        q = std::round(pct * 1e4) / 1e6;  // canonical: "p99.9" is exactly the double 0.999
         return true;
     } catch (...) {
         return false;

@@ -169,6 +169,9 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
                               ? routing::point_from_u64(w.next_random())
                               : routing::point_from_u64(routing::sticky_hash(key, m.hash_salt));
     d.version = routing::pick_version(m, point);
+    if (d.version != m.stable && w.tripped(m.versions[d.version].series)) {
+        d.version = m.stable;
+    }
     return d;
 }
 
@@ -387,6 +390,7 @@ void record_response(worker& w, std::uint32_t series, unsigned status,
     if (cfg.broken_after > 0 && cfg.on_broken) {
         auto streak = w.shard().record_streak(series, status >= 500);
         if (streak == cfg.broken_after) {
+            w.trip(series);
             cfg.on_broken(series, streak);
         }
     }
@@ -649,6 +653,7 @@ void worker::set_routes(std::shared_ptr<const routing::route_snapshot> routes) {
         std::move(routes));
     routes_ = std::shared_ptr<const routing::route_snapshot>(holder, holder->get());
     generation_.store(generation, std::memory_order_relaxed);
+    tripped_.clear();
 }
 
 void worker::link(session_slot& slot) {

@@ -68,8 +68,8 @@ sequential_result latency_test(const metrics::latency_histogram& candidate,
         const double s = stable.quantile_micros(q);
         return c > s * tolerance.ratio && c - s > tolerance.micros;
     };
-    const bool slower =
-        candidate.count() > 0 && stable.count() > 0 && (beyond(0.5) || beyond(0.9));
+    const bool slower = candidate.count() > 0 && stable.count() > 0 &&
+                        (beyond(0.5) || beyond(0.9) || beyond(0.99));
     return finish(log_bf, slower, alpha, candidate.count(), stable.count());
 }
 

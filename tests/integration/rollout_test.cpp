@@ -97,6 +97,9 @@ TEST(Rollout, GoodCandidateIsPromotedThroughEveryStageAndBecomesStable) {
     config::rollout_gates gates;
     gates.min_requests = 30;
     gates.max_error_rate = 0.05;
+    // Two mock processes on a loaded 2-core machine differ in latency for real (scheduling),
+    // and the latency test is powerful enough to see it: this test is about promotion.
+    gates.sequential_latency = false;
     auto s = stack::make(0, 2,
                          with_rollout(state.path, {stage(2000, 300, 30), stage(5000, 300, 30)},
                                       gates));
@@ -183,7 +186,8 @@ TEST(Rollout, AllFailingCandidateIsRolledBackWithinAFewRequests) {
     }
     std::cout << "all-failing candidate served " << s.v2->requests()
               << " requests before the rollback\n";
-    EXPECT_LE(s.v2->requests(), 5u + 4u);  // the streak, plus what was already in flight
+    // The streak, plus at most what the two clients had in flight when the worker tripped.
+    EXPECT_LE(s.v2->requests(), 5u + 2u);
 }
 
 TEST(Rollout, ConcurrentCommandsEndInOneConsistentPersistedState) {

@@ -18,6 +18,7 @@
 #include <functional>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace boost::asio::ssl {
 class context;
@@ -100,6 +101,18 @@ public:
     upstream_pool& pool() { return *pool_; }
     worker_counters& counters() { return counters_; }
     metrics::shard& shard() { return shard_; }
+    // A non-stable version whose answers failed `broken_after` times in a row on this worker
+    // gets no more random or sticky traffic here until the next route snapshot (the control
+    // side rolls it back meanwhile): bounds what a dead candidate serves per worker.
+    void trip(std::uint32_t series) {
+        if (series >= tripped_.size()) {
+            tripped_.resize(series + 1, false);
+        }
+        tripped_[series] = true;
+    }
+    bool tripped(std::uint32_t series) const {
+        return series < tripped_.size() && tripped_[series];
+    }
     bool draining() const { return draining_; }
     std::uint64_t next_random();
     std::uint32_t index() const { return index_; }
@@ -119,6 +132,7 @@ private:
     std::unique_ptr<upstream_pool> pool_;
     worker_counters counters_;
     metrics::shard shard_;
+    std::vector<bool> tripped_;  // by series id; cleared by set_routes
     bool draining_ = false;
     std::uint64_t rng_state_[4];
     session_slot* sessions_ = nullptr;  // intrusive list of live sessions

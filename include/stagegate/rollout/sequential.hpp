@@ -41,7 +41,7 @@ sequential_result error_rate_test(std::uint64_t candidate_errors, std::uint64_t 
 
 // How much slower counts as slower: a powerful test finds real but irrelevant differences
 // (tens of microseconds between two processes), so a rejection also needs the candidate's
-// median or p90 above stable's by both margins. Requiring more than the test keeps the
+// p50, p90 or p99 above stable's by both margins. Requiring more than the test keeps the
 // false-rollback bound.
 struct latency_tolerance {
     double ratio = 1.10;          // at least 10 % slower

@@ -56,7 +56,9 @@ TEST(ConfigParse, AdminAndMetricsSections) {
 TEST(ConfigParse, DemoConfigIsValid) {
     auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/demo.json");
     ASSERT_TRUE(cfg) << cfg.error().describe();
-    EXPECT_EQ(cfg->models[0].split.weights.at("v2"), 500u);
+    ASSERT_TRUE(cfg->models[0].rollout_spec);
+    EXPECT_EQ(cfg->models[0].rollout_spec->candidate, "v2");
+    EXPECT_EQ(cfg->models[0].rollout_spec->stages[0].weight, 500u);
 }
 
 TEST(ConfigParse, UnknownKeysAreErrorsWithTheirPath) {
@@ -157,6 +159,79 @@ TEST(HostPort, ParsesNamesIpv4AndBracketedIpv6) {
     EXPECT_FALSE(parse_host_port(":80", ep));
     EXPECT_FALSE(parse_host_port("h:65536", ep));
     EXPECT_FALSE(parse_host_port("h:80x", ep));
+}
+
+}  // namespace
+}  // namespace stagegate::config
+
+namespace stagegate::config {
+namespace {
+
+const char* rollout_model = R"({"listeners": [{"port": 0}],
+  "state": {"dir": "/tmp/x"},
+  "models": [{"name": "m", "stable": "v1",
+    "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+    "rollout": {"candidate": "v2", "interval_ms": 2000, "fast_rollback_consecutive_errors": 10,
+      "stages": [{"weight_bp": 100, "min_bake_ms": 30000, "min_requests": 50},
+                 {"name": "half", "weight_bp": 5000, "max_duration_ms": 600000,
+                  "on_max_duration": "rollback"}],
+      "gates": {"min_requests": 40, "max_error_rate": 0.02, "max_latency_ms": {"p99": 250},
+                "max_error_rate_delta": 0.005, "max_latency_ratio": {"p99.9": 1.5},
+                "sequential": {"alpha": 0.05, "latency": false}}}}]})";
+
+TEST(ConfigRollout, ParsesStagesAndGates) {
+    auto cfg = parse(rollout_model);
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    EXPECT_EQ(cfg->state_dir, "/tmp/x");
+    const auto& r = *cfg->models[0].rollout_spec;
+    EXPECT_EQ(r.candidate, "v2");
+    EXPECT_EQ(r.interval.count(), 2000);
+    EXPECT_EQ(r.fast_rollback_consecutive_errors, 10u);
+    ASSERT_EQ(r.stages.size(), 2u);
+    EXPECT_EQ(r.stages[0].name, "canary-1");
+    EXPECT_EQ(r.stages[1].name, "half");
+    EXPECT_TRUE(r.stages[1].rollback_on_max_duration);
+    EXPECT_EQ(r.stages[1].max_duration->count(), 600000);
+    EXPECT_EQ(r.gates.min_requests, 40u);
+    EXPECT_DOUBLE_EQ(*r.gates.max_error_rate, 0.02);
+    EXPECT_DOUBLE_EQ(r.gates.max_latency_seconds.at(0.99), 0.25);
+    EXPECT_DOUBLE_EQ(r.gates.max_latency_ratio.at(0.999), 1.5);
+    EXPECT_DOUBLE_EQ(r.gates.alpha, 0.05);
+    EXPECT_FALSE(r.gates.sequential_latency);
+    EXPECT_TRUE(r.gates.sequential_errors);
+}
+
+TEST(ConfigRollout, EveryRolloutProblemIsReported) {
+    auto cfg = parse(R"({"listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+        "traffic": {"weights": {"v1": 10000}},
+        "rollout": {"candidate": "v1",
+          "stages": [{"weight_bp": 500, "on_max_duration": "panic"}, {"weight_bp": 500},
+                     {"name": "stable", "weight_bp": 20000}],
+          "gates": {"max_error_rate": 2, "max_latency_ms": {"median": 5}, "bogus": 1}}}]})");
+    ASSERT_FALSE(cfg);
+    const auto& e = cfg.error();
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/stages/0/on_max_duration", "hold"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/stages/2/weight_bp", "between 1 and 10000"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/gates/max_error_rate", "between"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/gates/max_latency_ms/median", "quantile"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/gates/bogus", "unknown key"));
+}
+
+TEST(ConfigRollout, CrossFieldRules) {
+    auto cfg = parse(R"({"listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+        "traffic": {"weights": {"v1": 10000}},
+        "rollout": {"candidate": "v1",
+          "stages": [{"weight_bp": 500}, {"weight_bp": 500}, {"name": "stable", "weight_bp": 900}]}}]})");
+    ASSERT_FALSE(cfg);
+    const auto& e = cfg.error();
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/candidate", "must differ"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/stages/1/weight_bp", "widen"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/stages/2/name", "reserved"));
+    EXPECT_TRUE(has_problem(e, "/models/0/traffic/weights", "gets its weights from the rollout"));
 }
 
 }  // namespace
