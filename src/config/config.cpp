@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -327,7 +328,17 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         auto& gt = ro.gates;
         g.reject_unknown({"min_requests", "max_error_rate", "max_upstream_failure_rate",
                           "max_latency_ms", "max_error_rate_delta", "max_error_rate_ratio",
-                          "max_latency_ratio", "sequential"});
+                          "max_latency_ratio", "sequential", "errors"});
+        if (g.find("errors")) {
+            gt.error_statuses.clear();
+        }
+        g.array("errors", [&](const json& e, const std::string& p) {
+            if (!e.is_string()) {
+                problems.push_back({p, "expected \"5xx\", \"4xx\" or a status code string"});
+                return;
+            }
+            gt.error_statuses.push_back(e.get<std::string>());
+        });
         g.integer("min_requests", gt.min_requests, 1, std::uint64_t{1} << 40);
         if (g.find("max_error_rate")) {
             double v = 0;
@@ -463,6 +474,52 @@ bool parse_host_port(std::string_view text, endpoint& out) {
     return true;
 }
 
+std::vector<problem> validate_rollout(const rollout& ro, const std::vector<std::string>& versions,
+                                      const std::string& stable, const std::string& rpath) {
+    std::vector<problem> problems;
+    if (std::find(versions.begin(), versions.end(), ro.candidate) == versions.end()) {
+        problems.push_back({rpath + "/candidate", "names no version of this model: \"" +
+                                                      ro.candidate + "\""});
+    }
+    if (ro.candidate == stable) {
+        problems.push_back({rpath + "/candidate", "must differ from the stable version"});
+    }
+    if (ro.stages.empty()) {
+        problems.push_back({rpath + "/stages", "needs at least one stage"});
+    }
+    std::set<std::string> stage_names;
+    for (std::size_t si = 0; si < ro.stages.size(); ++si) {
+        const auto& st = ro.stages[si];
+        const std::string spath = rpath + "/stages/" + std::to_string(si);
+        if (st.weight < 1 || st.weight > total_weight) {
+            problems.push_back({spath + "/weight_bp", "must be between 1 and 10000"});
+        }
+        if (si > 0 && st.weight <= ro.stages[si - 1].weight) {
+            problems.push_back(
+                {spath + "/weight_bp", "stages must widen: weight must exceed the previous stage's"});
+        }
+        if (!stage_names.insert(st.name).second) {
+            problems.push_back({spath + "/name", "duplicate stage name"});
+        }
+        if (st.name == "stable" || st.name == "rolled-back" || st.name == "aborted") {
+            problems.push_back({spath + "/name", "\"" + st.name + "\" is reserved"});
+        }
+    }
+    static const std::set<std::string> statuses = {"4xx", "5xx", "400", "404", "429",
+                                                   "500", "502", "503", "504"};
+    if (ro.gates.error_statuses.empty()) {
+        problems.push_back({rpath + "/gates/errors", "needs at least one status"});
+    }
+    for (std::size_t i = 0; i < ro.gates.error_statuses.size(); ++i) {
+        if (!statuses.count(ro.gates.error_statuses[i])) {
+            problems.push_back({rpath + "/gates/errors/" + std::to_string(i),
+                                "expected 4xx, 5xx or one of the tracked codes 400, 404, 429, "
+                                "500, 502, 503, 504"});
+        }
+    }
+    return problems;
+}
+
 std::vector<problem> validate(const gateway& cfg) {
     std::vector<problem> problems;
     if (cfg.listeners.empty()) {
@@ -524,34 +581,12 @@ std::vector<problem> validate(const gateway& cfg) {
             }
         }
         if (m.rollout_spec) {
-            const auto& ro = *m.rollout_spec;
-            const std::string rpath = mpath + "/rollout";
-            if (!ro.candidate.empty() && !version_names.count(ro.candidate)) {
-                problems.push_back({rpath + "/candidate", "names no version of this model: \"" +
-                                                              ro.candidate + "\""});
+            std::vector<std::string> names;
+            for (const auto& v : m.versions) {
+                names.push_back(v.name);
             }
-            if (ro.candidate == m.stable) {
-                problems.push_back({rpath + "/candidate", "must differ from the stable version"});
-            }
-            if (ro.stages.empty()) {
-                problems.push_back({rpath + "/stages", "needs at least one stage"});
-            }
-            std::set<std::string> stage_names;
-            for (std::size_t si = 0; si < ro.stages.size(); ++si) {
-                const auto& st = ro.stages[si];
-                const std::string spath = rpath + "/stages/" + std::to_string(si);
-                if (si > 0 && st.weight <= ro.stages[si - 1].weight) {
-                    problems.push_back({spath + "/weight_bp",
-                                        "stages must widen: weight must exceed the previous "
-                                        "stage's"});
-                }
-                if (!stage_names.insert(st.name).second) {
-                    problems.push_back({spath + "/name", "duplicate stage name"});
-                }
-                if (st.name == "stable" || st.name == "rolled-back") {
-                    problems.push_back({spath + "/name", "\"" + st.name + "\" is reserved"});
-                }
-            }
+            auto rp = validate_rollout(*m.rollout_spec, names, m.stable, mpath + "/rollout");
+            problems.insert(problems.end(), rp.begin(), rp.end());
             if (!m.split.weights.empty()) {
                 problems.push_back({mpath + "/traffic/weights",
                                     "a model with a rollout gets its weights from the rollout"});

@@ -122,6 +122,7 @@ gate_config controller::gates_for(const active& a) const {
     cfg.sequential_errors = g.sequential_errors;
     cfg.sequential_latency = g.sequential_latency;
     cfg.alpha = g.alpha;
+    cfg.error_slots = error_slots_for(g.error_statuses);
     return cfg;
 }
 
@@ -192,6 +193,58 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
         }
     }
     return {};
+}
+
+result<json> controller::start(const std::string& model, config::rollout spec,
+                               const std::vector<std::string>& versions,
+                               const std::string& stable, const std::string& actor,
+                               const std::string& reason, clock::time_point now) {
+    auto it = rollouts_.find(model);
+    if (it != rollouts_.end() && (it->second.st.ph == phase::progressing ||
+                                  it->second.st.ph == phase::paused)) {
+        return error::make("rollout_active", "model \"" + model + "\" already has an active "
+                                             "rollout of " + it->second.st.candidate);
+    }
+    auto problems = config::validate_rollout(spec, versions, stable, "");
+    if (!problems.empty()) {
+        return error{"invalid_rollout", "the rollout is not valid", std::move(problems)};
+    }
+    if (!store_) {
+        return error::make("state_io_failed", "no state directory: rollouts cannot be persisted");
+    }
+    active a;
+    a.spec = std::move(spec);
+    a.stage_started = now;
+    a.next_eval = now + a.spec.interval;
+    a.st.model = model;
+    a.st.stable = stable;
+    a.st.candidate = a.spec.candidate;
+    a.st.ph = phase::aborted;  // routes as "not started" until the first transition lands
+    if (it != rollouts_.end()) {
+        a.st.sequence = it->second.st.sequence;
+    }
+    rollout_state first = a.st;
+    first.ph = phase::progressing;
+    first.stage = 0;
+    const std::string by = " by " + (actor.empty() ? std::string("an operator") : actor) +
+                           (reason.empty() ? std::string() : " (" + reason + ")");
+    auto previous = it != rollouts_.end() ? std::optional<active>(it->second) : std::nullopt;
+    auto& slot = rollouts_[model];
+    slot = std::move(a);
+    auto done = transition(slot, first, "started",
+                           "started rollout of " + model + " " + first.candidate + " at " +
+                               slot.spec.stages[0].name + " (" +
+                               percent_of(slot.spec.stages[0].weight) + ")" + by,
+                           {{"actor", actor}, {"reason", reason}}, now);
+    if (!done) {
+        if (previous) {
+            slot = std::move(*previous);
+        } else {
+            rollouts_.erase(model);
+        }
+        return done.error();
+    }
+    return result<json>(boost::system::in_place_value, status(model, now));
 }
 
 result<void> controller::transition(active& a, rollout_state next, const std::string& event_type,
@@ -328,17 +381,17 @@ void controller::on_tick(clock::time_point now) {
     }
 }
 
-void controller::on_version_broken(const std::string& model, const std::string& version,
+bool controller::on_version_broken(const std::string& model, const std::string& version,
                                    std::uint32_t count, clock::time_point now) {
     auto it = rollouts_.find(model);
     if (it == rollouts_.end()) {
-        return;
+        return false;
     }
     auto& a = it->second;
     if ((a.st.ph != phase::progressing && a.st.ph != phase::paused) || version != a.st.candidate ||
         a.spec.fast_rollback_consecutive_errors == 0 ||
         count < a.spec.fast_rollback_consecutive_errors) {
-        return;
+        return false;
     }
     auto next = a.st;
     next.ph = phase::rolled_back;
@@ -346,6 +399,7 @@ void controller::on_version_broken(const std::string& model, const std::string& 
                      "rolled back " + model + " " + version + " at " + stage_label(a) + ": its last " +
                          std::to_string(count) + " requests all failed",
                      json::object(), now);
+    return true;
 }
 
 result<json> controller::command(const std::string& model, const std::string& name,

@@ -38,7 +38,41 @@ std::uint64_t failures(const metrics::series_counts& c) {
     return n;
 }
 
+std::uint64_t errors_of(const metrics::series_counts& c, const std::vector<std::size_t>& slots) {
+    if (slots.empty()) {
+        return c.server_errors();
+    }
+    std::uint64_t n = 0;
+    for (auto slot : slots) {
+        n += c.codes[slot];
+    }
+    return n;
+}
+
 }  // namespace
+
+std::vector<std::size_t> error_slots_for(const std::vector<std::string>& statuses) {
+    std::vector<std::size_t> slots;
+    auto add = [&](std::size_t slot) {
+        if (std::find(slots.begin(), slots.end(), slot) == slots.end()) {
+            slots.push_back(slot);
+        }
+    };
+    for (const auto& s : statuses) {
+        if (s.size() == 3 && s[1] == 'x' && s[2] == 'x' && s[0] >= '1' && s[0] <= '5') {
+            const unsigned cls = static_cast<unsigned>(s[0] - '0');
+            for (unsigned code : metrics::tracked_codes) {
+                if (code / 100 == cls) {
+                    add(metrics::code_slot(code));
+                }
+            }
+            add(metrics::code_slot(cls * 100 + 99));  // the class slot for untracked codes
+        } else if (!s.empty()) {
+            add(metrics::code_slot(static_cast<unsigned>(std::stoul(s))));
+        }
+    }
+    return slots;
+}
 
 const char* verdict_name(verdict v) {
     switch (v) {
@@ -93,8 +127,10 @@ evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candid
                " needed" + (need_stable ? " on each version" : " on the candidate");
     };
 
-    const double c_err = rate(candidate.server_errors(), cn);
-    const double s_err = rate(stable.server_errors(), sn);
+    const auto c_errors = errors_of(candidate, cfg.error_slots);
+    const auto s_errors = errors_of(stable, cfg.error_slots);
+    const double c_err = rate(c_errors, cn);
+    const double s_err = rate(s_errors, sn);
 
     if (cfg.max_error_rate) {
         const double limit = *cfg.max_error_rate;
@@ -192,8 +228,7 @@ evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candid
     // may only pass once both versions have enough traffic for the pass to mean something.
     if (cfg.sequential_errors) {
         sequential("sequential_error_rate",
-                   error_rate_test(candidate.server_errors(), stable.server_errors(), rho0,
-                                   cfg.alpha),
+                   error_rate_test(c_errors, s_errors, rho0, cfg.alpha),
                    "has more errors");
     }
     if (cfg.sequential_latency) {

@@ -142,26 +142,64 @@ result<void> gateway::start() {
 }
 
 result<void> gateway::start_rollouts() {
+    rollout_env_ = std::make_unique<rollout_environment>(*this);
+    controller_ = std::make_unique<rollout::controller>(*rollout_env_, nullptr);
     bool any = false;
     for (const auto& m : cfg_.models) {
         any = any || m.rollout_spec.has_value();
     }
     if (!any) {
-        return {};
+        return {};  // the state directory is opened when the first rollout starts
     }
     auto opened = rollout::state_store::open(cfg_.state_dir);
     if (!opened) {
         return opened.error();
     }
     state_.emplace(std::move(*opened));
-    rollout_env_ = std::make_unique<rollout_environment>(*this);
-    controller_ = std::make_unique<rollout::controller>(*rollout_env_, &*state_);
+    controller_->set_store(&*state_);
     return controller_->init(cfg_, rollout::clock::now());
 }
 
+result<nlohmann::json> gateway::rollout_start(const std::string& model, config::rollout spec,
+                                              const std::string& actor,
+                                              const std::string& reason) {
+    auto promise = std::make_shared<std::promise<result<nlohmann::json>>>();
+    auto future = promise->get_future();
+    net::post(control_io_, [=, this, spec = std::move(spec)]() mutable {
+        auto snap = routes();
+        const auto* m = snap ? snap->find_model(model) : nullptr;
+        if (!m) {
+            promise->set_value(error::make("unknown_model", "no model named \"" + model + "\""));
+            return;
+        }
+        if (!state_) {
+            auto opened = rollout::state_store::open(cfg_.state_dir);
+            if (!opened) {
+                promise->set_value(opened.error());
+                return;
+            }
+            state_.emplace(std::move(*opened));
+            controller_->set_store(&*state_);
+        }
+        std::vector<std::string> versions;
+        for (const auto& v : m->versions) {
+            versions.push_back(v.name);
+        }
+        const bool was_idle = !rollout_timer_;
+        auto started = controller_->start(model, std::move(spec), versions,
+                                          m->versions[m->stable].name, actor, reason,
+                                          rollout::clock::now());
+        if (started && was_idle) {
+            schedule_rollout_tick();
+        }
+        promise->set_value(std::move(started));
+    });
+    return future.get();
+}
+
 void gateway::schedule_rollout_tick() {
-    if (!controller_) {
-        return;
+    if (!controller_ || !state_) {
+        return;  // no rollout yet: rollout_start schedules the first tick
     }
     rollout_timer_ = std::make_unique<net::steady_timer>(control_io_, controller_->tick_interval());
     rollout_timer_->async_wait([this](boost::system::error_code ec) {
@@ -247,18 +285,32 @@ result<void> gateway::start_listeners() {
     s.pool = cfg_.pool;
     s.record_metrics = cfg_.record_metrics;
     if (controller_) {
+        // Rollouts started at run time use the default streak of 20 (or a configured smaller one).
+        s.broken_after = 20;
         for (const auto& m : cfg_.models) {
             if (m.rollout_spec && m.rollout_spec->fast_rollback_consecutive_errors > 0) {
-                auto streak = m.rollout_spec->fast_rollback_consecutive_errors;
-                s.broken_after = s.broken_after ? std::min(s.broken_after, streak) : streak;
+                s.broken_after =
+                    std::min(s.broken_after, m.rollout_spec->fast_rollback_consecutive_errors);
             }
         }
         s.on_broken = [this](std::uint32_t series, std::uint32_t count) {
             net::post(control_io_, [this, series, count] {
                 auto labels = series_.labels();
-                if (controller_ && series < labels.size()) {
-                    controller_->on_version_broken(labels[series].model, labels[series].version,
-                                                   count, rollout::clock::now());
+                bool acted = controller_ && series < labels.size() &&
+                             controller_->on_version_broken(labels[series].model,
+                                                            labels[series].version, count,
+                                                            rollout::clock::now());
+                if (!acted) {
+                    // Not a rollout's candidate: the worker's trip was only a pause. Re-publish
+                    // the same routes (new generation) so workers send it traffic again.
+                    std::shared_ptr<const routing::route_snapshot> next;
+                    {
+                        std::lock_guard lock(routes_mutex_);
+                        auto copy = std::make_shared<routing::route_snapshot>(*routes_);
+                        copy->generation = routes_->generation + 1;
+                        next = std::move(copy);
+                    }
+                    publish(std::move(next));
                 }
             });
         };

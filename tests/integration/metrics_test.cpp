@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <functional>
 #include <cstdio>
 #include <fstream>
 #include <sys/wait.h>
@@ -32,6 +33,22 @@ void send(std::uint16_t port, const std::string& version, int n, const std::stri
 }
 
 const server::version_metrics* find(const std::vector<server::version_metrics>& all,
+                                    const std::string& v);
+
+// A response reaches the client a moment before its worker records it, so reads wait (with a
+// deadline) for the expected count instead of assuming it is already there.
+std::vector<server::version_metrics> read_when(server::gateway& gw,
+                                                const std::function<bool(
+                                                    const std::vector<server::version_metrics>&)>& ok) {
+    std::vector<server::version_metrics> all;
+    wait_until([&] {
+        all = gw.read_metrics();
+        return ok(all);
+    });
+    return all;
+}
+
+const server::version_metrics* find(const std::vector<server::version_metrics>& all,
                                     const std::string& v) {
     for (const auto& m : all) {
         if (m.version == v) {
@@ -48,7 +65,11 @@ TEST(Metrics, CountsPerVersionAndStageAreExact) {
     request(s.port, "POST", "/v1/models/nope:predict", predict_body);
     request(s.port, "POST", "/v1/models/m:predict", predict_body,
             {{"X-Stagegate-Force-Version", "v2"}, {"X-Mock-Status", "503"}});
-    auto all = s.gateway->read_metrics();
+    auto all = read_when(*s.gateway, [](const auto& a) {
+        return find(a, "v1") && find(a, "v2") &&
+               find(a, "v1")->since_stage_start.requests() >= 300 &&
+               find(a, "v2")->since_stage_start.requests() >= 101;
+    });
     const auto* v1 = find(all, "v1");
     const auto* v2 = find(all, "v2");
     ASSERT_TRUE(v1 && v2);
@@ -64,7 +85,9 @@ TEST(Metrics, CountsPerVersionAndStageAreExact) {
     ASSERT_TRUE(s.gateway->set_traffic("m", {{"v1", 7500}, {"v2", 2500}}, "canary-25"));
     ASSERT_TRUE(wait_until([&] { return s.gateway->applied_generation() >= 2; }));
     send(s.port, "v2", 10);
-    all = s.gateway->read_metrics();
+    all = read_when(*s.gateway, [](const auto& a) {
+        return find(a, "v2")->since_stage_start.requests() >= 10;
+    });
     EXPECT_EQ(find(all, "v2")->stage, "canary-25");
     EXPECT_EQ(find(all, "v2")->since_stage_start.requests(), 10u);
 }
@@ -81,7 +104,10 @@ TEST(Metrics, UpstreamFailuresAreCountedByKind) {
             {{"X-Mock-Delay-Ms", "2000"}});  // timeout on v1
     request(s.port, "POST", "/v1/models/m:predict", predict_body, {{"X-Mock-Reset", "1"}});
     request(s.port, "POST", "/v1/models/m:predict", predict_body, {{"X-Mock-Garbage", "1"}});
-    auto all = s.gateway->read_metrics();
+    auto all = read_when(*s.gateway, [](const auto& a) {
+        return find(a, "v1")->since_stage_start.requests() >= 3 &&
+               find(a, "v2")->since_stage_start.requests() >= 1;
+    });
     const auto& v1 = find(all, "v1")->since_stage_start;
     const auto& v2 = find(all, "v2")->since_stage_start;
     EXPECT_EQ(v2.upstream_failures[0], 1u);  // connect
@@ -97,6 +123,10 @@ TEST(Metrics, AdminListenerServesPrometheusTextAndJson) {
     ASSERT_NE(s.gateway->admin_port(), 0);
     send(s.port, "v1", 30);
     send(s.port, "v2", 20);
+    read_when(*s.gateway, [](const auto& a) {
+        return find(a, "v1")->since_stage_start.requests() >= 30 &&
+               find(a, "v2")->since_stage_start.requests() >= 20;
+    });
     auto m = request(s.gateway->admin_port(), "GET", "/metrics");
     ASSERT_EQ(m.status, 200u);
     EXPECT_EQ(m.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
@@ -239,7 +269,9 @@ TEST(Metrics, RealPrometheusScrapesExactCountsAndQuantiles) {
                            std::chrono::seconds(60)))
         << "v1=" << query(prom_port, v1) << " v2=" << query(prom_port, v2);
 
-    auto all = s.gateway->read_metrics();
+    auto all = read_when(*s.gateway, [](const auto& a) {
+        return find(a, "v1")->since_stage_start.requests() >= 400;
+    });
     const auto& hist = find(all, "v1")->since_stage_start.latency;
     const double own_p99 = hist.quantile_micros(0.99) / 1e6;
     // Prometheus only sees the coarse buckets: its estimate must land in the bucket that

@@ -243,5 +243,55 @@ TEST(Rollout, ConcurrentCommandsEndInOneConsistentPersistedState) {
     EXPECT_EQ(logged, applied.load());
 }
 
+TEST(Rollout, StartedThroughTheApiAtRunTime) {
+    temp_dir state;
+    auto s = stack::make(0, 1, [&](config::gateway& c) { c.state_dir = state.path + "/s"; });
+    config::rollout spec;
+    spec.candidate = "v2";
+    spec.stages = {stage(1000, 600000, 1000000), stage(3000, 600000, 1000000)};
+    spec.interval = 100ms;
+    auto started = s.gateway->rollout_start("m", spec, "alice", "new model");
+    ASSERT_TRUE(started) << started.error().describe();
+    EXPECT_EQ((*started)["phase"], "progressing");
+    EXPECT_EQ((*started)["candidate_weight_bp"], 1000);
+    auto again = s.gateway->rollout_start("m", spec, "bob", "");
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, "rollout_active");
+    auto bad = spec;
+    bad.candidate = "v1";
+    bad.stages = {stage(3000, 1, 1), stage(1000, 1, 1)};
+    ASSERT_TRUE(s.gateway->rollout_command("m", "abort", {}, "alice", ""));
+    auto invalid = s.gateway->rollout_start("m", bad, "alice", "");
+    ASSERT_FALSE(invalid);
+    EXPECT_EQ(invalid.error().code, "invalid_rollout");
+    EXPECT_GE(invalid.error().problems.size(), 2u);
+    auto unknown = s.gateway->rollout_start("nope", spec, "alice", "");
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, "unknown_model");
+    // After the abort, a new rollout may start; the routes follow it.
+    ASSERT_TRUE(s.gateway->rollout_start("m", spec, "alice", "second try"));
+    auto gen = s.gateway->routes()->generation;
+    ASSERT_TRUE(wait_until([&] { return s.gateway->applied_generation() >= gen; }));
+    EXPECT_EQ(request(s.port, "POST", "/v1/models/m:predict", predict_body)
+                  .header("x-stagegate-stage"),
+              "canary-10");
+    EXPECT_TRUE(std::filesystem::exists(state.path + "/s/rollout-m.json"));
+}
+
+TEST(Rollout, FailingVersionWithoutRolloutIsPausedNotDropped) {
+    // No rollout: a failing non-stable version is tripped on the worker, then routes are
+    // re-published, so it keeps getting its share (nothing decides to drop it for good).
+    mockmodel::options broken;
+    broken.error_rate = 1.0;
+    auto s = stack::make(5000, 1, [](config::gateway&) {}, broken);
+    int v2 = 0;
+    connection c(s.port);
+    for (int i = 0; i < 400; ++i) {
+        auto r = c.request("POST", "/v1/models/m:predict", predict_body);
+        v2 += r.header("x-stagegate-version") == "v2";
+    }
+    EXPECT_GT(v2, 60);  // far more than one streak of 20
+}
+
 }  // namespace
 }  // namespace stagegate::test

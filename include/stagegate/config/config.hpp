@@ -104,6 +104,9 @@ struct rollout_gates {
     bool sequential_errors = true;
     bool sequential_latency = true;
     double alpha = 0.01;
+    // What counts as an error: "5xx" (the default; includes the gateway's own 502/503/504 for
+    // upstream failures), "4xx", or tracked codes such as "429". Never 4xx unless asked.
+    std::vector<std::string> error_statuses = {"5xx"};
 };
 
 struct rollout {
@@ -168,6 +171,11 @@ result<gateway> load_file(const std::string& path);
 
 // Checks cross-field rules (weights sum, stable exists, unique names, ...). parse() calls it.
 std::vector<problem> validate(const gateway& cfg);
+
+// Rules of one rollout against its model's versions; `path` prefixes the problems' paths.
+// Shared by the config file and the API that starts rollouts.
+std::vector<problem> validate_rollout(const rollout& r, const std::vector<std::string>& versions,
+                                      const std::string& stable, const std::string& path);
 
 // "host:port" -> endpoint; false when malformed.
 bool parse_host_port(std::string_view text, endpoint& out);

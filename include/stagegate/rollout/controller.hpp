@@ -48,15 +48,26 @@ public:
 class controller {
 public:
     controller(environment& env, state_store* store) : env_(env), store_(store) {}
+    // For a gateway that opens its state directory only when the first rollout starts.
+    void set_store(state_store* store) { store_ = store; }
 
     // Starts the rollouts declared in the config, resuming any persisted state (the stage is
     // kept; bake time and stage counts start again).
     result<void> init(const config::gateway& cfg, clock::time_point now);
 
+    // Starts a rollout declared at run time (what the admin API's POST /api/v1/rollouts calls).
+    // Fails with rollout_active (409) while the model's rollout is progressing or paused,
+    // invalid_rollout with every problem, or state_io_failed when it cannot be persisted.
+    result<nlohmann::json> start(const std::string& model, config::rollout spec,
+                                 const std::vector<std::string>& versions,
+                                 const std::string& stable, const std::string& actor,
+                                 const std::string& reason, clock::time_point now);
+
     // One evaluation round over the rollouts whose interval has come (metrics must be fresh).
     void on_tick(clock::time_point now);
-    // The data plane saw the version fail `count` times in a row.
-    void on_version_broken(const std::string& model, const std::string& version,
+    // The data plane saw the version fail `count` times in a row. Returns whether it rolled
+    // back a rollout because of it.
+    bool on_version_broken(const std::string& model, const std::string& version,
                            std::uint32_t count, clock::time_point now);
 
     // Operator commands: pause, resume, promote ({"full": true}), rollback, abort,

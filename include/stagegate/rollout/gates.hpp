@@ -46,7 +46,12 @@ struct gate_config {
     bool sequential_errors = true;
     bool sequential_latency = true;
     double alpha = 0.01;
+    // Which code slots (metrics::code_slot) count as errors; empty: every 5xx.
+    std::vector<std::size_t> error_slots;
 };
+
+// "5xx", "4xx" or a tracked code ("429") -> the code slots it covers.
+std::vector<std::size_t> error_slots_for(const std::vector<std::string>& statuses);
 
 // What a gate saw and concluded.
 struct gate_result {

@@ -109,6 +109,9 @@ public:
                                            const nlohmann::json& args, const std::string& actor,
                                            const std::string& reason);
     nlohmann::json rollout_status(const std::string& model);
+    // Starts a rollout at run time for a model of the current routes.
+    result<nlohmann::json> rollout_start(const std::string& model, config::rollout spec,
+                                         const std::string& actor, const std::string& reason);
     std::size_t worker_count() const { return workers_.size(); }
 
 private:

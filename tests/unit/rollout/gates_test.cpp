@@ -98,5 +98,21 @@ TEST(Gates, SequentialTestFailsEarlyButPassesOnlyWithEnoughData) {
     EXPECT_EQ(gate(healthy, "sequential_error_rate").outcome, verdict::pass);
 }
 
+TEST(Gates, WhatCountsAsAnErrorIsConfigurable) {
+    metrics::series_counts c;
+    c.codes[metrics::code_slot(200)] = 900;
+    c.codes[metrics::code_slot(429)] = 100;
+    gate_config cfg;
+    cfg.max_error_rate = 0.05;
+    cfg.sequential_errors = false;
+    cfg.sequential_latency = false;
+    // By default 4xx are the client's doing, not the candidate's.
+    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "error_rate").outcome, verdict::pass);
+    cfg.error_slots = error_slots_for({"5xx", "429"});
+    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "error_rate").outcome, verdict::fail);
+    auto four = error_slots_for({"4xx"});
+    EXPECT_EQ(four.size(), 4u);  // 400, 404, 429 and the 4xx class
+}
+
 }  // namespace
 }  // namespace stagegate::rollout
