@@ -41,7 +41,7 @@ public:
         counts[{v, s}] = {};
     }
     result<void> apply(const std::string&, const std::string& st, const std::string&,
-                       std::uint32_t bp, const std::string& label) override {
+                       std::uint32_t bp, const std::string& label, std::uint32_t) override {
         stable = st;
         candidate_bp = bp;
         stage = label;

@@ -150,6 +150,14 @@ public:
         out = d;
     }
 
+    void optional_real(std::string_view key, std::optional<double>& out, double min, double max) {
+        if (find(key)) {
+            double v = 0;
+            real(key, v, min, max);
+            out = v;
+        }
+    }
+
     void duration_ms(std::string_view key, millis& out, std::uint64_t min_ms = 1,
                      std::uint64_t max_ms = 86'400'000) {
         std::uint64_t ms = static_cast<std::uint64_t>(out.count());
@@ -340,31 +348,15 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
             gt.error_statuses.push_back(e.get<std::string>());
         });
         g.integer("min_requests", gt.min_requests, 1, std::uint64_t{1} << 40);
-        if (g.find("max_error_rate")) {
-            double v = 0;
-            g.real("max_error_rate", v, 0, 1);
-            gt.max_error_rate = v;
-        }
-        if (g.find("max_upstream_failure_rate")) {
-            double v = 0;
-            g.real("max_upstream_failure_rate", v, 0, 1);
-            gt.max_upstream_failure_rate = v;
-        }
+        g.optional_real("max_error_rate", gt.max_error_rate, 0, 1);
+        g.optional_real("max_upstream_failure_rate", gt.max_upstream_failure_rate, 0, 1);
         std::map<double, double> latency_ms;
         read_quantile_map(g, "max_latency_ms", latency_ms, 0.001, 3.6e6);
         for (const auto& [q, ms] : latency_ms) {
             gt.max_latency_seconds[q] = ms / 1000.0;
         }
-        if (g.find("max_error_rate_delta")) {
-            double v = 0;
-            g.real("max_error_rate_delta", v, 0, 1);
-            gt.max_error_rate_delta = v;
-        }
-        if (g.find("max_error_rate_ratio")) {
-            double v = 0;
-            g.real("max_error_rate_ratio", v, 1, 1e6);
-            gt.max_error_rate_ratio = v;
-        }
+        g.optional_real("max_error_rate_delta", gt.max_error_rate_delta, 0, 1);
+        g.optional_real("max_error_rate_ratio", gt.max_error_rate_ratio, 1, 1e6);
         read_quantile_map(g, "max_latency_ratio", gt.max_latency_ratio, 1, 1e6);
         g.object("sequential", [&](object_reader& sq) {
             sq.reject_unknown({"errors", "latency", "alpha"});

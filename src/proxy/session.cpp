@@ -384,14 +384,17 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     co_return out;
 }
 
-void record_response(worker& w, std::uint32_t series, unsigned status,
+void record_response(worker& w, const routing::version_route& version, unsigned status,
                      clock::time_point started) {
     const auto& cfg = w.config();
-    if (cfg.broken_after > 0 && cfg.on_broken) {
+    const auto series = version.series;
+    if (version.trip_after > 0) {
         auto streak = w.shard().record_streak(series, status >= 500);
-        if (streak == cfg.broken_after) {
+        if (streak == version.trip_after) {
             w.trip(series);
-            cfg.on_broken(series, streak);
+            if (cfg.on_broken) {
+                cfg.on_broken(series, streak);
+            }
         }
     }
     if (cfg.record_metrics) {
@@ -444,7 +447,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             stream, w, slot, rc, status,
             no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
             "model " + model.name + " version " + version.name + ": " + got.detail);
-        record_response(w, version.series, static_cast<unsigned>(status), started);
+        record_response(w, version, static_cast<unsigned>(status), started);
         co_return keep;
     }
     exchange_args args{req, rc, w, slot, model, version, *got.endpoint, head, client_address,
@@ -468,7 +471,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         keep = co_await send_error(stream, w, slot, rc, out.status, out.code,
                                    "model " + model.name + ": " + out.message);
     }
-    record_response(w, version.series, static_cast<unsigned>(out.status), started);
+    record_response(w, version, static_cast<unsigned>(out.status), started);
     co_return keep;
 }
 

@@ -156,7 +156,7 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
             env_.reset_stage(m.name, a.st.candidate, label);
             env_.reset_stage(m.name, a.st.stable, label);
             auto applied = env_.apply(m.name, a.st.stable, a.st.candidate, candidate_weight(a),
-                                      label);
+                                      label, a.spec.fast_rollback_consecutive_errors);
             if (!applied) {
                 return applied.error();
             }
@@ -275,7 +275,8 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
         env_.reset_stage(a.st.model, a.st.stable, label);
     }
     const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
-    auto applied = env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label);
+    auto applied = env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label,
+                              a.spec.fast_rollback_consecutive_errors);
     if (!applied) {
         std::cerr << "stagegate: cannot route " << a.st.model << ": "
                   << applied.error().describe() << "\n";

@@ -327,7 +327,8 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
     const std::map<std::string, std::uint32_t>& weights, std::string stage,
-    const series_namer& series, std::string_view stable) {
+    const series_namer& series, std::string_view stable, std::string_view watched,
+    std::uint32_t trip_after) {
     auto snap = std::make_shared<route_snapshot>(base);
     snap->generation = base.generation + 1;
     model_route* target = nullptr;
@@ -374,6 +375,7 @@ result<std::shared_ptr<const route_snapshot>> with_traffic(
     target->stage = std::move(stage);
     for (auto& v : target->versions) {
         v.series = series(target->name, v.name, target->stage);
+        v.trip_after = !watched.empty() && v.name == watched ? trip_after : 0;
     }
     rebuild_bands(*target);
     return std::shared_ptr<const route_snapshot>(std::move(snap));

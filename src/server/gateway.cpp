@@ -84,13 +84,13 @@ public:
     }
     result<void> apply(const std::string& model, const std::string& stable,
                        const std::string& candidate, std::uint32_t candidate_bp,
-                       const std::string& stage) override {
+                       const std::string& stage, std::uint32_t trip_after) override {
         std::map<std::string, std::uint32_t> weights;
         weights[stable] = routing::total_weight - candidate_bp;
         if (candidate != stable) {
             weights[candidate] = candidate_bp;
         }
-        return gw_.set_traffic(model, weights, stage, stable);
+        return gw_.set_traffic(model, weights, stage, stable, candidate, trip_after);
     }
     std::int64_t wall_ms() override {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -284,37 +284,16 @@ result<void> gateway::start_listeners() {
     s.client = cfg_.client;
     s.pool = cfg_.pool;
     s.record_metrics = cfg_.record_metrics;
-    if (controller_) {
-        // Rollouts started at run time use the default streak of 20 (or a configured smaller one).
-        s.broken_after = 20;
-        for (const auto& m : cfg_.models) {
-            if (m.rollout_spec && m.rollout_spec->fast_rollback_consecutive_errors > 0) {
-                s.broken_after =
-                    std::min(s.broken_after, m.rollout_spec->fast_rollback_consecutive_errors);
+    // A worker reports a tripped rollout candidate; the controller rolls it back.
+    s.on_broken = [this](std::uint32_t series, std::uint32_t count) {
+        net::post(control_io_, [this, series, count] {
+            auto labels = series_.labels();
+            if (controller_ && series < labels.size()) {
+                controller_->on_version_broken(labels[series].model, labels[series].version,
+                                               count, rollout::clock::now());
             }
-        }
-        s.on_broken = [this](std::uint32_t series, std::uint32_t count) {
-            net::post(control_io_, [this, series, count] {
-                auto labels = series_.labels();
-                bool acted = controller_ && series < labels.size() &&
-                             controller_->on_version_broken(labels[series].model,
-                                                            labels[series].version, count,
-                                                            rollout::clock::now());
-                if (!acted) {
-                    // Not a rollout's candidate: the worker's trip was only a pause. Re-publish
-                    // the same routes (new generation) so workers send it traffic again.
-                    std::shared_ptr<const routing::route_snapshot> next;
-                    {
-                        std::lock_guard lock(routes_mutex_);
-                        auto copy = std::make_shared<routing::route_snapshot>(*routes_);
-                        copy->generation = routes_->generation + 1;
-                        next = std::move(copy);
-                    }
-                    publish(std::move(next));
-                }
-            });
-        };
-    }
+        });
+    };
     ports_.assign(cfg_.listeners.size(), 0);
     for (std::uint32_t i = 0; i < n; ++i) {
         auto wt = std::make_unique<worker_thread>();
@@ -497,7 +476,8 @@ std::shared_ptr<const routing::route_snapshot> gateway::routes() const {
 
 result<void> gateway::set_traffic(std::string_view model,
                                   const std::map<std::string, std::uint32_t>& weights,
-                                  std::string stage, std::string_view stable) {
+                                  std::string stage, std::string_view stable,
+                                  std::string_view watched, std::uint32_t trip_after) {
     std::shared_ptr<const routing::route_snapshot> next;
     {
         std::lock_guard lock(routes_mutex_);
@@ -505,7 +485,8 @@ result<void> gateway::set_traffic(std::string_view model,
             return error::make("not_started", "the gateway has no routes yet");
         }
         auto built =
-            routing::with_traffic(*routes_, model, weights, std::move(stage), namer(), stable);
+            routing::with_traffic(*routes_, model, weights, std::move(stage), namer(), stable,
+                                  watched, trip_after);
         if (!built) {
             return built.error();
         }

@@ -1,6 +1,7 @@
 // Live metrics end to end: counts per version and stage, the admin listener's /metrics and
 // JSON views, promtool's verdict on the exposition, and a real Prometheus server scraping it.
 #include "support/stack.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
 
 #include "stagegate/metrics/exposition.hpp"
@@ -231,8 +232,8 @@ TEST(Metrics, RealPrometheusScrapesExactCountsAndQuantiles) {
     ASSERT_FALSE(prometheus.empty())
         << "prometheus not found: install Debian's prometheus package (.ci/run does)";
     auto s = stack::make(0, 2);
-    char dir_template[] = "/tmp/stagegate-prom-XXXXXX";
-    std::string dir = ::mkdtemp(dir_template);
+    temp_dir tmp;
+    const std::string dir = tmp.path;
     std::uint16_t prom_port = closed_port();
     {
         std::ofstream cfg(dir + "/prometheus.yml");

@@ -1,4 +1,5 @@
 // The real executables: --check-config, the demo config, and SIGTERM exiting 0.
+#include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
 
 #include <gtest/gtest.h>
@@ -40,11 +41,6 @@ run_result run(const std::string& command) {
     return r;
 }
 
-std::string temp_dir() {
-    char t[] = "/tmp/stagegate-proc-XXXXXX";
-    return ::mkdtemp(t);
-}
-
 pid_t spawn(const std::vector<std::string>& args) {
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -81,7 +77,8 @@ TEST(Process, CheckConfigAcceptsTheDemo) {
 }
 
 TEST(Process, CheckConfigListsEveryProblemAndFails) {
-    auto dir = temp_dir();
+    temp_dir tmp;
+    const std::string dir = tmp.path;
     std::ofstream(dir + "/bad.json") << R"({"listeners": [{"port": 8080, "bogus": 1}],
       "models": [{"name": "m", "stable": "v1", "versions": [{"name": "v1", "endpoints": ["x"]}],
                   "traffic": {"weights": {"v1": 5}}}]})";
@@ -92,7 +89,8 @@ TEST(Process, CheckConfigListsEveryProblemAndFails) {
 }
 
 TEST(Process, ServesAndExitsZeroOnSigterm) {
-    auto dir = temp_dir();
+    temp_dir tmp;
+    const std::string dir = tmp.path;
     pid_t mock = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file",
                         dir + "/mock.port"});
     auto mock_port = read_port(dir + "/mock.port");
@@ -116,7 +114,8 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
 }
 
 TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
-    auto dir = temp_dir();
+    temp_dir tmp;
+    const std::string dir = tmp.path;
     pid_t v1 = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file", dir + "/v1.port"});
     pid_t v2 = spawn({bin("stagegate-mockmodel"), "--version", "v2", "--port-file", dir + "/v2.port"});
     auto p1 = read_port(dir + "/v1.port");

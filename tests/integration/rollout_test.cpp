@@ -1,6 +1,7 @@
 // Rollouts end to end: the controller promoting a good candidate, rolling back bad ones, and
 // operator commands, all over real sockets with stagegate-mockmodel playing the versions.
 #include "support/stack.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
 
 #include <gtest/gtest.h>
@@ -51,15 +52,6 @@ private:
     std::atomic<int> v1_{0};
     std::atomic<int> v2_{0};
     std::vector<std::thread> threads_;
-};
-
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        char t[] = "/tmp/stagegate-rollout-XXXXXX";
-        path = ::mkdtemp(t);
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
 };
 
 config::rollout_stage stage(std::uint32_t bp, int bake_ms, std::uint64_t min_requests) {
@@ -279,8 +271,8 @@ TEST(Rollout, StartedThroughTheApiAtRunTime) {
 }
 
 TEST(Rollout, FailingVersionWithoutRolloutIsPausedNotDropped) {
-    // No rollout: a failing non-stable version is tripped on the worker, then routes are
-    // re-published, so it keeps getting its share (nothing decides to drop it for good).
+    // No rollout: nothing watches a failing non-stable version, so it keeps its share (a
+    // static split is the operator's decision, not the data plane's).
     mockmodel::options broken;
     broken.error_rate = 1.0;
     auto s = stack::make(5000, 1, [](config::gateway&) {}, broken);

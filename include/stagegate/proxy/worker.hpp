@@ -31,9 +31,8 @@ struct settings {
     config::client_timeouts client;
     config::upstream_pool pool;
     bool record_metrics = true;
-    // Called on the worker's thread when a series' answers have been 5xx this many times in a
-    // row (once per streak); 0 or an empty callback turns it off. The callee posts elsewhere.
-    std::uint32_t broken_after = 0;
+    // Called on the worker's thread when a watched version (version_route::trip_after) trips;
+    // the callee posts elsewhere.
     std::function<void(std::uint32_t series, std::uint32_t count)> on_broken;
 };
 
@@ -101,9 +100,9 @@ public:
     upstream_pool& pool() { return *pool_; }
     worker_counters& counters() { return counters_; }
     metrics::shard& shard() { return shard_; }
-    // A non-stable version whose answers failed `broken_after` times in a row on this worker
-    // gets no more random or sticky traffic here until the next route snapshot (the control
-    // side rolls it back meanwhile): bounds what a dead candidate serves per worker.
+    // A watched version whose answers failed `trip_after` times in a row on this worker gets
+    // no more random or sticky traffic here until the next route snapshot (the control side
+    // rolls it back meanwhile): bounds what a dead candidate serves per worker.
     void trip(std::uint32_t series) {
         if (series >= tripped_.size()) {
             tripped_.resize(series + 1, false);

@@ -37,10 +37,11 @@ public:
     // Starts (model, version, stage)'s "since stage began" counts from zero.
     virtual void reset_stage(const std::string& model, const std::string& version,
                              const std::string& stage) = 0;
-    // Routes the model: `candidate_bp` to the candidate, the rest to `stable`, others 0.
+    // Routes the model: `candidate_bp` to the candidate, the rest to `stable`, others 0; the
+    // data plane trips the candidate after `trip_after` failures in a row (0: never).
     virtual result<void> apply(const std::string& model, const std::string& stable,
                                const std::string& candidate, std::uint32_t candidate_bp,
-                               const std::string& stage) = 0;
+                               const std::string& stage, std::uint32_t trip_after) = 0;
     // Wall-clock time for events (milliseconds since the epoch).
     virtual std::int64_t wall_ms() = 0;
 };

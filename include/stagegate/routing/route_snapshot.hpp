@@ -41,6 +41,9 @@ struct upstream_endpoint {
 struct version_route {
     std::string name;
     std::uint32_t series = 0;  // metrics series of (model, this version, the model's stage)
+    // A rollout's candidate: after this many 5xx in a row on one worker, that worker stops
+    // sending it traffic until the next snapshot and reports it (0: not watched).
+    std::uint32_t trip_after = 0;
     std::vector<upstream_endpoint> endpoints;
     std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP to the upstream
     std::string tls_server_name;                      // SNI and verified name
@@ -154,10 +157,13 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
 // A copy of `base` with one model's weights (basis points by version name, summing to 10000)
 // and stage label replaced. This is what the rollout controller calls.
 // `stable`, when not empty, also makes that version the model's stable one (a completed
-// rollout); the stable version always owns the top band.
+// rollout); the stable version always owns the top band. `watched` names the version a
+// rollout is exposing, tripped after `trip_after` failures in a row (see version_route);
+// every other version of the model is unwatched.
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
     const std::map<std::string, std::uint32_t>& weights, std::string stage,
-    const series_namer& series, std::string_view stable = {});
+    const series_namer& series, std::string_view stable = {}, std::string_view watched = {},
+    std::uint32_t trip_after = 0);
 
 }  // namespace stagegate::routing

@@ -70,10 +70,11 @@ public:
     void publish(std::shared_ptr<const routing::route_snapshot> routes);
     std::shared_ptr<const routing::route_snapshot> routes() const;
     // Replaces one model's weights (basis points) and stage label (and, when given, its
-    // stable version), then publishes.
+    // stable version and the rollout candidate to watch), then publishes.
     result<void> set_traffic(std::string_view model,
                              const std::map<std::string, std::uint32_t>& weights,
-                             std::string stage, std::string_view stable = {});
+                             std::string stage, std::string_view stable = {},
+                             std::string_view watched = {}, std::uint32_t trip_after = 0);
     // The lowest generation any worker is routing with (all workers have it once equal).
     std::uint64_t applied_generation() const;
 

@@ -1,4 +1,5 @@
 #include "stagegate/rollout/controller.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -34,7 +35,7 @@ public:
     }
     result<void> apply(const std::string& m, const std::string& stable,
                        const std::string& candidate, std::uint32_t bp,
-                       const std::string& stage) override {
+                       const std::string& stage, std::uint32_t) override {
         routes[m] = {stable, candidate, bp, stage};
         return {};
     }
@@ -68,21 +69,19 @@ config::gateway rollout_config() {
 }
 
 struct fixture {
-    std::string dir;
+    test::temp_dir tmp;
+    std::string dir = tmp.path;
     fake_environment env;
     std::optional<state_store> store;
     std::unique_ptr<controller> ctl;
     clock::time_point t0 = clock::time_point{} + 1000s;
 
     fixture() {
-        char tmpl[] = "/tmp/stagegate-ctl-XXXXXX";
-        dir = ::mkdtemp(tmpl);
         store.emplace(*state_store::open(dir));
         ctl = std::make_unique<controller>(env, &*store);
         auto ok = ctl->init(rollout_config(), t0);
         EXPECT_TRUE(ok) << ok.error().describe();
     }
-    ~fixture() { std::filesystem::remove_all(dir); }
     json persisted() {
         std::ifstream in(dir + "/rollout-m.json");
         return json::parse(in);

@@ -1,4 +1,5 @@
 #include "stagegate/rollout/state_store.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,14 +9,7 @@
 namespace stagegate::rollout {
 namespace {
 
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        char t[] = "/tmp/stagegate-store-XXXXXX";
-        path = ::mkdtemp(t);
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-};
+using test::temp_dir;
 
 TEST(StateStore, SaveReplacesAtomicallyAndLoadsBack) {
     temp_dir d;

@@ -173,6 +173,13 @@ TEST(WithTraffic, ReplacesWeightsAndBumpsGeneration) {
     // A new stage label is a new metrics series; the other model keeps its own.
     EXPECT_NE((*next)->models[0].versions[1].series, snap->models[0].versions[1].series);
     EXPECT_EQ((*next)->models[1].versions[0].series, snap->models[1].versions[0].series);
+    // Only the rollout's candidate is watched for a failure streak.
+    EXPECT_EQ((*next)->models[0].versions[1].trip_after, 0u);
+    auto watched = with_traffic(*snap, "m", {{"v1", 9000}, {"v2", 1000}}, "canary-10",
+                                test_series, "", "v2", 20);
+    ASSERT_TRUE(watched);
+    EXPECT_EQ((*watched)->models[0].versions[1].trip_after, 20u);
+    EXPECT_EQ((*watched)->models[0].versions[0].trip_after, 0u);
 }
 
 TEST(WithTraffic, RejectsBadWeights) {
