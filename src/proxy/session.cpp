@@ -178,7 +178,6 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
 template <class Stream>
 task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
                       http::status status, std::string_view code, std::string_view message) {
-    bump(w.counters().error_replies);
     auto res = error_response(status, code, message, rc.id, rc.keep_alive,
                               rc.client_version);
     if (rc.head) {
@@ -419,7 +418,6 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
                           request_context& rc, std::string& head,
                           const std::string& client_address, bool client_tls,
                           clock::time_point started) {
-    bump(w.counters().requests);
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
     if (!routes) {
         co_return co_await send_error(stream, w, slot, rc, http::status::service_unavailable,
@@ -618,7 +616,7 @@ task<void> shed(stream_type stream, worker& w) {
 // --- worker ---------------------------------------------------------------------------------
 
 worker::worker(net::io_context& io, settings s, std::uint32_t index)
-    : io_(io), settings_(std::move(s)), index_(index) {
+    : io_(io), settings_(std::move(s)) {
     pool_ = std::make_unique<upstream_pool>(io_, settings_.pool, counters_);
     std::uint64_t seed = std::random_device{}() ^ (std::uint64_t{index} << 32) ^
                          static_cast<std::uint64_t>(clock::now().time_since_epoch().count());

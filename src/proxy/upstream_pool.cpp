@@ -128,7 +128,6 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
             continue;
         }
         if (auto c = take_idle(s, now)) {
-            bump(counters_.upstream_reused);
             out.status = acquire_status::ok;
             out.connection = std::move(c);
             out.endpoint = &ep;
@@ -185,14 +184,6 @@ void upstream_pool::stop() {
     for (auto& s : endpoints_) {
         s.idle.clear();
     }
-}
-
-std::size_t upstream_pool::idle_count() const {
-    std::size_t n = 0;
-    for (const auto& s : endpoints_) {
-        n += s.idle.size();
-    }
-    return n;
 }
 
 void upstream_pool::lend(std::uint32_t endpoint_id, int delta) {

@@ -110,7 +110,6 @@ public:
     void start();  // the idle sweeper
     void stop();   // closes every idle connection, stops the sweeper
 
-    std::size_t idle_count() const;
 
     // Connections lent out for an exchange, per endpoint (for the gauges).
     void lend(std::uint32_t endpoint_id, int delta);

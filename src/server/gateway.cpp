@@ -514,11 +514,8 @@ worker_totals gateway::totals() const {
         t.connections_accepted += get(c.connections_accepted);
         t.connections_active += get(c.connections_active);
         t.connections_shed += get(c.connections_shed);
-        t.requests += get(c.requests);
         t.upstream_connects += get(c.upstream_connects);
-        t.upstream_reused += get(c.upstream_reused);
         t.upstream_connect_failures += get(c.upstream_connect_failures);
-        t.error_replies += get(c.error_replies);
     }
     return t;
 }

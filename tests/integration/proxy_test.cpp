@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <future>
 #include <regex>
 
 namespace stagegate::test {
@@ -114,6 +115,34 @@ TEST(Proxy, UpstreamConnectionsAreReused) {
     EXPECT_EQ(s.v1->requests(), 250u);
     EXPECT_EQ(s.v1->connections_accepted(), 1u);
     EXPECT_EQ(s.gateway->totals().upstream_connects, 1u);
+}
+
+// The idle-connection gauge for v1, read from the admin listener.
+int idle_upstream_connections(const stack& s) {
+    auto m = request(s.gateway->admin_port(), "GET", "/metrics");
+    const std::string key = R"(stagegate_upstream_connections{model="m",version="v1",state="idle"} )";
+    auto at = m.body.find(key);
+    return at == std::string::npos ? -1 : std::stoi(m.body.substr(at + key.size()));
+}
+
+TEST(Proxy, UpstreamPoolKeepsAtMostItsIdleLimitAndDropsIdleConnectionsOnTime) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.pool.max_idle_per_endpoint = 2;
+        c.pool.idle_timeout = std::chrono::milliseconds(300);
+    });
+    std::vector<std::future<reply>> concurrent;
+    for (int i = 0; i < 6; ++i) {
+        concurrent.push_back(std::async(std::launch::async, [&] {
+            return request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                           {{"X-Mock-Delay-Ms", "200"}});
+        }));
+    }
+    for (auto& f : concurrent) {
+        ASSERT_EQ(f.get().status, 200u);
+    }
+    EXPECT_EQ(s.v1->connections_accepted(), 6u);
+    EXPECT_EQ(idle_upstream_connections(s), 2);  // 4 of the 6 were closed, not pooled
+    EXPECT_TRUE(wait_until([&] { return idle_upstream_connections(s) == 0; }));
 }
 
 TEST(Proxy, UpstreamClosingConnectionIsNotReused) {

@@ -36,17 +36,14 @@ struct settings {
     std::function<void(std::uint32_t series, std::uint32_t count)> on_broken;
 };
 
-// Counters written only by the owning worker (relaxed load+store, no lock prefix) and read
-// from any thread. The metrics module will replace these with full shards.
+// Connection-level counters written only by the owning worker (relaxed load+store, no lock
+// prefix) and read from any thread; per-request numbers live in the metrics shard.
 struct alignas(64) worker_counters {
     std::atomic<std::uint64_t> connections_accepted{0};
     std::atomic<std::uint64_t> connections_active{0};
     std::atomic<std::uint64_t> connections_shed{0};
-    std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> upstream_connects{0};
-    std::atomic<std::uint64_t> upstream_reused{0};
     std::atomic<std::uint64_t> upstream_connect_failures{0};
-    std::atomic<std::uint64_t> error_replies{0};
 };
 
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) {
@@ -114,7 +111,6 @@ public:
     }
     bool draining() const { return draining_; }
     std::uint64_t next_random();
-    std::uint32_t index() const { return index_; }
     void link(session_slot& slot);
     void unlink(session_slot& slot);
 
@@ -123,7 +119,6 @@ private:
 
     boost::asio::io_context& io_;
     settings settings_;
-    std::uint32_t index_;
     // A worker-private control block aliasing the shared snapshot: copies made per request
     // touch only this thread's cache line, never the one shared by all workers.
     std::shared_ptr<const routing::route_snapshot> routes_;

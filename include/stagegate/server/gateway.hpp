@@ -33,11 +33,8 @@ struct worker_totals {
     std::uint64_t connections_accepted = 0;
     std::uint64_t connections_active = 0;
     std::uint64_t connections_shed = 0;
-    std::uint64_t requests = 0;
     std::uint64_t upstream_connects = 0;
-    std::uint64_t upstream_reused = 0;
     std::uint64_t upstream_connect_failures = 0;
-    std::uint64_t error_replies = 0;
 };
 
 // One version's numbers, as read by tests, the admin API and (later) the rollout controller.

@@ -215,6 +215,29 @@ TEST(Controller, UnwritableStateRefusesCommandsAndKeepsState) {
     EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
 }
 
+TEST(Controller, MaximumStageDurationHoldsOrRollsBack) {
+    const auto t0 = clock::time_point{} + 1000s;
+    for (bool rollback : {false, true}) {
+        auto cfg = rollout_config();
+        cfg.models[0].rollout_spec->stages[0].max_duration = std::chrono::milliseconds(30000);
+        cfg.models[0].rollout_spec->stages[0].rollback_on_max_duration = rollback;
+        test::temp_dir other;
+        auto store = state_store::open(other.path);
+        fake_environment env;
+        controller ctl(env, &*store);
+        ASSERT_TRUE(ctl.init(cfg, t0));
+        env.traffic("v2", "canary-5", 20, 0);  // never enough to promote (min 200)
+        ctl.on_tick(t0 + 20s);
+        EXPECT_EQ(env.routes["m"].stage, "canary-5");
+        ctl.on_tick(t0 + 31s);
+        EXPECT_EQ(env.routes["m"].stage, rollback ? "rolled-back" : "canary-5");
+        auto last = store->recent_events(10, "m").back();
+        EXPECT_EQ(last["type"], rollback ? "rolled_back" : "stuck");
+        EXPECT_NE(last["text"].get<std::string>().find("maximum duration"), std::string::npos)
+            << last["text"];
+    }
+}
+
 TEST(Controller, BrokenCandidateIsRolledBackAtOnce) {
     fixture f;
     f.ctl->on_version_broken("m", "v1", 20, f.t0);  // the stable version: not ours to judge
