@@ -141,6 +141,17 @@ result<void> gateway::start() {
     return {};
 }
 
+// Runs `f` on the control thread and waits for its result. For callers on other threads only:
+// from the control thread itself this would wait forever.
+template <class F>
+auto gateway::on_control(F&& f) {
+    using R = decltype(f());
+    auto promise = std::make_shared<std::promise<R>>();
+    auto future = promise->get_future();
+    net::post(control_io_, [promise, fn = std::forward<F>(f)]() mutable { promise->set_value(fn()); });
+    return future.get();
+}
+
 result<void> gateway::start_rollouts() {
     rollout_env_ = std::make_unique<rollout_environment>(*this);
     controller_ = std::make_unique<rollout::controller>(*rollout_env_, nullptr);
@@ -163,20 +174,16 @@ result<void> gateway::start_rollouts() {
 result<nlohmann::json> gateway::rollout_start(const std::string& model, config::rollout spec,
                                               const std::string& actor,
                                               const std::string& reason) {
-    auto promise = std::make_shared<std::promise<result<nlohmann::json>>>();
-    auto future = promise->get_future();
-    net::post(control_io_, [=, this, spec = std::move(spec)]() mutable {
+    return on_control([&, this]() -> result<nlohmann::json> {
         auto snap = routes();
         const auto* m = snap ? snap->find_model(model) : nullptr;
         if (!m) {
-            promise->set_value(error::make("unknown_model", "no model named \"" + model + "\""));
-            return;
+            return error::make("unknown_model", "no model named \"" + model + "\"");
         }
         if (!state_) {
             auto opened = rollout::state_store::open(cfg_.state_dir);
             if (!opened) {
-                promise->set_value(opened.error());
-                return;
+                return opened.error();
             }
             state_.emplace(std::move(*opened));
             controller_->set_store(&*state_);
@@ -192,9 +199,8 @@ result<nlohmann::json> gateway::rollout_start(const std::string& model, config::
         if (started && was_idle) {
             schedule_rollout_tick();
         }
-        promise->set_value(std::move(started));
+        return started;
     });
-    return future.get();
 }
 
 void gateway::schedule_rollout_tick() {
@@ -218,27 +224,13 @@ result<nlohmann::json> gateway::rollout_command(const std::string& model, const 
                                                 const nlohmann::json& args,
                                                 const std::string& actor,
                                                 const std::string& reason) {
-    auto promise = std::make_shared<std::promise<result<nlohmann::json>>>();
-    auto future = promise->get_future();
-    net::post(control_io_, [=, this] {
-        if (!controller_) {
-            promise->set_value(error::make("unknown_rollout", "no model has a rollout"));
-            return;
-        }
-        promise->set_value(
-            controller_->command(model, name, args, actor, reason, rollout::clock::now()));
+    return on_control([&, this] {
+        return controller_->command(model, name, args, actor, reason, rollout::clock::now());
     });
-    return future.get();
 }
 
 nlohmann::json gateway::rollout_status(const std::string& model) {
-    auto promise = std::make_shared<std::promise<nlohmann::json>>();
-    auto future = promise->get_future();
-    net::post(control_io_, [=, this] {
-        promise->set_value(controller_ ? controller_->status(model, rollout::clock::now())
-                                       : nlohmann::json(nullptr));
-    });
-    return future.get();
+    return on_control([&, this] { return controller_->status(model, rollout::clock::now()); });
 }
 
 result<void> gateway::start_listeners() {

@@ -119,6 +119,8 @@ private:
     void schedule_collection();
     void schedule_rollout_tick();
     result<void> start_rollouts();
+    template <class F>
+    auto on_control(F&& f);
     routing::series_namer namer();
     void finish_step(std::chrono::steady_clock::time_point deadline);
 
