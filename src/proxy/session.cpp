@@ -99,6 +99,7 @@ struct route_decision {
     std::uint32_t version = routing::no_version;
     http::status error_status = http::status::ok;
     std::string_view error_code;
+    metrics::unrouted_reason unrouted = metrics::unrouted_reason::bad_request;
     std::string error_message;
 };
 
@@ -113,11 +114,13 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
         case routing::match_outcome::unknown_model:
             d.error_status = http::status::not_found;
             d.error_code = "unknown_model";
+            d.unrouted = metrics::unrouted_reason::unknown_model;
             d.error_message = "no model named \"" + std::string(match.name) + "\" is served here";
             return d;
         case routing::match_outcome::no_route:
             d.error_status = http::status::not_found;
             d.error_code = "no_route";
+            d.unrouted = metrics::unrouted_reason::no_route;
             d.error_message = "no model route matches " + std::string(req.target());
             return d;
         case routing::match_outcome::needs_body: {
@@ -132,6 +135,7 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
             if (!d.model) {
                 d.error_status = http::status::not_found;
                 d.error_code = "unknown_model";
+                d.unrouted = metrics::unrouted_reason::unknown_model;
                 d.error_message = "no model named \"" + *name + "\" is served here";
                 return d;
             }
@@ -402,16 +406,6 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
     }
 }
 
-metrics::unrouted_reason unrouted_reason_of(std::string_view code) {
-    if (code == "unknown_model") {
-        return metrics::unrouted_reason::unknown_model;
-    }
-    if (code == "no_route") {
-        return metrics::unrouted_reason::no_route;
-    }
-    return metrics::unrouted_reason::bad_request;
-}
-
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
 task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_t& req,
@@ -425,7 +419,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     auto decision = route_request(w, *routes, req);
     if (decision.error_status != http::status::ok) {
-        w.shard().record_unrouted(unrouted_reason_of(decision.error_code));
+        w.shard().record_unrouted(decision.unrouted);
         co_return co_await send_error(stream, w, slot, rc, decision.error_status,
                                       decision.error_code, decision.error_message);
     }

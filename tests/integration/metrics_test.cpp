@@ -124,6 +124,9 @@ TEST(Metrics, AdminListenerServesPrometheusTextAndJson) {
     ASSERT_NE(s.gateway->admin_port(), 0);
     send(s.port, "v1", 30);
     send(s.port, "v2", 20);
+    request(s.port, "GET", "/nowhere");
+    request(s.port, "POST", "/v1/models/nope:predict", predict_body);
+    request(s.port, "POST", "/v1/chat/completions", R"({"model":"nope"})");
     read_when(*s.gateway, [](const auto& a) {
         return find(a, "v1")->since_stage_start.requests() >= 30 &&
                find(a, "v2")->since_stage_start.requests() >= 20;
@@ -139,6 +142,10 @@ TEST(Metrics, AdminListenerServesPrometheusTextAndJson) {
     EXPECT_NE(m.body.find("stagegate_request_duration_seconds_bucket"), std::string::npos);
     EXPECT_NE(m.body.find(R"(stagegate_build_info{version="0.1.0",commit=")"), std::string::npos);
     EXPECT_NE(m.body.find("process_resident_memory_bytes"), std::string::npos);
+    EXPECT_NE(m.body.find(R"(stagegate_unrouted_requests_total{reason="no_route"} 1)"),
+              std::string::npos);
+    EXPECT_NE(m.body.find(R"(stagegate_unrouted_requests_total{reason="unknown_model"} 2)"),
+              std::string::npos);
     EXPECT_NE(m.body.find(R"(stagegate_upstream_connections{model="m",version="v1",state="idle"} 1)"),
               std::string::npos);
 
