@@ -6,6 +6,8 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <cstring>
+#include <functional>
+#include <thread>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
         cfg->workers = static_cast<std::uint32_t>(workers);
     }
     stagegate::server::gateway gw(std::move(*cfg));
+    gw.set_config_path(config_path);
     if (auto started = gw.start(); !started) {
         std::cerr << "stagegate: cannot start: " << started.error().describe() << "\n";
         return 1;
@@ -93,6 +96,24 @@ int main(int argc, char** argv) {
             gw.stop();
         }
     });
+    // SIGHUP reloads the config (as nginx does). The reload blocks on the control thread, so
+    // it runs on this thread, which only waits otherwise.
+    boost::asio::io_context hup_io;
+    boost::asio::signal_set hup(hup_io, SIGHUP);
+    std::function<void()> await_hup = [&] {
+        hup.async_wait([&](boost::system::error_code ec, int) {
+            if (ec) {
+                return;
+            }
+            auto reloaded = gw.reload("SIGHUP");
+            if (!reloaded) {
+                std::cerr << "stagegate: reload refused: " << reloaded.error().describe() << "\n";
+            }
+            await_hup();
+        });
+    };
+    await_hup();
+    std::thread hup_thread([&] { hup_io.run(); });
     std::cerr << "stagegate: " << gw.worker_count() << " worker(s), listening on";
     for (auto p : gw.ports()) {
         std::cerr << " " << p;
@@ -112,6 +133,9 @@ int main(int argc, char** argv) {
         std::rename(tmp.c_str(), port_file.c_str());  // readers never see a partial file
     }
     gw.wait();
+    hup.cancel();
+    hup_io.stop();
+    hup_thread.join();
     std::cerr << "stagegate: stopped\n";
     return 0;
 }

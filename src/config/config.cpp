@@ -367,6 +367,50 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
     });
 }
 
+void read_tls_server(object_reader& t, std::optional<tls_server>& out) {
+    t.reject_unknown({"cert_file", "key_file"});
+    tls_server tls;
+    t.string("cert_file", tls.cert_file, true);
+    t.string("key_file", tls.key_file, true);
+    out = tls;
+}
+
+void read_admin(object_reader& a, admin& out, std::vector<problem>& problems) {
+    a.reject_unknown({"enabled", "address", "port", "tls", "tokens", "metrics_auth",
+                      "max_body_bytes"});
+    a.boolean("enabled", out.enabled);
+    a.string("address", out.address, false);
+    a.integer("port", out.port, 0, 65535);
+    a.integer("max_body_bytes", out.max_body_bytes, 1024, std::uint64_t{64} << 20);
+    a.object("tls", [&](object_reader& t) { read_tls_server(t, out.tls); });
+    std::string metrics_auth = "open";
+    a.string("metrics_auth", metrics_auth, false);
+    if (metrics_auth != "open" && metrics_auth != "token") {
+        a.fail("metrics_auth", "expected \"open\" or \"token\"");
+    }
+    out.metrics_need_token = metrics_auth == "token";
+    a.array("tokens", [&](const json& e, const std::string& p) {
+        object_reader tr(e, p, problems);
+        if (!tr.ok()) {
+            return;
+        }
+        tr.reject_unknown({"name", "role", "file"});
+        admin_token t;
+        tr.string("name", t.name, true);
+        tr.string("file", t.file, true);
+        std::string role;
+        tr.string("role", role, true);
+        if (role == "operator") {
+            t.role = admin_role::operator_;
+        } else if (role == "viewer") {
+            t.role = admin_role::viewer;
+        } else if (!role.empty()) {
+            tr.fail("role", "expected \"viewer\" or \"operator\"");
+        }
+        out.tokens.push_back(std::move(t));
+    });
+}
+
 void read_model(const json& j, const std::string& path, model& m,
                 std::vector<problem>& problems) {
     object_reader r(j, path, problems);
@@ -524,6 +568,19 @@ std::vector<problem> validate(const gateway& cfg) {
                 {"/listeners/" + std::to_string(i) + "/tls", "needs cert_file and key_file"});
         }
     }
+    const auto& adm = cfg.admin_listener;
+    if (adm.enabled && adm.tokens.empty() && adm.address != "127.0.0.1" &&
+        adm.address != "::1" && adm.address != "localhost") {
+        problems.push_back({"/admin/tokens", "an admin listener on a non-loopback address (" +
+                                                 adm.address + ") needs tokens"});
+    }
+    std::set<std::string> token_names;
+    for (std::size_t i = 0; i < adm.tokens.size(); ++i) {
+        if (!token_names.insert(adm.tokens[i].name).second) {
+            problems.push_back({"/admin/tokens/" + std::to_string(i) + "/name",
+                                "duplicate token name \"" + adm.tokens[i].name + "\""});
+        }
+    }
     std::set<std::string> model_names;
     std::map<std::string, std::string> prefix_owner;
     for (std::size_t mi = 0; mi < cfg.models.size(); ++mi) {
@@ -622,12 +679,7 @@ result<gateway> parse(std::string_view json_text) {
             m.reject_unknown({"enabled"});
             m.boolean("enabled", cfg.record_metrics);
         });
-        r.object("admin", [&](object_reader& a) {
-            a.reject_unknown({"enabled", "address", "port"});
-            a.boolean("enabled", cfg.admin_listener.enabled);
-            a.string("address", cfg.admin_listener.address, false);
-            a.integer("port", cfg.admin_listener.port, 0, 65535);
-        });
+        r.object("admin", [&](object_reader& a) { read_admin(a, cfg.admin_listener, problems); });
         r.array(
             "listeners",
             [&](const json& e, const std::string& p) {
@@ -637,13 +689,7 @@ result<gateway> parse(std::string_view json_text) {
                     lr.reject_unknown({"address", "port", "tls"});
                     lr.string("address", l.address, false);
                     lr.integer("port", l.port, 0, 65535, true);
-                    lr.object("tls", [&](object_reader& t) {
-                        t.reject_unknown({"cert_file", "key_file"});
-                        tls_server tls;
-                        t.string("cert_file", tls.cert_file, true);
-                        t.string("key_file", tls.key_file, true);
-                        l.tls = tls;
-                    });
+                    lr.object("tls", [&](object_reader& t) { read_tls_server(t, l.tls); });
                 }
                 cfg.listeners.push_back(l);
             },
@@ -693,6 +739,72 @@ result<gateway> parse(std::string_view json_text) {
         }
     }
     return cfg;
+}
+
+result<rollout> parse_rollout(std::string_view json_text, const std::string& path) {
+    json root = json::parse(json_text, nullptr, false);
+    if (root.is_discarded()) {
+        return error{"invalid_json", "the rollout is not valid JSON", {{path, "not JSON"}}};
+    }
+    std::vector<problem> problems;
+    rollout spec;
+    object_reader r(root, path, problems);
+    if (r.ok()) {
+        read_rollout(r, spec, problems);
+    }
+    if (!problems.empty()) {
+        return error{"invalid_rollout", std::to_string(problems.size()) +
+                                            " problem(s) in the rollout",
+                     std::move(problems)};
+    }
+    return spec;
+}
+
+std::vector<problem> reload_problems(const gateway& running, const gateway& next) {
+    std::vector<problem> problems;
+    auto changed = [&](bool differs, const char* path, const char* what) {
+        if (differs) {
+            problems.push_back({path, std::string(what) + " changed: needs a restart"});
+        }
+    };
+    auto same_tls = [](const std::optional<tls_server>& a, const std::optional<tls_server>& b) {
+        return a.has_value() == b.has_value() &&
+               (!a || (a->cert_file == b->cert_file && a->key_file == b->key_file));
+    };
+    bool listeners_same = running.listeners.size() == next.listeners.size();
+    for (std::size_t i = 0; listeners_same && i < next.listeners.size(); ++i) {
+        const auto& a = running.listeners[i];
+        const auto& b = next.listeners[i];
+        listeners_same = a.address == b.address && a.port == b.port && same_tls(a.tls, b.tls);
+    }
+    changed(!listeners_same, "/listeners", "listeners");
+    const auto& ra = running.admin_listener;
+    const auto& na = next.admin_listener;
+    bool admin_same = ra.enabled == na.enabled && ra.address == na.address &&
+                      ra.port == na.port && same_tls(ra.tls, na.tls) &&
+                      ra.metrics_need_token == na.metrics_need_token &&
+                      ra.max_body_bytes == na.max_body_bytes &&
+                      ra.tokens.size() == na.tokens.size();
+    for (std::size_t i = 0; admin_same && i < na.tokens.size(); ++i) {
+        admin_same = ra.tokens[i].name == na.tokens[i].name &&
+                     ra.tokens[i].role == na.tokens[i].role && ra.tokens[i].file == na.tokens[i].file;
+    }
+    changed(!admin_same, "/admin", "the admin listener");
+    changed(running.state_dir != next.state_dir, "/state", "the state directory");
+    changed(running.record_metrics != next.record_metrics, "/metrics", "metrics recording");
+    changed(running.workers != next.workers, "/workers", "the worker count");
+    changed(running.limit.max_header_bytes != next.limit.max_header_bytes ||
+                running.limit.max_request_body_bytes != next.limit.max_request_body_bytes ||
+                running.limit.max_connections_per_worker != next.limit.max_connections_per_worker,
+            "/limits", "limits");
+    changed(running.client.idle != next.client.idle ||
+                running.client.request != next.client.request ||
+                running.client.drain != next.client.drain,
+            "/client_timeouts", "client timeouts");
+    changed(running.pool.max_idle_per_endpoint != next.pool.max_idle_per_endpoint ||
+                running.pool.idle_timeout != next.pool.idle_timeout,
+            "/upstream_pool", "the upstream pool");
+    return problems;
 }
 
 result<gateway> load_file(const std::string& path) {

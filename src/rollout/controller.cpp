@@ -494,6 +494,62 @@ result<json> controller::command(const std::string& model, const std::string& na
     return result<json>(boost::system::in_place_value, status(model, now));
 }
 
+result<void> controller::update_spec(const std::string& model, config::rollout spec,
+                                     clock::time_point now) {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end()) {
+        return error::make("unknown_rollout", "model \"" + model + "\" has no rollout");
+    }
+    auto& a = it->second;
+    if (spec.candidate != a.st.candidate) {
+        return error::make("rollout_active", "model \"" + model + "\" has a rollout of " +
+                                                 a.st.candidate + ", not " + spec.candidate);
+    }
+    if (a.st.stage >= spec.stages.size()) {
+        return error::make("invalid_rollout", "the rollout of " + model + " is at stage " +
+                                                  std::to_string(a.st.stage + 1) +
+                                                  " but the new spec has only " +
+                                                  std::to_string(spec.stages.size()));
+    }
+    const bool relabel = spec.stages[a.st.stage].name != a.spec.stages[a.st.stage].name;
+    a.spec = std::move(spec);
+    a.next_eval = std::min(a.next_eval, now + a.spec.interval);
+    if (relabel) {
+        a.stage_started = now;
+    }
+    const std::string label = stage_label(a);
+    if (relabel) {
+        env_.reset_stage(model, a.st.candidate, label);
+        env_.reset_stage(model, a.st.stable, label);
+    }
+    const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
+    auto applied = env_.apply(model, stable_now, a.st.candidate, candidate_weight(a), label,
+                              a.spec.fast_rollback_consecutive_errors);
+    if (store_) {
+        (void)store_->append_event({{"time_ms", env_.wall_ms()},
+                                    {"model", model},
+                                    {"type", "spec_updated"},
+                                    {"phase", phase_name(a.st.ph)},
+                                    {"stage", label},
+                                    {"candidate", a.st.candidate},
+                                    {"candidate_weight_bp", candidate_weight(a)},
+                                    {"actor", "config-reload"},
+                                    {"text", "config reload updated the rollout of " + model +
+                                                 " (now at " + label + ", " +
+                                                 percent_of(candidate_weight(a)) + ")"}});
+    }
+    return applied;
+}
+
+std::optional<controller::summary> controller::find(const std::string& model) const {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end()) {
+        return std::nullopt;
+    }
+    const auto& st = it->second.st;
+    return summary{st.ph, st.candidate, st.stable, st.stage};
+}
+
 json controller::status(const std::string& model, clock::time_point now) const {
     auto it = rollouts_.find(model);
     if (it == rollouts_.end()) {
@@ -522,6 +578,23 @@ json controller::status(const std::string& model, clock::time_point now) const {
         j["bake_seconds_left"] = std::max(
             0.0, std::chrono::duration<double>(stage.min_bake).count() - in_stage);
         j["min_requests"] = stage.min_requests;
+        // What the next decision waits for: time, candidate sample, or the gates' sample.
+        const auto label = stage_label(a);
+        const auto c = env_.stage_counts(model, a.st.candidate, label).requests();
+        const auto s = env_.stage_counts(model, a.st.stable, label).requests();
+        j["candidate_requests"] = c;
+        j["stable_requests"] = s;
+        const auto needed = std::max(stage.min_requests, a.spec.gates.min_requests);
+        j["requests_needed"] = needed > c ? needed - c : 0;
+        j["next_evaluation_seconds"] =
+            std::max(0.0, std::chrono::duration<double>(a.next_eval - now).count());
+        j["automation"] = a.st.manual_weight ? "manual weight: paused until resume"
+                          : a.st.ph == phase::paused ? "paused: gates judged, rollback armed"
+                                                     : "on";
+        if (stage.max_duration) {
+            j["max_duration_seconds"] =
+                std::chrono::duration<double>(*stage.max_duration).count();
+        }
     }
     return j;
 }

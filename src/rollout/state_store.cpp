@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -70,7 +71,45 @@ result<state_store> state_store::open(const std::string& dir, std::uint64_t max_
     if (::access(dir.c_str(), W_OK) != 0) {
         return io_error("cannot write to state directory", dir);
     }
-    return state_store(dir, max_log_bytes);
+    state_store store(dir, max_log_bytes);
+    store.recover_log();
+    return store;
+}
+
+namespace {
+// Every well-formed event line of one file, in order.
+template <class F>
+void for_each_event(const std::string& path, F&& f) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.is_object()) {
+            f(j);  // a torn line after a crash is skipped
+        }
+    }
+}
+}  // namespace
+
+void state_store::recover_log() {
+    for (const std::string& path : {log_path() + ".1", log_path()}) {
+        for_each_event(path, [&](const nlohmann::json& j) {
+            if (j.contains("id") && j["id"].is_number_unsigned()) {
+                last_id_ = std::max(last_id_, j["id"].get<std::uint64_t>());
+            }
+        });
+    }
+    int fd = ::open(log_path().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    char last = '\n';
+    if (::lseek(fd, -1, SEEK_END) >= 0 && ::read(fd, &last, 1) == 1 && last != '\n') {
+        ::lseek(fd, 0, SEEK_END);
+        if (write_all(fd, "\n")) {
+            ::fsync(fd);
+        }
+    }
+    ::close(fd);
 }
 
 std::string state_store::state_path(const std::string& model) const {
@@ -134,7 +173,7 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
     return out;
 }
 
-result<void> state_store::append_event(const nlohmann::json& event) {
+result<void> state_store::append_event(nlohmann::json event) {
     const std::string path = log_path();
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= max_log_bytes_) {
@@ -148,6 +187,7 @@ result<void> state_store::append_event(const nlohmann::json& event) {
     if (fd < 0) {
         return io_error("cannot open", path);
     }
+    event["id"] = last_id_ + 1;
     // One write per line: O_APPEND keeps lines whole; a crash can only lose the tail line,
     // which a reader recognises by its missing newline.
     const std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
@@ -156,27 +196,48 @@ result<void> state_store::append_event(const nlohmann::json& event) {
     if (!ok) {
         return io_error("cannot append to", path);
     }
+    ++last_id_;
+    if (listener_) {
+        listener_(event);
+    }
     return {};
 }
 
 std::vector<nlohmann::json> state_store::recent_events(std::size_t limit,
                                                        const std::string& model) const {
     std::deque<nlohmann::json> keep;
-    std::ifstream in(log_path());
-    for (std::string line; std::getline(in, line);) {
-        auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
-            continue;  // a torn last line after a crash
-        }
+    for_each_event(log_path(), [&](const nlohmann::json& j) {
         if (!model.empty() && j.value("model", "") != model) {
-            continue;
+            return;
         }
-        keep.push_back(std::move(j));
+        keep.push_back(j);
         if (keep.size() > limit) {
             keep.pop_front();
         }
-    }
+    });
     return {keep.begin(), keep.end()};
+}
+
+state_store::page state_store::events(std::size_t limit, const std::string& model,
+                                      std::uint64_t before_id, std::uint64_t after_id) const {
+    std::deque<nlohmann::json> keep;
+    page out;
+    for (const std::string& path : {log_path() + ".1", log_path()}) {
+        for_each_event(path, [&](const nlohmann::json& j) {
+            auto id = j.value("id", std::uint64_t{0});
+            if ((before_id && id >= before_id) || id <= after_id ||
+                (!model.empty() && j.value("model", "") != model)) {
+                return;
+            }
+            keep.push_back(j);
+            if (keep.size() > limit) {
+                keep.pop_front();
+                out.more = true;
+            }
+        });
+    }
+    out.events.assign(keep.begin(), keep.end());
+    return out;
 }
 
 }  // namespace stagegate::rollout

@@ -1,16 +1,24 @@
 #include "admin_server.hpp"
 
+#include "admin_auth.hpp"
 #include "stagegate/server/gateway.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
+#include <deque>
+#include <functional>
+#include <iostream>
 #include <list>
 
 namespace stagegate::server {
@@ -24,7 +32,14 @@ using json = nlohmann::json;
 namespace {
 
 constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
+using request_t = http::request<http::string_body>;
 using response_t = http::response<http::string_body>;
+
+// Server-Sent Events: how many events may wait for a slow follower before it is cut off (it
+// reconnects with Last-Event-ID and loses nothing), and how often an idle feed says it lives.
+constexpr std::size_t sse_queue_limit = 1024;
+constexpr auto sse_heartbeat = std::chrono::seconds(15);
+constexpr std::size_t sse_replay_limit = 1000;
 
 response_t json_response(http::status status, const json& body, unsigned version) {
     response_t res{status, version};
@@ -36,9 +51,46 @@ response_t json_response(http::status status, const json& body, unsigned version
 }
 
 response_t error_json(http::status status, std::string_view code, std::string message,
-                      unsigned version) {
-    return json_response(status, {{"error", {{"code", code}, {"message", std::move(message)}}}},
-                         version);
+                      unsigned version, const std::vector<problem>& problems = {}) {
+    json err = {{"code", code}, {"message", std::move(message)}};
+    if (!problems.empty()) {
+        json list = json::array();
+        for (const auto& p : problems) {
+            list.push_back({{"path", p.path}, {"message", p.message}});
+        }
+        err["path"] = problems.front().path;
+        err["problems"] = std::move(list);
+    }
+    return json_response(status, {{"error", std::move(err)}}, version);
+}
+
+// Error codes from the controller, config and gateway, to HTTP statuses.
+http::status status_for(std::string_view code) {
+    if (code == "unknown_rollout" || code == "unknown_model") {
+        return http::status::not_found;
+    }
+    if (code == "invalid_state" || code == "rollout_active" || code == "no_config_file") {
+        return http::status::conflict;
+    }
+    if (code == "state_io_failed" || code == "state_corrupt") {
+        return http::status::service_unavailable;
+    }
+    if (code == "config_unreadable" || code == "reload_incomplete" || code == "not_started") {
+        return http::status::internal_server_error;
+    }
+    return http::status::bad_request;
+}
+
+response_t error_from(const error& e, unsigned version) {
+    return error_json(status_for(e.code), e.code, e.message, version, e.problems);
+}
+
+template <class T>
+response_t ok_or_error(const result<T>& r, unsigned version) {
+    if (!r) {
+        return error_from(r.error(), version);
+    }
+    return json_response(http::status::ok, *r, version);
 }
 
 // Asks the gateway to merge every worker's metrics, resuming the coroutine when it has.
@@ -79,16 +131,133 @@ json counts_json(const metrics::series_counts& c) {
             {"latency_seconds", latency_json(c.latency)}};
 }
 
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Percent-decodes one path segment or query value; nullopt when malformed.
+std::optional<std::string> percent_decode(std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '%') {
+            if (i + 2 >= in.size()) {
+                return std::nullopt;
+            }
+            int hi = hex_value(in[i + 1]);
+            int lo = hex_value(in[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return std::nullopt;
+            }
+            out += static_cast<char>(hi * 16 + lo);
+            i += 2;
+        } else if (in[i] == '+') {
+            out += ' ';
+        } else {
+            out += in[i];
+        }
+    }
+    return out;
+}
+
+// "a=1&b=2" -> map; nullopt when malformed.
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view q) {
+    std::map<std::string, std::string> out;
+    while (!q.empty()) {
+        auto amp = q.find('&');
+        auto pair = q.substr(0, amp);
+        q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+        if (pair.empty()) {
+            continue;
+        }
+        auto eq = pair.find('=');
+        auto key = percent_decode(pair.substr(0, eq));
+        auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+        if (!key || !value) {
+            return std::nullopt;
+        }
+        out[*key] = *value;
+    }
+    return out;
+}
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
+std::string sse_frame(const json& event) {
+    std::string out = "id: " + std::to_string(event.value("id", std::uint64_t{0})) + "\n";
+    out += "data: " + event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    return out;
+}
+
+// One parsed and checked JSON request body.
+struct body_fields {
+    json j = json::object();
+    std::string reason;
+};
+
+// Rollout commands with the body fields each accepts (besides "reason").
+struct command_spec {
+    std::string_view path_verb;  // the URL's last segment
+    std::string_view command;    // the controller's name for it
+    http::verb method;
+    std::initializer_list<std::string_view> fields;
+};
+const command_spec command_specs[] = {
+    {"pause", "pause", http::verb::post, {}},
+    {"resume", "resume", http::verb::post, {}},
+    {"promote", "promote", http::verb::post, {"full"}},
+    {"rollback", "rollback", http::verb::post, {}},
+    {"abort", "abort", http::verb::post, {}},
+    {"restart", "restart", http::verb::post, {}},
+    {"weight", "set_weight", http::verb::put, {"weight_bp", "percent"}},
+};
+
 }  // namespace
 
 struct admin_server::impl {
+    struct subscriber {
+        std::string model;  // empty: every model
+        std::deque<std::string> queue;
+        bool overflow = false;
+        net::steady_timer wake;
+        explicit subscriber(net::io_context& io) : wake(io) {}
+    };
+
     net::io_context& io;
     gateway& gw;
     tcp::acceptor acceptor{io};
-    std::list<beast::tcp_stream*> sessions;  // to close them on stop
+    std::shared_ptr<net::ssl::context> tls;
+    token_table tokens;
+    config::admin cfg;
+    std::list<std::function<void()>> sessions;  // cancels each open session on stop
+    std::list<subscriber*> subscribers;
     bool stopped = false;
 
     impl(net::io_context& i, gateway& g) : io(i), gw(g) {}
+
+    void broadcast(const json& event) {
+        const std::string model = event.value("model", "");
+        std::string frame;
+        for (auto* s : subscribers) {
+            if (!s->model.empty() && s->model != model) {
+                continue;
+            }
+            if (frame.empty()) {
+                frame = sse_frame(event);
+            }
+            if (s->queue.size() >= sse_queue_limit) {
+                s->overflow = true;
+            } else {
+                s->queue.push_back(frame);
+            }
+            s->wake.cancel();
+        }
+    }
 
     json model_json(const routing::model_route& m) const {
         json versions = json::array();
@@ -103,17 +272,417 @@ struct admin_server::impl {
                                 {"tls", static_cast<bool>(m.versions[v].tls)},
                                 {"endpoints", endpoints}});
         }
-        return {{"name", m.name}, {"stage", m.stage}, {"versions", versions}};
+        json out = {{"name", m.name}, {"stage", m.stage}, {"versions", versions}};
+        auto* ctl = gw.rollouts();
+        auto ro = ctl ? ctl->find(m.name) : std::nullopt;
+        out["rollout"] = ro ? json{{"phase", rollout::phase_name(ro->ph)},
+                                   {"candidate", ro->candidate}}
+                            : json(nullptr);
+        return out;
     }
 
-    net::awaitable<response_t> handle(const http::request<http::string_body>& req) {
+    // Checks the body against the fields a call accepts; the empty body is {}.
+    result<body_fields> read_body(const request_t& req,
+                                  std::initializer_list<std::string_view> fields) const {
+        body_fields out;
+        const auto& text = req.body();
+        if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+            return out;
+        }
+        auto ct = req[http::field::content_type];
+        if (!ct.empty() && ct.substr(0, 16) != "application/json") {
+            return error::make("unsupported_media_type",
+                               "send the body as application/json, not " + std::string(ct));
+        }
+        out.j = json::parse(text, nullptr, false);
+        if (out.j.is_discarded()) {
+            return error{"invalid_json", "the body is not valid JSON", {{"", "not JSON"}}};
+        }
+        if (!out.j.is_object()) {
+            return error{"invalid_argument", "the body must be a JSON object",
+                         {{"", std::string("expected an object, got ") + out.j.type_name()}}};
+        }
+        std::vector<problem> problems;
+        for (const auto& [key, value] : out.j.items()) {
+            bool known = key == "reason";
+            for (auto f : fields) {
+                known = known || f == key;
+            }
+            if (!known) {
+                problems.push_back({"/" + key, "unknown field"});
+            }
+        }
+        if (auto it = out.j.find("reason"); it != out.j.end()) {
+            if (!it->is_string()) {
+                problems.push_back({"/reason", std::string("expected a string, got ") +
+                                                   it->type_name()});
+            } else if (it->get_ref<const std::string&>().size() > 1024) {
+                problems.push_back({"/reason", "longer than 1024 characters"});
+            } else {
+                out.reason = it->get<std::string>();
+            }
+        }
+        if (!problems.empty()) {
+            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
+                                                 " problem(s)",
+                         std::move(problems)};
+        }
+        return out;
+    }
+
+    result<json> run_command(const command_spec& spec, const std::string& model,
+                             const body_fields& body, const principal& who) {
+        json args = json::object();
+        std::vector<problem> problems;
+        if (spec.command == "promote" && body.j.contains("full")) {
+            if (!body.j["full"].is_boolean()) {
+                problems.push_back({"/full", "expected true or false"});
+            } else {
+                args["full"] = body.j["full"];
+            }
+        }
+        if (spec.command == "set_weight") {
+            const bool has_bp = body.j.contains("weight_bp");
+            const bool has_pct = body.j.contains("percent");
+            if (has_bp == has_pct) {
+                problems.push_back({"", "give exactly one of weight_bp (0..10000) or percent "
+                                        "(0..100)"});
+            } else if (has_bp) {
+                const auto& w = body.j["weight_bp"];
+                if (!w.is_number_integer() || w.get<std::int64_t>() < 0 ||
+                    w.get<std::int64_t>() > config::total_weight) {
+                    problems.push_back({"/weight_bp", "expected an integer from 0 to 10000"});
+                } else {
+                    args["weight_bp"] = w.get<std::uint32_t>();
+                }
+            } else {
+                const auto& p = body.j["percent"];
+                const double pct = p.is_number() ? p.get<double>() : -1;
+                const double bp = pct * 100.0;
+                if (!p.is_number() || !(pct >= 0 && pct <= 100) ||
+                    std::abs(bp - std::round(bp)) > 1e-6) {
+                    problems.push_back({"/percent", "expected a number from 0 to 100 in steps "
+                                                    "of 0.01"});
+                } else {
+                    args["weight_bp"] = static_cast<std::uint32_t>(std::lround(bp));
+                }
+            }
+        }
+        if (!problems.empty()) {
+            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
+                                                 " problem(s)",
+                         std::move(problems)};
+        }
+        auto* ctl = gw.rollouts();
+        if (!ctl) {
+            return error::make("unknown_rollout", "model \"" + model + "\" has no rollout");
+        }
+        return ctl->command(model, std::string(spec.command), args, who.name, body.reason,
+                            rollout::clock::now());
+    }
+
+    result<json> start_rollout(const body_fields& body, const principal& who) {
+        std::vector<problem> problems;
+        std::string model;
+        if (!body.j.contains("model")) {
+            problems.push_back({"/model", "required string is missing"});
+        } else if (!body.j["model"].is_string() || body.j["model"].get<std::string>().empty()) {
+            problems.push_back({"/model", "expected a model name"});
+        } else {
+            model = body.j["model"].get<std::string>();
+        }
+        if (!body.j.contains("rollout")) {
+            problems.push_back({"/rollout", "required object is missing"});
+        }
+        if (!problems.empty()) {
+            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
+                                                 " problem(s)",
+                         std::move(problems)};
+        }
+        auto spec = config::parse_rollout(body.j["rollout"].dump(), "/rollout");
+        if (!spec) {
+            return spec.error();
+        }
+        auto started = gw.start_rollout_now(model, std::move(*spec), who.name, body.reason);
+        if (!started && started.error().code == "invalid_rollout") {
+            // The controller's paths are relative to the rollout object.
+            auto e = started.error();
+            for (auto& p : e.problems) {
+                p.path = "/rollout" + p.path;
+            }
+            return e;
+        }
+        return started;
+    }
+
+    result<json> events_page(const std::string& model,
+                             const std::map<std::string, std::string>& query) {
+        std::uint64_t limit = 100;
+        std::uint64_t before = 0;
+        std::vector<problem> problems;
+        for (const auto& [key, value] : query) {
+            if (key == "limit") {
+                if (!parse_u64(value, limit) || limit < 1 || limit > 1000) {
+                    problems.push_back({"?limit", "expected an integer from 1 to 1000"});
+                }
+            } else if (key == "before") {
+                if (!parse_u64(value, before) || before == 0) {
+                    problems.push_back({"?before", "expected a positive event id"});
+                }
+            } else {
+                problems.push_back({"?" + key, "unknown query parameter (limit, before)"});
+            }
+        }
+        if (!problems.empty()) {
+            return error{"invalid_argument", "bad query parameters", std::move(problems)};
+        }
+        json events = json::array();
+        json next = nullptr;
+        if (auto* st = gw.state()) {
+            auto page = st->events(limit, model, before);
+            for (auto& e : page.events) {
+                events.push_back(std::move(e));
+            }
+            if (page.more && !events.empty()) {
+                next = events.front().value("id", std::uint64_t{0});
+            }
+        }
+        json page = {{"model", model}, {"events", events}, {"next_before", next}};
+        return result<json>(boost::system::in_place_value, std::move(page));
+    }
+
+    // The path after /api/v1/, split on '/'; nullopt when a segment is malformed.
+    static std::optional<std::vector<std::string>> segments(std::string_view path) {
+        std::vector<std::string> out;
+        while (!path.empty()) {
+            auto slash = path.find('/');
+            auto seg = percent_decode(path.substr(0, slash));
+            if (!seg) {
+                return std::nullopt;
+            }
+            out.push_back(std::move(*seg));
+            if (slash == std::string_view::npos) {
+                break;
+            }
+            path.remove_prefix(slash + 1);
+        }
+        return out;
+    }
+
+    // The methods a path allows; empty when no endpoint lives there.
+    static std::vector<http::verb> allowed_methods(const std::vector<std::string>& s) {
+        using v = http::verb;
+        const auto n = s.size();
+        if (n == 1 && s[0] == "models") return {v::get};
+        if (n == 2 && s[0] == "models") return {v::get};
+        if (n == 3 && s[0] == "models" && s[2] == "metrics") return {v::get};
+        if (n == 1 && s[0] == "rollouts") return {v::get, v::post};
+        if (n == 2 && s[0] == "rollouts") return {v::get};
+        if (n == 3 && s[0] == "rollouts" && s[2] == "events") return {v::get};
+        if (n == 3 && s[0] == "rollouts") {
+            for (const auto& c : command_specs) {
+                if (c.path_verb == s[2]) return {c.method};
+            }
+        }
+        if (n == 1 && s[0] == "events") return {v::get};
+        if (n == 2 && s[0] == "config" && s[1] == "reload") return {v::post};
+        if (n == 1 && s[0] == "openapi.json") return {v::get};
+        return {};
+    }
+
+    net::awaitable<response_t> handle_api(const request_t& req, std::string_view rest,
+                                          std::string_view query_text, const principal& who) {
+        const unsigned v = req.version();
+        auto segs = segments(rest);
+        if (!segs) {
+            co_return error_json(http::status::bad_request, "bad_path",
+                                 "malformed percent-encoding in the path", v);
+        }
+        const auto& s = *segs;
+        auto allowed = allowed_methods(s);
+        if (allowed.empty()) {
+            co_return error_json(http::status::not_found, "not_found",
+                                 "no admin endpoint at /api/v1/" + std::string(rest), v);
+        }
+        auto method = req.method() == http::verb::head ? http::verb::get : req.method();
+        if (std::find(allowed.begin(), allowed.end(), method) == allowed.end()) {
+            std::string allow;
+            for (auto m : allowed) {
+                allow += (allow.empty() ? "" : ", ") + std::string(http::to_string(m));
+                if (m == http::verb::get) allow += ", HEAD";
+            }
+            auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
+                                  std::string(req.method_string()) + " is not allowed here; use " +
+                                      allow,
+                                  v);
+            res.set(http::field::allow, allow);
+            co_return res;
+        }
+        if (method != http::verb::get && !who.can_operate) {
+            co_return error_json(http::status::forbidden, "forbidden",
+                                 "token \"" + who.name +
+                                     "\" is a viewer: changing anything needs an operator token",
+                                 v);
+        }
+        auto query = parse_query(query_text);
+        if (!query) {
+            co_return error_json(http::status::bad_request, "bad_query",
+                                 "malformed query string", v);
+        }
+        const auto now = rollout::clock::now();
+        auto* ctl = gw.rollouts();
+
+        if (s[0] == "openapi.json") {
+            response_t res{http::status::ok, v};
+            res.set(http::field::server, "stagegate-admin");
+            res.set(http::field::content_type, "application/json");
+            res.body() = std::string(openapi_document());
+            co_return res;
+        }
+        if (s[0] == "config") {
+            auto body = read_body(req, {});
+            if (!body) {
+                co_return error_from(body.error(), v);
+            }
+            if (gw.config_path().empty()) {
+                co_return error_json(http::status::conflict, "no_config_file",
+                                     "this gateway was not started from a config file", v);
+            }
+            auto next = config::load_file(gw.config_path());
+            if (!next) {
+                co_return error_from(next.error(), v);
+            }
+            co_return ok_or_error(gw.reload_now(std::move(*next), who.name), v);
+        }
+        if (s[0] == "models") {
+            auto snap = gw.routes();
+            if (s.size() == 1) {
+                json models = json::array();
+                if (snap) {
+                    for (const auto& m : snap->models) {
+                        models.push_back(model_json(m));
+                    }
+                }
+                co_return json_response(http::status::ok, {{"models", models}}, v);
+            }
+            const auto* m = snap ? snap->find_model(s[1]) : nullptr;
+            if (!m) {
+                co_return error_json(http::status::not_found, "unknown_model",
+                                     "no model named \"" + s[1] + "\"", v);
+            }
+            if (s.size() == 2) {
+                co_return json_response(http::status::ok, model_json(*m), v);
+            }
+            co_await async_collect(gw, net::use_awaitable);
+            snap = gw.routes();  // may have changed while collecting
+            m = snap ? snap->find_model(s[1]) : nullptr;
+            if (!m) {
+                co_return error_json(http::status::not_found, "unknown_model",
+                                     "no model named \"" + s[1] + "\"", v);
+            }
+            json versions = json::array();
+            for (const auto& vm : gw.version_metrics_now()) {
+                if (vm.model != m->name) {
+                    continue;
+                }
+                auto window = counts_json(vm.window.counts);
+                window["seconds"] = vm.window.seconds;
+                window["rps"] = static_cast<double>(vm.window.counts.requests()) /
+                                vm.window.seconds;
+                auto stage = counts_json(vm.since_stage_start);
+                stage["seconds"] = std::chrono::duration<double>(
+                                       std::chrono::steady_clock::now() - vm.stage_started)
+                                       .count();
+                auto idx = m->find_version(vm.version);
+                versions.push_back({{"version", vm.version},
+                                    {"stage", vm.stage},
+                                    {"weight_bp", m->weights[idx]},
+                                    {"stable", idx == m->stable},
+                                    {"since_stage_start", stage},
+                                    {"window", window}});
+            }
+            co_return json_response(
+                http::status::ok, {{"model", m->name}, {"stage", m->stage}, {"versions", versions}},
+                v);
+        }
+        // rollouts
+        if (s.size() == 1 && method == http::verb::get) {
+            co_return json_response(http::status::ok,
+                                    {{"rollouts", ctl ? ctl->status_all(now) : json::array()}}, v);
+        }
+        if (s.size() == 1) {
+            auto body = read_body(req, {"model", "rollout"});
+            if (!body) {
+                co_return error_from(body.error(), v);
+            }
+            auto started = start_rollout(*body, who);
+            if (!started) {
+                co_return error_from(started.error(), v);
+            }
+            co_return json_response(http::status::created, *started, v);
+        }
+        const std::string& model = s[1];
+        if (s.size() == 3 && s[2] == "events") {
+            auto snap = gw.routes();
+            if (!(ctl && ctl->has(model)) && !(snap && snap->find_model(model))) {
+                co_return error_json(http::status::not_found, "unknown_model",
+                                     "no model named \"" + model + "\"", v);
+            }
+            co_return ok_or_error(events_page(model, *query), v);
+        }
+        if (s.size() == 2) {
+            if (!ctl || !ctl->has(model)) {
+                co_return error_json(http::status::not_found, "unknown_rollout",
+                                     "model \"" + model + "\" has no rollout", v);
+            }
+            co_return json_response(http::status::ok, ctl->status(model, now), v);
+        }
+        for (const auto& spec : command_specs) {
+            if (spec.path_verb == s[2]) {
+                auto body = read_body(req, spec.fields);
+                if (!body) {
+                    co_return error_from(body.error(), v);
+                }
+                co_return ok_or_error(run_command(spec, model, *body, who), v);
+            }
+        }
+        co_return error_json(http::status::not_found, "not_found", "no such endpoint", v);
+    }
+
+    // Authenticates; on failure `denied` holds the response.
+    std::optional<principal> authenticate(const request_t& req, response_t& denied) const {
+        if (tokens.open()) {
+            return principal{"anonymous", true};
+        }
+        auto header = req[http::field::authorization];
+        auto who = header.empty() ? std::nullopt : tokens.authenticate(header);
+        if (!who) {
+            denied = header.empty()
+                         ? error_json(http::status::unauthorized, "missing_token",
+                                      "send Authorization: Bearer <token>", req.version())
+                         : error_json(http::status::unauthorized, "invalid_token",
+                                      "the bearer token is not valid", req.version());
+            denied.set(http::field::www_authenticate, "Bearer realm=\"stagegate-admin\"");
+        }
+        return who;
+    }
+
+    // What a request gets; nullopt for the live event feed, which the session streams itself.
+    net::awaitable<std::optional<response_t>> handle(const request_t& req,
+                                                     std::optional<principal>& who) {
         const unsigned v = req.version();
         std::string_view target = req.target();
-        std::string_view path = target.substr(0, target.find('?'));
+        auto qpos = target.find('?');
+        std::string_view path = target.substr(0, qpos);
+        std::string_view query = qpos == std::string_view::npos ? "" : target.substr(qpos + 1);
         const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
-        if (!get) {
-            co_return error_json(http::status::method_not_allowed, "method_not_allowed",
-                                 "only GET is served here for now", v);
+        if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
+            if (!get) {
+                auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
+                                      "only GET and HEAD are allowed here", v);
+                res.set(http::field::allow, "GET, HEAD");
+                co_return res;
+            }
         }
         if (path == "/healthz") {
             co_return json_response(http::status::ok, {{"status", "ok"}}, v);
@@ -126,6 +695,12 @@ struct admin_server::impl {
             co_return json_response(http::status::ok, {{"status", "ready"}}, v);
         }
         if (path == "/metrics") {
+            if (cfg.metrics_need_token) {
+                response_t denied;
+                if (!authenticate(req, denied)) {
+                    co_return denied;
+                }
+            }
             co_await async_collect(gw, net::use_awaitable);
             response_t res{http::status::ok, v};
             res.set(http::field::server, "stagegate-admin");
@@ -133,114 +708,183 @@ struct admin_server::impl {
             res.body() = gw.render_prometheus();
             co_return res;
         }
-        constexpr std::string_view models_prefix = "/api/v1/models";
-        if (path == models_prefix) {
-            json models = json::array();
-            if (auto snap = gw.routes()) {
-                for (const auto& m : snap->models) {
-                    models.push_back(model_json(m));
-                }
-            }
-            co_return json_response(http::status::ok, {{"models", models}}, v);
+        constexpr std::string_view api = "/api/v1/";
+        if (path.substr(0, api.size()) != api) {
+            co_return error_json(http::status::not_found, "not_found",
+                                 "no admin endpoint at " + std::string(path), v);
         }
-        if (path.rfind("/api/v1/models/", 0) == 0) {
-            std::string_view rest = path.substr(models_prefix.size() + 1);
-            std::string_view name = rest.substr(0, rest.find('/'));
-            std::string_view tail = rest.substr(name.size());
-            auto snap = gw.routes();
-            const auto* m = snap ? snap->find_model(name) : nullptr;
-            if (!m) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + std::string(name) + "\"", v);
-            }
-            if (tail.empty() || tail == "/") {
-                co_return json_response(http::status::ok, model_json(*m), v);
-            }
-            if (tail == "/metrics") {
-                co_await async_collect(gw, net::use_awaitable);
-                json versions = json::array();
-                for (const auto& vm : gw.version_metrics_now()) {
-                    if (vm.model != m->name) {
-                        continue;
-                    }
-                    auto window = counts_json(vm.window.counts);
-                    window["seconds"] = vm.window.seconds;
-                    window["rps"] = static_cast<double>(vm.window.counts.requests()) /
-                                    vm.window.seconds;
-                    auto stage = counts_json(vm.since_stage_start);
-                    stage["seconds"] = std::chrono::duration<double>(
-                                           std::chrono::steady_clock::now() - vm.stage_started)
-                                           .count();
-                    auto idx = m->find_version(vm.version);
-                    versions.push_back({{"version", vm.version},
-                                        {"stage", vm.stage},
-                                        {"weight_bp", m->weights[idx]},
-                                        {"since_stage_start", stage},
-                                        {"window", window}});
-                }
-                co_return json_response(http::status::ok,
-                                        {{"model", m->name}, {"stage", m->stage},
-                                         {"versions", versions}},
-                                        v);
-            }
+        response_t denied;
+        who = authenticate(req, denied);
+        if (!who) {
+            co_return denied;
         }
-        if (path == "/api/v1/rollouts" || path.rfind("/api/v1/rollouts/", 0) == 0) {
-            auto* ctl = gw.rollouts();
-            const auto now = rollout::clock::now();
-            if (path == "/api/v1/rollouts") {
-                co_return json_response(
-                    http::status::ok,
-                    {{"rollouts", ctl ? ctl->status_all(now) : json::array()}}, v);
-            }
-            std::string name(path.substr(std::string_view("/api/v1/rollouts/").size()));
-            if (!ctl || !ctl->has(name)) {
-                co_return error_json(http::status::not_found, "unknown_rollout",
-                                     "model \"" + name + "\" has no rollout", v);
-            }
-            co_return json_response(http::status::ok, ctl->status(name, now), v);
+        if (path == "/api/v1/events" && req.method() == http::verb::get) {
+            co_return std::nullopt;
         }
-        co_return error_json(http::status::not_found, "not_found",
-                             "no admin endpoint at " + std::string(path), v);
+        co_return co_await handle_api(req, path.substr(api.size()), query, *who);
     }
 
-    net::awaitable<void> session(beast::tcp_stream stream) {
-        auto it = sessions.insert(sessions.end(), &stream);
+    template <class Stream>
+    net::awaitable<void> stream_events(Stream& stream, const request_t& req) {
+        std::string_view target = req.target();
+        auto qpos = target.find('?');
+        auto query =
+            parse_query(qpos == std::string_view::npos ? "" : target.substr(qpos + 1));
+        std::uint64_t since = 0;
+        std::string model;
+        std::optional<response_t> refused;
+        if (!query) {
+            refused = error_json(http::status::bad_request, "bad_query", "malformed query", 11);
+        } else {
+            for (const auto& [key, value] : *query) {
+                if (key == "model") {
+                    model = value;
+                } else if (key == "since") {
+                    if (!parse_u64(value, since)) {
+                        refused = error_json(http::status::bad_request, "invalid_argument",
+                                             "since: expected an event id", 11,
+                                             {{"?since", "expected an event id"}});
+                    }
+                } else {
+                    refused = error_json(http::status::bad_request, "invalid_argument",
+                                         "unknown query parameter " + key + " (model, since)", 11,
+                                         {{"?" + key, "unknown query parameter"}});
+                }
+            }
+        }
+        if (auto last = req["Last-Event-ID"]; !last.empty() && !refused) {
+            if (!parse_u64(last, since)) {
+                refused = error_json(http::status::bad_request, "invalid_argument",
+                                     "Last-Event-ID: expected an event id", 11);
+            }
+        }
+        if (refused) {
+            refused->keep_alive(false);
+            refused->prepare_payload();
+            co_await http::async_write(stream, *refused, nothrow_awaitable);
+            co_return;
+        }
+        subscriber sub(io);
+        sub.model = model;
+        auto it = subscribers.insert(subscribers.end(), &sub);
+        // Replay what the follower missed, then go live; both run on this thread, so no event
+        // falls between them.
+        if (auto* st = gw.state(); st && since > 0) {
+            for (const auto& e : st->events(sse_replay_limit, model, 0, since).events) {
+                sub.queue.push_back(sse_frame(e));
+            }
+        }
+        std::string head =
+            "HTTP/1.1 200 OK\r\nServer: stagegate-admin\r\nContent-Type: text/event-stream\r\n"
+            "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+            "retry: 2000\n: stagegate event feed\n\n";
+        auto [ec, n] = co_await net::async_write(stream, net::buffer(head), nothrow_awaitable);
+        while (!ec && !stopped) {
+            while (!sub.queue.empty() && !ec) {
+                std::string frame = std::move(sub.queue.front());
+                sub.queue.pop_front();
+                std::tie(ec, n) =
+                    co_await net::async_write(stream, net::buffer(frame), nothrow_awaitable);
+            }
+            if (ec || sub.overflow || stopped) {
+                break;
+            }
+            sub.wake.expires_after(sse_heartbeat);
+            auto [wait_ec] = co_await sub.wake.async_wait(nothrow_awaitable);
+            if (!wait_ec && !stopped) {
+                static const std::string beat = ": keepalive\n\n";
+                std::tie(ec, n) =
+                    co_await net::async_write(stream, net::buffer(beat), nothrow_awaitable);
+            }
+        }
+        subscribers.erase(it);
+    }
+
+    template <class Stream>
+    net::awaitable<void> serve(Stream& stream) {
         beast::flat_buffer buffer;
         for (;;) {
             http::request_parser<http::string_body> parser;
             parser.header_limit(16 * 1024);
-            parser.body_limit(1024 * 1024);
-            stream.expires_after(std::chrono::seconds(60));
-            auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
+            parser.body_limit(cfg.max_body_bytes);
+            beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
+            auto [ec, n] =
+                co_await http::async_read_header(stream, buffer, parser, nothrow_awaitable);
+            if (!ec && parser.get()[http::field::expect] == "100-continue") {
+                http::response<http::empty_body> cont{http::status::continue_, 11};
+                co_await http::async_write(stream, cont, nothrow_awaitable);
+            }
+            if (!ec && !parser.is_done()) {
+                std::tie(ec, n) =
+                    co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
+            }
             if (ec) {
-                if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
-                    ec != net::error::operation_aborted && ec != net::error::connection_reset) {
-                    auto res = error_json(http::status::bad_request, "bad_request",
-                                          "cannot read the request: " + ec.message(), 11);
-                    res.keep_alive(false);
-                    res.prepare_payload();
-                    stream.expires_after(std::chrono::seconds(10));
-                    co_await http::async_write(stream, res, nothrow_awaitable);
+                if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+                    ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+                    ec == net::error::eof || ec == net::ssl::error::stream_truncated) {
+                    co_return;
                 }
-                break;
+                response_t res =
+                    ec == http::error::body_limit
+                        ? error_json(http::status::payload_too_large, "payload_too_large",
+                                     "the body is larger than " +
+                                         std::to_string(cfg.max_body_bytes) + " bytes",
+                                     11)
+                    : ec == http::error::header_limit
+                        ? error_json(http::status::request_header_fields_too_large,
+                                     "header_too_large", "the request header is too large", 11)
+                        : error_json(http::status::bad_request, "bad_request",
+                                     "cannot read the request: " + ec.message(), 11);
+                res.keep_alive(false);
+                res.prepare_payload();
+                beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+                co_await http::async_write(stream, res, nothrow_awaitable);
+                co_return;
             }
             auto req = parser.release();
-            auto res = co_await handle(req);
-            const bool keep = req.keep_alive() && !stopped;
-            res.keep_alive(keep);
-            res.prepare_payload();
-            if (req.method() == http::verb::head) {
-                res.body().clear();
+            std::optional<principal> who;
+            auto res = co_await handle(req, who);
+            if (!res) {
+                beast::get_lowest_layer(stream).expires_never();
+                co_await stream_events(stream, req);
+                co_return;
             }
-            stream.expires_after(std::chrono::seconds(30));
-            auto [wec, wn] = co_await http::async_write(stream, res, nothrow_awaitable);
+            const bool keep = req.keep_alive() && !stopped;
+            res->keep_alive(keep);
+            res->prepare_payload();
+            if (req.method() == http::verb::head) {
+                res->body().clear();
+            }
+            beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+            auto [wec, wn] = co_await http::async_write(stream, *res, nothrow_awaitable);
             if (wec || !keep) {
-                break;
+                co_return;
             }
         }
+    }
+
+    net::awaitable<void> session(tcp::socket socket) {
+        beast::tcp_stream tcp_stream(std::move(socket));
+        if (!tls) {
+            auto it = sessions.insert(sessions.end(), [&tcp_stream] { tcp_stream.cancel(); });
+            co_await serve(tcp_stream);
+            sessions.erase(it);
+            boost::system::error_code ignored;
+            tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+            co_return;
+        }
+        beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *tls);
+        auto it = sessions.insert(sessions.end(),
+                                  [&stream] { beast::get_lowest_layer(stream).cancel(); });
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+        auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::server,
+                                                     nothrow_awaitable);
+        if (!hec) {
+            co_await serve(stream);
+            beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+            co_await stream.async_shutdown(nothrow_awaitable);
+        }
         sessions.erase(it);
-        boost::system::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
 
     net::awaitable<void> accept_loop() {
@@ -252,7 +896,7 @@ struct admin_server::impl {
             if (ec) {
                 continue;
             }
-            net::co_spawn(io, session(beast::tcp_stream(std::move(socket))), net::detached);
+            net::co_spawn(io, session(std::move(socket)), net::detached);
         }
     }
 };
@@ -262,23 +906,51 @@ admin_server::admin_server(net::io_context& io, gateway& gw)
 
 admin_server::~admin_server() = default;
 
-result<std::uint16_t> admin_server::listen(const std::string& address, std::uint16_t port) {
-    boost::system::error_code ec;
-    auto addr = net::ip::make_address(address, ec);
-    if (ec) {
-        return error::make("bad_admin_listener", "invalid admin address " + address);
+result<std::uint16_t> admin_server::listen(const config::admin& cfg) {
+    auto& im = *impl_;
+    im.cfg = cfg;
+    auto tokens = token_table::load(cfg.tokens);
+    if (!tokens) {
+        return tokens.error();
     }
-    tcp::endpoint ep(addr, port);
-    auto& a = impl_->acceptor;
+    im.tokens = std::move(*tokens);
+    if (im.tokens.open()) {
+        std::cerr << "stagegate: the admin API has no tokens: anyone on " << cfg.address
+                  << " may operate rollouts\n";
+    }
+    if (cfg.tls) {
+        im.tls = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+        boost::system::error_code ec;
+        im.tls->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                                net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                                net::ssl::context::no_tlsv1_1,
+                            ec);
+        im.tls->use_certificate_chain_file(cfg.tls->cert_file, ec);
+        if (!ec) {
+            im.tls->use_private_key_file(cfg.tls->key_file, net::ssl::context::pem, ec);
+        }
+        if (ec) {
+            return error::make("tls_setup_failed",
+                               "admin listener: cannot load certificate or key: " + ec.message());
+        }
+    }
+    boost::system::error_code ec;
+    auto addr = net::ip::make_address(cfg.address == "localhost" ? "127.0.0.1" : cfg.address, ec);
+    if (ec) {
+        return error::make("bad_admin_listener", "invalid admin address " + cfg.address);
+    }
+    tcp::endpoint ep(addr, cfg.port);
+    auto& a = im.acceptor;
     a.open(ep.protocol(), ec);
     if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) a.bind(ep, ec);
     if (!ec) a.listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
-        return error::make("bind_failed", "cannot listen on admin " + address + ":" +
-                                              std::to_string(port) + ": " + ec.message());
+        return error::make("bind_failed", "cannot listen on admin " + cfg.address + ":" +
+                                              std::to_string(cfg.port) + ": " + ec.message());
     }
-    net::co_spawn(impl_->io, impl_->accept_loop(), net::detached);
+    im.gw.on_event([&im](const json& event) { im.broadcast(event); });
+    net::co_spawn(im.io, im.accept_loop(), net::detached);
     return a.local_endpoint().port();
 }
 
@@ -286,8 +958,11 @@ void admin_server::stop() {
     impl_->stopped = true;
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
-    for (auto* s : impl_->sessions) {
-        s->cancel();
+    for (auto& cancel : impl_->sessions) {
+        cancel();
+    }
+    for (auto* s : impl_->subscribers) {
+        s->wake.cancel();
     }
 }
 

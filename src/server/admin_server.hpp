@@ -1,9 +1,12 @@
-// Private to server: the admin HTTP listener on the control thread.
-// Serves /healthz, /readyz, /metrics (Prometheus text) and the read-only /api/v1/ model views.
-// Every error is {"error":{"code","message"}}. Authentication and mutating endpoints come with
-// the admin API issue.
+// Private to server: the admin HTTP listener on the control thread (optionally TLS).
+// Owns: bearer-token authentication (viewer and operator roles), the /api/v1/ endpoints
+// (models, rollouts and their commands, events paged and live as Server-Sent Events, config
+// reload, the OpenAPI document), /healthz, /readyz and /metrics. Every error is
+// {"error":{"code","message"}} plus "path" and "problems" for validation errors.
+// Must not touch: the request path; rollout decisions go through the controller.
 #pragma once
 
+#include "stagegate/config/config.hpp"
 #include "stagegate/core/error.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -11,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace stagegate::server {
 
@@ -20,12 +24,16 @@ class admin_server {
 public:
     admin_server(boost::asio::io_context& io, gateway& gw);
     ~admin_server();
-    result<std::uint16_t> listen(const std::string& address, std::uint16_t port);
+    // Reads the token files, loads the TLS certificate, binds; fails with nothing listening.
+    result<std::uint16_t> listen(const config::admin& cfg);
     void stop();  // control thread
 
 private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };
+
+// The OpenAPI 3 document served at /api/v1/openapi.json (docs/openapi.json, built in).
+std::string_view openapi_document();
 
 }  // namespace stagegate::server

@@ -162,45 +162,231 @@ result<void> gateway::start_rollouts() {
     if (!any) {
         return {};  // the state directory is opened when the first rollout starts
     }
+    if (auto opened = ensure_state(); !opened) {
+        return opened.error();
+    }
+    return controller_->init(cfg_, rollout::clock::now());
+}
+
+result<void> gateway::ensure_state() {
+    if (state_) {
+        return {};
+    }
     auto opened = rollout::state_store::open(cfg_.state_dir);
     if (!opened) {
         return opened.error();
     }
     state_.emplace(std::move(*opened));
+    if (event_listener_) {
+        state_->set_listener(event_listener_);
+    }
     controller_->set_store(&*state_);
-    return controller_->init(cfg_, rollout::clock::now());
+    return {};
+}
+
+void gateway::on_event(std::function<void(const nlohmann::json&)> listener) {
+    event_listener_ = std::move(listener);
+    if (state_) {
+        state_->set_listener(event_listener_);
+    }
 }
 
 result<nlohmann::json> gateway::rollout_start(const std::string& model, config::rollout spec,
                                               const std::string& actor,
                                               const std::string& reason) {
-    return on_control([&, this]() -> result<nlohmann::json> {
-        auto snap = routes();
-        const auto* m = snap ? snap->find_model(model) : nullptr;
-        if (!m) {
-            return error::make("unknown_model", "no model named \"" + model + "\"");
-        }
-        if (!state_) {
-            auto opened = rollout::state_store::open(cfg_.state_dir);
-            if (!opened) {
-                return opened.error();
+    return on_control([&, this] { return start_rollout_now(model, std::move(spec), actor, reason); });
+}
+
+result<nlohmann::json> gateway::start_rollout_now(const std::string& model, config::rollout spec,
+                                                  const std::string& actor,
+                                                  const std::string& reason) {
+    auto snap = routes();
+    const auto* m = snap ? snap->find_model(model) : nullptr;
+    if (!m) {
+        return error::make("unknown_model", "no model named \"" + model + "\"");
+    }
+    if (auto opened = ensure_state(); !opened) {
+        return opened.error();
+    }
+    std::vector<std::string> versions;
+    for (const auto& v : m->versions) {
+        versions.push_back(v.name);
+    }
+    const bool was_idle = !rollout_timer_;
+    auto started = controller_->start(model, std::move(spec), versions,
+                                      m->versions[m->stable].name, actor, reason,
+                                      rollout::clock::now());
+    if (started && was_idle) {
+        schedule_rollout_tick();
+    }
+    return started;
+}
+
+result<nlohmann::json> gateway::reload(const std::string& actor) {
+    auto next = config::load_file(config_path_);
+    if (!next) {
+        return next.error();
+    }
+    return on_control([&, this] { return reload_now(std::move(*next), actor); });
+}
+
+result<nlohmann::json> gateway::reload_now(config::gateway next, const std::string& actor) {
+    auto problems = config::reload_problems(cfg_, next);
+    auto current = routes();
+    if (!current) {
+        return error::make("not_started", "the gateway has no routes yet");
+    }
+    // Rollouts the controller owns keep their traffic; their versions must survive the reload.
+    struct carried {
+        std::string model;
+        std::map<std::string, std::uint32_t> weights;
+        std::string stage;
+        std::string stable;
+        std::string watched;
+        std::uint32_t trip_after = 0;
+    };
+    std::vector<carried> carry;
+    std::vector<std::pair<std::string, config::rollout>> starts;
+    std::vector<std::pair<std::string, config::rollout>> updates;
+    for (std::size_t mi = 0; mi < next.models.size(); ++mi) {
+        const auto& nm = next.models[mi];
+        const std::string mpath = "/models/" + std::to_string(mi);
+        auto has_version = [&](const std::string& v) {
+            for (const auto& ver : nm.versions) {
+                if (ver.name == v) {
+                    return true;
+                }
             }
-            state_.emplace(std::move(*opened));
-            controller_->set_store(&*state_);
+            return false;
+        };
+        auto ro = controller_ ? controller_->find(nm.name) : std::nullopt;
+        const auto* om = current->find_model(nm.name);
+        // A finished rollout keeps its outcome (say, a new stable version) unless the new
+        // config sets a split of its own for the model.
+        const bool config_split = !(nm.split.weights.size() == 1 &&
+                                    nm.split.weights.count(nm.stable));
+        if (ro && om && (ro->live() || !config_split)) {
+            carried c{nm.name, {}, om->stage, om->versions[om->stable].name, {}, 0};
+            bool keep = has_version(c.stable);
+            for (std::size_t v = 0; v < om->versions.size(); ++v) {
+                if (om->weights[v] == 0) {
+                    continue;
+                }
+                keep = keep && has_version(om->versions[v].name);
+                c.weights[om->versions[v].name] = om->weights[v];
+                if (om->versions[v].trip_after) {
+                    c.watched = om->versions[v].name;
+                    c.trip_after = om->versions[v].trip_after;
+                }
+            }
+            if (ro->live() && !keep) {
+                problems.push_back({mpath + "/versions", "the active rollout of " + nm.name +
+                                                             " routes to " + ro->stable + " and " +
+                                                             ro->candidate +
+                                                             ": keep both versions or abort it first"});
+            }
+            if (keep) {
+                carry.push_back(std::move(c));
+            }
         }
-        std::vector<std::string> versions;
-        for (const auto& v : m->versions) {
-            versions.push_back(v.name);
+        if (!nm.rollout_spec) {
+            continue;
         }
-        const bool was_idle = !rollout_timer_;
-        auto started = controller_->start(model, std::move(spec), versions,
-                                          m->versions[m->stable].name, actor, reason,
-                                          rollout::clock::now());
-        if (started && was_idle) {
-            schedule_rollout_tick();
+        if (ro && ro->candidate == nm.rollout_spec->candidate) {
+            if (ro->stage_index >= nm.rollout_spec->stages.size()) {
+                problems.push_back({mpath + "/rollout/stages",
+                                    "the rollout of " + nm.name + " is at stage " +
+                                        std::to_string(ro->stage_index + 1) +
+                                        ": the new spec must keep at least that many stages"});
+            } else {
+                updates.emplace_back(nm.name, *nm.rollout_spec);
+            }
+        } else if (ro && ro->live()) {
+            problems.push_back({mpath + "/rollout/candidate",
+                                nm.name + " has an active rollout of " + ro->candidate +
+                                    ": abort it before starting one of " +
+                                    nm.rollout_spec->candidate});
+        } else {
+            starts.emplace_back(nm.name, *nm.rollout_spec);
         }
-        return started;
-    });
+    }
+    if (controller_) {
+        for (const auto& ro_json : controller_->status_all(rollout::clock::now())) {
+            const std::string name = ro_json.value("model", "");
+            auto ro = controller_->find(name);
+            bool present = false;
+            for (const auto& nm : next.models) {
+                present = present || nm.name == name;
+            }
+            if (ro && ro->live() && !present) {
+                problems.push_back({"/models", "model " + name +
+                                                   " has an active rollout: abort it before "
+                                                   "removing the model"});
+            }
+        }
+    }
+    std::shared_ptr<const routing::route_snapshot> snap;
+    if (problems.empty()) {
+        auto built = routing::build_snapshot(next, registry_, namer(), current->generation + 1);
+        if (!built) {
+            return built.error();
+        }
+        snap = *built;
+        for (const auto& c : carry) {
+            auto overlaid = routing::with_traffic(*snap, c.model, c.weights, c.stage, namer(),
+                                                  c.stable, c.watched, c.trip_after);
+            if (!overlaid) {
+                problems.push_back({"/models", c.model + ": " + overlaid.error().message});
+                continue;
+            }
+            snap = *overlaid;
+        }
+    }
+    if (!problems.empty()) {
+        return error{"invalid_config",
+                     "the new config was not applied: " + std::to_string(problems.size()) +
+                         " problem(s)",
+                     std::move(problems)};
+    }
+    cfg_.models = std::move(next.models);
+    publish(snap);
+    nlohmann::json summary = {{"generation", snap->generation},
+                              {"models", snap->models.size()},
+                              {"rollouts_started", nlohmann::json::array()},
+                              {"rollouts_updated", nlohmann::json::array()}};
+    const auto now = rollout::clock::now();
+    std::vector<problem> late;
+    for (auto& [model, spec] : updates) {
+        if (auto updated = controller_->update_spec(model, std::move(spec), now); !updated) {
+            late.push_back({"/models", model + ": " + updated.error().message});
+        } else {
+            summary["rollouts_updated"].push_back(model);
+        }
+    }
+    for (auto& [model, spec] : starts) {
+        auto started = start_rollout_now(model, std::move(spec), actor, "config reload");
+        if (!started) {
+            late.push_back({"/models", model + ": " + started.error().describe()});
+        } else {
+            summary["rollouts_started"].push_back(model);
+        }
+    }
+    if (!late.empty()) {
+        // The routes are applied; a rollout that could not start (state directory trouble)
+        // is reported rather than hidden.
+        return error{"reload_incomplete",
+                     "the new routes are live but some rollouts could not be started or updated",
+                     std::move(late)};
+    }
+    if (state_) {
+        (void)state_->append_event({{"time_ms", rollout_env_->wall_ms()},
+                                    {"type", "config_reloaded"},
+                                    {"actor", actor},
+                                    {"generation", snap->generation},
+                                    {"text", "config reloaded by " + actor}});
+    }
+    std::cerr << "stagegate: config reloaded (routes generation " << snap->generation << ")\n";
+    return result<nlohmann::json>(boost::system::in_place_value, std::move(summary));
 }
 
 void gateway::schedule_rollout_tick() {
@@ -324,7 +510,7 @@ result<void> gateway::start_listeners() {
     tls_contexts_ = std::move(tls);
     if (cfg_.admin_listener.enabled) {
         admin_ = std::make_unique<admin_server>(control_io_, *this);
-        auto bound = admin_->listen(cfg_.admin_listener.address, cfg_.admin_listener.port);
+        auto bound = admin_->listen(cfg_.admin_listener);
         if (!bound) {
             return bound.error();
         }

@@ -146,11 +146,27 @@ struct upstream_pool {
     millis idle_timeout{30000};
 };
 
+enum class admin_role { viewer, operator_ };
+
+// A bearer token for the admin API: the secret itself lives in `file` (one line), never in
+// the config, so configs can be shared and logged.
+struct admin_token {
+    std::string name;  // recorded as the actor of every command made with it
+    admin_role role = admin_role::viewer;
+    std::string file;
+};
+
 // The admin listener: /metrics, /healthz, /readyz and /api/v1/. Keep it off public networks.
+// Without tokens every caller is an anonymous operator, which validate() only allows on a
+// loopback address.
 struct admin {
     bool enabled = true;
     std::string address = "127.0.0.1";
     std::uint16_t port = 9901;
+    std::optional<tls_server> tls;
+    std::vector<admin_token> tokens;
+    bool metrics_need_token = false;  // "metrics_auth": "open" (default) | "token"
+    std::uint64_t max_body_bytes = 1024 * 1024;
 };
 
 struct gateway {
@@ -176,6 +192,15 @@ std::vector<problem> validate(const gateway& cfg);
 // Shared by the config file and the API that starts rollouts.
 std::vector<problem> validate_rollout(const rollout& r, const std::vector<std::string>& versions,
                                       const std::string& stable, const std::string& path);
+
+// A rollout given as JSON (the admin API's POST /api/v1/rollouts), with the same keys as a
+// model's "rollout" in the config; problems are reported under `path`. The model's versions
+// are checked by validate_rollout().
+result<rollout> parse_rollout(std::string_view json_text, const std::string& path);
+
+// What a running gateway cannot take from a reloaded config without a restart (listeners,
+// admin, workers, state, metrics, limits, timeouts, pool): one problem per changed section.
+std::vector<problem> reload_problems(const gateway& running, const gateway& next);
 
 // "host:port" -> endpoint; false when malformed.
 bool parse_host_port(std::string_view text, endpoint& out);

@@ -78,6 +78,21 @@ public:
                                    const nlohmann::json& args, const std::string& actor,
                                    const std::string& reason, clock::time_point now);
 
+    // A config reload gave a model's rollout a new spec: the same candidate, and at least as
+    // many stages as the one it is in. The rollout keeps its phase and stage; routes follow
+    // the new stage weight.
+    result<void> update_spec(const std::string& model, config::rollout spec,
+                             clock::time_point now);
+
+    struct summary {
+        phase ph;
+        std::string candidate;
+        std::string stable;
+        std::size_t stage_index;
+        bool live() const { return ph == phase::progressing || ph == phase::paused; }
+    };
+    std::optional<summary> find(const std::string& model) const;
+
     nlohmann::json status(const std::string& model, clock::time_point now) const;
     nlohmann::json status_all(clock::time_point now) const;
     bool has(const std::string& model) const { return rollouts_.count(model) > 0; }

@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace stagegate::rollout {
 
@@ -26,11 +28,26 @@ public:
     // Every model's last saved state. Unparsable files are reported, not silently skipped.
     result<std::map<std::string, nlohmann::json>> load_all() const;
 
-    // Appends one event (a JSON object) as one line, fsynced before returning.
-    result<void> append_event(const nlohmann::json& event);
+    // Appends one event (a JSON object) as one line, fsynced before returning. The store
+    // stamps it with "id", one more than the last id in the log, so readers can page and
+    // resume a live feed; then it tells the listener.
+    result<void> append_event(nlohmann::json event);
     // The last `limit` events of the current log file, oldest first (optionally one model).
     std::vector<nlohmann::json> recent_events(std::size_t limit,
                                               const std::string& model = {}) const;
+    // One page, oldest first: the newest `limit` events whose id is below `before_id` (0: no
+    // bound) and above `after_id`, from the rotated and the current log.
+    struct page {
+        std::vector<nlohmann::json> events;
+        bool more = false;  // older events exist below the first one returned
+    };
+    page events(std::size_t limit, const std::string& model, std::uint64_t before_id,
+                std::uint64_t after_id = 0) const;
+    // Called on the appending thread after each event is durable (the admin API's live feed).
+    void set_listener(std::function<void(const nlohmann::json&)> listener) {
+        listener_ = std::move(listener);
+    }
+    std::uint64_t last_event_id() const { return last_id_; }
 
     const std::string& dir() const { return dir_; }
 
@@ -40,8 +57,14 @@ private:
     std::string state_path(const std::string& model) const;
     std::string log_path() const { return dir_ + "/events.jsonl"; }
 
+    // Reads the log's last id and makes sure a torn tail line (a crash mid-write) is ended,
+    // so the next event starts a fresh line.
+    void recover_log();
+
     std::string dir_;
     std::uint64_t max_log_bytes_;
+    std::uint64_t last_id_ = 0;
+    std::function<void(const nlohmann::json&)> listener_;
 };
 
 }  // namespace stagegate::rollout

@@ -110,6 +110,27 @@ public:
     // Starts a rollout at run time for a model of the current routes.
     result<nlohmann::json> rollout_start(const std::string& model, config::rollout spec,
                                          const std::string& actor, const std::string& reason);
+    // The same, on the control thread (the admin API).
+    result<nlohmann::json> start_rollout_now(const std::string& model, config::rollout spec,
+                                             const std::string& actor,
+                                             const std::string& reason);
+
+    // --- Events and reload -------------------------------------------------------------------
+    // Control thread only; null until a rollout needed the state directory.
+    rollout::state_store* state() { return state_ ? &*state_ : nullptr; }
+    // Called on the control thread with every event once it is durable (the admin live feed).
+    void on_event(std::function<void(const nlohmann::json&)> listener);
+    const config::gateway& current_config() const { return cfg_; }  // control thread
+    // The file `reload()` reads (main sets it).
+    void set_config_path(std::string path) { config_path_ = std::move(path); }
+    const std::string& config_path() const { return config_path_; }
+    // Applies a new config atomically on the control thread: models, versions, endpoints,
+    // matching and rollouts change; everything else needs a restart and is refused. Active
+    // rollouts keep their traffic. On any problem nothing changes and every problem is listed.
+    // In-flight requests finish on the routes they started with.
+    result<nlohmann::json> reload_now(config::gateway next, const std::string& actor);
+    // Loads config_path() and applies it (any thread but the control thread; SIGHUP).
+    result<nlohmann::json> reload(const std::string& actor);
     std::size_t worker_count() const { return workers_.size(); }
 
 private:
@@ -122,6 +143,7 @@ private:
     template <class F>
     auto on_control(F&& f);
     routing::series_namer namer();
+    result<void> ensure_state();
     void finish_step(std::chrono::steady_clock::time_point deadline);
 
     config::gateway cfg_;
@@ -150,6 +172,8 @@ private:
     std::unique_ptr<rollout::controller> controller_;  // control thread only
     std::unique_ptr<boost::asio::steady_timer> rollout_timer_;
     std::uint16_t admin_port_ = 0;
+    std::string config_path_;
+    std::function<void(const nlohmann::json&)> event_listener_;
 };
 
 }  // namespace stagegate::server
