@@ -494,7 +494,7 @@ result<json> controller::command(const std::string& model, const std::string& na
     return result<json>(boost::system::in_place_value, status(model, now));
 }
 
-result<void> controller::update_spec(const std::string& model, config::rollout spec,
+result<bool> controller::update_spec(const std::string& model, config::rollout spec,
                                      clock::time_point now) {
     auto it = rollouts_.find(model);
     if (it == rollouts_.end()) {
@@ -510,6 +510,9 @@ result<void> controller::update_spec(const std::string& model, config::rollout s
                                                   std::to_string(a.st.stage + 1) +
                                                   " but the new spec has only " +
                                                   std::to_string(spec.stages.size()));
+    }
+    if (spec == a.spec) {
+        return false;  // unchanged: no event, no reset
     }
     const bool relabel = spec.stages[a.st.stage].name != a.spec.stages[a.st.stage].name;
     a.spec = std::move(spec);
@@ -538,7 +541,10 @@ result<void> controller::update_spec(const std::string& model, config::rollout s
                                                  " (now at " + label + ", " +
                                                  percent_of(candidate_weight(a)) + ")"}});
     }
-    return applied;
+    if (!applied) {
+        return applied.error();
+    }
+    return true;
 }
 
 std::optional<controller::summary> controller::find(const std::string& model) const {

@@ -223,6 +223,9 @@ result<nlohmann::json> gateway::start_rollout_now(const std::string& model, conf
 }
 
 result<nlohmann::json> gateway::reload(const std::string& actor) {
+    if (draining_) {
+        return error::make("draining", "the gateway is shutting down");
+    }
     auto next = config::load_file(config_path_);
     if (!next) {
         return next.error();
@@ -359,7 +362,7 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
     for (auto& [model, spec] : updates) {
         if (auto updated = controller_->update_spec(model, std::move(spec), now); !updated) {
             late.push_back({"/models", model + ": " + updated.error().message});
-        } else {
+        } else if (*updated) {
             summary["rollouts_updated"].push_back(model);
         }
     }

@@ -90,6 +90,7 @@ struct rollout_stage {
     std::uint64_t min_requests = 100; // and at least this many candidate requests
     std::optional<millis> max_duration;
     bool rollback_on_max_duration = false;  // "on_max_duration": "hold" (default) | "rollback"
+    bool operator==(const rollout_stage&) const = default;
 };
 
 // Gates judged every interval (see rollout/gates.hpp for their meaning).
@@ -107,6 +108,7 @@ struct rollout_gates {
     // What counts as an error: "5xx" (the default; includes the gateway's own 502/503/504 for
     // upstream failures), "4xx", or tracked codes such as "429". Never 4xx unless asked.
     std::vector<std::string> error_statuses = {"5xx"};
+    bool operator==(const rollout_gates&) const = default;
 };
 
 struct rollout {
@@ -116,6 +118,7 @@ struct rollout {
     millis interval{5000};
     // Roll back at once when a worker sees this many candidate 5xx in a row (0: off).
     std::uint32_t fast_rollback_consecutive_errors = 20;
+    bool operator==(const rollout&) const = default;
 };
 
 struct model {

@@ -80,8 +80,8 @@ public:
 
     // A config reload gave a model's rollout a new spec: the same candidate, and at least as
     // many stages as the one it is in. The rollout keeps its phase and stage; routes follow
-    // the new stage weight.
-    result<void> update_spec(const std::string& model, config::rollout spec,
+    // the new stage weight. Returns whether anything changed.
+    result<bool> update_spec(const std::string& model, config::rollout spec,
                              clock::time_point now);
 
     struct summary {

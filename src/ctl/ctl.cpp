@@ -1,0 +1,626 @@
+#include "stagegate/ctl/ctl.hpp"
+
+#include "client.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+namespace stagegate::ctl {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: stagegatectl [--server URL] [--token-file FILE] [-o text|json] COMMAND ...\n"
+    "\n"
+    "commands:\n"
+    "  models                          models, versions, weights and stages\n"
+    "  rollouts                        every rollout and its phase\n"
+    "  status MODEL [--watch] [--interval SECONDS] [--count N]\n"
+    "                                  a rollout's stage, weights, live metrics and gates\n"
+    "  start MODEL -f ROLLOUT.json     start a rollout (the file holds candidate, stages, gates)\n"
+    "  pause|resume|rollback|abort|restart MODEL\n"
+    "  promote MODEL [--full]          widen to the next stage (--full: straight to 100 %)\n"
+    "  weight MODEL PERCENT            set the candidate's weight by hand (pauses automation)\n"
+    "  events MODEL [--limit N] [--follow] [--count N]\n"
+    "                                  the rollout's history; --follow streams new events\n"
+    "  reload                          re-read the gateway's config file and apply it\n"
+    "\n"
+    "options:\n"
+    "  --server URL       admin API (default $STAGEGATE_SERVER or http://127.0.0.1:9901)\n"
+    "  --token-file FILE  bearer token (default $STAGEGATE_TOKEN_FILE)\n"
+    "  --ca-file FILE     https: trust this CA;  --insecure: skip verification\n"
+    "  --timeout SECONDS  per request (default 10)\n"
+    "  --reason TEXT      recorded with a change in the event log\n"
+    "  -o json            print the server's JSON instead of tables\n"
+    "\n"
+    "exit codes: 0 ok, 1 refused by the server, 2 usage, 3 cannot connect\n";
+
+struct usage_error {
+    std::string message;
+};
+
+struct options {
+    std::string server;
+    std::string token_file;
+    std::string ca_file;
+    bool insecure = false;
+    double timeout_s = 10;
+    bool json_output = false;
+    std::string command;
+    std::vector<std::string> positional;
+    std::string file;
+    std::string reason;
+    bool full = false;
+    bool watch = false;
+    bool follow = false;
+    double interval_s = 2;
+    long count = 0;  // 0: forever
+    long limit = 20;
+};
+
+double parse_number(const std::string& flag, const std::string& value, double min, double max) {
+    char* end = nullptr;
+    double d = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end || !(d >= min && d <= max)) {
+        std::ostringstream msg;
+        msg << flag << " expects a number from " << min << " to " << max << ", got \"" << value
+            << "\"";
+        throw usage_error{msg.str()};
+    }
+    return d;
+}
+
+options parse_args(const std::vector<std::string>& args) {
+    options o;
+    if (const char* s = std::getenv("STAGEGATE_SERVER")) {
+        o.server = s;
+    }
+    if (const char* t = std::getenv("STAGEGATE_TOKEN_FILE")) {
+        o.token_file = t;
+    }
+    if (o.server.empty()) {
+        o.server = "http://127.0.0.1:9901";
+    }
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) {
+                throw usage_error{a + " needs a value"};
+            }
+            return args[++i];
+        };
+        if (a == "--server" || a == "-s") {
+            o.server = value();
+        } else if (a == "--token-file") {
+            o.token_file = value();
+        } else if (a == "--ca-file") {
+            o.ca_file = value();
+        } else if (a == "--insecure") {
+            o.insecure = true;
+        } else if (a == "--timeout") {
+            o.timeout_s = parse_number(a, value(), 0.1, 3600);
+        } else if (a == "-o" || a == "--output") {
+            const auto& v = value();
+            if (v != "json" && v != "text") {
+                throw usage_error{"-o expects text or json, got \"" + v + "\""};
+            }
+            o.json_output = v == "json";
+        } else if (a == "-f" || a == "--file") {
+            o.file = value();
+        } else if (a == "--reason") {
+            o.reason = value();
+        } else if (a == "--full") {
+            o.full = true;
+        } else if (a == "--watch" || a == "-w") {
+            o.watch = true;
+        } else if (a == "--follow" || a == "-F") {
+            o.follow = true;
+        } else if (a == "--interval") {
+            o.interval_s = parse_number(a, value(), 0.1, 3600);
+        } else if (a == "--count") {
+            o.count = static_cast<long>(parse_number(a, value(), 1, 1e9));
+        } else if (a == "--limit") {
+            o.limit = static_cast<long>(parse_number(a, value(), 1, 1000));
+        } else if (a == "--help" || a == "-h") {
+            o.command = "help";
+        } else if (a.size() > 1 && a[0] == '-' && !(a.size() > 1 && std::isdigit(a[1]))) {
+            throw usage_error{"unknown option " + a};
+        } else if (o.command.empty()) {
+            o.command = a;
+        } else {
+            o.positional.push_back(a);
+        }
+    }
+    return o;
+}
+
+std::string read_token(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw usage_error{"cannot read token file " + path};
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string token = text.str();
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+        token.pop_back();
+    }
+    return token;
+}
+
+std::string url_encode(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, "%%%02X", c);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+std::string percent(double bp) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g%%", bp / 100.0);
+    return buf;
+}
+
+std::string fixed(double v, int digits) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+    return buf;
+}
+
+std::string millis(double seconds) {
+    if (seconds <= 0) {
+        return "-";
+    }
+    return fixed(seconds * 1000.0, seconds < 0.01 ? 2 : 1) + "ms";
+}
+
+std::string clock_time(std::int64_t ms) {
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+// Left-aligned columns, two spaces apart.
+void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+    std::vector<std::size_t> width;
+    for (const auto& r : rows) {
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            if (width.size() <= i) width.push_back(0);
+            width[i] = std::max(width[i], r[i].size());
+        }
+    }
+    for (const auto& r : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            line += r[i];
+            if (i + 1 < r.size()) {
+                line += std::string(width[i] - r[i].size() + 2, ' ');
+            }
+        }
+        out << line << "\n";
+    }
+}
+
+std::string str(const json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+double num(const json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+class session {
+public:
+    session(options o, std::ostream& out, std::ostream& err)
+        : o_(std::move(o)), out_(out), err_(err) {}
+
+    int run() {
+        const auto& c = o_.command;
+        if (c.empty() || c == "help") {
+            (c.empty() ? err_ : out_) << usage_text;
+            return c.empty() ? exit_usage : exit_ok;
+        }
+        auto url = parse_server_url(o_.server);
+        if (!url) {
+            throw usage_error{url.error().message};
+        }
+        client_options co;
+        co.url = *url;
+        co.ca_file = o_.ca_file;
+        co.insecure = o_.insecure;
+        co.timeout = std::chrono::milliseconds(static_cast<long>(o_.timeout_s * 1000));
+        if (!o_.token_file.empty()) {
+            co.token = read_token(o_.token_file);
+        }
+        client_.emplace(co);
+
+        if (c == "models") return models();
+        if (c == "rollouts") return rollouts();
+        if (c == "status") return status();
+        if (c == "start") return start();
+        if (c == "pause" || c == "resume" || c == "rollback" || c == "abort" ||
+            c == "restart" || c == "promote") {
+            return command(c);
+        }
+        if (c == "weight") return weight();
+        if (c == "events") return events();
+        if (c == "reload") return reload();
+        throw usage_error{"unknown command \"" + c + "\""};
+    }
+
+private:
+    const std::string& model_arg(std::size_t extra = 0) {
+        if (o_.positional.size() != 1 + extra) {
+            throw usage_error{o_.command + ": expects MODEL" + (extra ? " and a value" : "")};
+        }
+        return o_.positional[0];
+    }
+
+    // One call; prints the server's error and returns its exit code when it fails.
+    std::optional<json> call(const std::string& method, const std::string& target,
+                             const json& body, int& code) {
+        auto r = client_->call(method, target, body.is_null() ? std::string() : body.dump());
+        if (!r) {
+            err_ << "stagegatectl: cannot reach " << o_.server << ": " << r.error().message
+                 << "\n";
+            code = exit_unreachable;
+            return std::nullopt;
+        }
+        auto j = json::parse(r->body, nullptr, false);
+        if (r->status >= 300) {
+            report_refusal(r->status, j, r->body);
+            code = exit_refused;
+            return std::nullopt;
+        }
+        if (j.is_discarded()) {
+            err_ << "stagegatectl: the server answered " << r->status << " with a body that is "
+                 << "not JSON\n";
+            code = exit_refused;
+            return std::nullopt;
+        }
+        code = exit_ok;
+        return j;
+    }
+
+    void report_refusal(unsigned status, const json& j, const std::string& raw) {
+        if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+            const auto& e = j["error"];
+            err_ << "stagegatectl: " << str(e, "message") << " (" << status << " "
+                 << str(e, "code") << ")\n";
+            if (e.contains("problems")) {
+                for (const auto& p : e["problems"]) {
+                    err_ << "  " << (str(p, "path").empty() ? "(body)" : str(p, "path")) << ": "
+                         << str(p, "message") << "\n";
+                }
+            }
+        } else {
+            err_ << "stagegatectl: the server answered " << status << ": " << raw.substr(0, 200)
+                 << "\n";
+        }
+    }
+
+    json with_reason(json body) const {
+        if (!o_.reason.empty()) {
+            body["reason"] = o_.reason;
+        }
+        return body;
+    }
+
+    int models() {
+        int code = 0;
+        auto j = call("GET", "/api/v1/models", nullptr, code);
+        if (!j) return code;
+        if (o_.json_output) {
+            out_ << j->dump(2) << "\n";
+            return exit_ok;
+        }
+        std::vector<std::vector<std::string>> rows{{"MODEL", "STAGE", "VERSIONS", "ROLLOUT"}};
+        for (const auto& m : (*j)["models"]) {
+            std::string versions;
+            for (const auto& v : m["versions"]) {
+                versions += (versions.empty() ? "" : " ") + str(v, "name") + "=" +
+                            percent(num(v, "weight_bp")) + (v.value("stable", false) ? "*" : "");
+            }
+            std::string ro = "-";
+            if (m.contains("rollout") && m["rollout"].is_object()) {
+                ro = str(m["rollout"], "candidate") + " " + str(m["rollout"], "phase");
+            }
+            rows.push_back({str(m, "name"), str(m, "stage"), versions, ro});
+        }
+        print_table(out_, rows);
+        return exit_ok;
+    }
+
+    int rollouts() {
+        int code = 0;
+        auto j = call("GET", "/api/v1/rollouts", nullptr, code);
+        if (!j) return code;
+        if (o_.json_output) {
+            out_ << j->dump(2) << "\n";
+            return exit_ok;
+        }
+        std::vector<std::vector<std::string>> rows{
+            {"MODEL", "STABLE", "CANDIDATE", "PHASE", "STAGE", "WEIGHT"}};
+        for (const auto& r : (*j)["rollouts"]) {
+            rows.push_back({str(r, "model"), str(r, "stable"), str(r, "candidate"),
+                            str(r, "phase"), str(r, "stage"),
+                            percent(num(r, "candidate_weight_bp"))});
+        }
+        print_table(out_, rows);
+        return exit_ok;
+    }
+
+    // The compact live view, as Argo Rollouts' kubectl plugin draws it.
+    void render_status(const json& st, const json& metrics) {
+        const std::string model = str(st, "model");
+        const auto& stages = st["stages"];
+        const auto stage_index = static_cast<std::size_t>(num(st, "stage_index"));
+        const std::string phase = str(st, "phase");
+        out_ << "Model:       " << model << "\n";
+        out_ << "Rollout:     " << str(st, "candidate") << " replacing " << str(st, "stable")
+             << "  [" << phase << "]\n";
+        std::string line;
+        for (std::size_t i = 0; i < stages.size(); ++i) {
+            const bool live = phase == "progressing" || phase == "paused";
+            std::string mark = phase == "completed" || (live && i < stage_index) ? "done"
+                               : live && i == stage_index                           ? "NOW"
+                                                                                    : "-";
+            line += (line.empty() ? "" : "  ") + str(stages[i], "name") + " " +
+                    percent(num(stages[i], "weight_bp")) + " (" + mark + ")";
+        }
+        out_ << "Stages:      " << line << "\n";
+        out_ << "Stage:       " << str(st, "stage") << ", candidate at "
+             << percent(num(st, "candidate_weight_bp"))
+             << (st.value("manual_weight", false) ? " (set by hand)" : "") << "\n";
+        if (st.contains("automation")) {
+            out_ << "Automation:  " << str(st, "automation") << "\n";
+        }
+        out_ << "\n";
+        std::vector<std::vector<std::string>> rows{
+            {"VERSION", "ROLE", "WEIGHT", "RPS", "ERRORS", "P50", "P99", "STAGE REQS"}};
+        if (metrics.is_object() && metrics.contains("versions")) {
+            for (const auto& v : metrics["versions"]) {
+                const auto& w = v["window"];
+                const auto& s = v["since_stage_start"];
+                std::string role = str(v, "version") == str(st, "candidate") ? "candidate"
+                                   : v.value("stable", false)                 ? "stable"
+                                                                              : "-";
+                rows.push_back({str(v, "version"), role, percent(num(v, "weight_bp")),
+                                fixed(num(w, "rps"), 1), fixed(num(w, "error_rate") * 100, 2) + "%",
+                                millis(num(w["latency_seconds"], "p50")),
+                                millis(num(w["latency_seconds"], "p99")),
+                                std::to_string(static_cast<long long>(num(s, "requests")))});
+            }
+        }
+        print_table(out_, rows);
+        out_ << "\nGates:\n";
+        if (st["gates"].empty()) {
+            out_ << "  (not judged yet)\n";
+        }
+        for (const auto& g : st["gates"]) {
+            std::string verdict = str(g, "verdict");
+            for (auto& ch : verdict) ch = static_cast<char>(std::toupper(ch));
+            out_ << "  " << std::left << std::setw(14) << verdict << std::setw(26) << str(g, "gate")
+                 << str(g, "explanation") << "\n";
+        }
+        if (phase == "progressing" || phase == "paused") {
+            std::string waits;
+            if (num(st, "bake_seconds_left") > 0) {
+                waits += fixed(num(st, "bake_seconds_left"), 0) + " s more bake time";
+            }
+            if (num(st, "requests_needed") > 0) {
+                waits += std::string(waits.empty() ? "" : ", ") +
+                         std::to_string(static_cast<long long>(num(st, "requests_needed"))) +
+                         " more candidate requests";
+            }
+            out_ << "\nNext decision in " << fixed(num(st, "next_evaluation_seconds"), 1) << " s"
+                 << (waits.empty() ? "" : "; waits for " + waits) << "\n";
+        }
+        out_ << "Last:        " << str(st, "last_reason") << "\n";
+    }
+
+    int status() {
+        const std::string model = model_arg();
+        const std::string target = "/api/v1/rollouts/" + url_encode(model);
+        const bool tty = ::isatty(STDOUT_FILENO) && &out_ == &std::cout;
+        for (long n = 1;; ++n) {
+            int code = 0;
+            auto st = call("GET", target, nullptr, code);
+            if (!st) return code;
+            auto metrics = call("GET", "/api/v1/models/" + url_encode(model) + "/metrics",
+                                nullptr, code);
+            if (!metrics) return code;
+            if (o_.json_output) {
+                out_ << json{{"rollout", *st}, {"metrics", *metrics}}.dump(o_.watch ? -1 : 2)
+                     << "\n";
+            } else {
+                if (o_.watch) {
+                    if (tty) {
+                        out_ << "\033[H\033[2J";  // redraw in place
+                    } else if (n > 1) {
+                        out_ << "----\n";
+                    }
+                }
+                render_status(*st, *metrics);
+            }
+            out_.flush();
+            if (!o_.watch || (o_.count && n >= o_.count)) {
+                return exit_ok;
+            }
+            std::this_thread::sleep_for(
+                std::chrono::milliseconds(static_cast<long>(o_.interval_s * 1000)));
+        }
+    }
+
+    int print_result(const json& j, const std::string& done) {
+        if (o_.json_output) {
+            out_ << j.dump(2) << "\n";
+        } else {
+            out_ << done << "\n";
+            if (j.contains("last_reason")) {
+                out_ << "  " << str(j, "last_reason") << "\n";
+            }
+        }
+        return exit_ok;
+    }
+
+    int start() {
+        const std::string model = model_arg();
+        if (o_.file.empty()) {
+            throw usage_error{"start: -f ROLLOUT.json is required"};
+        }
+        std::ifstream in(o_.file);
+        if (!in) {
+            throw usage_error{"cannot read " + o_.file};
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        auto spec = json::parse(text.str(), nullptr, false, /*ignore_comments=*/true);
+        if (spec.is_discarded()) {
+            throw usage_error{o_.file + " is not valid JSON"};
+        }
+        int code = 0;
+        auto j = call("POST", "/api/v1/rollouts",
+                      with_reason({{"model", model}, {"rollout", spec}}), code);
+        if (!j) return code;
+        return print_result(*j, "started rollout of " + model + " " + str(*j, "candidate"));
+    }
+
+    int command(const std::string& name) {
+        const std::string model = model_arg();
+        json body = json::object();
+        if (name == "promote" && o_.full) {
+            body["full"] = true;
+        }
+        int code = 0;
+        auto j = call("POST", "/api/v1/rollouts/" + url_encode(model) + "/" + name,
+                      with_reason(body), code);
+        if (!j) return code;
+        return print_result(*j, model + ": " + str(*j, "phase") + " at " + str(*j, "stage") +
+                                    ", candidate " + percent(num(*j, "candidate_weight_bp")));
+    }
+
+    int weight() {
+        const std::string model = model_arg(1);
+        double pct = parse_number("weight", o_.positional[1], 0, 100);
+        int code = 0;
+        auto j = call("PUT", "/api/v1/rollouts/" + url_encode(model) + "/weight",
+                      with_reason({{"percent", pct}}), code);
+        if (!j) return code;
+        return print_result(*j, model + ": candidate at " +
+                                    percent(num(*j, "candidate_weight_bp")) +
+                                    " by hand; automation paused until resume");
+    }
+
+    void print_event(const json& e) {
+        if (o_.json_output) {
+            out_ << e.dump() << "\n";
+        } else {
+            out_ << clock_time(static_cast<std::int64_t>(num(e, "time_ms"))) << "  #"
+                 << static_cast<long long>(num(e, "id")) << "  " << std::left << std::setw(12)
+                 << str(e, "type") << " " << str(e, "text") << "\n";
+        }
+        out_.flush();
+    }
+
+    int events() {
+        const std::string model = model_arg();
+        int code = 0;
+        auto j = call("GET",
+                      "/api/v1/rollouts/" + url_encode(model) + "/events?limit=" +
+                          std::to_string(o_.limit),
+                      nullptr, code);
+        if (!j) return code;
+        std::uint64_t last = 0;
+        for (const auto& e : (*j)["events"]) {
+            print_event(e);
+            last = std::max(last, e.value("id", std::uint64_t{0}));
+        }
+        if (!o_.follow) {
+            return exit_ok;
+        }
+        long seen = 0;
+        auto r = client_->follow(
+            "/api/v1/events?model=" + url_encode(model) + "&since=" + std::to_string(last),
+            [&](const std::string& data) {
+                auto e = json::parse(data, nullptr, false);
+                if (!e.is_discarded()) {
+                    print_event(e);
+                    ++seen;
+                }
+                return !(o_.count && seen >= o_.count);
+            });
+        if (!r) {
+            err_ << "stagegatectl: cannot follow events: " << r.error().message << "\n";
+            return exit_unreachable;
+        }
+        if (r->status != 200) {
+            report_refusal(r->status, json::parse(r->body, nullptr, false), r->body);
+            return exit_refused;
+        }
+        return exit_ok;
+    }
+
+    int reload() {
+        if (!o_.positional.empty()) {
+            throw usage_error{"reload takes no arguments"};
+        }
+        int code = 0;
+        auto j = call("POST", "/api/v1/config/reload", with_reason(json::object()), code);
+        if (!j) return code;
+        if (o_.json_output) {
+            out_ << j->dump(2) << "\n";
+        } else {
+            out_ << "config reloaded: routes generation " << j->value("generation", 0) << "\n";
+        }
+        return exit_ok;
+    }
+
+    options o_;
+    std::ostream& out_;
+    std::ostream& err_;
+    std::optional<client> client_;
+};
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+    try {
+        session s(parse_args(args), out, err);
+        return s.run();
+    } catch (const usage_error& e) {
+        err << "stagegatectl: " << e.message << "\n(stagegatectl --help shows the usage)\n";
+        return exit_usage;
+    }
+}
+
+}  // namespace stagegate::ctl
