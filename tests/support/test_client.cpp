@@ -129,6 +129,30 @@ reply connection::raw(const std::string& bytes) {
     return read_reply();
 }
 
+std::string connection::read_until(const std::string& needle) {
+    std::string got(static_cast<const char*>(impl_->buffer.data().data()), impl_->buffer.size());
+    impl_->buffer.consume(impl_->buffer.size());
+    char chunk[4096];
+    while (got.find(needle) == std::string::npos) {
+        boost::system::error_code ec;
+        std::size_t n = 0;
+        impl_->with_stream([&](auto& s) { n = s.read_some(net::buffer(chunk), ec); return 0; });
+        if (ec) {
+            break;
+        }
+        got.append(chunk, n);
+    }
+    // Whatever came after the needle stays for the next read.
+    if (auto pos = got.find(needle); pos != std::string::npos) {
+        const auto end = pos + needle.size();
+        auto rest = got.size() - end;
+        net::buffer_copy(impl_->buffer.prepare(rest), net::buffer(got.data() + end, rest));
+        impl_->buffer.commit(rest);
+        got.resize(end);
+    }
+    return got;
+}
+
 bool connection::peer_closed() {
     char c;
     boost::system::error_code ec;

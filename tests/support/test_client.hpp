@@ -40,6 +40,9 @@ public:
     reply raw(const std::string& bytes);
     bool write_raw(const std::string& bytes);
     reply read_reply();
+    // Reads raw bytes until `needle` has arrived (returns everything read so far, including
+    // it) or the read times out / the peer closes (returns what arrived; no needle in it).
+    std::string read_until(const std::string& needle);
     // True when the peer has closed (reads EOF within the timeout).
     bool peer_closed();
 
