@@ -53,6 +53,85 @@ TEST(ConfigParse, AdminAndMetricsSections) {
     EXPECT_TRUE(has_problem(bad.error(), "/metrics/enable", "unknown key"));
 }
 
+const char* with_admin(const std::string& admin) {
+    static std::string text;
+    text = R"({"listeners": [{"port": 8080}], "admin": )" + admin + R"(,
+      "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+                  "stable": "v1"}]})";
+    return text.c_str();
+}
+
+TEST(ConfigAdmin, TokensRolesTlsAndMetricsAuth) {
+    auto cfg = parse(with_admin(R"({"address": "0.0.0.0", "metrics_auth": "token",
+        "tls": {"cert_file": "c.pem", "key_file": "k.pem"},
+        "tokens": [{"name": "ci", "role": "operator", "file": "/run/ci.token"},
+                   {"name": "dash", "role": "viewer", "file": "/run/dash.token"}]})"));
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    const auto& a = cfg->admin_listener;
+    ASSERT_EQ(a.tokens.size(), 2u);
+    EXPECT_EQ(a.tokens[0].role, admin_role::operator_);
+    EXPECT_EQ(a.tokens[1].role, admin_role::viewer);
+    EXPECT_TRUE(a.metrics_need_token);
+    ASSERT_TRUE(a.tls);
+    EXPECT_EQ(a.tls->key_file, "k.pem");
+
+    auto bad = parse(with_admin(R"({"metrics_auth": "sometimes",
+        "tokens": [{"name": "x", "role": "admin", "file": "f"}, {"name": "x", "role": "viewer"}]})"));
+    ASSERT_FALSE(bad);
+    EXPECT_TRUE(has_problem(bad.error(), "/admin/metrics_auth", "\"open\" or \"token\""));
+    EXPECT_TRUE(has_problem(bad.error(), "/admin/tokens/0/role", "viewer"));
+    EXPECT_TRUE(has_problem(bad.error(), "/admin/tokens/1/file", "missing"));
+
+    auto dup = parse(with_admin(R"({"tokens": [{"name": "x", "role": "viewer", "file": "a"},
+                                                {"name": "x", "role": "viewer", "file": "b"}]})"));
+    ASSERT_FALSE(dup);
+    EXPECT_TRUE(has_problem(dup.error(), "/admin/tokens/1/name", "duplicate"));
+}
+
+TEST(ConfigAdmin, AnOpenAdminApiMustStayOnLoopback) {
+    auto open = parse(with_admin(R"({"address": "0.0.0.0"})"));
+    ASSERT_FALSE(open);
+    EXPECT_TRUE(has_problem(open.error(), "/admin/tokens", "non-loopback"));
+    EXPECT_TRUE(parse(with_admin(R"({"address": "127.0.0.1"})")));
+    EXPECT_TRUE(parse(with_admin(R"({"address": "0.0.0.0", "enabled": false})")));
+}
+
+TEST(ConfigReload, ReportsEverySectionThatNeedsARestart) {
+    auto base = parse(minimal);
+    ASSERT_TRUE(base);
+    auto next = *base;
+    EXPECT_TRUE(reload_problems(*base, next).empty());
+    next.models[0].versions[0].endpoints[0].port = 9999;  // models reload freely
+    EXPECT_TRUE(reload_problems(*base, next).empty());
+    next.listeners[0].port = 8081;
+    next.workers = 3;
+    next.limit.max_header_bytes = 4096;
+    next.admin_listener.tokens.push_back({"t", admin_role::viewer, "f"});
+    next.state_dir = "elsewhere";
+    auto problems = reload_problems(*base, next);
+    std::vector<std::string> paths;
+    for (const auto& p : problems) {
+        paths.push_back(p.path);
+        EXPECT_NE(p.message.find("needs a restart"), std::string::npos);
+    }
+    EXPECT_EQ(paths, (std::vector<std::string>{"/listeners", "/admin", "/state", "/workers",
+                                               "/limits"}));
+}
+
+TEST(ConfigRollout, ParsesARolloutOnItsOwn) {
+    auto spec = parse_rollout(R"({"candidate": "v2", "stages": [{"weight_bp": 100}],
+                                  "gates": {"max_error_rate": 0.01}})", "/rollout");
+    ASSERT_TRUE(spec) << spec.error().describe();
+    EXPECT_EQ(spec->stages[0].name, "canary-1");
+    EXPECT_EQ(*spec->gates.max_error_rate, 0.01);
+    auto bad = parse_rollout(R"({"candidate": 2, "stages": [{"weight_bp": 0}], "x": 1})", "/rollout");
+    ASSERT_FALSE(bad);
+    EXPECT_TRUE(has_problem(bad.error(), "/rollout/candidate", "string"));
+    EXPECT_TRUE(has_problem(bad.error(), "/rollout/stages/0/weight_bp", "between"));
+    EXPECT_TRUE(has_problem(bad.error(), "/rollout/x", "unknown key"));
+    EXPECT_EQ(parse_rollout("[", "/rollout").error().code, "invalid_json");
+}
+
 TEST(ConfigParse, DemoConfigIsValid) {
     auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/demo.json");
     ASSERT_TRUE(cfg) << cfg.error().describe();

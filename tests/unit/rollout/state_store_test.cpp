@@ -58,6 +58,58 @@ TEST(StateStore, EventLogSkipsATornLastLineAndRotatesBySize) {
     EXPECT_LT(std::filesystem::file_size(d.path + "/events.jsonl"), 400u);
 }
 
+TEST(StateStore, EventIdsSurviveReopenAndATornTailStartsANewLine) {
+    temp_dir d;
+    {
+        auto store = state_store::open(d.path);
+        ASSERT_TRUE(store);
+        std::vector<std::uint64_t> heard;
+        store->set_listener([&](const nlohmann::json& e) { heard.push_back(e["id"]); });
+        for (int i = 0; i < 3; ++i) {
+            ASSERT_TRUE(store->append_event({{"model", "m"}, {"n", i}}));
+        }
+        EXPECT_EQ(heard, (std::vector<std::uint64_t>{1, 2, 3}));
+    }
+    {
+        std::ofstream torn(d.path + "/events.jsonl", std::ios::app);
+        torn << "{\"model\": \"m\", \"id\": 4, \"n\"";  // a crash mid-append
+    }
+    auto store = state_store::open(d.path);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->last_event_id(), 3u);
+    ASSERT_TRUE(store->append_event({{"model", "m"}, {"n", 3}}));
+    auto events = store->recent_events(10, "m");
+    ASSERT_EQ(events.size(), 4u);  // the torn line is gone, the new event whole
+    EXPECT_EQ(events.back()["id"], 4);
+    EXPECT_EQ(events.back()["n"], 3);
+}
+
+TEST(StateStore, EventsPageBackwardsAcrossRotation) {
+    temp_dir d;
+    auto store = state_store::open(d.path, /*max_log_bytes=*/100);
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE(store->append_event({{"model", i % 2 ? "a" : "b"}, {"n", i}}));
+    }
+    ASSERT_TRUE(std::filesystem::exists(d.path + "/events.jsonl.1"));
+    auto newest = store->events(3, "", 0);
+    ASSERT_EQ(newest.events.size(), 3u);
+    EXPECT_EQ(newest.events.front()["id"], 8);
+    EXPECT_EQ(newest.events.back()["id"], 10);
+    EXPECT_TRUE(newest.more);
+    auto older = store->events(3, "", 8);
+    ASSERT_EQ(older.events.size(), 3u);
+    EXPECT_EQ(older.events.back()["id"], 7);
+    auto only_a = store->events(100, "a", 0);
+    EXPECT_FALSE(only_a.more);
+    for (const auto& e : only_a.events) {
+        EXPECT_EQ(e["model"], "a");
+    }
+    auto after = store->events(100, "", 0, 9);
+    ASSERT_EQ(after.events.size(), 1u);
+    EXPECT_EQ(after.events[0]["id"], 10);
+}
+
 TEST(StateStore, UnusableDirectoryIsAClearError) {
     auto store = state_store::open("/proc/stagegate-cannot-exist");
     ASSERT_FALSE(store);

@@ -1,0 +1,198 @@
+// stagegatectl end to end against a running gateway: in process through ctl::run (output
+// captured) and as the real executable.
+#include "stagegate/ctl/ctl.hpp"
+#include "support/admin.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <sstream>
+#include <sys/wait.h>
+#include <thread>
+
+namespace stagegate::test {
+namespace {
+
+struct ctl_result {
+    int code = -1;
+    std::string out;
+    std::string err;
+};
+
+struct ctl_stack : admin_stack {
+    using admin_stack::admin_stack;
+
+    ctl_result run(std::vector<std::string> args, const std::string& token_file = "operator") {
+        std::vector<std::string> full = {"--server", "http://127.0.0.1:" + std::to_string(admin)};
+        if (!token_file.empty()) {
+            full.push_back("--token-file");
+            full.push_back(dir.path + "/" + token_file + ".token");
+        }
+        full.insert(full.end(), args.begin(), args.end());
+        std::ostringstream out;
+        std::ostringstream err;
+        ctl_result r;
+        r.code = ctl::run(full, out, err);
+        r.out = out.str();
+        r.err = err.str();
+        return r;
+    }
+};
+
+int count_of(const std::string& text, const std::string& needle) {
+    int n = 0;
+    for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+TEST(Ctl, ListsModelsAndRollouts) {
+    ctl_stack s;
+    auto models = s.run({"models"});
+    EXPECT_EQ(models.code, 0) << models.err;
+    EXPECT_NE(models.out.find("v1=95%* v2=5%"), std::string::npos) << models.out;
+    EXPECT_NE(models.out.find("v2 progressing"), std::string::npos) << models.out;
+
+    auto rollouts = s.run({"rollouts"}, "viewer");
+    EXPECT_EQ(rollouts.code, 0);
+    EXPECT_NE(rollouts.out.find("canary-5"), std::string::npos) << rollouts.out;
+
+    auto as_json = s.run({"-o", "json", "rollouts"});
+    auto j = nlohmann::json::parse(as_json.out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << as_json.out;
+    EXPECT_EQ(j["rollouts"][0]["model"], "m");
+}
+
+TEST(Ctl, StatusShowsStageWeightsMetricsAndGates) {
+    ctl_stack s;
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(request(s.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
+    }
+    auto st = s.run({"status", "m"});
+    EXPECT_EQ(st.code, 0) << st.err;
+    for (const char* expected : {"Model:       m", "v2 replacing v1  [progressing]",
+                                 "canary-5 5% (NOW)", "canary-25 25% (-)", "VERSION", "candidate",
+                                 "Next decision in", "more candidate requests"}) {
+        EXPECT_NE(st.out.find(expected), std::string::npos) << expected << "\n" << st.out;
+    }
+}
+
+TEST(Ctl, WatchRedrawsForEachRefresh) {
+    ctl_stack s;
+    auto w = s.run({"status", "m", "--watch", "--interval", "0.1", "--count", "3"});
+    EXPECT_EQ(w.code, 0) << w.err;
+    EXPECT_EQ(count_of(w.out, "Model:       m"), 3) << w.out;
+    EXPECT_EQ(count_of(w.out, "----\n"), 2) << w.out;
+}
+
+TEST(Ctl, CommandsChangeTheRolloutAndRecordTheReason) {
+    ctl_stack s;
+    auto paused = s.run({"pause", "m", "--reason", "looking at drift"});
+    EXPECT_EQ(paused.code, 0) << paused.err;
+    EXPECT_NE(paused.out.find("m: paused at canary-5"), std::string::npos) << paused.out;
+
+    auto again = s.run({"pause", "m"});
+    EXPECT_EQ(again.code, ctl::exit_refused);
+    EXPECT_NE(again.err.find("409 invalid_state"), std::string::npos) << again.err;
+
+    EXPECT_EQ(s.run({"resume", "m"}).code, 0);
+    EXPECT_EQ(s.run({"promote", "m"}).code, 0);
+    EXPECT_EQ(body_of(api(s.admin, "GET", "/api/v1/rollouts/m"))["stage"], "canary-25");
+    auto weight = s.run({"weight", "m", "12.5"});
+    EXPECT_EQ(weight.code, 0) << weight.err;
+    EXPECT_EQ(body_of(api(s.admin, "GET", "/api/v1/rollouts/m"))["candidate_weight_bp"], 1250);
+    EXPECT_EQ(s.run({"promote", "m", "--full"}).code, 0);
+    EXPECT_EQ(body_of(api(s.admin, "GET", "/api/v1/rollouts/m"))["phase"], "completed");
+
+    auto events = s.run({"events", "m"});
+    EXPECT_EQ(events.code, 0);
+    EXPECT_NE(events.out.find("by alice (looking at drift)"), std::string::npos) << events.out;
+    EXPECT_EQ(count_of(events.out, "\n"), 6) << events.out;  // started + 5 commands
+
+    auto viewer = s.run({"rollback", "m"}, "viewer");
+    EXPECT_EQ(viewer.code, ctl::exit_refused);
+    EXPECT_NE(viewer.err.find("403 forbidden"), std::string::npos) << viewer.err;
+}
+
+TEST(Ctl, StartsARolloutFromAFile) {
+    ctl_stack s(false);
+    write_file(s.dir.path + "/rollout.json", R"({
+      // comments are fine here, as in the config
+      "candidate": "v2", "stages": [{"weight_bp": 2000, "min_bake_ms": 3600000}]})");
+    auto started = s.run({"start", "m", "-f", s.dir.path + "/rollout.json", "--reason", "new"});
+    EXPECT_EQ(started.code, 0) << started.err;
+    EXPECT_EQ(body_of(api(s.admin, "GET", "/api/v1/rollouts/m"))["candidate_weight_bp"], 2000);
+
+    write_file(s.dir.path + "/bad.json", R"({"candidate": "v7", "stages": []})");
+    ASSERT_EQ(s.run({"abort", "m"}).code, 0);
+    auto bad = s.run({"start", "m", "-f", s.dir.path + "/bad.json"});
+    EXPECT_EQ(bad.code, ctl::exit_refused);
+    EXPECT_NE(bad.err.find("/rollout/candidate"), std::string::npos) << bad.err;
+    EXPECT_NE(bad.err.find("/rollout/stages"), std::string::npos) << bad.err;
+}
+
+TEST(Ctl, FollowsEventsLive) {
+    ctl_stack s;
+    ctl_result followed;
+    std::atomic<bool> done{false};
+    std::thread follower([&] {
+        followed = s.run({"events", "m", "--follow", "--count", "2"});
+        done = true;
+    });
+    // The follower prints the history, then streams from the last id it printed; commands go
+    // on until it has streamed two, however the two steps interleave with them.
+    bool paused = false;
+    EXPECT_TRUE(wait_until([&] {
+        api(s.admin, "POST", std::string("/api/v1/rollouts/m/") + (paused ? "resume" : "pause"));
+        paused = !paused;
+        return done.load();
+    }));
+    follower.join();
+    EXPECT_EQ(followed.code, 0) << followed.err;
+    EXPECT_GE(count_of(followed.out, "command"), 2) << followed.out;
+}
+
+TEST(Ctl, ExitCodesForUsageRefusalAndUnreachable) {
+    ctl_stack s;
+    auto unknown = s.run({"status", "nope"});
+    EXPECT_EQ(unknown.code, ctl::exit_refused);
+    EXPECT_NE(unknown.err.find("404"), std::string::npos);
+
+    EXPECT_EQ(s.run({"bogus"}).code, ctl::exit_usage);
+    EXPECT_EQ(s.run({"status"}).code, ctl::exit_usage);
+    EXPECT_EQ(s.run({"weight", "m", "150"}).code, ctl::exit_usage);
+    EXPECT_EQ(s.run({"--frobnicate", "models"}).code, ctl::exit_usage);
+    EXPECT_EQ(s.run({"models"}, "missing").code, ctl::exit_usage);
+    EXPECT_EQ(s.run({"models"}, "").code, ctl::exit_refused);  // no token: 401
+
+    std::ostringstream out;
+    std::ostringstream err;
+    const int code = ctl::run(
+        {"--server", "http://127.0.0.1:" + std::to_string(closed_port()), "models"}, out, err);
+    EXPECT_EQ(code, ctl::exit_unreachable);
+    EXPECT_NE(err.str().find("cannot reach"), std::string::npos) << err.str();
+    EXPECT_EQ(ctl::run({"--server", "ftp://x", "models"}, out, err), ctl::exit_usage);
+}
+
+TEST(Ctl, TheExecutableTalksToTheGateway) {
+    ctl_stack s;
+    const std::string cmd = std::string(STAGEGATE_BIN_DIR) + "/stagegatectl --server http://127.0.0.1:" +
+                            std::to_string(s.admin) + " --token-file " + s.dir.path +
+                            "/operator.token rollouts 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) {
+        out.append(buf, n);
+    }
+    const int status = ::pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+    EXPECT_NE(out.find("MODEL"), std::string::npos) << out;
+    EXPECT_NE(out.find("progressing"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace stagegate::test
