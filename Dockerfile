@@ -10,7 +10,7 @@ RUN apt-get update \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home stagegate
-COPY --from=build /src/build/stagegate /src/build/stagegate-mockmodel /usr/local/bin/
+COPY --from=build /src/build/stagegate /src/build/stagegatectl /src/build/stagegate-mockmodel /usr/local/bin/
 COPY --from=build /src/config /etc/stagegate
 USER 10001
 # 8080: inference traffic; 9901: admin (/metrics, /healthz, /readyz, /api/v1). The demo config

@@ -30,7 +30,9 @@ stagegate demo is up: model "demo", stable v1, rollout of v2 in progress (5 % ->
   curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-User-Id: alice' -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-Stagegate-Force-Version: v2' -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/chat/completions -d '{"model":"demo","messages":[]}'
-Watch it:   curl -s localhost:9901/api/v1/rollouts/demo
+Watch it:   build/stagegatectl status demo --watch     (or curl -s localhost:9901/api/v1/rollouts/demo)
+Steer it:   build/stagegatectl pause demo --reason "look first"; build/stagegatectl promote demo
+History:    build/stagegatectl events demo --follow
 Metrics:    curl -s localhost:9901/api/v1/models/demo/metrics    (Prometheus: :9901/metrics)
 Drive it:   for i in $(seq 3000); do curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'; done
 Versions that answered 200 sample requests:
@@ -39,6 +41,6 @@ for _ in $(seq 200); do
   curl -s -o /dev/null -D - -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}' \
     | tr -d '\r' | grep -i '^x-stagegate-version'
 done | sort | uniq -c
-curl -s localhost:9901/api/v1/rollouts/demo | grep -E '"(phase|stage|candidate_weight_bp)"'
+"$bin/stagegatectl" rollouts
 echo "Ctrl-C to stop."
 wait "$gw"

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace stagegate::test {
@@ -41,9 +43,14 @@ run_result run(const std::string& command) {
     return r;
 }
 
-pid_t spawn(const std::vector<std::string>& args) {
+// Starts a process; with `log`, its stderr goes to that file.
+pid_t spawn(const std::vector<std::string>& args, const std::string& log = "") {
     pid_t pid = ::fork();
     if (pid == 0) {
+        if (!log.empty()) {
+            int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            ::dup2(fd, 2);
+        }
         std::vector<char*> argv;
         for (const auto& a : args) {
             argv.push_back(const_cast<char*>(a.c_str()));
@@ -107,6 +114,56 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
     auto r = request(port, "POST", "/v1/models/demo:predict", R"({"instances":[[1,2]]})");
     EXPECT_EQ(r.status, 200u) << r.error;
     EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    ::kill(gw, SIGTERM);
+    EXPECT_EQ(wait_exit(gw), 0);
+    ::kill(mock, SIGTERM);
+    EXPECT_EQ(wait_exit(mock), 0);
+}
+
+// nginx's reload signal: the config file is read again and applied; a broken file is refused
+// and the gateway keeps serving what it had.
+TEST(Process, SighupReloadsTheConfig) {
+    temp_dir tmp;
+    const std::string dir = tmp.path;
+    pid_t mock = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file",
+                        dir + "/mock.port"});
+    auto mock_port = read_port(dir + "/mock.port");
+    ASSERT_NE(mock_port, 0);
+    auto write_config = [&](const std::string& second_model) {
+        std::ofstream(dir + "/gw.json.tmp") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
+          "admin": {"port": 0}, "workers": 1,
+          "models": [{"name": "demo", "stable": "v1",
+                      "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << mock_port << R"("]}]})"
+                                            << second_model << "]}";
+        std::rename((dir + "/gw.json.tmp").c_str(), (dir + "/gw.json").c_str());
+    };
+    write_config("");
+    pid_t gw = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file",
+                      dir + "/gw.port"},
+                     dir + "/gw.log");
+    auto port = read_port(dir + "/gw.port");
+    ASSERT_NE(port, 0);
+    EXPECT_EQ(request(port, "POST", "/v1/models/other:predict", "{}").status, 404u);
+    auto log_has = [&](const std::string& text) {
+        std::ifstream in(dir + "/gw.log");
+        std::stringstream s;
+        s << in.rdbuf();
+        return s.str().find(text) != std::string::npos;
+    };
+
+    write_config(R"(, {"name": "other", "stable": "a",
+                      "versions": [{"name": "a", "endpoints": ["127.0.0.1:)" +
+                 std::to_string(mock_port) + R"("]}]})");
+    ::kill(gw, SIGHUP);
+    EXPECT_TRUE(wait_until(
+        [&] { return request(port, "POST", "/v1/models/other:predict", "{}").status == 200; }));
+
+    std::ofstream(dir + "/gw.json") << "{ not json";
+    ::kill(gw, SIGHUP);
+    // The refusal is logged; traffic to both models goes on.
+    EXPECT_TRUE(wait_until([&] { return log_has("reload refused"); }));
+    EXPECT_EQ(request(port, "POST", "/v1/models/other:predict", "{}").status, 200u);
+    EXPECT_EQ(request(port, "POST", "/v1/models/demo:predict", "{}").status, 200u);
     ::kill(gw, SIGTERM);
     EXPECT_EQ(wait_exit(gw), 0);
     ::kill(mock, SIGTERM);

@@ -1,6 +1,7 @@
 // server: process wiring. Owns the worker threads (one io_context and one SO_REUSEPORT
 // acceptor per listener each), the control thread, route publishing and graceful drain.
-// Must not touch: request handling (proxy) or rollout decisions (rollout, later admin).
+// Also owns the admin listener (admin_server.hpp) and config reload.
+// Must not touch: request handling (proxy) or rollout decisions (rollout).
 #pragma once
 
 #include "stagegate/config/config.hpp"
