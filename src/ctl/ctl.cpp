@@ -1,6 +1,7 @@
 #include "stagegate/ctl/ctl.hpp"
 
 #include "client.hpp"
+#include "stagegate/core/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -165,20 +166,6 @@ std::string read_token(const std::string& path) {
     return token;
 }
 
-std::string url_encode(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            char hex[4];
-            std::snprintf(hex, sizeof hex, "%%%02X", c);
-            out += hex;
-        }
-    }
-    return out;
-}
-
 std::string percent(double bp) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g%%", bp / 100.0);
@@ -335,14 +322,21 @@ private:
         return body;
     }
 
+    // GETs a listing; prints it as JSON when asked (returns an exit code then), else hands it
+    // back to be drawn as a table.
+    std::optional<json> listing(const std::string& target, int& code) {
+        auto j = call("GET", target, nullptr, code);
+        if (j && o_.json_output) {
+            out_ << j->dump(2) << "\n";
+            return std::nullopt;
+        }
+        return j;
+    }
+
     int models() {
         int code = 0;
-        auto j = call("GET", "/api/v1/models", nullptr, code);
+        auto j = listing("/api/v1/models", code);
         if (!j) return code;
-        if (o_.json_output) {
-            out_ << j->dump(2) << "\n";
-            return exit_ok;
-        }
         std::vector<std::vector<std::string>> rows{{"MODEL", "STAGE", "VERSIONS", "ROLLOUT"}};
         for (const auto& m : (*j)["models"]) {
             std::string versions;
@@ -362,12 +356,8 @@ private:
 
     int rollouts() {
         int code = 0;
-        auto j = call("GET", "/api/v1/rollouts", nullptr, code);
+        auto j = listing("/api/v1/rollouts", code);
         if (!j) return code;
-        if (o_.json_output) {
-            out_ << j->dump(2) << "\n";
-            return exit_ok;
-        }
         std::vector<std::vector<std::string>> rows{
             {"MODEL", "STABLE", "CANDIDATE", "PHASE", "STAGE", "WEIGHT"}};
         for (const auto& r : (*j)["rollouts"]) {
@@ -450,13 +440,13 @@ private:
 
     int status() {
         const std::string model = model_arg();
-        const std::string target = "/api/v1/rollouts/" + url_encode(model);
+        const std::string target = "/api/v1/rollouts/" + percent_encode(model);
         const bool tty = ::isatty(STDOUT_FILENO) && &out_ == &std::cout;
         for (long n = 1;; ++n) {
             int code = 0;
             auto st = call("GET", target, nullptr, code);
             if (!st) return code;
-            auto metrics = call("GET", "/api/v1/models/" + url_encode(model) + "/metrics",
+            auto metrics = call("GET", "/api/v1/models/" + percent_encode(model) + "/metrics",
                                 nullptr, code);
             if (!metrics) return code;
             if (o_.json_output) {
@@ -522,7 +512,7 @@ private:
             body["full"] = true;
         }
         int code = 0;
-        auto j = call("POST", "/api/v1/rollouts/" + url_encode(model) + "/" + name,
+        auto j = call("POST", "/api/v1/rollouts/" + percent_encode(model) + "/" + name,
                       with_reason(body), code);
         if (!j) return code;
         return print_result(*j, model + ": " + str(*j, "phase") + " at " + str(*j, "stage") +
@@ -533,7 +523,7 @@ private:
         const std::string model = model_arg(1);
         double pct = parse_number("weight", o_.positional[1], 0, 100);
         int code = 0;
-        auto j = call("PUT", "/api/v1/rollouts/" + url_encode(model) + "/weight",
+        auto j = call("PUT", "/api/v1/rollouts/" + percent_encode(model) + "/weight",
                       with_reason({{"percent", pct}}), code);
         if (!j) return code;
         return print_result(*j, model + ": candidate at " +
@@ -556,7 +546,7 @@ private:
         const std::string model = model_arg();
         int code = 0;
         auto j = call("GET",
-                      "/api/v1/rollouts/" + url_encode(model) + "/events?limit=" +
+                      "/api/v1/rollouts/" + percent_encode(model) + "/events?limit=" +
                           std::to_string(o_.limit),
                       nullptr, code);
         if (!j) return code;
@@ -570,7 +560,7 @@ private:
         }
         long seen = 0;
         auto r = client_->follow(
-            "/api/v1/events?model=" + url_encode(model) + "&since=" + std::to_string(last),
+            "/api/v1/events?model=" + percent_encode(model) + "&since=" + std::to_string(last),
             [&](const std::string& data) {
                 auto e = json::parse(data, nullptr, false);
                 if (!e.is_discarded()) {

@@ -1,5 +1,7 @@
 #include "stagegate/rollout/state_store.hpp"
 
+#include "stagegate/core/text.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -48,19 +50,7 @@ bool fsync_dir(const std::string& dir) {
 }
 
 // Model names are validated by config (no '/', ':' or spaces); escape anything else odd.
-std::string file_name_for(const std::string& model) {
-    std::string out;
-    for (unsigned char c : model) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-            out += static_cast<char>(c);
-        } else {
-            char hex[4];
-            std::snprintf(hex, sizeof hex, "%%%02X", c);
-            out += hex;
-        }
-    }
-    return out;
-}
+std::string file_name_for(const std::string& model) { return percent_encode(model, "-_."); }
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 #include "admin_server.hpp"
 
 #include "admin_auth.hpp"
+#include "stagegate/core/text.hpp"
 #include "stagegate/server/gateway.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -131,37 +132,6 @@ json counts_json(const metrics::series_counts& c) {
             {"latency_seconds", latency_json(c.latency)}};
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-// Percent-decodes one path segment or query value; nullopt when malformed.
-std::optional<std::string> percent_decode(std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        if (in[i] == '%') {
-            if (i + 2 >= in.size()) {
-                return std::nullopt;
-            }
-            int hi = hex_value(in[i + 1]);
-            int lo = hex_value(in[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return std::nullopt;
-            }
-            out += static_cast<char>(hi * 16 + lo);
-            i += 2;
-        } else if (in[i] == '+') {
-            out += ' ';
-        } else {
-            out += in[i];
-        }
-    }
-    return out;
-}
-
 // "a=1&b=2" -> map; nullopt when malformed.
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view q) {
     std::map<std::string, std::string> out;
@@ -173,8 +143,9 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
             continue;
         }
         auto eq = pair.find('=');
-        auto key = percent_decode(pair.substr(0, eq));
-        auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+        auto key = percent_decode(pair.substr(0, eq), true);
+        auto value =
+            percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
         if (!key || !value) {
             return std::nullopt;
         }
@@ -453,7 +424,7 @@ struct admin_server::impl {
         std::vector<std::string> out;
         while (!path.empty()) {
             auto slash = path.find('/');
-            auto seg = percent_decode(path.substr(0, slash));
+            auto seg = percent_decode(path.substr(0, slash), false);
             if (!seg) {
                 return std::nullopt;
             }

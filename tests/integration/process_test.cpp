@@ -71,6 +71,13 @@ std::uint16_t read_port(const std::string& file) {
     return port;
 }
 
+// A stagegate-mockmodel process of `version` on an ephemeral port, its port file in `dir`.
+std::pair<pid_t, std::uint16_t> spawn_mock(const std::string& dir, const std::string& version) {
+    const std::string port_file = dir + "/" + version + ".port";
+    pid_t pid = spawn({bin("stagegate-mockmodel"), "--version", version, "--port-file", port_file});
+    return {pid, read_port(port_file)};
+}
+
 int wait_exit(pid_t pid) {
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -98,9 +105,7 @@ TEST(Process, CheckConfigListsEveryProblemAndFails) {
 TEST(Process, ServesAndExitsZeroOnSigterm) {
     temp_dir tmp;
     const std::string dir = tmp.path;
-    pid_t mock = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file",
-                        dir + "/mock.port"});
-    auto mock_port = read_port(dir + "/mock.port");
+    auto [mock, mock_port] = spawn_mock(dir, "v1");
     ASSERT_NE(mock_port, 0);
     std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
       "admin": {"port": 0},
@@ -125,9 +130,7 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
 TEST(Process, SighupReloadsTheConfig) {
     temp_dir tmp;
     const std::string dir = tmp.path;
-    pid_t mock = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file",
-                        dir + "/mock.port"});
-    auto mock_port = read_port(dir + "/mock.port");
+    auto [mock, mock_port] = spawn_mock(dir, "v1");
     ASSERT_NE(mock_port, 0);
     auto write_config = [&](const std::string& second_model) {
         std::ofstream(dir + "/gw.json.tmp") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
@@ -173,10 +176,8 @@ TEST(Process, SighupReloadsTheConfig) {
 TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
     temp_dir tmp;
     const std::string dir = tmp.path;
-    pid_t v1 = spawn({bin("stagegate-mockmodel"), "--version", "v1", "--port-file", dir + "/v1.port"});
-    pid_t v2 = spawn({bin("stagegate-mockmodel"), "--version", "v2", "--port-file", dir + "/v2.port"});
-    auto p1 = read_port(dir + "/v1.port");
-    auto p2 = read_port(dir + "/v2.port");
+    auto [v1, p1] = spawn_mock(dir, "v1");
+    auto [v2, p2] = spawn_mock(dir, "v2");
     ASSERT_TRUE(p1 && p2);
     std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
       "admin": {"port": 0}, "workers": 2, "state": {"dir": ")" << dir << R"(/state"},
