@@ -507,6 +507,12 @@ struct admin_server::impl {
             res.body() = std::string(openapi_document());
             co_return res;
         }
+        if (s[0] == "events") {  // HEAD: what a GET would start streaming
+            response_t res{http::status::ok, v};
+            res.set(http::field::server, "stagegate-admin");
+            res.set(http::field::content_type, "text/event-stream");
+            co_return res;
+        }
         if (s[0] == "config") {
             auto body = read_body(req, {});
             if (!body) {

@@ -347,6 +347,9 @@ TEST(AdminApi, LiveEventFeedStreamsAndResumes) {
     EXPECT_EQ(replay.find("\"reason\":\"live\""), std::string::npos) << replay;
 
     EXPECT_EQ(api(a.admin, "GET", "/api/v1/events", "", "").status, 401);
+    auto head_only = api(a.admin, "HEAD", "/api/v1/events");
+    EXPECT_EQ(head_only.status, 200);
+    EXPECT_EQ(head_only.header("content-type"), "text/event-stream");
     EXPECT_EQ(api(a.admin, "GET", "/api/v1/events?since=x").status, 400);
 }
 

@@ -176,6 +176,30 @@ TEST(Ctl, ExitCodesForUsageRefusalAndUnreachable) {
     EXPECT_EQ(ctl::run({"--server", "ftp://x", "models"}, out, err), ctl::exit_usage);
 }
 
+TEST(Ctl, SpeaksHttpsAndVerifiesTheServer) {
+    auto cert = make_test_certificate();
+    ctl_stack s(true, [&](config::gateway& c) {
+        c.admin_listener.tls = config::tls_server{cert.cert_file, cert.key_file};
+    });
+    const std::string url = "https://127.0.0.1:" + std::to_string(s.admin);
+    std::ostringstream out;
+    std::ostringstream err;
+    auto run = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args = {"--server", url, "--token-file",
+                                         s.dir.path + "/operator.token"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        out.str("");
+        err.str("");
+        return ctl::run(args, out, err);
+    };
+    EXPECT_EQ(run({"--ca-file", cert.cert_file, "rollouts"}), 0) << err.str();
+    EXPECT_NE(out.str().find("progressing"), std::string::npos);
+    // The system trust store does not know the test CA: refused before any request is sent.
+    EXPECT_EQ(run({"rollouts"}), ctl::exit_unreachable);
+    EXPECT_NE(err.str().find("TLS handshake failed"), std::string::npos) << err.str();
+    EXPECT_EQ(run({"--insecure", "rollouts"}), 0) << err.str();
+}
+
 TEST(Ctl, TheExecutableTalksToTheGateway) {
     ctl_stack s;
     const std::string cmd = std::string(STAGEGATE_BIN_DIR) + "/stagegatectl --server http://127.0.0.1:" +
