@@ -237,8 +237,16 @@ void read_version(const json& j, const std::string& path, version& v,
     if (!r.ok()) {
         return;
     }
-    r.reject_unknown({"name", "endpoints", "tls"});
+    r.reject_unknown({"name", "endpoints", "tls", "trained_at"});
     r.string("name", v.name, true);
+    std::string trained_at;
+    r.string("trained_at", trained_at, false);
+    if (!trained_at.empty()) {
+        v.trained_at = parse_rfc3339(trained_at);
+        if (!v.trained_at) {
+            r.fail("trained_at", "expected an RFC 3339 time such as 2026-11-01T12:00:00Z");
+        }
+    }
     r.array(
         "endpoints",
         [&](const json& e, const std::string& p) {
@@ -418,7 +426,12 @@ void read_model(const json& j, const std::string& path, model& m,
         return;
     }
     r.reject_unknown({"name", "match", "versions", "stable", "traffic", "timeouts",
-                      "passive_health", "rollout"});
+                      "passive_health", "rollout", "max_version_age_hours"});
+    if (r.find("max_version_age_hours")) {
+        std::uint32_t hours = 0;
+        r.integer("max_version_age_hours", hours, 1, 24 * 365 * 10);
+        m.max_version_age = std::chrono::hours(hours);
+    }
     r.object("rollout", [&](object_reader& ro) {
         rollout spec;
         read_rollout(ro, spec, problems);
@@ -479,6 +492,66 @@ void read_model(const json& j, const std::string& path, model& m,
 }
 
 }  // namespace
+
+std::optional<std::int64_t> parse_rfc3339(std::string_view text) {
+    // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+    auto digits = [&](std::size_t pos, std::size_t n, int& out) {
+        if (pos + n > text.size()) {
+            return false;
+        }
+        out = 0;
+        for (std::size_t i = pos; i < pos + n; ++i) {
+            if (text[i] < '0' || text[i] > '9') {
+                return false;
+            }
+            out = out * 10 + (text[i] - '0');
+        }
+        return true;
+    };
+    int year, month, day, hour, minute, second;
+    if (text.size() < 20 || !digits(0, 4, year) || text[4] != '-' || !digits(5, 2, month) ||
+        text[7] != '-' || !digits(8, 2, day) || (text[10] != 'T' && text[10] != 't') ||
+        !digits(11, 2, hour) || text[13] != ':' || !digits(14, 2, minute) || text[16] != ':' ||
+        !digits(17, 2, second)) {
+        return std::nullopt;
+    }
+    std::size_t pos = 19;
+    if (pos < text.size() && text[pos] == '.') {
+        ++pos;
+        const auto start = pos;
+        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+            ++pos;
+        }
+        if (pos == start) {
+            return std::nullopt;
+        }
+    }
+    int offset_minutes = 0;
+    if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z') && pos + 1 == text.size()) {
+    } else if (pos + 6 == text.size() && (text[pos] == '+' || text[pos] == '-')) {
+        int oh, om;
+        if (!digits(pos + 1, 2, oh) || text[pos + 3] != ':' || !digits(pos + 4, 2, om) ||
+            oh > 23 || om > 59) {
+            return std::nullopt;
+        }
+        offset_minutes = (text[pos] == '+' ? 1 : -1) * (oh * 60 + om);
+    } else {
+        return std::nullopt;
+    }
+    static constexpr int days_in[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || day < 1 || day > days_in[month - 1] || hour > 23 ||
+        minute > 59 || second > 60) {
+        return std::nullopt;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm): no time zone database involved.
+    const int y = year - (month <= 2);
+    const int era = (y >= 0 ? y : y - 399) / 400;
+    const int yoe = y - era * 400;
+    const int doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    const std::int64_t days = static_cast<std::int64_t>(era) * 146097 + doe - 719468;
+    return days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+}
 
 bool parse_host_port(std::string_view text, endpoint& out) {
     std::string_view host;

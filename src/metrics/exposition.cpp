@@ -164,25 +164,84 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(duration));
     out.push_back(std::move(upstream_errors));
 
-    auto connections = family("stagegate_upstream_connections",
-                              "Upstream connections by model, version and state.",
-                              MetricType::Gauge);
-    for (const auto& g : in.connections) {
-        auto m = with_labels({{"model", g.model}, {"version", g.version}, {"state", g.state}});
-        m.gauge.value = g.value;
-        connections.metric.push_back(std::move(m));
-    }
-    out.push_back(std::move(connections));
-
-    auto weights = family("stagegate_traffic_weight_ratio",
-                          "Share of the model's traffic routed to each version (0..1).",
+    // Per-version gauges; `state_label` names the gauge's `state` field when it has one.
+    auto version_gauges = [&](const char* name, const char* help,
+                              const std::vector<version_gauge>& gauges,
+                              const char* state_label) {
+        auto fam = family(name, help, MetricType::Gauge);
+        for (const auto& g : gauges) {
+            auto m = state_label ? with_labels({{"model", g.model},
+                                                {"version", g.version},
+                                                {state_label, g.state}})
+                                 : with_labels({{"model", g.model}, {"version", g.version}});
+            m.gauge.value = g.value;
+            fam.metric.push_back(std::move(m));
+        }
+        out.push_back(std::move(fam));
+    };
+    version_gauges("stagegate_upstream_connections",
+                   "Upstream connections by model, version and state.", in.connections, "state");
+    version_gauges("stagegate_traffic_weight_ratio",
+                   "Share of the model's traffic routed to each version (0..1).", in.weights,
+                   nullptr);
+    version_gauges("stagegate_version_role",
+                   "1 for each version's role: stable, candidate (of an active rollout) or idle.",
+                   in.roles, "role");
+    version_gauges("stagegate_model_age_seconds",
+                   "Seconds since the version's model was trained (its trained_at).", in.ages,
+                   nullptr);
+    auto max_age = family("stagegate_model_max_age_seconds",
+                          "How old a model's stable version may be (max_version_age_hours).",
                           MetricType::Gauge);
-    for (const auto& g : in.weights) {
-        auto m = with_labels({{"model", g.model}, {"version", g.version}});
-        m.gauge.value = g.value;
-        weights.metric.push_back(std::move(m));
+    for (const auto& [model, seconds] : in.max_ages) {
+        auto m = with_labels({{"model", model}});
+        m.gauge.value = seconds;
+        max_age.metric.push_back(std::move(m));
     }
-    out.push_back(std::move(weights));
+    out.push_back(std::move(max_age));
+
+    auto phase = family("stagegate_rollout_phase",
+                        "1 for the rollout's current phase, 0 for the others.", MetricType::Gauge);
+    auto stage_index = family("stagegate_rollout_stage_index",
+                              "Index of the rollout's current stage (0 = first).",
+                              MetricType::Gauge);
+    auto stage_seconds = family("stagegate_rollout_stage_seconds",
+                                "Seconds the rollout has been in its current stage.",
+                                MetricType::Gauge);
+    auto stage_max = family("stagegate_rollout_stage_max_duration_seconds",
+                            "The current stage's maximum duration, when it has one.",
+                            MetricType::Gauge);
+    auto decisions = family("stagegate_rollout_decisions_total",
+                            "Rollout decisions and operator commands since the gateway started.",
+                            MetricType::Counter);
+    for (const auto& r : in.rollouts) {
+        for (const char* p : rollout_phases) {
+            auto m = with_labels({{"model", r.model}, {"candidate", r.candidate}, {"phase", p}});
+            m.gauge.value = r.phase == p ? 1 : 0;
+            phase.metric.push_back(std::move(m));
+        }
+        auto idx = with_labels({{"model", r.model}});
+        idx.gauge.value = r.stage_index;
+        stage_index.metric.push_back(std::move(idx));
+        auto secs = with_labels({{"model", r.model}, {"stage", r.stage}});
+        secs.gauge.value = r.seconds_in_stage;
+        stage_seconds.metric.push_back(std::move(secs));
+        if (r.max_duration_seconds > 0) {
+            auto max = with_labels({{"model", r.model}, {"stage", r.stage}});
+            max.gauge.value = r.max_duration_seconds;
+            stage_max.metric.push_back(std::move(max));
+        }
+        for (const auto& [decision, count] : r.decisions) {
+            auto d = with_labels({{"model", r.model}, {"decision", decision}});
+            d.counter.value = static_cast<double>(count);
+            decisions.metric.push_back(std::move(d));
+        }
+    }
+    out.push_back(std::move(phase));
+    out.push_back(std::move(stage_index));
+    out.push_back(std::move(stage_seconds));
+    out.push_back(std::move(stage_max));
+    out.push_back(std::move(decisions));
 
     auto unrouted = family("stagegate_unrouted_requests_total",
                            "Requests answered before reaching a model, by reason.",

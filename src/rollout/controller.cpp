@@ -281,6 +281,8 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
         std::cerr << "stagegate: cannot route " << a.st.model << ": "
                   << applied.error().describe() << "\n";
     }
+    ++decisions_[a.st.model][event_type == "command" ? details.value("command", "command")
+                                                     : event_type];
     if (store_) {
         json event = {{"time_ms", env_.wall_ms()},
                       {"model", a.st.model},
@@ -603,6 +605,29 @@ json controller::status(const std::string& model, clock::time_point now) const {
         }
     }
     return j;
+}
+
+std::vector<metrics::rollout_gauge> controller::gauges(clock::time_point now) const {
+    std::vector<metrics::rollout_gauge> out;
+    for (const auto& [model, a] : rollouts_) {
+        metrics::rollout_gauge g;
+        g.model = model;
+        g.candidate = a.st.candidate;
+        g.phase = phase_name(a.st.ph);
+        g.stage = stage_label(a);
+        g.stage_index = static_cast<double>(a.st.stage);
+        g.seconds_in_stage = std::chrono::duration<double>(now - a.stage_started).count();
+        if ((a.st.ph == phase::progressing || a.st.ph == phase::paused) &&
+            a.spec.stages[a.st.stage].max_duration) {
+            g.max_duration_seconds =
+                std::chrono::duration<double>(*a.spec.stages[a.st.stage].max_duration).count();
+        }
+        if (auto it = decisions_.find(model); it != decisions_.end()) {
+            g.decisions = it->second;
+        }
+        out.push_back(std::move(g));
+    }
+    return out;
 }
 
 json controller::status_all(clock::time_point now) const {

@@ -591,6 +591,42 @@ std::string gateway::render_prometheus() const {
             }
         }
     }
+    // Roles, ages and rollouts: what alerts and dashboards join on.
+    const auto wall_now = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    std::map<std::string, std::string> candidates;
+    if (controller_) {
+        in.rollouts = controller_->gauges(rollout::clock::now());
+        for (const auto& r : in.rollouts) {
+            if (r.phase == "progressing" || r.phase == "paused") {
+                candidates[r.model] = r.candidate;
+            }
+        }
+    }
+    for (const auto& m : cfg_.models) {
+        if (m.max_version_age) {
+            in.max_ages[m.name] =
+                static_cast<double>(std::chrono::seconds(*m.max_version_age).count());
+        }
+        for (const auto& v : m.versions) {
+            if (v.trained_at) {
+                in.ages.push_back({m.name, v.name, "", static_cast<double>(wall_now - *v.trained_at)});
+            }
+        }
+    }
+    if (snap) {
+        for (const auto& m : snap->models) {
+            for (std::size_t v = 0; v < m.versions.size(); ++v) {
+                const auto& name = m.versions[v].name;
+                auto c = candidates.find(m.name);
+                const char* role = v == m.stable                                   ? "stable"
+                                   : c != candidates.end() && c->second == name ? "candidate"
+                                                                                : "idle";
+                in.roles.push_back({m.name, name, role, 1});
+            }
+        }
+    }
     auto t = totals();
     in.downstream_active = static_cast<double>(t.connections_active);
     in.downstream_accepted = static_cast<double>(t.connections_accepted);

@@ -46,6 +46,9 @@ struct version {
     std::string name;
     std::vector<endpoint> endpoints;
     std::optional<upstream_tls> tls;
+    // When the version's model was trained ("trained_at", RFC 3339), as seconds since the
+    // epoch: exported as stagegate_model_age_seconds so staleness can be alerted on.
+    std::optional<std::int64_t> trained_at;
 };
 
 // Which requests belong to a model.
@@ -130,6 +133,9 @@ struct model {
     model_timeouts timeouts;
     passive_health health;
     std::optional<rollout> rollout_spec;
+    // The stable version should be retrained before it is this old ("max_version_age_hours";
+    // exported as stagegate_model_max_age_seconds for alerting).
+    std::optional<std::chrono::hours> max_version_age;
 };
 
 struct limits {
@@ -204,6 +210,9 @@ result<rollout> parse_rollout(std::string_view json_text, const std::string& pat
 // What a running gateway cannot take from a reloaded config without a restart (listeners,
 // admin, workers, state, metrics, limits, timeouts, pool): one problem per changed section.
 std::vector<problem> reload_problems(const gateway& running, const gateway& next);
+
+// RFC 3339 ("2026-11-01T12:00:00Z", "...T12:00:00.5+02:00") -> seconds since the epoch.
+std::optional<std::int64_t> parse_rfc3339(std::string_view text);
 
 // "host:port" -> endpoint; false when malformed.
 bool parse_host_port(std::string_view text, endpoint& out);

@@ -6,6 +6,8 @@
 
 #include "stagegate/metrics/store.hpp"
 
+#include <array>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,11 +24,30 @@ struct version_gauge {
     double value = 0;
 };
 
+// One rollout as Prometheus sees it (the server fills it in from the controller).
+struct rollout_gauge {
+    std::string model;
+    std::string candidate;
+    std::string phase;  // one of rollout_phases
+    std::string stage;
+    double stage_index = 0;
+    double seconds_in_stage = 0;
+    double max_duration_seconds = 0;  // 0: the stage has no maximum
+    std::map<std::string, std::uint64_t> decisions;  // by decision: promoted, rolled_back, ...
+};
+
+inline constexpr std::array<const char*, 5> rollout_phases = {
+    "progressing", "paused", "completed", "rolled_back", "aborted"};
+
 struct exposition_input {
     const store* metrics = nullptr;
     std::vector<series_labels> labels;             // by series id
     std::vector<version_gauge> weights;            // stagegate_traffic_weight_ratio
-    std::vector<version_gauge> connections;        // stagegate_upstream_connections
+    std::vector<version_gauge> connections;        // stagegate_upstream_connections (state)
+    std::vector<version_gauge> roles;              // stagegate_version_role (state = role)
+    std::vector<version_gauge> ages;               // stagegate_model_age_seconds
+    std::map<std::string, double> max_ages;        // stagegate_model_max_age_seconds by model
+    std::vector<rollout_gauge> rollouts;
     double downstream_active = 0;
     double downstream_accepted = 0;
     double downstream_shed = 0;

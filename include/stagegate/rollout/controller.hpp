@@ -8,6 +8,7 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/core/error.hpp"
+#include "stagegate/metrics/exposition.hpp"
 #include "stagegate/metrics/series.hpp"
 #include "stagegate/rollout/gates.hpp"
 #include "stagegate/rollout/state_store.hpp"
@@ -94,6 +95,8 @@ public:
     std::optional<summary> find(const std::string& model) const;
 
     nlohmann::json status(const std::string& model, clock::time_point now) const;
+    // Every rollout for /metrics: phase, stage, time in stage, decisions counted.
+    std::vector<metrics::rollout_gauge> gauges(clock::time_point now) const;
     nlohmann::json status_all(clock::time_point now) const;
     bool has(const std::string& model) const { return rollouts_.count(model) > 0; }
     // The shortest evaluation interval, to schedule ticks.
@@ -135,6 +138,8 @@ private:
     environment& env_;
     state_store* store_;
     std::map<std::string, active> rollouts_;
+    // Decisions and commands by model and name, for as long as the process runs (a counter).
+    std::map<std::string, std::map<std::string, std::uint64_t>> decisions_;
 };
 
 }  // namespace stagegate::rollout

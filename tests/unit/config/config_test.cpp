@@ -132,6 +132,31 @@ TEST(ConfigRollout, ParsesARolloutOnItsOwn) {
     EXPECT_EQ(parse_rollout("[", "/rollout").error().code, "invalid_json");
 }
 
+TEST(ConfigStaleness, TrainedAtAndMaxAge) {
+    EXPECT_EQ(parse_rfc3339("1970-01-01T00:00:00Z"), 0);
+    EXPECT_EQ(parse_rfc3339("2026-11-27T12:30:15Z"), 1795782615);
+    EXPECT_EQ(parse_rfc3339("2026-11-27T14:30:15.250+02:00"), 1795782615);
+    EXPECT_EQ(parse_rfc3339("2024-02-29T00:00:00-01:00"), 1709168400);
+    for (const char* bad : {"2026-11-27", "2026-13-01T00:00:00Z", "2026-11-27T25:00:00Z",
+                            "2026-11-27T12:00:00", "2026-11-27T12:00:00+2:00",
+                            "2026-11-27T12:00:00.Z", "yesterday"}) {
+        EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+    }
+    auto cfg = parse(R"({"listeners": [{"port": 8080}],
+      "models": [{"name": "m", "stable": "v1", "max_version_age_hours": 720,
+                  "versions": [{"name": "v1", "endpoints": ["h:1"],
+                                "trained_at": "2026-11-01T00:00:00Z"}]}]})");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    EXPECT_EQ(cfg->models[0].max_version_age, std::chrono::hours(720));
+    EXPECT_EQ(cfg->models[0].versions[0].trained_at, parse_rfc3339("2026-11-01T00:00:00Z"));
+    auto bad = parse(R"({"listeners": [{"port": 8080}],
+      "models": [{"name": "m", "stable": "v1", "max_version_age_hours": 0,
+                  "versions": [{"name": "v1", "endpoints": ["h:1"], "trained_at": "soon"}]}]})");
+    ASSERT_FALSE(bad);
+    EXPECT_TRUE(has_problem(bad.error(), "/models/0/versions/0/trained_at", "RFC 3339"));
+    EXPECT_TRUE(has_problem(bad.error(), "/models/0/max_version_age_hours", "between"));
+}
+
 TEST(ConfigParse, DemoConfigIsValid) {
     auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/demo.json");
     ASSERT_TRUE(cfg) << cfg.error().describe();
