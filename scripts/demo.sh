@@ -3,8 +3,16 @@
 # :8080 in front of two stagegate-mockmodel processes playing v1 (stable, :9001) and v2
 # (the candidate of a rollout, :9002, starting at 5 %). Ctrl-C stops everything.
 # Rollout state lives in demo-state/ (delete it to start the rollout over).
+# --with-prometheus also runs Debian's Prometheus on 127.0.0.1:9090 with deploy/prometheus/
+# (scrape config, recording and alerting rules) scraping the demo gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_prometheus=0
+case "${1:-}" in
+  --with-prometheus) with_prometheus=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--with-prometheus]" >&2; exit 2 ;;
+esac
 ./scripts/install-deps.sh
 ./scripts/build.sh >/dev/null
 bin=build
@@ -18,6 +26,13 @@ pids+=($!)
 "$bin/stagegate" --config config/demo.json &
 gw=$!
 pids+=($gw)
+if ((with_prometheus)); then
+  mkdir -p demo-state/prometheus
+  prometheus --config.file=deploy/prometheus/prometheus.yml \
+    --storage.tsdb.path=demo-state/prometheus --web.listen-address=127.0.0.1:9090 \
+    --log.level=warn &
+  pids+=($!)
+fi
 for _ in $(seq 100); do
   curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}' && break
   sleep 0.1
@@ -42,5 +57,12 @@ for _ in $(seq 200); do
     | tr -d '\r' | grep -i '^x-stagegate-version'
 done | sort | uniq -c
 "$bin/stagegatectl" rollouts
+if ((with_prometheus)); then
+  cat <<'MSG'
+Prometheus: http://127.0.0.1:9090/graph?g0.expr=stagegate%3Aversion_requests%3Arate1m
+            http://127.0.0.1:9090/alerts   (rules from deploy/prometheus/)
+Grafana:    import deploy/grafana/stagegate-rollouts.json with this Prometheus as its data source
+MSG
+fi
 echo "Ctrl-C to stop."
 wait "$gw"
