@@ -1,6 +1,6 @@
 #include "stagegate/ctl/ctl.hpp"
 
-#include "client.hpp"
+#include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -236,19 +236,17 @@ public:
             (c.empty() ? err_ : out_) << usage_text;
             return c.empty() ? exit_usage : exit_ok;
         }
-        auto url = parse_server_url(o_.server);
+        auto url = parse_http_url(o_.server, /*allow_path=*/false);
         if (!url) {
-            throw usage_error{url.error().message};
+            throw usage_error{"--server: " + url.error().message};
         }
-        client_options co;
-        co.url = *url;
-        co.ca_file = o_.ca_file;
-        co.insecure = o_.insecure;
-        co.timeout = std::chrono::milliseconds(static_cast<long>(o_.timeout_s * 1000));
+        base_.url = *url;
+        base_.ca_file = o_.ca_file;
+        base_.insecure = o_.insecure;
+        base_.timeout = std::chrono::milliseconds(static_cast<long>(o_.timeout_s * 1000));
         if (!o_.token_file.empty()) {
-            co.token = read_token(o_.token_file);
+            base_.headers.emplace_back("Authorization", "Bearer " + read_token(o_.token_file));
         }
-        client_.emplace(co);
 
         if (c == "models") return models();
         if (c == "rollouts") return rollouts();
@@ -275,7 +273,7 @@ private:
     // One call; prints the server's error and returns its exit code when it fails.
     std::optional<json> call(const std::string& method, const std::string& target,
                              const json& body, int& code) {
-        auto r = client_->call(method, target, body.is_null() ? std::string() : body.dump());
+        auto r = exchange(method, target, body.is_null() ? std::string() : body.dump());
         if (!r) {
             err_ << "stagegatectl: cannot reach " << o_.server << ": " << r.error().message
                  << "\n";
@@ -559,9 +557,9 @@ private:
             return exit_ok;
         }
         long seen = 0;
-        auto r = client_->follow(
-            "/api/v1/events?model=" + percent_encode(model) + "&since=" + std::to_string(last),
-            [&](const std::string& data) {
+        auto r = exchange(
+            "GET", "/api/v1/events?model=" + percent_encode(model) + "&since=" + std::to_string(last),
+            {}, [&](const std::string& data) {
                 auto e = json::parse(data, nullptr, false);
                 if (!e.is_discarded()) {
                     print_event(e);
@@ -595,10 +593,26 @@ private:
         return exit_ok;
     }
 
+    // One call to the admin API (a stream of events when `on_event` is set).
+    result<http_reply> exchange(const std::string& method, const std::string& target,
+                                const std::string& body,
+                                std::function<bool(const std::string&)> on_event = {}) {
+        http_call c = base_;
+        c.method = method;
+        c.url.target = target;
+        c.body = body;
+        c.headers.emplace_back("Accept", on_event ? "text/event-stream" : "application/json");
+        if (!body.empty()) {
+            c.headers.emplace_back("Content-Type", "application/json");
+        }
+        c.on_event = std::move(on_event);
+        return http_blocking(std::move(c));
+    }
+
     options o_;
     std::ostream& out_;
     std::ostream& err_;
-    std::optional<client> client_;
+    http_call base_;
 };
 
 }  // namespace

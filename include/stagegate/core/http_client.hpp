@@ -1,0 +1,59 @@
+// core/http_client: one outgoing HTTP(S) exchange on a caller's io_context, every step bounded
+// by a timeout: for stagegatectl, event webhooks and gate checks. A fresh connection per call
+// (these are control-plane calls, seconds apart). Never blocks and never throws.
+#pragma once
+
+#include "stagegate/core/error.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stagegate {
+
+struct http_url {
+    bool tls = false;
+    std::string host;
+    std::string port;
+    std::string target = "/";  // path and query
+};
+
+// "http://host[:port][/path]", "https://...", or "host:port" (http); errors say what is wrong.
+// With `allow_path` false a path is an error (a server address, not an endpoint).
+result<http_url> parse_http_url(std::string_view text, bool allow_path = true);
+
+struct http_call {
+    std::string method = "GET";
+    http_url url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    std::chrono::milliseconds timeout{10000};  // for each of connect, send, and the answer
+    std::string ca_file;                       // https: trust this CA, else the system's
+    bool insecure = false;                     // https: no certificate verification
+    std::size_t max_body = 64 * 1024 * 1024;
+    // Set for a Server-Sent Events stream: called with each event's data once the answer is
+    // 200; return false to stop. The reply then has an empty body.
+    std::function<bool(const std::string& data)> on_event;
+};
+
+struct http_reply {
+    unsigned status = 0;
+    std::string body;
+};
+
+// Starts the exchange on `io`; `done` runs once on io's thread with the reply, or an error
+// with code "unreachable" (no HTTP answer: resolve, connect, TLS, timeout, reset) or
+// "tls_setup_failed".
+void async_http(boost::asio::io_context& io, http_call call,
+                std::function<void(result<http_reply>)> done);
+
+// The same, running a private io_context until it is done (for command-line tools).
+result<http_reply> http_blocking(http_call call);
+
+}  // namespace stagegate

@@ -1,0 +1,247 @@
+#include "stagegate/core/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <optional>
+
+namespace stagegate {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
+constexpr auto event_idle_limit = std::chrono::seconds(60);  // 4 missed SSE heartbeats
+
+error unreachable(const std::string& what, const boost::system::error_code& ec) {
+    return error::make("unreachable", what + ": " + ec.message());
+}
+
+struct exchange {
+    http_call call;
+    std::function<void(result<http_reply>)> done;
+
+    http::request<http::string_body> make_request() const {
+        http::request<http::string_body> req{http::string_to_verb(call.method), call.url.target,
+                                             11};
+        req.set(http::field::host, call.url.host);
+        req.set(http::field::user_agent, "stagegate");
+        for (const auto& [name, value] : call.headers) {
+            req.set(name, value);
+        }
+        req.body() = call.body;
+        req.keep_alive(false);
+        if (!call.body.empty() || call.method == "POST" || call.method == "PUT") {
+            req.prepare_payload();
+        }
+        return req;
+    }
+
+    // Reads "data:" lines of an event stream until told to stop or the stream ends.
+    template <class Stream>
+    net::awaitable<void> read_events(Stream& stream, beast::flat_buffer& buffer) {
+        std::string pending(static_cast<const char*>(buffer.data().data()), buffer.size());
+        std::string data;
+        char chunk[4096];
+        for (;;) {
+            for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+                std::string line = pending.substr(0, nl);
+                pending.erase(0, nl + 1);
+                if (!line.empty() && line.back() == '\r') {
+                    line.pop_back();
+                }
+                if (line.empty()) {
+                    if (!data.empty() && !call.on_event(data)) {
+                        co_return;
+                    }
+                    data.clear();
+                } else if (line.rfind("data:", 0) == 0) {
+                    auto value = line.substr(5);
+                    if (!value.empty() && value.front() == ' ') {
+                        value.erase(0, 1);
+                    }
+                    data += (data.empty() ? "" : "\n") + value;
+                }
+            }
+            beast::get_lowest_layer(stream).expires_after(event_idle_limit);
+            auto [ec, n] = co_await stream.async_read_some(net::buffer(chunk), nothrow_awaitable);
+            if (ec) {
+                co_return;
+            }
+            pending.append(chunk, n);
+        }
+    }
+
+    template <class Stream>
+    net::awaitable<result<http_reply>> talk(Stream& stream) {
+        auto req = make_request();
+        auto& lowest = beast::get_lowest_layer(stream);
+        lowest.expires_after(call.timeout);
+        auto [wec, wn] = co_await http::async_write(stream, req, nothrow_awaitable);
+        if (wec) {
+            co_return unreachable("cannot send the request", wec);
+        }
+        beast::flat_buffer buffer;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(call.max_body);
+        lowest.expires_after(call.timeout);
+        auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, nothrow_awaitable);
+        if (hec) {
+            co_return unreachable("no answer", hec);
+        }
+        if (call.on_event && parser.get().result() == http::status::ok) {
+            co_await read_events(stream, buffer);
+            co_return http_reply{200, {}};
+        }
+        auto [rec, rn] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
+        if (rec) {
+            co_return unreachable("cannot read the answer", rec);
+        }
+        co_return http_reply{parser.get().result_int(), parser.get().body()};
+    }
+
+    net::awaitable<result<http_reply>> run(net::io_context& io) {
+        tcp::resolver resolver(io);
+        auto [rec, endpoints] =
+            co_await resolver.async_resolve(call.url.host, call.url.port, nothrow_awaitable);
+        if (rec) {
+            co_return unreachable("cannot resolve " + call.url.host, rec);
+        }
+        beast::tcp_stream tcp_stream(io);
+        tcp_stream.expires_after(call.timeout);
+        auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, nothrow_awaitable);
+        if (cec) {
+            co_return unreachable("cannot connect to " + call.url.host + ":" + call.url.port, cec);
+        }
+        if (!call.url.tls) {
+            co_return co_await talk(tcp_stream);
+        }
+        net::ssl::context ctx(net::ssl::context::tls_client);
+        boost::system::error_code ec;
+        if (call.insecure) {
+            ctx.set_verify_mode(net::ssl::verify_none, ec);
+        } else {
+            ctx.set_verify_mode(net::ssl::verify_peer, ec);
+            if (call.ca_file.empty()) {
+                ctx.set_default_verify_paths(ec);
+            } else {
+                ctx.load_verify_file(call.ca_file, ec);
+            }
+            if (ec) {
+                co_return error::make("tls_setup_failed", "cannot load CA: " + ec.message());
+            }
+            ctx.set_verify_callback(net::ssl::host_name_verification(call.url.host), ec);
+        }
+        beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), ctx);
+        SSL_set_tlsext_host_name(stream.native_handle(), call.url.host.c_str());
+        beast::get_lowest_layer(stream).expires_after(call.timeout);
+        auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::client,
+                                                     nothrow_awaitable);
+        if (hec) {
+            co_return unreachable("TLS handshake failed", hec);
+        }
+        co_return co_await talk(stream);
+    }
+};
+
+net::awaitable<void> run_exchange(net::io_context& io, std::shared_ptr<exchange> x) {
+    auto r = co_await x->run(io);
+    x->done(std::move(r));
+}
+
+}  // namespace
+
+result<http_url> parse_http_url(std::string_view text, bool allow_path) {
+    http_url out;
+    std::string_view rest = text;
+    if (rest.rfind("https://", 0) == 0) {
+        out.tls = true;
+        rest.remove_prefix(8);
+    } else if (rest.rfind("http://", 0) == 0) {
+        rest.remove_prefix(7);
+    } else if (rest.find("://") != std::string_view::npos) {
+        return error::make("bad_url", "only http:// and https:// URLs are supported, got " +
+                                          std::string(text));
+    }
+    auto slash = rest.find('/');
+    if (slash != std::string_view::npos) {
+        std::string_view path = rest.substr(slash);
+        rest = rest.substr(0, slash);
+        if (!allow_path && path.find_first_not_of('/') != std::string_view::npos) {
+            return error::make("bad_url", "expected scheme://host:port without a path, got " +
+                                              std::string(text));
+        }
+        out.target = std::string(path);
+    }
+    if (out.target.find_first_of(" \t\r\n") != std::string::npos) {
+        return error::make("bad_url", "spaces in the URL " + std::string(text));
+    }
+    std::string_view host = rest;
+    std::string_view port;
+    if (!rest.empty() && rest.front() == '[') {
+        auto close = rest.find(']');
+        if (close == std::string_view::npos) {
+            return error::make("bad_url", "unterminated [IPv6] address in " + std::string(text));
+        }
+        host = rest.substr(1, close - 1);
+        if (close + 1 < rest.size()) {
+            if (rest[close + 1] != ':') {
+                return error::make("bad_url", "expected :port after ] in " + std::string(text));
+            }
+            port = rest.substr(close + 2);
+        }
+    } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+        host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+        if (port.empty()) {
+            return error::make("bad_url", "empty port in " + std::string(text));
+        }
+    }
+    if (host.empty()) {
+        return error::make("bad_url", "missing host in " + std::string(text));
+    }
+    if (port.empty()) {
+        port = out.tls ? "443" : "80";
+    }
+    unsigned value = 0;
+    for (char c : port) {
+        if (c < '0' || c > '9' || (value = value * 10 + static_cast<unsigned>(c - '0')) > 65535) {
+            return error::make("bad_url", "bad port in " + std::string(text));
+        }
+    }
+    if (value == 0) {
+        return error::make("bad_url", "bad port in " + std::string(text));
+    }
+    out.host = std::string(host);
+    out.port = std::string(port);
+    return out;
+}
+
+void async_http(net::io_context& io, http_call call, std::function<void(result<http_reply>)> done) {
+    auto x = std::make_shared<exchange>(exchange{std::move(call), std::move(done)});
+    net::co_spawn(io, run_exchange(io, x), net::detached);
+}
+
+result<http_reply> http_blocking(http_call call) {
+    net::io_context io;
+    std::optional<result<http_reply>> outcome;
+    async_http(io, std::move(call), [&](result<http_reply> r) { outcome = std::move(r); });
+    io.run();
+    if (!outcome) {
+        return error::make("unreachable", "the exchange did not finish");
+    }
+    return std::move(*outcome);
+}
+
+}  // namespace stagegate
