@@ -29,6 +29,13 @@ int check_config(const std::string& path) {
         std::cerr << path << ": " << cfg.error().describe() << "\n";
         return 1;
     }
+    if (auto missing = stagegate::config::check_files(*cfg); !missing.empty()) {
+        stagegate::error e{"unreadable_file", std::to_string(missing.size()) +
+                                                  " file(s) the config names cannot be read",
+                           std::move(missing)};
+        std::cerr << path << ": " << e.describe() << "\n";
+        return 1;
+    }
     std::cout << path << ": ok (" << cfg->models.size() << " model(s), " << cfg->listeners.size()
               << " listener(s))\n";
     return 0;

@@ -48,6 +48,10 @@ public:
         return {};
     }
     std::int64_t wall_ms() override { return 0; }
+    // The simulated plans have no gate checks; were one configured, it would never answer
+    // and the rollout would hold, which is the safe side.
+    void run_checks(const std::vector<config::http_check>&, const nlohmann::json&,
+                    std::function<void(std::vector<notify::check_result>)>) override {}
 };
 
 config::gateway plan() {

@@ -1,5 +1,7 @@
 #include "stagegate/config/config.hpp"
 
+#include "stagegate/core/http_client.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -302,9 +304,41 @@ void read_quantile_map(object_reader& r, std::string_view key, std::map<double, 
     });
 }
 
+void read_url(object_reader& r, std::string_view key, std::string& out, bool required) {
+    r.string(key, out, required);
+    if (!out.empty()) {
+        if (auto url = parse_http_url(out); !url) {
+            r.fail(key, url.error().message);
+        }
+    }
+}
+
+void read_checks(object_reader& r, std::string_view key, std::vector<http_check>& out,
+                 std::vector<problem>& problems) {
+    r.array(key, [&](const json& e, const std::string& p) {
+        object_reader cr(e, p, problems);
+        if (!cr.ok()) {
+            return;
+        }
+        cr.reject_unknown({"url", "timeout_ms", "on_failure"});
+        http_check c;
+        read_url(cr, "url", c.url, true);
+        cr.duration_ms("timeout_ms", c.timeout, 1, 600000);
+        std::string action = "hold";
+        cr.string("on_failure", action, false);
+        if (action != "hold" && action != "rollback") {
+            cr.fail("on_failure", "expected \"hold\" or \"rollback\"");
+        }
+        c.rollback_on_failure = action == "rollback";
+        out.push_back(std::move(c));
+    });
+}
+
 void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems) {
     r.reject_unknown({"candidate", "stages", "gates", "interval_ms",
-                      "fast_rollback_consecutive_errors"});
+                      "fast_rollback_consecutive_errors", "pre_checks", "post_checks"});
+    read_checks(r, "pre_checks", ro.pre_checks, problems);
+    read_checks(r, "post_checks", ro.post_checks, problems);
     r.string("candidate", ro.candidate, true);
     r.duration_ms("interval_ms", ro.interval, 100);
     r.integer("fast_rollback_consecutive_errors", ro.fast_rollback_consecutive_errors, 0, 100000);
@@ -315,7 +349,9 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
             object_reader sr(e, p, problems);
             if (sr.ok()) {
                 sr.reject_unknown({"name", "weight_bp", "min_bake_ms", "min_requests",
-                                   "max_duration_ms", "on_max_duration"});
+                                   "max_duration_ms", "on_max_duration", "approval", "checks"});
+                sr.boolean("approval", st.approval);
+                read_checks(sr, "checks", st.checks, problems);
                 sr.string("name", st.name, false);
                 sr.integer("weight_bp", st.weight, 1, total_weight, true);
                 sr.duration_ms("min_bake_ms", st.min_bake, 0);
@@ -610,7 +646,8 @@ std::vector<problem> validate_rollout(const rollout& ro, const std::vector<std::
         if (!stage_names.insert(st.name).second) {
             problems.push_back({spath + "/name", "duplicate stage name"});
         }
-        if (st.name == "stable" || st.name == "rolled-back" || st.name == "aborted") {
+        if (st.name == "stable" || st.name == "rolled-back" || st.name == "aborted" ||
+            st.name == "pre-checks") {
             problems.push_back({spath + "/name", "\"" + st.name + "\" is reserved"});
         }
     }
@@ -646,6 +683,13 @@ std::vector<problem> validate(const gateway& cfg) {
         adm.address != "::1" && adm.address != "localhost") {
         problems.push_back({"/admin/tokens", "an admin listener on a non-loopback address (" +
                                                  adm.address + ") needs tokens"});
+    }
+    std::set<std::string> webhook_names;
+    for (std::size_t i = 0; i < cfg.webhooks.size(); ++i) {
+        if (!webhook_names.insert(cfg.webhooks[i].name).second) {
+            problems.push_back({"/notifications/webhooks/" + std::to_string(i) + "/name",
+                                "duplicate webhook name \"" + cfg.webhooks[i].name + "\""});
+        }
     }
     std::set<std::string> token_names;
     for (std::size_t i = 0; i < adm.tokens.size(); ++i) {
@@ -743,7 +787,50 @@ result<gateway> parse(std::string_view json_text) {
     object_reader r(root, "", problems);
     if (r.ok()) {
         r.reject_unknown({"listeners", "admin", "metrics", "state", "workers", "limits",
-                          "client_timeouts", "upstream_pool", "models"});
+                          "client_timeouts", "upstream_pool", "models", "notifications"});
+        r.object("notifications", [&](object_reader& n) {
+            n.reject_unknown({"webhooks"});
+            n.array("webhooks", [&](const json& e, const std::string& p) {
+                object_reader w(e, p, problems);
+                if (!w.ok()) {
+                    return;
+                }
+                w.reject_unknown({"name", "url", "events", "models", "secret_file", "timeout_ms",
+                                  "max_attempts", "backoff_ms", "queue_size"});
+                webhook h;
+                w.string("name", h.name, true);
+                read_url(w, "url", h.url, true);
+                w.array("events", [&](const json& ev, const std::string& ep) {
+                    const bool known =
+                        ev.is_string() &&
+                        std::find_if(std::begin(event_types), std::end(event_types),
+                                     [&](const char* t) { return ev.get<std::string>() == t; }) !=
+                            std::end(event_types);
+                    if (!known) {
+                        std::string list;
+                        for (const char* t : event_types) {
+                            list += (list.empty() ? "" : ", ") + std::string(t);
+                        }
+                        problems.push_back({ep, "expected an event type: " + list});
+                        return;
+                    }
+                    h.events.push_back(ev.get<std::string>());
+                });
+                w.array("models", [&](const json& m, const std::string& mp) {
+                    if (!m.is_string()) {
+                        problems.push_back({mp, "expected a model name"});
+                        return;
+                    }
+                    h.models.push_back(m.get<std::string>());
+                });
+                w.string("secret_file", h.secret_file, false);
+                w.duration_ms("timeout_ms", h.timeout, 1, 600000);
+                w.integer("max_attempts", h.max_attempts, 1, 100);
+                w.duration_ms("backoff_ms", h.backoff, 1, 600000);
+                w.integer("queue_size", h.queue_size, 1, 1000000);
+                cfg.webhooks.push_back(std::move(h));
+            });
+        });
         r.object("state", [&](object_reader& st) {
             st.reject_unknown({"dir"});
             st.string("dir", cfg.state_dir, true);
@@ -833,6 +920,28 @@ result<rollout> parse_rollout(std::string_view json_text, const std::string& pat
     return spec;
 }
 
+std::vector<problem> check_files(const gateway& cfg) {
+    std::vector<problem> problems;
+    auto readable = [&](const std::string& file, const std::string& path, const char* what) {
+        std::ifstream in(file, std::ios::binary);
+        std::string text;
+        if (!in || !std::getline(in, text) || text.empty()) {
+            problems.push_back({path, std::string("cannot read the ") + what + " file " + file});
+        }
+    };
+    for (std::size_t i = 0; i < cfg.admin_listener.tokens.size(); ++i) {
+        readable(cfg.admin_listener.tokens[i].file, "/admin/tokens/" + std::to_string(i) + "/file",
+                 "token");
+    }
+    for (std::size_t i = 0; i < cfg.webhooks.size(); ++i) {
+        if (!cfg.webhooks[i].secret_file.empty()) {
+            readable(cfg.webhooks[i].secret_file,
+                     "/notifications/webhooks/" + std::to_string(i) + "/secret_file", "secret");
+        }
+    }
+    return problems;
+}
+
 std::vector<problem> reload_problems(const gateway& running, const gateway& next) {
     std::vector<problem> problems;
     auto changed = [&](bool differs, const char* path, const char* what) {
@@ -874,6 +983,16 @@ std::vector<problem> reload_problems(const gateway& running, const gateway& next
                 running.client.request != next.client.request ||
                 running.client.drain != next.client.drain,
             "/client_timeouts", "client timeouts");
+    bool hooks_same = running.webhooks.size() == next.webhooks.size();
+    for (std::size_t i = 0; hooks_same && i < next.webhooks.size(); ++i) {
+        const auto& a = running.webhooks[i];
+        const auto& b = next.webhooks[i];
+        hooks_same = a.name == b.name && a.url == b.url && a.events == b.events &&
+                     a.models == b.models && a.secret_file == b.secret_file &&
+                     a.timeout == b.timeout && a.max_attempts == b.max_attempts &&
+                     a.backoff == b.backoff && a.queue_size == b.queue_size;
+    }
+    changed(!hooks_same, "/notifications", "webhooks");
     changed(running.pool.max_idle_per_endpoint != next.pool.max_idle_per_endpoint ||
                 running.pool.idle_timeout != next.pool.idle_timeout,
             "/upstream_pool", "the upstream pool");

@@ -28,9 +28,21 @@ error unreachable(const std::string& what, const boost::system::error_code& ec) 
     return error::make("unreachable", what + ": " + ec.message());
 }
 
-struct exchange {
+struct exchange : http_exchange {
     http_call call;
     std::function<void(result<http_reply>)> done;
+    beast::tcp_stream* active = nullptr;  // the connection while there is one
+    bool cancelled = false;
+
+    exchange(http_call c, std::function<void(result<http_reply>)> d)
+        : call(std::move(c)), done(std::move(d)) {}
+
+    void cancel() override {
+        cancelled = true;
+        if (active) {
+            active->cancel();
+        }
+    }
 
     http::request<http::string_body> make_request() const {
         http::request<http::string_body> req{http::string_to_verb(call.method), call.url.target,
@@ -115,10 +127,11 @@ struct exchange {
         tcp::resolver resolver(io);
         auto [rec, endpoints] =
             co_await resolver.async_resolve(call.url.host, call.url.port, nothrow_awaitable);
-        if (rec) {
+        if (rec || cancelled) {
             co_return unreachable("cannot resolve " + call.url.host, rec);
         }
         beast::tcp_stream tcp_stream(io);
+        active = &tcp_stream;
         tcp_stream.expires_after(call.timeout);
         auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, nothrow_awaitable);
         if (cec) {
@@ -144,6 +157,7 @@ struct exchange {
             ctx.set_verify_callback(net::ssl::host_name_verification(call.url.host), ec);
         }
         beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), ctx);
+        active = &beast::get_lowest_layer(stream);
         SSL_set_tlsext_host_name(stream.native_handle(), call.url.host.c_str());
         beast::get_lowest_layer(stream).expires_after(call.timeout);
         auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::client,
@@ -157,6 +171,7 @@ struct exchange {
 
 net::awaitable<void> run_exchange(net::io_context& io, std::shared_ptr<exchange> x) {
     auto r = co_await x->run(io);
+    x->active = nullptr;
     x->done(std::move(r));
 }
 
@@ -228,9 +243,11 @@ result<http_url> parse_http_url(std::string_view text, bool allow_path) {
     return out;
 }
 
-void async_http(net::io_context& io, http_call call, std::function<void(result<http_reply>)> done) {
-    auto x = std::make_shared<exchange>(exchange{std::move(call), std::move(done)});
+std::shared_ptr<http_exchange> async_http(net::io_context& io, http_call call,
+                                          std::function<void(result<http_reply>)> done) {
+    auto x = std::make_shared<exchange>(std::move(call), std::move(done));
     net::co_spawn(io, run_exchange(io, x), net::detached);
+    return x;
 }
 
 result<http_reply> http_blocking(http_call call) {

@@ -53,6 +53,7 @@ json controller::to_json(const rollout_state& s) {
               {"phase", phase_name(s.ph)}, {"stage_index", s.stage}, {"reason", s.reason},
               {"sequence", s.sequence}};
     j["manual_weight_bp"] = s.manual_weight ? json(*s.manual_weight) : json(nullptr);
+    j["pre_checks_done"] = s.pre_checks_done;
     return j;
 }
 
@@ -67,6 +68,7 @@ std::optional<controller::rollout_state> controller::from_json(const json& j) {
     s.stage = j.value("stage_index", std::size_t{0});
     s.reason = j.value("reason", "");
     s.sequence = j.value("sequence", std::uint64_t{0});
+    s.pre_checks_done = j.value("pre_checks_done", true);
     if (j.contains("manual_weight_bp") && j["manual_weight_bp"].is_number_integer()) {
         s.manual_weight = j["manual_weight_bp"].get<std::uint32_t>();
     }
@@ -81,7 +83,14 @@ std::optional<controller::rollout_state> controller::from_json(const json& j) {
     return std::nullopt;
 }
 
+bool controller::awaiting_pre_checks(const active& a) const {
+    return !a.st.pre_checks_done && (a.st.ph == phase::progressing || a.st.ph == phase::paused);
+}
+
 std::string controller::stage_label(const active& a) const {
+    if (awaiting_pre_checks(a)) {
+        return "pre-checks";
+    }
     switch (a.st.ph) {
         case phase::completed:
             return "stable";
@@ -101,6 +110,9 @@ std::uint32_t controller::candidate_weight(const active& a) const {
         case phase::aborted:
             return 0;
         default:
+            if (awaiting_pre_checks(a)) {
+                return 0;
+            }
             return a.st.manual_weight ? *a.st.manual_weight : a.spec.stages[a.st.stage].weight;
     }
 }
@@ -178,6 +190,7 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
         fresh.candidate = a.spec.candidate;
         fresh.ph = phase::progressing;
         fresh.stage = 0;
+        fresh.pre_checks_done = a.spec.pre_checks.empty();
         rollouts_[m.name] = a;
         auto& r = rollouts_[m.name];
         r.st = fresh;
@@ -226,6 +239,7 @@ result<json> controller::start(const std::string& model, config::rollout spec,
     rollout_state first = a.st;
     first.ph = phase::progressing;
     first.stage = 0;
+    first.pre_checks_done = a.spec.pre_checks.empty();
     const std::string by = " by " + (actor.empty() ? std::string("an operator") : actor) +
                            (reason.empty() ? std::string() : " (" + reason + ")");
     auto previous = it != rollouts_.end() ? std::optional<active>(it->second) : std::nullopt;
@@ -271,6 +285,9 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
     if (stage_changed || label != old_label) {
         a.stage_started = now;
         a.max_duration_reported = false;
+        a.checks_passed_stage.reset();
+        a.approval_pending = false;
+        a.checks_in_flight = false;
         env_.reset_stage(a.st.model, a.st.candidate, label);
         env_.reset_stage(a.st.model, a.st.stable, label);
     }
@@ -303,7 +320,128 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
     return {};
 }
 
+json controller::check_payload(const active& a, check_kind kind) const {
+    const auto label = stage_label(a);
+    auto counts = [&](const std::string& version) {
+        auto c = env_.stage_counts(a.st.model, version, label);
+        const auto requests = c.requests();
+        return json{{"requests", requests},
+                    {"errors", c.server_errors()},
+                    {"error_rate", requests ? static_cast<double>(c.server_errors()) /
+                                                  static_cast<double>(requests)
+                                            : 0.0},
+                    {"latency_p99_seconds", c.latency.quantile_micros(0.99) / 1e6}};
+    };
+    json j = {{"kind", kind == check_kind::pre     ? "pre"
+                       : kind == check_kind::stage ? "stage"
+                                                   : "post"},
+              {"model", a.st.model},
+              {"candidate", a.st.candidate},
+              {"stable", a.st.stable},
+              {"phase", phase_name(a.st.ph)},
+              {"stage", label},
+              {"stage_index", a.st.stage},
+              {"candidate_weight_bp", candidate_weight(a)},
+              {"metrics", {{"candidate", counts(a.st.candidate)}, {"stable", counts(a.st.stable)}}},
+              {"gates", gates_json(a.last)}};
+    if (kind == check_kind::stage && a.st.stage + 1 < a.spec.stages.size()) {
+        j["next_stage"] = a.spec.stages[a.st.stage + 1].name;
+    }
+    return j;
+}
+
+void controller::start_checks(active& a, check_kind kind,
+                              const std::vector<config::http_check>& list) {
+    a.checks_in_flight = true;
+    env_.run_checks(list, check_payload(a, kind),
+                    [this, model = a.st.model, seq = a.st.sequence,
+                     kind](std::vector<notify::check_result> results) {
+                        on_checks_done(model, seq, kind, std::move(results), clock::now());
+                    });
+}
+
+void controller::on_checks_done(const std::string& model, std::uint64_t sequence, check_kind kind,
+                                std::vector<notify::check_result> results, clock::time_point now) {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end() || it->second.st.sequence != sequence) {
+        return;  // the rollout moved on while the checks ran: their answer is stale
+    }
+    auto& a = it->second;
+    a.checks_in_flight = false;
+    const char* kind_name = kind == check_kind::pre     ? "pre"
+                            : kind == check_kind::stage ? "stage"
+                                                        : "post";
+    json answers = json::array();
+    const notify::check_result* failed = nullptr;
+    bool rollback = false;
+    for (const auto& r : results) {
+        answers.push_back({{"url", r.url},
+                           {"passed", r.passed},
+                           {"status", r.status},
+                           {"detail", r.detail},
+                           {"seconds", r.seconds}});
+        if (!r.passed) {
+            failed = failed ? failed : &r;
+            rollback = rollback || r.rollback_on_failure;
+        }
+    }
+    a.last_checks = {{"kind", kind_name}, {"stage", stage_label(a)}, {"time_ms", env_.wall_ms()},
+                     {"passed", failed == nullptr}, {"checks", answers}};
+    if (kind == check_kind::post) {
+        a.post_checks_done = true;
+    }
+    const std::string where = model + " " + a.st.candidate + " at " + stage_label(a);
+    if (!failed) {
+        if (kind == check_kind::stage) {
+            a.checks_passed_stage = a.st.stage;
+        }
+        if (kind == check_kind::pre) {
+            auto next = a.st;
+            next.pre_checks_done = true;
+            (void)transition(a, next, "checks_passed",
+                             "pre-checks passed for " + model + " " + a.st.candidate + ": " +
+                                 std::to_string(results.size()) + " check(s) answered 2xx",
+                             {{"checks", answers}}, now);
+        } else if (store_) {
+            (void)store_->append_event({{"time_ms", env_.wall_ms()}, {"model", model},
+                                        {"type", "checks_passed"}, {"kind", kind_name},
+                                        {"stage", stage_label(a)}, {"checks", answers},
+                                        {"text", std::string(kind_name) + " checks passed for " +
+                                                     where}});
+        }
+        return;
+    }
+    const std::string why = failed->url + " answered " +
+                            (failed->status ? std::to_string(failed->status)
+                                            : std::string("nothing")) +
+                            (failed->detail.empty() ? "" : ": " + failed->detail);
+    const bool can_roll_back = a.st.ph == phase::progressing || a.st.ph == phase::paused ||
+                               (kind == check_kind::post && a.st.ph == phase::completed);
+    if (rollback && can_roll_back) {
+        auto next = a.st;
+        next.ph = phase::rolled_back;
+        next.manual_weight.reset();
+        (void)transition(a, next, "rolled_back",
+                         "rolled back " + where + ": " + kind_name + " check failed: " + why,
+                         {{"checks", answers}}, now);
+        return;
+    }
+    if (store_) {
+        (void)store_->append_event(
+            {{"time_ms", env_.wall_ms()}, {"model", model}, {"type", "check_failed"},
+             {"kind", kind_name}, {"stage", stage_label(a)}, {"checks", answers},
+             {"text", "holding " + where + ": " + kind_name + " check failed: " + why}});
+    }
+}
+
 void controller::evaluate_one(active& a, clock::time_point now) {
+    if (awaiting_pre_checks(a)) {
+        // The candidate has no traffic yet: nothing to judge until the pre-checks say go.
+        if (!a.checks_in_flight && a.st.ph == phase::progressing) {
+            start_checks(a, check_kind::pre, a.spec.pre_checks);
+        }
+        return;
+    }
     const auto& stage = a.spec.stages[a.st.stage];
     const std::string label = stage.name;
     auto c = env_.stage_counts(a.st.model, a.st.candidate, label);
@@ -351,6 +489,27 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     if (!(gates_ok && baked && enough)) {
         return;  // hold
     }
+    if (!stage.checks.empty() && a.checks_passed_stage != a.st.stage) {
+        if (!a.checks_in_flight) {
+            start_checks(a, check_kind::stage, stage.checks);
+        }
+        return;  // hold until the stage's checks say go
+    }
+    if (stage.approval) {
+        if (!a.approval_pending) {
+            a.approval_pending = true;
+            if (store_) {
+                (void)store_->append_event(
+                    {{"time_ms", env_.wall_ms()}, {"model", a.st.model},
+                     {"type", "approval_pending"}, {"stage", label},
+                     {"candidate", a.st.candidate}, {"gates", details["gates"]},
+                     {"text", "waiting for approval to widen " + where + ": gates passed over " +
+                                  std::to_string(c.requests()) + " candidate requests; "
+                                  "stagegatectl promote " + a.st.model + " approves"}});
+            }
+        }
+        return;  // hold until an operator promotes
+    }
     auto next = a.st;
     if (a.st.stage + 1 >= a.spec.stages.size()) {
         next.ph = phase::completed;
@@ -373,6 +532,11 @@ void controller::evaluate_one(active& a, clock::time_point now) {
 
 void controller::on_tick(clock::time_point now) {
     for (auto& [name, a] : rollouts_) {
+        if (a.st.ph == phase::completed && !a.spec.post_checks.empty() && !a.post_checks_done &&
+            !a.checks_in_flight) {
+            start_checks(a, check_kind::post, a.spec.post_checks);
+            continue;
+        }
         if ((a.st.ph != phase::progressing && a.st.ph != phase::paused) || now < a.next_eval) {
             continue;
         }
@@ -441,6 +605,7 @@ result<json> controller::command(const std::string& model, const std::string& na
         }
         const bool full = args.is_object() && args.value("full", false);
         next.manual_weight.reset();
+        next.pre_checks_done = true;  // an operator's promote goes past pending pre-checks too
         if (full || a.st.stage + 1 >= a.spec.stages.size()) {
             next.ph = phase::completed;
             text = "promoted " + model + " " + a.st.candidate + " to 100 % (completed)" + by;
@@ -483,13 +648,18 @@ result<json> controller::command(const std::string& model, const std::string& na
         next.ph = phase::progressing;
         next.stage = 0;
         next.manual_weight.reset();
+        next.pre_checks_done = a.spec.pre_checks.empty();
         text = "restarted rollout of " + model + " " + a.st.candidate + " at " +
                a.spec.stages[0].name + by;
     } else {
         return error::make("invalid_argument", "unknown command \"" + name + "\"");
     }
-    auto done = transition(a, next, "command", text,
-                           {{"command", name}, {"actor", actor}, {"reason", reason}}, now);
+    json details = {{"command", name}, {"actor", actor}, {"reason", reason}};
+    if (name == "promote" && a.approval_pending) {
+        details["approved"] = true;
+        text += " (approval)";
+    }
+    auto done = transition(a, next, "command", text, std::move(details), now);
     if (!done) {
         return done.error();
     }
@@ -578,7 +748,11 @@ json controller::status(const std::string& model, clock::time_point now) const {
               {"manual_weight", a.st.manual_weight.has_value()},
               {"stages", stages},
               {"last_reason", a.st.reason},
-              {"gates", gates_json(a.last)}};
+              {"gates", gates_json(a.last)},
+              {"pending_approval", a.approval_pending},
+              {"awaiting_pre_checks", awaiting_pre_checks(a)},
+              {"checks_in_flight", a.checks_in_flight},
+              {"last_checks", a.last_checks}};
     if (a.st.ph == phase::progressing || a.st.ph == phase::paused) {
         const auto& stage = a.spec.stages[a.st.stage];
         auto in_stage = std::chrono::duration<double>(now - a.stage_started).count();

@@ -97,6 +97,11 @@ public:
                    std::chrono::system_clock::now().time_since_epoch())
             .count();
     }
+    void run_checks(const std::vector<config::http_check>& checks,
+                    const nlohmann::json& payload,
+                    std::function<void(std::vector<notify::check_result>)> done) override {
+        gw_.checks_->run(checks, payload, std::move(done));
+    }
 
 private:
     gateway& gw_;
@@ -153,6 +158,13 @@ auto gateway::on_control(F&& f) {
 }
 
 result<void> gateway::start_rollouts() {
+    checks_ = std::make_unique<notify::checks>(control_io_);
+    auto hooks = notify::webhooks::create(control_io_, cfg_.webhooks);
+    if (!hooks) {
+        return hooks.error();
+    }
+    webhooks_ = std::move(*hooks);
+    on_event([this](const nlohmann::json& event) { webhooks_->publish(event); });
     rollout_env_ = std::make_unique<rollout_environment>(*this);
     controller_ = std::make_unique<rollout::controller>(*rollout_env_, nullptr);
     bool any = false;
@@ -177,18 +189,17 @@ result<void> gateway::ensure_state() {
         return opened.error();
     }
     state_.emplace(std::move(*opened));
-    if (event_listener_) {
-        state_->set_listener(event_listener_);
-    }
+    state_->set_listener([this](const nlohmann::json& event) {
+        for (const auto& listener : event_listeners_) {
+            listener(event);
+        }
+    });
     controller_->set_store(&*state_);
     return {};
 }
 
 void gateway::on_event(std::function<void(const nlohmann::json&)> listener) {
-    event_listener_ = std::move(listener);
-    if (state_) {
-        state_->set_listener(event_listener_);
-    }
+    event_listeners_.push_back(std::move(listener));
 }
 
 result<nlohmann::json> gateway::rollout_start(const std::string& model, config::rollout spec,
@@ -749,6 +760,12 @@ void gateway::stop() {
             }
             if (rollout_timer_) {
                 rollout_timer_->cancel();
+            }
+            if (webhooks_) {
+                webhooks_->stop();
+            }
+            if (checks_) {
+                checks_->stop();
             }
             if (admin_) {
                 admin_->stop();

@@ -140,8 +140,15 @@ if deployment:
         for key, text in cm["data"].items():
             if not key.endswith(".json"):
                 continue
+            # The token files exist only in the pod (from the Secret): stand-ins for the check.
+            checked = json.loads(text)
+            tmp = tempfile.mkdtemp()
+            for token in checked.get("admin", {}).get("tokens", []):
+                stand_in = pathlib.Path(tmp) / pathlib.PurePath(token["file"]).name
+                stand_in.write_text("stand-in-token-0123456789\n")
+                token["file"] = str(stand_in)
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-                f.write(text)
+                json.dump(checked, f)
             r = subprocess.run([stagegate, "--check-config", f.name], capture_output=True, text=True)
             if r.returncode != 0:
                 problems.append(f"ConfigMap {key}: {r.stdout}{r.stderr}")

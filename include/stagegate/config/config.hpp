@@ -85,6 +85,15 @@ struct passive_health {
     millis fail_timeout{10000};
 };
 
+// An external check (a gate webhook): POSTed the rollout's state; a 2xx answer means go,
+// anything else (another status, a timeout, no answer) holds, or rolls back when asked.
+struct http_check {
+    std::string url;
+    millis timeout{5000};
+    bool rollback_on_failure = false;  // "on_failure": "hold" (default) | "rollback"
+    bool operator==(const http_check&) const = default;
+};
+
 // One step of a rollout: the candidate's share and what it must show before widening.
 struct rollout_stage {
     std::string name;                 // stage label; default "canary-<percent>"
@@ -93,6 +102,8 @@ struct rollout_stage {
     std::uint64_t min_requests = 100; // and at least this many candidate requests
     std::optional<millis> max_duration;
     bool rollback_on_max_duration = false;  // "on_max_duration": "hold" (default) | "rollback"
+    bool approval = false;           // hold before widening until an operator promotes
+    std::vector<http_check> checks;  // called before widening past this stage
     bool operator==(const rollout_stage&) const = default;
 };
 
@@ -121,6 +132,8 @@ struct rollout {
     millis interval{5000};
     // Roll back at once when a worker sees this many candidate 5xx in a row (0: off).
     std::uint32_t fast_rollback_consecutive_errors = 20;
+    std::vector<http_check> pre_checks;   // before the candidate gets any traffic
+    std::vector<http_check> post_checks;  // after it completes (rollback: back to the old stable)
     bool operator==(const rollout&) const = default;
 };
 
@@ -178,6 +191,25 @@ struct admin {
     std::uint64_t max_body_bytes = 1024 * 1024;
 };
 
+// Where rollout events are POSTed ("notifications": {"webhooks": [...]}).
+struct webhook {
+    std::string name;
+    std::string url;
+    std::vector<std::string> events;  // event types to send; empty: all
+    std::vector<std::string> models;  // models to send events of; empty: all
+    std::string secret_file;          // HMAC-SHA256 key for X-Stagegate-Signature; empty: none
+    millis timeout{5000};
+    std::uint32_t max_attempts = 8;
+    millis backoff{1000};             // before the 2nd attempt, doubling up to 60 s
+    std::uint32_t queue_size = 1000;  // events waiting; more are dropped (and logged)
+};
+
+// Event types a webhook can ask for.
+inline constexpr const char* event_types[] = {
+    "started",       "promoted",         "completed",    "rolled_back",
+    "command",       "stuck",            "resumed",      "spec_updated",
+    "config_reloaded", "approval_pending", "check_failed", "checks_passed"};
+
 struct gateway {
     std::vector<listener> listeners;
     admin admin_listener;
@@ -188,6 +220,7 @@ struct gateway {
     client_timeouts client;
     upstream_pool pool;
     std::vector<model> models;
+    std::vector<webhook> webhooks;
 };
 
 // Parses and validates; on failure the error lists every problem with its JSON path.
@@ -206,6 +239,10 @@ std::vector<problem> validate_rollout(const rollout& r, const std::vector<std::s
 // model's "rollout" in the config; problems are reported under `path`. The model's versions
 // are checked by validate_rollout().
 result<rollout> parse_rollout(std::string_view json_text, const std::string& path);
+
+// The files a config names (admin tokens, webhook secrets) that cannot be read: for
+// --check-config and start. (parse() itself reads nothing but the config.)
+std::vector<problem> check_files(const gateway& cfg);
 
 // What a running gateway cannot take from a reloaded config without a restart (listeners,
 // admin, workers, state, metrics, limits, timeouts, pool): one problem per changed section.

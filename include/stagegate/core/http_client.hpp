@@ -47,11 +47,18 @@ struct http_reply {
     std::string body;
 };
 
+// A started exchange; cancel() ends it early (done then gets an "unreachable" error).
+class http_exchange {
+public:
+    virtual ~http_exchange() = default;
+    virtual void cancel() = 0;  // io's thread
+};
+
 // Starts the exchange on `io`; `done` runs once on io's thread with the reply, or an error
-// with code "unreachable" (no HTTP answer: resolve, connect, TLS, timeout, reset) or
+// with code "unreachable" (no HTTP answer: resolve, connect, TLS, timeout, reset, cancel) or
 // "tls_setup_failed".
-void async_http(boost::asio::io_context& io, http_call call,
-                std::function<void(result<http_reply>)> done);
+std::shared_ptr<http_exchange> async_http(boost::asio::io_context& io, http_call call,
+                                          std::function<void(result<http_reply>)> done);
 
 // The same, running a private io_context until it is done (for command-line tools).
 result<http_reply> http_blocking(http_call call);

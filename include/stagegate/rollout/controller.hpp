@@ -10,6 +10,7 @@
 #include "stagegate/core/error.hpp"
 #include "stagegate/metrics/exposition.hpp"
 #include "stagegate/metrics/series.hpp"
+#include "stagegate/notify/notify.hpp"
 #include "stagegate/rollout/gates.hpp"
 #include "stagegate/rollout/state_store.hpp"
 
@@ -45,6 +46,11 @@ public:
                                const std::string& stage, std::uint32_t trip_after) = 0;
     // Wall-clock time for events (milliseconds since the epoch).
     virtual std::int64_t wall_ms() = 0;
+    // Calls gate checks with `payload`; `done` must run later (never inside this call), on
+    // the controller's thread.
+    virtual void run_checks(const std::vector<config::http_check>& checks,
+                            const nlohmann::json& payload,
+                            std::function<void(std::vector<notify::check_result>)> done) = 0;
 };
 
 class controller {
@@ -112,7 +118,9 @@ private:
         std::optional<std::uint32_t> manual_weight;
         std::string reason;
         std::uint64_t sequence = 0;
+        bool pre_checks_done = true;  // false: the candidate waits at 0 % for its pre-checks
     };
+    enum class check_kind { pre, stage, post };
     struct active {
         config::rollout spec;
         rollout_state st;
@@ -120,6 +128,11 @@ private:
         clock::time_point next_eval;
         bool max_duration_reported = false;
         evaluation last;  // the last verdicts, for status
+        bool checks_in_flight = false;
+        std::optional<std::size_t> checks_passed_stage;  // this stage's checks said go
+        bool post_checks_done = false;
+        bool approval_pending = false;  // an approval stage is ready and waits for promote
+        nlohmann::json last_checks = nullptr;  // kind, time and each check's answer
     };
 
     static nlohmann::json to_json(const rollout_state& s);
@@ -133,6 +146,11 @@ private:
                             const std::string& text, nlohmann::json details,
                             clock::time_point now);
     void evaluate_one(active& a, clock::time_point now);
+    bool awaiting_pre_checks(const active& a) const;
+    nlohmann::json check_payload(const active& a, check_kind kind) const;
+    void start_checks(active& a, check_kind kind, const std::vector<config::http_check>& list);
+    void on_checks_done(const std::string& model, std::uint64_t sequence, check_kind kind,
+                        std::vector<notify::check_result> results, clock::time_point now);
     gate_config gates_for(const active& a) const;
 
     environment& env_;

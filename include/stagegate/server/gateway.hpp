@@ -8,6 +8,7 @@
 #include "stagegate/core/error.hpp"
 #include "stagegate/metrics/series.hpp"
 #include "stagegate/metrics/store.hpp"
+#include "stagegate/notify/notify.hpp"
 #include "stagegate/proxy/worker.hpp"
 #include "stagegate/rollout/controller.hpp"
 #include "stagegate/rollout/state_store.hpp"
@@ -119,8 +120,11 @@ public:
     // --- Events and reload -------------------------------------------------------------------
     // Control thread only; null until a rollout needed the state directory.
     rollout::state_store* state() { return state_ ? &*state_ : nullptr; }
-    // Called on the control thread with every event once it is durable (the admin live feed).
+    // Adds a listener called on the control thread with every event once it is durable (the
+    // admin live feed, webhooks).
     void on_event(std::function<void(const nlohmann::json&)> listener);
+    // Event webhooks' state (control thread); null when none are configured.
+    const notify::webhooks* webhooks() const { return webhooks_.get(); }
     const config::gateway& current_config() const { return cfg_; }  // control thread
     // The file `reload()` reads (main sets it).
     void set_config_path(std::string path) { config_path_ = std::move(path); }
@@ -174,7 +178,9 @@ private:
     std::unique_ptr<boost::asio::steady_timer> rollout_timer_;
     std::uint16_t admin_port_ = 0;
     std::string config_path_;
-    std::function<void(const nlohmann::json&)> event_listener_;
+    std::vector<std::function<void(const nlohmann::json&)>> event_listeners_;
+    std::unique_ptr<notify::webhooks> webhooks_;  // control thread
+    std::unique_ptr<notify::checks> checks_;      // control thread
 };
 
 }  // namespace stagegate::server

@@ -40,6 +40,33 @@ public:
         return {};
     }
     std::int64_t wall_ms() override { return 1'700'000'000'000; }
+    // Checks wait here until the test answers them.
+    struct pending_checks {
+        std::vector<config::http_check> checks;
+        nlohmann::json payload;
+        std::function<void(std::vector<notify::check_result>)> done;
+    };
+    std::vector<pending_checks> checks_called;
+    void run_checks(const std::vector<config::http_check>& c, const nlohmann::json& payload,
+                    std::function<void(std::vector<notify::check_result>)> done) override {
+        checks_called.push_back({c, payload, std::move(done)});
+    }
+    // Answers the oldest pending call: every check with `status`.
+    void answer_checks(unsigned status) {
+        auto call = std::move(checks_called.front());
+        checks_called.erase(checks_called.begin());
+        std::vector<notify::check_result> results;
+        for (const auto& c : call.checks) {
+            notify::check_result r;
+            r.url = c.url;
+            r.status = status;
+            r.passed = status >= 200 && status < 300;
+            r.rollback_on_failure = c.rollback_on_failure;
+            r.detail = status >= 300 ? "not yet" : "ok";
+            results.push_back(r);
+        }
+        call.done(std::move(results));
+    }
 
     // n requests on a version in a stage, `errors` of them 503, all at `micros`.
     void traffic(const std::string& v, const std::string& stage, std::uint64_t n,
