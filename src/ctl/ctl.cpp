@@ -420,6 +420,25 @@ private:
             out_ << "  " << std::left << std::setw(14) << verdict << std::setw(26) << str(g, "gate")
                  << str(g, "explanation") << "\n";
         }
+        if (st.value("awaiting_pre_checks", false)) {
+            out_ << "\nPre-checks:  the candidate waits at 0 % until its pre-checks answer 2xx\n";
+        }
+        if (st.value("pending_approval", false)) {
+            out_ << "\nApproval:    PENDING - gates passed; `stagegatectl promote " << model
+                 << "` widens it\n";
+        }
+        if (st.contains("last_checks") && st["last_checks"].is_object()) {
+            const auto& lc = st["last_checks"];
+            out_ << "\nChecks (" << str(lc, "kind") << ", " << str(lc, "stage") << "):"
+                 << (st.value("checks_in_flight", false) ? " running again\n" : "\n");
+            for (const auto& c : lc["checks"]) {
+                out_ << "  " << std::left << std::setw(14) << (c.value("passed", false) ? "PASS" : "FAIL")
+                     << str(c, "url") << "  " << static_cast<int>(num(c, "status")) << " "
+                     << str(c, "detail").substr(0, 60) << "\n";
+            }
+        } else if (st.value("checks_in_flight", false)) {
+            out_ << "\nChecks:      running\n";
+        }
         if (phase == "progressing" || phase == "paused") {
             std::string waits;
             if (num(st, "bake_seconds_left") > 0) {

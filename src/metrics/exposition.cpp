@@ -243,6 +243,27 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(stage_max));
     out.push_back(std::move(decisions));
 
+    auto deliveries = family("stagegate_webhook_deliveries_total",
+                             "Event webhook calls by outcome: delivered, failed_attempt (retried "
+                             "or not), dropped (given up, or the queue was full).",
+                             MetricType::Counter);
+    auto queued = family("stagegate_webhook_queue_events", "Events waiting for a webhook.",
+                         MetricType::Gauge);
+    for (const auto& w : in.webhooks) {
+        for (auto [outcome, value] : {std::pair{"delivered", w.delivered},
+                                      std::pair{"failed_attempt", w.failed_attempts},
+                                      std::pair{"dropped", w.dropped}}) {
+            auto m = with_labels({{"webhook", w.name}, {"outcome", outcome}});
+            m.counter.value = value;
+            deliveries.metric.push_back(std::move(m));
+        }
+        auto q = with_labels({{"webhook", w.name}});
+        q.gauge.value = w.queued;
+        queued.metric.push_back(std::move(q));
+    }
+    out.push_back(std::move(deliveries));
+    out.push_back(std::move(queued));
+
     auto unrouted = family("stagegate_unrouted_requests_total",
                            "Requests answered before reaching a model, by reason.",
                            MetricType::Counter);

@@ -453,6 +453,7 @@ struct admin_server::impl {
             }
         }
         if (n == 1 && s[0] == "events") return {v::get};
+        if (n == 1 && s[0] == "webhooks") return {v::get};
         if (n == 2 && s[0] == "config" && s[1] == "reload") return {v::post};
         if (n == 1 && s[0] == "openapi.json") return {v::get};
         return {};
@@ -506,6 +507,11 @@ struct admin_server::impl {
             res.set(http::field::content_type, "application/json");
             res.body() = std::string(openapi_document());
             co_return res;
+        }
+        if (s[0] == "webhooks") {
+            const auto* hooks = gw.webhooks();
+            co_return json_response(http::status::ok,
+                                    {{"webhooks", hooks ? hooks->status() : json::array()}}, v);
         }
         if (s[0] == "events") {  // HEAD: what a GET would start streaming
             response_t res{http::status::ok, v};

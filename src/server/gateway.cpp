@@ -602,6 +602,13 @@ std::string gateway::render_prometheus() const {
             }
         }
     }
+    if (webhooks_) {
+        for (const auto& c : webhooks_->counts()) {
+            in.webhooks.push_back({c.name, static_cast<double>(c.delivered),
+                                   static_cast<double>(c.failed_attempts),
+                                   static_cast<double>(c.dropped), static_cast<double>(c.queued)});
+        }
+    }
     // Roles, ages and rollouts: what alerts and dashboards join on.
     const auto wall_now = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())

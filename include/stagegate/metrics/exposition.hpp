@@ -48,6 +48,14 @@ struct exposition_input {
     std::vector<version_gauge> ages;               // stagegate_model_age_seconds
     std::map<std::string, double> max_ages;        // stagegate_model_max_age_seconds by model
     std::vector<rollout_gauge> rollouts;
+    struct webhook_gauge {
+        std::string name;
+        double delivered = 0;
+        double failed_attempts = 0;
+        double dropped = 0;
+        double queued = 0;
+    };
+    std::vector<webhook_gauge> webhooks;
     double downstream_active = 0;
     double downstream_accepted = 0;
     double downstream_shed = 0;

@@ -103,11 +103,20 @@ struct fixture {
     std::unique_ptr<controller> ctl;
     clock::time_point t0 = clock::time_point{} + 1000s;
 
-    fixture() {
+    explicit fixture(const std::function<void(config::rollout&)>& tweak = {}) {
         store.emplace(*state_store::open(dir));
         ctl = std::make_unique<controller>(env, &*store);
-        auto ok = ctl->init(rollout_config(), t0);
+        auto cfg = rollout_config();
+        if (tweak) {
+            tweak(*cfg.models[0].rollout_spec);
+        }
+        auto ok = ctl->init(cfg, t0);
         EXPECT_TRUE(ok) << ok.error().describe();
+    }
+    // Healthy traffic on both versions in `stage`, enough for every gate and stage minimum.
+    void healthy(const std::string& stage) {
+        env.traffic("v2", stage, 300, 0);
+        env.traffic("v1", stage, 5700, 0);
     }
     json persisted() {
         std::ifstream in(dir + "/rollout-m.json");
@@ -273,6 +282,128 @@ TEST(Controller, BrokenCandidateIsRolledBackAtOnce) {
     EXPECT_EQ(f.env.routes["m"].stage, "rolled-back");
     EXPECT_NE(f.events().back()["text"].get<std::string>().find("last 20 requests all failed"),
               std::string::npos);
+}
+
+}  // namespace
+}  // namespace stagegate::rollout
+
+namespace stagegate::rollout {
+namespace {
+
+config::http_check check(const std::string& url, bool rollback = false) {
+    config::http_check c;
+    c.url = url;
+    c.rollback_on_failure = rollback;
+    return c;
+}
+
+TEST(ControllerApproval, HoldsUntilPromotedAndRecordsTheApprover) {
+    fixture f([](config::rollout& r) { r.stages[0].approval = true; });
+    f.healthy("canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");  // ready, but waits for approval
+    EXPECT_EQ(f.events().back()["type"], "approval_pending");
+    EXPECT_TRUE(f.ctl->status("m", f.t0 + 11s)["pending_approval"]);
+    f.ctl->on_tick(f.t0 + 13s);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
+    EXPECT_EQ(f.events().size(), 2u);  // pending is logged once
+    ASSERT_TRUE(f.ctl->command("m", "promote", {}, "carol", "reviewed", f.t0 + 14s));
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
+    auto e = f.events().back();
+    EXPECT_EQ(e["actor"], "carol");
+    EXPECT_EQ(e["approved"], true);
+    EXPECT_FALSE(f.ctl->status("m", f.t0 + 14s)["pending_approval"]);
+}
+
+TEST(ControllerApproval, AFailingCandidateIsStillRolledBackWhileWaiting) {
+    fixture f([](config::rollout& r) { r.stages[0].approval = true; });
+    f.healthy("canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    ASSERT_TRUE(f.ctl->status("m", f.t0 + 11s)["pending_approval"]);
+    f.env.traffic("v2", "canary-5", 300, 60);
+    f.ctl->on_tick(f.t0 + 13s);
+    EXPECT_EQ(f.env.routes["m"].stage, "rolled-back");
+}
+
+TEST(ControllerChecks, StageChecksHoldOnFailureAndWidenOnSuccess) {
+    fixture f([](config::rollout& r) { r.stages[0].checks = {check("http://eval/smoke")}; });
+    f.healthy("canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    ASSERT_EQ(f.env.checks_called.size(), 1u);
+    const auto& payload = f.env.checks_called[0].payload;
+    EXPECT_EQ(payload["kind"], "stage");
+    EXPECT_EQ(payload["next_stage"], "canary-25");
+    EXPECT_EQ(payload["metrics"]["candidate"]["requests"], 300);
+    f.ctl->on_tick(f.t0 + 12s);  // one call at a time
+    EXPECT_EQ(f.env.checks_called.size(), 1u);
+    f.env.answer_checks(500);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");  // held
+    EXPECT_EQ(f.events().back()["type"], "check_failed");
+    EXPECT_NE(f.events().back()["text"].get<std::string>().find("answered 500: not yet"),
+              std::string::npos);
+    f.ctl->on_tick(f.t0 + 13s);  // asks again
+    ASSERT_EQ(f.env.checks_called.size(), 1u);
+    f.env.answer_checks(200);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");  // widens at the next evaluation
+    f.ctl->on_tick(f.t0 + 14s);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
+    EXPECT_TRUE(f.env.checks_called.empty());
+}
+
+TEST(ControllerChecks, FailureWithRollbackRollsBack) {
+    fixture f([](config::rollout& r) {
+        r.stages[0].checks = {check("http://eval/ok"), check("http://eval/strict", true)};
+    });
+    f.healthy("canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    f.env.answer_checks(503);
+    EXPECT_EQ(f.env.routes["m"].stage, "rolled-back");
+    EXPECT_NE(f.events().back()["text"].get<std::string>().find("stage check failed"),
+              std::string::npos);
+}
+
+TEST(ControllerChecks, StaleAnswersAreIgnored) {
+    fixture f([](config::rollout& r) { r.stages[0].checks = {check("http://eval/smoke")}; });
+    f.healthy("canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    ASSERT_TRUE(f.ctl->command("m", "promote", {}, "dave", "", f.t0 + 12s));
+    f.env.answer_checks(500);  // about canary-5, which is over
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
+    EXPECT_EQ(f.events().back()["type"], "command");
+}
+
+TEST(ControllerChecks, PreChecksKeepTheCandidateAtZeroUntilTheyPass) {
+    fixture f([](config::rollout& r) { r.pre_checks = {check("http://eval/offline")}; });
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    EXPECT_EQ(f.env.routes["m"].stage, "pre-checks");
+    EXPECT_EQ(f.persisted()["pre_checks_done"], false);
+    f.ctl->on_tick(f.t0 + 1s);
+    ASSERT_EQ(f.env.checks_called.size(), 1u);
+    EXPECT_EQ(f.env.checks_called[0].payload["kind"], "pre");
+    f.env.answer_checks(200);
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 500u);
+    EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
+    EXPECT_EQ(f.persisted()["pre_checks_done"], true);
+    EXPECT_EQ(f.events().back()["type"], "checks_passed");
+}
+
+TEST(ControllerChecks, PostCheckFailureRollsACompletedRolloutBack) {
+    fixture f([](config::rollout& r) {
+        r.stages.resize(1);
+        r.post_checks = {check("http://eval/after", true)};
+    });
+    f.healthy("canary-5");
+    f.ctl->on_tick(f.t0 + 11s);
+    ASSERT_EQ(f.env.routes["m"].stable, "v2");  // completed
+    f.ctl->on_tick(f.t0 + 12s);
+    ASSERT_EQ(f.env.checks_called.size(), 1u);
+    EXPECT_EQ(f.env.checks_called[0].payload["kind"], "post");
+    f.env.answer_checks(500);
+    EXPECT_EQ(f.env.routes["m"].stable, "v1");
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    EXPECT_EQ(f.persisted()["phase"], "rolled_back");
+    f.ctl->on_tick(f.t0 + 20s);
+    EXPECT_TRUE(f.env.checks_called.empty());  // post-checks run once
 }
 
 }  // namespace
