@@ -1,6 +1,7 @@
 // The admin API over real sockets: authentication and roles, every endpoint with good and bad
 // input, the live event feed, concurrent commands, config reload under load, TLS.
 #include "support/admin.hpp"
+#include "support/load.hpp"
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
@@ -460,41 +461,6 @@ struct reload_stack {
         EXPECT_EQ(r.status, 200) << r.body;
         return body_of(r);
     }
-};
-
-// Clients hammering model m; counts anything but a 200.
-class load {
-public:
-    explicit load(std::uint16_t port) {
-        for (int t = 0; t < 4; ++t) {
-            threads_.emplace_back([this, port] {
-                auto c = std::make_unique<connection>(port);
-                while (!stop_) {
-                    auto r = c->request("POST", "/v1/models/m:predict", "{}");
-                    ++requests_;
-                    if (r.status != 200) {
-                        ++failures_;
-                        c = std::make_unique<connection>(port);
-                    }
-                }
-            });
-        }
-    }
-    ~load() { stop(); }
-    void stop() {
-        stop_ = true;
-        for (auto& t : threads_) {
-            if (t.joinable()) t.join();
-        }
-    }
-    int requests() const { return requests_; }
-    int failures() const { return failures_; }
-
-private:
-    std::atomic<bool> stop_{false};
-    std::atomic<int> requests_{0};
-    std::atomic<int> failures_{0};
-    std::vector<std::thread> threads_;
 };
 
 TEST(ConfigReload, AppliesUnderLoadWithoutAFailedRequest) {
