@@ -453,6 +453,19 @@ private:
                  << (waits.empty() ? "" : "; waits for " + waits) << "\n";
         }
         out_ << "Last:        " << str(st, "last_reason") << "\n";
+        if (st.contains("webhooks")) {
+            for (const auto& w : st["webhooks"]) {
+                out_ << "Webhook:     " << str(w, "name") << ": " << num(w, "delivered")
+                     << " delivered, " << num(w, "queued") << " queued, "
+                     << num(w, "failed_attempts") << " failed attempts, " << num(w, "dropped")
+                     << " dropped";
+                if (w.contains("last") && w["last"].is_object()) {
+                    out_ << "; last: " << (w["last"].value("ok", false) ? "ok" : "failed") << " "
+                         << static_cast<int>(num(w["last"], "status"));
+                }
+                out_ << "\n";
+            }
+        }
     }
 
     int status() {

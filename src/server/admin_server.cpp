@@ -615,7 +615,22 @@ struct admin_server::impl {
                 co_return error_json(http::status::not_found, "unknown_rollout",
                                      "model \"" + model + "\" has no rollout", v);
             }
-            co_return json_response(http::status::ok, ctl->status(model, now), v);
+            auto status = ctl->status(model, now);
+            // The event webhooks this rollout's events go to, with their last results.
+            json hooks = json::array();
+            if (const auto* w = gw.webhooks()) {
+                const auto& configured = gw.current_config().webhooks;
+                auto all = w->status();
+                for (std::size_t i = 0; i < all.size() && i < configured.size(); ++i) {
+                    const auto& models = configured[i].models;
+                    if (models.empty() ||
+                        std::find(models.begin(), models.end(), model) != models.end()) {
+                        hooks.push_back(std::move(all[i]));
+                    }
+                }
+            }
+            status["webhooks"] = std::move(hooks);
+            co_return json_response(http::status::ok, status, v);
         }
         for (const auto& spec : command_specs) {
             if (spec.path_verb == s[2]) {

@@ -1,5 +1,6 @@
 // Notifications and external gates over real sockets: event webhooks (order, signatures,
 // retries with one idempotency key, a hanging receiver), approval stages and gate checks.
+#include "stagegate/ctl/ctl.hpp"
 #include "stagegate/notify/notify.hpp"
 #include "support/admin.hpp"
 #include "support/load.hpp"
@@ -63,6 +64,10 @@ TEST(Webhooks, EventsArriveInOrderWithValidSignatures) {
 
     auto status = body_of(api(a.admin, "GET", "/api/v1/webhooks"));
     EXPECT_EQ(status["webhooks"][0]["delivered"], 4);
+    // The rollout's own status lists the webhooks its events go to.
+    auto rollout = body_of(api(a.admin, "GET", "/api/v1/rollouts/m"));
+    ASSERT_EQ(rollout["webhooks"].size(), 1u);
+    EXPECT_EQ(rollout["webhooks"][0]["last"]["ok"], true);
     EXPECT_EQ(status["webhooks"][0]["signed"], true);
 }
 
@@ -163,6 +168,14 @@ TEST(Approval, HoldsUntilApprovedAndStillRollsBackAFailingCandidate) {
         }));
         auto st = body_of(api(a.admin, "GET", "/api/v1/rollouts/m"));
         EXPECT_EQ(st["stage"], "canary-5");
+        std::ostringstream out;
+        std::ostringstream err;
+        ASSERT_EQ(ctl::run({"--server", "http://127.0.0.1:" + std::to_string(a.admin),
+                            "--token-file", a.dir.path + "/viewer.token", "status", "m"},
+                           out, err),
+                  0)
+            << err.str();
+        EXPECT_NE(out.str().find("Approval:    PENDING"), std::string::npos) << out.str();
         auto approved = api(a.admin, "POST", "/api/v1/rollouts/m/promote", R"({"reason":"ok'd"})");
         ASSERT_EQ(approved.status, 200);
         EXPECT_EQ(body_of(approved)["stage"], "canary-25");
