@@ -744,6 +744,7 @@ json controller::status(const std::string& model, clock::time_point now) const {
               {"phase", phase_name(a.st.ph)},
               {"stage", stage_label(a)},
               {"stage_index", a.st.stage},
+              {"sequence", a.st.sequence},  // of the persisted state this status shows
               {"candidate_weight_bp", candidate_weight(a)},
               {"manual_weight", a.st.manual_weight.has_value()},
               {"stages", stages},
