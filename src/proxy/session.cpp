@@ -103,9 +103,35 @@ struct route_decision {
     std::string error_message;
 };
 
+// What the parser lets through but a proxy must not forward (RFC 9112 6.1): a
+// Transfer-Encoding other than exactly "chunked" (a backend may frame the body differently:
+// request smuggling). Obs-folds need nothing: the parser replaces them with spaces, which
+// RFC 9112 5.2 allows.
+struct head_problem {
+    http::status status;
+    std::string_view code;
+    std::string_view message;
+};
+
+template <class Fields>
+std::optional<head_problem> check_head(const Fields& fields) {
+    auto te = fields.find(http::field::transfer_encoding);
+    if (te != fields.end() && !beast::iequals(te->value(), "chunked")) {
+        return head_problem{http::status::not_implemented, "unsupported_transfer_encoding",
+                            "only Transfer-Encoding: chunked is accepted"};
+    }
+    return std::nullopt;
+}
+
 route_decision route_request(worker& w, const routing::route_snapshot& routes,
                              const request_t& req) {
     route_decision d;
+    if (!routing::safe_request_path(req.target())) {
+        d.error_status = http::status::bad_request;
+        d.error_code = "bad_path";
+        d.error_message = "the path has dot-segments or encoded separators: send it normalized";
+        return d;
+    }
     auto match = routing::match_path(routes, req.target());
     switch (match.outcome) {
         case routing::match_outcome::model:
@@ -542,6 +568,13 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             rc.id.generate(w);
         }
         rc.keep_alive = req.keep_alive() && !w.draining();
+        if (auto bad = check_head(req)) {
+            rc.keep_alive = false;
+            w.shard().record_unrouted(metrics::unrouted_reason::bad_request);
+            co_await send_error(stream, w, slot, rc, bad->status, bad->code,
+                                std::string(bad->message));
+            break;
+        }
         if (!parser->is_done()) {
             auto expect = req.find(http::field::expect);
             if (expect != req.end() && beast::iequals(expect->value(), "100-continue")) {

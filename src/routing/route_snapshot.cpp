@@ -125,6 +125,42 @@ const model_route* route_snapshot::find_model(std::string_view name) const {
     return nullptr;
 }
 
+bool safe_request_path(std::string_view target) {
+    auto path = target.substr(0, target.find('?'));
+    if (path.rfind("http://", 0) == 0 || path.rfind("https://", 0) == 0) {
+        auto slash = path.find('/', path.find("//") + 2);
+        path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+    }
+    if (path.empty() || path.front() != '/') {
+        return false;
+    }
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        const char c = path[i];
+        if (c == '\\' || c == '\0') {
+            return false;
+        }
+        if (c == '%' && i + 2 < path.size()) {
+            const char hi = path[i + 1];
+            const char lo = static_cast<char>(path[i + 2] | 0x20);  // lower case
+            if ((hi == '2' && (lo == 'e' || lo == 'f')) || (hi == '5' && lo == 'c') ||
+                (hi == '0' && lo == '0')) {
+                return false;
+            }
+        }
+        if (c == '/' && i + 1 < path.size() && path[i + 1] == '.') {
+            // "/." or "/.." followed by '/' or the end is a dot-segment.
+            std::size_t j = i + 2;
+            if (j < path.size() && path[j] == '.') {
+                ++j;
+            }
+            if (j == path.size() || path[j] == '/') {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 path_match match_path(const route_snapshot& routes, std::string_view target) {
     std::string_view path = target.substr(0, target.find('?'));
     // Custom prefixes first, longest wins; a prefix matches whole segments only.

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <latch>
 #include <set>
@@ -572,6 +573,39 @@ TEST(AdminApi, ServesOverTls) {
     EXPECT_EQ(body_of(r)["phase"], "progressing");
     connection plain(a.admin);
     EXPECT_NE(plain.request("GET", "/healthz").status, 200);
+}
+
+}  // namespace
+}  // namespace stagegate::test
+
+namespace stagegate::test {
+namespace {
+
+// The state directory becomes unusable (here: replaced by a file, which even root cannot
+// write into): commands are refused with a clear 503, nothing changes half-way, traffic keeps
+// flowing, and commands work again once the directory is back.
+TEST(AdminApi, UnwritableStateRefusesCommandsButTrafficFlows) {
+    admin_stack a;
+    const std::string state = a.dir.path + "/state";
+    std::filesystem::rename(state, state + ".away");
+    write_file(state, "not a directory");
+    auto refused = api(a.admin, "POST", "/api/v1/rollouts/m/pause", R"({"reason":"disk"})");
+    EXPECT_EQ(refused.status, 503);
+    EXPECT_EQ(code_of(refused), "state_io_failed");
+    EXPECT_NE(body_of(refused)["error"]["message"].get<std::string>().find(state),
+              std::string::npos)
+        << refused.body;
+    auto st = body_of(api(a.admin, "GET", "/api/v1/rollouts/m"));
+    EXPECT_EQ(st["phase"], "progressing");  // nothing changed half-way
+    EXPECT_EQ(st["candidate_weight_bp"], 500);
+    for (int i = 0; i < 20; ++i) {
+        ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
+    }
+    std::filesystem::remove(state);
+    std::filesystem::rename(state + ".away", state);
+    EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/pause").status, 200);
+    auto persisted = nlohmann::json::parse(read_file(state + "/rollout-m.json"));
+    EXPECT_EQ(persisted["phase"], "paused");
 }
 
 }  // namespace

@@ -99,6 +99,12 @@ struct path_match {
     std::string_view name;
 };
 
+// False for a path that could mean one model to us and another to a backend that normalizes
+// it: dot-segments ("/../", "/./"), percent-encoded '.', '/' or '\', backslashes, NUL, or a
+// target that is neither origin-form ("/...") nor absolute-form ("http://..."). The gateway
+// answers these 400 rather than guess (nginx would merge them; we do not rewrite paths).
+bool safe_request_path(std::string_view target);
+
 // `target` is the request target (path and query).
 path_match match_path(const route_snapshot& routes, std::string_view target);
 

@@ -223,3 +223,23 @@ TEST(FindCookie, ParsesPairs) {
 
 }  // namespace
 }  // namespace stagegate::routing
+
+namespace stagegate::routing {
+namespace {
+
+TEST(SafePath, DotSegmentsAndEncodedSeparatorsAreRefused) {
+    for (const char* ok : {"/v1/models/m:predict", "/v2/models/m/infer?x=../y", "/",
+                           "/v1/models/m.v2:predict", "/a/.well-known/x", "/a/..b/c",
+                           "http://host/v1/models/m:predict", "/a%20b"}) {
+        EXPECT_TRUE(safe_request_path(ok)) << ok;
+    }
+    for (const char* bad : {"/v1/models/other/../m:predict", "/v1/models/./m:predict",
+                            "/v1/models/m/..", "/v1/models/m/.", "/v1/models/m%2f..%2fn",
+                            "/v1/models/%2E%2E/m", "/v1/models/m%5cx", "/v1\\models", "*",
+                            "v1/models/m", "", "/a%00b", "http://host/v1/../x"}) {
+        EXPECT_FALSE(safe_request_path(bad)) << bad;
+    }
+}
+
+}  // namespace
+}  // namespace stagegate::routing
