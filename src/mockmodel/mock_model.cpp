@@ -248,6 +248,22 @@ struct server::impl {
                 [[maybe_unused]] auto [tec, tn] = co_await net::async_write(stream, parts, nothrow_awaitable);
                 break;
             }
+            if (req.count("X-Mock-Overlong")) {
+                // More bytes than Content-Length says, then the connection stays open: the
+                // extra bytes must never reach a client, nor the connection be reused.
+                std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                   "Content-Length: " +
+                                   std::to_string(res.body().size()) + "\r\n\r\n";
+                static constexpr std::string_view extra =
+                    "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nsmuggled!";
+                std::array<net::const_buffer, 3> parts{net::buffer(head), net::buffer(res.body()),
+                                                       net::buffer(extra.data(), extra.size())};
+                auto [oec, on] = co_await net::async_write(stream, parts, nothrow_awaitable);
+                if (oec) {
+                    break;
+                }
+                continue;
+            }
             if (req.count("X-Mock-Chunked")) {
                 res.chunked(true);
             } else {
@@ -336,15 +352,15 @@ void server::stop() {
     if (i.threads.empty()) {
         return;
     }
-    net::post(i.io, [&i] {
-        boost::system::error_code ec;
-        i.acceptor.close(ec);
-    });
     i.io.stop();
     for (auto& t : i.threads) {
         t.join();
     }
     i.threads.clear();
+    // No thread runs now: the listener closes here (new connects are refused at once); open
+    // connections close when the server is destroyed, as a killed process's would.
+    boost::system::error_code ec;
+    i.acceptor.close(ec);
 }
 
 std::uint16_t server::port() const { return impl_->port; }

@@ -1,0 +1,102 @@
+// Fault injection on loopback: backends that lie about lengths, die mid-request or are down
+// altogether, and clients that walk away mid-request or mid-response. The gateway answers
+// what it can, never forwards a byte it should not, never reuses a dirty connection, leaks
+// no connection, and a rollout whose candidate is down is rolled back.
+#include "support/admin.hpp"
+#include "support/load.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+namespace stagegate::test {
+namespace {
+
+using json = nlohmann::json;
+
+TEST(Faults, UpstreamBodyLongerThanItsLengthIsCutAndTheConnectionDropped) {
+    auto s = stack::make();
+    connection c(s.port);
+    auto r = c.request("POST", "/v1/models/m:predict", "{}", {{"X-Mock-Overlong", "1"}});
+    ASSERT_EQ(r.status, 200u);
+    ASSERT_TRUE(json::parse(r.body, nullptr, false).is_object()) << r.body;  // exactly the body
+    EXPECT_EQ(r.body.find("smuggled"), std::string::npos);
+    // The next request on the same client connection gets its own answer, from a fresh
+    // upstream connection: the leftover bytes were never read as a response.
+    auto next = c.request("POST", "/v1/models/m:predict", "{}");
+    ASSERT_EQ(next.status, 200u);
+    EXPECT_EQ(next.body.find("smuggled"), std::string::npos);
+    EXPECT_EQ(s.v1->connections_accepted(), 2u);
+}
+
+TEST(Faults, BackendKilledMidRequestIsA502NotATimeout) {
+    auto s = stack::make();
+    auto pending = std::async(std::launch::async, [&] {
+        const auto started = std::chrono::steady_clock::now();
+        auto r = request(s.port, "POST", "/v1/models/m:predict", "{}", {{"X-Mock-Hang", "1"}});
+        return std::make_pair(r, std::chrono::steady_clock::now() - started);
+    });
+    ASSERT_TRUE(wait_until([&] { return s.v1->requests() == 1; }));
+    s.v1.reset();  // the backend dies with the request in its hands: every socket closes
+    auto [r, took] = pending.get();
+    EXPECT_EQ(r.status, 502u) << r.body;
+    EXPECT_LT(took, std::chrono::seconds(4));  // first-byte timeout is 5 s: not waited for
+    auto metrics = s.gateway->read_metrics();
+    std::uint64_t v1_502 = 0;
+    for (const auto& vm : metrics) {
+        if (vm.version == "v1") {
+            v1_502 += vm.since_stage_start.codes[metrics::code_slot(502)];
+        }
+    }
+    EXPECT_EQ(v1_502, 1u);  // counted against the version that failed
+}
+
+TEST(Faults, ClientsWalkingAwayLeakNothingAndDirtyConnectionsAreNotReused) {
+    auto s = stack::make();
+    {
+        connection c(s.port);  // mid-request: the body never arrives
+        ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Length: 1000\r\n\r\n{\"partial\":"));
+    }
+    {
+        connection c(s.port);  // mid-response: 20 MB asked for, 100 bytes read
+        ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                                "X-Mock-Body-Bytes: 20000000\r\nContent-Length: 2\r\n\r\n{}"));
+        auto got = c.read_until("padding");
+        ASSERT_NE(got.find("200 OK"), std::string::npos);
+    }
+    ASSERT_TRUE(wait_until([&] { return s.gateway->totals().connections_active == 0; }));
+    const auto accepted = s.v1->connections_accepted();
+    auto r = request(s.port, "POST", "/v1/models/m:predict", "{}");
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_LT(r.body.size(), 1000u);  // its own answer, not the rest of the 20 MB
+    // The connection of the abandoned response was closed, not pooled half-read.
+    EXPECT_EQ(s.v1->connections_accepted(), accepted + 1);
+}
+
+TEST(Faults, ACandidateWithEveryEndpointDownIsRolledBack) {
+    admin_stack a(true, [](config::gateway& c) {
+        c.models[0].rollout_spec->fast_rollback_consecutive_errors = 0;  // the gates decide
+        c.models[0].rollout_spec->gates.min_requests = 20;
+        c.models[0].rollout_spec->gates.sequential_latency = false;
+    });
+    a.s.v2.reset();  // down: connections refused
+    load traffic(a.s.port, 2);
+    ASSERT_TRUE(wait_until(
+        [&] { return body_of(api(a.admin, "GET", "/api/v1/rollouts/m"))["phase"] == "rolled_back"; }));
+    traffic.stop();
+    // Requests the candidate got were answered 502/503 and counted against v2 only.
+    auto events = body_of(api(a.admin, "GET", "/api/v1/rollouts/m/events"))["events"];
+    EXPECT_NE(events.back()["text"].get<std::string>().find("rolled back m v2"), std::string::npos)
+        << events.back().dump();
+    auto metrics = api(a.admin, "GET", "/metrics").body;
+    EXPECT_NE(metrics.find(R"(stagegate_upstream_errors_total{model="m",version="v2",kind="connect"})"),
+              std::string::npos);
+    EXPECT_EQ(metrics.find(R"(stagegate_requests_total{model="m",version="v1",stage="canary-5",code="502"})"),
+              std::string::npos);
+    // Once rolled back, everything goes to v1 and succeeds.
+    EXPECT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200u);
+}
+
+}  // namespace
+}  // namespace stagegate::test
