@@ -4,9 +4,10 @@
 set -euo pipefail
 packages=(g++ cmake make pkg-config libboost1.81-all-dev nlohmann-json3-dev libssl-dev
           libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl prometheus python3-yaml)
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light haproxy)
-fi
+case "${1:-}" in
+  --bench) packages+=(wrk nginx-light haproxy) ;;
+  --fuzz) packages+=(clang) ;;  # clang 14 with libFuzzer, for tests/fuzz
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

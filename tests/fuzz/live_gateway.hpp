@@ -1,0 +1,116 @@
+// Fuzz support: one in-process gateway (in front of two in-process mock versions, with a
+// rollout and an open admin API on loopback) for the whole run, and a raw exchange of bytes
+// with one of its ports: write, half-close, read until the gateway closes (bounded).
+#pragma once
+
+#include "stagegate/config/config.hpp"
+#include "stagegate/mockmodel/mock_model.hpp"
+#include "stagegate/server/gateway.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace stagegate::fuzz {
+
+struct live {
+    std::unique_ptr<mockmodel::server> v1;
+    std::unique_ptr<mockmodel::server> v2;
+    std::unique_ptr<server::gateway> gw;
+    std::uint16_t port = 0;
+    std::uint16_t admin = 0;
+};
+
+inline live& live_gateway() {
+    static live* l = [] {
+        auto* out = new live;  // lives for the whole run (never a leak: always reachable)
+        auto start_mock = [](const char* version) {
+            mockmodel::options o;
+            o.version = version;
+            auto m = std::make_unique<mockmodel::server>(o);
+            if (!m->start()) {
+                std::abort();
+            }
+            return m;
+        };
+        out->v1 = start_mock("v1");
+        out->v2 = start_mock("v2");
+        char dir[] = "/tmp/stagegate-fuzz-XXXXXX";
+        if (!::mkdtemp(dir)) {
+            std::abort();
+        }
+        auto cfg = config::parse(R"({
+          "listeners": [{"address": "127.0.0.1", "port": 0}],
+          "admin": {"address": "127.0.0.1", "port": 0, "max_body_bytes": 65536},
+          "state": {"dir": ")" + std::string(dir) + R"("},
+          "workers": 1,
+          "client_timeouts": {"request_ms": 2000, "idle_ms": 2000, "drain_ms": 1000},
+          "limits": {"max_request_body_bytes": 65536},
+          "models": [{"name": "m", "stable": "v1",
+            "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" + std::to_string(out->v1->port()) + R"("]},
+                         {"name": "v2", "endpoints": ["127.0.0.1:)" + std::to_string(out->v2->port()) + R"("]}],
+            "traffic": {"sticky": {"header": "X-User", "cookie": "user"}, "allow_force_version": true},
+            "timeouts": {"connect_ms": 500, "first_byte_ms": 2000, "total_ms": 3000},
+            "rollout": {"candidate": "v2", "interval_ms": 500,
+                        "stages": [{"weight_bp": 2000, "min_bake_ms": 3600000}, {"weight_bp": 5000}]}}]
+        })");
+        if (!cfg) {
+            std::abort();
+        }
+        out->gw = std::make_unique<server::gateway>(std::move(*cfg));
+        if (!out->gw->start()) {
+            std::abort();
+        }
+        out->port = out->gw->ports()[0];
+        out->admin = out->gw->admin_port();
+        return out;
+    }();
+    return *l;
+}
+
+// Sends `bytes` to 127.0.0.1:port, half-closes, and reads until the peer closes or 3 s pass.
+// Returns what came back.
+inline std::string exchange(std::uint16_t port, std::string_view bytes) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        std::abort();
+    }
+    timeval tv{3, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        std::abort();  // the gateway stopped listening: that is a finding
+    }
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+        auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) {
+            break;  // the gateway closed early (an error answer): fine
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    ::shutdown(fd, SHUT_WR);
+    std::string got;
+    char buf[4096];
+    for (;;) {
+        auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            break;
+        }
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return got;
+}
+
+}  // namespace stagegate::fuzz
