@@ -42,15 +42,6 @@ struct gateway_process {
     }
 };
 
-// The traffic port a gateway wrote to its port file (the admin port is fixed by the config).
-std::uint16_t read_port(const std::string& file) {
-    std::uint16_t port = 0;
-    wait_until([&] {
-        std::ifstream in(file);
-        return static_cast<bool>(in >> port);
-    });
-    return port;
-}
 
 TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
     temp_dir dir;
@@ -89,7 +80,7 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
         gateway_process gw;
         const std::string port_file = dir.path + "/port-" + std::to_string(round);
         gw.pid = spawn_gateway(dir.path + "/gw.json", port_file);
-        const auto port = read_port(port_file);
+        const auto port = read_port_file(port_file);
         ASSERT_NE(port, 0) << "round " << round;
 
         if (!before_restart.is_null()) {

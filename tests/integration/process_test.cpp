@@ -80,20 +80,12 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log = "") {
     return pid;
 }
 
-std::uint16_t read_port(const std::string& file) {
-    std::uint16_t port = 0;
-    wait_until([&] {
-        std::ifstream in(file);
-        return static_cast<bool>(in >> port);
-    });
-    return port;
-}
 
 // A stagegate-mockmodel process of `version` on an ephemeral port, its port file in `dir`.
 std::pair<pid_t, std::uint16_t> spawn_mock(const std::string& dir, const std::string& version) {
     const std::string port_file = dir + "/" + version + ".port";
     pid_t pid = spawn({bin("stagegate-mockmodel"), "--version", version, "--port-file", port_file});
-    return {pid, read_port(port_file)};
+    return {pid, read_port_file(port_file)};
 }
 
 int wait_exit(pid_t pid) {
@@ -134,7 +126,7 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
                   "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << mock_port << R"("]}]}]})";
     pid_t gw = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file",
                       dir + "/gw.port"});
-    auto port = read_port(dir + "/gw.port");
+    auto port = read_port_file(dir + "/gw.port");
     ASSERT_NE(port, 0);
     auto r = request(port, "POST", "/v1/models/demo:predict", R"({"instances":[[1,2]]})");
     EXPECT_EQ(r.status, 200u) << r.error;
@@ -165,7 +157,7 @@ TEST(Process, SighupReloadsTheConfig) {
     pid_t gw = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file",
                       dir + "/gw.port"},
                      dir + "/gw.log");
-    auto port = read_port(dir + "/gw.port");
+    auto port = read_port_file(dir + "/gw.port");
     ASSERT_NE(port, 0);
     EXPECT_EQ(request(port, "POST", "/v1/models/other:predict", "{}").status, 404u);
     auto log_has = [&](const std::string& text) {
@@ -214,7 +206,7 @@ TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
     // resuming after SIGKILL, so the latency test is off and only errors are judged.)
     auto start_gateway = [&](const std::string& port_file) {
         pid_t pid = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file", port_file});
-        return std::make_pair(pid, read_port(port_file));
+        return std::make_pair(pid, read_port_file(port_file));
     };
     auto [gw, port] = start_gateway(dir + "/gw1.port");
     ASSERT_NE(port, 0);

@@ -8,6 +8,8 @@
 #include <boost/beast/ssl.hpp>
 
 #include <sys/socket.h>
+
+#include <fstream>
 #include <sys/time.h>
 
 #include <thread>
@@ -166,6 +168,15 @@ reply request(std::uint16_t port, const std::string& method, const std::string& 
               const std::string& body, const header_list& headers) {
     connection c(port);
     return c.request(method, target, body, headers);
+}
+
+std::uint16_t read_port_file(const std::string& path) {
+    std::uint16_t port = 0;
+    wait_until([&] {
+        std::ifstream in(path);
+        return static_cast<bool>(in >> port);
+    });
+    return port;
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

@@ -60,6 +60,9 @@ reply request(std::uint16_t port, const std::string& method, const std::string& 
 bool wait_until(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// The first number in a port file a process writes once it listens (0 if none in 10 s).
+std::uint16_t read_port_file(const std::string& path);
+
 // A self-signed certificate for "localhost" and 127.0.0.1, written to a fresh temp dir.
 struct test_certificate {
     std::string dir;
