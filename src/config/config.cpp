@@ -809,7 +809,8 @@ result<gateway> parse(std::string_view json_text) {
                     if (!known) {
                         std::string list;
                         for (const char* t : event_types) {
-                            list += (list.empty() ? "" : ", ") + std::string(t);
+                            if (!list.empty()) list += ", ";
+                            list += t;
                         }
                         problems.push_back({ep, "expected an event type: " + list});
                         return;

@@ -83,7 +83,8 @@ struct exchange : http_exchange {
                     if (!value.empty() && value.front() == ' ') {
                         value.erase(0, 1);
                     }
-                    data += (data.empty() ? "" : "\n") + value;
+                    if (!data.empty()) data += '\n';
+                    data += value;
                 }
             }
             beast::get_lowest_layer(stream).expires_after(event_idle_limit);

@@ -339,7 +339,8 @@ private:
         for (const auto& m : (*j)["models"]) {
             std::string versions;
             for (const auto& v : m["versions"]) {
-                versions += (versions.empty() ? "" : " ") + str(v, "name") + "=" +
+                if (!versions.empty()) versions += ' ';
+                versions += str(v, "name") + "=" +
                             percent(num(v, "weight_bp")) + (v.value("stable", false) ? "*" : "");
             }
             std::string ro = "-";
@@ -382,7 +383,8 @@ private:
             std::string mark = phase == "completed" || (live && i < stage_index) ? "done"
                                : live && i == stage_index                           ? "NOW"
                                                                                     : "-";
-            line += (line.empty() ? "" : "  ") + str(stages[i], "name") + " " +
+            if (!line.empty()) line += "  ";
+            line += str(stages[i], "name") + " " +
                     percent(num(stages[i], "weight_bp")) + " (" + mark + ")";
         }
         out_ << "Stages:      " << line << "\n";

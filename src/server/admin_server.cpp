@@ -477,7 +477,8 @@ struct admin_server::impl {
         if (std::find(allowed.begin(), allowed.end(), method) == allowed.end()) {
             std::string allow;
             for (auto m : allowed) {
-                allow += (allow.empty() ? "" : ", ") + std::string(http::to_string(m));
+                if (!allow.empty()) allow += ", ";
+                allow += std::string(http::to_string(m));
                 if (m == http::verb::get) allow += ", HEAD";
             }
             auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
