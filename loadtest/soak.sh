@@ -2,7 +2,7 @@
 # Soak: stagegate under steady wrk load on 127.0.0.1 for MINUTES (default 10) while rollouts
 # loop: a bad candidate (v3, 20 % errors) that must be rolled back, then a good one that must
 # complete, again and again. At the end it checks that
-#   - RSS stayed flat (last sample within 10 % of the sample after the first minute),
+#   - RSS stayed flat (the last sample within 10 % of a warm one, a third into the run),
 #   - no unexpected error (every non-2xx answer is one of the bad candidate's 500s),
 #   - per version, the requests in /metrics equal what the backend counted, and their sum
 #     equals what wrk counted (give or take the requests in flight when wrk stopped),
@@ -77,10 +77,16 @@ sleep 1  # let the last answers be counted (the metrics collect once a second)
 wrk_requests=$(sed -n 's/.*WRKRESULT requests=\([0-9]*\).*/\1/p' "$work/wrk.out")
 non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' "$work/wrk.out"); non2xx=${non2xx:-0}
 metrics=$(curl -s http://127.0.0.1:19190/metrics)
-gw_count() { grep "^stagegate_requests_total{model=\"m\",version=\"$1\"" <<<"$metrics" | awk '{s+=$2} END {print s+0}'; }
-gw_errors_not_v3=$(grep '^stagegate_requests_total{model="m"' <<<"$metrics" | grep -v 'version="v3"' \
-  | grep -E 'code="5' | awk '{s+=$2} END {print s+0}')
-v3_500=$(grep '^stagegate_requests_total{model="m",version="v3"' <<<"$metrics" | grep 'code="500"' | awk '{s+=$2} END {print s+0}')
+# Sum of the samples of stagegate_requests_total for model m whose line matches all patterns.
+sum_requests() {
+  local lines
+  lines=$(grep '^stagegate_requests_total{model="m"' <<<"$metrics" || true)
+  for pattern in "$@"; do lines=$(grep -E -- "$pattern" <<<"$lines" || true); done
+  awk '{s+=$2} END {print s+0}' <<<"$lines"
+}
+gw_count() { sum_requests "version=\"$1\""; }
+gw_errors_not_v3=$(( $(sum_requests 'code="5') - $(sum_requests 'version="v3"' 'code="5') ))
+v3_500=$(sum_requests 'version="v3"' 'code="500"')
 status=0
 total=0
 for v in v1 v2 v3; do
@@ -98,8 +104,10 @@ echo "wrk counted $wrk_requests, the gateway $total (in flight when wrk stopped:
 (( non2xx <= v3_500 )) || { echo "FAIL: $non2xx non-2xx answers, the bad candidate gave $v3_500"; status=1; }
 (( wrong == 0 )) || { echo "FAIL: $wrong rollouts ended the wrong way"; status=1; }
 mapfile -t rss < "$work/rss"
-base=${rss[6]:-${rss[0]}}; last=${rss[-1]}
-echo "RSS KiB: after 1 min $base, at the end $last, max $(sort -n "$work/rss" | tail -1) (${#rss[@]} samples)"
+# The baseline is taken once warm: a third into the run (at least the first minute's end).
+n=${#rss[@]}; i=$(( n / 3 > 6 ? n / 3 : (n > 6 ? 6 : n / 2) ))
+base=${rss[$i]}; last=${rss[-1]}
+echo "RSS KiB: warm (sample $i of $n, 10 s apart) $base, at the end $last, max $(sort -n "$work/rss" | tail -1)"
 (( last * 10 <= base * 11 )) || { echo "FAIL: RSS grew more than 10 %"; status=1; }
-echo "SOAKRESULT minutes=$minutes requests=$wrk_requests rps=$(sed -n 's/.*WRKRESULT.* rps=\([0-9.]*\).*/\1/p' "$work/wrk.out") bad_rolled_back=$rolled_back good_completed=$completed wrong=$wrong rss_kib_1min=$base rss_kib_end=$last non2xx=$non2xx v3_500=$v3_500 status=$status"
+echo "SOAKRESULT minutes=$minutes requests=$wrk_requests rps=$(sed -n 's/.*WRKRESULT.* rps=\([0-9.]*\).*/\1/p' "$work/wrk.out") bad_rolled_back=$rolled_back good_completed=$completed wrong=$wrong rss_kib_warm=$base rss_kib_end=$last non2xx=$non2xx v3_500=$v3_500 status=$status"
 exit $status
