@@ -97,6 +97,7 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
         }
 
         std::atomic<bool> stop{false};
+        std::atomic<int> answered{0};  // commands answered (200 or 409) this round
         std::thread traffic([&] {
             connection c(port);
             while (!stop) {
@@ -119,13 +120,15 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
                 }
                 if (r.status == 200) {
                     auto seq = body_of(r)["sequence"].get<std::uint64_t>();
-                    acknowledged = std::max(acknowledged, seq);  // one writer thread
+                    acknowledged = std::max(acknowledged, seq);  // read only after join
                 }
-                // Paced like people, not a tight loop (this is load, not synchronisation).
-                std::this_thread::sleep_for(std::chrono::milliseconds(2 + local() % 20));
+                ++answered;
             }
         });
-        std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 400));  // the load runs
+        // The random moment: after a random number of commands were answered (1..40), with
+        // traffic and the controller's own decisions running alongside.
+        const int kill_after = 1 + static_cast<int>(rng() % 40);
+        EXPECT_TRUE(wait_until([&] { return answered >= kill_after; })) << "round " << round;
         gw.kill();
         stop = true;
         traffic.join();
