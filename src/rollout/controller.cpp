@@ -728,6 +728,14 @@ std::optional<controller::summary> controller::find(const std::string& model) co
     return summary{st.ph, st.candidate, st.stable, st.stage};
 }
 
+std::vector<std::string> controller::models() const {
+    std::vector<std::string> out;
+    for (const auto& [name, a] : rollouts_) {
+        out.push_back(name);
+    }
+    return out;
+}
+
 json controller::status(const std::string& model, clock::time_point now) const {
     auto it = rollouts_.find(model);
     if (it == rollouts_.end()) {

@@ -325,8 +325,7 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
         }
     }
     if (controller_) {
-        for (const auto& ro_json : controller_->status_all(rollout::clock::now())) {
-            const std::string name = ro_json.value("model", "");
+        for (const auto& name : controller_->models()) {
             auto ro = controller_->find(name);
             bool present = false;
             for (const auto& nm : next.models) {

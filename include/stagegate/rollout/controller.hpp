@@ -99,6 +99,8 @@ public:
         bool live() const { return ph == phase::progressing || ph == phase::paused; }
     };
     std::optional<summary> find(const std::string& model) const;
+    // The models with a rollout (any phase).
+    std::vector<std::string> models() const;
 
     nlohmann::json status(const std::string& model, clock::time_point now) const;
     // Every rollout for /metrics: phase, stage, time in stage, decisions counted.
