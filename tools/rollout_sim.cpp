@@ -41,11 +41,18 @@ public:
         counts[{v, s}] = {};
     }
     result<void> apply(const std::string&, const std::string& st, const std::string&,
-                       std::uint32_t bp, const std::string& label, std::uint32_t) override {
+                       std::uint32_t bp, const std::string& label, std::uint32_t,
+                       mirror_settings) override {
         stable = st;
         candidate_bp = bp;
         stage = label;
         return {};
+    }
+    std::optional<config::predictions> predictions_of(const std::string&) override {
+        return std::nullopt;
+    }
+    std::optional<double> version_age_seconds(const std::string&, const std::string&) override {
+        return std::nullopt;
     }
     std::int64_t wall_ms() override { return 0; }
     // The simulated plans have no gate checks; were one configured, it would never answer

@@ -336,7 +336,12 @@ void read_checks(object_reader& r, std::string_view key, std::vector<http_check>
 
 void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems) {
     r.reject_unknown({"candidate", "stages", "gates", "interval_ms",
-                      "fast_rollback_consecutive_errors", "pre_checks", "post_checks"});
+                      "fast_rollback_consecutive_errors", "pre_checks", "post_checks", "mirror"});
+    r.object("mirror", [&](object_reader& m) {
+        m.reject_unknown({"max_in_flight", "queue"});
+        m.integer("max_in_flight", ro.mirror_max_in_flight, 1, 100000);
+        m.integer("queue", ro.mirror_queue, 0, 1000000);
+    });
     read_checks(r, "pre_checks", ro.pre_checks, problems);
     read_checks(r, "post_checks", ro.post_checks, problems);
     r.string("candidate", ro.candidate, true);
@@ -348,12 +353,22 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
             rollout_stage st;
             object_reader sr(e, p, problems);
             if (sr.ok()) {
-                sr.reject_unknown({"name", "weight_bp", "min_bake_ms", "min_requests",
-                                   "max_duration_ms", "on_max_duration", "approval", "checks"});
+                sr.reject_unknown({"name", "weight_bp", "mirror_percent", "min_bake_ms",
+                                   "min_requests", "max_duration_ms", "on_max_duration",
+                                   "approval", "checks"});
                 sr.boolean("approval", st.approval);
                 read_checks(sr, "checks", st.checks, problems);
                 sr.string("name", st.name, false);
-                sr.integer("weight_bp", st.weight, 1, total_weight, true);
+                double mirror_percent = 0;
+                sr.real("mirror_percent", mirror_percent, 0, 100);
+                st.mirror = static_cast<std::uint32_t>(std::lround(mirror_percent * 100));
+                std::uint64_t weight = st.weight;
+                sr.integer("weight_bp", weight, 0, std::uint64_t{1} << 40, st.mirror == 0);
+                if (weight > total_weight || (sr.find("weight_bp") && weight == 0 && st.mirror == 0)) {
+                    sr.fail("weight_bp", "must be between 1 and 10000 (0 only with mirror_percent)");
+                } else {
+                    st.weight = static_cast<std::uint32_t>(weight);
+                }
                 sr.duration_ms("min_bake_ms", st.min_bake, 0);
                 sr.integer("min_requests", st.min_requests, 1, std::uint64_t{1} << 40);
                 if (sr.find("max_duration_ms")) {
@@ -368,7 +383,9 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
                 }
                 st.rollback_on_max_duration = action == "rollback";
             }
-            if (st.name.empty()) {
+            if (st.name.empty() && st.weight == 0) {
+                st.name = "shadow";
+            } else if (st.name.empty()) {
                 char label[32];
                 std::snprintf(label, sizeof label, "canary-%g", st.weight / 100.0);
                 st.name = label;
@@ -380,7 +397,23 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         auto& gt = ro.gates;
         g.reject_unknown({"min_requests", "max_error_rate", "max_upstream_failure_rate",
                           "max_latency_ms", "max_error_rate_delta", "max_error_rate_ratio",
-                          "max_latency_ratio", "sequential", "errors"});
+                          "max_latency_ratio", "sequential", "errors", "predictions"});
+        g.object("predictions", [&](object_reader& pg) {
+            pg.reject_unknown({"min_samples", "min_agreement", "max_psi", "max_ks",
+                               "max_accuracy_drop", "max_mae_increase",
+                               "max_candidate_age_hours"});
+            pg.integer("min_samples", gt.min_samples, 1, std::uint64_t{1} << 40);
+            pg.optional_real("min_agreement", gt.min_agreement, 0, 1);
+            pg.optional_real("max_psi", gt.max_psi, 0, 100);
+            pg.optional_real("max_ks", gt.max_ks, 0, 1);
+            pg.optional_real("max_accuracy_drop", gt.max_accuracy_drop, 0, 1);
+            pg.optional_real("max_mae_increase", gt.max_mae_increase, 0, 1e12);
+            if (pg.find("max_candidate_age_hours")) {
+                std::uint32_t hours = 0;
+                pg.integer("max_candidate_age_hours", hours, 1, 24 * 365 * 10);
+                gt.max_candidate_age = std::chrono::hours(hours);
+            }
+        });
         if (g.find("errors")) {
             gt.error_statuses.clear();
         }
@@ -408,6 +441,52 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
             sq.boolean("latency", gt.sequential_latency);
             sq.real("alpha", gt.alpha, 1e-9, 0.5);
         });
+    });
+}
+
+void read_pointer(object_reader& r, std::string_view key, std::string& out) {
+    r.string(key, out, false);
+    if (!out.empty() && out.front() != '/') {
+        r.fail(key, "expected a JSON pointer such as \"/predictions/0\"");
+    }
+}
+
+void read_predictions(object_reader& r, predictions& p) {
+    r.reject_unknown({"preset", "label", "value", "bins", "max_body_bytes", "feedback"});
+    r.string("preset", p.preset, false);
+    if (p.preset == "tfserving") {
+        p.label = p.value = "/predictions/0";
+    } else if (p.preset == "kserve_v2") {
+        p.label = p.value = "/outputs/0/data";
+    } else if (p.preset == "openai") {
+        p.label = "/choices/0/finish_reason";
+        p.value = "/choices/0/message/content";
+        p.bins_max = 4000;  // characters
+    } else if (!p.preset.empty()) {
+        r.fail("preset", "expected \"tfserving\", \"kserve_v2\" or \"openai\"");
+    }
+    read_pointer(r, "label", p.label);
+    read_pointer(r, "value", p.value);
+    if (r.ok() && p.label.empty() && p.value.empty()) {
+        r.fail("", "needs a preset, a \"label\" pointer or a \"value\" pointer");
+    }
+    r.object("bins", [&](object_reader& b) {
+        b.reject_unknown({"min", "max", "count"});
+        b.real("min", p.bins_min, -1e15, 1e15);
+        b.real("max", p.bins_max, -1e15, 1e15);
+        b.integer("count", p.bins, 2, 32);
+        if (!(p.bins_max > p.bins_min)) {
+            b.fail("max", "must be above min");
+        }
+    });
+    r.integer("max_body_bytes", p.max_body_bytes, 64, std::uint64_t{64} << 20);
+    r.object("feedback", [&](object_reader& f) {
+        f.reject_unknown({"ttl_seconds", "max_pending"});
+        p.feedback = true;
+        std::uint32_t ttl = static_cast<std::uint32_t>(p.feedback_ttl.count());
+        f.integer("ttl_seconds", ttl, 1, 90 * 86400);
+        p.feedback_ttl = std::chrono::seconds(ttl);
+        f.integer("max_pending", p.feedback_capacity, 1, 10'000'000);
     });
 }
 
@@ -462,7 +541,12 @@ void read_model(const json& j, const std::string& path, model& m,
         return;
     }
     r.reject_unknown({"name", "match", "versions", "stable", "traffic", "timeouts",
-                      "passive_health", "rollout", "max_version_age_hours"});
+                      "passive_health", "rollout", "max_version_age_hours", "predictions"});
+    r.object("predictions", [&](object_reader& pr) {
+        predictions p;
+        read_predictions(pr, p);
+        m.prediction = std::move(p);
+    });
     if (r.find("max_version_age_hours")) {
         std::uint32_t hours = 0;
         r.integer("max_version_age_hours", hours, 1, 24 * 365 * 10);
@@ -636,8 +720,14 @@ std::vector<problem> validate_rollout(const rollout& ro, const std::vector<std::
     for (std::size_t si = 0; si < ro.stages.size(); ++si) {
         const auto& st = ro.stages[si];
         const std::string spath = rpath + "/stages/" + std::to_string(si);
-        if (st.weight < 1 || st.weight > total_weight) {
-            problems.push_back({spath + "/weight_bp", "must be between 1 and 10000"});
+        if (st.weight > total_weight || (st.weight == 0 && st.mirror == 0)) {
+            problems.push_back({spath + "/weight_bp", st.weight == 0
+                                                          ? "must be between 1 and 10000 (0 only "
+                                                            "with mirror_percent)"
+                                                          : "must be between 1 and 10000"});
+        }
+        if (st.mirror > total_weight) {
+            problems.push_back({spath + "/mirror_percent", "must be between 0 and 100"});
         }
         if (si > 0 && st.weight <= ro.stages[si - 1].weight) {
             problems.push_back(
@@ -662,6 +752,42 @@ std::vector<problem> validate_rollout(const rollout& ro, const std::vector<std::
                                 "expected 4xx, 5xx or one of the tracked codes 400, 404, 429, "
                                 "500, 502, 503, 504"});
         }
+    }
+    return problems;
+}
+
+std::vector<problem> prediction_gate_problems(const rollout& ro,
+                                              const std::optional<predictions>& pred,
+                                              const std::string& rpath) {
+    std::vector<problem> problems;
+    const auto& g = ro.gates;
+    const std::string gpath = rpath + "/gates/predictions";
+    auto need = [&](bool ok, const char* key, const char* why) {
+        if (!ok) {
+            problems.push_back({gpath + "/" + key, why});
+        }
+    };
+    const bool any_mirror = std::any_of(ro.stages.begin(), ro.stages.end(),
+                                        [](const rollout_stage& s) { return s.mirror > 0; });
+    if (g.min_agreement) {
+        need(pred && !pred->label.empty(), "min_agreement",
+             "needs the model's predictions with a label pointer");
+        need(any_mirror, "min_agreement", "needs a stage with mirror_percent");
+    }
+    if (g.max_psi) {
+        need(pred.has_value(), "max_psi", "needs the model's predictions");
+    }
+    if (g.max_ks) {
+        need(pred && !pred->value.empty(), "max_ks",
+             "needs the model's predictions with a value pointer");
+    }
+    if (g.max_accuracy_drop) {
+        need(pred && pred->feedback && !pred->label.empty(), "max_accuracy_drop",
+             "needs the model's predictions with a label pointer and feedback");
+    }
+    if (g.max_mae_increase) {
+        need(pred && pred->feedback && !pred->value.empty(), "max_mae_increase",
+             "needs the model's predictions with a value pointer and feedback");
     }
     return problems;
 }
@@ -752,6 +878,8 @@ std::vector<problem> validate(const gateway& cfg) {
                 names.push_back(v.name);
             }
             auto rp = validate_rollout(*m.rollout_spec, names, m.stable, mpath + "/rollout");
+            auto pp = prediction_gate_problems(*m.rollout_spec, m.prediction, mpath + "/rollout");
+            rp.insert(rp.end(), pp.begin(), pp.end());
             problems.insert(problems.end(), rp.begin(), rp.end());
             if (!m.split.weights.empty()) {
                 problems.push_back({mpath + "/traffic/weights",

@@ -49,12 +49,14 @@ void series_counts::merge(const series_counts& other) {
         upstream_failures[i] += other.upstream_failures[i];
     }
     latency.merge(other.latency);
+    predictions.merge(other.predictions);
 }
 
 void series_counts::clear() {
     codes.fill(0);
     upstream_failures.fill(0);
     latency.clear();
+    predictions.clear();
 }
 
 std::uint32_t series_registry::id_for(std::string_view model, std::string_view version,

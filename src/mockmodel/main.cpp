@@ -24,6 +24,8 @@ constexpr const char* usage =
     "  --hang-rate P        fraction never answered\n"
     "  --reset-rate P       fraction answered with a TCP reset\n"
     "  --bias X             added to every prediction\n"
+    "  --classes N          answer N class scores per instance (top class from the input)\n"
+    "  --disagree-rate P    fraction of answers whose top class moves to the next\n"
     "  --tls-cert FILE --tls-key FILE   serve TLS\n"
     "  --seed N             fixed random seed\n";
 }
@@ -57,6 +59,8 @@ int main(int argc, char** argv) {
             else if (arg == "--hang-rate") o.hang_rate = std::stod(next());
             else if (arg == "--reset-rate") o.reset_rate = std::stod(next());
             else if (arg == "--bias") o.bias = std::stod(next());
+            else if (arg == "--classes") o.classes = static_cast<std::uint32_t>(std::stoul(next()));
+            else if (arg == "--disagree-rate") o.disagree_rate = std::stod(next());
             else if (arg == "--tls-cert") o.cert_file = next();
             else if (arg == "--tls-key") o.key_file = next();
             else if (arg == "--seed") o.seed = std::stoull(next());

@@ -85,6 +85,24 @@ struct server::impl {
         return std::normal_distribution<double>(0, 1)(rng);
     }
 
+    // One instance's prediction: the score plus bias, or class scores whose top class comes
+    // from the score (and moves to the next class for a disagree_rate share of them).
+    json prediction_for(double s) {
+        if (opt.classes < 2) {
+            return s + opt.bias;
+        }
+        const auto n = opt.classes;
+        auto top = std::min<std::uint32_t>(n - 1, static_cast<std::uint32_t>(s * n));
+        if (opt.disagree_rate > 0 && uniform() < opt.disagree_rate) {
+            top = (top + 1) % n;
+        }
+        json scores = json::array();
+        for (std::uint32_t k = 0; k < n; ++k) {
+            scores.push_back(k == top ? 0.6 : 0.4 / (n - 1));
+        }
+        return scores;
+    }
+
     json predict(const http::request<http::string_body>& req, std::string_view path) {
         json body = json::parse(req.body(), nullptr, false);
         if (path.rfind("/v2/models/", 0) == 0) {
@@ -123,7 +141,7 @@ struct server::impl {
         json predictions = json::array();
         if (body.is_object() && body.contains("instances") && body["instances"].is_array()) {
             for (const auto& inst : body["instances"]) {
-                predictions.push_back(score(inst) + opt.bias);
+                predictions.push_back(prediction_for(score(inst)));
             }
         }
         return {{"predictions", predictions}, {"model_version", opt.version}};

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <span>
 #include <random>
@@ -36,10 +37,11 @@ stream_type& lowest_of(Stream& s) {
 }
 
 // Registers a session with its worker for the session's lifetime (drain finds idle ones).
+// A mirror has no client stream (null).
 class slot_guard {
 public:
-    slot_guard(worker& w, stream_type& stream) : w_(w) {
-        slot_.stream = &stream;
+    slot_guard(worker& w, stream_type* stream) : w_(w) {
+        slot_.stream = stream;
         w_.link(slot_);
     }
     ~slot_guard() { w_.unlink(slot_); }
@@ -233,6 +235,34 @@ struct exchange_outcome {
     std::optional<metrics::upstream_failure> failure;
 };
 
+// An answer's body kept for reading its prediction once it has been relayed: only 2xx,
+// uncompressed bodies up to the model's max_body_bytes.
+struct body_capture {
+    std::string& bytes;
+    std::uint64_t limit = 0;
+    bool wanted = false;    // this answer is to be read
+    bool overflow = false;  // longer than the limit: counted, not read
+    bool complete = false;  // the whole body arrived
+
+    void start(const http::response_header<fields_type>& res) {
+        bytes.clear();
+        const unsigned status = res.result_int();
+        auto encoding = res.find(http::field::content_encoding);
+        wanted = status >= 200 && status < 300 &&
+                 (encoding == res.end() || beast::iequals(encoding->value(), "identity"));
+    }
+    void append(const char* data, std::size_t n) {
+        if (!wanted || overflow) {
+            return;
+        }
+        if (bytes.size() + n > limit) {
+            overflow = true;
+            return;
+        }
+        bytes.append(data, n);
+    }
+};
+
 // Everything one exchange needs besides the two streams.
 struct exchange_args {
     request_t& req;
@@ -245,6 +275,7 @@ struct exchange_args {
     std::string& head;  // session-owned scratch for serialized heads
     std::string_view client_address;
     bool client_tls;
+    body_capture* capture;  // null: the body is not read
 };
 
 // Lends a relay buffer for one response and takes it back on every path.
@@ -345,6 +376,9 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     }
     a.head.clear();
     serialize_response_head(a.head, res, info);
+    if (a.capture) {
+        a.capture->start(res);
+    }
 
     borrowed_buffer buffer(a.w.pool());
     bool head_sent = false;
@@ -371,6 +405,9 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                 co_return out;
             }
             got = relay_buffer_size - res.body().size;
+            if (a.capture) {
+                a.capture->append(buffer.data(), got);
+            }
         }
         const bool last = parser->is_done();
         std::array<net::const_buffer, 4> pieces;
@@ -402,6 +439,9 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         }
         head_sent = true;
         if (last) {
+            if (a.capture) {
+                a.capture->complete = true;
+            }
             break;
         }
     }
@@ -432,10 +472,283 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
     }
 }
 
+// --- Predictions and shadow traffic ---------------------------------------------------------
+
+// A mirrored request's two answers: compared once both are in (both on this worker's thread).
+struct mirror_pair {
+    std::uint32_t series = 0;  // the candidate's mirror series, where comparisons are counted
+    std::optional<predictions::prediction> primary;
+    std::optional<predictions::prediction> shadow;
+    int pending = 2;
+};
+
+// Counts what an answer's body held; the prediction when one was read.
+std::optional<predictions::prediction> read_prediction(worker& w, const routing::model_route& model,
+                                                       std::uint32_t series,
+                                                       const body_capture& capture) {
+    auto& counts = w.shard().predictions(series);
+    if (!capture.wanted || capture.overflow || !capture.complete) {
+        ++counts.unread;
+        return std::nullopt;
+    }
+    predictions::prediction p;
+    switch (predictions::extract(capture.bytes, *model.prediction, p)) {
+        case predictions::outcome::invalid:
+            ++counts.invalid;
+            return std::nullopt;
+        case predictions::outcome::missing:
+            ++counts.missing;
+            return std::nullopt;
+        case predictions::outcome::parsed:
+            break;
+    }
+    ++counts.parsed;
+    if (p.has_label) {
+        ++counts.labels;
+        ++counts.label_bins[p.label_bin];
+    }
+    if (p.has_value) {
+        ++counts.values;
+        ++counts.value_bins[p.value_bin];
+        counts.value_sum += p.value;
+    }
+    return p;
+}
+
+void settle(worker& w, mirror_pair& pair) {
+    if (--pair.pending > 0 || !pair.primary || !pair.shadow) {
+        return;
+    }
+    auto& counts = w.shard().predictions(pair.series);
+    const auto& s = *pair.primary;
+    const auto& c = *pair.shadow;
+    if (s.has_label && c.has_label) {
+        ++counts.compared_labels;
+        counts.agreed_labels += s.label_hash == c.label_hash ? 1 : 0;
+    }
+    if (s.has_value && c.has_value) {
+        const double diff = c.value - s.value;
+        counts.abs_diff.record(diff);
+        counts.rel_diff.record(diff / std::max(std::fabs(s.value), 1e-12));
+    }
+}
+
+// Answers remembered for feedback between two collections, per worker: at 1 collection a
+// second this bounds memory at any request rate; what does not fit cannot be labelled.
+constexpr std::size_t max_served_per_collection = 100000;
+
+void remember_answer(worker& w, std::string_view request_id, std::uint32_t series,
+                     const predictions::prediction& p) {
+    if (w.served().size() < max_served_per_collection) {
+        w.served().push_back({std::string(request_id), series, p});
+    }
+}
+
+}  // namespace
+
+// A copy of one request, sent to the candidate after (never before or instead of) the client's
+// own exchange is under way. Holds its routes so the model outlives it.
+struct mirror_job {
+    std::shared_ptr<const routing::route_snapshot> routes;
+    const routing::model_route* model = nullptr;
+    std::uint32_t version = routing::no_version;
+    std::uint32_t series = 0;
+    std::string head;
+    std::string body;
+    std::shared_ptr<mirror_pair> pair;  // null: predictions are not compared
+};
+
+namespace {
+
+template <class Up>
+task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& job, worker& w,
+                               session_slot& slot, body_capture& capture, bool& reusable,
+                               std::optional<metrics::upstream_failure>& failure) {
+    const auto& model = *job.model;
+    const auto started = coarse_now();
+    const auto total_deadline = started + model.timeouts.total;
+    auto failed = [&](const boost::system::error_code& ec) -> unsigned {
+        failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
+                  : (ec == http::error::end_of_stream || ec == net::error::eof ||
+                     ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+                     ec == http::error::partial_message)
+                      ? metrics::upstream_failure::reset
+                      : metrics::upstream_failure::protocol;
+        return slot.upstream_timed_out ? 504 : 502;
+    };
+    slot.upstream_expire_at(std::min(started + model.timeouts.first_byte, total_deadline));
+    {
+        std::array<net::const_buffer, 2> bytes{net::buffer(job.head), net::buffer(job.body)};
+        auto [ec, n] = co_await net::async_write(up, bytes, nothrow_awaitable);
+        if (ec) {
+            co_return failed(ec);
+        }
+    }
+    std::optional<http::response_parser<http::buffer_body, cached_allocator<char>>> parser;
+    for (;;) {
+        parser.emplace();
+        parser->body_limit(boost::none);
+        parser->header_limit(64 * 1024);
+        auto [ec, n] = co_await http::async_read_header(up, conn.buffer, *parser, nothrow_awaitable);
+        if (ec) {
+            co_return failed(ec);
+        }
+        const int status = parser->get().result_int();
+        if (status < 100 || status >= 200 || status == 101) {
+            break;  // 1xx interim answers are skipped
+        }
+    }
+    auto& res = parser->get();
+    capture.start(res);
+    slot.upstream_expire_at(total_deadline);
+    borrowed_buffer buffer(w.pool());
+    while (!parser->is_done()) {
+        res.body().data = buffer.data();
+        res.body().size = relay_buffer_size;
+        auto [ec, n] = co_await http::async_read(up, conn.buffer, *parser, nothrow_awaitable);
+        if (ec == http::error::need_buffer) {
+            ec = {};
+        }
+        if (ec) {
+            co_return failed(ec);
+        }
+        capture.append(buffer.data(), relay_buffer_size - res.body().size);
+    }
+    capture.complete = true;
+    slot.upstream_expire_at(clock::time_point::max());
+    reusable = res.keep_alive() && !parser->need_eof() && conn.buffer.size() == 0;
+    co_return res.result_int();
+}
+
+task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::string& scratch) {
+    const auto& model = *job.model;
+    const auto& version = model.versions[job.version];
+    const auto started = clock::now();
+    body_capture capture{scratch, model.prediction ? model.prediction->max_body_bytes : 0};
+    std::optional<metrics::upstream_failure> failure;
+    unsigned status = 0;
+    auto got = co_await w.pool().acquire(model, version, slot);
+    if (got.status != acquire_status::ok) {
+        status = got.status == acquire_status::no_healthy_upstream ? 503 : 502;
+        if (got.status != acquire_status::no_healthy_upstream) {
+            failure = got.status == acquire_status::connect_timeout
+                          ? metrics::upstream_failure::timeout
+                          : metrics::upstream_failure::connect;
+        }
+    } else {
+        bool reusable = false;
+        const auto endpoint_id = got.endpoint->id;
+        w.pool().lend(endpoint_id, +1);
+        slot.upstream = &got.connection->lowest();
+        if (got.connection->secure) {
+            status = co_await mirror_exchange(*got.connection->secure, *got.connection, job, w,
+                                              slot, capture, reusable, failure);
+        } else {
+            status = co_await mirror_exchange(*got.connection->plain, *got.connection, job, w,
+                                              slot, capture, reusable, failure);
+        }
+        slot.upstream = nullptr;
+        w.pool().lend(endpoint_id, -1);
+        if (reusable && !failure) {
+            w.pool().release(std::move(got.connection));
+        }
+    }
+    if (failure) {
+        w.shard().record_failure(job.series, *failure);
+    }
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started).count();
+    w.shard().record(job.series, status, static_cast<std::uint64_t>(micros));
+    std::optional<predictions::prediction> p;
+    if (model.prediction) {
+        p = read_prediction(w, model, job.series, capture);
+    }
+    if (job.pair) {
+        job.pair->shadow = p;
+        settle(w, *job.pair);
+    }
+    if (scratch.capacity() > 64 * 1024) {
+        std::string().swap(scratch);
+    }
+}
+
+void drop_mirror(worker& w, mirror_job& job) {
+    ++w.shard().predictions(job.series).mirrors_dropped;
+    if (job.pair) {
+        settle(w, *job.pair);
+    }
+}
+
+// Runs mirrors one after another until none wait: at most mirror_max_in_flight of these run
+// per worker.
+task<void> run_mirrors(worker& w, std::unique_ptr<mirror_job> job) {
+    slot_guard guard(w, nullptr);
+    std::string scratch;
+    while (job) {
+        co_await mirror_once(w, *job, guard.slot(), scratch);
+        job.reset();
+        auto& waiting = w.mirrors_waiting();
+        if (!waiting.empty() && !w.draining()) {
+            job = std::move(waiting.front());
+            waiting.pop_front();
+        }
+    }
+    --w.mirrors_in_flight();
+}
+
+// Starts a mirror now, queues it, or drops it (counted) when the queue is full: the client's
+// own request never waits for one.
+void submit_mirror(worker& w, std::unique_ptr<mirror_job> job) {
+    const auto& model = *job->model;
+    if (w.draining()) {
+        drop_mirror(w, *job);
+        return;
+    }
+    if (w.mirrors_in_flight() < model.mirror_max_in_flight) {
+        ++w.mirrors_in_flight();
+        net::co_spawn(w.io().get_executor(), run_mirrors(w, std::move(job)), net::detached);
+        return;
+    }
+    if (w.mirrors_waiting().size() < model.mirror_queue) {
+        w.mirrors_waiting().push_back(std::move(job));
+        return;
+    }
+    drop_mirror(w, *job);
+}
+
+// A copy of `req` for the model's mirror version, or null when this request is not mirrored.
+std::unique_ptr<mirror_job> mirror_of(worker& w, const std::shared_ptr<const routing::route_snapshot>& routes,
+                                      const routing::model_route& model, std::uint32_t version,
+                                      const request_t& req, const request_context& rc,
+                                      std::string_view client_address, bool client_tls) {
+    if (model.mirror_bp == 0 || version != model.stable ||
+        model.mirror_version == routing::no_version || rc.head ||
+        routing::point_from_u64(w.next_random()) >= model.mirror_bp) {
+        return nullptr;
+    }
+    auto job = std::make_unique<mirror_job>();
+    job->routes = routes;
+    job->model = &model;
+    job->version = model.mirror_version;
+    job->series = model.mirror_series;
+    serialize_request_head(job->head, req,
+                           forward_info{client_address, client_tls, rc.id, rc.client_version},
+                           req.body().size());
+    // Tell the candidate this is shadow traffic (as Envoy marks its mirrors): its answer is
+    // never seen by a client.
+    job->head.insert(job->head.size() - 2, "X-Stagegate-Mirror: 1\r\n");
+    job->body.assign(req.body().data(), req.body().size());
+    if (model.prediction) {
+        job->pair = std::make_shared<mirror_pair>();
+        job->pair->series = model.mirror_series;
+    }
+    return job;
+}
+
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
 task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_t& req,
-                          request_context& rc, std::string& head,
+                          request_context& rc, std::string& head, std::string& body_scratch,
                           const std::string& client_address, bool client_tls,
                           clock::time_point started) {
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
@@ -451,6 +764,15 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     const auto& model = *decision.model;
     const auto& version = model.versions[decision.version];
+    // The mirror goes out on its own; whatever becomes of it, this request does not wait.
+    std::shared_ptr<mirror_pair> pair;
+    if (auto mirror = mirror_of(w, routes, model, decision.version, req, rc, client_address,
+                                client_tls)) {
+        pair = mirror->pair;
+        submit_mirror(w, std::move(mirror));
+    }
+    const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
+    body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
     auto got = co_await w.pool().acquire(model, version, slot);
     if (got.status != acquire_status::ok) {
         bool no_healthy = got.status == acquire_status::no_healthy_upstream;
@@ -466,10 +788,13 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
             "model " + model.name + " version " + version.name + ": " + got.detail);
         record_response(w, version, static_cast<unsigned>(status), started);
+        if (pair) {
+            settle(w, *pair);
+        }
         co_return keep;
     }
-    exchange_args args{req, rc, w, slot, model, version, *got.endpoint, head, client_address,
-                       client_tls};
+    exchange_args args{req,  rc,   w, slot, model, version, *got.endpoint, head, client_address,
+                       client_tls, read_body ? &capture : nullptr};
     exchange_outcome out;
     const auto endpoint_id = got.endpoint->id;
     w.pool().lend(endpoint_id, +1);
@@ -490,6 +815,21 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
                                    "model " + model.name + ": " + out.message);
     }
     record_response(w, version, static_cast<unsigned>(out.status), started);
+    // Read after the answer went out: the client never waits for this.
+    std::optional<predictions::prediction> predicted;
+    if (read_body && out.result != exchange_result::failed_before_response) {
+        predicted = read_prediction(w, model, version.series, capture);
+        if (predicted && model.prediction->feedback) {
+            remember_answer(w, rc.id, version.series, *predicted);
+        }
+    }
+    if (pair) {
+        pair->primary = predicted;
+        settle(w, *pair);
+    }
+    if (body_scratch.capacity() > 64 * 1024) {
+        std::string().swap(body_scratch);
+    }
     co_return keep;
 }
 
@@ -507,7 +847,7 @@ template <class Stream>
 task<void> run_session(Stream stream, worker& w, std::string client_address) {
     constexpr bool tls = std::is_same_v<Stream, tls_stream_type>;
     auto& lowest = lowest_of(stream);
-    slot_guard guard(w, lowest);
+    slot_guard guard(w, &lowest);
     auto& slot = guard.slot();
     const auto& cfg = w.config();
 
@@ -521,7 +861,8 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
     }
 
     beast::flat_buffer buffer;
-    std::string head;  // serialized heads, reused across requests
+    std::string head;          // serialized heads, reused across requests
+    std::string body_scratch;  // answers kept for reading their prediction
     std::optional<http::request_parser<request_body, cached_allocator<char>>> parser;
     for (;;) {
         slot.idle = buffer.size() == 0;
@@ -608,8 +949,8 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         }
         slot.no_deadline();
         const auto started = clock::now();
-        bool keep = co_await handle_request(stream, w, slot, req, rc, head, client_address, tls,
-                                            started);
+        bool keep = co_await handle_request(stream, w, slot, req, rc, head, body_scratch,
+                                            client_address, tls, started);
         parser.reset();
         if (!keep || w.draining()) {
             break;
@@ -690,7 +1031,9 @@ void worker::link(session_slot& slot) {
         sessions_->prev = &slot;
     }
     sessions_ = &slot;
-    bump(counters_.connections_active);
+    if (slot.stream) {  // mirrors have none and are not client connections
+        bump(counters_.connections_active);
+    }
 }
 
 void worker::unlink(session_slot& slot) {
@@ -702,6 +1045,9 @@ void worker::unlink(session_slot& slot) {
     if (slot.next) {
         slot.next->prev = slot.prev;
     }
+    if (!slot.stream) {
+        return;
+    }
     counters_.connections_active.store(
         counters_.connections_active.load(std::memory_order_relaxed) - 1,
         std::memory_order_relaxed);
@@ -709,8 +1055,12 @@ void worker::unlink(session_slot& slot) {
 
 void worker::begin_drain() {
     draining_ = true;
+    while (!mirrors_waiting_.empty()) {
+        drop_mirror(*this, *mirrors_waiting_.front());
+        mirrors_waiting_.pop_front();
+    }
     for (auto* s = sessions_; s; s = s->next) {
-        if (s->idle) {
+        if (s->idle && s->stream) {
             boost::system::error_code ignored;
             s->stream->cancel(ignored);
         }
@@ -718,15 +1068,20 @@ void worker::begin_drain() {
     pool_->stop();
 }
 
-metrics::shard_delta worker::take_metrics(std::vector<endpoint_connections>& connections) {
+metrics::shard_delta worker::take_metrics(std::vector<endpoint_connections>& connections,
+                                          std::vector<predictions::served_record>& served) {
     pool_->gauges(connections);
+    served.swap(served_);
+    served_.clear();
     return shard_.take();
 }
 
 void worker::abort_all() {
     for (auto* s = sessions_; s; s = s->next) {
         boost::system::error_code ec;
-        s->stream->close(ec);
+        if (s->stream) {
+            s->stream->close(ec);
+        }
         if (s->upstream) {
             s->upstream->close(ec);
         }
@@ -747,7 +1102,7 @@ task<void> worker::enforce_deadlines() {
         }
         const auto now = coarse_now();
         for (auto* s = sessions_; s; s = s->next) {
-            if (s->deadline <= now) {
+            if (s->deadline <= now && s->stream) {
                 s->deadline = clock::time_point::max();
                 s->timed_out = true;
                 boost::system::error_code ignored;

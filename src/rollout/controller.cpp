@@ -30,6 +30,42 @@ json gates_json(const evaluation& e) {
     return out;
 }
 
+json prediction_json(const metrics::series_counts& counts) {
+    const auto& p = counts.predictions;
+    json j = {{"answers", counts.requests()}, {"parsed", p.parsed},  {"missing", p.missing},
+              {"invalid", p.invalid},         {"unread", p.unread},  {"labels", p.labels},
+              {"values", p.values},           {"feedback", p.feedback}};
+    j["value_mean"] = p.values ? json(p.value_sum / static_cast<double>(p.values)) : json(nullptr);
+    j["accuracy"] = p.feedback ? json(static_cast<double>(p.correct) / static_cast<double>(p.feedback))
+                               : json(nullptr);
+    j["mean_absolute_error"] = p.valued_feedback
+                                   ? json(p.abs_error_sum / static_cast<double>(p.valued_feedback))
+                                   : json(nullptr);
+    return j;
+}
+
+// What the stage has seen of both versions' predictions (and of the mirror, if any).
+json quality_json(const metrics::series_counts& candidate, const metrics::series_counts& stable,
+                  const metrics::series_counts* mirror) {
+    json j = {{"candidate", prediction_json(candidate)}, {"stable", prediction_json(stable)}};
+    if (mirror) {
+        const auto& p = mirror->predictions;
+        json m = prediction_json(*mirror);
+        m["dropped"] = p.mirrors_dropped;
+        m["compared"] = p.compared_labels;
+        m["agreement"] = p.compared_labels ? json(static_cast<double>(p.agreed_labels) /
+                                                  static_cast<double>(p.compared_labels))
+                                           : json(nullptr);
+        m["value_comparisons"] = p.abs_diff.count();
+        m["abs_diff_p50"] = p.abs_diff.quantile(0.5);
+        m["abs_diff_p99"] = p.abs_diff.quantile(0.99);
+        m["rel_diff_p50"] = p.rel_diff.quantile(0.5);
+        m["rel_diff_p99"] = p.rel_diff.quantile(0.99);
+        j["mirror"] = std::move(m);
+    }
+    return j;
+}
+
 }  // namespace
 
 const char* phase_name(phase p) {
@@ -117,6 +153,22 @@ std::uint32_t controller::candidate_weight(const active& a) const {
     }
 }
 
+environment::mirror_settings controller::mirror_of(const active& a) const {
+    environment::mirror_settings m;
+    m.max_in_flight = a.spec.mirror_max_in_flight;
+    m.queue = a.spec.mirror_queue;
+    if ((a.st.ph == phase::progressing || a.st.ph == phase::paused) && !awaiting_pre_checks(a)) {
+        m.bp = a.spec.stages[a.st.stage].mirror;
+    }
+    return m;
+}
+
+void controller::reset_counts(const active& a, const std::string& label) {
+    env_.reset_stage(a.st.model, a.st.candidate, label);
+    env_.reset_stage(a.st.model, a.st.stable, label);
+    env_.reset_stage(a.st.model, a.st.candidate, config::mirror_stage(label));
+}
+
 gate_config controller::gates_for(const active& a) const {
     const auto& g = a.spec.gates;
     gate_config cfg;
@@ -135,6 +187,24 @@ gate_config controller::gates_for(const active& a) const {
     cfg.sequential_latency = g.sequential_latency;
     cfg.alpha = g.alpha;
     cfg.error_slots = error_slots_for(g.error_statuses);
+    cfg.min_samples = g.min_samples;
+    cfg.min_agreement = g.min_agreement;
+    cfg.max_psi = g.max_psi;
+    cfg.max_ks = g.max_ks;
+    cfg.max_accuracy_drop = g.max_accuracy_drop;
+    cfg.max_mae_increase = g.max_mae_increase;
+    if (g.max_candidate_age) {
+        cfg.max_candidate_age_seconds =
+            std::chrono::duration<double>(*g.max_candidate_age).count();
+        cfg.candidate_age_seconds = env_.version_age_seconds(a.st.model, a.st.candidate);
+    }
+    if (g.judges_predictions()) {
+        if (auto p = env_.predictions_of(a.st.model)) {
+            cfg.drift_on_values = !p->value.empty();
+            cfg.value_bins = p->bins;
+        }
+    }
+    cfg.candidate_serves_clients = candidate_weight(a) > 0;
     return cfg;
 }
 
@@ -165,10 +235,10 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
             a.st = *resumed;
             a.st.model = m.name;
             auto label = stage_label(a);
-            env_.reset_stage(m.name, a.st.candidate, label);
-            env_.reset_stage(m.name, a.st.stable, label);
+            reset_counts(a, label);
             auto applied = env_.apply(m.name, a.st.stable, a.st.candidate, candidate_weight(a),
-                                      label, a.spec.fast_rollback_consecutive_errors);
+                                      label, a.spec.fast_rollback_consecutive_errors,
+                                      mirror_of(a));
             if (!applied) {
                 return applied.error();
             }
@@ -288,12 +358,11 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
         a.checks_passed_stage.reset();
         a.approval_pending = false;
         a.checks_in_flight = false;
-        env_.reset_stage(a.st.model, a.st.candidate, label);
-        env_.reset_stage(a.st.model, a.st.stable, label);
+        reset_counts(a, label);
     }
     const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
     auto applied = env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label,
-                              a.spec.fast_rollback_consecutive_errors);
+                              a.spec.fast_rollback_consecutive_errors, mirror_of(a));
     if (!applied) {
         std::cerr << "stagegate: cannot route " << a.st.model << ": "
                   << applied.error().describe() << "\n";
@@ -444,10 +513,20 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     }
     const auto& stage = a.spec.stages[a.st.stage];
     const std::string label = stage.name;
-    auto c = env_.stage_counts(a.st.model, a.st.candidate, label);
-    auto s = env_.stage_counts(a.st.model, a.st.stable, label);
-    const double rho0 = candidate_weight(a) / static_cast<double>(config::total_weight);
-    a.last = evaluate(gates_for(a), c, s, rho0);
+    const auto s = env_.stage_counts(a.st.model, a.st.stable, label);
+    std::optional<metrics::series_counts> mirror;
+    if (stage.mirror > 0) {
+        mirror = env_.stage_counts(a.st.model, a.st.candidate, config::mirror_stage(label));
+    }
+    // A mirror-only stage judges the candidate on its answers to the mirrored requests: it
+    // gets stable's requests times the mirror share, so its share of the two is m / (1 + m).
+    const bool mirror_only = candidate_weight(a) == 0 && mirror;
+    const auto c = mirror_only ? *mirror
+                               : env_.stage_counts(a.st.model, a.st.candidate, label);
+    const double m = stage.mirror / static_cast<double>(config::total_weight);
+    const double rho0 = mirror_only ? m / (1 + m)
+                                    : candidate_weight(a) / static_cast<double>(config::total_weight);
+    a.last = evaluate(gates_for(a), c, s, rho0, mirror ? &*mirror : nullptr);
     json details = {{"gates", gates_json(a.last)},
                     {"candidate_requests", c.requests()},
                     {"stable_requests", s.requests()}};
@@ -694,12 +773,11 @@ result<bool> controller::update_spec(const std::string& model, config::rollout s
     }
     const std::string label = stage_label(a);
     if (relabel) {
-        env_.reset_stage(model, a.st.candidate, label);
-        env_.reset_stage(model, a.st.stable, label);
+        reset_counts(a, label);
     }
     const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
     auto applied = env_.apply(model, stable_now, a.st.candidate, candidate_weight(a), label,
-                              a.spec.fast_rollback_consecutive_errors);
+                              a.spec.fast_rollback_consecutive_errors, mirror_of(a));
     if (store_) {
         (void)store_->append_event({{"time_ms", env_.wall_ms()},
                                     {"model", model},
@@ -744,7 +822,7 @@ json controller::status(const std::string& model, clock::time_point now) const {
     const auto& a = it->second;
     json stages = json::array();
     for (const auto& st : a.spec.stages) {
-        stages.push_back({{"name", st.name}, {"weight_bp", st.weight}});
+        stages.push_back({{"name", st.name}, {"weight_bp", st.weight}, {"mirror_bp", st.mirror}});
     }
     json j = {{"model", model},
               {"candidate", a.st.candidate},
@@ -771,8 +849,18 @@ json controller::status(const std::string& model, clock::time_point now) const {
         j["min_requests"] = stage.min_requests;
         // What the next decision waits for: time, candidate sample, or the gates' sample.
         const auto label = stage_label(a);
-        const auto c = env_.stage_counts(model, a.st.candidate, label).requests();
-        const auto s = env_.stage_counts(model, a.st.stable, label).requests();
+        const auto live = env_.stage_counts(model, a.st.candidate, label);
+        const auto stable = env_.stage_counts(model, a.st.stable, label);
+        std::optional<metrics::series_counts> mirror;
+        if (stage.mirror > 0) {
+            mirror = env_.stage_counts(model, a.st.candidate, config::mirror_stage(label));
+        }
+        const auto c = (candidate_weight(a) == 0 && mirror ? *mirror : live).requests();
+        const auto s = stable.requests();
+        j["mirror_bp"] = stage.mirror;
+        if (mirror || env_.predictions_of(model)) {
+            j["predictions"] = quality_json(live, stable, mirror ? &*mirror : nullptr);
+        }
         j["candidate_requests"] = c;
         j["stable_requests"] = s;
         const auto needed = std::max(stage.min_requests, a.spec.gates.min_requests);

@@ -1,5 +1,7 @@
 #include "stagegate/rollout/gates.hpp"
 
+#include "stagegate/predictions/drift.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -47,6 +49,162 @@ std::uint64_t errors_of(const metrics::series_counts& c, const std::vector<std::
         n += c.codes[slot];
     }
     return n;
+}
+
+std::string number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+}
+
+// The model-quality gates (see gate_config). Agreement and accuracy use anytime-valid
+// confidence sequences, so they may fail on any sample; drift fails only past its noise bound.
+void evaluate_quality(const gate_config& cfg, const metrics::prediction_counts& c,
+                      const metrics::prediction_counts& s, const metrics::prediction_counts* m,
+                      evaluation& out) {
+    auto add = [&](std::string gate, verdict v, double cv, double sv, double limit,
+                   std::uint64_t cn, std::uint64_t sn, std::string why) {
+        out.gates.push_back({std::move(gate), v, cv, sv, limit, cn, sn, std::move(why)});
+    };
+    auto too_few = [&](std::uint64_t cn, std::uint64_t sn, const char* what) {
+        return "too little data: " + std::to_string(cn) + " candidate vs " + std::to_string(sn) +
+               " stable " + what + ", " + std::to_string(cfg.min_samples) + " needed";
+    };
+    if (cfg.max_candidate_age_seconds) {
+        const double limit = *cfg.max_candidate_age_seconds;
+        if (!cfg.candidate_age_seconds) {
+            add("candidate_age", verdict::fail, 0, 0, limit, 0, 0,
+                "the candidate has no trained_at: its age cannot be checked");
+        } else {
+            const double age = *cfg.candidate_age_seconds;
+            const bool ok = age <= limit;
+            add("candidate_age", ok ? verdict::pass : verdict::fail, age, 0, limit, 0, 0,
+                "candidate trained " + number(age / 3600) + " h ago, " +
+                    (ok ? "within" : "older than") + " the limit of " + number(limit / 3600) +
+                    " h");
+        }
+    }
+    if (cfg.min_agreement && m) {
+        const double floor = *cfg.min_agreement;
+        const auto n = m->compared_labels;
+        const double rate = n ? static_cast<double>(m->agreed_labels) / static_cast<double>(n) : 0;
+        const double r = predictions::mean_radius(n, cfg.alpha);
+        const std::string seen = "top-1 agreement with stable " + percent(rate) + " ± " +
+                                 percent(std::min(r, 1.0)) + " over " + std::to_string(n) +
+                                 " mirrored requests";
+        if (n > 0 && rate + r < floor) {
+            add("prediction_agreement", verdict::fail, rate, 0, floor, n, n,
+                seen + ": below the floor " + percent(floor));
+        } else if (n >= cfg.min_samples && rate - r >= floor) {
+            add("prediction_agreement", verdict::pass, rate, 0, floor, n, n,
+                seen + ": at least the floor " + percent(floor));
+        } else {
+            add("prediction_agreement", verdict::inconclusive, rate, 0, floor, n, n,
+                n < cfg.min_samples ? too_few(n, n, "comparisons")
+                                    : seen + ": not yet clear of the floor " + percent(floor));
+        }
+    }
+    const std::uint64_t cn = cfg.drift_on_values ? c.values : c.labels;
+    const std::uint64_t sn = cfg.drift_on_values ? s.values : s.labels;
+    const std::size_t bins = cfg.drift_on_values ? cfg.value_bins : metrics::prediction_bins;
+    const auto& cb = cfg.drift_on_values ? c.value_bins : c.label_bins;
+    const auto& sb = cfg.drift_on_values ? s.value_bins : s.label_bins;
+    const bool enough_drift = cn >= cfg.min_samples && sn >= cfg.min_samples;
+    const double look_alpha = predictions::repeated_alpha(std::min(cn, sn), cfg.alpha);
+    if (cfg.max_psi) {
+        const double limit = *cfg.max_psi;
+        const double value = predictions::psi({cb.data(), bins}, {sb.data(), bins});
+        const double noise = predictions::psi_noise(cn, sn, bins, look_alpha);
+        const std::string seen = "PSI " + number(value) + " vs stable over " + std::to_string(cn) +
+                                 " candidate and " + std::to_string(sn) + " stable predictions";
+        if (!enough_drift) {
+            add("prediction_psi", verdict::inconclusive, value, 0, limit, cn, sn,
+                too_few(cn, sn, "predictions"));
+        } else if (value - noise > limit) {
+            add("prediction_psi", verdict::fail, value, 0, limit, cn, sn,
+                seen + ": above the ceiling " + number(limit) + " by more than noise (" +
+                    number(noise) + ")");
+        } else if (value <= limit) {
+            add("prediction_psi", verdict::pass, value, 0, limit, cn, sn,
+                seen + ": within the ceiling " + number(limit));
+        } else {
+            add("prediction_psi", verdict::inconclusive, value, 0, limit, cn, sn,
+                seen + ": above the ceiling " + number(limit) + " but within noise (" +
+                    number(noise) + ")");
+        }
+    }
+    if (cfg.max_ks) {
+        const double limit = *cfg.max_ks;
+        const auto vn = c.values;
+        const auto vs = s.values;
+        const double value =
+            predictions::ks({c.value_bins.data(), cfg.value_bins}, {s.value_bins.data(), cfg.value_bins});
+        const double noise = predictions::ks_noise(vn, vs, predictions::repeated_alpha(
+                                                               std::min(vn, vs), cfg.alpha));
+        const std::string seen = "KS distance " + number(value) + " vs stable over " +
+                                 std::to_string(vn) + " candidate and " + std::to_string(vs) +
+                                 " stable predictions";
+        if (vn < cfg.min_samples || vs < cfg.min_samples) {
+            add("prediction_ks", verdict::inconclusive, value, 0, limit, vn, vs,
+                too_few(vn, vs, "predictions"));
+        } else if (value - noise > limit) {
+            add("prediction_ks", verdict::fail, value, 0, limit, vn, vs,
+                seen + ": above the ceiling " + number(limit) + " by more than noise (" +
+                    number(noise) + ")");
+        } else if (value <= limit) {
+            add("prediction_ks", verdict::pass, value, 0, limit, vn, vs,
+                seen + ": within the ceiling " + number(limit));
+        } else {
+            add("prediction_ks", verdict::inconclusive, value, 0, limit, vn, vs,
+                seen + ": above the ceiling " + number(limit) + " but within noise (" +
+                    number(noise) + ")");
+        }
+    }
+    if (cfg.max_accuracy_drop && cfg.candidate_serves_clients) {
+        const double drop = *cfg.max_accuracy_drop;
+        const auto fc = c.feedback;
+        const auto fs = s.feedback;
+        const double ac = fc ? static_cast<double>(c.correct) / static_cast<double>(fc) : 0;
+        const double as = fs ? static_cast<double>(s.correct) / static_cast<double>(fs) : 0;
+        // Two means at once: alpha / 2 each keeps the joint error at alpha.
+        const double rc = predictions::mean_radius(fc, cfg.alpha / 2);
+        const double rs = predictions::mean_radius(fs, cfg.alpha / 2);
+        const std::string seen = "accuracy " + percent(ac) + " ± " + percent(std::min(rc, 1.0)) +
+                                 " vs stable " + percent(as) + " ± " +
+                                 percent(std::min(rs, 1.0)) + " over " + std::to_string(fc) +
+                                 " and " + std::to_string(fs) + " labels";
+        if (fc > 0 && fs > 0 && ac + rc < as - rs - drop) {
+            add("accuracy_vs_stable", verdict::fail, ac, as, as - drop, fc, fs,
+                seen + ": worse than stable by more than " + percent(drop));
+        } else if (fc < cfg.min_samples || fs < cfg.min_samples) {
+            add("accuracy_vs_stable", verdict::inconclusive, ac, as, as - drop, fc, fs,
+                too_few(fc, fs, "labels"));
+        } else if (ac >= as - drop) {
+            add("accuracy_vs_stable", verdict::pass, ac, as, as - drop, fc, fs,
+                seen + ": within " + percent(drop) + " of stable");
+        } else {
+            add("accuracy_vs_stable", verdict::inconclusive, ac, as, as - drop, fc, fs,
+                seen + ": below stable by more than " + percent(drop) + " but within noise");
+        }
+    }
+    if (cfg.max_mae_increase && cfg.candidate_serves_clients) {
+        const double increase = *cfg.max_mae_increase;
+        const auto fc = c.valued_feedback;
+        const auto fs = s.valued_feedback;
+        const double mc = fc ? c.abs_error_sum / static_cast<double>(fc) : 0;
+        const double ms = fs ? s.abs_error_sum / static_cast<double>(fs) : 0;
+        if (fc < cfg.min_samples || fs < cfg.min_samples) {
+            add("mae_vs_stable", verdict::inconclusive, mc, ms, ms + increase, fc, fs,
+                too_few(fc, fs, "labels"));
+        } else {
+            const bool ok = mc <= ms + increase;
+            add("mae_vs_stable", ok ? verdict::pass : verdict::fail, mc, ms, ms + increase, fc,
+                fs,
+                "mean absolute error " + number(mc) + " vs stable " + number(ms) + " over " +
+                    std::to_string(fc) + " and " + std::to_string(fs) + " labels" +
+                    (ok ? ": within " : ": above ") + "the allowed " + number(ms + increase));
+        }
+    }
 }
 
 }  // namespace
@@ -110,7 +268,8 @@ const gate_result* evaluation::first_failure() const {
 }
 
 evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candidate,
-                    const metrics::series_counts& stable, double rho0) {
+                    const metrics::series_counts& stable, double rho0,
+                    const metrics::series_counts* mirror) {
     evaluation out;
     const auto cn = candidate.requests();
     const auto sn = stable.requests();
@@ -235,6 +394,8 @@ evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candid
         sequential("sequential_latency",
                    latency_test(candidate.latency, stable.latency, rho0, cfg.alpha), "is slower");
     }
+    evaluate_quality(cfg, candidate.predictions, stable.predictions,
+                     mirror ? &mirror->predictions : nullptr, out);
     return out;
 }
 

@@ -287,6 +287,10 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
         m.hash_salt = fmix64(fnv1a(mc.name));
         m.timeouts = mc.timeouts;
         m.health = mc.health;
+        if (mc.prediction) {
+            m.prediction = std::make_shared<const predictions::spec>(
+                predictions::compile(*mc.prediction));
+        }
         for (std::size_t vi = 0; vi < mc.versions.size(); ++vi) {
             const auto& vc = mc.versions[vi];
             version_route v;
@@ -364,7 +368,7 @@ result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
     const std::map<std::string, std::uint32_t>& weights, std::string stage,
     const series_namer& series, std::string_view stable, std::string_view watched,
-    std::uint32_t trip_after) {
+    std::uint32_t trip_after, mirror_plan mirror) {
     auto snap = std::make_shared<route_snapshot>(base);
     snap->generation = base.generation + 1;
     model_route* target = nullptr;
@@ -412,6 +416,21 @@ result<std::shared_ptr<const route_snapshot>> with_traffic(
     for (auto& v : target->versions) {
         v.series = series(target->name, v.name, target->stage);
         v.trip_after = !watched.empty() && v.name == watched ? trip_after : 0;
+    }
+    target->mirror_bp = 0;
+    target->mirror_version = no_version;
+    if (mirror.bp > 0 && !watched.empty()) {
+        auto idx = target->find_version(watched);
+        if (idx == no_version || idx == target->stable) {
+            return error::make("invalid_mirror", "model " + target->name +
+                                                     " cannot mirror to \"" +
+                                                     std::string(watched) + "\"");
+        }
+        target->mirror_bp = std::min(mirror.bp, total_weight);
+        target->mirror_version = idx;
+        target->mirror_series = series(target->name, watched, config::mirror_stage(target->stage));
+        target->mirror_max_in_flight = mirror.max_in_flight;
+        target->mirror_queue = mirror.queue;
     }
     rebuild_bands(*target);
     return std::shared_ptr<const route_snapshot>(std::move(snap));

@@ -253,6 +253,57 @@ struct admin_server::impl {
     }
 
     // Checks the body against the fields a call accepts; the empty body is {}.
+    // {"request_id", "label"} or {"labels": [{"request_id", "label"}, ...]}: all or nothing.
+    static result<std::vector<gateway::feedback_label>> feedback_labels(const json& j) {
+        constexpr std::size_t max_labels = 100000;
+        std::vector<gateway::feedback_label> out;
+        std::vector<problem> problems;
+        auto one = [&](const json& item, const std::string& path) {
+            if (!item.is_object()) {
+                problems.push_back({path, std::string("expected an object, got ") + item.type_name()});
+                return;
+            }
+            for (const auto& [key, value] : item.items()) {
+                if (key != "request_id" && key != "label" && !(path.empty() && key == "reason")) {
+                    problems.push_back({path + "/" + key, "unknown field"});
+                }
+            }
+            auto id = item.find("request_id");
+            auto label = item.find("label");
+            if (id == item.end() || !id->is_string() || id->get<std::string>().empty()) {
+                problems.push_back({path + "/request_id", "needs a non-empty string"});
+            }
+            if (label == item.end() || !(label->is_string() || label->is_number() ||
+                                         label->is_boolean())) {
+                problems.push_back({path + "/label", "needs a string, number or boolean"});
+            }
+            if (problems.empty()) {
+                out.push_back({id->get<std::string>(), *label});
+            }
+        };
+        if (auto list = j.find("labels"); list != j.end()) {
+            if (j.contains("request_id") || j.contains("label")) {
+                problems.push_back({"/labels", "give either labels or one request_id and label"});
+            } else if (!list->is_array() || list->empty() || list->size() > max_labels) {
+                problems.push_back({"/labels", "needs an array of 1 to " +
+                                                   std::to_string(max_labels) + " labels"});
+            } else {
+                for (std::size_t i = 0; i < list->size() && problems.size() < 20; ++i) {
+                    one((*list)[i], "/labels/" + std::to_string(i));
+                }
+            }
+        } else {
+            one(j, "");
+        }
+        if (!problems.empty()) {
+            return error{"invalid_argument", "the feedback was not taken: " +
+                                                 std::to_string(problems.size()) +
+                                                 " problem(s), nothing was applied",
+                         std::move(problems)};
+        }
+        return out;
+    }
+
     result<body_fields> read_body(const request_t& req,
                                   std::initializer_list<std::string_view> fields) const {
         body_fields out;
@@ -455,6 +506,7 @@ struct admin_server::impl {
         if (n == 1 && s[0] == "events") return {v::get};
         if (n == 1 && s[0] == "webhooks") return {v::get};
         if (n == 2 && s[0] == "config" && s[1] == "reload") return {v::post};
+        if (n == 1 && s[0] == "feedback") return {v::post};
         if (n == 1 && s[0] == "openapi.json") return {v::get};
         return {};
     }
@@ -519,6 +571,28 @@ struct admin_server::impl {
             res.set(http::field::server, "stagegate-admin");
             res.set(http::field::content_type, "text/event-stream");
             co_return res;
+        }
+        if (s[0] == "feedback") {
+            auto body = read_body(req, {"request_id", "label", "labels"});
+            if (!body) {
+                co_return error_from(body.error(), v);
+            }
+            auto labels = feedback_labels(body->j);
+            if (!labels) {
+                co_return error_from(labels.error(), v);
+            }
+            // Answers reach the control thread with the metrics: collect first, so a label
+            // sent right after its answer still finds it.
+            co_await async_collect(gw, net::use_awaitable);
+            auto out = gw.apply_feedback(*labels);
+            co_return json_response(http::status::ok,
+                                    {{"received", labels->size()},
+                                     {"matched", out.matched},
+                                     {"late", out.late},
+                                     {"unmatched", out.unmatched},
+                                     {"duplicate", out.duplicate},
+                                     {"unusable", out.unusable}},
+                                    v);
         }
         if (s[0] == "config") {
             auto body = read_body(req, {});

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cmath>
 #include <future>
 #include <iostream>
 
@@ -84,13 +85,37 @@ public:
     }
     result<void> apply(const std::string& model, const std::string& stable,
                        const std::string& candidate, std::uint32_t candidate_bp,
-                       const std::string& stage, std::uint32_t trip_after) override {
+                       const std::string& stage, std::uint32_t trip_after,
+                       mirror_settings mirror) override {
         std::map<std::string, std::uint32_t> weights;
         weights[stable] = routing::total_weight - candidate_bp;
         if (candidate != stable) {
             weights[candidate] = candidate_bp;
+        } else {
+            mirror.bp = 0;  // completed: nothing left to mirror to
         }
-        return gw_.set_traffic(model, weights, stage, stable, candidate, trip_after);
+        return gw_.set_traffic(model, weights, stage, stable, candidate, trip_after,
+                               {mirror.bp, mirror.max_in_flight, mirror.queue});
+    }
+    std::optional<config::predictions> predictions_of(const std::string& model) override {
+        const auto* m = gw_.model_config(model);
+        return m ? m->prediction : std::nullopt;
+    }
+    std::optional<double> version_age_seconds(const std::string& model,
+                                              const std::string& version) override {
+        const auto* m = gw_.model_config(model);
+        if (!m) {
+            return std::nullopt;
+        }
+        for (const auto& v : m->versions) {
+            if (v.name == version && v.trained_at) {
+                const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+                return static_cast<double>(now - *v.trained_at);
+            }
+        }
+        return std::nullopt;
     }
     std::int64_t wall_ms() override {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -216,6 +241,14 @@ result<nlohmann::json> gateway::start_rollout_now(const std::string& model, conf
     if (!m) {
         return error::make("unknown_model", "no model named \"" + model + "\"");
     }
+    const auto* mc = model_config(model);
+    if (auto problems = config::prediction_gate_problems(
+            spec, mc ? mc->prediction : std::nullopt, "");
+        !problems.empty()) {
+        return error{"invalid_rollout", "the rollout's quality gates need what the model does not "
+                                        "provide",
+                     std::move(problems)};
+    }
     if (auto opened = ensure_state(); !opened) {
         return opened.error();
     }
@@ -231,6 +264,125 @@ result<nlohmann::json> gateway::start_rollout_now(const std::string& model, conf
         schedule_rollout_tick();
     }
     return started;
+}
+
+const config::model* gateway::model_config(const std::string& name) const {
+    for (const auto& m : cfg_.models) {
+        if (m.name == name) {
+            return &m;
+        }
+    }
+    return nullptr;
+}
+
+void gateway::remember_served(std::vector<predictions::served_record> served) {
+    if (served.empty()) {
+        return;
+    }
+    const auto labels = series_.labels();
+    const auto now = predictions::clock::now();
+    for (auto& record : served) {
+        if (record.series >= labels.size()) {
+            continue;
+        }
+        const auto& model = labels[record.series].model;
+        auto it = feedback_.find(model);
+        if (it == feedback_.end()) {
+            const auto* mc = model_config(model);
+            if (!mc || !mc->prediction || !mc->prediction->feedback) {
+                continue;  // a reload turned feedback off
+            }
+            it = feedback_
+                     .try_emplace(model, mc->prediction->feedback_capacity,
+                                  mc->prediction->feedback_ttl)
+                     .first;
+        }
+        it->second.add(std::move(record), now);
+    }
+}
+
+namespace {
+
+// How a feedback label compares with a predicted label (see predictions::label_hash).
+std::optional<std::string> canonical_label(const nlohmann::json& label) {
+    if (label.is_string()) {
+        auto text = label.dump();
+        return text.substr(1, text.size() - 2);
+    }
+    if (label.is_boolean()) {
+        return label.get<bool>() ? "true" : "false";
+    }
+    if (label.is_number_integer()) {
+        return label.dump();
+    }
+    if (label.is_number_float()) {
+        const double v = label.get<double>();
+        if (v == std::floor(v) && std::fabs(v) < 9.0e15) {
+            return std::to_string(static_cast<long long>(v));
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+gateway::feedback_outcome gateway::apply_feedback(const std::vector<feedback_label>& labels) {
+    using book = predictions::feedback_book;
+    feedback_outcome out;
+    const auto now = predictions::clock::now();
+    const auto names = series_.labels();
+    const auto snap = routes();
+    std::map<std::uint32_t, metrics::series_counts> counted;
+    for (const auto& item : labels) {
+        book::joined j;
+        std::string model;
+        for (auto& [name, b] : feedback_) {
+            j = b.join(item.request_id, now);
+            if (j.status != book::join_status::unmatched) {
+                model = name;
+                break;
+            }
+        }
+        if (j.status == book::join_status::unmatched) {
+            ++out.unmatched;
+            ++feedback_totals_[""].unmatched;
+            continue;
+        }
+        auto& totals = feedback_totals_[model];
+        if (j.status == book::join_status::duplicate) {
+            ++out.duplicate;
+            ++totals.duplicate;
+            continue;
+        }
+        auto& p = counted[j.series].predictions;
+        auto canonical = j.predicted.has_label ? canonical_label(item.label) : std::nullopt;
+        if (canonical) {
+            ++p.feedback;
+            p.correct += predictions::label_hash(*canonical) == j.predicted.label_hash ? 1 : 0;
+        } else if (j.predicted.has_value && item.label.is_number()) {
+            ++p.valued_feedback;
+            p.abs_error_sum += std::fabs(item.label.get<double>() - j.predicted.value);
+        } else {
+            ++out.unusable;
+            ++totals.unusable;
+            continue;
+        }
+        ++out.matched;
+        ++totals.matched;
+        const auto* m = snap ? snap->find_model(model) : nullptr;
+        if (m && j.series < names.size() && names[j.series].stage != m->stage) {
+            ++out.late;  // still counted, for the stage that served it
+            ++totals.late;
+        }
+    }
+    if (!counted.empty()) {
+        metrics::shard_delta delta;
+        for (auto& [id, counts] : counted) {
+            delta.series.emplace_back(id, std::move(counts));
+        }
+        store_->merge(delta, metrics::clock::now());
+    }
+    return out;
 }
 
 result<nlohmann::json> gateway::reload(const std::string& actor) {
@@ -258,6 +410,7 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
         std::string stable;
         std::string watched;
         std::uint32_t trip_after = 0;
+        routing::mirror_plan mirror;
     };
     std::vector<carried> carry;
     std::vector<std::pair<std::string, config::rollout>> starts;
@@ -280,8 +433,15 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
         const bool config_split = !(nm.split.weights.size() == 1 &&
                                     nm.split.weights.count(nm.stable));
         if (ro && om && (ro->live() || !config_split)) {
-            carried c{nm.name, {}, om->stage, om->versions[om->stable].name, {}, 0};
+            carried c{nm.name, {}, om->stage, om->versions[om->stable].name, {}, 0, {}};
             bool keep = has_version(c.stable);
+            if (om->mirror_version != routing::no_version) {
+                const auto& target = om->versions[om->mirror_version];
+                keep = keep && has_version(target.name);
+                c.watched = target.name;
+                c.trip_after = target.trip_after;
+                c.mirror = {om->mirror_bp, om->mirror_max_in_flight, om->mirror_queue};
+            }
             for (std::size_t v = 0; v < om->versions.size(); ++v) {
                 if (om->weights[v] == 0) {
                     continue;
@@ -347,7 +507,7 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
         snap = *built;
         for (const auto& c : carry) {
             auto overlaid = routing::with_traffic(*snap, c.model, c.weights, c.stage, namer(),
-                                                  c.stable, c.watched, c.trip_after);
+                                                  c.stable, c.watched, c.trip_after, c.mirror);
             if (!overlaid) {
                 problems.push_back({"/models", c.model + ": " + overlaid.error().message});
                 continue;
@@ -557,9 +717,12 @@ void gateway::collect(std::function<void()> done) {
     for (auto& wt : workers_) {
         net::post(wt->io, [this, w = wt->proxy.get(), r] {
             std::vector<proxy::worker::endpoint_connections> gauges;
-            auto delta = std::make_shared<metrics::shard_delta>(w->take_metrics(gauges));
-            net::post(control_io_, [this, r, delta, gauges = std::move(gauges)] {
+            std::vector<predictions::served_record> served;
+            auto delta = std::make_shared<metrics::shard_delta>(w->take_metrics(gauges, served));
+            net::post(control_io_, [this, r, delta, gauges = std::move(gauges),
+                                    served = std::move(served)]() mutable {
                 store_->merge(*delta, metrics::clock::now());
+                remember_served(std::move(served));
                 r->gauges.insert(r->gauges.end(), gauges.begin(), gauges.end());
                 if (--r->pending == 0) {
                     connection_gauges_ = std::move(r->gauges);
@@ -711,7 +874,8 @@ std::shared_ptr<const routing::route_snapshot> gateway::routes() const {
 result<void> gateway::set_traffic(std::string_view model,
                                   const std::map<std::string, std::uint32_t>& weights,
                                   std::string stage, std::string_view stable,
-                                  std::string_view watched, std::uint32_t trip_after) {
+                                  std::string_view watched, std::uint32_t trip_after,
+                                  routing::mirror_plan mirror) {
     std::shared_ptr<const routing::route_snapshot> next;
     {
         std::lock_guard lock(routes_mutex_);
@@ -720,7 +884,7 @@ result<void> gateway::set_traffic(std::string_view model,
         }
         auto built =
             routing::with_traffic(*routes_, model, weights, std::move(stage), namer(), stable,
-                                  watched, trip_after);
+                                  watched, trip_after, mirror);
         if (!built) {
             return built.error();
         }

@@ -96,8 +96,11 @@ struct http_check {
 
 // One step of a rollout: the candidate's share and what it must show before widening.
 struct rollout_stage {
-    std::string name;                 // stage label; default "canary-<percent>"
-    std::uint32_t weight = 0;         // candidate basis points, 1..10000
+    std::string name;                 // stage label; default "canary-<percent>" or "shadow"
+    std::uint32_t weight = 0;         // candidate basis points, 0..10000 (0: mirror only)
+    // Basis points of the requests served by stable that are also sent to the candidate
+    // ("mirror_percent"); the client only ever gets stable's answer.
+    std::uint32_t mirror = 0;
     millis min_bake{60000};           // at least this long in the stage
     std::uint64_t min_requests = 100; // and at least this many candidate requests
     std::optional<millis> max_duration;
@@ -122,8 +125,22 @@ struct rollout_gates {
     // What counts as an error: "5xx" (the default; includes the gateway's own 502/503/504 for
     // upstream failures), "4xx", or tracked codes such as "429". Never 4xx unless asked.
     std::vector<std::string> error_statuses = {"5xx"};
+    // Model-quality gates ("gates": {"predictions": {...}}); see rollout/gates.hpp.
+    std::uint64_t min_samples = 200;            // predictions / comparisons / labels needed
+    std::optional<double> min_agreement;        // mirror top-1 agreement floor, 0..1
+    std::optional<double> max_psi;              // drift ceilings vs stable
+    std::optional<double> max_ks;
+    std::optional<double> max_accuracy_drop;    // classification: accuracy >= stable - this
+    std::optional<double> max_mae_increase;     // regression: MAE <= stable + this
+    std::optional<std::chrono::hours> max_candidate_age;  // trained_at no older than this
     bool operator==(const rollout_gates&) const = default;
+    bool judges_predictions() const {
+        return min_agreement || max_psi || max_ks || max_accuracy_drop || max_mae_increase;
+    }
 };
+
+// The stage label a stage's mirrored requests are counted under: "<stage>/mirror".
+inline std::string mirror_stage(const std::string& stage) { return stage + "/mirror"; }
 
 struct rollout {
     std::string candidate;
@@ -134,11 +151,36 @@ struct rollout {
     std::uint32_t fast_rollback_consecutive_errors = 20;
     std::vector<http_check> pre_checks;   // before the candidate gets any traffic
     std::vector<http_check> post_checks;  // after it completes (rollback: back to the old stable)
+    // Mirrored requests per worker thread: at most this many in flight, this many waiting;
+    // beyond that a mirror is dropped (and counted), never the primary delayed.
+    std::uint32_t mirror_max_in_flight = 32;
+    std::uint32_t mirror_queue = 256;
     bool operator==(const rollout&) const = default;
+};
+
+// Where a model's prediction is in its answers ("predictions"), read off the request path
+// after the answer has been relayed. A preset fills the pointers: "tfserving" (/predictions/0),
+// "kserve_v2" (/outputs/0/data), "openai" (finish_reason as the label, the length of
+// message.content as the value).
+struct predictions {
+    std::string preset;
+    std::string label;  // JSON pointer to a class output: string, integer, bool, or scores
+    std::string value;  // JSON pointer to a numeric output: number, scores (max), string (length)
+    double bins_min = 0;  // fixed value bins for drift; values outside go to the end bins
+    double bins_max = 1;
+    std::uint32_t bins = 20;  // 2..32
+    std::uint64_t max_body_bytes = 256 * 1024;  // larger answers are counted, not read
+    // Delayed feedback (POST /api/v1/feedback): remember what each request was answered with
+    // for this long (and at most this many requests) to join labels to it.
+    bool feedback = false;
+    std::chrono::seconds feedback_ttl{3600};
+    std::uint32_t feedback_capacity = 100000;
+    bool operator==(const predictions&) const = default;
 };
 
 struct model {
     std::string name;
+    std::optional<predictions> prediction;
     match route;
     std::vector<version> versions;
     std::string stable;
@@ -234,6 +276,13 @@ std::vector<problem> validate(const gateway& cfg);
 // Shared by the config file and the API that starts rollouts.
 std::vector<problem> validate_rollout(const rollout& r, const std::vector<std::string>& versions,
                                       const std::string& stable, const std::string& path);
+
+// Model-quality gates against what the model's "predictions" can provide (a label for
+// agreement and accuracy, a value for KS and MAE, feedback for accuracy, a mirror stage for
+// agreement).
+std::vector<problem> prediction_gate_problems(const rollout& r,
+                                              const std::optional<predictions>& pred,
+                                              const std::string& path);
 
 // A rollout given as JSON (the admin API's POST /api/v1/rollouts), with the same keys as a
 // model's "rollout" in the config; problems are reported under `path`. The model's versions

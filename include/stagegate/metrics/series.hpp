@@ -1,5 +1,5 @@
 // metrics/series: what is counted per (model, version, stage), and the names behind ids.
-// Owns: series_counts (status codes, upstream failures, latency), the bounded status-code and
+// Owns: series_counts (status codes, upstream failures, latency, predictions), the bounded status-code and
 // failure-kind label sets, and series_registry (label triple <-> small integer id).
 // Labels come only from the config and the controller, never from client input, so the
 // number of series is bounded by models x versions x stages.
@@ -7,6 +7,7 @@
 #pragma once
 
 #include "stagegate/metrics/histogram.hpp"
+#include "stagegate/metrics/quality.hpp"
 
 #include <array>
 #include <cstdint>
@@ -42,6 +43,7 @@ struct series_counts {
     std::array<std::uint64_t, code_slots> codes{};
     std::array<std::uint64_t, upstream_failure_kinds> upstream_failures{};
     latency_histogram latency;  // every answered request, gateway in to last byte out
+    prediction_counts predictions;
 
     std::uint64_t requests() const;
     // 5xx answers (including the gateway's own 502/503/504). 4xx are the client's doing.

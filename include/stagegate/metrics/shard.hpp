@@ -39,6 +39,8 @@ public:
     void record_failure(std::uint32_t series, upstream_failure kind) {
         ++at(series).upstream_failures[static_cast<std::size_t>(kind)];
     }
+    // The series' prediction counts, for the proxy to record what it read in an answer.
+    prediction_counts& predictions(std::uint32_t series) { return at(series).predictions; }
     void record_unrouted(unrouted_reason reason) { ++unrouted_[static_cast<std::size_t>(reason)]; }
     // Consecutive 5xx answers of a series on this worker; returns the streak after `failed`.
     std::uint32_t record_streak(std::uint32_t series, bool failed) {

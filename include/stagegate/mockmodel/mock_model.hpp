@@ -26,6 +26,10 @@ struct options {
     double hang_rate = 0;        // fraction never answered (until the connection closes)
     double reset_rate = 0;       // fraction answered by a TCP reset
     double bias = 0;             // added to every numeric prediction
+    // Classification (TF-Serving shape): each prediction is a vector of this many class
+    // scores, the top one picked from the input (0: one number per instance).
+    std::uint32_t classes = 0;
+    double disagree_rate = 0;  // fraction of predictions whose top class moves to the next
     std::string cert_file;       // TLS when both are set
     std::string key_file;
     std::uint64_t seed = 0;      // 0: random

@@ -8,6 +8,7 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/metrics/shard.hpp"
+#include "stagegate/predictions/feedback.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -15,8 +16,9 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -52,6 +54,7 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) {
 
 class upstream_pool;
 struct session_slot;
+struct mirror_job;
 
 // Sockets carry the concrete io_context executor (no type-erased any_io_executor).
 using socket_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
@@ -81,8 +84,10 @@ public:
         std::uint32_t idle = 0;
         std::uint32_t active = 0;
     };
-    // Hands over the metrics recorded since the last call, with the connection gauges.
-    metrics::shard_delta take_metrics(std::vector<endpoint_connections>& connections);
+    // Hands over the metrics recorded since the last call, with the connection gauges, and
+    // the answers remembered for feedback (models with predictions.feedback).
+    metrics::shard_delta take_metrics(std::vector<endpoint_connections>& connections,
+                                      std::vector<predictions::served_record>& served);
 
     // --- Any thread -----------------------------------------------------------------------
     const worker_counters& counters() const { return counters_; }
@@ -111,6 +116,11 @@ public:
     }
     bool draining() const { return draining_; }
     std::uint64_t next_random();
+    // Shadow traffic (session.cpp): mirrors running, and those waiting for a free slot.
+    std::uint32_t& mirrors_in_flight() { return mirrors_in_flight_; }
+    std::deque<std::unique_ptr<mirror_job>>& mirrors_waiting() { return mirrors_waiting_; }
+    // Answers to join feedback to, until the next take_metrics (bounded: see session.cpp).
+    std::vector<predictions::served_record>& served() { return served_; }
     void link(session_slot& slot);
     void unlink(session_slot& slot);
 
@@ -129,7 +139,10 @@ private:
     std::vector<bool> tripped_;  // by series id; cleared by set_routes
     bool draining_ = false;
     std::uint64_t rng_state_[4];
-    session_slot* sessions_ = nullptr;  // intrusive list of live sessions
+    session_slot* sessions_ = nullptr;  // intrusive list of live sessions (and mirrors)
+    std::uint32_t mirrors_in_flight_ = 0;
+    std::deque<std::unique_ptr<mirror_job>> mirrors_waiting_;
+    std::vector<predictions::served_record> served_;
 };
 
 }  // namespace stagegate::proxy

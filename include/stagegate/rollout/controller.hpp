@@ -40,10 +40,22 @@ public:
     virtual void reset_stage(const std::string& model, const std::string& version,
                              const std::string& stage) = 0;
     // Routes the model: `candidate_bp` to the candidate, the rest to `stable`, others 0; the
-    // data plane trips the candidate after `trip_after` failures in a row (0: never).
+    // data plane trips the candidate after `trip_after` failures in a row (0: never) and
+    // mirrors `mirror.bp` of stable's requests to it.
+    struct mirror_settings {
+        std::uint32_t bp = 0;
+        std::uint32_t max_in_flight = 32;
+        std::uint32_t queue = 256;
+    };
     virtual result<void> apply(const std::string& model, const std::string& stable,
                                const std::string& candidate, std::uint32_t candidate_bp,
-                               const std::string& stage, std::uint32_t trip_after) = 0;
+                               const std::string& stage, std::uint32_t trip_after,
+                               mirror_settings mirror) = 0;
+    // The model's predictions config (for the quality gates), if any.
+    virtual std::optional<config::predictions> predictions_of(const std::string& model) = 0;
+    // How long ago the version was trained (its trained_at), if known.
+    virtual std::optional<double> version_age_seconds(const std::string& model,
+                                                      const std::string& version) = 0;
     // Wall-clock time for events (milliseconds since the epoch).
     virtual std::int64_t wall_ms() = 0;
     // Calls gate checks with `payload`; `done` must run later (never inside this call), on
@@ -141,6 +153,9 @@ private:
     static std::optional<rollout_state> from_json(const nlohmann::json& j);
     std::string stage_label(const active& a) const;
     std::uint32_t candidate_weight(const active& a) const;
+    environment::mirror_settings mirror_of(const active& a) const;
+    // Starts the stage's counts again for both versions (and the candidate's mirror series).
+    void reset_counts(const active& a, const std::string& label);
     // Persists `next`, then routes by it, then logs the event. On a persistence failure the
     // state is unchanged (except for a rollback, which is applied anyway: less exposure is
     // always the safe side) and the error is returned.

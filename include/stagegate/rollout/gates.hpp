@@ -48,6 +48,21 @@ struct gate_config {
     double alpha = 0.01;
     // Which code slots (metrics::code_slot) count as errors; empty: every 5xx.
     std::vector<std::size_t> error_slots;
+
+    // Model quality, from the predictions read in answers. Each gate is judged only in stages
+    // that yield its numbers: agreement where stable's requests are mirrored, accuracy where
+    // the candidate answers clients (labels come back for those).
+    std::uint64_t min_samples = 200;          // predictions, comparisons or labels per version
+    std::optional<double> min_agreement;      // mirror top-1 agreement floor
+    std::optional<double> max_psi;            // drift vs stable: population stability index
+    std::optional<double> max_ks;             // drift vs stable: Kolmogorov-Smirnov distance
+    std::optional<double> max_accuracy_drop;  // candidate accuracy >= stable's - this
+    std::optional<double> max_mae_increase;   // candidate mean absolute error <= stable's + this
+    std::optional<double> max_candidate_age_seconds;
+    std::optional<double> candidate_age_seconds;  // from trained_at; unknown fails that gate
+    bool drift_on_values = true;      // PSI over value bins (else label bins)
+    std::size_t value_bins = 20;
+    bool candidate_serves_clients = true;  // false in a mirror-only stage
 };
 
 // "5xx", "4xx" or a tracked code ("429") -> the code slots it covers.
@@ -74,7 +89,10 @@ struct evaluation {
 
 // `candidate` and `stable` are the two versions' counts since the stage began; `rho0` is the
 // candidate's share of the two versions' traffic in this stage.
+// `mirror`, when the stage mirrors stable's requests, holds the candidate's answers to them
+// (with the comparisons with stable's answers).
 evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candidate,
-                    const metrics::series_counts& stable, double rho0);
+                    const metrics::series_counts& stable, double rho0,
+                    const metrics::series_counts* mirror = nullptr);
 
 }  // namespace stagegate::rollout

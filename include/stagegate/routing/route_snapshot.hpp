@@ -8,6 +8,7 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/core/error.hpp"
+#include "stagegate/predictions/extract.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -72,6 +73,15 @@ struct model_route {
     std::uint64_t hash_salt = 0;  // from the model name only, so it survives every snapshot
     config::model_timeouts timeouts;
     config::passive_health health;
+    // Where predictions are in this model's answers; null: answers are not read.
+    std::shared_ptr<const predictions::spec> prediction;
+    // A rollout's shadow traffic: this share (basis points) of the requests stable serves is
+    // also sent to `mirror_version`, counted under `mirror_series` (stage "<stage>/mirror").
+    std::uint32_t mirror_bp = 0;
+    std::uint32_t mirror_version = no_version;
+    std::uint32_t mirror_series = 0;
+    std::uint32_t mirror_max_in_flight = 32;  // per worker
+    std::uint32_t mirror_queue = 256;         // per worker
 
     std::uint32_t find_version(std::string_view version_name) const;
 };
@@ -160,16 +170,23 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
                                                              const series_namer& series,
                                                              std::uint64_t generation = 1);
 
+// Shadow traffic for a rollout's watched version (see model_route::mirror_bp).
+struct mirror_plan {
+    std::uint32_t bp = 0;
+    std::uint32_t max_in_flight = 32;
+    std::uint32_t queue = 256;
+};
+
 // A copy of `base` with one model's weights (basis points by version name, summing to 10000)
 // and stage label replaced. This is what the rollout controller calls.
 // `stable`, when not empty, also makes that version the model's stable one (a completed
 // rollout); the stable version always owns the top band. `watched` names the version a
 // rollout is exposing, tripped after `trip_after` failures in a row (see version_route);
-// every other version of the model is unwatched.
+// every other version of the model is unwatched. `mirror` sends shadow traffic to `watched`.
 result<std::shared_ptr<const route_snapshot>> with_traffic(
     const route_snapshot& base, std::string_view model,
     const std::map<std::string, std::uint32_t>& weights, std::string stage,
     const series_namer& series, std::string_view stable = {}, std::string_view watched = {},
-    std::uint32_t trip_after = 0);
+    std::uint32_t trip_after = 0, mirror_plan mirror = {});
 
 }  // namespace stagegate::routing

@@ -73,7 +73,8 @@ public:
     result<void> set_traffic(std::string_view model,
                              const std::map<std::string, std::uint32_t>& weights,
                              std::string stage, std::string_view stable = {},
-                             std::string_view watched = {}, std::uint32_t trip_after = 0);
+                             std::string_view watched = {}, std::uint32_t trip_after = 0,
+                             routing::mirror_plan mirror = {});
     // The lowest generation any worker is routing with (all workers have it once equal).
     std::uint64_t applied_generation() const;
 
@@ -138,6 +139,25 @@ public:
     result<nlohmann::json> reload(const std::string& actor);
     std::size_t worker_count() const { return workers_.size(); }
 
+    // --- Feedback (control thread) -----------------------------------------------------------
+    // Delayed labels joined to the answers they judge (models with predictions.feedback).
+    struct feedback_label {
+        std::string request_id;
+        nlohmann::json label;  // a class (string, integer, bool) or a number (regression)
+    };
+    struct feedback_outcome {
+        std::uint64_t matched = 0;    // joined to an answer and counted
+        std::uint64_t late = 0;       // of those, for a stage the model has since left
+        std::uint64_t unmatched = 0;  // no remembered answer (unknown, expired or evicted)
+        std::uint64_t duplicate = 0;  // the answer was labelled already: ignored
+        std::uint64_t unusable = 0;   // matched, but the label cannot judge the prediction
+    };
+    feedback_outcome apply_feedback(const std::vector<feedback_label>& labels);
+    // Totals since start, by model ("" for unmatched labels, which name no model).
+    const std::map<std::string, feedback_outcome>& feedback_totals() const {
+        return feedback_totals_;
+    }
+
 private:
     struct worker_thread;
     result<void> start_listeners();
@@ -149,6 +169,8 @@ private:
     auto on_control(F&& f);
     routing::series_namer namer();
     result<void> ensure_state();
+    const config::model* model_config(const std::string& name) const;
+    void remember_served(std::vector<predictions::served_record> served);
     void finish_step(std::chrono::steady_clock::time_point deadline);
 
     config::gateway cfg_;
@@ -181,6 +203,8 @@ private:
     std::vector<std::function<void(const nlohmann::json&)>> event_listeners_;
     std::unique_ptr<notify::webhooks> webhooks_;  // control thread
     std::unique_ptr<notify::checks> checks_;      // control thread
+    std::map<std::string, predictions::feedback_book> feedback_;  // by model; control thread
+    std::map<std::string, feedback_outcome> feedback_totals_;
 };
 
 }  // namespace stagegate::server

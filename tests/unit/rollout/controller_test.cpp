@@ -35,9 +35,19 @@ public:
     }
     result<void> apply(const std::string& m, const std::string& stable,
                        const std::string& candidate, std::uint32_t bp,
-                       const std::string& stage, std::uint32_t) override {
+                       const std::string& stage, std::uint32_t, mirror_settings mirror) override {
         routes[m] = {stable, candidate, bp, stage};
+        mirrors[m] = mirror.bp;
         return {};
+    }
+    std::map<std::string, std::uint32_t> mirrors;
+    std::optional<config::predictions> predictions;
+    std::optional<double> age;
+    std::optional<config::predictions> predictions_of(const std::string&) override {
+        return predictions;
+    }
+    std::optional<double> version_age_seconds(const std::string&, const std::string&) override {
+        return age;
     }
     std::int64_t wall_ms() override { return 1'700'000'000'000; }
     // Checks wait here until the test answers them.
