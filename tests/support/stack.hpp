@@ -56,9 +56,9 @@ struct stack {
     // `tweak` may edit the config before the gateway starts.
     template <class Tweak>
     static stack make(std::uint32_t candidate_bp, std::uint32_t workers, Tweak&& tweak,
-                      mockmodel::options v2_options = {}) {
+                      mockmodel::options v2_options = {}, mockmodel::options v1_options = {}) {
         stack s;
-        s.v1 = start_mock("v1");
+        s.v1 = start_mock("v1", v1_options);
         s.v2 = start_mock("v2", v2_options);
         auto cfg = stack_config(s.v1->port(), s.v2->port(), candidate_bp, workers);
         tweak(cfg);
