@@ -106,6 +106,134 @@ void add_process_metrics(std::vector<MetricFamily>& out) {
     }
 }
 
+// Predictions read from answers (all-time counters) and what the current stage shows of them
+// (gauges over the counts since the stage began).
+void add_prediction_metrics(std::vector<MetricFamily>& out, const exposition_input& in) {
+    auto outcomes = family("stagegate_predictions_total",
+                           "Answers whose prediction was read (parsed), JSON without one "
+                           "(missing), not JSON (invalid), or not read (unread: not 2xx, "
+                           "compressed or over max_body_bytes).",
+                           MetricType::Counter);
+    auto dropped = family("stagegate_mirror_dropped_total",
+                          "Mirrored requests dropped because the worker's mirror queue was full.",
+                          MetricType::Counter);
+    auto labels = family("stagegate_feedback_labels_total",
+                         "Feedback labels joined to this series' answers.", MetricType::Counter);
+    auto correct = family("stagegate_feedback_correct_total",
+                          "Joined labels equal to the predicted label.", MetricType::Counter);
+    auto agreement = family("stagegate_prediction_agreement_ratio",
+                            "Top-1 agreement of mirrored answers with stable's, since the "
+                            "stage began.",
+                            MetricType::Gauge);
+    auto diff = family("stagegate_prediction_diff",
+                       "Quantiles of |candidate - stable| (kind=abs) and of that relative to "
+                       "stable (kind=rel) over mirrored answers, since the stage began.",
+                       MetricType::Gauge);
+    auto accuracy = family("stagegate_accuracy_ratio",
+                           "Share of joined labels equal to the predicted label, since the stage "
+                           "began.",
+                           MetricType::Gauge);
+    auto mae = family("stagegate_mean_absolute_error",
+                      "Mean |label - predicted value| of joined numeric labels, since the stage "
+                      "began.",
+                      MetricType::Gauge);
+    for (std::uint32_t id = 0; id < in.labels.size() && in.metrics; ++id) {
+        const auto* t = in.metrics->total(id);
+        const auto* s = in.metrics->stage(id);
+        if (!t || !s) {
+            continue;
+        }
+        const auto& l = in.labels[id];
+        auto labelled = [&](std::initializer_list<std::pair<const char*, std::string>> extra) {
+            auto m = with_labels({{"model", l.model}, {"version", l.version}, {"stage", l.stage}});
+            for (const auto& [name, value] : extra) {
+                m.label.push_back({name, value});
+            }
+            return m;
+        };
+        const auto& p = t->predictions;
+        if (p.parsed + p.missing + p.invalid + p.unread > 0) {
+            for (auto [name, value] : {std::pair{"parsed", p.parsed}, {"missing", p.missing},
+                                       {"invalid", p.invalid}, {"unread", p.unread}}) {
+                auto m = labelled({{"outcome", name}});
+                m.counter.value = static_cast<double>(value);
+                outcomes.metric.push_back(std::move(m));
+            }
+        }
+        if (p.mirrors_dropped > 0) {
+            auto m = labelled({});
+            m.counter.value = static_cast<double>(p.mirrors_dropped);
+            dropped.metric.push_back(std::move(m));
+        }
+        if (p.feedback + p.valued_feedback > 0) {
+            auto m = labelled({});
+            m.counter.value = static_cast<double>(p.feedback + p.valued_feedback);
+            labels.metric.push_back(m);
+            m.counter.value = static_cast<double>(p.correct);
+            correct.metric.push_back(std::move(m));
+        }
+        const auto& q = s->predictions;
+        if (q.compared_labels > 0) {
+            auto m = labelled({});
+            m.gauge.value =
+                static_cast<double>(q.agreed_labels) / static_cast<double>(q.compared_labels);
+            agreement.metric.push_back(std::move(m));
+        }
+        if (q.abs_diff.count() > 0) {
+            for (double quantile : {0.5, 0.9, 0.99}) {
+                for (auto [kind, h] : {std::pair{"abs", &q.abs_diff}, {"rel", &q.rel_diff}}) {
+                    auto m = labelled({{"kind", kind}, {"quantile", std::to_string(quantile)}});
+                    m.gauge.value = h->quantile(quantile);
+                    diff.metric.push_back(std::move(m));
+                }
+            }
+        }
+        if (q.feedback > 0) {
+            auto m = labelled({});
+            m.gauge.value = static_cast<double>(q.correct) / static_cast<double>(q.feedback);
+            accuracy.metric.push_back(std::move(m));
+        }
+        if (q.valued_feedback > 0) {
+            auto m = labelled({});
+            m.gauge.value = q.abs_error_sum / static_cast<double>(q.valued_feedback);
+            mae.metric.push_back(std::move(m));
+        }
+    }
+    auto psi = family("stagegate_prediction_psi",
+                      "Population stability index of the candidate's predictions against "
+                      "stable's in the current stage.",
+                      MetricType::Gauge);
+    auto ks = family("stagegate_prediction_ks",
+                     "Kolmogorov-Smirnov distance between the candidate's and stable's "
+                     "predicted values in the current stage.",
+                     MetricType::Gauge);
+    for (const auto& r : in.rollouts) {
+        if (r.psi) {
+            auto m = with_labels({{"model", r.model}, {"candidate", r.candidate}, {"stage", r.stage}});
+            m.gauge.value = *r.psi;
+            psi.metric.push_back(std::move(m));
+        }
+        if (r.ks) {
+            auto m = with_labels({{"model", r.model}, {"candidate", r.candidate}, {"stage", r.stage}});
+            m.gauge.value = *r.ks;
+            ks.metric.push_back(std::move(m));
+        }
+    }
+    auto feedback = family("stagegate_feedback_outcomes_total",
+                           "Feedback labels received, by model and outcome (unmatched labels "
+                           "name no model).",
+                           MetricType::Counter);
+    for (const auto& f : in.feedback) {
+        auto m = with_labels({{"model", f.model}, {"outcome", f.outcome}});
+        m.counter.value = f.value;
+        feedback.metric.push_back(std::move(m));
+    }
+    for (auto* f : {&outcomes, &dropped, &labels, &correct, &agreement, &diff, &accuracy, &mae,
+                    &psi, &ks, &feedback}) {
+        out.push_back(std::move(*f));
+    }
+}
+
 }  // namespace
 
 std::string render_prometheus(const exposition_input& in) {
@@ -163,6 +291,7 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(requests));
     out.push_back(std::move(duration));
     out.push_back(std::move(upstream_errors));
+    add_prediction_metrics(out, in);
 
     // Per-version gauges; `state_label` names the gauge's `state` field when it has one.
     auto version_gauges = [&](const char* name, const char* help,

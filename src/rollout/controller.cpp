@@ -1,5 +1,7 @@
 #include "stagegate/rollout/controller.hpp"
 
+#include "stagegate/predictions/drift.hpp"
+
 #include <cstdio>
 #include <iostream>
 
@@ -895,6 +897,27 @@ std::vector<metrics::rollout_gauge> controller::gauges(clock::time_point now) co
         }
         if (auto it = decisions_.find(model); it != decisions_.end()) {
             g.decisions = it->second;
+        }
+        auto pred = env_.predictions_of(model);
+        if (pred && (a.st.ph == phase::progressing || a.st.ph == phase::paused) &&
+            !awaiting_pre_checks(a)) {
+            const auto label = stage_label(a);
+            const auto stable = env_.stage_counts(model, a.st.stable, label).predictions;
+            const auto c = env_.stage_counts(model, a.st.candidate,
+                                             candidate_weight(a) == 0
+                                                 ? config::mirror_stage(label)
+                                                 : label)
+                               .predictions;
+            const bool values = !pred->value.empty();
+            const std::size_t bins = values ? pred->bins : metrics::prediction_bins;
+            const auto& cb = values ? c.value_bins : c.label_bins;
+            const auto& sb = values ? stable.value_bins : stable.label_bins;
+            if ((values ? c.values : c.labels) > 0 && (values ? stable.values : stable.labels) > 0) {
+                g.psi = predictions::psi({cb.data(), bins}, {sb.data(), bins});
+                if (values) {
+                    g.ks = predictions::ks({cb.data(), bins}, {sb.data(), bins});
+                }
+            }
         }
         out.push_back(std::move(g));
     }

@@ -771,6 +771,15 @@ std::string gateway::render_prometheus() const {
                                    static_cast<double>(c.dropped), static_cast<double>(c.queued)});
         }
     }
+    for (const auto& [model, t] : feedback_totals_) {
+        for (auto [outcome, value] : {std::pair{"matched", t.matched}, {"late", t.late},
+                                      {"unmatched", t.unmatched}, {"duplicate", t.duplicate},
+                                      {"unusable", t.unusable}}) {
+            if (value > 0) {
+                in.feedback.push_back({model, outcome, static_cast<double>(value)});
+            }
+        }
+    }
     // Roles, ages and rollouts: what alerts and dashboards join on.
     const auto wall_now = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())

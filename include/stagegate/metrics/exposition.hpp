@@ -8,6 +8,7 @@
 
 #include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,17 @@ struct rollout_gauge {
     double seconds_in_stage = 0;
     double max_duration_seconds = 0;  // 0: the stage has no maximum
     std::map<std::string, std::uint64_t> decisions;  // by decision: promoted, rolled_back, ...
+    // Drift of the candidate's predictions from stable's in this stage (models with
+    // predictions, live rollouts only).
+    std::optional<double> psi;
+    std::optional<double> ks;
+};
+
+// Feedback labels since start by model ("" for unmatched) and outcome.
+struct feedback_count {
+    std::string model;
+    std::string outcome;  // matched | late | unmatched | duplicate | unusable
+    double value = 0;
 };
 
 inline constexpr std::array<const char*, 5> rollout_phases = {
@@ -48,6 +60,7 @@ struct exposition_input {
     std::vector<version_gauge> ages;               // stagegate_model_age_seconds
     std::map<std::string, double> max_ages;        // stagegate_model_max_age_seconds by model
     std::vector<rollout_gauge> rollouts;
+    std::vector<feedback_count> feedback;
     struct webhook_gauge {
         std::string name;
         double delivered = 0;
