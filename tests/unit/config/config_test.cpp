@@ -338,5 +338,66 @@ TEST(ConfigRollout, CrossFieldRules) {
     EXPECT_TRUE(has_problem(e, "/models/0/traffic/weights", "gets its weights from the rollout"));
 }
 
+TEST(ConfigPredictions, PresetsPointersMirrorAndQualityGates) {
+    auto cfg = parse(R"({"listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+        "predictions": {"preset": "openai", "feedback": {"ttl_seconds": 60, "max_pending": 10}},
+        "rollout": {"candidate": "v2", "mirror": {"max_in_flight": 4, "queue": 8},
+          "stages": [{"weight_bp": 0, "mirror_percent": 50}, {"weight_bp": 100}],
+          "gates": {"predictions": {"min_agreement": 0.9, "max_psi": 0.2,
+                                    "max_accuracy_drop": 0.01, "max_candidate_age_hours": 24}}}}]})");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    const auto& m = cfg->models[0];
+    ASSERT_TRUE(m.prediction);
+    EXPECT_EQ(m.prediction->label, "/choices/0/finish_reason");
+    EXPECT_EQ(m.prediction->value, "/choices/0/message/content");
+    EXPECT_TRUE(m.prediction->feedback);
+    EXPECT_EQ(m.prediction->feedback_capacity, 10u);
+    const auto& r = *m.rollout_spec;
+    EXPECT_EQ(r.stages[0].name, "shadow");
+    EXPECT_EQ(r.stages[0].weight, 0u);
+    EXPECT_EQ(r.stages[0].mirror, 5000u);
+    EXPECT_EQ(r.mirror_max_in_flight, 4u);
+    EXPECT_EQ(*r.gates.min_agreement, 0.9);
+    EXPECT_EQ(r.gates.max_candidate_age->count(), 24);
+}
+
+TEST(ConfigPredictions, GatesNeedWhatThePredictionsProvide) {
+    auto cfg = parse(R"({"listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+        "predictions": {"value": "/score", "bins": {"min": 1, "max": 0, "count": 99},
+                        "preset": "sklearn"},
+        "rollout": {"candidate": "v2", "stages": [{"weight_bp": 0}, {"weight_bp": 100}],
+          "gates": {"predictions": {"min_agreement": 0.9, "max_accuracy_drop": 0.01}}}}]})");
+    ASSERT_FALSE(cfg);
+    const auto& e = cfg.error();
+    EXPECT_TRUE(has_problem(e, "/models/0/predictions/preset", "tfserving"));
+    EXPECT_TRUE(has_problem(e, "/models/0/predictions/bins/count", "between"));
+    EXPECT_TRUE(has_problem(e, "/models/0/predictions/bins/max", "above min"));
+    EXPECT_TRUE(has_problem(e, "/models/0/rollout/stages/0/weight_bp", "mirror_percent"));
+    // Structurally valid, but the gates ask for what the predictions cannot give.
+    auto unmet = parse(R"({"listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+        "predictions": {"value": "/score"},
+        "rollout": {"candidate": "v2", "stages": [{"weight_bp": 100}],
+          "gates": {"predictions": {"min_agreement": 0.9, "max_accuracy_drop": 0.01}}}}]})");
+    ASSERT_FALSE(unmet);
+    const auto& u = unmet.error();
+    EXPECT_TRUE(has_problem(u, "/models/0/rollout/gates/predictions/min_agreement", "label"));
+    EXPECT_TRUE(has_problem(u, "/models/0/rollout/gates/predictions/min_agreement", "mirror"));
+    EXPECT_TRUE(has_problem(u, "/models/0/rollout/gates/predictions/max_accuracy_drop", "feedback"));
+    auto no_predictions = parse(R"({"listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+        "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+        "rollout": {"candidate": "v2", "stages": [{"weight_bp": 100}],
+          "gates": {"predictions": {"max_psi": 0.1}}}}]})");
+    ASSERT_FALSE(no_predictions);
+    EXPECT_TRUE(has_problem(no_predictions.error(), "/models/0/rollout/gates/predictions/max_psi",
+                            "predictions"));
+}
+
 }  // namespace
 }  // namespace stagegate::config

@@ -114,5 +114,106 @@ TEST(Gates, WhatCountsAsAnErrorIsConfigurable) {
     EXPECT_EQ(four.size(), 4u);  // 400, 404, 429 and the 4xx class
 }
 
+// --- Model quality ---------------------------------------------------------------------------
+
+gate_config quality_only() {
+    gate_config cfg;
+    cfg.sequential_errors = false;
+    cfg.sequential_latency = false;
+    cfg.min_samples = 200;
+    cfg.value_bins = 10;
+    return cfg;
+}
+
+metrics::series_counts mirrored(std::uint64_t compared, std::uint64_t agreed) {
+    metrics::series_counts c = counts(compared, 0, 1000);
+    c.predictions.compared_labels = compared;
+    c.predictions.agreed_labels = agreed;
+    return c;
+}
+
+TEST(QualityGates, AgreementFailsWhenTheFloorIsOutOfReachAndPassesWhenSurelyMet) {
+    auto cfg = quality_only();
+    cfg.min_agreement = 0.95;
+    const auto live = counts(1000, 0, 1000);
+    auto e = evaluate(cfg, live, live, 0.5, nullptr);
+    EXPECT_TRUE(e.gates.empty());  // no mirror in this stage: the gate is not judged here
+    auto m = mirrored(100, 100);
+    EXPECT_EQ(gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement").outcome,
+              verdict::inconclusive);  // too few
+    m = mirrored(3000, 3000);
+    EXPECT_EQ(gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement").outcome,
+              verdict::pass);
+    m = mirrored(3000, 2700);  // 90 %
+    auto g = gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement");
+    EXPECT_EQ(g.outcome, verdict::fail);
+    EXPECT_NE(g.explanation.find("below the floor 95.00 %"), std::string::npos) << g.explanation;
+    m = mirrored(3000, 2850);  // exactly at the floor: never sure either way
+    EXPECT_EQ(gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement").outcome,
+              verdict::inconclusive);
+}
+
+metrics::series_counts valued(std::vector<std::uint64_t> bins) {
+    metrics::series_counts c = counts(1000, 0, 1000);
+    for (std::size_t i = 0; i < bins.size(); ++i) {
+        c.predictions.value_bins[i] = bins[i];
+        c.predictions.values += bins[i];
+    }
+    return c;
+}
+
+TEST(QualityGates, DriftFailsOnlyBeyondNoise) {
+    auto cfg = quality_only();
+    cfg.max_psi = 0.1;
+    cfg.max_ks = 0.1;
+    auto stable = valued({50, 100, 200, 300, 200, 100, 50, 0, 0, 0});
+    auto same = valued({51, 98, 203, 297, 201, 99, 51, 0, 0, 0});
+    auto shifted = valued({0, 0, 50, 100, 200, 300, 200, 100, 50, 0});
+    auto e = evaluate(cfg, same, stable, 0.5);
+    EXPECT_EQ(gate(e, "prediction_psi").outcome, verdict::pass);
+    EXPECT_EQ(gate(e, "prediction_ks").outcome, verdict::pass);
+    e = evaluate(cfg, shifted, stable, 0.5);
+    EXPECT_EQ(gate(e, "prediction_psi").outcome, verdict::fail) << gate(e, "prediction_psi").explanation;
+    EXPECT_EQ(gate(e, "prediction_ks").outcome, verdict::fail);
+    // The same shift seen on 10 predictions is not evidence of anything yet.
+    e = evaluate(cfg, valued({0, 0, 0, 1, 2, 3, 2, 1, 1, 0}), stable, 0.5);
+    EXPECT_EQ(gate(e, "prediction_psi").outcome, verdict::inconclusive);
+}
+
+TEST(QualityGates, AccuracyComparesWithStableAndWaitsForLabels) {
+    auto cfg = quality_only();
+    cfg.max_accuracy_drop = 0.01;
+    auto labelled = [](std::uint64_t n, std::uint64_t correct) {
+        auto c = counts(n, 0, 1000);
+        c.predictions.feedback = n;
+        c.predictions.correct = correct;
+        return c;
+    };
+    EXPECT_EQ(gate(evaluate(cfg, labelled(100, 80), labelled(100, 90), 0.5), "accuracy_vs_stable")
+                  .outcome,
+              verdict::inconclusive);
+    EXPECT_EQ(gate(evaluate(cfg, labelled(20000, 17000), labelled(20000, 18000), 0.5),
+                   "accuracy_vs_stable")
+                  .outcome,
+              verdict::fail);
+    EXPECT_EQ(gate(evaluate(cfg, labelled(5000, 4500), labelled(5000, 4510), 0.5),
+                   "accuracy_vs_stable")
+                  .outcome,
+              verdict::pass);
+    cfg.candidate_serves_clients = false;  // a mirror-only stage: no labels can come back
+    EXPECT_TRUE(evaluate(cfg, labelled(100, 80), labelled(100, 90), 0.5).gates.empty());
+}
+
+TEST(QualityGates, CandidateAgeNeedsTrainedAt) {
+    auto cfg = quality_only();
+    cfg.max_candidate_age_seconds = 3600;
+    const auto c = counts(10, 0, 1000);
+    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "candidate_age").outcome, verdict::fail);
+    cfg.candidate_age_seconds = 60;
+    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "candidate_age").outcome, verdict::pass);
+    cfg.candidate_age_seconds = 7200;
+    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "candidate_age").outcome, verdict::fail);
+}
+
 }  // namespace
 }  // namespace stagegate::rollout
