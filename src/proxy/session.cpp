@@ -474,14 +474,6 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
 
 // --- Predictions and shadow traffic ---------------------------------------------------------
 
-// A mirrored request's two answers: compared once both are in (both on this worker's thread).
-struct mirror_pair {
-    std::uint32_t series = 0;  // the candidate's mirror series, where comparisons are counted
-    std::optional<predictions::prediction> primary;
-    std::optional<predictions::prediction> shadow;
-    int pending = 2;
-};
-
 // Counts what an answer's body held; the prediction when one was read.
 std::optional<predictions::prediction> read_prediction(worker& w, const routing::model_route& model,
                                                        std::uint32_t series,
@@ -515,13 +507,10 @@ std::optional<predictions::prediction> read_prediction(worker& w, const routing:
     return p;
 }
 
-void settle(worker& w, mirror_pair& pair) {
-    if (--pair.pending > 0 || !pair.primary || !pair.shadow) {
-        return;
-    }
-    auto& counts = w.shard().predictions(pair.series);
-    const auto& s = *pair.primary;
-    const auto& c = *pair.shadow;
+// Counts how the candidate's answer to a mirrored request compares with stable's.
+void compare(worker& w, std::uint32_t series, const predictions::prediction& s,
+             const predictions::prediction& c) {
+    auto& counts = w.shard().predictions(series);
     if (s.has_label && c.has_label) {
         ++counts.compared_labels;
         counts.agreed_labels += s.label_hash == c.label_hash ? 1 : 0;
@@ -546,8 +535,9 @@ void remember_answer(worker& w, std::string_view request_id, std::uint32_t serie
 
 }  // namespace
 
-// A copy of one request, sent to the candidate after (never before or instead of) the client's
-// own exchange is under way. Holds its routes so the model outlives it.
+// A copy of one request, sent to the candidate once the client has its answer from stable
+// (so the client never shares its time with the mirror). Holds its routes so the model
+// outlives it.
 struct mirror_job {
     std::shared_ptr<const routing::route_snapshot> routes;
     const routing::model_route* model = nullptr;
@@ -555,7 +545,7 @@ struct mirror_job {
     std::uint32_t series = 0;
     std::string head;
     std::string body;
-    std::shared_ptr<mirror_pair> pair;  // null: predictions are not compared
+    std::optional<predictions::prediction> primary;  // stable's, to compare with
 };
 
 namespace {
@@ -663,9 +653,8 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
     if (model.prediction) {
         p = read_prediction(w, model, job.series, capture);
     }
-    if (job.pair) {
-        job.pair->shadow = p;
-        settle(w, *job.pair);
+    if (job.primary && p) {
+        compare(w, job.series, *job.primary, *p);
     }
     if (scratch.capacity() > 64 * 1024) {
         std::string().swap(scratch);
@@ -674,9 +663,6 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
 
 void drop_mirror(worker& w, mirror_job& job) {
     ++w.shard().predictions(job.series).mirrors_dropped;
-    if (job.pair) {
-        settle(w, *job.pair);
-    }
 }
 
 // Runs mirrors one after another until none wait: at most mirror_max_in_flight of these run
@@ -716,16 +702,20 @@ void submit_mirror(worker& w, std::unique_ptr<mirror_job> job) {
     drop_mirror(w, *job);
 }
 
-// A copy of `req` for the model's mirror version, or null when this request is not mirrored.
-std::unique_ptr<mirror_job> mirror_of(worker& w, const std::shared_ptr<const routing::route_snapshot>& routes,
-                                      const routing::model_route& model, std::uint32_t version,
-                                      const request_t& req, const request_context& rc,
-                                      std::string_view client_address, bool client_tls) {
-    if (model.mirror_bp == 0 || version != model.stable ||
-        model.mirror_version == routing::no_version || rc.head ||
-        routing::point_from_u64(w.next_random()) >= model.mirror_bp) {
-        return nullptr;
-    }
+// Whether this request is mirrored: it went to stable, and the draw says so.
+bool draw_mirror(worker& w, const routing::model_route& model, std::uint32_t version,
+                 const request_context& rc) {
+    return model.mirror_bp > 0 && version == model.stable &&
+           model.mirror_version != routing::no_version && !rc.head &&
+           routing::point_from_u64(w.next_random()) < model.mirror_bp;
+}
+
+// A copy of `req` for the model's mirror version.
+std::unique_ptr<mirror_job> mirror_of(const std::shared_ptr<const routing::route_snapshot>& routes,
+                                      const routing::model_route& model, const request_t& req,
+                                      const request_context& rc, std::string_view client_address,
+                                      bool client_tls,
+                                      std::optional<predictions::prediction> primary) {
     auto job = std::make_unique<mirror_job>();
     job->routes = routes;
     job->model = &model;
@@ -738,10 +728,7 @@ std::unique_ptr<mirror_job> mirror_of(worker& w, const std::shared_ptr<const rou
     // never seen by a client.
     job->head.insert(job->head.size() - 2, "X-Stagegate-Mirror: 1\r\n");
     job->body.assign(req.body().data(), req.body().size());
-    if (model.prediction) {
-        job->pair = std::make_shared<mirror_pair>();
-        job->pair->series = model.mirror_series;
-    }
+    job->primary = primary;
     return job;
 }
 
@@ -764,13 +751,15 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     const auto& model = *decision.model;
     const auto& version = model.versions[decision.version];
-    // The mirror goes out on its own; whatever becomes of it, this request does not wait.
-    std::shared_ptr<mirror_pair> pair;
-    if (auto mirror = mirror_of(w, routes, model, decision.version, req, rc, client_address,
-                                client_tls)) {
-        pair = mirror->pair;
-        submit_mirror(w, std::move(mirror));
-    }
+    // A mirror goes out once this request's answer has: whatever becomes of it, the client
+    // neither waits for it nor shares its time with it.
+    const bool mirrored = draw_mirror(w, model, decision.version, rc);
+    auto send_mirror = [&](std::optional<predictions::prediction> primary) {
+        if (mirrored) {
+            submit_mirror(w, mirror_of(routes, model, req, rc, client_address, client_tls,
+                                       primary));
+        }
+    };
     const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
     body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
     auto got = co_await w.pool().acquire(model, version, slot);
@@ -788,9 +777,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
             "model " + model.name + " version " + version.name + ": " + got.detail);
         record_response(w, version, static_cast<unsigned>(status), started);
-        if (pair) {
-            settle(w, *pair);
-        }
+        send_mirror(std::nullopt);
         co_return keep;
     }
     exchange_args args{req,  rc,   w, slot, model, version, *got.endpoint, head, client_address,
@@ -823,10 +810,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             remember_answer(w, rc.id, version.series, *predicted);
         }
     }
-    if (pair) {
-        pair->primary = predicted;
-        settle(w, *pair);
-    }
+    send_mirror(predicted);
     if (body_scratch.capacity() > 64 * 1024) {
         std::string().swap(body_scratch);
     }
