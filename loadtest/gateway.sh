@@ -4,6 +4,9 @@
 #   gateway:        one model, stable only
 #   gateway-canary: stable 95 % / candidate 5 % in basis points, sticky on X-User-Id
 #   gateway-canary-nometrics: the same with per-request metrics recording off (its cost)
+#   gateway-canary-predict: the canary, reading every answer's prediction (model quality)
+#   gateway-canary-mirror:  the same in a rollout stage mirroring 100 % of stable's requests to
+#                           the candidate (shadow traffic) and comparing the answers
 set -eu
 bin="${STAGEGATE_BIN:?STAGEGATE_BIN must point to the stagegate binary}"
 cfg="$GATEWAY_RUNDIR/stagegate.json"
@@ -18,6 +21,19 @@ if [ "$GATEWAY_SCENARIO" != gateway ]; then
   traffic="{\"weights\": {\"v1\": $((STABLE_WEIGHT * 100)), \"v2\": $((CANARY_WEIGHT * 100))},
             \"stage\": \"canary-$CANARY_WEIGHT\", \"sticky\": {\"header\": \"X-User-Id\"}}"
 fi
+predictions=
+if [ "$GATEWAY_SCENARIO" = gateway-canary-predict ] || [ "$GATEWAY_SCENARIO" = gateway-canary-mirror ]; then
+  predictions='"predictions": {"label": "/prediction", "value": "/prediction"},'
+fi
+rollout=
+if [ "$GATEWAY_SCENARIO" = gateway-canary-mirror ]; then
+  # Never promoted during a run: the stage bakes for an hour.
+  rollout=", \"rollout\": {\"candidate\": \"v2\", \"mirror\": {\"max_in_flight\": 256, \"queue\": 1024},
+    \"stages\": [{\"name\": \"canary-$CANARY_WEIGHT\", \"weight_bp\": $((CANARY_WEIGHT * 100)),
+                  \"mirror_percent\": 100, \"min_bake_ms\": 3600000}],
+    \"gates\": {\"sequential\": {\"errors\": false, \"latency\": false}}}"
+  traffic='{"sticky": {"header": "X-User-Id"}}'
+fi
 cat >"$cfg" <<CFG
 {
   "listeners": [{"address": "$GATEWAY_HOST", "port": $GATEWAY_PORT}],
@@ -27,7 +43,8 @@ cat >"$cfg" <<CFG
   "limits": {"max_connections_per_worker": 16000},
   "client_timeouts": {"idle_ms": 75000},
   "upstream_pool": {"max_idle_per_endpoint": 1024, "idle_timeout_ms": 75000},
-  "models": [{"name": "m", "stable": "v1", "versions": [$versions], "traffic": $traffic}]
+  "state": {"dir": "$GATEWAY_RUNDIR/state"},
+  "models": [{"name": "m", "stable": "v1", $predictions "versions": [$versions], "traffic": $traffic $rollout}]
 }
 CFG
 exec "$bin" --config "$cfg"

@@ -9,7 +9,7 @@ seconds=${1:-60}
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j"$(nproc)"
 mkdir -p build-fuzz/findings
-for name in config routing session admin; do
+for name in config routing session admin predictions; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/"$name"/* "$work"/
   echo "fuzz_$name: ${seconds}s"

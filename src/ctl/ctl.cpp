@@ -42,6 +42,8 @@ constexpr const char* usage_text =
     "  events MODEL [--limit N] [--follow] [--count N]\n"
     "                                  the rollout's history; --follow streams new events\n"
     "  reload                          re-read the gateway's config file and apply it\n"
+    "  feedback -f LABELS              send ground-truth labels: a JSON array or JSON lines of\n"
+    "                                  {\"request_id\", \"label\"} (posted 10000 at a time)\n"
     "\n"
     "options:\n"
     "  --server URL       admin API (default $STAGEGATE_SERVER or http://127.0.0.1:9901)\n"
@@ -259,6 +261,7 @@ public:
         if (c == "weight") return weight();
         if (c == "events") return events();
         if (c == "reload") return reload();
+        if (c == "feedback") return feedback();
         throw usage_error{"unknown command \"" + c + "\""};
     }
 
@@ -608,6 +611,71 @@ private:
         if (r->status != 200) {
             report_refusal(r->status, json::parse(r->body, nullptr, false), r->body);
             return exit_refused;
+        }
+        return exit_ok;
+    }
+
+    int feedback() {
+        if (!o_.positional.empty() || o_.file.empty()) {
+            throw usage_error{"feedback: -f LABELS is required and takes no other arguments"};
+        }
+        std::ifstream in(o_.file);
+        if (!in) {
+            throw usage_error{"cannot read " + o_.file};
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        const std::string all = text.str();
+        json labels = json::array();
+        const auto first = all.find_first_not_of(" \t\r\n");
+        if (first != std::string::npos && all[first] == '[') {
+            labels = json::parse(all, nullptr, false);
+            if (labels.is_discarded() || !labels.is_array()) {
+                throw usage_error{o_.file + " is not a valid JSON array"};
+            }
+        } else {
+            std::istringstream lines(all);
+            std::size_t number = 0;
+            for (std::string line; std::getline(lines, line);) {
+                ++number;
+                if (line.find_first_not_of(" \t\r") == std::string::npos) {
+                    continue;
+                }
+                auto item = json::parse(line, nullptr, false);
+                if (item.is_discarded()) {
+                    throw usage_error{o_.file + ":" + std::to_string(number) +
+                                      ": not valid JSON"};
+                }
+                labels.push_back(std::move(item));
+            }
+        }
+        if (labels.empty()) {
+            throw usage_error{o_.file + " holds no labels"};
+        }
+        constexpr std::size_t batch = 10000;
+        json totals = {{"received", 0}, {"matched", 0}, {"late", 0},
+                       {"unmatched", 0}, {"duplicate", 0}, {"unusable", 0}};
+        for (std::size_t at = 0; at < labels.size(); at += batch) {
+            json part(labels.begin() + static_cast<std::ptrdiff_t>(at),
+                      labels.begin() + static_cast<std::ptrdiff_t>(std::min(labels.size(), at + batch)));
+            int code = 0;
+            auto j = call("POST", "/api/v1/feedback", with_reason({{"labels", part}}), code);
+            if (!j) {
+                if (at > 0) {
+                    err_ << "stagegatectl: the first " << at << " labels were taken\n";
+                }
+                return code;
+            }
+            for (auto& [key, value] : totals.items()) {
+                value = value.get<std::uint64_t>() + j->value(key, std::uint64_t{0});
+            }
+        }
+        if (o_.json_output) {
+            out_ << totals.dump(2) << "\n";
+        } else {
+            out_ << totals["received"] << " labels: " << totals["matched"] << " matched ("
+                 << totals["late"] << " late), " << totals["unmatched"] << " unmatched, "
+                 << totals["duplicate"] << " duplicate, " << totals["unusable"] << " unusable\n";
         }
         return exit_ok;
     }

@@ -43,6 +43,11 @@ json prediction_json(const metrics::series_counts& counts) {
     j["mean_absolute_error"] = p.valued_feedback
                                    ? json(p.abs_error_sum / static_cast<double>(p.valued_feedback))
                                    : json(nullptr);
+    // Labels that came back per prediction read: how much the accuracy rests on.
+    j["label_coverage"] =
+        p.parsed ? json(static_cast<double>(p.feedback + p.valued_feedback) /
+                        static_cast<double>(p.parsed))
+                 : json(nullptr);
     return j;
 }
 

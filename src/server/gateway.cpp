@@ -522,6 +522,17 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
                      std::move(problems)};
     }
     cfg_.models = std::move(next.models);
+    // Remembered answers follow the new feedback limits; a model that stopped taking feedback
+    // forgets them.
+    for (auto it = feedback_.begin(); it != feedback_.end();) {
+        const auto* mc = model_config(it->first);
+        if (!mc || !mc->prediction || !mc->prediction->feedback) {
+            it = feedback_.erase(it);
+            continue;
+        }
+        it->second.set_limits(mc->prediction->feedback_capacity, mc->prediction->feedback_ttl);
+        ++it;
+    }
     publish(snap);
     nlohmann::json summary = {{"generation", snap->generation},
                               {"models", snap->models.size()},
@@ -978,9 +989,10 @@ void gateway::drain_step(std::chrono::steady_clock::time_point deadline) {
     }
     if (busy) {
         std::cerr << "stagegate: drain timeout passed with connections still open; closing them\n";
-        for (auto& wt : workers_) {
-            net::post(wt->io, [w = wt->proxy.get()] { w->abort_all(); });
-        }
+    }
+    // Also ends mirrored requests still waiting on a candidate: no client waits for those.
+    for (auto& wt : workers_) {
+        net::post(wt->io, [w = wt->proxy.get()] { w->abort_all(); });
     }
     // With no work left each worker's run() returns by itself; a last resort stops it.
     for (auto& wt : workers_) {

@@ -133,6 +133,35 @@ TEST(Ctl, StartsARolloutFromAFile) {
     EXPECT_NE(bad.err.find("/rollout/stages"), std::string::npos) << bad.err;
 }
 
+TEST(Ctl, SendsFeedbackFromJsonLines) {
+    ctl_stack s(false, [](config::gateway& c) {
+        config::predictions p;
+        p.value = "/predictions/0";
+        p.feedback = true;
+        c.models[0].prediction = p;
+    });
+    for (const char* id : {"r1", "r2", "r3"}) {
+        auto r = request(s.s.port, "POST", "/v1/models/m:predict", R"({"instances":[[1,2]]})",
+                         {{"X-Request-Id", id}});
+        ASSERT_EQ(r.status, 200u);
+    }
+    write_file(s.dir.path + "/labels.jsonl", "{\"request_id\": \"r1\", \"label\": 0.8}\n\n"
+                                             "{\"request_id\": \"r2\", \"label\": 0.9}\n"
+                                             "{\"request_id\": \"nope\", \"label\": 1}\n");
+    auto sent = s.run({"feedback", "-f", s.dir.path + "/labels.jsonl"});
+    EXPECT_EQ(sent.code, 0) << sent.err;
+    EXPECT_NE(sent.out.find("3 labels: 2 matched (0 late), 1 unmatched, 0 duplicate"),
+              std::string::npos)
+        << sent.out;
+    write_file(s.dir.path + "/bad.jsonl", "{\"request_id\": \"r3\"}\n");
+    auto bad = s.run({"feedback", "-f", s.dir.path + "/bad.jsonl"});
+    EXPECT_EQ(bad.code, ctl::exit_refused);
+    EXPECT_NE(bad.err.find("/labels/0/label"), std::string::npos) << bad.err;
+    EXPECT_EQ(s.run({"feedback", "-f", s.dir.path + "/bad.jsonl"}, "viewer").code,
+              ctl::exit_refused);
+    EXPECT_EQ(s.run({"feedback"}).code, ctl::exit_usage);
+}
+
 TEST(Ctl, FollowsEventsLive) {
     ctl_stack s;
     ctl_result followed;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <random>
@@ -270,13 +271,13 @@ TEST(Quality, ShadowStageRollsBackACandidateThatDisagreesOnTenPercent) {
               std::string::npos);
 }
 
-// A mirror as slow as 400 ms, with room for 1 in flight and 2 waiting per worker: clients get
+// A mirror as slow as 1 s, with room for 1 in flight and 2 waiting per worker: clients get
 // stable's answers at stable's speed, and the mirrors that do not fit are dropped and counted.
 TEST(Quality, ASlowMirrorNeverDelaysTheClient) {
     temp_dir state;
     auto gates = quiet_gates();
     mockmodel::options slow;
-    slow.latency_ms = 400;
+    slow.latency_ms = 1000;
     auto s = stack::make(0, 1,
                          [&](config::gateway& c) {
                              with_quality_rollout(state.path, {stage(0, 10000, 100000, "shadow")},
@@ -294,8 +295,8 @@ TEST(Quality, ASlowMirrorNeverDelaysTheClient) {
         ASSERT_EQ(r.status, 200u);
         ASSERT_EQ(r.header("x-stagegate-version"), "v1");
     }
-    // Waiting for even one mirror would have taken 400 ms.
-    EXPECT_LT(slowest, 400ms);
+    // Waiting for even one mirror would have taken 1 s.
+    EXPECT_LT(slowest, 1000ms);
     json mirror;
     ASSERT_TRUE(wait_until([&] {
         mirror = s.gateway->rollout_status("m")["predictions"]["mirror"];
@@ -345,10 +346,11 @@ std::vector<answered> send_labelled(std::uint16_t port, int n, int threads) {
     return out;
 }
 
-// Simulated ground truth: stable is right 90 % of the time, the candidate 85 %. With 16000
-// requests split evenly the gap (5 points) is over twice the confidence sequences' combined
-// radius at alpha 0.05 (about 2 points each), so the gate fails; a pass would need the
-// observed gap to shrink under 1 point, over 8 standard errors away.
+// Simulated ground truth: stable is right 90 % of the time, the candidate 85 %. With 40000
+// requests split evenly the confidence sequences' combined radius at alpha 0.05 is 2.5 points,
+// so the gate fails once the observed gap is over 2.5 points: the true gap is 5, and the
+// observed one misses 2.5 by 7.5 standard errors (0.33 points) or more with probability
+// below 1e-12.
 TEST(Quality, FeedbackAccuracyGateRollsBackACandidateFivePointsLessAccurate) {
     temp_dir state;
     auto gates = quiet_gates();
@@ -359,22 +361,31 @@ TEST(Quality, FeedbackAccuracyGateRollsBackACandidateFivePointsLessAccurate) {
         with_quality_rollout(state.path, {stage(5000, 0, 1000000)}, gates, /*feedback=*/true),
         classifier(0), classifier(0));
     ASSERT_EQ(s.gateway->rollout_status("m")["stage"], "canary-50");
-    const auto answers = send_labelled(s.port, 16000, 4);
-    ASSERT_GT(answers.size(), 15900u);
+    const auto answers = send_labelled(s.port, 40000, 4);
+    ASSERT_GT(answers.size(), 39900u);
     std::mt19937_64 rng(3);
     std::uniform_real_distribution<double> u(0, 1);
-    json batch = json::array();
-    for (const auto& a : answers) {
+    // Two batches: each stays under the admin API's 1 MiB body limit.
+    std::array<json, 2> batches{json::array(), json::array()};
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+        const auto& a = answers[i];
         const double accuracy = a.version == "v2" ? 0.85 : 0.90;
         const int label = u(rng) < accuracy ? a.predicted : (a.predicted + 1) % 3;
-        batch.push_back({{"request_id", a.id}, {"label", label}});
+        batches[i % 2].push_back({{"request_id", a.id}, {"label", label}});
     }
     const auto admin = s.gateway->admin_port();
-    auto r = request(admin, "POST", "/api/v1/feedback", json{{"labels", batch}}.dump());
-    ASSERT_EQ(r.status, 200u) << r.body;
-    auto out = json::parse(r.body);
-    EXPECT_EQ(out["matched"], answers.size());
-    EXPECT_EQ(out["unmatched"], 0);
+    std::uint64_t matched = 0;
+    reply r;
+    json out;
+    for (const auto& batch : batches) {
+        r = request(admin, "POST", "/api/v1/feedback", json{{"labels", batch}}.dump());
+        ASSERT_EQ(r.status, 200u) << r.body;
+        out = json::parse(r.body);
+        matched += out["matched"].get<std::uint64_t>();
+        EXPECT_EQ(out["unmatched"], 0);
+    }
+    EXPECT_EQ(matched, answers.size());
+    const auto& batch = batches[0];
     // The same labels again are duplicates; an unknown id is unmatched; nothing is counted twice.
     r = request(admin, "POST", "/api/v1/feedback",
                 json{{"labels", {batch[0], {{"request_id", "never-sent"}, {"label", 1}}}}}.dump());
