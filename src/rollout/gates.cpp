@@ -104,61 +104,46 @@ void evaluate_quality(const gate_config& cfg, const metrics::prediction_counts& 
                                     : seen + ": not yet clear of the floor " + percent(floor));
         }
     }
-    const std::uint64_t cn = cfg.drift_on_values ? c.values : c.labels;
-    const std::uint64_t sn = cfg.drift_on_values ? s.values : s.labels;
-    const std::size_t bins = cfg.drift_on_values ? cfg.value_bins : metrics::prediction_bins;
-    const auto& cb = cfg.drift_on_values ? c.value_bins : c.label_bins;
-    const auto& sb = cfg.drift_on_values ? s.value_bins : s.label_bins;
-    const bool enough_drift = cn >= cfg.min_samples && sn >= cfg.min_samples;
-    const double look_alpha = predictions::repeated_alpha(std::min(cn, sn), cfg.alpha);
-    if (cfg.max_psi) {
-        const double limit = *cfg.max_psi;
-        const double value = predictions::psi({cb.data(), bins}, {sb.data(), bins});
-        const double noise = predictions::psi_noise(cn, sn, bins, look_alpha);
-        const std::string seen = "PSI " + number(value) + " vs stable over " + std::to_string(cn) +
-                                 " candidate and " + std::to_string(sn) + " stable predictions";
-        if (!enough_drift) {
-            add("prediction_psi", verdict::inconclusive, value, 0, limit, cn, sn,
-                too_few(cn, sn, "predictions"));
+    // A drift statistic against its ceiling: fails only when above it by more than the
+    // statistic reaches by chance at this sample size, passes when within it.
+    auto ceiling_gate = [&](const char* gate, const std::string& what, double value,
+                            double noise, double limit, std::uint64_t n_c, std::uint64_t n_s) {
+        const std::string seen = what + " " + number(value) + " vs stable over " +
+                                 std::to_string(n_c) + " candidate and " + std::to_string(n_s) +
+                                 " stable predictions";
+        if (n_c < cfg.min_samples || n_s < cfg.min_samples) {
+            add(gate, verdict::inconclusive, value, 0, limit, n_c, n_s,
+                too_few(n_c, n_s, "predictions"));
         } else if (value - noise > limit) {
-            add("prediction_psi", verdict::fail, value, 0, limit, cn, sn,
+            add(gate, verdict::fail, value, 0, limit, n_c, n_s,
                 seen + ": above the ceiling " + number(limit) + " by more than noise (" +
                     number(noise) + ")");
         } else if (value <= limit) {
-            add("prediction_psi", verdict::pass, value, 0, limit, cn, sn,
+            add(gate, verdict::pass, value, 0, limit, n_c, n_s,
                 seen + ": within the ceiling " + number(limit));
         } else {
-            add("prediction_psi", verdict::inconclusive, value, 0, limit, cn, sn,
+            add(gate, verdict::inconclusive, value, 0, limit, n_c, n_s,
                 seen + ": above the ceiling " + number(limit) + " but within noise (" +
                     number(noise) + ")");
         }
+    };
+    if (cfg.max_psi) {
+        const std::uint64_t cn = cfg.drift_on_values ? c.values : c.labels;
+        const std::uint64_t sn = cfg.drift_on_values ? s.values : s.labels;
+        const std::size_t bins = cfg.drift_on_values ? cfg.value_bins : metrics::prediction_bins;
+        const auto& cb = cfg.drift_on_values ? c.value_bins : c.label_bins;
+        const auto& sb = cfg.drift_on_values ? s.value_bins : s.label_bins;
+        const double alpha = predictions::repeated_alpha(std::min(cn, sn), cfg.alpha);
+        ceiling_gate("prediction_psi", "PSI", predictions::psi({cb.data(), bins}, {sb.data(), bins}),
+                     predictions::psi_noise(cn, sn, bins, alpha), *cfg.max_psi, cn, sn);
     }
     if (cfg.max_ks) {
-        const double limit = *cfg.max_ks;
-        const auto vn = c.values;
-        const auto vs = s.values;
-        const double value =
-            predictions::ks({c.value_bins.data(), cfg.value_bins}, {s.value_bins.data(), cfg.value_bins});
-        const double noise = predictions::ks_noise(vn, vs, predictions::repeated_alpha(
-                                                               std::min(vn, vs), cfg.alpha));
-        const std::string seen = "KS distance " + number(value) + " vs stable over " +
-                                 std::to_string(vn) + " candidate and " + std::to_string(vs) +
-                                 " stable predictions";
-        if (vn < cfg.min_samples || vs < cfg.min_samples) {
-            add("prediction_ks", verdict::inconclusive, value, 0, limit, vn, vs,
-                too_few(vn, vs, "predictions"));
-        } else if (value - noise > limit) {
-            add("prediction_ks", verdict::fail, value, 0, limit, vn, vs,
-                seen + ": above the ceiling " + number(limit) + " by more than noise (" +
-                    number(noise) + ")");
-        } else if (value <= limit) {
-            add("prediction_ks", verdict::pass, value, 0, limit, vn, vs,
-                seen + ": within the ceiling " + number(limit));
-        } else {
-            add("prediction_ks", verdict::inconclusive, value, 0, limit, vn, vs,
-                seen + ": above the ceiling " + number(limit) + " but within noise (" +
-                    number(noise) + ")");
-        }
+        const auto bins = cfg.value_bins;
+        const double alpha = predictions::repeated_alpha(std::min(c.values, s.values), cfg.alpha);
+        ceiling_gate("prediction_ks", "KS distance",
+                     predictions::ks({c.value_bins.data(), bins}, {s.value_bins.data(), bins}),
+                     predictions::ks_noise(c.values, s.values, alpha), *cfg.max_ks, c.values,
+                     s.values);
     }
     if (cfg.max_accuracy_drop && cfg.candidate_serves_clients) {
         const double drop = *cfg.max_accuracy_drop;
