@@ -179,13 +179,22 @@ result<void> state_store::append_event(nlohmann::json event) {
     }
     event["id"] = last_id_ + 1;
     // One write per line: O_APPEND keeps lines whole; a crash can only lose the tail line,
-    // which a reader recognises by its missing newline.
+    // which a reader recognises by its missing newline. A write that fails part way (a full
+    // disk, a file size limit) is cut back off, so the log never holds half a line.
     const std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    struct stat before {};
+    const bool sized = ::fstat(fd, &before) == 0;
     bool ok = write_all(fd, line) && ::fsync(fd) == 0;
-    ::close(fd);
     if (!ok) {
-        return io_error("cannot append to", path);
+        auto e = io_error("cannot append to", path);
+        if (sized) {
+            (void)::ftruncate(fd, before.st_size);
+            ::fsync(fd);
+        }
+        ::close(fd);
+        return e;
     }
+    ::close(fd);
     ++last_id_;
     if (listener_) {
         listener_(event);

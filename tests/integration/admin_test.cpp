@@ -7,6 +7,10 @@
 #include "support/test_client.hpp"
 
 #include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -607,6 +611,67 @@ TEST(AdminApi, UnwritableStateRefusesCommandsButTrafficFlows) {
     auto persisted = nlohmann::json::parse(read_file(state + "/rollout-m.json"));
     EXPECT_EQ(persisted["phase"], "paused");
 }
+
+
+// A full disk, played by a file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail
+// with EFBIG the way they fail with ENOSPC): first the event log cannot grow (the command
+// still applies, its state is saved, and the log keeps only whole lines), then no file can be
+// written (commands are refused with 503, the saved state is untouched, traffic flows).
+class file_size_limit {
+public:
+    explicit file_size_limit(rlim_t bytes) {
+        ::getrlimit(RLIMIT_FSIZE, &saved_);
+        old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+        set(bytes);
+    }
+    void set(rlim_t bytes) {
+        rlimit limit = saved_;
+        limit.rlim_cur = bytes;
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    ~file_size_limit() {
+        ::setrlimit(RLIMIT_FSIZE, &saved_);
+        std::signal(SIGXFSZ, old_handler_);
+    }
+
+private:
+    rlimit saved_{};
+    void (*old_handler_)(int) = nullptr;
+};
+
+TEST(AdminApi, FullDiskRefusesCommandsLeavesNothingHalfWrittenAndTrafficFlows) {
+    admin_stack a;
+    const std::string state = a.dir.path + "/state";
+    const auto log_before = read_file(state + "/events.jsonl");
+    ASSERT_FALSE(log_before.empty());
+    {
+        // Room for the state file, not for one more log line.
+        file_size_limit limit(log_before.size() + 20);
+        auto paused = api(a.admin, "POST", "/api/v1/rollouts/m/pause", R"({"reason":"disk"})");
+        EXPECT_EQ(paused.status, 200) << paused.body;
+        EXPECT_EQ(read_file(state + "/events.jsonl"), log_before);  // no torn line
+        limit.set(0);  // nothing can be written at all
+        auto refused = api(a.admin, "POST", "/api/v1/rollouts/m/resume", R"({"reason":"disk"})");
+        EXPECT_EQ(refused.status, 503) << refused.body;
+        EXPECT_EQ(code_of(refused), "state_io_failed");
+        for (int i = 0; i < 20; ++i) {
+            ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
+        }
+    }
+    EXPECT_EQ(body_of(api(a.admin, "GET", "/api/v1/rollouts/m"))["phase"], "paused");
+    auto persisted = nlohmann::json::parse(read_file(state + "/rollout-m.json"));
+    EXPECT_EQ(persisted["phase"], "paused");
+    EXPECT_FALSE(std::filesystem::exists(state + "/rollout-m.json.tmp"));
+    // Space again: commands work, and the log goes on with whole lines.
+    EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/resume").status, 200);
+    auto events = rollout::state_store::open(state)->recent_events(50, "m");
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back()["command"], "resume");
+    const auto log_after = read_file(state + "/events.jsonl");
+    EXPECT_EQ(log_after.back(), '\n');
+    EXPECT_EQ(log_after.compare(0, log_before.size(), log_before), 0);
+}
+
 
 }  // namespace
 }  // namespace stagegate::test
