@@ -233,6 +233,9 @@ struct exchange_outcome {
     std::string_view code;
     std::string message;
     std::optional<metrics::upstream_failure> failure;
+    // The request's first write failed with nothing written: no byte reached the backend,
+    // so the request may go out again on another connection.
+    bool nothing_sent = false;
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,
@@ -330,7 +333,9 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                                                        net::buffer(a.req.body())};
         auto [ec, n] = co_await net::async_write(up, request_bytes, nothrow_awaitable);
         if (ec) {
-            co_return fail(ec, "sending the request to");
+            auto failed = fail(ec, "sending the request to");
+            failed.nothing_sent = n == 0 && !slot.upstream_timed_out;
+            co_return failed;
         }
     }
 
@@ -762,59 +767,70 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     };
     const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
     body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
-    auto got = co_await w.pool().acquire(model, version, slot);
-    if (got.status != acquire_status::ok) {
-        bool no_healthy = got.status == acquire_status::no_healthy_upstream;
-        auto status = no_healthy ? http::status::service_unavailable : http::status::bad_gateway;
-        if (!no_healthy) {
-            w.shard().record_failure(version.series,
-                                     got.status == acquire_status::connect_timeout
-                                         ? metrics::upstream_failure::timeout
-                                         : metrics::upstream_failure::connect);
+    // A pooled connection the backend closed just as it was taken (after its liveness check)
+    // fails the first write with nothing sent: then, and only then, the request goes out once
+    // more, on a connection of its own. Once a byte may have reached the backend it never does
+    // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
+    for (int attempt = 0;; ++attempt) {
+        auto got = co_await w.pool().acquire(model, version, slot);
+        if (got.status != acquire_status::ok) {
+            bool no_healthy = got.status == acquire_status::no_healthy_upstream;
+            auto status =
+                no_healthy ? http::status::service_unavailable : http::status::bad_gateway;
+            if (!no_healthy) {
+                w.shard().record_failure(version.series,
+                                         got.status == acquire_status::connect_timeout
+                                             ? metrics::upstream_failure::timeout
+                                             : metrics::upstream_failure::connect);
+            }
+            bool keep = co_await send_error(
+                stream, w, slot, rc, status,
+                no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
+                "model " + model.name + " version " + version.name + ": " + got.detail);
+            record_response(w, version, static_cast<unsigned>(status), started);
+            send_mirror(std::nullopt);
+            co_return keep;
         }
-        bool keep = co_await send_error(
-            stream, w, slot, rc, status,
-            no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
-            "model " + model.name + " version " + version.name + ": " + got.detail);
-        record_response(w, version, static_cast<unsigned>(status), started);
-        send_mirror(std::nullopt);
+        exchange_args args{req,  rc,   w, slot, model, version, *got.endpoint, head, client_address,
+                           client_tls, read_body ? &capture : nullptr};
+        exchange_outcome out;
+        const auto endpoint_id = got.endpoint->id;
+        w.pool().lend(endpoint_id, +1);
+        slot.upstream = &got.connection->lowest();
+        if (got.connection->secure) {
+            out = co_await exchange(stream, *got.connection->secure, got.connection, args);
+        } else {
+            out = co_await exchange(stream, *got.connection->plain, got.connection, args);
+        }
+        slot.upstream = nullptr;
+        w.pool().lend(endpoint_id, -1);
+        if (out.nothing_sent && got.reused && attempt == 0) {
+            w.pool().forget_idle(endpoint_id);  // its siblings were idle as long: do not trust them
+            continue;
+        }
+        if (out.failure) {
+            w.shard().record_failure(version.series, *out.failure);
+        }
+        bool keep = out.result == exchange_result::done_keep_alive;
+        if (out.result == exchange_result::failed_before_response) {
+            keep = co_await send_error(stream, w, slot, rc, out.status, out.code,
+                                       "model " + model.name + ": " + out.message);
+        }
+        record_response(w, version, static_cast<unsigned>(out.status), started);
+        // Read after the answer went out: the client never waits for this.
+        std::optional<predictions::prediction> predicted;
+        if (read_body && out.result != exchange_result::failed_before_response) {
+            predicted = read_prediction(w, model, version.series, capture);
+            if (predicted && model.prediction->feedback) {
+                remember_answer(w, rc.id, version.series, *predicted);
+            }
+        }
+        send_mirror(predicted);
+        if (body_scratch.capacity() > 64 * 1024) {
+            std::string().swap(body_scratch);
+        }
         co_return keep;
     }
-    exchange_args args{req,  rc,   w, slot, model, version, *got.endpoint, head, client_address,
-                       client_tls, read_body ? &capture : nullptr};
-    exchange_outcome out;
-    const auto endpoint_id = got.endpoint->id;
-    w.pool().lend(endpoint_id, +1);
-    slot.upstream = &got.connection->lowest();
-    if (got.connection->secure) {
-        out = co_await exchange(stream, *got.connection->secure, got.connection, args);
-    } else {
-        out = co_await exchange(stream, *got.connection->plain, got.connection, args);
-    }
-    slot.upstream = nullptr;
-    w.pool().lend(endpoint_id, -1);
-    if (out.failure) {
-        w.shard().record_failure(version.series, *out.failure);
-    }
-    bool keep = out.result == exchange_result::done_keep_alive;
-    if (out.result == exchange_result::failed_before_response) {
-        keep = co_await send_error(stream, w, slot, rc, out.status, out.code,
-                                   "model " + model.name + ": " + out.message);
-    }
-    record_response(w, version, static_cast<unsigned>(out.status), started);
-    // Read after the answer went out: the client never waits for this.
-    std::optional<predictions::prediction> predicted;
-    if (read_body && out.result != exchange_result::failed_before_response) {
-        predicted = read_prediction(w, model, version.series, capture);
-        if (predicted && model.prediction->feedback) {
-            remember_answer(w, rc.id, version.series, *predicted);
-        }
-    }
-    send_mirror(predicted);
-    if (body_scratch.capacity() > 64 * 1024) {
-        std::string().swap(body_scratch);
-    }
-    co_return keep;
 }
 
 template <class Stream>

@@ -162,6 +162,8 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
     co_return out;
 }
 
+void upstream_pool::forget_idle(std::uint32_t endpoint_id) { state(endpoint_id).idle.clear(); }
+
 void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
     if (stopped_ || cfg_.max_idle_per_endpoint == 0) {
         return;

@@ -106,6 +106,8 @@ public:
                            const routing::version_route& version, session_slot& slot);
     // Returns a connection whose last exchange ended cleanly.
     void release(std::unique_ptr<upstream_connection> connection);
+    // Closes the endpoint's idle connections (one of them turned out dead when used).
+    void forget_idle(std::uint32_t endpoint_id);
 
     void start();  // the idle sweeper
     void stop();   // closes every idle connection, stops the sweeper

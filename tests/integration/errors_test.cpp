@@ -159,6 +159,15 @@ TEST(Errors, UpstreamResetIs502AndNeverRetried) {
                          {{"X-Mock-Reset", "1"}}),
                  502, "upstream_reset");
     EXPECT_EQ(s.v1->requests(), 1u);  // the request reached the backend: no retry
+    // The same on a pooled connection: a reused connection that fails after the request was
+    // written is not retried either (only one that fails the write with nothing sent is).
+    ASSERT_EQ(request(s.port, "POST", "/v1/models/m:predict", predict_body).status, 200u);
+    ASSERT_EQ(s.v1->connections_accepted(), 2u);
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Mock-Reset", "1"}}),
+                 502, "upstream_reset");
+    EXPECT_EQ(s.v1->connections_accepted(), 2u);  // it went out on the pooled connection
+    EXPECT_EQ(s.v1->requests(), 3u);
     expect_still_serving(s.port);
 }
 
