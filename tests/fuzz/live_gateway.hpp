@@ -57,8 +57,10 @@ inline live& live_gateway() {
                          {"name": "v2", "endpoints": ["127.0.0.1:)" + std::to_string(out->v2->port()) + R"("]}],
             "traffic": {"sticky": {"header": "X-User", "cookie": "user"}, "allow_force_version": true},
             "timeouts": {"connect_ms": 500, "first_byte_ms": 2000, "total_ms": 3000},
+            "predictions": {"preset": "tfserving", "feedback": {"max_pending": 1000}},
             "rollout": {"candidate": "v2", "interval_ms": 500,
-                        "stages": [{"weight_bp": 2000, "min_bake_ms": 3600000}, {"weight_bp": 5000}]}}]
+                        "stages": [{"weight_bp": 2000, "mirror_percent": 50, "min_bake_ms": 3600000},
+                                   {"weight_bp": 5000}]}}]
         })");
         if (!cfg) {
             std::abort();
