@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Soak: stagegate under steady wrk load on 127.0.0.1 for MINUTES (default 10) while rollouts
 # loop: a bad candidate (v3, 20 % errors) that must be rolled back, then a good one that must
-# complete, again and again. At the end it checks that
+# complete, again and again. Predictions are read from every answer and remembered for
+# feedback (up to 50000), and each rollout's first stage mirrors half of stable's requests to
+# the candidate. At the end it checks that
 #   - RSS stayed flat (the last sample within 10 % of a warm one, a third into the run),
 #   - no unexpected error (every non-2xx answer is one of the bad candidate's 500s),
-#   - per version, the requests in /metrics equal what the backend counted, and their sum
-#     equals what wrk counted (give or take the requests in flight when wrk stopped),
+#   - per version, the requests in /metrics (mirrored ones included) equal what the backend
+#     counted, and the clients' requests sum to what wrk counted (give or take the requests in
+#     flight when wrk stopped),
 # and prints one summary line for loadtest/RESULTS.md. Stops by itself; exit 1 on a failed check.
 # usage: loadtest/soak.sh [MINUTES]
 set -euo pipefail
@@ -27,6 +30,7 @@ cat > "$work/gw.json" <<JSON
  "admin": {"address": "127.0.0.1", "port": 19190},
  "state": {"dir": "$work/state"}, "workers": 1,
  "models": [{"name": "m", "stable": "v1",
+   "predictions": {"preset": "tfserving", "feedback": {"max_pending": 50000}},
    "versions": [{"name": "v1", "endpoints": ["127.0.0.1:19101"]},
                 {"name": "v2", "endpoints": ["127.0.0.1:19102"]},
                 {"name": "v3", "endpoints": ["127.0.0.1:19103"]}]}]}
@@ -34,7 +38,7 @@ JSON
 rollout() {  # candidate -> a rollout file
   cat > "$work/r-$1.json" <<JSON
 {"candidate": "$1", "interval_ms": 1000, "fast_rollback_consecutive_errors": 0,
- "stages": [{"weight_bp": 1000, "min_bake_ms": 5000, "min_requests": 300},
+ "stages": [{"weight_bp": 1000, "mirror_percent": 50, "min_bake_ms": 5000, "min_requests": 300},
             {"weight_bp": 5000, "min_bake_ms": 5000, "min_requests": 1000}],
  "gates": {"min_requests": 200, "max_error_rate": 0.05, "sequential": {"latency": false}}}
 JSON
@@ -93,10 +97,14 @@ for v in v1 v2 v3; do
   port=$((19100 + ${v#v}))
   backend=$(( $(curl -s "http://127.0.0.1:$port/mock/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])') - 1 ))
   gateway=$(gw_count "$v")
-  total=$((total + gateway))
+  total=$((total + gateway - $(sum_requests "version=\"$v\"" 'stage="[^"]*/mirror"')))
   echo "$v: gateway counted $gateway, backend $backend"
   [[ $gateway -eq $backend ]] || { echo "FAIL: $v counts differ"; status=1; }
 done
+mirrored=$(sum_requests 'stage="[^"]*/mirror"')
+parsed=$(grep '^stagegate_predictions_total{model="m".*outcome="parsed"' <<<"$metrics" | awk '{s+=$2} END {print s+0}')
+dropped=$(grep '^stagegate_mirror_dropped_total{model="m"' <<<"$metrics" | awk '{s+=$2} END {print s+0}')
+echo "mirrored requests answered $mirrored (dropped $dropped), predictions read $parsed"
 inflight=$((total - wrk_requests))
 echo "wrk counted $wrk_requests, the gateway $total (in flight when wrk stopped: $inflight)"
 (( inflight >= 0 && inflight <= 32 )) || { echo "FAIL: totals differ by more than the 32 connections"; status=1; }
@@ -108,6 +116,7 @@ mapfile -t rss < "$work/rss"
 n=${#rss[@]}; i=$(( n / 3 > 6 ? n / 3 : (n > 6 ? 6 : n / 2) ))
 base=${rss[$i]}; last=${rss[-1]}
 echo "RSS KiB: warm (sample $i of $n, 10 s apart) $base, at the end $last, max $(sort -n "$work/rss" | tail -1)"
+echo "RSS KiB each minute: $(awk 'NR % 6 == 1' "$work/rss" | tr '\n' ' ')"
 (( last * 10 <= base * 11 )) || { echo "FAIL: RSS grew more than 10 %"; status=1; }
-echo "SOAKRESULT minutes=$minutes requests=$wrk_requests rps=$(sed -n 's/.*WRKRESULT.* rps=\([0-9.]*\).*/\1/p' "$work/wrk.out") bad_rolled_back=$rolled_back good_completed=$completed wrong=$wrong rss_kib_warm=$base rss_kib_end=$last non2xx=$non2xx v3_500=$v3_500 status=$status"
+echo "SOAKRESULT minutes=$minutes requests=$wrk_requests rps=$(sed -n 's/.*WRKRESULT.* rps=\([0-9.]*\).*/\1/p' "$work/wrk.out") bad_rolled_back=$rolled_back good_completed=$completed wrong=$wrong rss_kib_warm=$base rss_kib_end=$last non2xx=$non2xx v3_500=$v3_500 mirrored=$mirrored mirror_dropped=$dropped predictions=$parsed status=$status"
 exit $status

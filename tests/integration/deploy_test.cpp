@@ -39,12 +39,15 @@ std::vector<fs::path> files_under(const std::string& dir, const std::string& ext
 
 TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
     // Every kind of series present: a rollout whose stage has a maximum duration, versions
-    // with a training time and a model with a maximum age.
+    // with a training time, a model with a maximum age, predictions read from its answers.
     admin_stack a(true, [](config::gateway& c) {
         c.models[0].rollout_spec->stages[0].max_duration = std::chrono::hours(2);
         c.models[0].versions[0].trained_at = 1'790'000'000;
         c.models[0].versions[1].trained_at = 1'795'000'000;
         c.models[0].max_version_age = std::chrono::hours(720);
+        config::predictions p;
+        p.label = p.value = "/predictions/0";
+        c.models[0].prediction = p;
     });
     ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
     auto metrics = api(a.admin, "GET", "/metrics");
@@ -53,7 +56,8 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
     for (const char* expected :
          {"stagegate_rollout_phase", "stagegate_rollout_stage_max_duration_seconds",
           "stagegate_model_age_seconds", "stagegate_model_max_age_seconds",
-          "stagegate_version_role", "stagegate_rollout_decisions_total"}) {
+          "stagegate_version_role", "stagegate_rollout_decisions_total",
+          "stagegate_predictions_total"}) {
         EXPECT_TRUE(exposed.count(expected)) << expected;
     }
 
