@@ -1000,7 +1000,8 @@ result<gateway> parse(std::string_view json_text) {
             t.duration_ms("drain_ms", cfg.client.drain, 0);
         });
         r.object("upstream_pool", [&](object_reader& u) {
-            u.reject_unknown({"max_idle_per_endpoint", "idle_timeout_ms"});
+            u.reject_unknown({"max_idle_per_endpoint", "idle_timeout_ms", "check_idle"});
+            u.boolean("check_idle", cfg.pool.check_idle);
             u.integer("max_idle_per_endpoint", cfg.pool.max_idle_per_endpoint, 0, 100000);
             u.duration_ms("idle_timeout_ms", cfg.pool.idle_timeout);
         });
@@ -1123,7 +1124,8 @@ std::vector<problem> reload_problems(const gateway& running, const gateway& next
     }
     changed(!hooks_same, "/notifications", "webhooks");
     changed(running.pool.max_idle_per_endpoint != next.pool.max_idle_per_endpoint ||
-                running.pool.idle_timeout != next.pool.idle_timeout,
+                running.pool.idle_timeout != next.pool.idle_timeout ||
+                running.pool.check_idle != next.pool.check_idle,
             "/upstream_pool", "the upstream pool");
     return problems;
 }

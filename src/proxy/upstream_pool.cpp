@@ -46,7 +46,8 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
     while (!s.idle.empty()) {
         auto c = std::move(s.idle.back());
         s.idle.pop_back();
-        if (now - c->idle_since < cfg_.idle_timeout && still_open(c->lowest())) {
+        if (now - c->idle_since < cfg_.idle_timeout &&
+            (!cfg_.check_idle || still_open(c->lowest()))) {
             return c;
         }
     }

@@ -7,7 +7,14 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <future>
+#include <thread>
 
 namespace stagegate::test {
 namespace {
@@ -96,6 +103,116 @@ TEST(Faults, ACandidateWithEveryEndpointDownIsRolledBack) {
               std::string::npos);
     // Once rolled back, everything goes to v1 and succeeds.
     EXPECT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200u);
+}
+
+// A backend that answers one request per connection with keep-alive, then resets that
+// connection (SO_LINGER 0) while it lies idle in the gateway's pool: the connection is dead
+// before the gateway reuses it, whatever its liveness check did or did not see.
+class resetting_backend {
+public:
+    resetting_backend() {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        ::listen(listener_, 16);
+        socklen_t len = sizeof addr;
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] {
+            for (;;) {
+                int fd = ::accept(listener_, nullptr, nullptr);
+                if (fd < 0) {
+                    return;  // the listener was shut down
+                }
+                ++connections_;
+                serve_one(fd);
+            }
+        });
+    }
+    ~resetting_backend() {
+        ::shutdown(listener_, SHUT_RDWR);
+        ::close(listener_);
+        thread_.join();
+    }
+    std::uint16_t port() const { return port_; }
+    int requests() const { return requests_; }
+    int connections() const { return connections_; }
+    int resets() const { return resets_; }
+
+private:
+    void serve_one(int fd) {
+        std::string in;
+        char buf[4096];
+        // Head, then a Content-Length body.
+        while (in.find("\r\n\r\n") == std::string::npos) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) {
+                ::close(fd);
+                return;
+            }
+            in.append(buf, static_cast<std::size_t>(n));
+        }
+        const auto head_end = in.find("\r\n\r\n") + 4;
+        std::size_t length = 0;
+        if (auto at = in.find("Content-Length: "); at != std::string::npos) {
+            length = std::stoul(in.substr(at + 16));
+        }
+        while (in.size() < head_end + length) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) {
+                ::close(fd);
+                return;
+            }
+            in.append(buf, static_cast<std::size_t>(n));
+        }
+        ++requests_;
+        const std::string answer =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        (void)::write(fd, answer.data(), answer.size());
+        linger reset{1, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        ::close(fd);
+        ++resets_;
+    }
+
+    int listener_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<int> requests_{0};
+    std::atomic<int> connections_{0};
+    std::atomic<int> resets_{0};
+    std::thread thread_;
+};
+
+// The gateway pools the connection after the first answer; the backend then resets it. With
+// the liveness check the dead connection is dropped before use; without it the request's
+// first write fails with nothing sent and goes out again on a fresh connection. Either way
+// the client gets 200, the backend sees each request exactly once, and no upstream failure is
+// counted against the version.
+TEST(Faults, APooledConnectionTheBackendResetIsNeverUsedForARequest) {
+    for (bool check_idle : {true, false}) {
+        SCOPED_TRACE(check_idle ? "check_idle on" : "check_idle off");
+        resetting_backend backend;
+        auto s = stack::make(0, 1, [&](config::gateway& c) {
+            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
+            c.pool.check_idle = check_idle;
+        });
+        for (int i = 1; i <= 3; ++i) {
+            auto r = request(s.port, "POST", "/v1/models/m:predict", "{}");
+            ASSERT_EQ(r.status, 200u) << r.body;
+            ASSERT_TRUE(wait_until([&] { return backend.resets() == i; }));
+        }
+        EXPECT_EQ(backend.requests(), 3);     // none twice
+        EXPECT_EQ(backend.connections(), 3);  // a fresh one each time
+        std::uint64_t failures = 0;
+        for (const auto& v : s.gateway->read_metrics()) {
+            for (auto f : v.since_stage_start.upstream_failures) {
+                failures += f;
+            }
+        }
+        EXPECT_EQ(failures, 0u);
+    }
 }
 
 }  // namespace

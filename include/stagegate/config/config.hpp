@@ -208,6 +208,11 @@ struct client_timeouts {
 struct upstream_pool {
     std::uint32_t max_idle_per_endpoint = 64;  // per worker thread
     millis idle_timeout{30000};
+    // Peek at a pooled connection before reusing it (one recv syscall) so one the backend has
+    // closed is dropped, not used ("check_idle"). Off saves the syscall; a connection the
+    // backend reset is then found dead by the request's first write (nothing sent: the request
+    // goes out again), but one it closed gracefully fails the request with 502.
+    bool check_idle = true;
 };
 
 enum class admin_role { viewer, operator_ };
