@@ -49,6 +49,7 @@ Watch it:   build/stagegatectl status demo --watch     (or curl -s localhost:990
 Steer it:   build/stagegatectl pause demo --reason "look first"; build/stagegatectl promote demo
 History:    build/stagegatectl events demo --follow
 Metrics:    curl -s localhost:9901/api/v1/models/demo/metrics    (Prometheus: :9901/metrics)
+Feedback:   curl -s -X POST localhost:9901/api/v1/feedback -d '{"request_id":"<X-Request-Id of an answer>","label":0.8}'
 Drive it:   for i in $(seq 3000); do curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'; done
 Versions that answered 200 sample requests:
 MSG
