@@ -518,18 +518,23 @@ private:
         return exit_ok;
     }
 
-    int start() {
-        const std::string model = model_arg();
-        if (o_.file.empty()) {
-            throw usage_error{"start: -f ROLLOUT.json is required"};
-        }
+    // The whole of the -f file.
+    std::string file_text() const {
         std::ifstream in(o_.file);
         if (!in) {
             throw usage_error{"cannot read " + o_.file};
         }
         std::stringstream text;
         text << in.rdbuf();
-        auto spec = json::parse(text.str(), nullptr, false, /*ignore_comments=*/true);
+        return text.str();
+    }
+
+    int start() {
+        const std::string model = model_arg();
+        if (o_.file.empty()) {
+            throw usage_error{"start: -f ROLLOUT.json is required"};
+        }
+        auto spec = json::parse(file_text(), nullptr, false, /*ignore_comments=*/true);
         if (spec.is_discarded()) {
             throw usage_error{o_.file + " is not valid JSON"};
         }
@@ -619,13 +624,7 @@ private:
         if (!o_.positional.empty() || o_.file.empty()) {
             throw usage_error{"feedback: -f LABELS is required and takes no other arguments"};
         }
-        std::ifstream in(o_.file);
-        if (!in) {
-            throw usage_error{"cannot read " + o_.file};
-        }
-        std::stringstream text;
-        text << in.rdbuf();
-        const std::string all = text.str();
+        const std::string all = file_text();
         json labels = json::array();
         const auto first = all.find_first_not_of(" \t\r\n");
         if (first != std::string::npos && all[first] == '[') {
