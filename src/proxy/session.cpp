@@ -221,6 +221,19 @@ task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const reque
     co_return !ec && rc.keep_alive;
 }
 
+// What an upstream exchange that failed counts as: the deadline passed, the backend closed or
+// reset the connection, or it spoke something other than HTTP.
+metrics::upstream_failure upstream_failure_of(const boost::system::error_code& ec,
+                                              bool timed_out) {
+    if (timed_out) {
+        return metrics::upstream_failure::timeout;
+    }
+    const bool reset = ec == http::error::end_of_stream || ec == http::error::partial_message ||
+                       ec == net::error::eof || ec == net::error::connection_reset ||
+                       ec == net::error::broken_pipe;
+    return reset ? metrics::upstream_failure::reset : metrics::upstream_failure::protocol;
+}
+
 enum class exchange_result {
     done_keep_alive,         // response fully relayed, the client connection may continue
     done_close,              // response relayed or cut short: close the client connection
@@ -306,16 +319,13 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         std::min(started + a.model.timeouts.first_byte, total_deadline);
     auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
         const bool timeout = slot.upstream_timed_out;
-        const bool reset = ec == http::error::end_of_stream || ec == http::error::partial_message ||
-                           ec == net::error::eof ||
-                           ec == net::error::connection_reset || ec == net::error::broken_pipe;
+        const auto kind = upstream_failure_of(ec, timeout);
         out.result = exchange_result::failed_before_response;
         out.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;
         out.code = timeout ? "upstream_timeout"
-                           : (reset ? "upstream_reset" : "upstream_protocol_error");
-        out.failure = timeout ? metrics::upstream_failure::timeout
-                              : (reset ? metrics::upstream_failure::reset
-                                       : metrics::upstream_failure::protocol);
+                           : (kind == metrics::upstream_failure::reset ? "upstream_reset"
+                                                                       : "upstream_protocol_error");
+        out.failure = kind;
         out.message = std::string(what) + " version " + a.version.name + " at " +
                       a.endpoint.authority + ": " +
                       (timeout ? std::string("timed out") : ec.message());
@@ -563,12 +573,7 @@ task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& jo
     const auto started = coarse_now();
     const auto total_deadline = started + model.timeouts.total;
     auto failed = [&](const boost::system::error_code& ec) -> unsigned {
-        failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
-                  : (ec == http::error::end_of_stream || ec == net::error::eof ||
-                     ec == net::error::connection_reset || ec == net::error::broken_pipe ||
-                     ec == http::error::partial_message)
-                      ? metrics::upstream_failure::reset
-                      : metrics::upstream_failure::protocol;
+        failure = upstream_failure_of(ec, slot.upstream_timed_out);
         return slot.upstream_timed_out ? 504 : 502;
     };
     slot.upstream_expire_at(std::min(started + model.timeouts.first_byte, total_deadline));

@@ -445,5 +445,31 @@ TEST(Quality, CandidateOlderThanTheAgeLimitIsRolledBack) {
     EXPECT_TRUE(gate_failed(rollback_event(state.path), "candidate_age"));
 }
 
+// max_body_bytes bounds what is kept of an answer: a longer one is relayed whole to the client
+// and counted as unread, never cut and never read in part.
+TEST(Quality, AnswersOverMaxBodyBytesAreRelayedWholeAndCountedUnread) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        config::predictions p;
+        p.label = p.value = "/predictions/0";
+        p.max_body_bytes = 256;
+        c.models[0].prediction = p;
+    });
+    const std::string body = R"({"instances":[[1,2]]})";
+    ASSERT_EQ(request(s.port, "POST", "/v1/models/m:predict", body).status, 200u);
+    auto big = request(s.port, "POST", "/v1/models/m:predict", body, {{"X-Mock-Body-Bytes", "2000"}});
+    ASSERT_EQ(big.status, 200u);
+    EXPECT_EQ(big.body.size(), 2000u);
+    EXPECT_TRUE(json::parse(big.body, nullptr, false).is_object());
+    metrics::prediction_counts counts;
+    for (const auto& v : s.gateway->read_metrics()) {
+        if (v.version == "v1") {
+            counts = v.since_stage_start.predictions;
+        }
+    }
+    EXPECT_EQ(counts.parsed, 1u);
+    EXPECT_EQ(counts.unread, 1u);
+    EXPECT_EQ(counts.invalid + counts.missing, 0u);
+}
+
 }  // namespace
 }  // namespace stagegate::test
