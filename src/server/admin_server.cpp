@@ -16,6 +16,7 @@
 #include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <deque>
 #include <functional>
@@ -580,6 +581,15 @@ struct admin_server::impl {
             auto labels = feedback_labels(body->j);
             if (!labels) {
                 co_return error_from(labels.error(), v);
+            }
+            const auto& models = gw.current_config().models;
+            if (std::none_of(models.begin(), models.end(), [](const config::model& m) {
+                    return m.prediction && m.prediction->feedback;
+                })) {
+                co_return error_json(http::status::conflict, "feedback_not_enabled",
+                                     "no model takes feedback: give one \"predictions\" with "
+                                     "\"feedback\" in the config",
+                                     v);
             }
             // Answers reach the control thread with the metrics: collect first, so a label
             // sent right after its answer still finds it.

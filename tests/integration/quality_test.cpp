@@ -124,7 +124,6 @@ bool wait_phase(server::gateway& gw, const std::string& phase, std::chrono::seco
 // The gate that decided the rollback, from the event log.
 json rollback_event(const std::string& state_dir) {
     auto events = rollout::state_store::open(state_dir)->recent_events(50, "m");
-    if (getenv("DEBUG_EVENTS")) std::cerr << json(events).dump(1) << "\n";
     for (const auto& e : events) {
         if (e["type"] == "rolled_back") {
             return e;
@@ -469,6 +468,11 @@ TEST(Quality, AnswersOverMaxBodyBytesAreRelayedWholeAndCountedUnread) {
     EXPECT_EQ(counts.parsed, 1u);
     EXPECT_EQ(counts.unread, 1u);
     EXPECT_EQ(counts.invalid + counts.missing, 0u);
+    // No model here takes feedback: a label is refused with a reason, not silently unmatched.
+    auto r = request(s.gateway->admin_port(), "POST", "/api/v1/feedback",
+                     R"({"request_id": "x", "label": 1})");
+    EXPECT_EQ(r.status, 409u);
+    EXPECT_EQ(json::parse(r.body)["error"]["code"], "feedback_not_enabled");
 }
 
 }  // namespace
