@@ -3,6 +3,8 @@
 #include "live_gateway.hpp"
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     auto& l = stagegate::fuzz::live_gateway();
@@ -12,6 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto r = stagegate::fuzz::exchange(
             l.admin, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         if (r.rfind("HTTP/1.1 200", 0) != 0) {
+            std::fprintf(stderr, "the admin API stopped answering /healthz; it answered:\n%s\n",
+                         r.c_str());
             std::abort();
         }
     }

@@ -9,10 +9,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -76,40 +81,82 @@ inline live& live_gateway() {
     return *l;
 }
 
+// Waits until fd is ready for `events` or the deadline passes. Signals (libFuzzer's alarm
+// timer interrupts blocking calls with EINTR) are waited through, never taken for an answer.
+inline bool wait_ready(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now()).count();
+        if (left <= 0) {
+            return false;
+        }
+        pollfd p{fd, events, 0};
+        int n = ::poll(&p, 1, static_cast<int>(left));
+        if (n > 0) {
+            return true;
+        }
+        if (n < 0 && errno != EINTR) {
+            return false;
+        }
+    }
+}
+
 // Sends `bytes` to 127.0.0.1:port, half-closes, and reads until the peer closes or 3 s pass.
-// Returns what came back.
+// Returns what came back. The socket is closed with a reset once the exchange is over so the
+// fuzzer's hundreds of thousands of connections leave no TIME_WAIT behind to collide with
+// (loopback's ephemeral ports would otherwise be reused under it within seconds).
 inline std::string exchange(std::uint16_t port, std::string_view bytes) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) {
+        std::perror("socket");
         std::abort();
     }
-    timeval tv{3, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    linger no_time_wait{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &no_time_wait, sizeof no_time_wait);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        std::abort();  // the gateway stopped listening: that is a finding
+        int error = errno;
+        socklen_t len = sizeof error;
+        if (error == EINPROGRESS && wait_ready(fd, POLLOUT, deadline)) {
+            ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+        }
+        if (error != 0) {
+            std::fprintf(stderr, "connect to the gateway's port %u: %s\n", port,
+                         error == EINPROGRESS ? "no answer in 3 s" : std::strerror(error));
+            std::abort();  // the gateway stopped listening: that is a finding
+        }
     }
     std::size_t sent = 0;
     while (sent < bytes.size()) {
         auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) {
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_ready(fd, POLLOUT, deadline)) {
+                break;
+            }
+        } else {
             break;  // the gateway closed early (an error answer): fine
         }
-        sent += static_cast<std::size_t>(n);
     }
     ::shutdown(fd, SHUT_WR);
     std::string got;
     char buf[4096];
     for (;;) {
         auto n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) {
+        if (n > 0) {
+            got.append(buf, static_cast<std::size_t>(n));
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_ready(fd, POLLIN, deadline)) {
+                break;
+            }
+        } else {
             break;
         }
-        got.append(buf, static_cast<std::size_t>(n));
     }
     ::close(fd);
     return got;
