@@ -3,7 +3,8 @@
 # already present. Never pulls Debian's default Boost 1.74 dev packages (they conflict).
 set -euo pipefail
 packages=(g++ cmake make pkg-config libboost1.81-all-dev nlohmann-json3-dev libssl-dev
-          libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl prometheus python3-yaml)
+          libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl prometheus python3-yaml
+          etcd-server)
 case "${1:-}" in
   --bench) packages+=(wrk nginx-light haproxy) ;;
   --fuzz) packages+=(clang) ;;  # clang 14 with libFuzzer, for tests/fuzz

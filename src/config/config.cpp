@@ -202,6 +202,7 @@ public:
     }
 
     std::vector<problem>& problems() { return problems_; }
+    const json& value() const { return j_; }
 
 private:
     const json& j_;
@@ -335,6 +336,7 @@ void read_checks(object_reader& r, std::string_view key, std::vector<http_check>
 }
 
 void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems) {
+    ro.source = r.value().dump();
     r.reject_unknown({"candidate", "stages", "gates", "interval_ms",
                       "fast_rollback_consecutive_errors", "pre_checks", "post_checks", "mirror"});
     r.object("mirror", [&](object_reader& m) {
@@ -961,8 +963,71 @@ result<gateway> parse(std::string_view json_text) {
             });
         });
         r.object("state", [&](object_reader& st) {
-            st.reject_unknown({"dir"});
-            st.string("dir", cfg.state_dir, true);
+            st.reject_unknown({"store", "dir", "endpoints", "prefix", "lease_ttl_ms", "replica",
+                               "advertise_admin", "ca_file", "cert_file", "key_file",
+                               "timeout_ms"});
+            std::string store = "file";
+            st.string("store", store, false);
+            if (store == "file") {
+                st.string("dir", cfg.state_dir, true);
+                for (const char* key : {"endpoints", "prefix", "lease_ttl_ms", "replica",
+                                        "advertise_admin", "ca_file", "cert_file", "key_file",
+                                        "timeout_ms"}) {
+                    if (st.find(key)) {
+                        st.fail(key, "only for \"store\": \"etcd\"");
+                    }
+                }
+                return;
+            }
+            if (store != "etcd") {
+                st.fail("store", "expected \"file\" or \"etcd\"");
+                return;
+            }
+            etcd_store e;
+            st.array(
+                "endpoints",
+                [&](const json& v, const std::string& p) {
+                    const bool url = v.is_string() &&
+                                     (v.get<std::string>().rfind("http://", 0) == 0 ||
+                                      v.get<std::string>().rfind("https://", 0) == 0) &&
+                                     parse_http_url(v.get<std::string>(), false);
+                    if (!url) {
+                        problems.push_back({p, "expected an etcd client URL such as "
+                                               "http://127.0.0.1:2379"});
+                        return;
+                    }
+                    e.endpoints.push_back(v.get<std::string>());
+                },
+                true);
+            if (st.find("endpoints") && st.find("endpoints")->is_array() &&
+                st.find("endpoints")->empty()) {
+                st.fail("endpoints", "needs at least one etcd endpoint");
+            }
+            st.string("prefix", e.prefix, true);
+            if (st.find("prefix") && (e.prefix.empty() || e.prefix.front() != '/' ||
+                                      e.prefix.back() == '/')) {
+                st.fail("prefix", "expected a key prefix such as /stagegate/prod (a leading "
+                                  "slash, no trailing one)");
+            }
+            st.duration_ms("lease_ttl_ms", e.lease_ttl, 2000, 60000);
+            st.duration_ms("timeout_ms", e.timeout, 100, 30000);
+            st.string("replica", e.replica, false);
+            st.string("advertise_admin", e.advertise_admin, false);
+            if (!e.advertise_admin.empty() && !parse_http_url(e.advertise_admin, false)) {
+                st.fail("advertise_admin", "expected the admin API's URL such as "
+                                           "http://10.0.0.5:9090");
+            }
+            st.string("ca_file", e.ca_file, false);
+            st.string("cert_file", e.cert_file, false);
+            st.string("key_file", e.key_file, false);
+            if (e.cert_file.empty() != e.key_file.empty()) {
+                st.fail(e.cert_file.empty() ? "cert_file" : "key_file",
+                        "give both cert_file and key_file, or neither");
+            }
+            if (st.find("dir")) {
+                st.fail("dir", "only for \"store\": \"file\" (etcd keeps the state)");
+            }
+            cfg.etcd = std::move(e);
         });
         r.object("metrics", [&](object_reader& m) {
             m.reject_unknown({"enabled"});
@@ -1069,6 +1134,15 @@ std::vector<problem> check_files(const gateway& cfg) {
                      "/notifications/webhooks/" + std::to_string(i) + "/secret_file", "secret");
         }
     }
+    if (cfg.etcd) {
+        for (auto [file, key] : {std::pair{&cfg.etcd->ca_file, "ca_file"},
+                                 std::pair{&cfg.etcd->cert_file, "cert_file"},
+                                 std::pair{&cfg.etcd->key_file, "key_file"}}) {
+            if (!file->empty()) {
+                readable(*file, std::string("/state/") + key, "etcd TLS");
+            }
+        }
+    }
     return problems;
 }
 
@@ -1102,7 +1176,11 @@ std::vector<problem> reload_problems(const gateway& running, const gateway& next
                      ra.tokens[i].role == na.tokens[i].role && ra.tokens[i].file == na.tokens[i].file;
     }
     changed(!admin_same, "/admin", "the admin listener");
-    changed(running.state_dir != next.state_dir, "/state", "the state directory");
+    changed(running.state_dir != next.state_dir || running.etcd.has_value() != next.etcd.has_value() ||
+                (running.etcd && (running.etcd->endpoints != next.etcd->endpoints ||
+                                  running.etcd->prefix != next.etcd->prefix ||
+                                  running.etcd->replica != next.etcd->replica)),
+            "/state", "the state store");
     changed(running.record_metrics != next.record_metrics, "/metrics", "metrics recording");
     changed(running.workers != next.workers, "/workers", "the worker count");
     changed(running.limit.max_header_bytes != next.limit.max_header_bytes ||

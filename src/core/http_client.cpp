@@ -96,6 +96,39 @@ struct exchange : http_exchange {
         }
     }
 
+    // Hands each line of a streamed body (chunked or not) to on_line until told to stop, the
+    // stream ends, or it stays silent past the idle limit.
+    template <class Stream>
+    net::awaitable<void> read_lines(Stream& stream, beast::flat_buffer& buffer,
+                                    http::response_parser<http::string_body>& header_parser) {
+        http::response_parser<http::buffer_body> parser(std::move(header_parser));
+        std::string pending;
+        char chunk[4096];
+        while (!parser.is_done()) {
+            parser.get().body().data = chunk;
+            parser.get().body().size = sizeof chunk;
+            beast::get_lowest_layer(stream).expires_after(event_idle_limit);
+            auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, nothrow_awaitable);
+            if (ec && ec != http::error::need_buffer) {
+                co_return;
+            }
+            pending.append(chunk, sizeof chunk - parser.get().body().size);
+            for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+                std::string line = pending.substr(0, nl);
+                pending.erase(0, nl + 1);
+                if (!line.empty() && !call.on_line(line)) {
+                    co_return;
+                }
+            }
+            if (pending.size() > call.max_body) {
+                co_return;  // one line longer than any answer may be
+            }
+        }
+        if (!pending.empty()) {
+            call.on_line(pending);
+        }
+    }
+
     template <class Stream>
     net::awaitable<result<http_reply>> talk(Stream& stream) {
         auto req = make_request();
@@ -115,6 +148,10 @@ struct exchange : http_exchange {
         }
         if (call.on_event && parser.get().result() == http::status::ok) {
             co_await read_events(stream, buffer);
+            co_return http_reply{200, {}};
+        }
+        if (call.on_line && parser.get().result() == http::status::ok) {
+            co_await read_lines(stream, buffer, parser);
             co_return http_reply{200, {}};
         }
         auto [rec, rn] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
@@ -156,6 +193,16 @@ struct exchange : http_exchange {
                 co_return error::make("tls_setup_failed", "cannot load CA: " + ec.message());
             }
             ctx.set_verify_callback(net::ssl::host_name_verification(call.url.host), ec);
+        }
+        if (!call.cert_file.empty()) {
+            ctx.use_certificate_chain_file(call.cert_file, ec);
+            if (!ec) {
+                ctx.use_private_key_file(call.key_file, net::ssl::context::pem, ec);
+            }
+            if (ec) {
+                co_return error::make("tls_setup_failed",
+                                      "cannot load the client certificate: " + ec.message());
+            }
         }
         beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), ctx);
         active = &beast::get_lowest_layer(stream);

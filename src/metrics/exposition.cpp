@@ -393,6 +393,30 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(deliveries));
     out.push_back(std::move(queued));
 
+    if (in.cluster) {
+        const auto& c = *in.cluster;
+        auto gauge_of = [&](const char* name, const char* help, double value) {
+            auto f = family(name, help, MetricType::Gauge);
+            auto m = with_labels({{"replica", c.replica}});
+            m.gauge.value = value;
+            f.metric.push_back(std::move(m));
+            out.push_back(std::move(f));
+        };
+        gauge_of("stagegate_cluster_leader",
+                 "1 while this replica is the cluster's leader (it alone decides rollouts).",
+                 c.leader ? 1 : 0);
+        gauge_of("stagegate_cluster_etcd_up",
+                 "1 while etcd answers this replica; 0: it routes with the last known weights "
+                 "and no rollout advances.",
+                 c.etcd_up ? 1 : 0);
+        auto won = family("stagegate_cluster_elections_won_total",
+                          "Times this replica became the leader.", MetricType::Counter);
+        auto m = with_labels({{"replica", c.replica}});
+        m.counter.value = c.elections_won;
+        won.metric.push_back(std::move(m));
+        out.push_back(std::move(won));
+    }
+
     auto unrouted = family("stagegate_unrouted_requests_total",
                            "Requests answered before reaching a model, by reason.",
                            MetricType::Counter);

@@ -285,6 +285,68 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
     return {};
 }
 
+result<bool> controller::adopt(const std::string& model, const json& state,
+                               const config::rollout* configured, clock::time_point now) {
+    auto st = from_json(state);
+    if (!st) {
+        return error::make("invalid_state", "the persisted state of " + model +
+                                                " is not a rollout state document");
+    }
+    config::rollout spec;
+    if (state.contains("spec") && state["spec"].is_object()) {
+        auto parsed = config::parse_rollout(state["spec"].dump(), "/spec");
+        if (!parsed) {
+            return parsed.error();
+        }
+        spec = std::move(*parsed);
+    } else if (configured && configured->candidate == st->candidate) {
+        spec = *configured;
+    } else {
+        return error::make("invalid_state", "the persisted state of " + model +
+                                                " has no rollout spec and the config has none "
+                                                "for candidate " + st->candidate);
+    }
+    if (st->stage >= spec.stages.size()) {
+        return error::make("invalid_state", "the persisted state of " + model +
+                                                " is at a stage its spec does not have");
+    }
+    auto it = rollouts_.find(model);
+    const bool fresh = it == rollouts_.end();
+    if (!fresh && it->second.st.sequence == st->sequence &&
+        it->second.st.candidate == st->candidate) {
+        return false;  // already routing by it
+    }
+    auto& a = rollouts_[model];
+    const std::string old_label = fresh ? std::string() : stage_label(a);
+    const auto old_phase = a.st.ph;
+    const auto old_stage = a.st.stage;
+    a.spec = std::move(spec);
+    a.st = *st;
+    a.st.model = model;
+    a.next_eval = now + a.spec.interval;
+    const bool stage_began =
+        fresh || stage_label(a) != old_label || old_phase != a.st.ph || old_stage != a.st.stage;
+    if (auto applied = route_by_state(a, stage_began, now); !applied) {
+        return applied.error();
+    }
+    return true;
+}
+
+result<void> controller::route_by_state(active& a, bool stage_began, clock::time_point now) {
+    const std::string label = stage_label(a);
+    if (stage_began) {
+        a.stage_started = now;
+        a.max_duration_reported = false;
+        a.checks_passed_stage.reset();
+        a.approval_pending = false;
+        a.checks_in_flight = false;
+        reset_counts(a, label);
+    }
+    const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
+    return env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label,
+                      a.spec.fast_rollback_consecutive_errors, mirror_of(a));
+}
+
 result<json> controller::start(const std::string& model, config::rollout spec,
                                const std::vector<std::string>& versions,
                                const std::string& stable, const std::string& actor,
@@ -345,7 +407,11 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
     next.reason = text;
     const bool is_rollback = next.ph == phase::rolled_back;
     if (store_) {
-        auto saved = store_->save(a.st.model.empty() ? next.model : a.st.model, to_json(next));
+        auto doc = to_json(next);
+        if (!a.spec.source.empty()) {
+            doc["spec"] = json::parse(a.spec.source, nullptr, false);
+        }
+        auto saved = store_->save(a.st.model.empty() ? next.model : a.st.model, doc);
         if (!saved && !is_rollback) {
             return saved.error();
         }
@@ -359,18 +425,7 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
     const bool stage_changed = next.stage != a.st.stage || next.ph != a.st.ph;
     a.st = next;
     const std::string label = stage_label(a);
-    if (stage_changed || label != old_label) {
-        a.stage_started = now;
-        a.max_duration_reported = false;
-        a.checks_passed_stage.reset();
-        a.approval_pending = false;
-        a.checks_in_flight = false;
-        reset_counts(a, label);
-    }
-    const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
-    auto applied = env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label,
-                              a.spec.fast_rollback_consecutive_errors, mirror_of(a));
-    if (!applied) {
+    if (auto applied = route_by_state(a, stage_changed || label != old_label, now); !applied) {
         std::cerr << "stagegate: cannot route " << a.st.model << ": "
                   << applied.error().describe() << "\n";
     }

@@ -1,6 +1,7 @@
 #include "admin_server.hpp"
 
 #include "admin_auth.hpp"
+#include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 #include "stagegate/server/gateway.hpp"
 
@@ -67,6 +68,8 @@ response_t error_json(http::status status, std::string_view code, std::string me
 }
 
 // Error codes from the controller, config and gateway, to HTTP statuses.
+constexpr std::string_view forwarded_header = "X-Stagegate-Forwarded-By";
+
 http::status status_for(std::string_view code) {
     if (code == "unknown_rollout" || code == "unknown_model") {
         return http::status::not_found;
@@ -74,7 +77,7 @@ http::status status_for(std::string_view code) {
     if (code == "invalid_state" || code == "rollout_active" || code == "no_config_file") {
         return http::status::conflict;
     }
-    if (code == "state_io_failed" || code == "state_corrupt") {
+    if (code == "state_io_failed" || code == "state_corrupt" || code == "not_leader") {
         return http::status::service_unavailable;
     }
     if (code == "config_unreadable" || code == "reload_incomplete" || code == "not_started") {
@@ -102,6 +105,17 @@ auto async_collect(gateway& gw, Token&& token) {
         [&gw](auto handler) {
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
             gw.collect([h] { (*h)(); });
+        },
+        token);
+}
+
+// One HTTP exchange on the admin thread, resuming the coroutine with its result.
+template <class Token>
+auto async_exchange(net::io_context& io, http_call call, Token&& token) {
+    return net::async_initiate<Token, void(result<http_reply>)>(
+        [&io, call = std::move(call)](auto handler) mutable {
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            async_http(io, std::move(call), [h](result<http_reply> r) { (*h)(std::move(r)); });
         },
         token);
 }
@@ -509,6 +523,7 @@ struct admin_server::impl {
         if (n == 2 && s[0] == "config" && s[1] == "reload") return {v::post};
         if (n == 1 && s[0] == "feedback") return {v::post};
         if (n == 1 && s[0] == "openapi.json") return {v::get};
+        if (n == 1 && s[0] == "cluster") return {v::get};
         return {};
     }
 
@@ -555,6 +570,15 @@ struct admin_server::impl {
         const auto now = rollout::clock::now();
         auto* ctl = gw.rollouts();
 
+        if (s[0] == "cluster") {
+            co_return json_response(http::status::ok, gw.cluster_status(), v);
+        }
+        if (s[0] == "rollouts" && method != http::verb::get) {
+            auto cluster = gw.cluster_status();
+            if (cluster.value("store", "") == "etcd" && !cluster.value("leader", false)) {
+                co_return co_await forward_to_leader(req, cluster);
+            }
+        }
         if (s[0] == "openapi.json") {
             response_t res{http::status::ok, v};
             res.set(http::field::server, "stagegate-admin");
@@ -727,6 +751,47 @@ struct admin_server::impl {
             }
         }
         co_return error_json(http::status::not_found, "not_found", "no such endpoint", v);
+    }
+
+    // A follower replica hands rollout changes to the leader, the one replica that decides,
+    // and relays its answer: an operator may send them to any replica. A request that was
+    // forwarded once is never forwarded again (leadership moved meanwhile: try again).
+    net::awaitable<response_t> forward_to_leader(const request_t& req, const json& cluster) {
+        const unsigned v = req.version();
+        const auto leader = cluster.value("leader_admin", "");
+        auto url = parse_http_url(leader, false);
+        if (leader.empty() || !url || !req[forwarded_header].empty()) {
+            co_return error_json(http::status::service_unavailable, "no_leader",
+                                 "no replica leads the cluster now (an election, or etcd out of "
+                                 "reach): the change was not made; try again",
+                                 v);
+        }
+        http_call call;
+        call.method = std::string(req.method_string());
+        call.url = *url;
+        call.url.target = std::string(req.target());
+        call.body = req.body();
+        call.timeout = std::chrono::seconds(10);
+        for (auto field : {http::field::authorization, http::field::content_type}) {
+            if (auto value = req[field]; !value.empty()) {
+                call.headers.emplace_back(std::string(http::to_string(field)), std::string(value));
+            }
+        }
+        call.headers.emplace_back(std::string(forwarded_header), cluster.value("replica", ""));
+        auto r = co_await async_exchange(io, std::move(call), net::use_awaitable);
+        if (!r) {
+            co_return error_json(http::status::bad_gateway, "leader_unreachable",
+                                 "the leader " + cluster.value("leader_replica", "") + " at " +
+                                     leader + " did not answer: " + r.error().message,
+                                 v);
+        }
+        response_t res{static_cast<http::status>(r->status), v};
+        res.set(http::field::server, "stagegate-admin");
+        res.set(http::field::content_type, "application/json");
+        res.set("X-Stagegate-Leader", cluster.value("leader_replica", ""));
+        res.body() = std::move(r->body);
+        res.prepare_payload();
+        co_return res;
     }
 
     // Authenticates; on failure `denied` holds the response.

@@ -1,6 +1,7 @@
 #include "stagegate/server/gateway.hpp"
 
 #include "admin_server.hpp"
+#include "stagegate/cluster/member.hpp"
 #include "stagegate/metrics/exposition.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -166,9 +167,71 @@ result<void> gateway::start() {
     started_ = true;
     net::post(control_io_, [this] {
         schedule_collection();
+        start_cluster();
         schedule_rollout_tick();
     });
     return {};
+}
+
+void gateway::start_cluster() {
+    if (!cfg_.etcd) {
+        return;
+    }
+    const auto& a = cfg_.admin_listener;
+    std::string admin_url;
+    if (a.enabled) {
+        admin_url = std::string(a.tls ? "https://" : "http://") +
+                    (a.address.find(':') != std::string::npos ? "[" + a.address + "]"
+                                                               : a.address) +
+                    ":" + std::to_string(admin_port_);
+    }
+    cluster::member::callbacks cb;
+    cb.elected = [this] { lead(); };
+    cb.deposed = [this] {
+        std::cerr << "stagegate: following: routes change only by the leader's decisions\n";
+    };
+    cb.state_changed = [this](const std::string& model, const nlohmann::json& state) {
+        if (member_->leader()) {
+            return;  // our own decision, already applied
+        }
+        const auto* mc = model_config(model);
+        auto adopted = controller_->adopt(model, state,
+                                          mc && mc->rollout_spec ? &*mc->rollout_spec : nullptr,
+                                          rollout::clock::now());
+        if (!adopted) {
+            std::cerr << "stagegate: cannot follow the rollout of " << model << ": "
+                      << adopted.error().describe() << "\n";
+        }
+    };
+    cb.event = [this](const nlohmann::json& event) {
+        for (const auto& listener : event_listeners_) {
+            listener(event);
+        }
+    };
+    member_ = std::make_unique<cluster::member>(control_io_, *cfg_.etcd, admin_url, std::move(cb));
+    controller_->set_store(member_.get());
+    member_->start();
+}
+
+// Elected: catch up with every persisted decision, then decide from here on (rollouts the
+// config declares and no leader has started yet start now).
+void gateway::lead() {
+    const auto now = rollout::clock::now();
+    auto persisted = member_->load_all();
+    if (persisted) {
+        for (const auto& [model, state] : *persisted) {
+            const auto* mc = model_config(model);
+            (void)controller_->adopt(model, state,
+                                     mc && mc->rollout_spec ? &*mc->rollout_spec : nullptr, now);
+        }
+    }
+    if (auto started = controller_->init(cfg_, now); !started) {
+        std::cerr << "stagegate: as the new leader, cannot resume the rollouts: "
+                  << started.error().describe() << "\n";
+    }
+    if (!rollout_timer_) {
+        schedule_rollout_tick();
+    }
 }
 
 // Runs `f` on the control thread and waits for its result. For callers on other threads only:
@@ -196,8 +259,10 @@ result<void> gateway::start_rollouts() {
     for (const auto& m : cfg_.models) {
         any = any || m.rollout_spec.has_value();
     }
-    if (!any) {
-        return {};  // the state directory is opened when the first rollout starts
+    if (!any || cfg_.etcd) {
+        // The state directory is opened when the first rollout starts; with etcd, rollouts
+        // start once the cluster has elected this replica or it follows the leader.
+        return {};
     }
     if (auto opened = ensure_state(); !opened) {
         return opened.error();
@@ -207,6 +272,12 @@ result<void> gateway::start_rollouts() {
 
 result<void> gateway::ensure_state() {
     if (state_) {
+        return {};
+    }
+    if (cfg_.etcd) {
+        if (!member_) {
+            return error::make("not_started", "the gateway has not joined its cluster yet");
+        }
         return {};
     }
     auto opened = rollout::state_store::open(cfg_.state_dir);
@@ -574,7 +645,7 @@ result<nlohmann::json> gateway::reload_now(config::gateway next, const std::stri
 }
 
 void gateway::schedule_rollout_tick() {
-    if (!controller_ || !state_) {
+    if (!controller_ || (!state_ && !member_)) {
         return;  // no rollout yet: rollout_start schedules the first tick
     }
     rollout_timer_ = std::make_unique<net::steady_timer>(control_io_, controller_->tick_interval());
@@ -584,7 +655,9 @@ void gateway::schedule_rollout_tick() {
         }
         // Judge on fresh numbers: merge every worker's shard first.
         collect([this] {
-            controller_->on_tick(rollout::clock::now());
+            if (!member_ || member_->leader()) {  // followers route by the leader's decisions
+                controller_->on_tick(rollout::clock::now());
+            }
             schedule_rollout_tick();
         });
     });
@@ -597,6 +670,18 @@ result<nlohmann::json> gateway::rollout_command(const std::string& model, const 
     return on_control([&, this] {
         return controller_->command(model, name, args, actor, reason, rollout::clock::now());
     });
+}
+
+nlohmann::json gateway::cluster_status() const {
+    if (!member_) {
+        return {{"store", "file"}};
+    }
+    return {{"store", "etcd"},
+            {"replica", member_->replica()},
+            {"leader", member_->leader()},
+            {"etcd_up", member_->connected()},
+            {"leader_replica", member_->leader_name()},
+            {"leader_admin", member_->leader_admin()}};
 }
 
 nlohmann::json gateway::rollout_status(const std::string& model) {
@@ -774,6 +859,11 @@ std::string gateway::render_prometheus() const {
                 in.connections.push_back({m.name, ver.name, "idle", idle});
             }
         }
+    }
+    if (member_) {
+        in.cluster = metrics::exposition_input::cluster_gauge{
+            member_->replica(), member_->leader(), member_->connected(),
+            static_cast<double>(member_->elections_won())};
     }
     if (webhooks_) {
         for (const auto& c : webhooks_->counts()) {
@@ -959,6 +1049,9 @@ void gateway::stop() {
             }
             if (admin_) {
                 admin_->stop();
+            }
+            if (member_) {
+                member_->stop();  // gives leadership up now rather than when the lease runs out
             }
         });
         for (auto& wt : workers_) {

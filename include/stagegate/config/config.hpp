@@ -155,6 +155,9 @@ struct rollout {
     // beyond that a mirror is dropped (and counted), never the primary delayed.
     std::uint32_t mirror_max_in_flight = 32;
     std::uint32_t mirror_queue = 256;
+    // The rollout as given (compact JSON): persisted with its state so another replica, or
+    // this one after a restart, can resume a rollout started at run time.
+    std::string source;
     bool operator==(const rollout&) const = default;
 };
 
@@ -257,10 +260,25 @@ inline constexpr const char* event_types[] = {
     "command",       "stuck",            "resumed",      "spec_updated",
     "config_reloaded", "approval_pending", "check_failed", "checks_passed"};
 
+// "state": {"store": "etcd", ...}: several replicas act as one gateway, coordinated through
+// etcd (its v3 JSON gateway): one leader decides, every replica routes by its decisions.
+struct etcd_store {
+    std::vector<std::string> endpoints;  // "http://127.0.0.1:2379", tried in turn
+    std::string prefix;                  // "/stagegate/<cluster>": every key lives under it
+    millis lease_ttl{5000};              // leadership and published metrics expire after it
+    std::string replica;                 // this replica's name; empty: host name and pid
+    std::string advertise_admin;         // how other replicas reach this admin API (forwarding)
+    std::string ca_file;                 // https endpoints: trust this CA
+    std::string cert_file;               // https endpoints: client certificate and key
+    std::string key_file;
+    millis timeout{2000};                // each etcd call
+};
+
 struct gateway {
     std::vector<listener> listeners;
     admin admin_listener;
-    std::string state_dir = "stagegate-state";  // rollout state and event log
+    std::string state_dir = "stagegate-state";  // rollout state and event log ("store": "file")
+    std::optional<etcd_store> etcd;             // set for "store": "etcd"
     bool record_metrics = true;  // "metrics": {"enabled": false} turns per-request recording off
     std::uint32_t workers = 0;  // 0: one per core
     limits limit;

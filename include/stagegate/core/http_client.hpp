@@ -36,10 +36,15 @@ struct http_call {
     std::chrono::milliseconds timeout{10000};  // for each of connect, send, and the answer
     std::string ca_file;                       // https: trust this CA, else the system's
     bool insecure = false;                     // https: no certificate verification
+    std::string cert_file;                     // https: client certificate (PEM chain) ...
+    std::string key_file;                      // ... and its key
     std::size_t max_body = 64 * 1024 * 1024;
     // Set for a Server-Sent Events stream: called with each event's data once the answer is
     // 200; return false to stop. The reply then has an empty body.
     std::function<bool(const std::string& data)> on_event;
+    // Set for a streamed answer of lines (etcd's watch: one JSON document a line): called with
+    // each line once the answer is 200; return false to stop. The reply then has an empty body.
+    std::function<bool(const std::string& line)> on_line;
 };
 
 struct http_reply {

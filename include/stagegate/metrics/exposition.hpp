@@ -69,6 +69,13 @@ struct exposition_input {
         double queued = 0;
     };
     std::vector<webhook_gauge> webhooks;
+    struct cluster_gauge {  // "store": "etcd" only
+        std::string replica;
+        bool leader = false;
+        bool etcd_up = false;
+        double elections_won = 0;
+    };
+    std::optional<cluster_gauge> cluster;
     double downstream_active = 0;
     double downstream_accepted = 0;
     double downstream_shed = 0;

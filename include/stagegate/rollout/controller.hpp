@@ -67,9 +67,9 @@ public:
 
 class controller {
 public:
-    controller(environment& env, state_store* store) : env_(env), store_(store) {}
+    controller(environment& env, persistence* store) : env_(env), store_(store) {}
     // For a gateway that opens its state directory only when the first rollout starts.
-    void set_store(state_store* store) { store_ = store; }
+    void set_store(persistence* store) { store_ = store; }
 
     // Starts the rollouts declared in the config, resuming any persisted state (the stage is
     // kept; bake time and stage counts start again).
@@ -82,6 +82,12 @@ public:
                                  const std::vector<std::string>& versions,
                                  const std::string& stable, const std::string& actor,
                                  const std::string& reason, clock::time_point now);
+
+    // A follower replica routes by the leader's decisions: `state` is a rollout's persisted
+    // document (its spec inside, else `configured`). Nothing is decided or persisted here; a
+    // new stage starts its bake time and counts again. Returns whether anything changed.
+    result<bool> adopt(const std::string& model, const nlohmann::json& state,
+                       const config::rollout* configured, clock::time_point now);
 
     // One evaluation round over the rollouts whose interval has come (metrics must be fresh).
     void on_tick(clock::time_point now);
@@ -156,6 +162,8 @@ private:
     environment::mirror_settings mirror_of(const active& a) const;
     // Starts the stage's counts again for both versions (and the candidate's mirror series).
     void reset_counts(const active& a, const std::string& label);
+    // Routes by the rollout's state; when a stage began, its bake time and counts start again.
+    result<void> route_by_state(active& a, bool stage_began, clock::time_point now);
     // Persists `next`, then routes by it, then logs the event. On a persistence failure the
     // state is unchanged (except for a rollback, which is applied anyway: less exposure is
     // always the safe side) and the error is returned.
@@ -171,7 +179,7 @@ private:
     gate_config gates_for(const active& a) const;
 
     environment& env_;
-    state_store* store_;
+    persistence* store_;
     std::map<std::string, active> rollouts_;
     // Decisions and commands by model and name, for as long as the process runs (a counter).
     std::map<std::string, std::map<std::string, std::uint64_t>> decisions_;

@@ -17,21 +17,34 @@
 
 namespace stagegate::rollout {
 
-class state_store {
+// Where the controller keeps what it decided: a state directory (state_store, below) or etcd
+// (cluster::etcd_persistence, where only the elected leader may write).
+class persistence {
+public:
+    virtual ~persistence() = default;
+    // Durably replaces one model's state; fails when it cannot (nothing half-written).
+    virtual result<void> save(const std::string& model, const nlohmann::json& state) = 0;
+    // Every model's last saved state.
+    virtual result<std::map<std::string, nlohmann::json>> load_all() const = 0;
+    // Durably appends one event (the store stamps its "id").
+    virtual result<void> append_event(nlohmann::json event) = 0;
+};
+
+class state_store : public persistence {
 public:
     // Creates the directory if needed; fails when it cannot be created or written.
     static result<state_store> open(const std::string& dir,
                                     std::uint64_t max_log_bytes = 16 * 1024 * 1024);
 
     // Atomically replaces the state of one model.
-    result<void> save(const std::string& model, const nlohmann::json& state);
+    result<void> save(const std::string& model, const nlohmann::json& state) override;
     // Every model's last saved state. Unparsable files are reported, not silently skipped.
-    result<std::map<std::string, nlohmann::json>> load_all() const;
+    result<std::map<std::string, nlohmann::json>> load_all() const override;
 
     // Appends one event (a JSON object) as one line, fsynced before returning. The store
     // stamps it with "id", one more than the last id in the log, so readers can page and
     // resume a live feed; then it tells the listener.
-    result<void> append_event(nlohmann::json event);
+    result<void> append_event(nlohmann::json event) override;
     // The last `limit` events of the current log file, oldest first (optionally one model).
     std::vector<nlohmann::json> recent_events(std::size_t limit,
                                               const std::string& model = {}) const;

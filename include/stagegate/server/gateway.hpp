@@ -50,6 +50,11 @@ struct version_metrics {
 };
 
 class admin_server;
+}  // namespace stagegate::server
+namespace stagegate::cluster {
+class member;
+}  // namespace stagegate::cluster
+namespace stagegate::server {
 
 class gateway {
 public:
@@ -110,6 +115,9 @@ public:
                                            const nlohmann::json& args, const std::string& actor,
                                            const std::string& reason);
     nlohmann::json rollout_status(const std::string& model);
+    // This replica's part in its cluster ("store": "etcd"): name, leader or not, whether etcd
+    // answers, and who leads (control thread; {"store": "file"} without a cluster).
+    nlohmann::json cluster_status() const;
     // Starts a rollout at run time for a model of the current routes.
     result<nlohmann::json> rollout_start(const std::string& model, config::rollout spec,
                                          const std::string& actor, const std::string& reason);
@@ -165,6 +173,8 @@ private:
     void schedule_collection();
     void schedule_rollout_tick();
     result<void> start_rollouts();
+    void start_cluster();  // "store": "etcd": join, campaign, follow the leader's decisions
+    void lead();
     template <class F>
     auto on_control(F&& f);
     routing::series_namer namer();
@@ -197,6 +207,7 @@ private:
     std::unique_ptr<rollout_environment> rollout_env_;
     std::optional<rollout::state_store> state_;
     std::unique_ptr<rollout::controller> controller_;  // control thread only
+    std::unique_ptr<cluster::member> member_;          // with "store": "etcd"; control thread
     std::unique_ptr<boost::asio::steady_timer> rollout_timer_;
     std::uint16_t admin_port_ = 0;
     std::string config_path_;

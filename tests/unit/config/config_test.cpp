@@ -20,6 +20,53 @@ bool has_problem(const error& e, const std::string& path, const std::string& fra
     });
 }
 
+std::string with_state(const std::string& state) {
+    return R"({"listeners": [{"port": 8080}], "state": )" + state + R"(,
+      "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+                  "stable": "v1"}]})";
+}
+
+TEST(ConfigState, EtcdStoreForSeveralReplicas) {
+    auto cfg = parse(with_state(R"({"store": "etcd", "endpoints": ["http://10.0.0.1:2379",
+        "https://10.0.0.2:2379"], "prefix": "/stagegate/prod", "lease_ttl_ms": 3000,
+        "replica": "gw-1", "advertise_admin": "http://10.0.0.5:9090"})"));
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    ASSERT_TRUE(cfg->etcd);
+    EXPECT_EQ(cfg->etcd->endpoints.size(), 2u);
+    EXPECT_EQ(cfg->etcd->prefix, "/stagegate/prod");
+    EXPECT_EQ(cfg->etcd->lease_ttl.count(), 3000);
+    EXPECT_EQ(cfg->etcd->replica, "gw-1");
+    EXPECT_FALSE(parse(minimal)->etcd);  // the file store stays the default
+}
+
+TEST(ConfigState, EtcdStoreProblemsSayWhere) {
+    auto bad = parse(with_state(R"({"store": "etcd", "endpoints": ["not a url"],
+        "prefix": "stagegate/", "lease_ttl_ms": 100, "cert_file": "/c.pem", "dir": "/x"})"));
+    ASSERT_FALSE(bad);
+    EXPECT_TRUE(has_problem(bad.error(), "/state/endpoints/0", "etcd client URL"));
+    EXPECT_TRUE(has_problem(bad.error(), "/state/prefix", "leading slash"));
+    EXPECT_TRUE(has_problem(bad.error(), "/state/lease_ttl_ms", ""));
+    EXPECT_TRUE(has_problem(bad.error(), "/state/key_file", "both"));
+    EXPECT_TRUE(has_problem(bad.error(), "/state/dir", "only for"));
+    auto no_endpoints = parse(with_state(R"({"store": "etcd", "prefix": "/p"})"));
+    ASSERT_FALSE(no_endpoints);
+    EXPECT_TRUE(has_problem(no_endpoints.error(), "/state/endpoints", ""));
+    auto unknown = parse(with_state(R"({"store": "zookeeper"})"));
+    ASSERT_FALSE(unknown);
+    EXPECT_TRUE(has_problem(unknown.error(), "/state/store", "\"file\" or \"etcd\""));
+    auto file_with_etcd_keys = parse(with_state(R"({"dir": "/x", "prefix": "/p"})"));
+    ASSERT_FALSE(file_with_etcd_keys);
+    EXPECT_TRUE(has_problem(file_with_etcd_keys.error(), "/state/prefix", "only for"));
+}
+
+TEST(ConfigRollout, KeepsItsSourceToPersistWithItsState) {
+    auto r = parse_rollout(R"({"candidate": "v2", "stages": [{"weight_bp": 500}]})", "/rollout");
+    ASSERT_TRUE(r) << r.error().describe();
+    auto again = parse_rollout(r->source, "/rollout");
+    ASSERT_TRUE(again) << again.error().describe();
+    EXPECT_EQ(*again, *r);
+}
+
 TEST(ConfigParse, MinimalConfigGetsDefaults) {
     auto cfg = parse(minimal);
     ASSERT_TRUE(cfg) << cfg.error().describe();

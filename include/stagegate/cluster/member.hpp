@@ -1,0 +1,99 @@
+// cluster/member: this replica's part in a cluster of stagegate replicas that share one etcd
+// and act as one gateway ("state": {"store": "etcd"}).
+// Owns: the replica's lease (granted, kept alive, known lost), the leader campaign (a key
+// created under the lease only when absent: one leader at a time), the watch on the rollout
+// states (re-read and watched again whenever the stream ends), and the controller's
+// persistence in etcd. Every write is a transaction that holds only while this replica's
+// lease owns the leader key, so a deposed or partitioned leader cannot write.
+// Runs on the control thread; the persistence calls block it for at most the etcd timeout.
+// Must not touch: rollout decisions (the controller) or routes (the server applies states).
+#pragma once
+
+#include "stagegate/cluster/etcd.hpp"
+#include "stagegate/config/config.hpp"
+#include "stagegate/rollout/state_store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace stagegate::cluster {
+
+class member : public rollout::persistence {
+public:
+    struct callbacks {
+        std::function<void()> elected;  // this replica became the leader
+        std::function<void()> deposed;  // it is no longer (lease lost, etcd out of reach)
+        // A rollout's state as the leader persisted it (also each one again after a re-read).
+        std::function<void(const std::string& model, const nlohmann::json& state)> state_changed;
+        // An event this replica (as leader) made durable.
+        std::function<void(const nlohmann::json& event)> event;
+    };
+
+    member(boost::asio::io_context& io, const config::etcd_store& cfg, std::string admin_url,
+           callbacks cb);
+    ~member() override;
+
+    void start();
+    void stop();
+
+    bool leader() const { return leader_; }
+    // etcd answered this replica within the last lease TTL.
+    bool connected() const { return connected_; }
+    // The leader's admin API URL and name, as it published them ("" when unknown).
+    const std::string& leader_admin() const { return leader_admin_; }
+    const std::string& leader_name() const { return leader_name_; }
+    const std::string& replica() const { return replica_; }
+    std::uint64_t elections_won() const { return elections_won_; }
+
+    // rollout::persistence, in etcd (only the leader's writes land).
+    result<void> save(const std::string& model, const nlohmann::json& state) override;
+    result<std::map<std::string, nlohmann::json>> load_all() const override;
+    result<void> append_event(nlohmann::json event) override;
+
+    std::string leader_key() const { return cfg_.prefix + "/leader"; }
+    std::string rollouts_prefix() const { return cfg_.prefix + "/rollouts/"; }
+    std::string events_prefix() const { return cfg_.prefix + "/events/"; }
+
+private:
+    void schedule_tick(std::chrono::milliseconds after);
+    void tick();
+    void campaign();
+    void became_leader();
+    void lost_leadership(const std::string& why);
+    void out_of_reach(const std::string& why);
+    void rewatch();
+    nlohmann::json leader_guard() const;
+    std::string event_key(std::uint64_t id) const;
+
+    boost::asio::io_context& io_;
+    config::etcd_store cfg_;
+    etcd_client etcd_;
+    std::string admin_url_;
+    std::string replica_;
+    callbacks cb_;
+    boost::asio::steady_timer timer_;
+    boost::asio::steady_timer watch_timer_;
+    std::shared_ptr<http_exchange> watch_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    std::int64_t lease_ = 0;
+    bool leader_ = false;
+    bool connected_ = false;
+    bool stopped_ = false;
+    bool tick_in_flight_ = false;
+    std::chrono::steady_clock::time_point last_answer_{};
+    std::string leader_admin_;
+    std::string leader_name_;
+    std::uint64_t last_event_id_ = 0;
+    std::uint64_t elections_won_ = 0;
+};
+
+}  // namespace stagegate::cluster

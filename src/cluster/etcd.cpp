@@ -1,0 +1,225 @@
+#include "stagegate/cluster/etcd.hpp"
+
+#include <openssl/evp.h>
+
+#include <charconv>
+
+namespace stagegate::cluster {
+
+using json = nlohmann::json;
+
+std::string base64(std::string_view bytes) {
+    std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(bytes.data()),
+                                  static_cast<int>(bytes.size()));
+    out.resize(static_cast<std::size_t>(n < 0 ? 0 : n));
+    return out;
+}
+
+std::string unbase64(std::string_view text) {
+    if (text.empty() || text.size() % 4 != 0) {
+        return {};
+    }
+    std::string out(3 * (text.size() / 4), '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(text.data()),
+                                  static_cast<int>(text.size()));
+    if (n < 0) {
+        return {};
+    }
+    std::size_t size = static_cast<std::size_t>(n);
+    // EVP_DecodeBlock counts the padding as bytes.
+    for (std::size_t i = text.size(); i > 0 && text[i - 1] == '=' && size > 0; --i) {
+        --size;
+    }
+    out.resize(size);
+    return out;
+}
+
+std::string prefix_end(const std::string& prefix) {
+    std::string end = prefix;
+    while (!end.empty()) {
+        auto& last = reinterpret_cast<unsigned char&>(end.back());
+        if (last < 0xff) {
+            ++last;
+            return end;
+        }
+        end.pop_back();
+    }
+    return std::string(1, '\0');  // every key
+}
+
+etcd_client::etcd_client(const config::etcd_store& cfg) : cfg_(cfg) {
+    for (const auto& e : cfg_.endpoints) {
+        if (auto url = parse_http_url(e, false)) {
+            urls_.push_back(*url);
+        }
+    }
+}
+
+http_call etcd_client::make_call(const std::string& path, json body) const {
+    http_call c;
+    c.method = "POST";
+    c.url = urls_.empty() ? http_url{} : urls_[*current_ % urls_.size()];
+    c.url.target = path;
+    c.headers = {{"Content-Type", "application/json"}};
+    c.body = body.dump();
+    c.timeout = cfg_.timeout;
+    c.ca_file = cfg_.ca_file;
+    c.cert_file = cfg_.cert_file;
+    c.key_file = cfg_.key_file;
+    c.max_body = 64 * 1024 * 1024;
+    return c;
+}
+
+namespace {
+
+// The next call goes to the next endpoint (unless another failure moved on already).
+void move_on(std::size_t& current, std::size_t which) {
+    if (current == which) {
+        ++current;
+    }
+}
+
+result<json> answer_of(result<http_reply> r, const std::string& path) {
+    if (!r) {
+        return error::make("etcd_unreachable", "etcd did not answer " + path + ": " +
+                                                   r.error().message);
+    }
+    auto j = json::parse(r->body, nullptr, false);
+    if (r->status != 200 || j.is_discarded() || !j.is_object()) {
+        std::string why = j.is_object() && j.contains("error") && j["error"].is_string()
+                              ? j["error"].get<std::string>()
+                              : r->body.substr(0, 200);
+        return error::make("etcd_failed",
+                           "etcd refused " + path + " (HTTP " + std::to_string(r->status) +
+                               "): " + why);
+    }
+    return result<json>(boost::system::in_place_value, std::move(j));
+}
+
+}  // namespace
+
+void etcd_client::call(boost::asio::io_context& io, const std::string& path, json body,
+                       std::function<void(result<json>)> done) const {
+    const std::size_t which = *current_;
+    async_http(io, make_call(path, std::move(body)),
+               [current = current_, which, path, done = std::move(done)](result<http_reply> r) {
+                   if (!r) {
+                       move_on(*current, which);
+                   }
+                   done(answer_of(std::move(r), path));
+               });
+}
+
+result<json> etcd_client::call_blocking(const std::string& path, json body) const {
+    const std::size_t which = *current_;
+    auto r = http_blocking(make_call(path, std::move(body)));
+    if (!r) {
+        move_on(*current_, which);
+    }
+    return answer_of(std::move(r), path);
+}
+
+std::shared_ptr<http_exchange> etcd_client::watch(
+    boost::asio::io_context& io, const std::string& prefix, std::int64_t revision,
+    std::function<void(std::vector<watch_event>, std::int64_t)> on_events,
+    std::function<void()> ended) const {
+    const std::size_t which = *current_;
+    auto c = make_call("/v3/watch", {{"create_request",
+                                      {{"key", base64(prefix)},
+                                       {"range_end", base64(prefix_end(prefix))},
+                                       {"start_revision", std::to_string(revision)}}}});
+    c.on_line = [on_events = std::move(on_events)](const std::string& line) {
+        auto j = json::parse(line, nullptr, false);
+        if (!j.is_object() || !j.contains("result") || !j["result"].is_object()) {
+            return false;  // an error from etcd (such as a compacted revision): read again
+        }
+        const auto& r = j["result"];
+        if (r.value("canceled", false)) {
+            return false;
+        }
+        std::vector<watch_event> events;
+        if (r.contains("events") && r["events"].is_array()) {
+            for (const auto& e : r["events"]) {
+                watch_event we;
+                we.deleted = e.value("type", "") == "DELETE";
+                if (e.contains("kv") && e["kv"].is_object()) {
+                    const auto& kv = e["kv"];
+                    we.kv.key = unbase64(kv.value("key", ""));
+                    we.kv.value = unbase64(kv.value("value", ""));
+                    we.kv.create_revision = int_of(kv, "create_revision");
+                    we.kv.mod_revision = int_of(kv, "mod_revision");
+                    we.kv.lease = int_of(kv, "lease");
+                }
+                events.push_back(std::move(we));
+            }
+        }
+        on_events(std::move(events), revision_of(r));
+        return true;
+    };
+    return async_http(io, std::move(c),
+                      [current = current_, which, ended = std::move(ended)](result<http_reply> r) {
+                          if (!r) {
+                              move_on(*current, which);
+                          }
+                          ended();
+                      });
+}
+
+json etcd_client::range_body(const std::string& key, bool prefix) {
+    json j = {{"key", base64(key)}};
+    if (prefix) {
+        j["range_end"] = base64(prefix_end(key));
+    }
+    return j;
+}
+
+json etcd_client::put_op(const std::string& key, const std::string& value, std::int64_t lease) {
+    json put = {{"key", base64(key)}, {"value", base64(value)}};
+    if (lease != 0) {
+        put["lease"] = std::to_string(lease);
+    }
+    return {{"request_put", std::move(put)}};
+}
+
+std::int64_t etcd_client::int_of(const json& j, const char* field) {
+    if (!j.is_object() || !j.contains(field)) {
+        return 0;  // etcd leaves out fields that are zero
+    }
+    const auto& v = j[field];
+    if (v.is_number_integer()) {
+        return v.get<std::int64_t>();
+    }
+    if (v.is_string()) {
+        const auto& s = v.get_ref<const std::string&>();
+        std::int64_t out = 0;
+        std::from_chars(s.data(), s.data() + s.size(), out);
+        return out;
+    }
+    return 0;
+}
+
+std::int64_t etcd_client::revision_of(const json& answer) {
+    return answer.contains("header") ? int_of(answer["header"], "revision") : 0;
+}
+
+std::vector<key_value> etcd_client::kvs_of(const json& range_answer) {
+    std::vector<key_value> out;
+    if (!range_answer.contains("kvs") || !range_answer["kvs"].is_array()) {
+        return out;
+    }
+    for (const auto& kv : range_answer["kvs"]) {
+        key_value k;
+        k.key = unbase64(kv.value("key", ""));
+        k.value = unbase64(kv.value("value", ""));
+        k.create_revision = int_of(kv, "create_revision");
+        k.mod_revision = int_of(kv, "mod_revision");
+        k.lease = int_of(kv, "lease");
+        out.push_back(std::move(k));
+    }
+    return out;
+}
+
+}  // namespace stagegate::cluster

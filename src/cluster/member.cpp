@@ -1,0 +1,348 @@
+#include "stagegate/cluster/member.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+namespace stagegate::cluster {
+
+using json = nlohmann::json;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+std::string default_replica_name() {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0) {
+        std::snprintf(host, sizeof host, "stagegate");
+    }
+    return std::string(host) + "-" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+member::member(boost::asio::io_context& io, const config::etcd_store& cfg, std::string admin_url,
+               callbacks cb)
+    : io_(io),
+      cfg_(cfg),
+      etcd_(cfg),
+      admin_url_(cfg.advertise_admin.empty() ? std::move(admin_url) : cfg.advertise_admin),
+      replica_(cfg.replica.empty() ? default_replica_name() : cfg.replica),
+      cb_(std::move(cb)),
+      timer_(io),
+      watch_timer_(io) {}
+
+member::~member() {
+    *alive_ = false;
+    stop();
+}
+
+void member::start() {
+    stopped_ = false;
+    tick();
+    rewatch();
+}
+
+void member::stop() {
+    if (stopped_) {
+        return;
+    }
+    stopped_ = true;
+    timer_.cancel();
+    watch_timer_.cancel();
+    if (watch_) {
+        watch_->cancel();
+        watch_.reset();
+    }
+    if (lease_ != 0) {
+        // Give leadership up at once instead of letting the lease run out (a clean stop).
+        (void)etcd_.call_blocking("/v3/lease/revoke", {{"ID", std::to_string(lease_)}});
+        lease_ = 0;
+    }
+    leader_ = false;
+}
+
+void member::schedule_tick(std::chrono::milliseconds after) {
+    if (stopped_) {
+        return;
+    }
+    timer_.expires_after(after);
+    timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+        if (!ec && *alive) {
+            tick();
+        }
+    });
+}
+
+// Keeps the lease alive a few times per TTL and campaigns while it is held; a lease that etcd
+// no longer knows, or no answer for a whole TTL, ends leadership.
+void member::tick() {
+    const auto period = std::max(std::chrono::milliseconds(200), cfg_.lease_ttl / 4);
+    if (stopped_ || tick_in_flight_) {
+        return;
+    }
+    tick_in_flight_ = true;
+    auto after = [this, alive = alive_, period](result<json> r,
+                                                 std::function<void(const json&)> ok) {
+        if (!*alive) {
+            return;
+        }
+        tick_in_flight_ = false;
+        if (!r) {
+            if (steady::now() - last_answer_ > cfg_.lease_ttl) {
+                out_of_reach(r.error().message);
+            }
+            schedule_tick(period);
+            return;
+        }
+        last_answer_ = steady::now();
+        connected_ = true;
+        ok(*r);
+        schedule_tick(period);
+    };
+    if (lease_ == 0) {
+        const auto ttl_s =
+            std::max<std::int64_t>(1, (cfg_.lease_ttl.count() + 999) / 1000);
+        etcd_.call(io_, "/v3/lease/grant", {{"TTL", std::to_string(ttl_s)}},
+                   [this, after](result<json> r) {
+                       after(std::move(r), [this](const json& j) {
+                           lease_ = etcd_client::int_of(j, "ID");
+                           campaign();
+                       });
+                   });
+        return;
+    }
+    etcd_.call(io_, "/v3/lease/keepalive", {{"ID", std::to_string(lease_)}},
+               [this, after](result<json> r) {
+                   after(std::move(r), [this](const json& j) {
+                       const auto& res = j.contains("result") ? j["result"] : j;
+                       if (etcd_client::int_of(res, "TTL") <= 0) {
+                           lease_ = 0;  // expired at etcd: a new lease, a new campaign
+                           lost_leadership("its etcd lease expired");
+                           return;
+                       }
+                       campaign();
+                   });
+               });
+}
+
+json member::leader_guard() const {
+    return {{"key", base64(leader_key())}, {"target", "LEASE"}, {"lease", std::to_string(lease_)}};
+}
+
+void member::campaign() {
+    if (lease_ == 0 || stopped_) {
+        return;
+    }
+    const json value = {{"replica", replica_}, {"admin", admin_url_}};
+    json body = {
+        {"compare", json::array({{{"key", base64(leader_key())},
+                                  {"target", "CREATE"},
+                                  {"create_revision", "0"}}})},
+        {"success", json::array({etcd_client::put_op(leader_key(), value.dump(), lease_)})},
+        {"failure", json::array({{{"request_range", etcd_client::range_body(leader_key(), false)}}})}};
+    etcd_.call(io_, "/v3/kv/txn", std::move(body), [this, alive = alive_](result<json> r) {
+        if (!*alive || !r || stopped_) {
+            return;
+        }
+        if (r->value("succeeded", false)) {
+            leader_name_ = replica_;
+            leader_admin_ = admin_url_;
+            became_leader();
+            return;
+        }
+        key_value holder;
+        if (r->contains("responses") && (*r)["responses"].is_array() &&
+            !(*r)["responses"].empty()) {
+            const auto& range = (*r)["responses"][0].value("response_range", json::object());
+            auto kvs = etcd_client::kvs_of(range);
+            if (!kvs.empty()) {
+                holder = kvs[0];
+            }
+        }
+        auto v = json::parse(holder.value, nullptr, false);
+        leader_name_ = v.is_object() ? v.value("replica", "") : "";
+        leader_admin_ = v.is_object() ? v.value("admin", "") : "";
+        if (holder.lease == lease_ && lease_ != 0) {
+            became_leader();  // our key, from an earlier round
+        } else if (leader_) {
+            lost_leadership("another replica holds the leader key");
+        }
+    });
+}
+
+void member::became_leader() {
+    if (leader_) {
+        return;
+    }
+    // Continue the event ids from the last event any leader wrote.
+    json body = etcd_client::range_body(events_prefix(), true);
+    body["sort_order"] = "DESCEND";
+    body["sort_target"] = "KEY";
+    body["limit"] = "1";
+    auto last = etcd_.call_blocking("/v3/kv/range", std::move(body));
+    if (!last) {
+        return;  // tried again next round
+    }
+    last_event_id_ = 0;
+    for (const auto& kv : etcd_client::kvs_of(*last)) {
+        auto event = json::parse(kv.value, nullptr, false);
+        if (event.is_object()) {
+            last_event_id_ = event.value("id", std::uint64_t{0});
+        }
+    }
+    leader_ = true;
+    ++elections_won_;
+    std::cerr << "stagegate: replica " << replica_ << " is the leader\n";
+    if (cb_.elected) {
+        cb_.elected();
+    }
+}
+
+void member::lost_leadership(const std::string& why) {
+    if (!leader_) {
+        return;
+    }
+    leader_ = false;
+    std::cerr << "stagegate: replica " << replica_ << " is no longer the leader: " << why << "\n";
+    if (cb_.deposed) {
+        cb_.deposed();
+    }
+}
+
+void member::out_of_reach(const std::string& why) {
+    connected_ = false;
+    // etcd has expired our lease by now, or will before we could write: stop deciding.
+    lease_ = 0;
+    lost_leadership("etcd out of reach for a whole lease TTL (" + why + ")");
+}
+
+void member::rewatch() {
+    if (stopped_) {
+        return;
+    }
+    auto again = [this, alive = alive_] {
+        if (!*alive || stopped_) {
+            return;
+        }
+        watch_timer_.expires_after(std::chrono::milliseconds(300));
+        watch_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+            if (!ec && *alive) {
+                rewatch();
+            }
+        });
+    };
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(rollouts_prefix(), true),
+               [this, alive = alive_, again](result<json> r) {
+                   if (!*alive || stopped_) {
+                       return;
+                   }
+                   if (!r) {
+                       again();
+                       return;
+                   }
+                   for (const auto& kv : etcd_client::kvs_of(*r)) {
+                       auto state = json::parse(kv.value, nullptr, false);
+                       if (state.is_object() && cb_.state_changed) {
+                           cb_.state_changed(kv.key.substr(rollouts_prefix().size()), state);
+                       }
+                   }
+                   const auto from = etcd_client::revision_of(*r) + 1;
+                   watch_ = etcd_.watch(
+                       io_, rollouts_prefix(), from,
+                       [this, alive](std::vector<watch_event> events, std::int64_t) {
+                           if (!*alive) {
+                               return;
+                           }
+                           for (const auto& e : events) {
+                               auto state = json::parse(e.kv.value, nullptr, false);
+                               if (!e.deleted && state.is_object() && cb_.state_changed) {
+                                   cb_.state_changed(e.kv.key.substr(rollouts_prefix().size()),
+                                                     state);
+                               }
+                           }
+                       },
+                       again);
+               });
+}
+
+result<void> member::save(const std::string& model, const json& state) {
+    if (!leader_ || lease_ == 0) {
+        return error::make("not_leader",
+                           "replica " + replica_ + " is not the leader" +
+                               (leader_name_.empty() ? std::string()
+                                                     : " (" + leader_name_ + " is)"));
+    }
+    json body = {{"compare", json::array({leader_guard()})},
+                 {"success", json::array({etcd_client::put_op(rollouts_prefix() + model,
+                                                              state.dump())})}};
+    auto r = etcd_.call_blocking("/v3/kv/txn", std::move(body));
+    if (!r) {
+        return error::make("state_io_failed", "the rollout state was not stored: " +
+                                                  r.error().message);
+    }
+    if (!r->value("succeeded", false)) {
+        lost_leadership("its lease no longer holds the leader key");
+        return error::make("not_leader", "replica " + replica_ +
+                                             " lost leadership before the state was stored");
+    }
+    return {};
+}
+
+result<std::map<std::string, json>> member::load_all() const {
+    auto r = etcd_.call_blocking("/v3/kv/range", etcd_client::range_body(rollouts_prefix(), true));
+    if (!r) {
+        return r.error();
+    }
+    std::map<std::string, json> out;
+    for (const auto& kv : etcd_client::kvs_of(*r)) {
+        auto state = json::parse(kv.value, nullptr, false);
+        if (state.is_object()) {
+            out[kv.key.substr(rollouts_prefix().size())] = std::move(state);
+        }
+    }
+    return result<std::map<std::string, json>>(boost::system::in_place_value, std::move(out));
+}
+
+std::string member::event_key(std::uint64_t id) const {
+    char digits[24];
+    std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(id));
+    return events_prefix() + digits;
+}
+
+result<void> member::append_event(json event) {
+    if (!leader_ || lease_ == 0) {
+        return error::make("not_leader", "replica " + replica_ + " is not the leader");
+    }
+    constexpr std::uint64_t kept = 10000;  // events kept in etcd
+    const std::uint64_t id = last_event_id_ + 1;
+    event["id"] = id;
+    event["replica"] = replica_;
+    const auto key = event_key(id);
+    json body = {{"compare", json::array({leader_guard(),
+                                          {{"key", base64(key)},
+                                           {"target", "CREATE"},
+                                           {"create_revision", "0"}}})},
+                 {"success", json::array({etcd_client::put_op(key, event.dump())})}};
+    auto r = etcd_.call_blocking("/v3/kv/txn", std::move(body));
+    if (!r) {
+        return error::make("state_io_failed", "the event was not stored: " + r.error().message);
+    }
+    if (!r->value("succeeded", false)) {
+        lost_leadership("its lease no longer holds the leader key");
+        return error::make("not_leader", "replica " + replica_ + " lost leadership");
+    }
+    last_event_id_ = id;
+    if (id > kept && id % 100 == 0) {
+        json trim = {{"key", base64(events_prefix())}, {"range_end", base64(event_key(id - kept))}};
+        etcd_.call(io_, "/v3/kv/deleterange", std::move(trim), [](result<json>) {});
+    }
+    if (cb_.event) {
+        cb_.event(event);
+    }
+    return {};
+}
+
+}  // namespace stagegate::cluster

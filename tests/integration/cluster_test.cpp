@@ -1,0 +1,292 @@
+// Scale-out: stagegate replicas that share a real etcd (Debian's etcd-server, on loopback with
+// a temp data dir) act as one gateway: one leader decides, every replica routes by its
+// decisions, commands sent to any replica land once, a new leader takes over at the same
+// stage, and with etcd out of reach the replicas keep routing and nothing advances.
+#include "support/admin.hpp"
+
+#include "stagegate/core/http_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace stagegate::test {
+namespace {
+
+using json = nlohmann::json;
+
+std::string find_tool(const std::string& name) {
+    for (const char* dir : {"/usr/bin/", "/usr/local/bin/", "/usr/sbin/"}) {
+        std::string path = std::string(dir) + name;
+        if (::access(path.c_str(), X_OK) == 0) {
+            return path;
+        }
+    }
+    return {};
+}
+
+// A single-node etcd on two ephemeral loopback ports; start() again after kill() resumes it
+// from the same data dir and ports.
+class etcd_process {
+public:
+    etcd_process() : client_port_(closed_port()), peer_port_(closed_port()) {}
+    ~etcd_process() { kill(); }
+
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+
+    bool start() {
+        const auto etcd = find_tool("etcd");
+        if (etcd.empty()) {
+            return false;
+        }
+        const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
+        std::vector<std::string> args = {etcd,
+                                         "--name", "test",
+                                         "--data-dir", dir_.path + "/data",
+                                         "--listen-client-urls", url(),
+                                         "--advertise-client-urls", url(),
+                                         "--listen-peer-urls", peer,
+                                         "--initial-advertise-peer-urls", peer,
+                                         "--initial-cluster", "test=" + peer};
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            int fd = ::open((dir_.path + "/etcd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            std::vector<char*> argv;
+            for (auto& a : args) {
+                argv.push_back(a.data());
+            }
+            argv.push_back(nullptr);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        return wait_until([&] { return answers(); }, std::chrono::seconds(20));
+    }
+
+    bool answers() const {
+        http_call c;
+        c.method = "POST";
+        c.url = *parse_http_url(url() + "/v3/kv/range");
+        c.body = R"({"key":"Lw=="})";
+        c.timeout = std::chrono::milliseconds(500);
+        auto r = http_blocking(c);
+        return r && r->status == 200;
+    }
+
+    void kill() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+            pid_ = -1;
+        }
+    }
+
+private:
+    temp_dir dir_;
+    std::uint16_t client_port_;
+    std::uint16_t peer_port_;
+    pid_t pid_ = -1;
+};
+
+// Three replicas of one gateway in front of the same two mock versions, sharing `etcd`.
+struct cluster {
+    std::unique_ptr<mockmodel::server> v1 = start_mock("v1");
+    std::unique_ptr<mockmodel::server> v2 = start_mock("v2");
+    std::vector<std::unique_ptr<server::gateway>> replicas;
+
+    explicit cluster(const etcd_process& etcd, std::size_t count = 3) {
+        for (std::size_t i = 0; i < count; ++i) {
+            auto cfg = stack_config(v1->port(), v2->port(), 0);
+            config::etcd_store e;
+            e.endpoints = {etcd.url()};
+            e.prefix = "/stagegate/test";
+            e.lease_ttl = std::chrono::milliseconds(2000);
+            e.timeout = std::chrono::milliseconds(1000);
+            e.replica = "r" + std::to_string(i);
+            cfg.etcd = e;
+            cfg.models[0].split.weights = {{"v1", 10000}};
+            cfg.models[0].rollout_spec = three_stages();
+            auto gw = std::make_unique<server::gateway>(std::move(cfg));
+            auto started = gw->start();
+            EXPECT_TRUE(started) << started.error().describe();
+            replicas.push_back(std::move(gw));
+        }
+    }
+
+    json status(std::size_t i) const {
+        return body_of(api(replicas[i]->admin_port(), "GET", "/api/v1/cluster"));
+    }
+    // The replica that leads, once exactly one of the running ones says so.
+    std::optional<std::size_t> leader() const {
+        std::optional<std::size_t> found;
+        for (std::size_t i = 0; i < replicas.size(); ++i) {
+            if (!replicas[i]) {
+                continue;
+            }
+            if (status(i).value("leader", false)) {
+                if (found) {
+                    return std::nullopt;
+                }
+                found = i;
+            }
+        }
+        return found;
+    }
+    // v2's weight on replica i (basis points), or -1 before it routes the model.
+    long candidate_weight(std::size_t i) const {
+        auto snap = replicas[i]->routes();
+        const auto* m = snap ? snap->find_model("m") : nullptr;
+        if (!m) {
+            return -1;
+        }
+        return static_cast<long>(m->weights[m->find_version("v2")]);
+    }
+    bool all_route(long bp) const {
+        for (std::size_t i = 0; i < replicas.size(); ++i) {
+            if (replicas[i] && candidate_weight(i) != bp) {
+                return false;
+            }
+        }
+        return true;
+    }
+    void stop(std::size_t i) {
+        replicas[i]->stop();
+        replicas[i]->wait();
+        replicas[i].reset();
+    }
+};
+
+#define REQUIRE_ETCD(etcd)                                                                     \
+    ASSERT_TRUE((etcd).start()) << "etcd did not start: install Debian's etcd-server "          \
+                                   "(.ci/run does)"
+
+TEST(Cluster, ReplicasRouteByTheOneLeadersDecisions) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    cluster c(etcd);
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }));
+    const auto leader = *c.leader();
+    // The leader started the configured rollout once; every replica routes its first stage.
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); })) << c.candidate_weight(0);
+    for (std::size_t i = 0; i < 3; ++i) {
+        auto st = c.status(i);
+        EXPECT_EQ(st["store"], "etcd");
+        EXPECT_EQ(st["etcd_up"], true);
+        EXPECT_EQ(st["leader_replica"], "r" + std::to_string(leader));
+    }
+
+    // A command sent to a follower is forwarded to the leader and lands once.
+    const std::size_t follower = (leader + 1) % 3;
+    const auto sent = std::chrono::steady_clock::now();
+    auto r = api(c.replicas[follower]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "test"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("x-stagegate-leader"), "r" + std::to_string(leader));
+    const auto acknowledged = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
+    const auto all = std::chrono::steady_clock::now();
+    using ms = std::chrono::duration<double, std::milli>;
+    std::printf("command to a follower: acknowledged after %.1f ms, all 3 replicas routing by "
+                "it after %.1f ms\n",
+                ms(acknowledged - sent).count(), ms(all - sent).count());
+    for (std::size_t i = 0; i < 3; ++i) {
+        auto st = body_of(api(c.replicas[i]->admin_port(), "GET", "/api/v1/rollouts/m"));
+        EXPECT_EQ(st["stage_index"], 1) << "replica r" << i << ": " << st.dump();
+    }
+    // The metrics say who leads.
+    auto metrics = api(c.replicas[leader]->admin_port(), "GET", "/metrics").body;
+    EXPECT_NE(metrics.find("stagegate_cluster_leader{replica=\"r" + std::to_string(leader) +
+                           "\"} 1"),
+              std::string::npos);
+    auto follower_metrics = api(c.replicas[follower]->admin_port(), "GET", "/metrics").body;
+    EXPECT_NE(follower_metrics.find("stagegate_cluster_leader{replica=\"r" +
+                                    std::to_string(follower) + "\"} 0"),
+              std::string::npos);
+}
+
+TEST(Cluster, ANewLeaderTakesOverAtTheSameStage) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    cluster c(etcd);
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+    auto r = api(c.replicas[*c.leader()]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "test"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
+
+    const auto old_leader = *c.leader();
+    c.stop(old_leader);
+    ASSERT_TRUE(wait_until([&] {
+        auto l = c.leader();
+        return l && *l != old_leader;
+    }));
+    const auto leader = *c.leader();
+    auto st = body_of(api(c.replicas[leader]->admin_port(), "GET", "/api/v1/rollouts/m"));
+    EXPECT_EQ(st["stage_index"], 1) << st.dump();
+    EXPECT_EQ(st["phase"], "progressing");
+    EXPECT_TRUE(c.all_route(2500));
+
+    // It decides from here: the next promotion reaches the remaining replicas.
+    std::size_t other = 0;
+    while (other == old_leader || other == leader) {
+        ++other;
+    }
+    r = api(c.replicas[other]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+            R"({"reason": "after failover"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return c.all_route(5000); }));
+}
+
+TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    cluster c(etcd, 2);
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+
+    etcd.kill();
+    // Within a lease TTL (2 s) and a keepalive round, no replica acts as leader any more.
+    ASSERT_TRUE(wait_until([&] {
+        for (std::size_t i = 0; i < 2; ++i) {
+            auto st = c.status(i);
+            if (st["leader"] != false || st["etcd_up"] != false) {
+                return false;
+            }
+        }
+        return true;
+    }));
+    auto metrics = api(c.replicas[0]->admin_port(), "GET", "/metrics").body;
+    EXPECT_NE(metrics.find("stagegate_cluster_etcd_up{replica=\"r0\"} 0"), std::string::npos);
+    // Traffic flows with the last known weights; a change is refused, not half-made.
+    for (std::size_t i = 0; i < 2; ++i) {
+        auto answer = request(c.replicas[i]->ports()[0], "POST", "/v1/models/m:predict", "{}");
+        EXPECT_EQ(answer.status, 200);
+        EXPECT_EQ(c.candidate_weight(i), 500);
+        auto refused = api(c.replicas[i]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                           R"({"reason": "etcd is down"})");
+        EXPECT_EQ(refused.status, 503) << refused.body;
+    }
+    EXPECT_TRUE(c.all_route(500));
+
+    // etcd returns: a leader again, and rollouts move on.
+    ASSERT_TRUE(etcd.start());
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }, std::chrono::seconds(20)));
+    auto r = api(c.replicas[0]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "etcd is back"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
+}
+
+}  // namespace
+}  // namespace stagegate::test
