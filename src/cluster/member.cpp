@@ -268,6 +268,43 @@ void member::rewatch() {
                });
 }
 
+void member::publish_counts(const json& counts) {
+    if (lease_ == 0 || publishing_ || stopped_) {
+        return;
+    }
+    publishing_ = true;
+    json body = etcd_client::put_op(counts_prefix() + replica_, counts.dump(), lease_)["request_put"];
+    etcd_.call(io_, "/v3/kv/put", std::move(body), [this, alive = alive_](result<json> r) {
+        if (!*alive) {
+            return;
+        }
+        publishing_ = false;
+        if (r) {
+            ++counts_published_;
+        }
+    });
+}
+
+void member::fetch_counts(std::function<void(std::map<std::string, json>)> done) {
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(counts_prefix(), true),
+               [this, alive = alive_, done = std::move(done)](result<json> r) {
+                   if (!*alive) {
+                       return;
+                   }
+                   std::map<std::string, json> out;
+                   if (r) {
+                       for (const auto& kv : etcd_client::kvs_of(*r)) {
+                           auto name = kv.key.substr(counts_prefix().size());
+                           auto counts = json::parse(kv.value, nullptr, false);
+                           if (name != replica_ && counts.is_object()) {
+                               out.emplace(std::move(name), std::move(counts));
+                           }
+                       }
+                   }
+                   done(std::move(out));
+               });
+}
+
 result<void> member::save(const std::string& model, const json& state) {
     if (!leader_ || lease_ == 0) {
         return error::make("not_leader",

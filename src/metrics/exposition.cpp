@@ -415,6 +415,14 @@ std::string render_prometheus(const exposition_input& in) {
         m.counter.value = c.elections_won;
         won.metric.push_back(std::move(m));
         out.push_back(std::move(won));
+        auto published = family("stagegate_cluster_counts_published_total",
+                                "Times this replica wrote its stage counts to etcd for the "
+                                "leader to sum (its etcd write rate, with the leader's decisions).",
+                                MetricType::Counter);
+        auto p = with_labels({{"replica", c.replica}});
+        p.counter.value = c.counts_published;
+        published.metric.push_back(std::move(p));
+        out.push_back(std::move(published));
     }
 
     auto unrouted = family("stagegate_unrouted_requests_total",

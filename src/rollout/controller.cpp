@@ -865,7 +865,7 @@ std::optional<controller::summary> controller::find(const std::string& model) co
         return std::nullopt;
     }
     const auto& st = it->second.st;
-    return summary{st.ph, st.candidate, st.stable, st.stage};
+    return summary{st.ph, st.candidate, st.stable, st.stage, stage_label(it->second), st.sequence};
 }
 
 std::vector<std::string> controller::models() const {

@@ -3,6 +3,7 @@
 #include "admin_server.hpp"
 #include "stagegate/cluster/member.hpp"
 #include "stagegate/metrics/exposition.hpp"
+#include "stagegate/metrics/wire.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -78,7 +79,13 @@ public:
     metrics::series_counts stage_counts(const std::string& model, const std::string& version,
                                         const std::string& stage) override {
         const auto* c = gw_.store_->stage(gw_.series_.id_for(model, version, stage));
-        return c ? *c : metrics::series_counts{};
+        auto counts = c ? *c : metrics::series_counts{};
+        // With replicas, the leader judges them all: add what the others published.
+        if (auto it = gw_.replica_counts_.find({model, version, stage});
+            it != gw_.replica_counts_.end()) {
+            counts.merge(it->second);
+        }
+        return counts;
     }
     void reset_stage(const std::string& model, const std::string& version,
                      const std::string& stage) override {
@@ -655,10 +662,22 @@ void gateway::schedule_rollout_tick() {
         }
         // Judge on fresh numbers: merge every worker's shard first.
         collect([this] {
-            if (!member_ || member_->leader()) {  // followers route by the leader's decisions
+            if (!member_) {
                 controller_->on_tick(rollout::clock::now());
+                schedule_rollout_tick();
+                return;
             }
-            schedule_rollout_tick();
+            if (!member_->leader()) {  // followers route by the leader's decisions
+                schedule_rollout_tick();
+                return;
+            }
+            member_->fetch_counts([this](std::map<std::string, nlohmann::json> published) {
+                take_replica_counts(published);
+                if (member_->leader() && !draining_) {
+                    controller_->on_tick(rollout::clock::now());
+                }
+                schedule_rollout_tick();
+            });
         });
     });
 }
@@ -735,6 +754,10 @@ result<void> gateway::start_listeners() {
     s.on_broken = [this](std::uint32_t series, std::uint32_t count) {
         net::post(control_io_, [this, series, count] {
             auto labels = series_.labels();
+            // In a cluster only the leader decides (its own data plane trips count there).
+            if (member_ && !member_->leader()) {
+                return;
+            }
             if (controller_ && series < labels.size()) {
                 controller_->on_version_broken(labels[series].model, labels[series].version,
                                                count, rollout::clock::now());
@@ -795,8 +818,67 @@ void gateway::schedule_collection() {
         if (ec || draining_) {
             return;
         }
-        collect([this] { schedule_collection(); });
+        collect([this] {
+            publish_counts();
+            schedule_collection();
+        });
     });
+}
+
+// Cluster mode: this replica's counts for each stage in progress, for the leader to sum.
+void gateway::publish_counts() {
+    if (!member_ || !controller_) {
+        return;
+    }
+    nlohmann::json rollouts = nlohmann::json::object();
+    for (const auto& model : controller_->models()) {
+        auto r = controller_->find(model);
+        if (!r || !r->live()) {
+            continue;
+        }
+        nlohmann::json series = nlohmann::json::array();
+        auto add = [&](const std::string& version, const std::string& stage) {
+            if (const auto* c = store_->stage(series_.id_for(model, version, stage))) {
+                series.push_back({{"version", version}, {"stage", stage},
+                                  {"counts", metrics::to_wire(*c)}});
+            }
+        };
+        add(r->stable, r->stage_label);
+        add(r->candidate, r->stage_label);
+        add(r->candidate, config::mirror_stage(r->stage_label));
+        rollouts[model] = {{"sequence", r->sequence}, {"series", std::move(series)}};
+    }
+    if (!rollouts.empty()) {
+        member_->publish_counts({{"rollouts", std::move(rollouts)}});
+    }
+}
+
+// The leader sums the other replicas' counts for the decisions they were taken under (the
+// same state sequence); older ones, from before a stage began, are left out.
+void gateway::take_replica_counts(const std::map<std::string, nlohmann::json>& published) {
+    replica_counts_.clear();
+    for (const auto& [replica, doc] : published) {
+        const auto& rollouts = doc.value("rollouts", nlohmann::json::object());
+        if (!rollouts.is_object()) {
+            continue;
+        }
+        for (const auto& [model, r] : rollouts.items()) {
+            auto mine = controller_->find(model);
+            if (!mine || !r.is_object() || r.value("sequence", std::uint64_t{0}) != mine->sequence ||
+                !r.contains("series") || !r["series"].is_array()) {
+                continue;
+            }
+            for (const auto& s : r["series"]) {
+                if (!s.is_object() || !s.contains("version") || !s["version"].is_string() ||
+                    !s.contains("stage") || !s["stage"].is_string() || !s.contains("counts")) {
+                    continue;
+                }
+                auto& into = replica_counts_[{model, s["version"].get<std::string>(),
+                                              s["stage"].get<std::string>()}];
+                (void)metrics::add_from_wire(s["counts"], into);
+            }
+        }
+    }
 }
 
 void gateway::collect(std::function<void()> done) {
@@ -863,7 +945,8 @@ std::string gateway::render_prometheus() const {
     if (member_) {
         in.cluster = metrics::exposition_input::cluster_gauge{
             member_->replica(), member_->leader(), member_->connected(),
-            static_cast<double>(member_->elections_won())};
+            static_cast<double>(member_->elections_won()),
+            static_cast<double>(member_->counts_published())};
     }
     if (webhooks_) {
         for (const auto& c : webhooks_->counts()) {

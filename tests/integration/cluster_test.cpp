@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,10 +102,13 @@ private:
 // Three replicas of one gateway in front of the same two mock versions, sharing `etcd`.
 struct cluster {
     std::unique_ptr<mockmodel::server> v1 = start_mock("v1");
-    std::unique_ptr<mockmodel::server> v2 = start_mock("v2");
+    std::unique_ptr<mockmodel::server> v2;
     std::vector<std::unique_ptr<server::gateway>> replicas;
 
-    explicit cluster(const etcd_process& etcd, std::size_t count = 3) {
+    explicit cluster(const etcd_process& etcd, std::size_t count = 3,
+                     const config::rollout& rollout = three_stages(),
+                     mockmodel::options v2_options = {})
+        : v2(start_mock("v2", v2_options)) {
         for (std::size_t i = 0; i < count; ++i) {
             auto cfg = stack_config(v1->port(), v2->port(), 0);
             config::etcd_store e;
@@ -115,7 +119,7 @@ struct cluster {
             e.replica = "r" + std::to_string(i);
             cfg.etcd = e;
             cfg.models[0].split.weights = {{"v1", 10000}};
-            cfg.models[0].rollout_spec = three_stages();
+            cfg.models[0].rollout_spec = rollout;
             auto gw = std::make_unique<server::gateway>(std::move(cfg));
             auto started = gw->start();
             EXPECT_TRUE(started) << started.error().describe();
@@ -246,6 +250,64 @@ TEST(Cluster, ANewLeaderTakesOverAtTheSameStage) {
             R"({"reason": "after failover"})");
     ASSERT_EQ(r.status, 200) << r.body;
     ASSERT_TRUE(wait_until([&] { return c.all_route(5000); }));
+}
+
+// A rollout that needs 60 requests per version in its first stage (50 %): more than any one
+// replica sees in these tests, fewer than all of them together.
+config::rollout needs_all_replicas() {
+    auto r = config::parse_rollout(R"({"candidate": "v2", "interval_ms": 100,
+        "fast_rollback_consecutive_errors": 0,
+        "stages": [{"name": "half", "weight_bp": 5000, "min_requests": 60, "min_bake_ms": 0},
+                   {"name": "most", "weight_bp": 9000, "min_bake_ms": 3600000}],
+        "gates": {"min_requests": 60, "max_error_rate": 0.05,
+                  "sequential": {"latency": false}}})",
+                                   "/rollout");
+    EXPECT_TRUE(r) << r.error().describe();
+    return *r;
+}
+
+// Sends exactly `per_version` requests to each version through replica i (forced, so the
+// counts are exact: no replica may see enough to decide alone).
+void serve_each_version(const cluster& c, std::size_t i, int per_version) {
+    for (const char* version : {"v1", "v2"}) {
+        for (int n = 0; n < per_version; ++n) {
+            auto r = request(c.replicas[i]->ports()[0], "POST", "/v1/models/m:predict", "{}",
+                             {{"X-Stagegate-Force-Version", version}});
+            ASSERT_EQ(r.header("x-mock-version"), version);
+        }
+    }
+}
+
+TEST(Cluster, TheLeaderJudgesTheSumOfEveryReplicasTraffic) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    cluster c(etcd, 3, needs_all_replicas());
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return c.all_route(5000); }));
+    const auto leader = *c.leader();
+    // 25 requests per version on each replica: none has the 60 it takes on its own.
+    for (std::size_t i = 0; i < 3; ++i) {
+        serve_each_version(c, i, 25);
+    }
+    ASSERT_TRUE(wait_until([&] { return c.all_route(9000); }))
+        << body_of(api(c.replicas[leader]->admin_port(), "GET", "/api/v1/rollouts/m")).dump();
+}
+
+TEST(Cluster, ErrorsNoReplicaHasEnoughOfAloneRollTheCandidateBack) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    mockmodel::options failing;
+    failing.error_rate = 1.0;
+    cluster c(etcd, 3, needs_all_replicas(), failing);
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return c.all_route(5000); }));
+    const auto leader = *c.leader();
+    for (std::size_t i = 0; i < 3; ++i) {
+        serve_each_version(c, i, 25);
+    }
+    ASSERT_TRUE(wait_until([&] { return c.all_route(0); }));
+    auto st = body_of(api(c.replicas[leader]->admin_port(), "GET", "/api/v1/rollouts/m"));
+    EXPECT_EQ(st["phase"], "rolled_back") << st.dump();
 }
 
 TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {

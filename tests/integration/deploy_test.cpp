@@ -50,9 +50,15 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
         c.models[0].prediction = p;
     });
     ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
-    auto metrics = api(a.admin, "GET", "/metrics");
-    ASSERT_EQ(metrics.status, 200);
-    const auto exposed = exposed_names(metrics.body);
+    // A request is counted once its last byte is out, which may be just after the client has
+    // it: wait for its series.
+    std::set<std::string> exposed;
+    ASSERT_TRUE(wait_until([&] {
+        auto metrics = api(a.admin, "GET", "/metrics");
+        exposed = exposed_names(metrics.body);
+        return metrics.status == 200 && exposed.count("stagegate_requests_total") &&
+               exposed.count("stagegate_predictions_total");
+    }));
     for (const char* expected :
          {"stagegate_rollout_phase", "stagegate_rollout_stage_max_duration_seconds",
           "stagegate_model_age_seconds", "stagegate_model_max_age_seconds",

@@ -59,7 +59,15 @@ public:
     result<std::map<std::string, nlohmann::json>> load_all() const override;
     result<void> append_event(nlohmann::json event) override;
 
+    // This replica's counts for the stages in progress, under its lease (a dead replica's
+    // expire with it). Skipped while a publication is still on its way.
+    void publish_counts(const nlohmann::json& counts);
+    // Every other replica's published counts, by replica name.
+    void fetch_counts(std::function<void(std::map<std::string, nlohmann::json>)> done);
+    std::uint64_t counts_published() const { return counts_published_; }
+
     std::string leader_key() const { return cfg_.prefix + "/leader"; }
+    std::string counts_prefix() const { return cfg_.prefix + "/counts/"; }
     std::string rollouts_prefix() const { return cfg_.prefix + "/rollouts/"; }
     std::string events_prefix() const { return cfg_.prefix + "/events/"; }
 
@@ -94,6 +102,8 @@ private:
     std::string leader_name_;
     std::uint64_t last_event_id_ = 0;
     std::uint64_t elections_won_ = 0;
+    std::uint64_t counts_published_ = 0;
+    bool publishing_ = false;
 };
 
 }  // namespace stagegate::cluster

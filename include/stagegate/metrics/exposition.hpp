@@ -74,6 +74,7 @@ struct exposition_input {
         bool leader = false;
         bool etcd_up = false;
         double elections_won = 0;
+        double counts_published = 0;
     };
     std::optional<cluster_gauge> cluster;
     double downstream_active = 0;

@@ -45,6 +45,14 @@ public:
     }
     void merge(const latency_histogram& other);
     void clear();
+    // Rebuilds a histogram read back from elsewhere (another replica's published counts).
+    void restore(std::size_t bucket, std::uint64_t n, std::uint64_t sum_micros) {
+        if (bucket < bucket_count) {
+            counts_[bucket] += n;
+            count_ += n;
+            sum_micros_ += sum_micros;
+        }
+    }
 
     std::uint64_t count() const { return count_; }
     std::uint64_t sum_micros() const { return sum_micros_; }

@@ -22,6 +22,13 @@ public:
     void merge(const diff_histogram& other);
     void clear();
     std::uint64_t count() const { return count_; }
+    std::uint64_t bucket(std::size_t i) const { return counts_[i]; }
+    void restore(std::size_t bucket, std::uint64_t n) {
+        if (bucket < bucket_count) {
+            counts_[bucket] += n;
+            count_ += n;
+        }
+    }
     // The q-quantile, reported as its bucket's geometric midpoint (within a factor of 1.34).
     double quantile(double q) const;
 

@@ -114,6 +114,8 @@ public:
         std::string candidate;
         std::string stable;
         std::size_t stage_index;
+        std::string stage_label;
+        std::uint64_t sequence = 0;  // one more with every persisted decision
         bool live() const { return ph == phase::progressing || ph == phase::paused; }
     };
     std::optional<summary> find(const std::string& model) const;

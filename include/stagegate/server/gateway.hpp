@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace stagegate::server {
@@ -175,6 +176,8 @@ private:
     result<void> start_rollouts();
     void start_cluster();  // "store": "etcd": join, campaign, follow the leader's decisions
     void lead();
+    void publish_counts();
+    void take_replica_counts(const std::map<std::string, nlohmann::json>& published);
     template <class F>
     auto on_control(F&& f);
     routing::series_namer namer();
@@ -208,6 +211,9 @@ private:
     std::optional<rollout::state_store> state_;
     std::unique_ptr<rollout::controller> controller_;  // control thread only
     std::unique_ptr<cluster::member> member_;          // with "store": "etcd"; control thread
+    // The other replicas' counts for the stages in progress, by (model, version, stage).
+    std::map<std::tuple<std::string, std::string, std::string>, metrics::series_counts>
+        replica_counts_;
     std::unique_ptr<boost::asio::steady_timer> rollout_timer_;
     std::uint16_t admin_port_ = 0;
     std::string config_path_;

@@ -1,0 +1,128 @@
+#include "stagegate/metrics/wire.hpp"
+
+namespace stagegate::metrics {
+
+using json = nlohmann::json;
+
+namespace {
+
+// [[index, count], ...] for the non-zero entries.
+template <class Get>
+json sparse(std::size_t size, Get get) {
+    json out = json::array();
+    for (std::size_t i = 0; i < size; ++i) {
+        if (auto n = get(i); n != 0) {
+            out.push_back({i, n});
+        }
+    }
+    return out;
+}
+
+// Calls put(index, count) for each entry; false when the shape is wrong or an index is out
+// of range.
+template <class Put>
+bool each_sparse(const json& j, std::size_t size, Put put) {
+    if (!j.is_array()) {
+        return false;
+    }
+    for (const auto& e : j) {
+        if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() ||
+            !e[1].is_number_unsigned() || e[0].get<std::uint64_t>() >= size) {
+            return false;
+        }
+    }
+    for (const auto& e : j) {
+        put(e[0].get<std::size_t>(), e[1].get<std::uint64_t>());
+    }
+    return true;
+}
+
+}  // namespace
+
+json to_wire(const series_counts& c) {
+    const auto& p = c.predictions;
+    return {
+        {"codes", sparse(code_slots, [&](std::size_t i) { return c.codes[i]; })},
+        {"failures", sparse(upstream_failure_kinds,
+                            [&](std::size_t i) { return c.upstream_failures[i]; })},
+        {"latency_sum", c.latency.sum_micros()},
+        {"latency", sparse(latency_histogram::bucket_count,
+                           [&](std::size_t i) { return c.latency.bucket(i); })},
+        {"predictions",
+         {{"parsed", p.parsed},
+          {"missing", p.missing},
+          {"invalid", p.invalid},
+          {"unread", p.unread},
+          {"labels", p.labels},
+          {"values", p.values},
+          {"value_sum", p.value_sum},
+          {"label_bins", sparse(prediction_bins, [&](std::size_t i) { return p.label_bins[i]; })},
+          {"value_bins", sparse(prediction_bins, [&](std::size_t i) { return p.value_bins[i]; })},
+          {"compared_labels", p.compared_labels},
+          {"agreed_labels", p.agreed_labels},
+          {"abs_diff", sparse(diff_histogram::bucket_count,
+                              [&](std::size_t i) { return p.abs_diff.bucket(i); })},
+          {"rel_diff", sparse(diff_histogram::bucket_count,
+                              [&](std::size_t i) { return p.rel_diff.bucket(i); })},
+          {"mirrors_dropped", p.mirrors_dropped},
+          {"feedback", p.feedback},
+          {"correct", p.correct},
+          {"valued_feedback", p.valued_feedback},
+          {"abs_error_sum", p.abs_error_sum}}}};
+}
+
+bool add_from_wire(const json& wire, series_counts& into) {
+    if (!wire.is_object() || !wire.contains("predictions") || !wire["predictions"].is_object()) {
+        return false;
+    }
+    series_counts c;
+    const auto& p = wire["predictions"];
+    auto count = [](const json& j, const char* key, std::uint64_t& out) {
+        if (!j.contains(key) || !j[key].is_number_unsigned()) {
+            return false;
+        }
+        out = j[key].get<std::uint64_t>();
+        return true;
+    };
+    auto real = [](const json& j, const char* key, double& out) {
+        if (!j.contains(key) || !j[key].is_number()) {
+            return false;
+        }
+        out = j[key].get<double>();
+        return true;
+    };
+    std::uint64_t latency_sum = 0;
+    bool ok = count(wire, "latency_sum", latency_sum) &&
+              each_sparse(wire.value("codes", json()), code_slots,
+                          [&](std::size_t i, std::uint64_t n) { c.codes[i] = n; }) &&
+              each_sparse(wire.value("failures", json()), upstream_failure_kinds,
+                          [&](std::size_t i, std::uint64_t n) { c.upstream_failures[i] = n; }) &&
+              each_sparse(wire.value("latency", json()), latency_histogram::bucket_count,
+                          [&](std::size_t i, std::uint64_t n) { c.latency.restore(i, n, 0); });
+    auto& q = c.predictions;
+    ok = ok && count(p, "parsed", q.parsed) && count(p, "missing", q.missing) &&
+         count(p, "invalid", q.invalid) && count(p, "unread", q.unread) &&
+         count(p, "labels", q.labels) && count(p, "values", q.values) &&
+         real(p, "value_sum", q.value_sum) &&
+         each_sparse(p.value("label_bins", json()), prediction_bins,
+                     [&](std::size_t i, std::uint64_t n) { q.label_bins[i] = n; }) &&
+         each_sparse(p.value("value_bins", json()), prediction_bins,
+                     [&](std::size_t i, std::uint64_t n) { q.value_bins[i] = n; }) &&
+         count(p, "compared_labels", q.compared_labels) &&
+         count(p, "agreed_labels", q.agreed_labels) &&
+         each_sparse(p.value("abs_diff", json()), diff_histogram::bucket_count,
+                     [&](std::size_t i, std::uint64_t n) { q.abs_diff.restore(i, n); }) &&
+         each_sparse(p.value("rel_diff", json()), diff_histogram::bucket_count,
+                     [&](std::size_t i, std::uint64_t n) { q.rel_diff.restore(i, n); }) &&
+         count(p, "mirrors_dropped", q.mirrors_dropped) && count(p, "feedback", q.feedback) &&
+         count(p, "correct", q.correct) && count(p, "valued_feedback", q.valued_feedback) &&
+         real(p, "abs_error_sum", q.abs_error_sum);
+    if (!ok) {
+        return false;
+    }
+    c.latency.restore(0, 0, latency_sum);
+    into.merge(c);
+    return true;
+}
+
+}  // namespace stagegate::metrics
