@@ -32,7 +32,8 @@ member::member(boost::asio::io_context& io, const config::etcd_store& cfg, std::
       replica_(cfg.replica.empty() ? default_replica_name() : cfg.replica),
       cb_(std::move(cb)),
       timer_(io),
-      watch_timer_(io) {}
+      watch_timer_(io),
+      events_timer_(io) {}
 
 member::~member() {
     *alive_ = false;
@@ -43,6 +44,7 @@ void member::start() {
     stopped_ = false;
     tick();
     rewatch();
+    rewatch_events();
 }
 
 void member::stop() {
@@ -52,9 +54,12 @@ void member::stop() {
     stopped_ = true;
     timer_.cancel();
     watch_timer_.cancel();
-    if (watch_) {
-        watch_->cancel();
-        watch_.reset();
+    events_timer_.cancel();
+    for (auto* w : {&watch_, &events_watch_}) {
+        if (*w) {
+            (*w)->cancel();
+            w->reset();
+        }
     }
     if (lease_ != 0) {
         // Give leadership up at once instead of letting the lease run out (a clean stop).
@@ -219,20 +224,26 @@ void member::out_of_reach(const std::string& why) {
     lost_leadership("etcd out of reach for a whole lease TTL (" + why + ")");
 }
 
+void member::retry_soon(boost::asio::steady_timer& timer, void (member::*again)()) {
+    if (stopped_) {
+        return;
+    }
+    timer.expires_after(std::chrono::milliseconds(300));
+    timer.async_wait([this, alive = alive_, again](const boost::system::error_code& ec) {
+        if (!ec && *alive) {
+            (this->*again)();
+        }
+    });
+}
+
 void member::rewatch() {
     if (stopped_) {
         return;
     }
     auto again = [this, alive = alive_] {
-        if (!*alive || stopped_) {
-            return;
+        if (*alive) {
+            retry_soon(watch_timer_, &member::rewatch);
         }
-        watch_timer_.expires_after(std::chrono::milliseconds(300));
-        watch_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-            if (!ec && *alive) {
-                rewatch();
-            }
-        });
     };
     etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(rollouts_prefix(), true),
                [this, alive = alive_, again](result<json> r) {
@@ -303,6 +314,90 @@ void member::fetch_counts(std::function<void(std::map<std::string, json>)> done)
                    }
                    done(std::move(out));
                });
+}
+
+// The live feed: every event stored from now on (a re-watch after a failure resumes where the
+// last one left off, so none is skipped or repeated).
+void member::rewatch_events() {
+    if (stopped_) {
+        return;
+    }
+    auto watch_from = [this, alive = alive_](std::int64_t revision) {
+        events_watch_ = etcd_.watch(
+            io_, events_prefix(), revision,
+            [this, alive](std::vector<watch_event> events, std::int64_t) {
+                if (!*alive) {
+                    return;
+                }
+                for (const auto& e : events) {
+                    events_revision_ = std::max(events_revision_, e.kv.mod_revision + 1);
+                    auto event = json::parse(e.kv.value, nullptr, false);
+                    if (!e.deleted && event.is_object() && cb_.event_seen) {
+                        cb_.event_seen(event);
+                    }
+                }
+            },
+            [this, alive] {
+                if (*alive) {
+                    retry_soon(events_timer_, &member::rewatch_events);
+                }
+            });
+    };
+    if (events_revision_ > 0) {
+        watch_from(events_revision_);
+        return;
+    }
+    // First watch: from the store's current revision (history is read with events()).
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(events_prefix(), true),
+               [this, alive = alive_, watch_from](result<json> r) {
+                   if (!*alive || stopped_) {
+                       return;
+                   }
+                   if (r) {
+                       events_revision_ = etcd_client::revision_of(*r) + 1;
+                   }
+                   if (events_revision_ > 0) {
+                       watch_from(events_revision_);
+                       return;
+                   }
+                   retry_soon(events_timer_, &member::rewatch_events);
+               });
+}
+
+rollout::persistence::page member::events(std::size_t limit, const std::string& model,
+                                          std::uint64_t before_id, std::uint64_t after_id) const {
+    page out;
+    std::vector<json> newest_first;
+    std::string end = before_id > 0 ? event_key(before_id) : prefix_end(events_prefix());
+    const std::string begin = event_key(after_id + 1);
+    constexpr std::size_t batch = 500;
+    while (newest_first.size() <= limit) {
+        json body = {{"key", base64(begin)},
+                     {"range_end", base64(end)},
+                     {"sort_order", "DESCEND"},
+                     {"sort_target", "KEY"},
+                     {"limit", std::to_string(batch)}};
+        auto r = etcd_.call_blocking("/v3/kv/range", std::move(body));
+        if (!r) {
+            break;  // what was read so far; the feed says nothing more
+        }
+        auto kvs = etcd_client::kvs_of(*r);
+        for (const auto& kv : kvs) {
+            auto event = json::parse(kv.value, nullptr, false);
+            if (event.is_object() && (model.empty() || event.value("model", "") == model)) {
+                newest_first.push_back(std::move(event));
+            }
+        }
+        if (kvs.size() < batch) {
+            break;
+        }
+        end = kvs.back().key;  // the next batch: below the oldest key read
+    }
+    out.more = newest_first.size() > limit;
+    newest_first.resize(std::min(limit, newest_first.size()));
+    out.events.assign(std::make_move_iterator(newest_first.rbegin()),
+                      std::make_move_iterator(newest_first.rend()));
+    return out;
 }
 
 result<void> member::save(const std::string& model, const json& state) {

@@ -472,8 +472,8 @@ struct admin_server::impl {
         }
         json events = json::array();
         json next = nullptr;
-        if (auto* st = gw.state()) {
-            auto page = st->events(limit, model, before);
+        if (auto* log = gw.event_log()) {
+            auto page = log->events(limit, model, before);
             for (auto& e : page.events) {
                 events.push_back(std::move(e));
             }
@@ -914,8 +914,8 @@ struct admin_server::impl {
         auto it = subscribers.insert(subscribers.end(), &sub);
         // Replay what the follower missed, then go live; both run on this thread, so no event
         // falls between them.
-        if (auto* st = gw.state(); st && since > 0) {
-            for (const auto& e : st->events(sse_replay_limit, model, 0, since).events) {
+        if (auto* log = gw.event_log(); log && since > 0) {
+            for (const auto& e : log->events(sse_replay_limit, model, 0, since).events) {
                 sub.queue.push_back(sse_frame(e));
             }
         }
@@ -1094,7 +1094,7 @@ result<std::uint16_t> admin_server::listen(const config::admin& cfg) {
         return error::make("bind_failed", "cannot listen on admin " + cfg.address + ":" +
                                               std::to_string(cfg.port) + ": " + ec.message());
     }
-    im.gw.on_event([&im](const json& event) { im.broadcast(event); });
+    im.gw.on_feed_event([&im](const json& event) { im.broadcast(event); });
     net::co_spawn(im.io, im.accept_loop(), net::detached);
     return a.local_endpoint().port();
 }

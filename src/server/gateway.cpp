@@ -210,8 +210,13 @@ void gateway::start_cluster() {
                       << adopted.error().describe() << "\n";
         }
     };
-    cb.event = [this](const nlohmann::json& event) {
+    cb.event = [this](const nlohmann::json& event) {  // the leader's: webhooks, once
         for (const auto& listener : event_listeners_) {
+            listener(event);
+        }
+    };
+    cb.event_seen = [this](const nlohmann::json& event) {  // any replica's live feed
+        for (const auto& listener : feed_listeners_) {
             listener(event);
         }
     };
@@ -296,6 +301,9 @@ result<void> gateway::ensure_state() {
         for (const auto& listener : event_listeners_) {
             listener(event);
         }
+        for (const auto& listener : feed_listeners_) {
+            listener(event);
+        }
     });
     controller_->set_store(&*state_);
     return {};
@@ -303,6 +311,17 @@ result<void> gateway::ensure_state() {
 
 void gateway::on_event(std::function<void(const nlohmann::json&)> listener) {
     event_listeners_.push_back(std::move(listener));
+}
+
+void gateway::on_feed_event(std::function<void(const nlohmann::json&)> listener) {
+    feed_listeners_.push_back(std::move(listener));
+}
+
+rollout::persistence* gateway::event_log() {
+    if (state_) {
+        return &*state_;
+    }
+    return member_.get();
 }
 
 result<nlohmann::json> gateway::rollout_start(const std::string& model, config::rollout spec,

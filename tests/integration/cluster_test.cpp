@@ -4,6 +4,7 @@
 // stage, and with etcd out of reach the replicas keep routing and nothing advances.
 #include "support/admin.hpp"
 
+#include "stagegate/cluster/etcd.hpp"
 #include "stagegate/core/http_client.hpp"
 
 #include <gtest/gtest.h>
@@ -207,6 +208,16 @@ TEST(Cluster, ReplicasRouteByTheOneLeadersDecisions) {
         auto st = body_of(api(c.replicas[i]->admin_port(), "GET", "/api/v1/rollouts/m"));
         EXPECT_EQ(st["stage_index"], 1) << "replica r" << i << ": " << st.dump();
     }
+    // Every replica shows the one event log, read back from etcd.
+    for (std::size_t i = 0; i < 3; ++i) {
+        auto page = body_of(api(c.replicas[i]->admin_port(), "GET", "/api/v1/rollouts/m/events"));
+        std::vector<std::string> types;
+        for (const auto& e : page["events"]) {
+            types.push_back(e.value("type", "") == "command" ? e.value("command", "")
+                                                             : e.value("type", ""));
+        }
+        EXPECT_EQ(types, (std::vector<std::string>{"started", "promote"})) << page.dump();
+    }
     // The metrics say who leads.
     auto metrics = api(c.replicas[leader]->admin_port(), "GET", "/metrics").body;
     EXPECT_NE(metrics.find("stagegate_cluster_leader{replica=\"r" + std::to_string(leader) +
@@ -308,6 +319,122 @@ TEST(Cluster, ErrorsNoReplicaHasEnoughOfAloneRollTheCandidateBack) {
     ASSERT_TRUE(wait_until([&] { return c.all_route(0); }));
     auto st = body_of(api(c.replicas[leader]->admin_port(), "GET", "/api/v1/rollouts/m"));
     EXPECT_EQ(st["phase"], "rolled_back") << st.dump();
+}
+
+// A stagegate process in the cluster (for SIGKILL: no clean goodbye, its lease runs out).
+struct replica_process {
+    pid_t pid = -1;
+    std::uint16_t admin = 0;
+    std::uint16_t port = 0;
+
+    replica_process(const std::string& dir, const std::string& name, const etcd_process& etcd,
+                    std::uint16_t v1, std::uint16_t v2) {
+        admin = closed_port();
+        const std::string config = dir + "/" + name + ".json";
+        write_file(config, R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
+          "admin": {"address": "127.0.0.1", "port": )" + std::to_string(admin) + R"(},
+          "workers": 1,
+          "state": {"store": "etcd", "endpoints": [")" + etcd.url() + R"("],
+                    "prefix": "/stagegate/test", "lease_ttl_ms": 2000, "replica": ")" + name + R"("},
+          "models": [{"name": "m", "stable": "v1",
+            "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" + std::to_string(v1) + R"("]},
+                         {"name": "v2", "endpoints": ["127.0.0.1:)" + std::to_string(v2) + R"("]}],
+            "rollout": {"candidate": "v2", "interval_ms": 100,
+                        "stages": [{"weight_bp": 500, "min_bake_ms": 3600000},
+                                   {"weight_bp": 2500, "min_bake_ms": 3600000},
+                                   {"weight_bp": 5000, "min_bake_ms": 3600000}]}}]})");
+        const std::string port_file = dir + "/" + name + ".port";
+        const std::string log = dir + "/" + name + ".log";
+        const std::string binary = std::string(STAGEGATE_BIN_DIR) + "/stagegate";
+        pid = ::fork();
+        if (pid == 0) {
+            int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            ::dup2(fd, 2);
+            ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), "--port-file",
+                    port_file.c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        port = read_port_file(port_file);
+    }
+    ~replica_process() { kill(); }
+    void kill() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+            pid = -1;
+        }
+    }
+    json cluster() const { return body_of(api(admin, "GET", "/api/v1/cluster")); }
+    json rollout() const { return body_of(api(admin, "GET", "/api/v1/rollouts/m")); }
+};
+
+// The decisions in etcd's event log, by type.
+std::map<std::string, int> decisions_in_etcd(const etcd_process& etcd) {
+    http_call call;
+    call.method = "POST";
+    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
+    call.body = stagegate::cluster::etcd_client::range_body("/stagegate/test/events/", true).dump();
+    std::map<std::string, int> out;
+    auto r = http_blocking(call);
+    if (!r) {
+        return out;
+    }
+    for (const auto& kv : stagegate::cluster::etcd_client::kvs_of(json::parse(r->body))) {
+        auto event = json::parse(kv.value);
+        ++out[event.value("type", "") == "command" ? event.value("command", "")
+                                                    : event.value("type", "")];
+    }
+    return out;
+}
+
+TEST(Cluster, ALeaderKilledMidRolloutIsReplacedWithinTheLeaseAndNoDecisionIsLostOrRepeated) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    temp_dir dir;
+    auto v1 = start_mock("v1");
+    auto v2 = start_mock("v2");
+    std::vector<std::unique_ptr<replica_process>> replicas;
+    for (const char* name : {"p0", "p1"}) {
+        replicas.push_back(
+            std::make_unique<replica_process>(dir.path, name, etcd, v1->port(), v2->port()));
+        ASSERT_NE(replicas.back()->port, 0) << read_file(dir.path + "/" + name + ".log");
+    }
+    auto leader_index = [&]() -> std::optional<std::size_t> {
+        for (std::size_t i = 0; i < replicas.size(); ++i) {
+            if (replicas[i]->pid > 0 && replicas[i]->cluster().value("leader", false)) {
+                return i;
+            }
+        }
+        return std::nullopt;
+    };
+    ASSERT_TRUE(wait_until([&] { return leader_index().has_value(); }));
+    const auto leader = *leader_index();
+    const auto survivor = 1 - leader;
+    auto r = api(replicas[survivor]->admin, "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "before the kill"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return replicas[survivor]->rollout()["stage_index"] == 1; }));
+
+    replicas[leader]->kill();
+    const auto killed = std::chrono::steady_clock::now();
+    // The lease (2 s) runs out; the survivor campaigns at its next keepalive round.
+    ASSERT_TRUE(wait_until([&] { return leader_index() == survivor; }, std::chrono::seconds(10)));
+    std::printf("leader SIGKILLed: the other replica led after %.0f ms (lease TTL 2000 ms)\n",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                          killed)
+                    .count());
+    auto st = replicas[survivor]->rollout();
+    EXPECT_EQ(st["stage_index"], 1) << st.dump();
+    EXPECT_EQ(st["phase"], "progressing");
+
+    r = api(replicas[survivor]->admin, "POST", "/api/v1/rollouts/m/promote",
+            R"({"reason": "after the kill"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(replicas[survivor]->rollout()["stage_index"], 2);
+    // Each decision is in the log once: started, two promotions.
+    auto decisions = decisions_in_etcd(etcd);
+    EXPECT_EQ(decisions["started"], 1);
+    EXPECT_EQ(decisions["promote"], 2);
 }
 
 TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {

@@ -3,6 +3,8 @@
 // the rules define).
 #include "support/admin.hpp"
 
+#include "stagegate/metrics/exposition.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -59,8 +61,14 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
         return metrics.status == 200 && exposed.count("stagegate_requests_total") &&
                exposed.count("stagegate_predictions_total");
     }));
+    // Cluster mode's families ("store": "etcd"), as a replica renders them.
+    metrics::exposition_input cluster_only;
+    cluster_only.cluster = metrics::exposition_input::cluster_gauge{"r0", true, true, 1, 1};
+    for (const auto& name : exposed_names(metrics::render_prometheus(cluster_only))) {
+        exposed.insert(name);
+    }
     for (const char* expected :
-         {"stagegate_rollout_phase", "stagegate_rollout_stage_max_duration_seconds",
+         {"stagegate_cluster_etcd_up", "stagegate_cluster_leader", "stagegate_rollout_phase", "stagegate_rollout_stage_max_duration_seconds",
           "stagegate_model_age_seconds", "stagegate_model_max_age_seconds",
           "stagegate_version_role", "stagegate_rollout_decisions_total",
           "stagegate_predictions_total"}) {

@@ -36,6 +36,8 @@ public:
         std::function<void(const std::string& model, const nlohmann::json& state)> state_changed;
         // An event this replica (as leader) made durable.
         std::function<void(const nlohmann::json& event)> event;
+        // Every event any leader stored, as etcd reports it (for the live feed on any replica).
+        std::function<void(const nlohmann::json& event)> event_seen;
     };
 
     member(boost::asio::io_context& io, const config::etcd_store& cfg, std::string admin_url,
@@ -58,6 +60,9 @@ public:
     result<void> save(const std::string& model, const nlohmann::json& state) override;
     result<std::map<std::string, nlohmann::json>> load_all() const override;
     result<void> append_event(nlohmann::json event) override;
+    // From etcd (the last 10000 events any leader wrote), read in batches, newest first.
+    page events(std::size_t limit, const std::string& model, std::uint64_t before_id,
+                std::uint64_t after_id = 0) const override;
 
     // This replica's counts for the stages in progress, under its lease (a dead replica's
     // expire with it). Skipped while a publication is still on its way.
@@ -79,6 +84,9 @@ private:
     void lost_leadership(const std::string& why);
     void out_of_reach(const std::string& why);
     void rewatch();
+    void rewatch_events();
+    // Calls `again` in a moment (a watch ended or etcd did not answer).
+    void retry_soon(boost::asio::steady_timer& timer, void (member::*again)());
     nlohmann::json leader_guard() const;
     std::string event_key(std::uint64_t id) const;
 
@@ -91,6 +99,8 @@ private:
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer watch_timer_;
     std::shared_ptr<http_exchange> watch_;
+    std::shared_ptr<http_exchange> events_watch_;
+    boost::asio::steady_timer events_timer_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::int64_t lease_ = 0;
     bool leader_ = false;
@@ -103,6 +113,7 @@ private:
     std::uint64_t last_event_id_ = 0;
     std::uint64_t elections_won_ = 0;
     std::uint64_t counts_published_ = 0;
+    std::int64_t events_revision_ = 0;  // the events watch resumes here
     bool publishing_ = false;
 };
 

@@ -28,6 +28,14 @@ public:
     virtual result<std::map<std::string, nlohmann::json>> load_all() const = 0;
     // Durably appends one event (the store stamps its "id").
     virtual result<void> append_event(nlohmann::json event) = 0;
+    // One page, oldest first: the newest `limit` events whose id is below `before_id` (0: no
+    // bound) and above `after_id`, of one model (empty: all).
+    struct page {
+        std::vector<nlohmann::json> events;
+        bool more = false;  // older events exist below the first one returned
+    };
+    virtual page events(std::size_t limit, const std::string& model, std::uint64_t before_id,
+                        std::uint64_t after_id = 0) const = 0;
 };
 
 class state_store : public persistence {
@@ -48,14 +56,9 @@ public:
     // The last `limit` events of the current log file, oldest first (optionally one model).
     std::vector<nlohmann::json> recent_events(std::size_t limit,
                                               const std::string& model = {}) const;
-    // One page, oldest first: the newest `limit` events whose id is below `before_id` (0: no
-    // bound) and above `after_id`, from the rotated and the current log.
-    struct page {
-        std::vector<nlohmann::json> events;
-        bool more = false;  // older events exist below the first one returned
-    };
+    // From the rotated and the current log.
     page events(std::size_t limit, const std::string& model, std::uint64_t before_id,
-                std::uint64_t after_id = 0) const;
+                std::uint64_t after_id = 0) const override;
     // Called on the appending thread after each event is durable (the admin API's live feed).
     void set_listener(std::function<void(const nlohmann::json&)> listener) {
         listener_ = std::move(listener);

@@ -133,6 +133,11 @@ public:
     // Adds a listener called on the control thread with every event once it is durable (the
     // admin live feed, webhooks).
     void on_event(std::function<void(const nlohmann::json&)> listener);
+    // The same for the admin API's live feed: in a cluster every replica's feed shows every
+    // event (read back from etcd), while on_event's listeners (webhooks) run on the leader only.
+    void on_feed_event(std::function<void(const nlohmann::json&)> listener);
+    // Where events are read back (the state directory, or etcd); null before any rollout.
+    rollout::persistence* event_log();
     // Event webhooks' state (control thread); null when none are configured.
     const notify::webhooks* webhooks() const { return webhooks_.get(); }
     const config::gateway& current_config() const { return cfg_; }  // control thread
@@ -218,6 +223,7 @@ private:
     std::uint16_t admin_port_ = 0;
     std::string config_path_;
     std::vector<std::function<void(const nlohmann::json&)>> event_listeners_;
+    std::vector<std::function<void(const nlohmann::json&)>> feed_listeners_;
     std::unique_ptr<notify::webhooks> webhooks_;  // control thread
     std::unique_ptr<notify::checks> checks_;      // control thread
     std::map<std::string, predictions::feedback_book> feedback_;  // by model; control thread
