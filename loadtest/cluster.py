@@ -138,7 +138,7 @@ def main():
         for n in range(args.changes):
             bp = 100 + (n % 9) * 100
             t0 = time.monotonic()
-            code, body = http("POST", admins[follower][0] + "/api/v1/rollouts/m/weight",
+            code, body = http("PUT", admins[follower][0] + "/api/v1/rollouts/m/weight",
                               {"weight_bp": bp, "reason": "bench"})
             if code != 200:
                 sys.exit(f"weight change refused: {code} {body}")
