@@ -178,6 +178,24 @@ void member::campaign() {
     });
 }
 
+void member::lookup_leader(std::function<void()> done) {
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(leader_key(), false),
+               [this, alive = alive_, done = std::move(done)](result<json> r) {
+                   if (!*alive) {
+                       return;
+                   }
+                   if (r && !leader_) {
+                       auto kvs = etcd_client::kvs_of(*r);
+                       auto v = kvs.empty() ? json() : json::parse(kvs[0].value, nullptr, false);
+                       if (v.is_object()) {
+                           leader_name_ = v.value("replica", "");
+                           leader_admin_ = v.value("admin", "");
+                       }
+                   }
+                   done();
+               });
+}
+
 void member::became_leader() {
     if (leader_) {
         return;

@@ -109,6 +109,17 @@ auto async_collect(gateway& gw, Token&& token) {
         token);
 }
 
+// Asks etcd who leads the cluster, resuming the coroutine once it knows.
+template <class Token>
+auto async_refresh_leader(gateway& gw, Token&& token) {
+    return net::async_initiate<Token, void()>(
+        [&gw](auto handler) {
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            gw.refresh_leader([h] { (*h)(); });
+        },
+        token);
+}
+
 // One HTTP exchange on the admin thread, resuming the coroutine with its result.
 template <class Token>
 auto async_exchange(net::io_context& io, http_call call, Token&& token) {
@@ -576,7 +587,11 @@ struct admin_server::impl {
         if (s[0] == "rollouts" && method != http::verb::get) {
             auto cluster = gw.cluster_status();
             if (cluster.value("store", "") == "etcd" && !cluster.value("leader", false)) {
-                co_return co_await forward_to_leader(req, cluster);
+                co_await async_refresh_leader(gw, net::use_awaitable);  // who leads right now
+                cluster = gw.cluster_status();
+                if (!cluster.value("leader", false)) {
+                    co_return co_await forward_to_leader(req, cluster);
+                }
             }
         }
         if (s[0] == "openapi.json") {

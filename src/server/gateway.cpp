@@ -722,6 +722,14 @@ nlohmann::json gateway::cluster_status() const {
             {"leader_admin", member_->leader_admin()}};
 }
 
+void gateway::refresh_leader(std::function<void()> done) {
+    if (!member_) {
+        done();
+        return;
+    }
+    member_->lookup_leader(std::move(done));
+}
+
 nlohmann::json gateway::rollout_status(const std::string& model) {
     return on_control([&, this] { return controller_->status(model, rollout::clock::now()); });
 }

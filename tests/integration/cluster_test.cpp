@@ -9,16 +9,22 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace stagegate::test {
@@ -44,6 +50,7 @@ public:
     ~etcd_process() { kill(); }
 
     std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+    std::uint16_t port() const { return client_port_; }
 
     bool start() {
         const auto etcd = find_tool("etcd");
@@ -106,26 +113,33 @@ struct cluster {
     std::unique_ptr<mockmodel::server> v2;
     std::vector<std::unique_ptr<server::gateway>> replicas;
 
+    config::rollout rollout;
+
+    // `count` replicas of etcd at `endpoint` (default: etcd's own URL).
     explicit cluster(const etcd_process& etcd, std::size_t count = 3,
-                     const config::rollout& rollout = three_stages(),
-                     mockmodel::options v2_options = {})
-        : v2(start_mock("v2", v2_options)) {
+                     const config::rollout& spec = three_stages(),
+                     mockmodel::options v2_options = {}, const std::string& endpoint = "")
+        : v2(start_mock("v2", v2_options)), rollout(spec) {
         for (std::size_t i = 0; i < count; ++i) {
-            auto cfg = stack_config(v1->port(), v2->port(), 0);
-            config::etcd_store e;
-            e.endpoints = {etcd.url()};
-            e.prefix = "/stagegate/test";
-            e.lease_ttl = std::chrono::milliseconds(2000);
-            e.timeout = std::chrono::milliseconds(1000);
-            e.replica = "r" + std::to_string(i);
-            cfg.etcd = e;
-            cfg.models[0].split.weights = {{"v1", 10000}};
-            cfg.models[0].rollout_spec = rollout;
-            auto gw = std::make_unique<server::gateway>(std::move(cfg));
-            auto started = gw->start();
-            EXPECT_TRUE(started) << started.error().describe();
-            replicas.push_back(std::move(gw));
+            add_replica(endpoint.empty() ? etcd.url() : endpoint);
         }
+    }
+
+    void add_replica(const std::string& endpoint) {
+        auto cfg = stack_config(v1->port(), v2->port(), 0);
+        config::etcd_store e;
+        e.endpoints = {endpoint};
+        e.prefix = "/stagegate/test";
+        e.lease_ttl = std::chrono::milliseconds(2000);
+        e.timeout = std::chrono::milliseconds(1000);
+        e.replica = "r" + std::to_string(replicas.size());
+        cfg.etcd = e;
+        cfg.models[0].split.weights = {{"v1", 10000}};
+        cfg.models[0].rollout_spec = rollout;
+        auto gw = std::make_unique<server::gateway>(std::move(cfg));
+        auto started = gw->start();
+        EXPECT_TRUE(started) << started.error().describe();
+        replicas.push_back(std::move(gw));
     }
 
     json status(std::size_t i) const {
@@ -435,6 +449,126 @@ TEST(Cluster, ALeaderKilledMidRolloutIsReplacedWithinTheLeaseAndNoDecisionIsLost
     auto decisions = decisions_in_etcd(etcd);
     EXPECT_EQ(decisions["started"], 1);
     EXPECT_EQ(decisions["promote"], 2);
+}
+
+// A TCP relay on loopback between one replica and etcd that the test can cut (a network
+// partition of that replica alone) and heal.
+class partitionable_relay {
+public:
+    explicit partitionable_relay(std::uint16_t target) : target_(target) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        ::listen(listener_, 64);
+        socklen_t len = sizeof a;
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    ~partitionable_relay() {
+        stopping_ = true;
+        ::shutdown(listener_, SHUT_RDWR);
+        ::close(listener_);
+        acceptor_.join();
+        cut();
+        std::lock_guard lock(mutex_);
+        for (auto& t : pumps_) {
+            t.join();
+        }
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    // Ends every relayed connection and refuses new ones until heal().
+    void cut() {
+        std::lock_guard lock(mutex_);
+        cut_ = true;
+        for (int fd : open_) {
+            ::shutdown(fd, SHUT_RDWR);
+        }
+    }
+    void heal() {
+        std::lock_guard lock(mutex_);
+        cut_ = false;
+    }
+
+private:
+    void accept_loop() {
+        while (!stopping_) {
+            int client = ::accept(listener_, nullptr, nullptr);
+            if (client < 0) {
+                continue;
+            }
+            std::lock_guard lock(mutex_);
+            if (cut_ || stopping_) {
+                ::close(client);  // partitioned: the connection goes nowhere
+                continue;
+            }
+            int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(target_);
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (::connect(upstream, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+                ::close(client);
+                ::close(upstream);
+                continue;
+            }
+            open_.push_back(client);
+            open_.push_back(upstream);
+            pumps_.emplace_back([client, upstream] { pump(client, upstream); });
+            pumps_.emplace_back([client, upstream] { pump(upstream, client); });
+        }
+    }
+    static void pump(int from, int to) {
+        char buf[16384];
+        for (;;) {
+            auto n = ::recv(from, buf, sizeof buf, 0);
+            if (n <= 0 || ::send(to, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) {
+                break;
+            }
+        }
+        ::shutdown(to, SHUT_RDWR);
+        ::shutdown(from, SHUT_RDWR);
+    }
+
+    std::uint16_t target_;
+    std::uint16_t port_ = 0;
+    int listener_ = -1;
+    std::atomic<bool> stopping_{false};
+    std::thread acceptor_;
+    std::mutex mutex_;
+    bool cut_ = false;
+    std::vector<int> open_;  // closed with the process: a test's worth of descriptors
+    std::vector<std::thread> pumps_;
+};
+
+TEST(Cluster, APartitionedLeaderStopsLeadingAndCatchesUpWhenHealed) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    partitionable_relay relay(etcd.port());
+    // r0 reaches etcd only through the relay and starts first, so it leads.
+    cluster c(etcd, 1, three_stages(), {}, relay.url());
+    ASSERT_TRUE(wait_until([&] { return c.leader() == std::size_t{0}; }));
+    c.add_replica(etcd.url());
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+
+    relay.cut();
+    // Its lease runs out at etcd: r1 leads; r0, hearing nothing for a TTL, stops leading.
+    ASSERT_TRUE(wait_until([&] { return c.leader() == std::size_t{1}; }, std::chrono::seconds(15)));
+    auto r = api(c.replicas[1]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "r0 is partitioned"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return c.candidate_weight(1) == 2500; }));
+    EXPECT_EQ(c.candidate_weight(0), 500);  // cut off: the last weights it knew
+    EXPECT_EQ(c.status(0)["leader"], false);
+
+    relay.heal();
+    // Its watch re-reads: it routes by the decision it missed, and follows.
+    ASSERT_TRUE(wait_until([&] { return c.candidate_weight(0) == 2500; }, std::chrono::seconds(15)));
+    EXPECT_EQ(c.leader(), std::size_t{1});
 }
 
 TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {

@@ -53,6 +53,9 @@ public:
     // The leader's admin API URL and name, as it published them ("" when unknown).
     const std::string& leader_admin() const { return leader_admin_; }
     const std::string& leader_name() const { return leader_name_; }
+    // Reads who leads now (a follower that has not heard yet, such as just after start), then
+    // calls `done`.
+    void lookup_leader(std::function<void()> done);
     const std::string& replica() const { return replica_; }
     std::uint64_t elections_won() const { return elections_won_; }
 

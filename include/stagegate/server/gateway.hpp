@@ -119,6 +119,9 @@ public:
     // This replica's part in its cluster ("store": "etcd"): name, leader or not, whether etcd
     // answers, and who leads (control thread; {"store": "file"} without a cluster).
     nlohmann::json cluster_status() const;
+    // Cluster mode: asks etcd who leads now, then calls `done` (control thread; at once
+    // without a cluster).
+    void refresh_leader(std::function<void()> done);
     // Starts a rollout at run time for a model of the current routes.
     result<nlohmann::json> rollout_start(const std::string& model, config::rollout spec,
                                          const std::string& actor, const std::string& reason);
