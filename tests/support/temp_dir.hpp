@@ -1,4 +1,4 @@
-// Test support: a fresh directory under /tmp, removed with everything in it at scope exit.
+// Test support: a fresh directory (under /tmp by default), removed with everything in it at scope exit.
 #pragma once
 
 #include <cstdlib>
@@ -10,9 +10,12 @@ namespace stagegate::test {
 
 struct temp_dir {
     std::string path;
-    temp_dir() {
-        char t[] = "/tmp/stagegate-test-XXXXXX";
-        if (!::mkdtemp(t)) {
+    // `base`: where to make it ("/dev/shm" for data whose fsyncs should not wait on a disk
+    // that other tests keep busy).
+    explicit temp_dir(const std::string& base = "/tmp") {
+        std::string t = (std::filesystem::is_directory(base) ? base : "/tmp") +
+                        "/stagegate-test-XXXXXX";
+        if (!::mkdtemp(t.data())) {
             throw std::runtime_error("mkdtemp failed");
         }
         path = t;
