@@ -254,6 +254,13 @@ void member::retry_soon(boost::asio::steady_timer& timer, void (member::*again)(
     });
 }
 
+void member::state_seen(const key_value& kv) {
+    auto state = json::parse(kv.value, nullptr, false);
+    if (state.is_object() && cb_.state_changed) {
+        cb_.state_changed(kv.key.substr(rollouts_prefix().size()), state);
+    }
+}
+
 void member::rewatch() {
     if (stopped_) {
         return;
@@ -273,10 +280,7 @@ void member::rewatch() {
                        return;
                    }
                    for (const auto& kv : etcd_client::kvs_of(*r)) {
-                       auto state = json::parse(kv.value, nullptr, false);
-                       if (state.is_object() && cb_.state_changed) {
-                           cb_.state_changed(kv.key.substr(rollouts_prefix().size()), state);
-                       }
+                       state_seen(kv);
                    }
                    const auto from = etcd_client::revision_of(*r) + 1;
                    watch_ = etcd_.watch(
@@ -286,10 +290,8 @@ void member::rewatch() {
                                return;
                            }
                            for (const auto& e : events) {
-                               auto state = json::parse(e.kv.value, nullptr, false);
-                               if (!e.deleted && state.is_object() && cb_.state_changed) {
-                                   cb_.state_changed(e.kv.key.substr(rollouts_prefix().size()),
-                                                     state);
+                               if (!e.deleted) {
+                                   state_seen(e.kv);
                                }
                            }
                        },

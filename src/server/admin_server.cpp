@@ -98,26 +98,23 @@ response_t ok_or_error(const result<T>& r, unsigned version) {
     return json_response(http::status::ok, *r, version);
 }
 
-// Asks the gateway to merge every worker's metrics, resuming the coroutine when it has.
-template <class Token>
-auto async_collect(gateway& gw, Token&& token) {
+// Starts `start(done)` (a gateway call that runs `done` on the control thread once it has
+// finished) and resumes the coroutine then: co_await when_done([&](auto done) {
+// gw.collect(done); }, net::use_awaitable).
+template <class Start, class Token>
+auto when_done(Start start, Token&& token) {
     return net::async_initiate<Token, void()>(
-        [&gw](auto handler) {
+        [start = std::move(start)](auto handler) mutable {
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            gw.collect([h] { (*h)(); });
+            start(std::function<void()>([h] { (*h)(); }));
         },
         token);
 }
 
-// Asks etcd who leads the cluster, resuming the coroutine once it knows.
-template <class Token>
-auto async_refresh_leader(gateway& gw, Token&& token) {
-    return net::async_initiate<Token, void()>(
-        [&gw](auto handler) {
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            gw.refresh_leader([h] { (*h)(); });
-        },
-        token);
+// Merges every worker's metrics, resuming the coroutine when it has.
+auto collected(gateway& gw) {
+    return when_done([&gw](std::function<void()> done) { gw.collect(std::move(done)); },
+                     net::use_awaitable);
 }
 
 // One HTTP exchange on the admin thread, resuming the coroutine with its result.
@@ -587,7 +584,9 @@ struct admin_server::impl {
         if (s[0] == "rollouts" && method != http::verb::get) {
             auto cluster = gw.cluster_status();
             if (cluster.value("store", "") == "etcd" && !cluster.value("leader", false)) {
-                co_await async_refresh_leader(gw, net::use_awaitable);  // who leads right now
+                co_await when_done(  // who leads right now
+                    [this](std::function<void()> done) { gw.refresh_leader(std::move(done)); },
+                    net::use_awaitable);
                 cluster = gw.cluster_status();
                 if (!cluster.value("leader", false)) {
                     co_return co_await forward_to_leader(req, cluster);
@@ -632,7 +631,7 @@ struct admin_server::impl {
             }
             // Answers reach the control thread with the metrics: collect first, so a label
             // sent right after its answer still finds it.
-            co_await async_collect(gw, net::use_awaitable);
+            co_await collected(gw);
             auto out = gw.apply_feedback(*labels);
             co_return json_response(http::status::ok,
                                     {{"received", labels->size()},
@@ -677,7 +676,7 @@ struct admin_server::impl {
             if (s.size() == 2) {
                 co_return json_response(http::status::ok, model_json(*m), v);
             }
-            co_await async_collect(gw, net::use_awaitable);
+            co_await collected(gw);
             snap = gw.routes();  // may have changed while collecting
             m = snap ? snap->find_model(s[1]) : nullptr;
             if (!m) {
@@ -775,6 +774,14 @@ struct admin_server::impl {
         const unsigned v = req.version();
         const auto leader = cluster.value("leader_admin", "");
         auto url = parse_http_url(leader, false);
+        const auto leader_name = cluster.value("leader_replica", "");
+        if (!leader_name.empty() && (leader.empty() || !url)) {
+            co_return error_json(http::status::service_unavailable, "leader_unreachable",
+                                 "the leader " + leader_name + " publishes no admin API URL to "
+                                 "forward to (its admin listener is off, or set "
+                                 "state.advertise_admin): send the change to it directly",
+                                 v);
+        }
         if (leader.empty() || !url || !req[forwarded_header].empty()) {
             co_return error_json(http::status::service_unavailable, "no_leader",
                                  "no replica leads the cluster now (an election, or etcd out of "
@@ -861,7 +868,7 @@ struct admin_server::impl {
                     co_return denied;
                 }
             }
-            co_await async_collect(gw, net::use_awaitable);
+            co_await collected(gw);
             response_t res{http::status::ok, v};
             res.set(http::field::server, "stagegate-admin");
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -127,8 +127,9 @@ struct cluster {
         }
     }
 
-    void add_replica(const std::string& endpoint) {
+    void add_replica(const std::string& endpoint, bool admin_api = true) {
         auto cfg = stack_config(v1->port(), v2->port(), 0);
+        cfg.admin_listener.enabled = admin_api;
         config::etcd_store e;
         e.endpoints = {endpoint};
         e.prefix = "/stagegate/test";
@@ -243,6 +244,22 @@ TEST(Cluster, ReplicasRouteByTheOneLeadersDecisions) {
     EXPECT_NE(follower_metrics.find("stagegate_cluster_leader{replica=\"r" +
                                     std::to_string(follower) + "\"} 0"),
               std::string::npos);
+}
+
+TEST(Cluster, AFollowerSaysWhenTheLeaderHasNoAdminApiToForwardTo) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    cluster c(etcd, 0);
+    c.add_replica(etcd.url(), false);  // r0: no admin listener, so no URL to publish
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));  // it leads: it started the rollout
+    c.add_replica(etcd.url());
+    ASSERT_TRUE(wait_until([&] { return c.status(1).value("leader_replica", "") == "r0"; }));
+    auto r = api(c.replicas[1]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "test"})");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(code_of(r), "leader_unreachable");
+    EXPECT_NE(r.body.find("advertise_admin"), std::string::npos) << r.body;
+    EXPECT_TRUE(c.all_route(500));  // nothing changed
 }
 
 TEST(Cluster, ANewLeaderTakesOverAtTheSameStage) {

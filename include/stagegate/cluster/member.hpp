@@ -87,6 +87,7 @@ private:
     void lost_leadership(const std::string& why);
     void out_of_reach(const std::string& why);
     void rewatch();
+    void state_seen(const key_value& kv);  // a rollout state read or watched: tell the server
     void rewatch_events();
     // Calls `again` in a moment (a watch ended or etcd did not answer).
     void retry_soon(boost::asio::steady_timer& timer, void (member::*again)());
