@@ -5,6 +5,8 @@
 
 #include <boost/beast/http.hpp>
 
+#include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -45,10 +47,62 @@ struct response_info {
     std::uint64_t content_length = 0;
 };
 
-// Writes the client response head: status line, the upstream's end-to-end headers, the
-// stamps, framing and connection management.
-void serialize_response_head(std::string& out, const http::response_header<fields_type>& res,
-                             const response_info& info);
+// Parses an upstream response for relaying, without a field container: while the head is
+// parsed, the client's response head is written into `head` (status line and the end-to-end
+// headers; hop-by-hop ones, those named in Connection, Transfer-Encoding and, unless answering
+// HEAD, Content-Length left out); finish_response_head() then adds framing and stamps. The
+// body is copied into the buffer given by set_buffer(), as Beast's buffer_body does
+// (http::error::need_buffer once it is full). Storing each field in basic_fields (an
+// allocation, a case-insensitive tree insert) and serializing them again cost more than the
+// rest of the relay's user time together.
+class relay_response_parser final : public http::basic_parser<false> {
+public:
+    relay_response_parser(std::string& head, unsigned client_version, bool head_request)
+        : head_(head), client_version_(client_version), head_request_(head_request) {}
+
+    unsigned status() const { return status_; }
+    bool encoded() const { return encoded_; }  // a Content-Encoding other than identity
+    void set_buffer(char* data, std::size_t size) {
+        data_ = data;
+        size_ = size;
+    }
+    std::size_t buffer_left() const { return size_; }
+
+private:
+    void on_request_impl(http::verb, boost::beast::string_view, boost::beast::string_view, int,
+                         boost::system::error_code&) override {}
+    void on_response_impl(int code, boost::beast::string_view reason, int version,
+                          boost::system::error_code& ec) override;
+    void on_field_impl(http::field name, boost::beast::string_view name_string, boost::beast::string_view value,
+                       boost::system::error_code& ec) override;
+    void on_header_impl(boost::system::error_code& ec) override;
+    void on_body_init_impl(const boost::optional<std::uint64_t>&,
+                           boost::system::error_code&) override {}
+    std::size_t on_body_impl(boost::beast::string_view body, boost::system::error_code& ec) override;
+    void on_chunk_header_impl(std::uint64_t, boost::beast::string_view,
+                              boost::system::error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
+                                   boost::system::error_code& ec) override {
+        return on_body_impl(body, ec);
+    }
+    void on_finish_impl(boost::system::error_code&) override {}
+
+    std::string& head_;
+    std::size_t fields_begin_ = 0;
+    unsigned client_version_;
+    bool head_request_;
+    bool encoded_ = false;
+    unsigned status_ = 0;
+    // The Connection headers' values, copied: the parser's views end with each call.
+    std::array<char, 256> connection_{};
+    std::size_t connection_size_ = 0;
+    char* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// Ends the client response head begun by relay_response_parser: framing, connection
+// management and the stamps.
+void finish_response_head(std::string& out, const response_info& info);
 
 // Writes a chunk-size line ("1a2b\r\n") for chunked framing; returns its length.
 std::size_t format_chunk_size(char (&out)[24], std::size_t size);

@@ -260,12 +260,9 @@ struct body_capture {
     bool overflow = false;  // longer than the limit: counted, not read
     bool complete = false;  // the whole body arrived
 
-    void start(const http::response_header<fields_type>& res) {
+    void start(unsigned status, bool encoded) {
         bytes.clear();
-        const unsigned status = res.result_int();
-        auto encoding = res.find(http::field::content_encoding);
-        wanted = status >= 200 && status < 300 &&
-                 (encoding == res.end() || beast::iequals(encoding->value(), "identity"));
+        wanted = status >= 200 && status < 300 && !encoded;
     }
     void append(const char* data, std::size_t n) {
         if (!wanted || overflow) {
@@ -349,9 +346,10 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         }
     }
 
-    std::optional<http::response_parser<http::buffer_body, cached_allocator<char>>> parser;
+    std::optional<relay_response_parser> parser;
     for (;;) {
-        parser.emplace();
+        a.head.clear();  // the request head has gone; the client's response head goes here
+        parser.emplace(a.head, a.rc.client_version, a.rc.head);
         parser->body_limit(boost::none);
         parser->header_limit(64 * 1024);
         if (a.rc.head) {
@@ -362,14 +360,14 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         if (ec) {
             co_return fail(ec, "reading the response header from");
         }
-        int status = parser->get().result_int();
+        const unsigned status = parser->status();
         if (status < 100 || status >= 200 || status == 101) {
             break;  // 1xx interim answers are consumed here; we never send Expect upstream
         }
     }
-    auto& res = parser->get();
-    out.status = res.result();
-    const bool upstream_keep_alive = res.keep_alive();
+    const unsigned status = parser->status();
+    out.status = static_cast<http::status>(status);
+    const bool upstream_keep_alive = parser->keep_alive();
     response_info info;
     info.version = a.version.name;
     info.stage = a.model.stage;
@@ -377,7 +375,6 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     info.client_version = a.rc.client_version;
     info.head_request = a.rc.head;
     info.keep_alive = a.rc.keep_alive && !a.w.draining();
-    const int status = res.result_int();
     if (a.rc.head || status == 204 || status == 304) {
         info.framing = body_framing::none;
     } else if (auto length = parser->content_length()) {
@@ -389,10 +386,9 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         info.framing = body_framing::close_delimited;
         info.keep_alive = false;
     }
-    a.head.clear();
-    serialize_response_head(a.head, res, info);
+    finish_response_head(a.head, info);
     if (a.capture) {
-        a.capture->start(res);
+        a.capture->start(status, parser->encoded());
     }
 
     borrowed_buffer buffer(a.w.pool());
@@ -404,8 +400,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         std::size_t got = 0;
         if (!parser->is_done()) {
             slot.upstream_expire_at(total_deadline);
-            res.body().data = buffer.data();
-            res.body().size = relay_buffer_size;
+            parser->set_buffer(buffer.data(), relay_buffer_size);
             auto [ec, n] = co_await http::async_read(up, conn->buffer, *parser, nothrow_awaitable);
             if (ec == http::error::need_buffer) {
                 ec = {};
@@ -419,7 +414,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                                                       : metrics::upstream_failure::reset;
                 co_return out;
             }
-            got = relay_buffer_size - res.body().size;
+            got = relay_buffer_size - parser->buffer_left();
             if (a.capture) {
                 a.capture->append(buffer.data(), got);
             }
@@ -584,27 +579,26 @@ task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& jo
             co_return failed(ec);
         }
     }
-    std::optional<http::response_parser<http::buffer_body, cached_allocator<char>>> parser;
+    std::optional<relay_response_parser> parser;
     for (;;) {
-        parser.emplace();
+        job.head.clear();  // sent; the parser writes the (unused) client head here
+        parser.emplace(job.head, 11, false);
         parser->body_limit(boost::none);
         parser->header_limit(64 * 1024);
         auto [ec, n] = co_await http::async_read_header(up, conn.buffer, *parser, nothrow_awaitable);
         if (ec) {
             co_return failed(ec);
         }
-        const int status = parser->get().result_int();
+        const unsigned status = parser->status();
         if (status < 100 || status >= 200 || status == 101) {
             break;  // 1xx interim answers are skipped
         }
     }
-    auto& res = parser->get();
-    capture.start(res);
+    capture.start(parser->status(), parser->encoded());
     slot.upstream_expire_at(total_deadline);
     borrowed_buffer buffer(w.pool());
     while (!parser->is_done()) {
-        res.body().data = buffer.data();
-        res.body().size = relay_buffer_size;
+        parser->set_buffer(buffer.data(), relay_buffer_size);
         auto [ec, n] = co_await http::async_read(up, conn.buffer, *parser, nothrow_awaitable);
         if (ec == http::error::need_buffer) {
             ec = {};
@@ -612,12 +606,12 @@ task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& jo
         if (ec) {
             co_return failed(ec);
         }
-        capture.append(buffer.data(), relay_buffer_size - res.body().size);
+        capture.append(buffer.data(), relay_buffer_size - parser->buffer_left());
     }
     capture.complete = true;
     slot.upstream_expire_at(clock::time_point::max());
-    reusable = res.keep_alive() && !parser->need_eof() && conn.buffer.size() == 0;
-    co_return res.result_int();
+    reusable = parser->keep_alive() && !parser->need_eof() && conn.buffer.size() == 0;
+    co_return parser->status();
 }
 
 task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::string& scratch) {
@@ -627,7 +621,12 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
     body_capture capture{scratch, model.prediction ? model.prediction->max_body_bytes : 0};
     std::optional<metrics::upstream_failure> failure;
     unsigned status = 0;
-    auto got = co_await w.pool().acquire(model, version, slot);
+    acquired got;
+    if (auto idle = w.pool().try_idle(version)) {
+        got = std::move(*idle);
+    } else {
+        got = co_await w.pool().acquire(model, version, slot);
+    }
     if (got.status != acquire_status::ok) {
         status = got.status == acquire_status::no_healthy_upstream ? 503 : 502;
         if (got.status != acquire_status::no_healthy_upstream) {
@@ -777,7 +776,12 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     // more, on a connection of its own. Once a byte may have reached the backend it never does
     // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
     for (int attempt = 0;; ++attempt) {
-        auto got = co_await w.pool().acquire(model, version, slot);
+        acquired got;
+        if (auto idle = w.pool().try_idle(version)) {
+            got = std::move(*idle);
+        } else {
+            got = co_await w.pool().acquire(model, version, slot);
+        }
         if (got.status != acquire_status::ok) {
             bool no_healthy = got.status == acquire_status::no_healthy_upstream;
             auto status =
@@ -913,7 +917,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         } else {
             rc.id.generate(w);
         }
-        rc.keep_alive = req.keep_alive() && !w.draining();
+        rc.keep_alive = parser->keep_alive() && !w.draining();
         if (auto bad = check_head(req)) {
             rc.keep_alive = false;
             w.shard().record_unrouted(metrics::unrouted_reason::bad_request);

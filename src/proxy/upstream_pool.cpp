@@ -163,6 +163,34 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
     co_return out;
 }
 
+std::optional<acquired> upstream_pool::try_idle(const routing::version_route& version) {
+    const auto& eps = version.endpoints;
+    if (eps.empty()) {
+        return std::nullopt;
+    }
+    const std::uint32_t start = state(eps.front().id).round_robin;
+    const auto now = coarse_now();
+    for (std::size_t k = 0; k < eps.size(); ++k) {
+        const auto& ep = eps[(start + k) % eps.size()];
+        auto& s = state(ep.id);
+        if (s.ejected_until > now) {
+            continue;
+        }
+        auto c = take_idle(s, now);
+        if (!c) {
+            return std::nullopt;  // acquire() connects to this endpoint
+        }
+        ++state(eps.front().id).round_robin;  // (state() may have grown endpoints_)
+        acquired out;
+        out.status = acquire_status::ok;
+        out.connection = std::move(c);
+        out.endpoint = &ep;
+        out.reused = true;
+        return out;
+    }
+    return std::nullopt;
+}
+
 void upstream_pool::forget_idle(std::uint32_t endpoint_id) { state(endpoint_id).idle.clear(); }
 
 void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {

@@ -104,6 +104,9 @@ public:
     // in round-robin order; a failed connect moves on to the next endpoint (nothing was sent).
     task<acquired> acquire(const routing::model_route& model,
                            const routing::version_route& version, session_slot& slot);
+    // acquire()'s common case without a coroutine frame: the endpoint whose turn it is has an
+    // idle connection. Empty when acquire() has to run (it connects, or reports the failure).
+    std::optional<acquired> try_idle(const routing::version_route& version);
     // Returns a connection whose last exchange ended cleanly.
     void release(std::unique_ptr<upstream_connection> connection);
     // Closes the endpoint's idle connections (one of them turned out dead when used).

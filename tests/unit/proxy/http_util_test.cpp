@@ -54,51 +54,121 @@ TEST(SerializeRequestHead, GetWithoutBodyHasNoContentLength) {
     EXPECT_NE(out.find("Via: 1.0 stagegate\r\n"), std::string::npos);
 }
 
-TEST(SerializeResponseHead, ReframesAndStamps) {
-    http::response<http::empty_body, fields_type> res{http::status::ok, 11};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::transfer_encoding, "chunked");
-    res.set(http::field::connection, "keep-alive, X-Hop");
-    res.set("X-Hop", "1");
-    res.set("Keep-Alive", "timeout=5");
+// Feeds an upstream answer's bytes to a relay parser; returns what it consumed.
+std::size_t feed(relay_response_parser& parser, std::string_view wire,
+                 boost::system::error_code& ec) {
+    return parser.put(boost::asio::buffer(wire.data(), wire.size()), ec);
+}
+
+response_info stamps() {
     response_info info;
     info.version = "v2";
     info.stage = "canary-5";
     info.request_id = "rid";
+    return info;
+}
+
+TEST(RelayResponseParser, WritesTheClientHeadWithoutHopByHopHeaders) {
+    const std::string_view wire =
+        "HTTP/1.1 200 OK\r\nX-Hop: 1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n"
+        "Content-Encoding: identity\r\n\r\n";
+    std::string out;
+    relay_response_parser parser(out, 11, false);
+    boost::system::error_code ec;
+    EXPECT_EQ(feed(parser, wire, ec), wire.size());
+    ASSERT_FALSE(ec) << ec.message();
+    ASSERT_TRUE(parser.is_header_done());
+    EXPECT_EQ(parser.status(), 200u);
+    EXPECT_TRUE(parser.keep_alive());
+    EXPECT_TRUE(parser.chunked());
+    EXPECT_FALSE(parser.encoded());
+    auto info = stamps();
     info.framing = body_framing::content_length;
     info.content_length = 42;
     info.keep_alive = false;
-    std::string out;
-    serialize_response_head(out, res, info);
+    finish_response_head(out, info);
     EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << out;
     EXPECT_NE(out.find("Content-Type: application/json\r\n"), std::string::npos);
+    EXPECT_NE(out.find("Content-Encoding: identity\r\n"), std::string::npos);
     EXPECT_NE(out.find("Content-Length: 42\r\n"), std::string::npos);
     EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos);
     EXPECT_NE(out.find("X-Stagegate-Version: v2\r\n"), std::string::npos);
     EXPECT_NE(out.find("X-Stagegate-Stage: canary-5\r\n"), std::string::npos);
     EXPECT_NE(out.find("X-Request-Id: rid\r\n"), std::string::npos);
     EXPECT_EQ(out.find("chunked"), std::string::npos);
-    EXPECT_EQ(out.find("X-Hop"), std::string::npos);
+    EXPECT_EQ(out.find("X-Hop"), std::string::npos) << out;  // named in Connection, before it
     EXPECT_EQ(out.find("Keep-Alive"), std::string::npos);
-
-    info.framing = body_framing::chunked;
-    info.keep_alive = true;
-    out.clear();
-    serialize_response_head(out, res, info);
-    EXPECT_NE(out.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
-    EXPECT_EQ(out.find("Connection:"), std::string::npos);  // HTTP/1.1 keep-alive is implicit
+    EXPECT_EQ(out.find("\r\n\r\n"), out.size() - 4);
 }
 
-TEST(SerializeResponseHead, Http10ClientKeepAliveIsExplicit) {
-    http::response<http::empty_body, fields_type> res{http::status::not_found, 11};
-    response_info info;
+TEST(RelayResponseParser, ChunkedFramingAndImplicitKeepAlive) {
+    std::string out;
+    relay_response_parser parser(out, 11, false);
+    boost::system::error_code ec;
+    feed(parser, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", ec);
+    ASSERT_FALSE(ec) << ec.message();
+    auto info = stamps();
+    info.framing = body_framing::chunked;
+    info.keep_alive = true;
+    finish_response_head(out, info);
+    EXPECT_EQ(out.rfind("HTTP/1.1 201 Created\r\n", 0), 0u) << out;
+    EXPECT_NE(out.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+    EXPECT_EQ(out.find("Connection:"), std::string::npos);  // HTTP/1.1 keep-alive is implicit
+    EXPECT_EQ(out.find("Content-Length"), std::string::npos);
+}
+
+TEST(RelayResponseParser, Http10ClientKeepAliveIsExplicitAndReasonFallsBack) {
+    std::string out;
+    relay_response_parser parser(out, 10, false);
+    boost::system::error_code ec;
+    feed(parser, "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", ec);
+    ASSERT_FALSE(ec) << ec.message();
+    auto info = stamps();
     info.client_version = 10;
     info.keep_alive = true;
     info.framing = body_framing::content_length;
-    std::string out;
-    serialize_response_head(out, res, info);
+    finish_response_head(out, info);
     EXPECT_EQ(out.rfind("HTTP/1.0 404 Not Found\r\n", 0), 0u) << out;
     EXPECT_NE(out.find("Connection: keep-alive\r\n"), std::string::npos);
+}
+
+TEST(RelayResponseParser, HeadAnswerKeepsItsContentLengthAndEncodingIsSeen) {
+    std::string out;
+    relay_response_parser parser(out, 11, true);
+    parser.skip(true);
+    boost::system::error_code ec;
+    feed(parser, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Encoding: gzip\r\n\r\n", ec);
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(parser.is_done());
+    EXPECT_TRUE(parser.encoded());
+    EXPECT_NE(out.find("Content-Length: 1234\r\n"), std::string::npos) << out;
+}
+
+TEST(RelayResponseParser, BodyFillsTheGivenBufferThenAsksForAnother) {
+    std::string out;
+    relay_response_parser parser(out, 11, false);
+    parser.eager(true);
+    boost::system::error_code ec;
+    const std::string_view head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    EXPECT_EQ(feed(parser, head, ec), head.size());
+    ASSERT_FALSE(ec);
+    EXPECT_EQ(feed(parser, "0123456789", ec), 0u);  // no buffer yet
+    EXPECT_EQ(ec, http::error::need_buffer);
+    char first[4];
+    parser.set_buffer(first, sizeof first);
+    ec = {};
+    EXPECT_EQ(feed(parser, "0123456789", ec), 4u);
+    EXPECT_EQ(ec, http::error::need_buffer);
+    EXPECT_EQ(parser.buffer_left(), 0u);
+    EXPECT_EQ(std::string_view(first, 4), "0123");
+    char rest[16];
+    parser.set_buffer(rest, sizeof rest);
+    ec = {};
+    EXPECT_EQ(feed(parser, "456789", ec), 6u);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(parser.is_done());
+    EXPECT_EQ(std::string_view(rest, sizeof rest - parser.buffer_left()), "456789");
 }
 
 TEST(ChunkSize, IsHexWithCrlf) {
