@@ -37,11 +37,17 @@ struct exchange : http_exchange {
     exchange(http_call c, std::function<void(result<http_reply>)> d)
         : call(std::move(c)), done(std::move(d)) {}
 
+    // Cancels the operation under way; the flag stops the next one from starting, for a
+    // cancel that lands while a completion is already queued (a watch would otherwise read on
+    // for its whole idle limit and hold the control thread's io_context at shutdown).
     void cancel() override {
         cancelled = true;
         if (active) {
             active->cancel();
         }
+    }
+    boost::system::error_code or_aborted(const boost::system::error_code& ec) const {
+        return ec ? ec : make_error_code(net::error::operation_aborted);
     }
 
     http::request<http::string_body> make_request() const {
@@ -89,7 +95,7 @@ struct exchange : http_exchange {
             }
             beast::get_lowest_layer(stream).expires_after(event_idle_limit);
             auto [ec, n] = co_await stream.async_read_some(net::buffer(chunk), nothrow_awaitable);
-            if (ec) {
+            if (ec || cancelled) {
                 co_return;
             }
             pending.append(chunk, n);
@@ -109,7 +115,7 @@ struct exchange : http_exchange {
             parser.get().body().size = sizeof chunk;
             beast::get_lowest_layer(stream).expires_after(event_idle_limit);
             auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, nothrow_awaitable);
-            if (ec && ec != http::error::need_buffer) {
+            if ((ec && ec != http::error::need_buffer) || cancelled) {
                 co_return;
             }
             pending.append(chunk, sizeof chunk - parser.get().body().size);
@@ -135,16 +141,16 @@ struct exchange : http_exchange {
         auto& lowest = beast::get_lowest_layer(stream);
         lowest.expires_after(call.timeout);
         auto [wec, wn] = co_await http::async_write(stream, req, nothrow_awaitable);
-        if (wec) {
-            co_return unreachable("cannot send the request", wec);
+        if (wec || cancelled) {
+            co_return unreachable("cannot send the request", or_aborted(wec));
         }
         beast::flat_buffer buffer;
         http::response_parser<http::string_body> parser;
         parser.body_limit(call.max_body);
         lowest.expires_after(call.timeout);
         auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, nothrow_awaitable);
-        if (hec) {
-            co_return unreachable("no answer", hec);
+        if (hec || cancelled) {
+            co_return unreachable("no answer", or_aborted(hec));
         }
         if (call.on_event && parser.get().result() == http::status::ok) {
             co_await read_events(stream, buffer);
@@ -172,8 +178,9 @@ struct exchange : http_exchange {
         active = &tcp_stream;
         tcp_stream.expires_after(call.timeout);
         auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, nothrow_awaitable);
-        if (cec) {
-            co_return unreachable("cannot connect to " + call.url.host + ":" + call.url.port, cec);
+        if (cec || cancelled) {
+            co_return unreachable("cannot connect to " + call.url.host + ":" + call.url.port,
+                                  or_aborted(cec));
         }
         if (!call.url.tls) {
             co_return co_await talk(tcp_stream);
@@ -210,8 +217,8 @@ struct exchange : http_exchange {
         beast::get_lowest_layer(stream).expires_after(call.timeout);
         auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::client,
                                                      nothrow_awaitable);
-        if (hec) {
-            co_return unreachable("TLS handshake failed", hec);
+        if (hec || cancelled) {
+            co_return unreachable("TLS handshake failed", or_aborted(hec));
         }
         co_return co_await talk(stream);
     }
