@@ -303,6 +303,19 @@ private:
     relay_buffer buffer_;
 };
 
+// Beast reads at most the read buffer's free capacity per call (512 bytes at least): a large
+// body through the small buffer a head needs took hundreds of recv calls. (The pool shrinks the
+// buffer again when the connection goes back idle.)
+void make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser) {
+    if (parser.is_done()) {
+        return;
+    }
+    auto length = parser.content_length();
+    if (!length || *length > buffer.capacity() - buffer.size()) {
+        buffer.reserve(relay_buffer_size);
+    }
+}
+
 // Writes the request upstream and streams the response back. `conn` is returned to the pool
 // only when the exchange ended cleanly on both sides.
 template <class Down, class Up>
@@ -391,6 +404,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         a.capture->start(status, parser->encoded());
     }
 
+    make_room_for_body(conn->buffer, *parser);
     borrowed_buffer buffer(a.w.pool());
     bool head_sent = false;
     static constexpr std::string_view crlf = "\r\n";
@@ -595,6 +609,7 @@ task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& jo
         }
     }
     capture.start(parser->status(), parser->encoded());
+    make_room_for_body(conn.buffer, *parser);
     slot.upstream_expire_at(total_deadline);
     borrowed_buffer buffer(w.pool());
     while (!parser->is_done()) {
@@ -936,6 +951,11 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 }
             }
             slot.expire_in(cfg.client.request);
+            // Room for the body (up to 64 KiB) so it arrives in a few reads, not 512-byte ones.
+            if (auto length = parser->content_length();
+                length && *length > buffer.capacity() - buffer.size()) {
+                buffer.reserve(buffer.size() + std::min<std::uint64_t>(*length, 64 * 1024));
+            }
             auto [ec, n] = co_await http::async_read(stream, buffer, *parser, nothrow_awaitable);
             if (ec) {
                 if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||

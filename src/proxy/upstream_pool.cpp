@@ -201,6 +201,9 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
     if (s.idle.size() >= cfg_.max_idle_per_endpoint) {
         s.idle.erase(s.idle.begin());  // drop the oldest
     }
+    if (connection->buffer.capacity() > 4096) {
+        connection->buffer.shrink_to_fit();  // a large body grew it; idle connections stay small
+    }
     connection->idle_since = coarse_now();
     s.idle.push_back(std::move(connection));
 }

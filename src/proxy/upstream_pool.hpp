@@ -82,7 +82,7 @@ struct upstream_connection {
 };
 
 // Relay buffers are lent per response, so idle connections hold none.
-inline constexpr std::size_t relay_buffer_size = 16 * 1024;
+inline constexpr std::size_t relay_buffer_size = 64 * 1024;
 using relay_buffer = std::unique_ptr<char[]>;
 
 enum class acquire_status { ok, no_healthy_upstream, connect_failed, connect_timeout };

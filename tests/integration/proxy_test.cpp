@@ -167,6 +167,9 @@ TEST(Proxy, LargeBodiesBothWays) {
     ASSERT_EQ(down.status, 200u);
     EXPECT_EQ(down.body.size(), 262144u);
     EXPECT_TRUE(json::accept(down.body));
+    // The buffers grown for them shrink again, and the upstream connection is reused.
+    EXPECT_EQ(request(s.port, "POST", "/v1/models/m:predict", predict_body).status, 200u);
+    EXPECT_EQ(s.v1->connections_accepted(), 1u);
 }
 
 TEST(Proxy, ChunkedRequestIsReframedWithContentLength) {
