@@ -43,6 +43,10 @@ STABLE_WEIGHT=${STABLE_WEIGHT:-95}
 CANARY_WEIGHT=${CANARY_WEIGHT:-5}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-20}  # seconds a proxy may take to answer 200
 SCENARIOS=${SCENARIOS:-"direct nginx haproxy nginx-canary haproxy-canary gateway gateway-canary"}
+REQ_BYTES=${REQ_BYTES:-0}        # > 0: request bodies padded to this size (needs WRK_SCRIPT=lua/post-sticky.lua)
+RESP_BYTES=${RESP_BYTES:-0}      # > 0: the backend answers with a JSON document of this size
+IDLE_CONNS=${IDLE_CONNS:-0}      # > 0: also measure each proxy's memory per idle keep-alive connection
+export REQ_BYTES
 GATEWAY_CMD=${GATEWAY_CMD:-}
 GATEWAY_CANARY_CMD=${GATEWAY_CANARY_CMD:-}
 OUT_DIR=${OUT_DIR:-$HERE/results/$(date +%Y%m%d-%H%M%S)}
@@ -158,7 +162,7 @@ trap 'log "interrupted"; exit 130' INT TERM HUP
 
 # This script (and every curl it runs) stays off the proxy core.
 taskset -pc "$LOAD_CPU" $$ >/dev/null
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null  # root may raise it: IDLE_CONNS needs room
 
 # --------------------------------------------------------------- helpers ----
 port_busy() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
@@ -168,7 +172,23 @@ render() {
   awk -v ups="$5" '{ if ($0 ~ /@UPSTREAM_SERVERS@/) print ups; else print }' "$1" |
     sed -e "s#@RUNDIR@#$RUNDIR#g" -e "s/@NAME@/$3/g" -e "s/@LISTEN_PORT@/$4/g" \
         -e "s/@BACKEND_PORT@/$BACKEND_PORT/g" -e "s/@CANARY_PORT@/$CANARY_PORT/g" \
-        -e "s/@STATUS_PORT@/$STATUS_PORT/g" -e "s/@KEEPALIVE@/${RENDER_KEEPALIVE:-$NGINX_KEEPALIVE}/g" >"$2"
+        -e "s/@STATUS_PORT@/$STATUS_PORT/g" -e "s/@KEEPALIVE@/${RENDER_KEEPALIVE:-$NGINX_KEEPALIVE}/g" \
+        -e "s#@ANSWER_V1@#$(answer v1 0.1,0.9)#" -e "s#@ANSWER_V2@#$(answer v2 0.2,0.8)#" >"$2"
+}
+
+# the backend's answer for VERSION: a small inline JSON, or (RESP_BYTES > 0) a padded JSON file
+# served by nginx's static module (405 for POST turned into the file, so POST works)
+answer() {
+  local doc="{\"model\":\"m\",\"version\":\"$1\",\"prediction\":[$2]}"
+  if [ "$RESP_BYTES" -gt 0 ]; then
+    awk -v v="$1" -v p="$2" -v n="$RESP_BYTES" 'BEGIN {
+      head = "{\"model\":\"m\",\"version\":\"" v "\",\"prediction\":[" p "],\"pad\":\""
+      pad = n - length(head) - 2; s = "x"; while (length(s) < pad) s = s s
+      printf "%s%s\"}", head, substr(s, 1, pad) }' >"$RUNDIR/answer-$1.json"
+    echo "alias $RUNDIR/answer-$1.json; error_page 405 =200 \$uri;"
+  else
+    echo "return 200 '$doc';"
+  fi
 }
 
 # wait until POST to the port returns 200 with a prediction; fail if pid dies
@@ -344,6 +364,40 @@ measure() {
   log "  -> $status rps=$rps p50=${p50}us p99=${p99}us errors=$errs proxy-core=${ub}% load-core=${lb}% VmHWM=${hwm% *}kB upstream-conns=$acc"
 }
 
+# memory per idle keep-alive connection: the proxy's RSS (all its processes) before and after
+# IDLE_CONNS connections have each made one request and stay open, idle. The client opens them
+# at most 64 at a time, so the proxy needs no more upstream connections than a normal load.
+IDLE_CSV="$OUT_DIR/idle.csv"
+measure_idle() {
+  local s=$1 port=${PORT_OF[$1]} status=ok before=0 after=0 ok=0 failed=0 word client hold i
+  local fifo="$RUNDIR/idle.fifo" out="$RUNDIR/idle.$1.out" n=$IDLE_CONNS
+  # HAProxy needs two descriptors per connection it may hold (maxconn 9950 in haproxy.cfg fits
+  # a 20000-descriptor limit that an unprivileged container cannot raise): it gets what fits.
+  [[ $s == haproxy* && $n -gt 9900 ]] && n=9900
+  BACKEND_PID=""; UUT_PID=""
+  start_backend "$LOAD_CPU" || status=startfail
+  [ $status = ok ] && { start_proxy "$s" || status=startfail; }
+  if [ $status = ok ]; then
+    read -r before _ < <(tree_mem "$UUT_PID" VmRSS)
+    rm -f "$fifo"; mkfifo "$fifo"
+    taskset -c "$LOAD_CPU" python3 "$HERE/idle_conns.py" --port "$port" --count "$n" <"$fifo" >"$out" 2>&1 &
+    client=$!; record_pid "$client"
+    exec {hold}>"$fifo"   # the client holds its connections until this closes
+    for i in $(seq 1200); do grep -q '^ready' "$out" && break; alive_pid "$client" || break; sleep 0.1; done
+    read -r word ok failed < <(grep '^ready' "$out" || echo "none 0 $n")
+    read -r after _ < <(tree_mem "$UUT_PID" VmRSS)
+    alive_pid "$UUT_PID" || status=died
+    exec {hold}>&-
+    wait "$client" 2>/dev/null
+    [ "$failed" = 0 ] || { log "  $failed of $n idle connections failed:"; tail -n 5 "$out" >&2; status=connfail; }
+  fi
+  [ $status = ok ] || FAILURES=$((FAILURES + 1))
+  [ -n "$UUT_PID" ] && stop_tree "$UUT_PID"
+  stop_tree "$BACKEND_PID"
+  echo "$s,$n,$status,$ok,$before,$after,$(( (after - before) * 1024 / n ))" >>"$IDLE_CSV"
+  log "  -> $status: RSS ${before} -> ${after} kB with $ok idle connections = $(( (after - before) * 1024 / n )) B each"
+}
+
 # ------------------------------------------------------------------ main ----
 mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
 echo "$CSV_HEADER" >"$CSV"
@@ -403,6 +457,15 @@ for ((rep = 1; rep <= REPS; rep++)); do
   done
 done
 
+if [ "$IDLE_CONNS" -gt 0 ]; then
+  echo "scenario,conns,status,connected,rss_before_kb,rss_after_kb,bytes_per_conn" >"$IDLE_CSV"
+  for s in "${ACTIVE[@]}"; do
+    [ "$s" = direct ] && continue
+    log "idle memory: $s with $IDLE_CONNS idle keep-alive connections"
+    measure_idle "$s"
+  done
+fi
+
 # --------------------------------------------------------------- summary ----
 SUMMARY="$OUT_DIR/summary.md"
 {
@@ -416,6 +479,13 @@ SUMMARY="$OUT_DIR/summary.md"
     read -r cv cn <<<"${CANARY_RESULT[$s]}"
     echo "- canary split check, $s: $cv of $cn responses came from the canary (v2) = $(awk -v a="$cv" -v b="$cn" 'BEGIN { printf "%.1f", 100 * a / b }')% (configured $CANARY_WEIGHT%)"
   done
+  if [ -f "$IDLE_CSV" ]; then
+    echo
+    echo "| scenario | idle keep-alive connections | RSS before kB | RSS after kB | bytes per connection |"
+    echo "|---|---:|---:|---:|---:|"
+    awk -F, 'NR > 1 { printf "| %s | %d%s | %d | %d | %d |\n", $1, $4, ($3 == "ok" ? "" : " (" $3 ")"), $5, $6, $7 }' "$IDLE_CSV"
+    echo
+  fi
   for sk in ${SKIPPED[@]+"${SKIPPED[@]}"}; do echo "- skipped: $sk"; done
   echo "- raw per-run data: $CSV"
 } >"$SUMMARY"
