@@ -34,13 +34,6 @@ upstream_pool::upstream_pool(net::io_context& io, const config::upstream_pool& c
 
 upstream_pool::~upstream_pool() = default;
 
-upstream_pool::endpoint_state& upstream_pool::state(std::uint32_t id) {
-    if (id >= endpoints_.size()) {
-        endpoints_.resize(id + 1);
-    }
-    return endpoints_[id];
-}
-
 std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
                                                               clock::time_point now) {
     while (!s.idle.empty()) {

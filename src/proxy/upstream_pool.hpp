@@ -132,7 +132,12 @@ private:
         std::uint32_t active = 0;       // lent out right now
     };
 
-    endpoint_state& state(std::uint32_t id);
+    endpoint_state& state(std::uint32_t id) {  // on every request: inline
+        if (id >= endpoints_.size()) {
+            endpoints_.resize(id + 1);
+        }
+        return endpoints_[id];
+    }
     std::unique_ptr<upstream_connection> take_idle(endpoint_state& s, clock::time_point now);
     task<boost::system::error_code> connect(upstream_connection& c,
                                             const routing::upstream_endpoint& ep,
