@@ -294,26 +294,32 @@ struct exchange_args {
 // Lends a relay buffer for one response and takes it back on every path.
 class borrowed_buffer {
 public:
-    explicit borrowed_buffer(upstream_pool& pool) : pool_(pool), buffer_(pool.borrow_buffer()) {}
-    ~borrowed_buffer() { pool_.return_buffer(std::move(buffer_)); }
+    borrowed_buffer(upstream_pool& pool, bool large)
+        : pool_(pool), buffer_(pool.borrow_buffer(large)), large_(large) {}
+    ~borrowed_buffer() { pool_.return_buffer(std::move(buffer_), large_); }
     char* data() { return buffer_.get(); }
+    std::size_t size() const { return large_ ? large_relay_buffer_size : relay_buffer_size; }
 
 private:
     upstream_pool& pool_;
     relay_buffer buffer_;
+    bool large_;
 };
 
 // Beast reads at most the read buffer's free capacity per call (512 bytes at least): a large
-// body through the small buffer a head needs took hundreds of recv calls. (The pool shrinks the
-// buffer again when the connection goes back idle.)
-void make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser) {
+// body through the small buffer a head needs took hundreds of recv calls. Makes room for one
+// relay buffer's worth (the pool shrinks the buffer again when the connection goes back idle)
+// and says whether the body is large enough for a large relay buffer.
+bool make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser) {
     if (parser.is_done()) {
-        return;
+        return false;
     }
     auto length = parser.content_length();
+    const bool large = length && *length > relay_buffer_size;
     if (!length || *length > buffer.capacity() - buffer.size()) {
-        buffer.reserve(relay_buffer_size);
+        buffer.reserve(large ? large_relay_buffer_size : relay_buffer_size);
     }
+    return large;
 }
 
 // Writes the request upstream and streams the response back. `conn` is returned to the pool
@@ -404,8 +410,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         a.capture->start(status, parser->encoded());
     }
 
-    make_room_for_body(conn->buffer, *parser);
-    borrowed_buffer buffer(a.w.pool());
+    borrowed_buffer buffer(a.w.pool(), make_room_for_body(conn->buffer, *parser));
     bool head_sent = false;
     static constexpr std::string_view crlf = "\r\n";
     static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
@@ -414,7 +419,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
         std::size_t got = 0;
         if (!parser->is_done()) {
             slot.upstream_expire_at(total_deadline);
-            parser->set_buffer(buffer.data(), relay_buffer_size);
+            parser->set_buffer(buffer.data(), buffer.size());
             auto [ec, n] = co_await http::async_read(up, conn->buffer, *parser, nothrow_awaitable);
             if (ec == http::error::need_buffer) {
                 ec = {};
@@ -428,7 +433,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
                                                       : metrics::upstream_failure::reset;
                 co_return out;
             }
-            got = relay_buffer_size - parser->buffer_left();
+            got = buffer.size() - parser->buffer_left();
             if (a.capture) {
                 a.capture->append(buffer.data(), got);
             }
@@ -609,11 +614,10 @@ task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& jo
         }
     }
     capture.start(parser->status(), parser->encoded());
-    make_room_for_body(conn.buffer, *parser);
     slot.upstream_expire_at(total_deadline);
-    borrowed_buffer buffer(w.pool());
+    borrowed_buffer buffer(w.pool(), make_room_for_body(conn.buffer, *parser));
     while (!parser->is_done()) {
-        parser->set_buffer(buffer.data(), relay_buffer_size);
+        parser->set_buffer(buffer.data(), buffer.size());
         auto [ec, n] = co_await http::async_read(up, conn.buffer, *parser, nothrow_awaitable);
         if (ec == http::error::need_buffer) {
             ec = {};
@@ -621,7 +625,7 @@ task<unsigned> mirror_exchange(Up& up, upstream_connection& conn, mirror_job& jo
         if (ec) {
             co_return failed(ec);
         }
-        capture.append(buffer.data(), relay_buffer_size - parser->buffer_left());
+        capture.append(buffer.data(), buffer.size() - parser->buffer_left());
     }
     capture.complete = true;
     slot.upstream_expire_at(clock::time_point::max());

@@ -227,18 +227,20 @@ void upstream_pool::gauges(std::vector<worker::endpoint_connections>& out) const
     }
 }
 
-relay_buffer upstream_pool::borrow_buffer() {
-    if (spare_buffers_.empty()) {
-        return relay_buffer(new char[relay_buffer_size]);  // not zeroed: it is written first
+relay_buffer upstream_pool::borrow_buffer(bool large) {
+    auto& spare = large ? spare_large_buffers_ : spare_buffers_;
+    if (spare.empty()) {  // not zeroed: it is written first
+        return relay_buffer(new char[large ? large_relay_buffer_size : relay_buffer_size]);
     }
-    auto b = std::move(spare_buffers_.back());
-    spare_buffers_.pop_back();
+    auto b = std::move(spare.back());
+    spare.pop_back();
     return b;
 }
 
-void upstream_pool::return_buffer(relay_buffer b) {
-    if (spare_buffers_.size() < 64) {
-        spare_buffers_.push_back(std::move(b));
+void upstream_pool::return_buffer(relay_buffer b, bool large) {
+    auto& spare = large ? spare_large_buffers_ : spare_buffers_;
+    if (spare.size() < (large ? 16u : 64u)) {
+        spare.push_back(std::move(b));
     }
 }
 

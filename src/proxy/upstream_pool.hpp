@@ -81,8 +81,11 @@ struct upstream_connection {
     ~upstream_connection();
 };
 
-// Relay buffers are lent per response, so idle connections hold none.
-inline constexpr std::size_t relay_buffer_size = 64 * 1024;
+// Relay buffers are lent per response, so idle connections hold none. Answers known to be
+// larger than the small size get a large one: a quarter of the recv/sendmsg calls, while the
+// many small answers in flight at once keep the memory of small buffers.
+inline constexpr std::size_t relay_buffer_size = 16 * 1024;
+inline constexpr std::size_t large_relay_buffer_size = 64 * 1024;
 using relay_buffer = std::unique_ptr<char[]>;
 
 enum class acquire_status { ok, no_healthy_upstream, connect_failed, connect_timeout };
@@ -120,8 +123,8 @@ public:
     void lend(std::uint32_t endpoint_id, int delta);
     void gauges(std::vector<worker::endpoint_connections>& out) const;
 
-    relay_buffer borrow_buffer();
-    void return_buffer(relay_buffer b);
+    relay_buffer borrow_buffer(bool large);
+    void return_buffer(relay_buffer b, bool large);
 
 private:
     struct endpoint_state {
@@ -152,7 +155,8 @@ private:
     config::upstream_pool cfg_;
     worker_counters& counters_;
     std::vector<endpoint_state> endpoints_;
-    std::vector<relay_buffer> spare_buffers_;
+    std::vector<relay_buffer> spare_buffers_;        // relay_buffer_size each
+    std::vector<relay_buffer> spare_large_buffers_;  // large_relay_buffer_size each
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> sweep_timer_;
     bool stopped_ = false;
 };
