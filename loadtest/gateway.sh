@@ -7,12 +7,16 @@
 #   gateway-canary-predict: the canary, reading every answer's prediction (model quality)
 #   gateway-canary-mirror:  the same in a rollout stage mirroring 100 % of stable's requests to
 #                           the candidate (shadow traffic) and comparing the answers
+#   gateway-canary-nopeek:  the canary without the liveness peek before reusing a pooled
+#                           upstream connection (upstream_pool.check_idle: false; its cost)
 set -eu
 bin="${STAGEGATE_BIN:?STAGEGATE_BIN must point to the stagegate binary}"
 cfg="$GATEWAY_RUNDIR/stagegate.json"
 versions="{\"name\": \"v1\", \"endpoints\": [\"$BACKEND_HOST:$BACKEND_PORT\"]}"
 traffic='{"weights": {"v1": 10000}}'
 metrics=true
+check_idle=true
+[ "$GATEWAY_SCENARIO" = gateway-canary-nopeek ] && check_idle=false
 if [ "$GATEWAY_SCENARIO" = gateway-canary-nometrics ]; then
   metrics=false
 fi
@@ -42,7 +46,7 @@ cat >"$cfg" <<CFG
   "metrics": {"enabled": $metrics},
   "limits": {"max_connections_per_worker": 16000},
   "client_timeouts": {"idle_ms": 75000},
-  "upstream_pool": {"max_idle_per_endpoint": 1024, "idle_timeout_ms": 75000},
+  "upstream_pool": {"max_idle_per_endpoint": 1024, "idle_timeout_ms": 75000, "check_idle": $check_idle},
   "state": {"dir": "$GATEWAY_RUNDIR/state"},
   "models": [{"name": "m", "stable": "v1", $predictions "versions": [$versions], "traffic": $traffic $rollout}]
 }

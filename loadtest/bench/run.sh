@@ -62,6 +62,7 @@ declare -A PORT_OF=(
   [nginx-bigpool]=$((BASE_PORT + 16))
   [gateway-canary-nometrics]=$((BASE_PORT + 17))
   [gateway-canary-predict]=$((BASE_PORT + 18)) [gateway-canary-mirror]=$((BASE_PORT + 19))
+  [gateway-canary-nopeek]=$((BASE_PORT + 20))
   [direct]=$BACKEND_PORT
 )
 PREDICT_PATH=/v1/models/m:predict
@@ -258,7 +259,7 @@ start_proxy() {  # $1 = scenario; sets UUT_PID
       render "$HERE/conf/haproxy.cfg" "$conf" "$s" "$port" "$ups"
       taskset -c "$PROXY_CPU" haproxy -db -f "$conf" >>"$logf" 2>&1 &
       UUT_PID=$! ;;
-    gateway|gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror)
+    gateway|gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror|gateway-canary-nopeek)
       if [ "$s" = gateway ]; then cmd=$GATEWAY_CMD; else cmd=$GATEWAY_CANARY_CMD; fi
       mkdir -p "$RUNDIR/$s"
       # The command runs under bash (so $GATEWAY_PORT etc. may appear in it),
@@ -407,7 +408,7 @@ SKIPPED=()
 for s in $SCENARIOS; do
   case "$s" in
     gateway) [ -n "$GATEWAY_CMD" ] || { SKIPPED+=("gateway (GATEWAY_CMD unset)"); continue; } ;;
-    gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror) [ -n "$GATEWAY_CANARY_CMD" ] || { SKIPPED+=("$s (GATEWAY_CANARY_CMD unset)"); continue; } ;;
+    gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror|gateway-canary-nopeek) [ -n "$GATEWAY_CANARY_CMD" ] || { SKIPPED+=("$s (GATEWAY_CANARY_CMD unset)"); continue; } ;;
   esac
   [ -n "${PORT_OF[$s]:-}" ] || die "unknown scenario '$s'"
   ACTIVE+=("$s")
