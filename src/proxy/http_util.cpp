@@ -172,8 +172,8 @@ void relay_response_parser::on_response_impl(int code, beast::string_view reason
     head_.append(client_version_ == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
     append_number(head_, status_);
     head_.push_back(' ');
-    head_.append(reason.empty() ? std::string_view(http::obsolete_reason(http::int_to_status(status_)))
-                                : std::string_view(reason));
+    const std::string_view fallback = http::obsolete_reason(http::int_to_status(status_));
+    head_.append(reason.empty() ? fallback : std::string_view(reason));
     head_.append("\r\n", 2);
     fields_begin_ = head_.size();
 }

@@ -73,12 +73,13 @@ private:
                          boost::system::error_code&) override {}
     void on_response_impl(int code, boost::beast::string_view reason, int version,
                           boost::system::error_code& ec) override;
-    void on_field_impl(http::field name, boost::beast::string_view name_string, boost::beast::string_view value,
-                       boost::system::error_code& ec) override;
+    void on_field_impl(http::field name, boost::beast::string_view name_string,
+                       boost::beast::string_view value, boost::system::error_code& ec) override;
     void on_header_impl(boost::system::error_code& ec) override;
     void on_body_init_impl(const boost::optional<std::uint64_t>&,
                            boost::system::error_code&) override {}
-    std::size_t on_body_impl(boost::beast::string_view body, boost::system::error_code& ec) override;
+    std::size_t on_body_impl(boost::beast::string_view body,
+                             boost::system::error_code& ec) override;
     void on_chunk_header_impl(std::uint64_t, boost::beast::string_view,
                               boost::system::error_code&) override {}
     std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,

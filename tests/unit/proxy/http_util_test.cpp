@@ -102,6 +102,28 @@ TEST(RelayResponseParser, WritesTheClientHeadWithoutHopByHopHeaders) {
     EXPECT_EQ(out.find("\r\n\r\n"), out.size() - 4);
 }
 
+// The limit: the first 8 names a Connection header lists are honoured (a backend listing
+// more gains nothing but noise; the 9th is relayed like any end-to-end header).
+TEST(RelayResponseParser, HonoursEightConnectionNames) {
+    std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n";
+    std::string names;
+    for (int i = 1; i <= 9; ++i) {
+        wire += "X-Hop-" + std::to_string(i) + ": " + std::to_string(i) + "\r\n";
+        names += (i > 1 ? ", X-Hop-" : "X-Hop-") + std::to_string(i);
+    }
+    wire += "Connection: " + names + "\r\nX-Kept: yes\r\n\r\n";
+    std::string out;
+    relay_response_parser parser(out, 11, false);
+    boost::system::error_code ec;
+    feed(parser, wire, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    for (int i = 1; i <= 8; ++i) {
+        EXPECT_EQ(out.find("X-Hop-" + std::to_string(i) + ":"), std::string::npos) << out;
+    }
+    EXPECT_NE(out.find("X-Hop-9: 9\r\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("X-Kept: yes\r\n"), std::string::npos) << out;
+}
+
 TEST(RelayResponseParser, ChunkedFramingAndImplicitKeepAlive) {
     std::string out;
     relay_response_parser parser(out, 11, false);
