@@ -46,6 +46,8 @@ SCENARIOS=${SCENARIOS:-"direct nginx haproxy nginx-canary haproxy-canary gateway
 REQ_BYTES=${REQ_BYTES:-0}        # > 0: request bodies padded to this size (needs WRK_SCRIPT=lua/post-sticky.lua)
 RESP_BYTES=${RESP_BYTES:-0}      # > 0: the backend answers with a JSON document of this size
 IDLE_CONNS=${IDLE_CONNS:-0}      # > 0: also measure each proxy's memory per idle keep-alive connection
+PERF_RECORD=${PERF_RECORD:-0}    # 1: perf cpu-clock samples (with call graphs) of the proxy core
+                                 # during each measured run, in OUT_DIR/perf/ (needs linux-perf)
 export REQ_BYTES
 GATEWAY_CMD=${GATEWAY_CMD:-}
 GATEWAY_CANARY_CMD=${GATEWAY_CANARY_CMD:-}
@@ -208,9 +210,10 @@ wait_ready() {
 
 backend_accepts() { curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/status" | awk 'NR == 3 { print $1 }'; }
 
-# per-core "busy idle" jiffies for one cpu
+# per-core "busy idle user" jiffies for one cpu (user: user + nice; the rest of busy is the
+# kernel's: system, irq, softirq, steal)
 core_jiffies() {
-  awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8 + $9; idle = $5 + $6; print busy, idle }' /proc/stat
+  awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8 + $9; idle = $5 + $6; print busy, idle, $2 + $3 }' /proc/stat
 }
 tree_cpu_ticks() { local p t=0; for p in $(tree_pids "$1"); do t=$((t + $(proc_cpu_ticks "$p"))); done; echo $t; }
 # "sum max" of a /proc/PID/status field (kB) over the tree
@@ -307,14 +310,14 @@ calibrate() { echo "$(cal_one "$LOAD_CPU") $(cal_one "$PROXY_CPU")"; }
 CAL_LOAD=0; CAL_PROXY=0
 
 CSV="$OUT_DIR/raw.csv"
-CSV_HEADER="rep,scenario,conns,duration_s,status,rps,p50_us,p90_us,p99_us,p999_us,max_us,errors,uut_core_busy_pct,load_core_busy_pct,uut_core_us_per_req,uut_proc_cpu_pct,uut_proc_us_per_req,uut_vmhwm_kb,uut_vmhwm_max_proc_kb,uut_idle_rss_kb,uut_idle_rss_max_proc_kb,backend_accepts,canary_v2,canary_n,calib_load_cpu_ms,calib_proxy_cpu_ms"
+CSV_HEADER="rep,scenario,conns,duration_s,status,rps,p50_us,p90_us,p99_us,p999_us,max_us,errors,uut_core_busy_pct,load_core_busy_pct,uut_core_us_per_req,uut_proc_cpu_pct,uut_proc_us_per_req,uut_vmhwm_kb,uut_vmhwm_max_proc_kb,uut_idle_rss_kb,uut_idle_rss_max_proc_kb,backend_accepts,canary_v2,canary_n,calib_load_cpu_ms,calib_proxy_cpu_ms,uut_core_user_us_per_req,uut_core_kernel_us_per_req"
 declare -A CANARY_RESULT=()
 
 # measure REP SCENARIO CONNS SECONDS -> appends one CSV row
 measure() {
   local rep=$1 s=$2 c=$3 d=$4 port url out status=ok
   local rps=0 p50=0 p90=0 p99=0 p999=0 pmax=0 errs=0
-  local ub=0 lb=0 uus=0 pcpu=0 pus=0 hwm="0 0" idle_sum=0 idle_max=0 acc="" cv="" cn=""
+  local ub=0 lb=0 uus=0 pcpu=0 pus=0 uuser=0 ukern=0 hwm="0 0" idle_sum=0 idle_max=0 acc="" cv="" cn=""
   BACKEND_PID=""; UUT_PID=""
   if [ "$s" = direct ]; then
     start_backend "$PROXY_CPU" || status=startfail
@@ -334,11 +337,19 @@ measure() {
     fi
     read -r idle_sum idle_max < <(tree_mem "$UUT_PID" VmRSS)
     [ "$WARMUP" -gt 0 ] && run_wrk "$url" "$c" "$WARMUP" "$out.warmup"
-    local b0 i0 b1 i1 lb0 li0 lb1 li1 t0 t1 a0 a1
-    read -r b0 i0 < <(core_jiffies "$PROXY_CPU"); read -r lb0 li0 < <(core_jiffies "$LOAD_CPU")
+    local b0 i0 u0 b1 i1 u1 lb0 li0 lb1 li1 t0 t1 a0 a1
+    read -r b0 i0 u0 < <(core_jiffies "$PROXY_CPU"); read -r lb0 li0 _ < <(core_jiffies "$LOAD_CPU")
     t0=$(tree_cpu_ticks "$UUT_PID"); a0=$(backend_accepts)
+    local perf_pid=""
+    if [ "$PERF_RECORD" = 1 ]; then
+      mkdir -p "$OUT_DIR/perf"
+      perf record -q -e cpu-clock -F 4999 -g -C "$PROXY_CPU" -o "$OUT_DIR/perf/$s.c$c.r$rep.data" \
+        -- sleep "$d" >/dev/null 2>&1 &
+      perf_pid=$!; record_pid "$perf_pid"
+    fi
     run_wrk "$url" "$c" "$d" "$out"
-    read -r b1 i1 < <(core_jiffies "$PROXY_CPU"); read -r lb1 li1 < <(core_jiffies "$LOAD_CPU")
+    [ -n "$perf_pid" ] && wait "$perf_pid"
+    read -r b1 i1 u1 < <(core_jiffies "$PROXY_CPU"); read -r lb1 li1 _ < <(core_jiffies "$LOAD_CPU")
     t1=$(tree_cpu_ticks "$UUT_PID"); a1=$(backend_accepts)
     hwm=$(tree_mem "$UUT_PID" VmHWM)
     alive_pid "$UUT_PID" || { log "  unit under test died during the run"; status=died; }
@@ -350,10 +361,11 @@ measure() {
       rps=$W_rps; p50=$W_p50_us; p90=$W_p90_us; p99=$W_p99_us; p999=$W_p999_us; pmax=$W_max_us
       errs=$((W_err_connect + W_err_read + W_err_write + W_err_status + W_err_timeout))
       [ "$errs" -gt 0 ] && log "  wrk errors: connect=$W_err_connect read=$W_err_read write=$W_err_write status=$W_err_status timeout=$W_err_timeout"
-      read -r ub lb uus pcpu pus < <(awk -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v lb=$((lb1 - lb0)) -v li=$((li1 - li0)) \
-        -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$W_requests" -v secs="$W_duration_s" 'BEGIN {
-          printf "%.1f %.1f %.2f %.1f %.2f\n", 100 * b / (b + i + 1e-9), 100 * lb / (lb + li + 1e-9),
-            b * 1e6 / hz / (n + 1e-9), 100 * t / hz / secs, t * 1e6 / hz / (n + 1e-9) }')
+      read -r ub lb uus pcpu pus uuser ukern < <(awk -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v lb=$((lb1 - lb0)) -v li=$((li1 - li0)) \
+        -v u=$((u1 - u0)) -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$W_requests" -v secs="$W_duration_s" 'BEGIN {
+          printf "%.1f %.1f %.2f %.1f %.2f %.2f %.2f\n", 100 * b / (b + i + 1e-9), 100 * lb / (lb + li + 1e-9),
+            b * 1e6 / hz / (n + 1e-9), 100 * t / hz / secs, t * 1e6 / hz / (n + 1e-9),
+            u * 1e6 / hz / (n + 1e-9), (b - u) * 1e6 / hz / (n + 1e-9) }')
       [ -n "$a0" ] && [ -n "$a1" ] && acc=$((a1 - a0 - 1))
     fi
   fi
@@ -361,7 +373,7 @@ measure() {
   read -r cv cn <<<"${CANARY_RESULT[$s]:-}"
   [ -n "$UUT_PID" ] && [ "$UUT_PID" != "$BACKEND_PID" ] && stop_tree "$UUT_PID"
   stop_tree "$BACKEND_PID"
-  echo "$rep,$s,$c,$d,$status,$rps,$p50,$p90,$p99,$p999,$pmax,$errs,$ub,$lb,$uus,$pcpu,$pus,${hwm% *},${hwm#* },$idle_sum,$idle_max,$acc,$cv,$cn,$CAL_LOAD,$CAL_PROXY" >>"$CSV"
+  echo "$rep,$s,$c,$d,$status,$rps,$p50,$p90,$p99,$p999,$pmax,$errs,$ub,$lb,$uus,$pcpu,$pus,${hwm% *},${hwm#* },$idle_sum,$idle_max,$acc,$cv,$cn,$CAL_LOAD,$CAL_PROXY,$uuser,$ukern" >>"$CSV"
   log "  -> $status rps=$rps p50=${p50}us p99=${p99}us errors=$errs proxy-core=${ub}% load-core=${lb}% VmHWM=${hwm% *}kB upstream-conns=$acc"
 }
 
