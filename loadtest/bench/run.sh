@@ -34,8 +34,10 @@ LAT_DURATION=${LAT_DURATION:-5} # seconds of the -c1 latency probe; 0 = skip it
 WARMUP=${WARMUP:-2}             # seconds of discarded warm-up load before each run
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_TIMEOUT=${WRK_TIMEOUT:-5s}  # a request slower than this counts as an error
-LOAD_CPU=${LOAD_CPU:-0}         # wrk + backend (+ this script) run here
-PROXY_CPU=${PROXY_CPU:-1}       # the unit under test gets this core alone
+LOAD_CPU=${LOAD_CPU:-0}         # wrk + backend (+ this script) run here (a taskset list: 0, 4-7, ...)
+PROXY_CPU=${PROXY_CPU:-1}       # the unit under test gets these cores alone (a taskset list)
+PROXY_WORKERS=${PROXY_WORKERS:-1}     # nginx worker_processes, HAProxy nbthread, stagegate workers
+BACKEND_WORKERS=${BACKEND_WORKERS:-1} # the nginx backend's worker_processes
 BASE_PORT=${BASE_PORT:-18080}   # ports BASE_PORT+1 .. BASE_PORT+16 are used
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64}  # nginx `upstream { keepalive N; }`
 NGINX_BIGPOOL_KEEPALIVE=${NGINX_BIGPOOL_KEEPALIVE:-1024}  # same, for the optional nginx-bigpool
@@ -78,8 +80,20 @@ for tool in wrk nginx haproxy curl taskset timeout ss awk; do
   command -v "$tool" >/dev/null || die "missing '$tool' (apt-get install -y wrk nginx-light haproxy curl)"
 done
 NCPU=$(nproc)
-[ "$LOAD_CPU" -lt "$NCPU" ] && [ "$PROXY_CPU" -lt "$NCPU" ] || die "LOAD_CPU/PROXY_CPU must be < $NCPU"
-[ "$LOAD_CPU" != "$PROXY_CPU" ] || log "WARNING: LOAD_CPU == PROXY_CPU: the proxy shares its core with wrk"
+# "0-2,5" -> "0 1 2 5"
+cpu_list() {
+  local part out=()
+  for part in ${1//,/ }; do
+    if [[ $part == *-* ]]; then out+=($(seq "${part%-*}" "${part#*-}")); else out+=("$part"); fi
+  done
+  echo "${out[@]}"
+}
+for c in $(cpu_list "$LOAD_CPU") $(cpu_list "$PROXY_CPU"); do
+  [[ $c =~ ^[0-9]+$ ]] && [ "$c" -lt "$NCPU" ] || die "LOAD_CPU/PROXY_CPU: '$c' is not a cpu below $NCPU"
+done
+for c in $(cpu_list "$PROXY_CPU"); do
+  [[ " $(cpu_list "$LOAD_CPU") " == *" $c "* ]] && log "WARNING: cpu $c is in LOAD_CPU and PROXY_CPU: the proxy shares it with wrk"
+done
 
 # ------------------------------------------------------ process tracking ----
 RUNDIR=$(mktemp -d -t rpbench.XXXXXX) || die "mktemp failed"
@@ -176,6 +190,7 @@ render() {
     sed -e "s#@RUNDIR@#$RUNDIR#g" -e "s/@NAME@/$3/g" -e "s/@LISTEN_PORT@/$4/g" \
         -e "s/@BACKEND_PORT@/$BACKEND_PORT/g" -e "s/@CANARY_PORT@/$CANARY_PORT/g" \
         -e "s/@STATUS_PORT@/$STATUS_PORT/g" -e "s/@KEEPALIVE@/${RENDER_KEEPALIVE:-$NGINX_KEEPALIVE}/g" \
+        -e "s/@WORKERS@/${RENDER_WORKERS:-1}/g" -e "s/@REUSEPORT@/${RENDER_REUSEPORT:-}/g" \
         -e "s#@ANSWER_V1@#$(answer v1 0.1,0.9)#" -e "s#@ANSWER_V2@#$(answer v2 0.2,0.8)#" >"$2"
 }
 
@@ -210,10 +225,12 @@ wait_ready() {
 
 backend_accepts() { curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/status" | awk 'NR == 3 { print $1 }'; }
 
-# per-core "busy idle user" jiffies for one cpu (user: user + nice; the rest of busy is the
+# "busy idle user" jiffies summed over a cpu list (user: user + nice; the rest of busy is the
 # kernel's: system, irq, softirq, steal)
 core_jiffies() {
-  awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8 + $9; idle = $5 + $6; print busy, idle, $2 + $3 }' /proc/stat
+  awk -v cpus=" $(cpu_list "$1") " 'index(cpus, " " substr($1, 4) " ") && $1 ~ /^cpu[0-9]/ {
+      busy += $2 + $3 + $4 + $7 + $8 + $9; idle += $5 + $6; user += $2 + $3 }
+    END { print busy + 0, idle + 0, user + 0 }' /proc/stat
 }
 tree_cpu_ticks() { local p t=0; for p in $(tree_pids "$1"); do t=$((t + $(proc_cpu_ticks "$p"))); done; echo $t; }
 # "sum max" of a /proc/PID/status field (kB) over the tree
@@ -232,7 +249,7 @@ UUT_PID=""   # unit under test: the proxy, or the backend in "direct"
 
 start_backend() {  # $1 = cpu
   port_busy "$BACKEND_PORT" && { log "  port $BACKEND_PORT already in use"; return 1; }
-  render "$HERE/conf/backend.nginx.conf" "$RUNDIR/backend.conf" backend 0 ""
+  RENDER_WORKERS=$BACKEND_WORKERS render "$HERE/conf/backend.nginx.conf" "$RUNDIR/backend.conf" backend 0 ""
   taskset -c "$1" nginx -p "$RUNDIR" -c "$RUNDIR/backend.conf" -e "$RUNDIR/backend.error.log" \
     >>"$RUNDIR/backend.out" 2>&1 &
   BACKEND_PID=$!
@@ -252,14 +269,17 @@ start_proxy() {  # $1 = scenario; sets UUT_PID
       else ups="        server 127.0.0.1:$BACKEND_PORT;"; fi
       [ "$s" = nginx-bigpool ] && ka=$NGINX_BIGPOOL_KEEPALIVE
       conf="$RUNDIR/$s.conf"
-      RENDER_KEEPALIVE=$ka render "$HERE/conf/proxy.nginx.conf" "$conf" "$s" "$port" "$ups"
+      # Several workers get a listening socket each (SO_REUSEPORT), as stagegate's do.
+      local reuse=""; [ "$PROXY_WORKERS" -gt 1 ] && reuse=reuseport
+      RENDER_KEEPALIVE=$ka RENDER_WORKERS=$PROXY_WORKERS RENDER_REUSEPORT=$reuse \
+        render "$HERE/conf/proxy.nginx.conf" "$conf" "$s" "$port" "$ups"
       taskset -c "$PROXY_CPU" nginx -p "$RUNDIR" -c "$conf" -e "$RUNDIR/$s.error.log" >>"$logf" 2>&1 &
       UUT_PID=$!; logf="$RUNDIR/$s.error.log" ;;
     haproxy|haproxy-canary)
       if [ "$s" = haproxy ]; then ups="    server stable 127.0.0.1:$BACKEND_PORT"
       else ups="    server stable 127.0.0.1:$BACKEND_PORT weight $STABLE_WEIGHT\n    server canary 127.0.0.1:$CANARY_PORT weight $CANARY_WEIGHT"; fi
       conf="$RUNDIR/$s.cfg"
-      render "$HERE/conf/haproxy.cfg" "$conf" "$s" "$port" "$ups"
+      RENDER_WORKERS=$PROXY_WORKERS render "$HERE/conf/haproxy.cfg" "$conf" "$s" "$port" "$ups"
       taskset -c "$PROXY_CPU" haproxy -db -f "$conf" >>"$logf" 2>&1 &
       UUT_PID=$! ;;
     gateway|gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror|gateway-canary-nopeek)
@@ -269,7 +289,7 @@ start_proxy() {  # $1 = scenario; sets UUT_PID
       # pinned to the proxy core; it must stay in the foreground.
       GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=$port BACKEND_HOST=127.0.0.1 BACKEND_PORT=$BACKEND_PORT \
       CANARY_PORT=$CANARY_PORT STABLE_WEIGHT=$STABLE_WEIGHT CANARY_WEIGHT=$CANARY_WEIGHT \
-      GATEWAY_THREADS=1 GATEWAY_CPU=$PROXY_CPU GATEWAY_RUNDIR="$RUNDIR/$s" GATEWAY_SCENARIO=$s \
+      GATEWAY_THREADS=$PROXY_WORKERS GATEWAY_CPU=$PROXY_CPU GATEWAY_RUNDIR="$RUNDIR/$s" GATEWAY_SCENARIO=$s \
         taskset -c "$PROXY_CPU" bash -c "$cmd" >>"$logf" 2>&1 &
       UUT_PID=$! ;;
     *) log "  unknown scenario '$s'"; return 1 ;;
@@ -440,6 +460,7 @@ for c in $CONNS; do LOADS+=("$c:$DURATION"); done
   echo "wrk: $(wrk -v 2>&1 | head -n 1)"
   echo "params: REPS=$REPS DURATION=$DURATION CONNS='$CONNS' LAT_DURATION=$LAT_DURATION WARMUP=$WARMUP" \
        "WRK_THREADS=$WRK_THREADS LOAD_CPU=$LOAD_CPU PROXY_CPU=$PROXY_CPU NGINX_KEEPALIVE=$NGINX_KEEPALIVE" \
+       "PROXY_WORKERS=$PROXY_WORKERS BACKEND_WORKERS=$BACKEND_WORKERS" \
        "NGINX_BIGPOOL_KEEPALIVE=$NGINX_BIGPOOL_KEEPALIVE" \
        "split=$STABLE_WEIGHT/$CANARY_WEIGHT BASE_PORT=$BASE_PORT"
   echo "scenarios: ${ACTIVE[*]}"
