@@ -79,6 +79,7 @@ die() { log "ERROR: $*"; exit 2; }
 for tool in wrk nginx haproxy curl taskset timeout ss awk; do
   command -v "$tool" >/dev/null || die "missing '$tool' (apt-get install -y wrk nginx-light haproxy curl)"
 done
+[ "$PERF_RECORD" != 1 ] || command -v perf >/dev/null || die "PERF_RECORD=1 needs perf (apt-get install -y linux-perf)"
 NCPU=$(nproc)
 # "0-2,5" -> "0 1 2 5"
 cpu_list() {
@@ -191,7 +192,7 @@ render() {
         -e "s/@BACKEND_PORT@/$BACKEND_PORT/g" -e "s/@CANARY_PORT@/$CANARY_PORT/g" \
         -e "s/@STATUS_PORT@/$STATUS_PORT/g" -e "s/@KEEPALIVE@/${RENDER_KEEPALIVE:-$NGINX_KEEPALIVE}/g" \
         -e "s/@WORKERS@/${RENDER_WORKERS:-1}/g" -e "s/@REUSEPORT@/${RENDER_REUSEPORT:-}/g" \
-        -e "s#@ANSWER_V1@#$(answer v1 0.1,0.9)#" -e "s#@ANSWER_V2@#$(answer v2 0.2,0.8)#" >"$2"
+        -e "s#@ANSWER_V1@#$ANSWER_V1#" -e "s#@ANSWER_V2@#$ANSWER_V2#" >"$2"
 }
 
 # the backend's answer for VERSION: a small inline JSON, or (RESP_BYTES > 0) a padded JSON file
@@ -208,6 +209,10 @@ answer() {
     echo "return 200 '$doc';"
   fi
 }
+
+# written once per run: every backend the run starts serves the same answers
+ANSWER_V1=$(answer v1 0.1,0.9)
+ANSWER_V2=$(answer v2 0.2,0.8)
 
 # wait until POST to the port returns 200 with a prediction; fail if pid dies
 wait_ready() {
@@ -282,7 +287,7 @@ start_proxy() {  # $1 = scenario; sets UUT_PID
       RENDER_WORKERS=$PROXY_WORKERS render "$HERE/conf/haproxy.cfg" "$conf" "$s" "$port" "$ups"
       taskset -c "$PROXY_CPU" haproxy -db -f "$conf" >>"$logf" 2>&1 &
       UUT_PID=$! ;;
-    gateway|gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror|gateway-canary-nopeek)
+    gateway|gateway-canary*)  # the variants gateway.sh knows (PORT_OF lists them)
       if [ "$s" = gateway ]; then cmd=$GATEWAY_CMD; else cmd=$GATEWAY_CANARY_CMD; fi
       mkdir -p "$RUNDIR/$s"
       # The command runs under bash (so $GATEWAY_PORT etc. may appear in it),
@@ -440,7 +445,7 @@ SKIPPED=()
 for s in $SCENARIOS; do
   case "$s" in
     gateway) [ -n "$GATEWAY_CMD" ] || { SKIPPED+=("gateway (GATEWAY_CMD unset)"); continue; } ;;
-    gateway-canary|gateway-canary-nometrics|gateway-canary-predict|gateway-canary-mirror|gateway-canary-nopeek) [ -n "$GATEWAY_CANARY_CMD" ] || { SKIPPED+=("$s (GATEWAY_CANARY_CMD unset)"); continue; } ;;
+    gateway-canary*) [ -n "$GATEWAY_CANARY_CMD" ] || { SKIPPED+=("$s (GATEWAY_CANARY_CMD unset)"); continue; } ;;
   esac
   [ -n "${PORT_OF[$s]:-}" ] || die "unknown scenario '$s'"
   ACTIVE+=("$s")
