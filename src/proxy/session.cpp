@@ -955,10 +955,12 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 }
             }
             slot.expire_in(cfg.client.request);
-            // Room for the body (up to 64 KiB) so it arrives in a few reads, not 512-byte ones.
+            // Room for the body (up to a large relay buffer's worth) so it arrives in a few
+            // reads, not 512-byte ones.
             if (auto length = parser->content_length();
                 length && *length > buffer.capacity() - buffer.size()) {
-                buffer.reserve(buffer.size() + std::min<std::uint64_t>(*length, 64 * 1024));
+                buffer.reserve(buffer.size() +
+                               std::min<std::uint64_t>(*length, large_relay_buffer_size));
             }
             auto [ec, n] = co_await http::async_read(stream, buffer, *parser, nothrow_awaitable);
             if (ec) {
