@@ -306,6 +306,37 @@ private:
     bool large_;
 };
 
+enum class body_progress { relay, need_bytes };
+
+// Parses what `buffer` holds of the answer's body into the parser's relay buffer: `relay` once
+// body bytes were delivered, the body ended or the relay buffer is full; `need_bytes` when
+// the buffer holds nothing more to deliver (all of it consumed, or an incomplete chunk line).
+// A framing error is left in `ec` (with `relay`).
+body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buffer& buffer,
+                                  boost::system::error_code& ec) {
+    const std::size_t room = parser.buffer_left();
+    while (buffer.size() > 0 && !parser.is_done()) {
+        const auto used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == http::error::need_buffer) {
+            ec = {};
+            return body_progress::relay;
+        }
+        if (ec && ec != http::error::need_more) {
+            return body_progress::relay;
+        }
+        const bool need_more = ec == http::error::need_more;
+        ec = {};
+        if (parser.buffer_left() < room) {
+            return body_progress::relay;
+        }
+        if (need_more || used == 0) {
+            break;
+        }
+    }
+    return parser.is_done() ? body_progress::relay : body_progress::need_bytes;
+}
+
 // Beast reads at most the read buffer's free capacity per call (512 bytes at least): a large
 // body through the small buffer a head needs took hundreds of recv calls. Makes room for one
 // relay buffer's worth (the pool shrinks the buffer again when the connection goes back idle)
@@ -415,14 +446,44 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
     static constexpr std::string_view crlf = "\r\n";
     static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
     static constexpr std::string_view last_chunk = "0\r\n\r\n";
+    // Every read is relayed as soon as it is parsed: the body is parsed out of what the backend
+    // has sent so far and written to the client before the next read, so a streamed answer
+    // (SSE tokens, chunked progress) reaches the client as it leaves the backend, and a slow
+    // client holds the backend back (one read in flight, written before the next). Beast's
+    // read_some would wait for the next chunk's size line after a chunk's data.
+    parser->eager(true);
     for (;;) {
         std::size_t got = 0;
         if (!parser->is_done()) {
+            if (!head_sent && conn->buffer.size() == 0) {
+                // Nothing of the body came with the head: the client gets the head now, not
+                // when the first body bytes arrive (a stream's first token may be seconds off).
+                slot.expire_in(a.w.config().client.request);
+                auto [ec, n] = co_await net::async_write(down, net::buffer(a.head),
+                                                         nothrow_awaitable);
+                slot.no_deadline();
+                if (ec) {
+                    out.result = exchange_result::done_close;  // client went away
+                    co_return out;
+                }
+                head_sent = true;
+            }
             slot.upstream_expire_at(total_deadline);
             parser->set_buffer(buffer.data(), buffer.size());
-            auto [ec, n] = co_await http::async_read(up, conn->buffer, *parser, nothrow_awaitable);
-            if (ec == http::error::need_buffer) {
-                ec = {};
+            boost::system::error_code ec;
+            while (parse_buffered_body(*parser, conn->buffer, ec) == body_progress::need_bytes) {
+                auto [read_ec, n] = co_await up.async_read_some(
+                    conn->buffer.prepare(beast::read_size(conn->buffer, 65536)),
+                    nothrow_awaitable);
+                conn->buffer.commit(n);
+                if (read_ec == net::error::eof && parser->got_some()) {
+                    parser->put_eof(ec);  // the end of a close-delimited body, else too short
+                    break;
+                }
+                if (read_ec) {
+                    ec = read_ec;
+                    break;
+                }
             }
             if (ec) {
                 if (!head_sent) {

@@ -1,5 +1,6 @@
 // Every error the data plane answers, each with its status and JSON body, and the process
 // still serving afterwards.
+#include "support/raw_backend.hpp"
 #include "support/stack.hpp"
 #include "support/test_client.hpp"
 
@@ -181,18 +182,31 @@ TEST(Errors, MalformedUpstreamAnswerIs502) {
 }
 
 TEST(Errors, UpstreamClosingMidBody) {
+    // Cut before the head was whole: nothing reached the client, which gets a clean 502.
+    {
+        raw_backend backend;
+        auto s = stack::make(0, 1, [&](config::gateway& c) {
+            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
+        });
+        connection c(s.port);
+        ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Length: 2\r\n\r\n{}"));
+        ASSERT_TRUE(backend.read_request());
+        ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Le"));
+        backend.close();
+        expect_error(c.read_reply(), 502, "upstream_reset");
+    }
+    // Cut after the head and part of the body went out (relayed as they arrived): the client
+    // sees a short body and a closed connection, never a complete-looking answer.
     auto s = stack::make();
-    // Cut before anything was relayed: the client gets a clean 502.
-    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
-                         {{"X-Mock-Truncate", "1"}}),
-                 502, "upstream_reset");
-    // Cut after the head and the first 16 KiB went out: the client sees a short body and a
-    // closed connection, never a complete-looking answer.
-    connection c(s.port);
-    auto r = c.request("POST", "/v1/models/m:predict", predict_body,
-                       {{"X-Mock-Truncate", "1"}, {"X-Mock-Body-Bytes", "100000"}});
-    EXPECT_EQ(r.status, 0u);
-    EXPECT_TRUE(c.peer_closed());
+    for (const char* body_bytes : {"0", "100000"}) {
+        SCOPED_TRACE(body_bytes);
+        connection c(s.port);
+        auto r = c.request("POST", "/v1/models/m:predict", predict_body,
+                           {{"X-Mock-Truncate", "1"}, {"X-Mock-Body-Bytes", body_bytes}});
+        EXPECT_EQ(r.status, 0u);
+        EXPECT_TRUE(c.peer_closed());
+    }
     expect_still_serving(s.port);
     EXPECT_EQ(s.v1->connections_accepted(), 3u);  // neither cut connection was reused
 }

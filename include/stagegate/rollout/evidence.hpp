@@ -1,0 +1,69 @@
+// rollout/evidence: anytime-valid confidence bounds for what the gates judge.
+// Owns: one-sided confidence bounds on a rate (errors, upstream failures, exceedances) and on
+// a latency quantile, valid at every sample size at once, so the controller may look after
+// every interval, for as long as a rollout lasts, without inflating its error rates; and the
+// stage-weighted reference that a candidate's traffic is compared with.
+//
+// The bounds come from test martingales (Ville's inequality: a nonnegative martingale that
+// starts at 1 ever reaches 1/level with probability at most level). For a rate p0, the
+// evidence that the true rate is above it is a mixture of likelihood ratios against fixed
+// alternatives at log-odds logit(p0) + j*h, j = 1..J, weighted 1/(j(j+1)): small effects,
+// the ones tolerances are about, cost little of the level, large ones are found in a few
+// samples anyway. Each ratio is a supermartingale for every rate at or below p0, so the
+// mixture tests the one-sided null "rate <= p0". The bound is the edge of the set of p0
+// that this test rejects. A quantile bound reads the rate bound off the histogram
+// (Howard & Ramdas, "Sequential estimation of quantiles", 2022): the q-quantile is above x
+// once the share of samples below x is shown to be below q.
+//
+// Must not touch: clocks, threads, I/O, configuration. Pure functions of counts.
+#pragma once
+
+#include "stagegate/metrics/histogram.hpp"
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace stagegate::rollout::evidence {
+
+// ln of the evidence that the rate of `events` in `trials` is above `p0` (below: under it).
+// Counts may be fractional (a weighted reference). 0 when there is nothing to go on.
+double log_evidence_above(double events, double trials, double p0);
+double log_evidence_below(double events, double trials, double p0);
+
+// Bounds that hold at every sample size at once: P(the rate is ever below lower) <= level.
+// lower is 0 and upper 1 until the data say otherwise.
+double rate_lower(double events, double trials, double level);
+double rate_upper(double events, double trials, double level);
+
+// Latency samples as counts per histogram bucket, possibly weighted (see reference below).
+struct latency_sample {
+    std::array<double, metrics::latency_histogram::bucket_count> counts{};
+    double total = 0;
+
+    static latency_sample of(const metrics::latency_histogram& h);
+    double quantile_micros(double q) const;  // the point estimate, at bucket midpoints
+};
+
+// Bounds on the q-quantile in microseconds, at bucket edges (rounded outwards). lower is 0
+// and upper +infinity until enough samples bound it: a p99 needs a few hundred at least.
+double quantile_lower(const latency_sample& s, double q, double level);
+double quantile_upper(const latency_sample& s, double q, double level);
+
+// What one version served in one segment of a rollout (a stretch at one traffic split).
+struct segment_counts {
+    double requests = 0;
+    double errors = 0;
+    latency_sample latency;  // successful answers only
+};
+
+// The stable figures a candidate is compared with when its share changed across segments:
+// each segment's stable rate weighted by the candidate's requests in that segment, so that a
+// stable whose error rate or latency moved over time is compared period for period (no
+// Simpson's paradox). A segment in which stable served nothing (a 100 % stage) borrows
+// stable's pooled figures from the segments before it. The weighted counts carry the
+// effective sample size of the weighted mean, 1 / sum(w_k^2 / n_k).
+segment_counts stable_reference(const std::vector<segment_counts>& candidate,
+                                const std::vector<segment_counts>& stable);
+
+}  // namespace stagegate::rollout::evidence
