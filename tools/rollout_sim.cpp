@@ -1,8 +1,13 @@
 // stagegate-rollout-sim: plays synthetic traffic through the real rollout controller and gate
-// code with an injected clock, and reports how often a healthy candidate is rolled back (A/A)
-// and how many candidate requests a regression serves before it is rolled back.
+// code with an injected clock, and reports, per scenario, how often the candidate is rolled
+// back or promoted to 100 %, after how many candidate requests and how long.
 //
-//   stagegate-rollout-sim [--runs N] [--rps R] [--seed S]
+// The traffic models what live rollouts showed: sticky users with Zipf-distributed activity
+// and their own error propensity (requests of one user are correlated), a stable that fails
+// fast, tight and heavy-tailed latency, hangs that end in the gateway's 504, tails below the
+// p99, 4xx regressions, faster candidates and candidates a few percent slower.
+//
+//   stagegate-rollout-sim [--runs N] [--rps R] [--seed S] [--scenario NAME]
 //   stagegate-rollout-sim --check-aa --runs N   (exit 1 if A/A false rollbacks exceed alpha
 //                                                by more than 5 binomial standard deviations)
 #include "stagegate/rollout/controller.hpp"
@@ -10,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,10 +26,17 @@ using namespace std::chrono_literals;
 namespace {
 
 struct version_model {
-    double error_rate = 0.005;
+    double error_rate = 0.005;   // 503s
+    bool fast_errors = false;    // errors answered at once (else after the usual latency)
+    double client_error_rate = 0.002;  // 400s, answered at once
     double median_ms = 50;
-    double sigma = 0.5;  // lognormal shape
+    double sigma = 0.5;          // lognormal shape
+    double hang_rate = 0;        // never answered: the gateway's 504 after timeout_ms
+    double tail_rate = 0;        // this share of answers takes tail_ms longer
+    double tail_ms = 0;
 };
+
+constexpr double timeout_ms = 2000;
 
 // The simulated gateway: counts per (version, stage), routes from the controller.
 class sim_environment : public rollout::environment {
@@ -55,24 +68,28 @@ public:
         return std::nullopt;
     }
     std::int64_t wall_ms() override { return 0; }
-    // The simulated plans have no gate checks; were one configured, it would never answer
-    // and the rollout would hold, which is the safe side.
+    // The simulated plan has no gate checks; were one configured, it would never answer and
+    // the rollout would hold, which is the safe side.
     void run_checks(const std::vector<config::http_check>&, const nlohmann::json&,
                     std::function<void(std::vector<notify::check_result>)>) override {}
 };
 
+// The plan of the live trials: 5 % -> 25 % -> 50 %, then 100 % (completed), checks every
+// second; tolerances errors x1.5, p50 x1.2 and p99 x1.1 of stable's; a stage that has not
+// passed after 10 minutes holds, so "held" is what neither passed nor failed in 30 minutes.
 config::gateway plan() {
     auto cfg = config::parse(R"({
       "listeners": [{"port": 0}],
       "models": [{"name": "m", "stable": "v1",
         "versions": [{"name": "v1", "endpoints": ["127.0.0.1:1"]},
                      {"name": "v2", "endpoints": ["127.0.0.1:2"]}],
-        "rollout": {"candidate": "v2", "interval_ms": 5000,
-          "stages": [{"weight_bp": 100, "min_bake_ms": 60000, "min_requests": 50},
-                     {"weight_bp": 500, "min_bake_ms": 60000, "min_requests": 100},
-                     {"weight_bp": 2500, "min_bake_ms": 60000, "min_requests": 200},
-                     {"weight_bp": 5000, "min_bake_ms": 60000, "min_requests": 200}],
-          "gates": {"min_requests": 50, "sequential": {"alpha": 0.01}}}}]})");
+        "rollout": {"candidate": "v2", "interval_ms": 1000, "fast_rollback_consecutive_errors": 0,
+          "stages": [{"weight_bp": 500, "min_bake_ms": 15000, "min_requests": 50},
+                     {"weight_bp": 2500, "min_bake_ms": 15000, "min_requests": 150},
+                     {"weight_bp": 5000, "min_bake_ms": 15000, "min_requests": 300}],
+          "gates": {"min_requests": 50, "max_error_rate_ratio": 1.5,
+                    "max_latency_ratio": {"p50": 1.2, "p99": 1.1},
+                    "sequential": {"alpha": 0.01, "beta": 0.05}}}}]})");
     if (!cfg) {
         std::fprintf(stderr, "%s\n", cfg.error().describe().c_str());
         std::exit(1);
@@ -80,41 +97,104 @@ config::gateway plan() {
     return *cfg;
 }
 
+// Who sends the requests: anonymous (each request split at random) or sticky users, hashed
+// once into [0, 10000), with Zipf(1.1) activity over 1,000 users and an error propensity of
+// their own (lognormal, sigma 1, mean 1): a heavy user with flaky inputs moves a version's
+// error rate on their own.
+struct population {
+    bool sticky = false;
+    std::vector<std::uint32_t> bucket;  // the user's hash in [0, 10000)
+    std::vector<double> propensity;
+    std::discrete_distribution<std::size_t> pick;
+
+    static population make(bool sticky, std::mt19937_64& rng) {
+        population p;
+        p.sticky = sticky;
+        if (!sticky) {
+            return p;
+        }
+        const std::size_t users = 1000;
+        std::uniform_int_distribution<std::uint32_t> hash(0, 9999);
+        std::lognormal_distribution<double> flaky(-0.5, 1.0);  // mean exp(-0.5 + 0.5) = 1
+        std::vector<double> activity(users);
+        for (std::size_t u = 0; u < users; ++u) {
+            p.bucket.push_back(hash(rng));
+            p.propensity.push_back(flaky(rng));
+            activity[u] = 1.0 / std::pow(static_cast<double>(u + 1), 1.1);
+        }
+        p.pick = std::discrete_distribution<std::size_t>(activity.begin(), activity.end());
+        return p;
+    }
+};
+
 struct outcome {
-    bool rolled_back = false;
-    std::uint64_t candidate_requests = 0;  // served by the candidate before the decision
+    enum { rolled_back, completed, held } end = held;
+    std::uint64_t candidate_requests = 0;  // served by the candidate until the decision
+    double seconds = 0;
 };
 
 outcome run_one(std::mt19937_64& rng, const version_model& stable, const version_model& cand,
-                double rps) {
+                double rps, bool sticky) {
     sim_environment env;
     rollout::controller ctl(env, nullptr);
     auto t = rollout::clock::time_point{} + 1h;
     (void)ctl.init(plan(), t);
+    auto users = population::make(sticky, rng);
     outcome out;
     std::uniform_real_distribution<double> u(0, 1);
     std::normal_distribution<double> z(0, 1);
-    const auto step = 1s;  // traffic arrives second by second; the controller ticks every 5 s
-    for (int second = 0; second < 3600; ++second) {
-        auto n = std::poisson_distribution<int>(rps)(rng);
+    std::poisson_distribution<int> arrivals(rps);
+    for (int second = 1; second <= 1800; ++second) {
+        const int n = arrivals(rng);
         for (int i = 0; i < n; ++i) {
-            const bool to_candidate = u(rng) * 10000 < env.candidate_bp;
+            double propensity = 1;
+            bool to_candidate = false;
+            if (users.sticky) {
+                const auto user = users.pick(rng);
+                propensity = users.propensity[user];
+                to_candidate = users.bucket[user] < env.candidate_bp;
+            } else {
+                to_candidate = u(rng) * 10000 < env.candidate_bp;
+            }
             const auto& vm = to_candidate ? cand : stable;
             auto& c = env.counts[{to_candidate ? "v2" : env.stable, env.stage}];
-            const bool error = u(rng) < vm.error_rate;
-            c.codes[metrics::code_slot(error ? 500 : 200)]++;
-            c.latency.record(
-                static_cast<std::uint64_t>(vm.median_ms * 1000 * std::exp(vm.sigma * z(rng))));
             out.candidate_requests += to_candidate;
+            double ms = vm.median_ms * std::exp(vm.sigma * z(rng));
+            if (u(rng) < vm.tail_rate) {
+                ms += vm.tail_ms;
+            }
+            unsigned status = 200;
+            if (u(rng) < vm.hang_rate) {
+                status = 504;
+                ms = timeout_ms;
+            } else if (u(rng) < std::min(1.0, vm.error_rate * propensity)) {
+                status = 503;
+                ms = vm.fast_errors ? 1 : ms;
+            } else if (u(rng) < vm.client_error_rate * propensity) {
+                status = 400;
+                ms = 1;
+            }
+            const auto micros = static_cast<std::uint64_t>(ms * 1000);
+            c.codes[metrics::code_slot(status)]++;
+            c.latency.record(micros);
+            if (status < 400) {
+                c.success_latency.record(micros);
+            }
         }
-        t += step;
+        t += 1s;
         ctl.on_tick(t);
-        auto phase = ctl.status("m", t)["phase"].get<std::string>();
+        const auto phase = ctl.status("m", t)["phase"].get<std::string>();
+        out.seconds = second;
         if (phase == "rolled_back") {
-            out.rolled_back = true;
+            out.end = outcome::rolled_back;
+            if (std::getenv("STAGEGATE_SIM_REASONS")) {
+                std::fprintf(stderr, "%s\n",
+                             ctl.status("m", t)["last_reason"].get<std::string>().c_str());
+            }
             return out;
         }
         if (phase == "completed") {
+            out.end = outcome::completed;
             return out;
         }
     }
@@ -124,38 +204,103 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
 struct summary {
     int runs = 0;
     int rolled_back = 0;
-    std::vector<std::uint64_t> requests;  // of the rolled-back runs
+    int completed = 0;
+    std::vector<std::uint64_t> requests;  // of the runs that ended in a decision
+    std::vector<double> seconds;
 };
 
 summary scenario(std::mt19937_64& rng, int runs, const version_model& stable,
-                 const version_model& cand, double rps) {
+                 const version_model& cand, double rps, bool sticky) {
     summary s;
     s.runs = runs;
     for (int i = 0; i < runs; ++i) {
-        auto o = run_one(rng, stable, cand, rps);
-        if (o.rolled_back) {
-            ++s.rolled_back;
+        auto o = run_one(rng, stable, cand, rps, sticky);
+        s.rolled_back += o.end == outcome::rolled_back;
+        s.completed += o.end == outcome::completed;
+        if (o.end != outcome::held) {
             s.requests.push_back(o.candidate_requests);
+            s.seconds.push_back(o.seconds);
         }
     }
     std::sort(s.requests.begin(), s.requests.end());
+    std::sort(s.seconds.begin(), s.seconds.end());
     return s;
 }
 
-std::string quantile(const std::vector<std::uint64_t>& v, double q) {
+template <class T>
+std::string quantile(const std::vector<T>& v, double q) {
     if (v.empty()) {
         return "–";
     }
-    return std::to_string(v[std::min(v.size() - 1, static_cast<std::size_t>(q * v.size()))]);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f",
+                  static_cast<double>(v[std::min(v.size() - 1, static_cast<std::size_t>(q * v.size()))]));
+    return buf;
+}
+
+struct row {
+    const char* name;
+    const char* expected;  // what should happen
+    version_model stable;
+    version_model cand;
+    bool sticky = false;
+};
+
+std::vector<row> rows() {
+    const version_model base;
+    std::vector<row> out;
+    out.push_back({"A/A", "complete", base, base});
+    out.push_back({"A/A, sticky Zipf users", "complete", base, base, true});
+    auto heavy = base;
+    heavy.sigma = 1.2;  // p99 about 16x the median
+    out.push_back({"A/A, heavy-tailed latency", "complete", heavy, heavy});
+    auto tight = base;
+    tight.sigma = 0.05;
+    out.push_back({"A/A, tight latency", "complete", tight, tight});
+    auto faster = base;
+    faster.median_ms = 37.5;  // 25 % faster
+    out.push_back({"candidate 25 % faster", "complete", base, faster});
+    auto slower = base;
+    slower.median_ms = 54;  // 8 % slower, within x1.2 / x1.1
+    out.push_back({"candidate 8 % slower", "complete", base, slower});
+    auto flaky_stable = base;
+    flaky_stable.error_rate = 0.30;
+    flaky_stable.fast_errors = true;
+    auto healthy = base;
+    healthy.error_rate = 0.30;
+    healthy.fast_errors = false;
+    out.push_back({"stable 30 % fast 503s, candidate same errors, not fast", "complete",
+                   flaky_stable, healthy});
+    auto errors2 = base;
+    errors2.error_rate = 0.01;
+    out.push_back({"errors 0.5 % -> 1 % (2x, tolerance x1.5)", "not complete", base, errors2});
+    auto errors10 = base;
+    errors10.error_rate = 0.05;
+    out.push_back({"errors 0.5 % -> 5 % (10x)", "roll back in the first stage", base, errors10});
+    auto hangs = base;
+    hangs.hang_rate = 0.01;
+    out.push_back({"1 % of requests hang (504 after 2 s)", "not complete", base, hangs});
+    auto p99 = base;
+    p99.sigma = base.sigma + std::log(1.5) / 2.326;  // same median, p99 +50 %
+    out.push_back({"p99 +50 % (tolerance x1.1)", "not complete", base, p99});
+    auto tail = base;
+    tail.tail_rate = 0.03;
+    tail.tail_ms = 300;
+    out.push_back({"+300 ms on 3 % of requests", "not complete", base, tail});
+    auto client = base;
+    client.client_error_rate = 0.05;
+    out.push_back({"4xx 0.2 % -> 5 %", "roll back", base, client});
+    return out;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    int runs = 1000;
+    int runs = 200;
     double rps = 100;
     std::uint64_t seed = 1;
     bool check_aa = false;
+    std::string only;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--check-aa") {
@@ -166,51 +311,45 @@ int main(int argc, char** argv) {
             rps = std::stod(argv[++i]);
         } else if (i + 1 < argc && a == "--seed") {
             seed = std::stoull(argv[++i]);
+        } else if (i + 1 < argc && a == "--scenario") {
+            only = argv[++i];
         } else {
             std::fprintf(stderr, "usage: stagegate-rollout-sim [--runs N] [--rps R] [--seed S] "
-                                 "[--check-aa]\n");
+                                 "[--scenario NAME-PREFIX] [--check-aa]\n");
             return 2;
         }
     }
     std::mt19937_64 rng(seed);
-    version_model base;
     if (check_aa) {
         const double alpha = 0.01;
-        auto s = scenario(rng, runs, base, base, rps);
+        const version_model base;
+        auto s = scenario(rng, runs, base, base, rps, true);
         const double rate = static_cast<double>(s.rolled_back) / runs;
         const double bound = alpha + 5 * std::sqrt(alpha * (1 - alpha) / runs);
-        std::printf("A/A: %d of %d healthy candidates rolled back (%.2f %%; bound %.2f %%)\n",
-                    s.rolled_back, runs, rate * 100, bound * 100);
+        std::printf("A/A, sticky Zipf users: %d of %d healthy candidates rolled back (%.2f %%; "
+                    "bound %.2f %%), %d completed\n",
+                    s.rolled_back, runs, rate * 100, bound * 100, s.completed);
         std::printf("%d passed, %d failed\n", rate <= bound ? 1 : 0, rate <= bound ? 0 : 1);
         return rate <= bound ? 0 : 1;
     }
-    struct row {
-        const char* name;
-        version_model cand;
-    };
-    version_model err1 = base;
-    err1.error_rate = 0.01;
-    version_model err5 = base;
-    err5.error_rate = 0.05;
-    version_model p99_20 = base;
-    p99_20.sigma = base.sigma + std::log(1.2) / 2.326;  // same median, p99 +20 %
-    version_model p99_100 = base;
-    p99_100.sigma = base.sigma + std::log(2.0) / 2.326;  // same median, p99 +100 %
-    std::vector<row> rows = {{"A/A (identical)", base},
-                             {"errors 0.5 % -> 1 %", err1},
-                             {"errors 0.5 % -> 5 %", err5},
-                             {"p99 +20 %", p99_20},
-                             {"p99 +100 %", p99_100}};
-    std::printf("stages 1 %% / 5 %% / 25 %% / 50 %% (bake 60 s each), interval 5 s, %g req/s, "
-                "alpha 0.01, seed %llu\n\n",
+    std::printf("plan 5 %% / 25 %% / 50 %% -> 100 %%, 15 s bake each, checks every 1 s, "
+                "tolerances errors x1.5, p50 x1.2, p99 x1.1, alpha 0.01, beta 0.05; "
+                "%g req/s, seed %llu, 30 min at most per rollout\n\n",
                 rps, static_cast<unsigned long long>(seed));
-    std::printf("| scenario | runs | rolled back | candidate requests until rollback: median | p95 |\n");
-    std::printf("|---|---:|---:|---:|---:|\n");
-    for (const auto& r : rows) {
-        auto s = scenario(rng, runs, base, r.cand, rps);
-        std::printf("| %s | %d | %d (%.2f %%) | %s | %s |\n", r.name, s.runs, s.rolled_back,
-                    100.0 * s.rolled_back / s.runs, quantile(s.requests, 0.5).c_str(),
-                    quantile(s.requests, 0.95).c_str());
+    std::printf("| scenario | expected | runs | rolled back | promoted to 100 %% | held | "
+                "candidate requests to decision: median | p95 | seconds: median | p95 |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& r : rows()) {
+        if (!only.empty() && std::string(r.name).rfind(only, 0) != 0) {
+            continue;
+        }
+        auto s = scenario(rng, runs, r.stable, r.cand, rps, r.sticky);
+        const int held = s.runs - s.rolled_back - s.completed;
+        std::printf("| %s | %s | %d | %.1f %% | %.1f %% | %.1f %% | %s | %s | %s | %s |\n",
+                    r.name, r.expected, s.runs, 100.0 * s.rolled_back / s.runs,
+                    100.0 * s.completed / s.runs, 100.0 * held / s.runs,
+                    quantile(s.requests, 0.5).c_str(), quantile(s.requests, 0.95).c_str(),
+                    quantile(s.seconds, 0.5).c_str(), quantile(s.seconds, 0.95).c_str());
         std::fflush(stdout);
     }
     return 0;

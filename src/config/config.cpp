@@ -380,10 +380,11 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
                 }
                 std::string action = "hold";
                 sr.string("on_max_duration", action, false);
-                if (action != "hold" && action != "rollback") {
-                    sr.fail("on_max_duration", "expected \"hold\" or \"rollback\"");
+                if (action != "hold" && action != "rollback" && action != "complete") {
+                    sr.fail("on_max_duration", "expected \"hold\", \"rollback\" or \"complete\"");
                 }
                 st.rollback_on_max_duration = action == "rollback";
+                st.complete_on_max_duration = action == "complete";
             }
             if (st.name.empty() && st.weight == 0) {
                 st.name = "shadow";
@@ -399,7 +400,8 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         auto& gt = ro.gates;
         g.reject_unknown({"min_requests", "max_error_rate", "max_upstream_failure_rate",
                           "max_latency_ms", "max_error_rate_delta", "max_error_rate_ratio",
-                          "max_latency_ratio", "sequential", "errors", "predictions"});
+                          "max_latency_ratio", "latency_slack_ms", "client_errors",
+                          "prove_every_stage", "sequential", "errors", "predictions"});
         g.object("predictions", [&](object_reader& pg) {
             pg.reject_unknown({"min_samples", "min_agreement", "max_psi", "max_ks",
                                "max_accuracy_drop", "max_mae_increase",
@@ -437,11 +439,17 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         g.optional_real("max_error_rate_delta", gt.max_error_rate_delta, 0, 1);
         g.optional_real("max_error_rate_ratio", gt.max_error_rate_ratio, 1, 1e6);
         read_quantile_map(g, "max_latency_ratio", gt.max_latency_ratio, 1, 1e6);
+        double slack_ms = gt.latency_slack_seconds * 1000.0;
+        g.real("latency_slack_ms", slack_ms, 0, 3.6e6);
+        gt.latency_slack_seconds = slack_ms / 1000.0;
+        g.boolean("client_errors", gt.client_errors);
+        g.boolean("prove_every_stage", gt.prove_every_stage);
         g.object("sequential", [&](object_reader& sq) {
-            sq.reject_unknown({"errors", "latency", "alpha"});
+            sq.reject_unknown({"errors", "latency", "alpha", "beta"});
             sq.boolean("errors", gt.sequential_errors);
             sq.boolean("latency", gt.sequential_latency);
             sq.real("alpha", gt.alpha, 1e-9, 0.5);
+            sq.real("beta", gt.beta, 1e-9, 0.5);
         });
     });
 }
@@ -737,6 +745,20 @@ std::vector<problem> validate_rollout(const rollout& ro, const std::vector<std::
         }
         if (!stage_names.insert(st.name).second) {
             problems.push_back({spath + "/name", "duplicate stage name"});
+        }
+        // At 100 % stable serves nothing: the candidate is judged against stable's figures from
+        // the stages before, so there must be one, and the stage must end on its own.
+        if (st.weight == total_weight && si == 0) {
+            problems.push_back({spath + "/weight_bp",
+                                "the first stage cannot send 100 % to the candidate: there would "
+                                "be no stable traffic to judge it against (start lower)"});
+        }
+        if (st.weight == total_weight &&
+            (!st.max_duration || (!st.rollback_on_max_duration && !st.complete_on_max_duration))) {
+            problems.push_back({spath + "/max_duration_ms",
+                                "a stage at 100 % must end on its own: set max_duration_ms and "
+                                "on_max_duration \"rollback\" or \"complete\" (what happens if "
+                                "its gates have not passed by then)"});
         }
         if (st.name == "stable" || st.name == "rolled-back" || st.name == "aborted" ||
             st.name == "pre-checks") {

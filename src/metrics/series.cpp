@@ -49,6 +49,7 @@ void series_counts::merge(const series_counts& other) {
         upstream_failures[i] += other.upstream_failures[i];
     }
     latency.merge(other.latency);
+    success_latency.merge(other.success_latency);
     predictions.merge(other.predictions);
 }
 
@@ -56,6 +57,7 @@ void series_counts::clear() {
     codes.fill(0);
     upstream_failures.fill(0);
     latency.clear();
+    success_latency.clear();
     predictions.clear();
 }
 

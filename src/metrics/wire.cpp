@@ -48,6 +48,9 @@ json to_wire(const series_counts& c) {
         {"latency_sum", c.latency.sum_micros()},
         {"latency", sparse(latency_histogram::bucket_count,
                            [&](std::size_t i) { return c.latency.bucket(i); })},
+        {"success_latency_sum", c.success_latency.sum_micros()},
+        {"success_latency", sparse(latency_histogram::bucket_count,
+                                   [&](std::size_t i) { return c.success_latency.bucket(i); })},
         {"predictions",
          {{"parsed", p.parsed},
           {"missing", p.missing},
@@ -117,10 +120,20 @@ bool add_from_wire(const json& wire, series_counts& into) {
          count(p, "mirrors_dropped", q.mirrors_dropped) && count(p, "feedback", q.feedback) &&
          count(p, "correct", q.correct) && count(p, "valued_feedback", q.valued_feedback) &&
          real(p, "abs_error_sum", q.abs_error_sum);
+    // Replicas of an older release send no success latencies: they count as none.
+    std::uint64_t success_sum = 0;
+    if (wire.contains("success_latency")) {
+        ok = ok && count(wire, "success_latency_sum", success_sum) &&
+             each_sparse(wire["success_latency"], latency_histogram::bucket_count,
+                         [&](std::size_t i, std::uint64_t n) {
+                             c.success_latency.restore(i, n, 0);
+                         });
+    }
     if (!ok) {
         return false;
     }
     c.latency.restore(0, 0, latency_sum);
+    c.success_latency.restore(0, 0, success_sum);
     into.merge(c);
     return true;
 }

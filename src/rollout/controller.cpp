@@ -2,6 +2,7 @@
 
 #include "stagegate/predictions/drift.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -25,6 +26,9 @@ json gates_json(const evaluation& e) {
                        {"candidate", g.candidate},
                        {"stable", g.stable},
                        {"limit", g.limit},
+                       {"candidate_low", g.candidate_low},
+                       {"candidate_high", std::isfinite(g.candidate_high) ? json(g.candidate_high)
+                                                                         : json(nullptr)},
                        {"candidate_requests", g.candidate_requests},
                        {"stable_requests", g.stable_requests},
                        {"explanation", g.explanation}});
@@ -193,6 +197,9 @@ gate_config controller::gates_for(const active& a) const {
     cfg.sequential_errors = g.sequential_errors;
     cfg.sequential_latency = g.sequential_latency;
     cfg.alpha = g.alpha;
+    cfg.beta = g.beta;
+    cfg.latency_slack_seconds = g.latency_slack_seconds;
+    cfg.client_errors = g.client_errors;
     cfg.error_slots = error_slots_for(g.error_statuses);
     cfg.min_samples = g.min_samples;
     cfg.min_agreement = g.min_agreement;
@@ -242,7 +249,7 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
             a.st = *resumed;
             a.st.model = m.name;
             auto label = stage_label(a);
-            reset_counts(a, label);
+            next_segment(a, label);
             auto applied = env_.apply(m.name, a.st.stable, a.st.candidate, candidate_weight(a),
                                       label, a.spec.fast_rollback_consecutive_errors,
                                       mirror_of(a));
@@ -332,6 +339,22 @@ result<bool> controller::adopt(const std::string& model, const json& state,
     return true;
 }
 
+void controller::next_segment(active& a, const std::string& label) {
+    if (a.segment_serving && !a.segment_label.empty()) {
+        a.candidate_segments.push_back(
+            env_.stage_counts(a.st.model, a.st.candidate, a.segment_label));
+        a.stable_segments.push_back(env_.stage_counts(a.st.model, a.st.stable, a.segment_label));
+    }
+    const bool live = a.st.ph == phase::progressing || a.st.ph == phase::paused;
+    if (!live) {
+        a.candidate_segments.clear();  // the rollout is over: nothing left to judge
+        a.stable_segments.clear();
+    }
+    a.segment_label = label;
+    a.segment_serving = live && candidate_weight(a) > 0;
+    reset_counts(a, label);
+}
+
 result<void> controller::route_by_state(active& a, bool stage_began, clock::time_point now) {
     const std::string label = stage_label(a);
     if (stage_began) {
@@ -340,7 +363,7 @@ result<void> controller::route_by_state(active& a, bool stage_began, clock::time
         a.checks_passed_stage.reset();
         a.approval_pending = false;
         a.checks_in_flight = false;
-        reset_counts(a, label);
+        next_segment(a, label);
     }
     const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
     return env_.apply(a.st.model, stable_now, a.st.candidate, candidate_weight(a), label,
@@ -580,15 +603,25 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     if (stage.mirror > 0) {
         mirror = env_.stage_counts(a.st.model, a.st.candidate, config::mirror_stage(label));
     }
-    // A mirror-only stage judges the candidate on its answers to the mirrored requests: it
-    // gets stable's requests times the mirror share, so its share of the two is m / (1 + m).
+    // A mirror-only stage judges the candidate on its answers to the mirrored requests (its
+    // own evidence: mirrored requests are not served to anyone). Otherwise the gates judge all
+    // the candidate's traffic since the rollout began, segment by segment.
     const bool mirror_only = candidate_weight(a) == 0 && mirror;
     const auto c = mirror_only ? *mirror
                                : env_.stage_counts(a.st.model, a.st.candidate, label);
-    const double m = stage.mirror / static_cast<double>(config::total_weight);
-    const double rho0 = mirror_only ? m / (1 + m)
-                                    : candidate_weight(a) / static_cast<double>(config::total_weight);
-    a.last = evaluate(gates_for(a), c, s, rho0, mirror ? &*mirror : nullptr);
+    traffic seen;
+    if (!mirror_only) {
+        seen.candidate = a.candidate_segments;
+        seen.stable = a.stable_segments;
+    }
+    seen.candidate.push_back(c);
+    seen.stable.push_back(s);
+    seen.mirror = mirror ? &*mirror : nullptr;
+    a.last = evaluate(gates_for(a), seen);
+    std::uint64_t rollout_requests = 0;
+    for (const auto& k : seen.candidate) {
+        rollout_requests += k.requests();
+    }
     json details = {{"gates", gates_json(a.last)},
                     {"candidate_requests", c.requests()},
                     {"stable_requests", s.requests()}};
@@ -605,7 +638,10 @@ void controller::evaluate_one(active& a, clock::time_point now) {
         return;  // paused: gates are judged and shown, rollback stays armed, nothing widens
     }
     const auto elapsed = now - a.stage_started;
+    // "complete" at the maximum duration: no gate failed, so go on as if they had all passed.
+    bool past_max_duration = false;
     if (stage.max_duration && elapsed > *stage.max_duration) {
+        past_max_duration = stage.complete_on_max_duration;
         if (stage.rollback_on_max_duration) {
             auto next = a.st;
             next.ph = phase::rolled_back;
@@ -616,7 +652,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
                              details, now);
             return;
         }
-        if (!a.max_duration_reported && store_) {
+        if (!a.max_duration_reported && store_ && !past_max_duration) {
             a.max_duration_reported = true;
             (void)store_->append_event(
                 {{"time_ms", env_.wall_ms()}, {"model", a.st.model}, {"type", "stuck"},
@@ -624,7 +660,15 @@ void controller::evaluate_one(active& a, clock::time_point now) {
                  {"text", "holding " + where + " past its maximum duration: gates not passed"}});
         }
     }
-    const bool gates_ok = a.last.gates.empty() || a.last.all_pass();
+    // Widening asks for no gate failing and every estimate within its limit; completing (the
+    // last stage, to 100 %) for every gate's bounds within its limit, on all the evidence
+    // since the rollout began: a candidate beyond a tolerance completes at most beta of the
+    // time, and a good one is not held at 5 % until the 5 % alone could prove it.
+    const bool last_stage = a.st.stage + 1 >= a.spec.stages.size();
+    const bool proven = a.last.gates.empty() || a.last.all_pass();
+    const bool on_track = a.last.gates.empty() || a.last.all_on_track();
+    const bool gates_ok = (last_stage || a.spec.gates.prove_every_stage ? proven : on_track) ||
+                          past_max_duration;
     const bool baked = elapsed >= stage.min_bake;
     const bool enough = c.requests() >= stage.min_requests;
     if (!(gates_ok && baked && enough)) {
@@ -656,17 +700,19 @@ void controller::evaluate_one(active& a, clock::time_point now) {
         next.ph = phase::completed;
         (void)transition(a, next, "completed",
                          "completed rollout of " + a.st.model + ": " + a.st.candidate +
-                             " is stable at 100 % after passing " + label + " with " +
-                             std::to_string(c.requests()) + " candidate requests",
+                             " is stable at 100 % after passing " + label + ": all gates "
+                             "passed over " + std::to_string(rollout_requests) +
+                             " candidate requests since the rollout began",
                          details, now);
     } else {
         next.stage = a.st.stage + 1;
         const auto& to = a.spec.stages[next.stage];
         (void)transition(a, next, "promoted",
                          "promoted " + where + " to " + to.name + " (" + percent_of(to.weight) +
-                             "): all gates passed over " + std::to_string(c.requests()) +
-                             " candidate vs " + std::to_string(s.requests()) +
-                             " stable requests",
+                             "): all gates passed over " + std::to_string(rollout_requests) +
+                             " candidate requests since the rollout began (" +
+                             std::to_string(c.requests()) + " vs " +
+                             std::to_string(s.requests()) + " stable in this stage)",
                          details, now);
     }
 }
@@ -828,14 +874,17 @@ result<bool> controller::update_spec(const std::string& model, config::rollout s
         return false;  // unchanged: no event, no reset
     }
     const bool relabel = spec.stages[a.st.stage].name != a.spec.stages[a.st.stage].name;
+    const auto old_weight = candidate_weight(a);
     a.spec = std::move(spec);
+    // A new split is a new segment of evidence (the old one's counts are kept as they were).
+    const bool new_segment = relabel || candidate_weight(a) != old_weight;
     a.next_eval = std::min(a.next_eval, now + a.spec.interval);
     if (relabel) {
         a.stage_started = now;
     }
     const std::string label = stage_label(a);
-    if (relabel) {
-        reset_counts(a, label);
+    if (new_segment) {
+        next_segment(a, label);
     }
     const std::string stable_now = a.st.ph == phase::completed ? a.st.candidate : a.st.stable;
     auto applied = env_.apply(model, stable_now, a.st.candidate, candidate_weight(a), label,

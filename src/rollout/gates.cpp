@@ -1,6 +1,7 @@
 #include "stagegate/rollout/gates.hpp"
 
 #include "stagegate/predictions/drift.hpp"
+#include "stagegate/rollout/evidence.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -16,20 +17,10 @@ std::string percent(double rate) {
     return buf;
 }
 
-std::string millis(double seconds) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f ms", seconds * 1000.0);
-    return buf;
-}
-
 std::string quantile_name(double q) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "p%g", q * 100.0);
     return buf;
-}
-
-double rate(std::uint64_t part, std::uint64_t whole) {
-    return whole ? static_cast<double>(part) / static_cast<double>(whole) : 0.0;
 }
 
 std::uint64_t failures(const metrics::series_counts& c) {
@@ -64,7 +55,8 @@ void evaluate_quality(const gate_config& cfg, const metrics::prediction_counts& 
                       evaluation& out) {
     auto add = [&](std::string gate, verdict v, double cv, double sv, double limit,
                    std::uint64_t cn, std::uint64_t sn, std::string why) {
-        out.gates.push_back({std::move(gate), v, cv, sv, limit, cn, sn, std::move(why)});
+        out.gates.push_back({std::move(gate), v, cv, sv, limit, cv, cv, cn, sn, std::move(why),
+                             v == verdict::pass});
     };
     auto too_few = [&](std::uint64_t cn, std::uint64_t sn, const char* what) {
         return "too little data: " + std::to_string(cn) + " candidate vs " + std::to_string(sn) +
@@ -243,6 +235,15 @@ bool evaluation::all_pass() const {
     return true;
 }
 
+bool evaluation::all_on_track() const {
+    for (const auto& g : gates) {
+        if (!g.on_track) {
+            return false;
+        }
+    }
+    return true;
+}
+
 const gate_result* evaluation::first_failure() const {
     for (const auto& g : gates) {
         if (g.outcome == verdict::fail) {
@@ -252,135 +253,325 @@ const gate_result* evaluation::first_failure() const {
     return nullptr;
 }
 
-evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candidate,
-                    const metrics::series_counts& stable, double rho0,
-                    const metrics::series_counts* mirror) {
-    evaluation out;
-    const auto cn = candidate.requests();
-    const auto sn = stable.requests();
-    const bool enough_candidate = cn >= cfg.min_requests;
-    const bool enough_both = enough_candidate && sn >= cfg.min_requests;
-    const std::string sample = std::to_string(cn) + " candidate vs " + std::to_string(sn) +
-                               " stable requests";
-    auto add = [&](std::string gate, verdict v, double c, double s, double limit,
-                   std::string why) {
-        out.gates.push_back({std::move(gate), v, c, s, limit, cn, sn, std::move(why)});
-    };
-    auto too_little = [&](bool need_stable) {
-        return "too little data: " + sample + ", " + std::to_string(cfg.min_requests) +
-               " needed" + (need_stable ? " on each version" : " on the candidate");
-    };
+namespace {
 
-    const auto c_errors = errors_of(candidate, cfg.error_slots);
-    const auto s_errors = errors_of(stable, cfg.error_slots);
-    const double c_err = rate(c_errors, cn);
-    const double s_err = rate(s_errors, sn);
+std::string fixed(double v, int digits) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+    return buf;
+}
 
-    if (cfg.max_error_rate) {
-        const double limit = *cfg.max_error_rate;
-        if (!enough_candidate) {
-            add("error_rate", verdict::inconclusive, c_err, s_err, limit, too_little(false));
-        } else {
-            bool ok = c_err <= limit;
-            add("error_rate", ok ? verdict::pass : verdict::fail, c_err, s_err, limit,
-                "candidate error rate " + percent(c_err) + (ok ? " within " : " above ") +
-                    "the limit " + percent(limit) + " over " + std::to_string(cn) + " requests");
+std::string ratio_text(double r) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "x%g", r);
+    return buf;
+}
+
+double ms_of(double micros) { return micros / 1000.0; }
+
+std::string ms_text(double micros) {
+    if (!std::isfinite(micros)) {
+        return "unbounded";
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f ms", ms_of(micros));
+    return buf;
+}
+
+// The counts the evidence module judges, per segment: requests, errors as `errors_in` counts
+// them, and the successful answers' latencies.
+template <class Errors>
+std::vector<evidence::segment_counts> segments_of(const std::vector<metrics::series_counts>& all,
+                                                  Errors errors_in, bool with_latency) {
+    std::vector<evidence::segment_counts> out(all.size());
+    for (std::size_t k = 0; k < all.size(); ++k) {
+        out[k].requests = static_cast<double>(all[k].requests());
+        out[k].errors = static_cast<double>(errors_in(all[k]));
+        if (with_latency) {
+            out[k].latency = evidence::latency_sample::of(all[k].success_latency);
         }
+    }
+    return out;
+}
+
+// Everything one evaluation shares between its gates.
+struct judging {
+    const gate_config& cfg;
+    evaluation& out;
+    std::uint64_t cn = 0;  // candidate requests, all segments
+    std::uint64_t sn = 0;
+    double gate_alpha = 0;  // alpha split over the operational gates
+
+    std::string sample() const {
+        return std::to_string(cn) + " candidate vs " + std::to_string(sn) + " stable requests";
+    }
+    bool enough_candidate() const { return cn >= cfg.min_requests; }
+    bool enough_both() const { return enough_candidate() && sn >= cfg.min_requests; }
+    std::string too_little(bool need_stable) const {
+        return "too little data: " + sample() + ", " + std::to_string(cfg.min_requests) +
+               " needed" + (need_stable ? " on each version" : " on the candidate");
+    }
+    void add(std::string gate, verdict v, double c, double s, double limit, double low,
+             double high, std::string why) {
+        gate_result g{std::move(gate), v, c, s, limit, low, high, cn, sn, std::move(why)};
+        g.on_track = v == verdict::pass ||
+                     (v == verdict::inconclusive && c <= limit && enough_both());
+        out.gates.push_back(std::move(g));
+    }
+};
+
+// An absolute ceiling on a candidate rate.
+void rate_limit_gate(judging& j, const char* gate, const char* what, double events,
+                     double trials, double limit) {
+    const double estimate = trials > 0 ? events / trials : 0;
+    const double low = evidence::rate_lower(events, trials, j.gate_alpha);
+    const double high = evidence::rate_upper(events, trials, j.cfg.beta);
+    const std::string seen = std::string("candidate ") + what + " " + percent(estimate) +
+                             " over " + std::to_string(j.cn) + " requests";
+    if (low > limit) {
+        j.add(gate, verdict::fail, estimate, 0, limit, low, high,
+              seen + ": above the limit " + percent(limit) + " (at least " + percent(low) + ")");
+    } else if (!j.enough_candidate()) {
+        j.add(gate, verdict::inconclusive, estimate, 0, limit, low, high, j.too_little(false));
+    } else if (high <= limit) {
+        j.add(gate, verdict::pass, estimate, 0, limit, low, high,
+              seen + ": within the limit " + percent(limit) + " (at most " + percent(high) + ")");
+    } else {
+        j.add(gate, verdict::inconclusive, estimate, 0, limit, low, high,
+              seen + ": between " + percent(low) + " and " + percent(high) +
+                  ", not yet clearly within or above the limit " + percent(limit));
+    }
+}
+
+// A candidate rate against stable's, within max(stable x ratio, stable + delta).
+void rate_tolerance_gate(judging& j, const char* gate, const char* what,
+                         const std::vector<evidence::segment_counts>& c,
+                         const std::vector<evidence::segment_counts>& s, double ratio,
+                         double delta) {
+    double events = 0;
+    double trials = 0;
+    for (const auto& k : c) {
+        events += k.errors;
+        trials += k.requests;
+    }
+    const auto ref = evidence::stable_reference(c, s);
+    const auto allowed = [&](double p) { return std::max(p * ratio, p + delta); };
+    const double c_rate = trials > 0 ? events / trials : 0;
+    const double s_rate = ref.requests > 0 ? ref.errors / ref.requests : 0;
+    const double half_alpha = j.gate_alpha / 2;
+    const double half_beta = j.cfg.beta / 2;
+    const double c_low = evidence::rate_lower(events, trials, half_alpha);
+    const double s_high = evidence::rate_upper(ref.errors, ref.requests, half_alpha);
+    const double c_high = evidence::rate_upper(events, trials, half_beta);
+    const double s_low = evidence::rate_lower(ref.errors, ref.requests, half_beta);
+    std::string tolerance = "stable";
+    if (ratio > 1) {
+        tolerance += " " + ratio_text(ratio);
+    }
+    if (delta > 0) {
+        tolerance += (ratio > 1 ? " or + " : " + ") + fixed(delta * 100, 2) + " points";
+    }
+    if (ratio > 1 && delta > 0) {
+        tolerance += ", whichever is larger";
+    }
+    const std::string seen = std::string(what) + " " + percent(c_rate) + " vs stable " +
+                             percent(s_rate) + " over " + j.sample();
+    const double limit = allowed(s_rate);
+    if (ref.requests <= 0) {
+        j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
+              j.too_little(true));
+    } else if (c_low > allowed(s_high)) {
+        j.add(gate, verdict::fail, c_rate, s_rate, limit, c_low, c_high,
+              seen + ": higher than allowed (" + tolerance + "): the candidate's is at least " +
+                  percent(c_low) + ", the allowance at most " + percent(allowed(s_high)));
+    } else if (!j.enough_both()) {
+        j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
+              j.too_little(true));
+    } else if (c_high <= allowed(s_low)) {
+        j.add(gate, verdict::pass, c_rate, s_rate, limit, c_low, c_high,
+              seen + ": within the allowance (" + tolerance + "): the candidate's is at most " +
+                  percent(c_high) + ", the allowance at least " + percent(allowed(s_low)));
+    } else {
+        j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
+              seen + ": not yet clear against the allowance (" + tolerance +
+                  "): the candidate's is between " + percent(c_low) + " and " + percent(c_high) +
+                  ", the allowance between " + percent(allowed(s_low)) + " and " +
+                  percent(allowed(s_high)));
+    }
+}
+
+// An absolute ceiling on a candidate latency quantile (successful answers).
+void latency_limit_gate(judging& j, const evidence::latency_sample& c, double q,
+                        double limit_seconds) {
+    const std::string name = quantile_name(q) + "_latency";
+    const double limit = limit_seconds * 1e6;
+    const double estimate = c.quantile_micros(q);
+    const double low = evidence::quantile_lower(c, q, j.gate_alpha);
+    const double high = evidence::quantile_upper(c, q, j.cfg.beta);
+    const double high_or_zero = high / 1e6;  // +infinity: not yet bounded
+    const std::string seen = "candidate " + quantile_name(q) + " " + ms_text(estimate) +
+                             " over " + std::to_string(static_cast<std::uint64_t>(c.total)) +
+                             " successful answers";
+    if (low > limit) {
+        j.add(name, verdict::fail, estimate / 1e6, 0, limit_seconds, low / 1e6, high_or_zero,
+              seen + ": slower than the limit " + ms_text(limit) + " (at least " + ms_text(low) +
+                  ")");
+    } else if (!j.enough_candidate()) {
+        j.add(name, verdict::inconclusive, estimate / 1e6, 0, limit_seconds, low / 1e6,
+              high_or_zero, j.too_little(false));
+    } else if (high <= limit) {
+        j.add(name, verdict::pass, estimate / 1e6, 0, limit_seconds, low / 1e6, high_or_zero,
+              seen + ": within the limit " + ms_text(limit) + " (at most " + ms_text(high) + ")");
+    } else {
+        j.add(name, verdict::inconclusive, estimate / 1e6, 0, limit_seconds, low / 1e6,
+              high_or_zero,
+              seen + ": between " + ms_text(low) + " and " + ms_text(high) +
+                  ", not yet clearly within or above the limit " + ms_text(limit));
+    }
+}
+
+// A candidate latency quantile against stable's, within max(stable x ratio, stable + slack).
+void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
+                            const evidence::latency_sample& ref, double q, double ratio) {
+    const std::string name = quantile_name(q) + "_latency_vs_stable";
+    const double slack = j.cfg.latency_slack_seconds * 1e6;
+    const auto allowed = [&](double x) { return std::max(x * ratio, x + slack); };
+    const double c_q = c.quantile_micros(q);
+    const double s_q = ref.quantile_micros(q);
+    const double half_alpha = j.gate_alpha / 2;
+    const double half_beta = j.cfg.beta / 2;
+    const double c_low = evidence::quantile_lower(c, q, half_alpha);
+    const double s_high = evidence::quantile_upper(ref, q, half_alpha);
+    const double c_high = evidence::quantile_upper(c, q, half_beta);
+    const double s_low = evidence::quantile_lower(ref, q, half_beta);
+    const double high_or_zero = c_high / 1e6;  // +infinity: not yet bounded
+    char times[32];
+    std::snprintf(times, sizeof times, "%.2fx", s_q > 0 ? c_q / s_q : 0.0);
+    const std::string tolerance = "stable " + ratio_text(ratio) + " or + " + ms_text(slack) +
+                                  ", whichever is larger";
+    const std::string seen = quantile_name(q) + " latency " + ms_text(c_q) + " vs stable " +
+                             ms_text(s_q) + " (" + times + ") over " +
+                             std::to_string(static_cast<std::uint64_t>(c.total)) +
+                             " candidate successful answers";
+    const double limit = allowed(s_q) / 1e6;
+    auto add = [&](verdict v, std::string why) {
+        j.add(name, v, c_q / 1e6, s_q / 1e6, limit, c_low / 1e6, high_or_zero, std::move(why));
+    };
+    if (ref.total <= 0) {
+        add(verdict::inconclusive, j.too_little(true));
+    } else if (std::isfinite(s_high) && c_low > allowed(s_high)) {
+        add(verdict::fail, seen + ": slower than allowed (" + tolerance +
+                               "): the candidate's is at least " + ms_text(c_low) +
+                               ", the allowance at most " + ms_text(allowed(s_high)));
+    } else if (!j.enough_both()) {
+        add(verdict::inconclusive, j.too_little(true));
+    } else if (c_high <= allowed(s_low)) {
+        add(verdict::pass, seen + ": within the allowance (" + tolerance +
+                               "): the candidate's is at most " + ms_text(c_high) +
+                               ", the allowance at least " + ms_text(allowed(s_low)));
+    } else {
+        add(verdict::inconclusive,
+            seen + ": not yet clear against the allowance (" + tolerance +
+                "): the candidate's is between " + ms_text(c_low) + " and " + ms_text(c_high) +
+                ", the allowance between " + ms_text(allowed(s_low)) + " and " +
+                ms_text(allowed(s_high)));
+    }
+}
+
+// 4xx answers of either version: a tracked 4xx code or the 4xx class slot.
+std::uint64_t client_errors_of(const metrics::series_counts& c) {
+    std::uint64_t n = 0;
+    for (std::size_t slot = 0; slot < metrics::code_slots; ++slot) {
+        const auto label = metrics::code_label(slot);
+        if (!label.empty() && label[0] == '4') {
+            n += c.codes[slot];
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+evaluation evaluate(const gate_config& cfg, const traffic& seen) {
+    evaluation out;
+    metrics::series_counts candidate;
+    metrics::series_counts stable;
+    for (const auto& k : seen.candidate) {
+        candidate.merge(k);
+    }
+    for (const auto& k : seen.stable) {
+        stable.merge(k);
+    }
+    judging j{cfg, out};
+    j.cn = candidate.requests();
+    j.sn = stable.requests();
+
+    // The relative gates, with the default tolerances where none is configured.
+    const bool error_gate =
+        cfg.max_error_rate_delta || cfg.max_error_rate_ratio || cfg.sequential_errors;
+    double ratio = cfg.max_error_rate_ratio.value_or(1.0);
+    double delta = cfg.max_error_rate_delta.value_or(0.0);
+    if (!cfg.max_error_rate_delta && !cfg.max_error_rate_ratio) {
+        ratio = 1.2;
+        delta = 0.005;
+    }
+    const auto slot_of_4xx = metrics::code_slot(499);
+    const bool errors_include_4xx =
+        std::find(cfg.error_slots.begin(), cfg.error_slots.end(), slot_of_4xx) !=
+        cfg.error_slots.end();
+    const bool client_gate = cfg.client_errors && error_gate && !errors_include_4xx;
+    std::vector<relative_quantile_limit> latency_ratios = cfg.max_latency_ratio;
+    if (latency_ratios.empty() && cfg.sequential_latency) {
+        latency_ratios = {{0.5, 1.2}, {0.9, 1.2}};
+    }
+    const std::size_t gates = (cfg.max_error_rate ? 1 : 0) +
+                              (cfg.max_upstream_failure_rate ? 1 : 0) + cfg.max_latency.size() +
+                              (error_gate ? 1 : 0) + (client_gate ? 1 : 0) +
+                              latency_ratios.size();
+    j.gate_alpha = cfg.alpha / static_cast<double>(std::max<std::size_t>(gates, 1));
+
+    const auto errors = [&](const metrics::series_counts& c) { return errors_of(c, cfg.error_slots); };
+    if (cfg.max_error_rate) {
+        rate_limit_gate(j, "error_rate", "error rate", static_cast<double>(errors(candidate)),
+                        static_cast<double>(j.cn), *cfg.max_error_rate);
     }
     if (cfg.max_upstream_failure_rate) {
-        const double limit = *cfg.max_upstream_failure_rate;
-        const double c_fail = rate(failures(candidate), cn);
-        if (!enough_candidate) {
-            add("upstream_failure_rate", verdict::inconclusive, c_fail, 0, limit,
-                too_little(false));
-        } else {
-            bool ok = c_fail <= limit;
-            add("upstream_failure_rate", ok ? verdict::pass : verdict::fail, c_fail, 0, limit,
-                "candidate upstream failure rate " + percent(c_fail) +
-                    (ok ? " within " : " above ") + "the limit " + percent(limit) + " over " +
-                    std::to_string(cn) + " requests");
-        }
+        rate_limit_gate(j, "upstream_failure_rate", "upstream failure rate",
+                        static_cast<double>(failures(candidate)), static_cast<double>(j.cn),
+                        *cfg.max_upstream_failure_rate);
     }
+    const auto c_latency = evidence::latency_sample::of(candidate.success_latency);
     for (const auto& q : cfg.max_latency) {
-        const double c_q = candidate.latency.quantile_micros(q.quantile) / 1e6;
-        const std::string name = quantile_name(q.quantile) + "_latency";
-        if (!enough_candidate) {
-            add(name, verdict::inconclusive, c_q, 0, q.seconds, too_little(false));
-        } else {
-            bool ok = c_q <= q.seconds;
-            add(name, ok ? verdict::pass : verdict::fail, c_q, 0, q.seconds,
-                "candidate " + quantile_name(q.quantile) + " " + millis(c_q) +
-                    (ok ? " within " : " above ") + "the limit " + millis(q.seconds));
+        latency_limit_gate(j, c_latency, q.quantile, q.seconds);
+    }
+    if (error_gate || client_gate || !latency_ratios.empty()) {
+        auto c_segments = segments_of(seen.candidate, errors, !latency_ratios.empty());
+        auto s_segments = segments_of(seen.stable, errors, !latency_ratios.empty());
+        if (error_gate) {
+            rate_tolerance_gate(j, "error_rate_vs_stable", "error rate", c_segments, s_segments,
+                                ratio, delta);
+        }
+        if (!latency_ratios.empty()) {
+            const auto ref = evidence::stable_reference(c_segments, s_segments);
+            for (const auto& q : latency_ratios) {
+                latency_tolerance_gate(j, c_latency, ref.latency, q.quantile, q.max_ratio);
+            }
+        }
+        if (client_gate) {
+            for (std::size_t k = 0; k < seen.candidate.size(); ++k) {
+                c_segments[k].errors = static_cast<double>(client_errors_of(seen.candidate[k]));
+            }
+            for (std::size_t k = 0; k < seen.stable.size(); ++k) {
+                s_segments[k].errors = static_cast<double>(client_errors_of(seen.stable[k]));
+            }
+            rate_tolerance_gate(j, "client_error_rate_vs_stable", "4xx rate", c_segments,
+                                s_segments, ratio, delta);
         }
     }
-    if (cfg.max_error_rate_delta || cfg.max_error_rate_ratio) {
-        // With both, the candidate gets whichever allowance is larger, so that a ratio over a
-        // near-zero stable rate cannot fail on a single error.
-        double limit = 0;
-        if (cfg.max_error_rate_delta && cfg.max_error_rate_ratio) {
-            limit = std::max(s_err + *cfg.max_error_rate_delta, s_err * *cfg.max_error_rate_ratio);
-        } else if (cfg.max_error_rate_delta) {
-            limit = s_err + *cfg.max_error_rate_delta;
-        } else {
-            limit = s_err * *cfg.max_error_rate_ratio;
-        }
-        if (!enough_both) {
-            add("error_rate_vs_stable", verdict::inconclusive, c_err, s_err, limit,
-                too_little(true));
-        } else {
-            bool ok = c_err <= limit;
-            add("error_rate_vs_stable", ok ? verdict::pass : verdict::fail, c_err, s_err, limit,
-                "error rate " + percent(c_err) + " vs stable " + percent(s_err) + " over " +
-                    sample + (ok ? ": within " : ": above ") + "the allowed " + percent(limit));
-        }
+    if (!seen.candidate.empty() && !seen.stable.empty()) {
+        evaluate_quality(cfg, seen.candidate.back().predictions, seen.stable.back().predictions,
+                         seen.mirror ? &seen.mirror->predictions : nullptr, out);
     }
-    for (const auto& q : cfg.max_latency_ratio) {
-        const double c_q = candidate.latency.quantile_micros(q.quantile) / 1e6;
-        const double s_q = stable.latency.quantile_micros(q.quantile) / 1e6;
-        const double limit = s_q * q.max_ratio;
-        const std::string name = quantile_name(q.quantile) + "_latency_vs_stable";
-        if (!enough_both) {
-            add(name, verdict::inconclusive, c_q, s_q, limit, too_little(true));
-        } else {
-            bool ok = c_q <= limit;
-            char ratio[32];
-            std::snprintf(ratio, sizeof ratio, "%.2fx", s_q > 0 ? c_q / s_q : 0.0);
-            add(name, ok ? verdict::pass : verdict::fail, c_q, s_q, limit,
-                quantile_name(q.quantile) + " " + millis(c_q) + " vs stable " + millis(s_q) +
-                    " (" + ratio + ")" + (ok ? " within " : " above ") + "the allowed " +
-                    millis(limit));
-        }
-    }
-    auto sequential = [&](const char* gate, const sequential_result& r, const char* what) {
-        char p[48];
-        std::snprintf(p, sizeof p, "p %s %.4g (alpha %g)", r.p_value < 1e-3 ? "<" : "=",
-                      r.p_value < 1e-3 ? 1e-3 : r.p_value, cfg.alpha);
-        if (r.reject) {
-            add(gate, verdict::fail, r.log_bayes_factor, 0, std::log(1 / cfg.alpha),
-                std::string("sequential test: candidate ") + what + " than stable over " +
-                    sample + "; " + p);
-        } else if (enough_both) {
-            add(gate, verdict::pass, r.log_bayes_factor, 0, std::log(1 / cfg.alpha),
-                std::string("sequential test: no evidence that the candidate ") + what +
-                    " over " + sample + "; " + p);
-        } else {
-            add(gate, verdict::inconclusive, r.log_bayes_factor, 0, std::log(1 / cfg.alpha),
-                too_little(true));
-        }
-    };
-    // A sequential test may fail before min_requests (it is valid at any sample size); it
-    // may only pass once both versions have enough traffic for the pass to mean something.
-    if (cfg.sequential_errors) {
-        sequential("sequential_error_rate",
-                   error_rate_test(c_errors, s_errors, rho0, cfg.alpha),
-                   "has more errors");
-    }
-    if (cfg.sequential_latency) {
-        sequential("sequential_latency",
-                   latency_test(candidate.latency, stable.latency, rho0, cfg.alpha), "is slower");
-    }
-    evaluate_quality(cfg, candidate.predictions, stable.predictions,
-                     mirror ? &mirror->predictions : nullptr, out);
     return out;
 }
 

@@ -104,7 +104,9 @@ struct rollout_stage {
     millis min_bake{60000};           // at least this long in the stage
     std::uint64_t min_requests = 100; // and at least this many candidate requests
     std::optional<millis> max_duration;
-    bool rollback_on_max_duration = false;  // "on_max_duration": "hold" (default) | "rollback"
+    // "on_max_duration": "hold" (default), "rollback", or "complete" (no gate failed by then)
+    bool rollback_on_max_duration = false;
+    bool complete_on_max_duration = false;
     bool approval = false;           // hold before widening until an operator promotes
     std::vector<http_check> checks;  // called before widening past this stage
     bool operator==(const rollout_stage&) const = default;
@@ -121,7 +123,12 @@ struct rollout_gates {
     std::map<double, double> max_latency_ratio;  // quantile -> ratio to stable
     bool sequential_errors = true;
     bool sequential_latency = true;
+    double latency_slack_seconds = 0.001;  // "latency_slack_ms": latency tolerances allow this much
+    bool client_errors = true;             // 4xx compared with stable
+    // Widen only on proof, as the last stage completes (else on estimates within limits).
+    bool prove_every_stage = false;
     double alpha = 0.01;
+    double beta = 0.05;
     // What counts as an error: "5xx" (the default; includes the gateway's own 502/503/504 for
     // upstream failures), "4xx", or tracked codes such as "429". Never 4xx unless asked.
     std::vector<std::string> error_statuses = {"5xx"};

@@ -43,6 +43,9 @@ struct series_counts {
     std::array<std::uint64_t, code_slots> codes{};
     std::array<std::uint64_t, upstream_failure_kinds> upstream_failures{};
     latency_histogram latency;  // every answered request, gateway in to last byte out
+    // Answers below 400 only: what latency gates judge, so that fast failures (a stable that
+    // answers 503 at once) or fast 400s never make a version look faster.
+    latency_histogram success_latency;
     prediction_counts predictions;
 
     std::uint64_t requests() const;

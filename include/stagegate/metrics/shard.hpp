@@ -35,6 +35,9 @@ public:
         auto& s = at(series);
         ++s.codes[code_slot(status)];
         s.latency.record(latency_micros);
+        if (status < 400) {
+            s.success_latency.record(latency_micros);
+        }
     }
     void record_failure(std::uint32_t series, upstream_failure kind) {
         ++at(series).upstream_failures[static_cast<std::size_t>(kind)];

@@ -155,6 +155,13 @@ private:
         bool post_checks_done = false;
         bool approval_pending = false;  // an approval stage is ready and waits for promote
         nlohmann::json last_checks = nullptr;  // kind, time and each check's answer
+        // The evidence the gates judge: both versions' counts in each finished segment of the
+        // rollout (a stretch at one split in which the candidate served clients), oldest
+        // first; the current segment is read live under `segment_label`.
+        std::vector<metrics::series_counts> candidate_segments;
+        std::vector<metrics::series_counts> stable_segments;
+        std::string segment_label;
+        bool segment_serving = false;
     };
 
     static nlohmann::json to_json(const rollout_state& s);
@@ -164,6 +171,9 @@ private:
     environment::mirror_settings mirror_of(const active& a) const;
     // Starts the stage's counts again for both versions (and the candidate's mirror series).
     void reset_counts(const active& a, const std::string& label);
+    // Keeps the segment that ends now as evidence (when the candidate served clients in it)
+    // and starts a new one under `label`.
+    void next_segment(active& a, const std::string& label);
     // Routes by the rollout's state; when a stage began, its bake time and counts start again.
     result<void> route_by_state(active& a, bool stage_began, clock::time_point now);
     // Persists `next`, then routes by it, then logs the event. On a persistence failure the

@@ -1,12 +1,22 @@
 // rollout/gates: judging a candidate against limits and against the stable version.
-// Owns: the gate definitions of a rollout stage and their evaluation into pass / fail /
+// Owns: the gate definitions of a rollout and their evaluation into pass / fail /
 // inconclusive verdicts, each with the numbers behind it and a sentence a person on call can
 // read. Pure functions of merged metrics: the controller decides what to do with verdicts.
+//
+// Decisions on evidence, both ways. Every operational gate says what "no harm" means (a limit,
+// or a tolerance relative to stable) and is judged with anytime-valid confidence bounds
+// (rollout/evidence) over all the candidate's traffic since the rollout began, stable's
+// figures weighted segment by segment: it fails when the bounds show the candidate beyond
+// the limit (at most alpha of healthy candidates, however often it is looked at, split over
+// the gates), passes when they show it within (a candidate beyond the limit passes with
+// probability at most beta), and is inconclusive otherwise. No gate assumes that the
+// candidate's share of requests equals its weight (sticky splits do not give it), and a
+// faster or better candidate can only pass. Latency gates judge successful answers only;
+// errors are judged as errors.
 // Must not touch: clocks, threads, routing, I/O.
 #pragma once
 
 #include "stagegate/metrics/series.hpp"
-#include "stagegate/rollout/sequential.hpp"
 
 #include <optional>
 #include <string>
@@ -28,8 +38,8 @@ struct relative_quantile_limit {
 };
 
 struct gate_config {
-    // Requests each version needs before any gate may pass or fail ("too little data" is
-    // inconclusive, never a pass and never a fail).
+    // Requests each version needs before a gate may pass (a gate may fail earlier: its bounds
+    // hold at any sample size).
     std::uint64_t min_requests = 100;
 
     // Absolute limits on the candidate.
@@ -37,15 +47,23 @@ struct gate_config {
     std::optional<double> max_upstream_failure_rate;  // connect/timeout/reset/protocol share
     std::vector<quantile_limit> max_latency;
 
-    // Relative to stable over the same stage (measured concurrently).
-    std::optional<double> max_error_rate_delta;  // candidate <= stable + delta
-    std::optional<double> max_error_rate_ratio;  // candidate <= stable x ratio
+    // Tolerances relative to stable: the candidate's error rate may be at most
+    // max(stable x ratio, stable + delta) (either alone when only one is set), its latency
+    // quantile at most max(stable x ratio, stable + latency_slack_seconds).
+    std::optional<double> max_error_rate_delta;
+    std::optional<double> max_error_rate_ratio;
     std::vector<relative_quantile_limit> max_latency_ratio;
+    double latency_slack_seconds = 0.001;
 
-    // Anytime-valid sequential tests.
+    // With no tolerance configured, errors and latency are still compared with stable, with
+    // the default tolerances: errors x1.2 or +0.5 points, p50 and p90 x1.2.
     bool sequential_errors = true;
     bool sequential_latency = true;
-    double alpha = 0.01;
+    // 4xx answers compared with stable too (the same kinds of requests reach both versions),
+    // with the error tolerance; counted as errors already when error_statuses include them.
+    bool client_errors = true;
+    double alpha = 0.01;  // at most this share of healthy candidates rolled back
+    double beta = 0.05;   // a candidate beyond a tolerance passes that gate at most this often
     // Which code slots (metrics::code_slot) count as errors; empty: every 5xx.
     std::vector<std::size_t> error_slots;
 
@@ -72,27 +90,39 @@ std::vector<std::size_t> error_slots_for(const std::vector<std::string>& statuse
 struct gate_result {
     std::string gate;  // "error_rate", "p99_latency", "error_rate_vs_stable", ...
     verdict outcome = verdict::inconclusive;
-    double candidate = 0;  // the candidate's number (rate, seconds, ln BF, ...)
-    double stable = 0;     // stable's number, or the limit for absolute gates
-    double limit = 0;
+    double candidate = 0;  // the candidate's estimate (rate, seconds, ...)
+    double stable = 0;     // stable's estimate (0 for absolute gates)
+    double limit = 0;      // what the candidate may reach: the limit, or stable's allowance
+    // The candidate's confidence bounds: the lower one at the rollback level, the upper one at
+    // the pass level (an upper bound of +infinity is reported as null: not yet bounded).
+    double candidate_low = 0;
+    double candidate_high = 0;
     std::uint64_t candidate_requests = 0;
     std::uint64_t stable_requests = 0;
     std::string explanation;
+    // The estimate itself is within the limit (always true of a pass, never of a fail): what
+    // widening to the next stage asks for while the bounds cannot tell yet.
+    bool on_track = false;
 };
 
 struct evaluation {
     std::vector<gate_result> gates;
     bool any_fail() const;
-    bool all_pass() const;  // and at least one gate
+    bool all_pass() const;      // and at least one gate
+    bool all_on_track() const;  // no gate failed and every estimate is within its limit
     const gate_result* first_failure() const;
 };
 
-// `candidate` and `stable` are the two versions' counts since the stage began; `rho0` is the
-// candidate's share of the two versions' traffic in this stage.
-// `mirror`, when the stage mirrors stable's requests, holds the candidate's answers to them
-// (with the comparisons with stable's answers).
-evaluation evaluate(const gate_config& cfg, const metrics::series_counts& candidate,
-                    const metrics::series_counts& stable, double rho0,
-                    const metrics::series_counts* mirror = nullptr);
+// What the gates judge: each version's counts per segment of the rollout (a stretch of time at
+// one traffic split), oldest first, the current one last. Operational gates judge all of them;
+// quality gates the current segment (and `mirror`, the candidate's answers to stable's
+// mirrored requests in it, when the stage mirrors).
+struct traffic {
+    std::vector<metrics::series_counts> candidate;
+    std::vector<metrics::series_counts> stable;
+    const metrics::series_counts* mirror = nullptr;
+};
+
+evaluation evaluate(const gate_config& cfg, const traffic& seen);
 
 }  // namespace stagegate::rollout

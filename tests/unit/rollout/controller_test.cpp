@@ -86,6 +86,9 @@ public:
         c.codes[metrics::code_slot(503)] += errors;
         for (std::uint64_t i = 0; i < n; ++i) {
             c.latency.record(micros);
+            if (i >= errors) {
+                c.success_latency.record(micros);
+            }
         }
     }
 };
@@ -123,10 +126,11 @@ struct fixture {
         auto ok = ctl->init(cfg, t0);
         EXPECT_TRUE(ok) << ok.error().describe();
     }
-    // Healthy traffic on both versions in `stage`, enough for every gate and stage minimum.
+    // Healthy traffic on both versions in `stage`, enough for every gate to pass (its bounds
+    // within the tolerances) and for the stage minimum.
     void healthy(const std::string& stage) {
-        env.traffic("v2", stage, 300, 0);
-        env.traffic("v1", stage, 5700, 0);
+        env.traffic("v2", stage, 2000, 2);
+        env.traffic("v1", stage, 38000, 40);
     }
     json persisted() {
         std::ifstream in(dir + "/rollout-m.json");
@@ -148,8 +152,7 @@ TEST(Controller, StartsAtTheFirstStageAndPersistsIt) {
 
 TEST(Controller, HoldsUntilBakedAndSampledThenPromotesThenCompletes) {
     fixture f;
-    f.env.traffic("v2", "canary-5", 300, 1);
-    f.env.traffic("v1", "canary-5", 5700, 20);
+    f.healthy("canary-5");
     f.ctl->on_tick(f.t0 + 5s);  // gates pass but bake time (10 s) not met
     EXPECT_EQ(f.env.routes["m"].stage, "canary-5");
     f.ctl->on_tick(f.t0 + 11s);
@@ -161,11 +164,12 @@ TEST(Controller, HoldsUntilBakedAndSampledThenPromotesThenCompletes) {
     EXPECT_NE(e["text"].get<std::string>().find("promoted m v2 at canary-5 (5 %) to canary-25"),
               std::string::npos)
         << e["text"];
-    // The new stage starts from zero: without new traffic, nothing happens.
+    // The new stage's own minimum starts from zero: without new traffic, nothing happens
+    // (although the evidence from the first stage still counts).
     f.ctl->on_tick(f.t0 + 30s);
     EXPECT_EQ(f.env.routes["m"].stage, "canary-25");
-    f.env.traffic("v2", "canary-25", 400, 2);
-    f.env.traffic("v1", "canary-25", 1200, 6);
+    f.env.traffic("v2", "canary-25", 400, 0);
+    f.env.traffic("v1", "canary-25", 1200, 1);
     f.ctl->on_tick(f.t0 + 31s);
     EXPECT_EQ(f.env.routes["m"].stage, "stable");
     EXPECT_EQ(f.env.routes["m"].stable, "v2");
@@ -343,7 +347,7 @@ TEST(ControllerChecks, StageChecksHoldOnFailureAndWidenOnSuccess) {
     const auto& payload = f.env.checks_called[0].payload;
     EXPECT_EQ(payload["kind"], "stage");
     EXPECT_EQ(payload["next_stage"], "canary-25");
-    EXPECT_EQ(payload["metrics"]["candidate"]["requests"], 300);
+    EXPECT_EQ(payload["metrics"]["candidate"]["requests"], 2000);
     f.ctl->on_tick(f.t0 + 12s);  // one call at a time
     EXPECT_EQ(f.env.checks_called.size(), 1u);
     f.env.answer_checks(500);

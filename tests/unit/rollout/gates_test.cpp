@@ -5,15 +5,26 @@
 namespace stagegate::rollout {
 namespace {
 
-// `n` requests, `errors` of them 503, all with latency `micros`.
+// `n` requests, `errors` of them 503 (answered at once), the others 200 after `micros`.
 metrics::series_counts counts(std::uint64_t n, std::uint64_t errors, std::uint64_t micros) {
     metrics::series_counts c;
     c.codes[metrics::code_slot(200)] = n - errors;
     c.codes[metrics::code_slot(503)] = errors;
     for (std::uint64_t i = 0; i < n; ++i) {
-        c.latency.record(micros);
+        const bool failed = i < errors;
+        c.latency.record(failed ? 100 : micros);
+        if (!failed) {
+            c.success_latency.record(micros);
+        }
     }
     return c;
+}
+
+// One segment of each version (and the mirror, if any).
+evaluation judge(const gate_config& cfg, const metrics::series_counts& candidate,
+                 const metrics::series_counts& stable,
+                 const metrics::series_counts* mirror = nullptr) {
+    return evaluate(cfg, traffic{{candidate}, {stable}, mirror});
 }
 
 const gate_result& gate(const evaluation& e, const std::string& name) {
@@ -27,13 +38,21 @@ const gate_result& gate(const evaluation& e, const std::string& name) {
     return none;
 }
 
+gate_config errors_only() {
+    gate_config cfg;
+    cfg.sequential_latency = false;
+    cfg.client_errors = false;
+    return cfg;
+}
+
 TEST(Gates, TooLittleDataIsInconclusiveNeverPassOrFail) {
     gate_config cfg;
     cfg.min_requests = 100;
     cfg.max_error_rate = 0.01;
     cfg.max_latency = {{0.99, 0.5}};
     cfg.max_error_rate_delta = 0.01;
-    auto e = evaluate(cfg, counts(50, 0, 1000), counts(1000, 0, 1000), 0.05);
+    auto e = judge(cfg, counts(50, 0, 1000), counts(1000, 0, 1000));
+    EXPECT_EQ(e.gates.size(), 6u);  // + client errors, p50 and p90 vs stable by default
     for (const auto& g : e.gates) {
         EXPECT_EQ(g.outcome, verdict::inconclusive) << g.gate << ": " << g.explanation;
     }
@@ -42,74 +61,147 @@ TEST(Gates, TooLittleDataIsInconclusiveNeverPassOrFail) {
     EXPECT_NE(gate(e, "error_rate").explanation.find("too little data"), std::string::npos);
 }
 
-TEST(Gates, AbsoluteLimits) {
+TEST(Gates, AbsoluteLimitsAreJudgedByTheirBoundsNotThePointEstimate) {
     gate_config cfg;
     cfg.max_error_rate = 0.02;
     cfg.max_latency = {{0.99, 0.050}};
     cfg.sequential_errors = false;
     cfg.sequential_latency = false;
-    auto good = evaluate(cfg, counts(1000, 10, 20000), counts(1000, 10, 20000), 0.5);
-    EXPECT_TRUE(good.all_pass());
-    auto bad = evaluate(cfg, counts(1000, 50, 80000), counts(1000, 10, 20000), 0.5);
+    // 1 % errors and 20 ms over 10,000 requests: surely within both limits.
+    auto good = judge(cfg, counts(10000, 100, 20000), counts(10000, 100, 20000));
+    EXPECT_TRUE(good.all_pass()) << gate(good, "error_rate").explanation;
+    // 1.5 % over 400 requests: the estimate is within the limit but the data cannot yet say.
+    auto unsure = judge(cfg, counts(400, 6, 20000), counts(400, 6, 20000));
+    EXPECT_EQ(gate(unsure, "error_rate").outcome, verdict::inconclusive);
+    EXPECT_NE(gate(unsure, "error_rate").explanation.find("not yet clearly"), std::string::npos);
+    auto bad = judge(cfg, counts(1000, 50, 80000), counts(1000, 10, 20000));
     EXPECT_EQ(gate(bad, "error_rate").outcome, verdict::fail);
     EXPECT_EQ(gate(bad, "p99_latency").outcome, verdict::fail);
     EXPECT_NE(gate(bad, "error_rate").explanation.find("5.00 %"), std::string::npos)
         << gate(bad, "error_rate").explanation;
     EXPECT_NE(gate(bad, "p99_latency").explanation.find("50.0 ms"), std::string::npos);
+    EXPECT_GT(gate(bad, "error_rate").candidate_low, 0.02);
 }
 
 TEST(Gates, RelativeToStableExplainsItself) {
-    gate_config cfg;
+    gate_config cfg = errors_only();
     cfg.max_error_rate_delta = 0.005;
     cfg.max_error_rate_ratio = 2.0;
     cfg.max_latency_ratio = {{0.99, 1.2}};
-    cfg.sequential_errors = false;
-    cfg.sequential_latency = false;
-    auto e = evaluate(cfg, counts(812, 33, 30000), counts(15440, 46, 20000), 0.05);
+    auto e = judge(cfg, counts(812, 33, 30000), counts(15440, 46, 20000));
     const auto& err = gate(e, "error_rate_vs_stable");
     EXPECT_EQ(err.outcome, verdict::fail);
     EXPECT_EQ(err.candidate_requests, 812u);
     EXPECT_EQ(err.stable_requests, 15440u);
+    // The metric, both values, the tolerance and the direction.
     EXPECT_NE(err.explanation.find("error rate 4.06 % vs stable 0.30 % over 812 candidate vs "
-                                   "15440 stable requests"),
+                                   "15440 stable requests: higher than allowed (stable x2 or "
+                                   "+ 0.50 points, whichever is larger)"),
               std::string::npos)
         << err.explanation;
-    EXPECT_EQ(gate(e, "p99_latency_vs_stable").outcome, verdict::fail);  // 1.5x
-    // Lenient of the two allowances: stable 0.3 % -> max(0.8 %, 0.6 %) = 0.8 %.
-    auto ok = evaluate(cfg, counts(1000, 7, 20000), counts(15440, 46, 20000), 0.05);
-    EXPECT_EQ(gate(ok, "error_rate_vs_stable").outcome, verdict::pass);
+    const auto& p99 = gate(e, "p99_latency_vs_stable");
+    EXPECT_EQ(p99.outcome, verdict::fail);  // 1.5x
+    EXPECT_NE(p99.explanation.find("p99 latency 30.0 ms vs stable 20.2 ms (1.48x)"),
+              std::string::npos)
+        << p99.explanation;
+    EXPECT_NE(p99.explanation.find("slower than allowed (stable x1.2 or + 1.0 ms"),
+              std::string::npos)
+        << p99.explanation;
+    // The larger of the two allowances: stable 0.3 % -> max(0.6 %, 0.8 %) = 0.8 %.
+    auto ok = judge(cfg, counts(20000, 40, 20000), counts(15440, 46, 20000));
+    EXPECT_EQ(gate(ok, "error_rate_vs_stable").outcome, verdict::pass)
+        << gate(ok, "error_rate_vs_stable").explanation;
     EXPECT_NEAR(gate(ok, "error_rate_vs_stable").limit, 0.00298 + 0.005, 1e-4);
 }
 
-TEST(Gates, SequentialTestFailsEarlyButPassesOnlyWithEnoughData) {
-    gate_config cfg;
+TEST(Gates, FailsEarlyButPassesOnlyWithEnoughData) {
+    gate_config cfg = errors_only();
     cfg.min_requests = 1000;
+    // 60 requests on the candidate, 30 of them failing, vs a clean stable: the bounds hold at
+    // any sample size, so this fails at once.
+    auto broken = judge(cfg, counts(60, 30, 1000), counts(1140, 1, 1000));
+    EXPECT_EQ(gate(broken, "error_rate_vs_stable").outcome, verdict::fail);
+    auto healthy_small = judge(cfg, counts(60, 0, 1000), counts(1140, 1, 1000));
+    EXPECT_EQ(gate(healthy_small, "error_rate_vs_stable").outcome, verdict::inconclusive);
+    auto healthy = judge(cfg, counts(5000, 8, 1000), counts(95000, 170, 1000));
+    EXPECT_EQ(gate(healthy, "error_rate_vs_stable").outcome, verdict::pass)
+        << gate(healthy, "error_rate_vs_stable").explanation;
+}
+
+TEST(Gates, AFasterCandidateIsNeverSlowerAndStablesFastFailuresDoNotCount) {
+    gate_config cfg;
+    cfg.client_errors = false;
+    cfg.sequential_errors = false;
+    // 25 % faster: passes, never fails.
+    auto faster = judge(cfg, counts(5000, 0, 15000), counts(95000, 0, 20000));
+    for (const auto& g : faster.gates) {
+        EXPECT_EQ(g.outcome, verdict::pass) << g.gate << ": " << g.explanation;
+    }
+    // Stable answers 30 % of its requests with an instant 503; its successes take as long as
+    // the candidate's. Latency is judged on successful answers only.
+    auto fast_failures = judge(cfg, counts(5000, 0, 20000), counts(95000, 28500, 20000));
+    for (const auto& g : fast_failures.gates) {
+        EXPECT_NE(g.outcome, verdict::fail) << g.gate << ": " << g.explanation;
+    }
+}
+
+TEST(Gates, FourHundredsAreComparedWithStableByDefault) {
+    auto with_400s = [](std::uint64_t n, std::uint64_t bad) {
+        auto c = counts(n, 0, 1000);
+        c.codes[metrics::code_slot(200)] -= bad;
+        c.codes[metrics::code_slot(400)] += bad;
+        return c;
+    };
+    gate_config cfg;
     cfg.sequential_latency = false;
-    // 60 requests on the candidate, 30 of them failing, vs a clean stable: a failure is valid
-    // at any sample size.
-    auto broken = evaluate(cfg, counts(60, 30, 1000), counts(1140, 1, 1000), 0.05);
-    EXPECT_EQ(gate(broken, "sequential_error_rate").outcome, verdict::fail);
-    EXPECT_NE(gate(broken, "sequential_error_rate").explanation.find("p < 0.001"),
-              std::string::npos)
-        << gate(broken, "sequential_error_rate").explanation;
-    auto healthy_small = evaluate(cfg, counts(60, 0, 1000), counts(1140, 1, 1000), 0.05);
-    EXPECT_EQ(gate(healthy_small, "sequential_error_rate").outcome, verdict::inconclusive);
-    auto healthy = evaluate(cfg, counts(1200, 2, 1000), counts(22800, 40, 1000), 0.05);
-    EXPECT_EQ(gate(healthy, "sequential_error_rate").outcome, verdict::pass);
+    auto e = judge(cfg, with_400s(2000, 200), with_400s(38000, 38));
+    EXPECT_EQ(gate(e, "client_error_rate_vs_stable").outcome, verdict::fail)
+        << gate(e, "client_error_rate_vs_stable").explanation;
+    EXPECT_EQ(gate(e, "error_rate_vs_stable").outcome, verdict::pass);  // no 5xx at all
+    cfg.client_errors = false;
+    e = judge(cfg, with_400s(2000, 200), with_400s(38000, 38));
+    for (const auto& g : e.gates) {
+        EXPECT_NE(g.gate, "client_error_rate_vs_stable");
+    }
+}
+
+TEST(Gates, EvidenceAccumulatesOverSegmentsWeightedPeriodForPeriod) {
+    gate_config cfg = errors_only();
+    cfg.max_error_rate_ratio = 1.5;
+    // A 2x regression (0.5 % -> 1 %) over three stages: no single stage proves it, all of
+    // them together do.
+    traffic t;
+    t.candidate.assign(3, counts(30000, 300, 1000));
+    t.stable.assign(3, counts(60000, 300, 1000));
+    for (std::size_t k = 0; k < 3; ++k) {
+        auto one = evaluate(cfg, traffic{{t.candidate[k]}, {t.stable[k]}, nullptr});
+        EXPECT_NE(gate(one, "error_rate_vs_stable").outcome, verdict::pass) << k;
+    }
+    auto all = evaluate(cfg, t);
+    EXPECT_EQ(gate(all, "error_rate_vs_stable").outcome, verdict::fail)
+        << gate(all, "error_rate_vs_stable").explanation;
+    // Stable's error rate moved over time (0.2 % then 2 %) and so did the candidate's share:
+    // period for period the candidate is no worse, and nothing fails.
+    traffic drift;
+    drift.candidate = {counts(1000, 2, 1000), counts(10000, 200, 1000)};
+    drift.stable = {counts(99000, 198, 1000), counts(90000, 1800, 1000)};
+    auto fair = evaluate(cfg, drift);
+    EXPECT_NE(gate(fair, "error_rate_vs_stable").outcome, verdict::fail)
+        << gate(fair, "error_rate_vs_stable").explanation;
 }
 
 TEST(Gates, WhatCountsAsAnErrorIsConfigurable) {
     metrics::series_counts c;
-    c.codes[metrics::code_slot(200)] = 900;
-    c.codes[metrics::code_slot(429)] = 100;
+    c.codes[metrics::code_slot(200)] = 9000;
+    c.codes[metrics::code_slot(429)] = 1000;
     gate_config cfg;
     cfg.max_error_rate = 0.05;
     cfg.sequential_errors = false;
     cfg.sequential_latency = false;
-    // By default 4xx are the client's doing, not the candidate's.
-    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "error_rate").outcome, verdict::pass);
+    // By default 4xx are not errors of the candidate's own (they are compared with stable's).
+    EXPECT_EQ(gate(judge(cfg, c, c), "error_rate").outcome, verdict::pass);
     cfg.error_slots = error_slots_for({"5xx", "429"});
-    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "error_rate").outcome, verdict::fail);
+    EXPECT_EQ(gate(judge(cfg, c, c), "error_rate").outcome, verdict::fail);
     auto four = error_slots_for({"4xx"});
     EXPECT_EQ(four.size(), 4u);  // 400, 404, 429 and the 4xx class
 }
@@ -118,6 +210,7 @@ TEST(Gates, WhatCountsAsAnErrorIsConfigurable) {
 
 gate_config quality_only() {
     gate_config cfg;
+    cfg.client_errors = false;
     cfg.sequential_errors = false;
     cfg.sequential_latency = false;
     cfg.min_samples = 200;
@@ -136,20 +229,20 @@ TEST(QualityGates, AgreementFailsWhenTheFloorIsOutOfReachAndPassesWhenSurelyMet)
     auto cfg = quality_only();
     cfg.min_agreement = 0.95;
     const auto live = counts(1000, 0, 1000);
-    auto e = evaluate(cfg, live, live, 0.5, nullptr);
+    auto e = judge(cfg, live, live, nullptr);
     EXPECT_TRUE(e.gates.empty());  // no mirror in this stage: the gate is not judged here
     auto m = mirrored(100, 100);
-    EXPECT_EQ(gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement").outcome,
+    EXPECT_EQ(gate(judge(cfg, live, live, &m), "prediction_agreement").outcome,
               verdict::inconclusive);  // too few
     m = mirrored(3000, 3000);
-    EXPECT_EQ(gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement").outcome,
+    EXPECT_EQ(gate(judge(cfg, live, live, &m), "prediction_agreement").outcome,
               verdict::pass);
     m = mirrored(3000, 2700);  // 90 %
-    auto g = gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement");
+    auto g = gate(judge(cfg, live, live, &m), "prediction_agreement");
     EXPECT_EQ(g.outcome, verdict::fail);
     EXPECT_NE(g.explanation.find("below the floor 95.00 %"), std::string::npos) << g.explanation;
     m = mirrored(3000, 2850);  // exactly at the floor: never sure either way
-    EXPECT_EQ(gate(evaluate(cfg, live, live, 0.5, &m), "prediction_agreement").outcome,
+    EXPECT_EQ(gate(judge(cfg, live, live, &m), "prediction_agreement").outcome,
               verdict::inconclusive);
 }
 
@@ -169,14 +262,14 @@ TEST(QualityGates, DriftFailsOnlyBeyondNoise) {
     auto stable = valued({50, 100, 200, 300, 200, 100, 50, 0, 0, 0});
     auto same = valued({51, 98, 203, 297, 201, 99, 51, 0, 0, 0});
     auto shifted = valued({0, 0, 50, 100, 200, 300, 200, 100, 50, 0});
-    auto e = evaluate(cfg, same, stable, 0.5);
+    auto e = judge(cfg, same, stable);
     EXPECT_EQ(gate(e, "prediction_psi").outcome, verdict::pass);
     EXPECT_EQ(gate(e, "prediction_ks").outcome, verdict::pass);
-    e = evaluate(cfg, shifted, stable, 0.5);
+    e = judge(cfg, shifted, stable);
     EXPECT_EQ(gate(e, "prediction_psi").outcome, verdict::fail) << gate(e, "prediction_psi").explanation;
     EXPECT_EQ(gate(e, "prediction_ks").outcome, verdict::fail);
     // The same shift seen on 10 predictions is not evidence of anything yet.
-    e = evaluate(cfg, valued({0, 0, 0, 1, 2, 3, 2, 1, 1, 0}), stable, 0.5);
+    e = judge(cfg, valued({0, 0, 0, 1, 2, 3, 2, 1, 1, 0}), stable);
     EXPECT_EQ(gate(e, "prediction_psi").outcome, verdict::inconclusive);
 }
 
@@ -189,30 +282,30 @@ TEST(QualityGates, AccuracyComparesWithStableAndWaitsForLabels) {
         c.predictions.correct = correct;
         return c;
     };
-    EXPECT_EQ(gate(evaluate(cfg, labelled(100, 80), labelled(100, 90), 0.5), "accuracy_vs_stable")
+    EXPECT_EQ(gate(judge(cfg, labelled(100, 80), labelled(100, 90)), "accuracy_vs_stable")
                   .outcome,
               verdict::inconclusive);
-    EXPECT_EQ(gate(evaluate(cfg, labelled(20000, 17000), labelled(20000, 18000), 0.5),
+    EXPECT_EQ(gate(judge(cfg, labelled(20000, 17000), labelled(20000, 18000)),
                    "accuracy_vs_stable")
                   .outcome,
               verdict::fail);
-    EXPECT_EQ(gate(evaluate(cfg, labelled(5000, 4500), labelled(5000, 4510), 0.5),
+    EXPECT_EQ(gate(judge(cfg, labelled(5000, 4500), labelled(5000, 4510)),
                    "accuracy_vs_stable")
                   .outcome,
               verdict::pass);
     cfg.candidate_serves_clients = false;  // a mirror-only stage: no labels can come back
-    EXPECT_TRUE(evaluate(cfg, labelled(100, 80), labelled(100, 90), 0.5).gates.empty());
+    EXPECT_TRUE(judge(cfg, labelled(100, 80), labelled(100, 90)).gates.empty());
 }
 
 TEST(QualityGates, CandidateAgeNeedsTrainedAt) {
     auto cfg = quality_only();
     cfg.max_candidate_age_seconds = 3600;
     const auto c = counts(10, 0, 1000);
-    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "candidate_age").outcome, verdict::fail);
+    EXPECT_EQ(gate(judge(cfg, c, c), "candidate_age").outcome, verdict::fail);
     cfg.candidate_age_seconds = 60;
-    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "candidate_age").outcome, verdict::pass);
+    EXPECT_EQ(gate(judge(cfg, c, c), "candidate_age").outcome, verdict::pass);
     cfg.candidate_age_seconds = 7200;
-    EXPECT_EQ(gate(evaluate(cfg, c, c, 0.5), "candidate_age").outcome, verdict::fail);
+    EXPECT_EQ(gate(judge(cfg, c, c), "candidate_age").outcome, verdict::fail);
 }
 
 }  // namespace

@@ -1,0 +1,262 @@
+#include "stagegate/rollout/evidence.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace stagegate::rollout::evidence {
+
+namespace {
+
+using histogram = metrics::latency_histogram;
+
+// The alternatives: log-odds steps of h above (or below) the null, J of them; a step of 0.1 is
+// about 10 % in odds, the last one e^8 (3,000) times the null odds: larger effects are found
+// through the nearer alternatives within a few samples anyway.
+constexpr double step = 0.1;
+constexpr int alternatives = 80;
+constexpr double smallest_rate = 1e-12;
+
+// ln(sigmoid(x)) and ln(1 - sigmoid(x)) without cancellation.
+double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
+double log_one_minus_sigmoid(double x) { return log_sigmoid(-x); }
+
+double logit(double p) { return std::log(p) - std::log1p(-p); }
+
+// The mixture weights 1/(j(j+1)), normalised over j = 1..J (their sum is 1 - 1/(J+1)).
+double log_weight(int j) {
+    const double total = 1.0 - 1.0 / (alternatives + 1);
+    return -std::log(static_cast<double>(j) * (j + 1)) - std::log(total);
+}
+
+// ln sum_j w_j LR_j, the alternatives on the side `direction` (+1 above, -1 below) of p0.
+double log_mixture(double events, double trials, double p0, int direction) {
+    if (trials <= 0) {
+        return 0;
+    }
+    p0 = std::clamp(p0, smallest_rate, 1 - smallest_rate);
+    events = std::clamp(events, 0.0, trials);
+    const double misses = trials - events;
+    const double x0 = logit(p0);
+    const double null_log_likelihood =
+        events * log_sigmoid(x0) + misses * log_one_minus_sigmoid(x0);
+    double top = -std::numeric_limits<double>::infinity();
+    std::array<double, alternatives> terms{};
+    for (int j = 1; j <= alternatives; ++j) {
+        const double x = x0 + direction * j * step;
+        const double t = log_weight(j) + events * log_sigmoid(x) + misses * log_one_minus_sigmoid(x) -
+                         null_log_likelihood;
+        terms[static_cast<std::size_t>(j - 1)] = t;
+        top = std::max(top, t);
+    }
+    double sum = 0;
+    for (double t : terms) {
+        sum += std::exp(t - top);
+    }
+    return top + std::log(sum);
+}
+
+// The edge of the rejected set of p0 by bisection in log-odds: `rejected(p0)` holds on the
+// `from` side and not on the other. Returns a point on the rejected side of the edge (the
+// conservative end of the bound).
+template <class Rejected>
+double edge(double from, double to, Rejected rejected) {
+    double a = logit(from);
+    double b = logit(to);
+    for (int i = 0; i < 48; ++i) {
+        const double mid = 0.5 * (a + b);
+        const double p = 1.0 / (1.0 + std::exp(-mid));
+        if (rejected(p)) {
+            a = mid;
+        } else {
+            b = mid;
+        }
+    }
+    return 1.0 / (1.0 + std::exp(-a));
+}
+
+std::array<double, histogram::bucket_count> cumulative(const latency_sample& s) {
+    std::array<double, histogram::bucket_count> c{};
+    double run = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+        run += s.counts[i];
+        c[i] = run;
+    }
+    return c;
+}
+
+}  // namespace
+
+double log_evidence_above(double events, double trials, double p0) {
+    if (trials <= 0 || p0 >= 1) {
+        return 0;
+    }
+    return log_mixture(events, trials, p0, +1);
+}
+
+double log_evidence_below(double events, double trials, double p0) {
+    if (trials <= 0 || p0 <= 0) {
+        return 0;
+    }
+    return log_mixture(events, trials, p0, -1);
+}
+
+double rate_lower(double events, double trials, double level) {
+    if (trials <= 0 || events <= 0) {
+        return 0;
+    }
+    const double threshold = std::log(1 / level);
+    const double estimate = std::min(events / trials, 1 - smallest_rate);
+    auto rejected = [&](double p0) { return log_evidence_above(events, trials, p0) >= threshold; };
+    if (!rejected(smallest_rate)) {
+        return 0;
+    }
+    return edge(smallest_rate, estimate, rejected);
+}
+
+double rate_upper(double events, double trials, double level) {
+    if (trials <= 0 || events >= trials) {
+        return 1;
+    }
+    const double threshold = std::log(1 / level);
+    const double estimate = std::max(events / trials, smallest_rate);
+    auto rejected = [&](double p0) { return log_evidence_below(events, trials, p0) >= threshold; };
+    if (!rejected(1 - smallest_rate)) {
+        return 1;
+    }
+    return edge(1 - smallest_rate, estimate, rejected);
+}
+
+latency_sample latency_sample::of(const metrics::latency_histogram& h) {
+    latency_sample s;
+    for (std::size_t i = 0; i < histogram::bucket_count; ++i) {
+        s.counts[i] = static_cast<double>(h.bucket(i));
+    }
+    s.total = static_cast<double>(h.count());
+    return s;
+}
+
+double latency_sample::quantile_micros(double q) const {
+    if (total <= 0) {
+        return 0;
+    }
+    const double rank = std::max(q * total, 1e-9);
+    double run = 0;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        run += counts[i];
+        if (run >= rank) {
+            return histogram::bucket_midpoint(i);
+        }
+    }
+    return histogram::bucket_midpoint(counts.size() - 1);
+}
+
+double quantile_lower(const latency_sample& s, double q, double level) {
+    if (s.total <= 0) {
+        return 0;
+    }
+    const double threshold = std::log(1 / level);
+    const auto below = cumulative(s);
+    // The q-quantile is at least bucket b's upper edge once the share of samples under that
+    // edge is shown to be below q. The evidence falls as b grows: the last bucket with it.
+    auto shown = [&](std::size_t b) {
+        return log_evidence_below(below[b], s.total, q) >= threshold;
+    };
+    if (!shown(0)) {
+        return 0;
+    }
+    std::size_t lo = 0;
+    std::size_t hi = histogram::bucket_count;  // first bucket not shown (or past the end)
+    while (hi - lo > 1) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (shown(mid)) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return static_cast<double>(histogram::bucket_upper(lo));
+}
+
+double quantile_upper(const latency_sample& s, double q, double level) {
+    if (s.total <= 0) {
+        return std::numeric_limits<double>::infinity();
+    }
+    const double threshold = std::log(1 / level);
+    const auto below = cumulative(s);
+    // The q-quantile is below bucket b's upper edge once the share of samples under that edge
+    // is shown to be above q: the first bucket with that evidence.
+    auto shown = [&](std::size_t b) {
+        return log_evidence_above(below[b], s.total, q) >= threshold;
+    };
+    const std::size_t last = histogram::bucket_count - 1;
+    if (!shown(last)) {
+        return std::numeric_limits<double>::infinity();
+    }
+    std::size_t lo = 0;  // lo - 1 not shown
+    std::size_t hi = last;
+    if (shown(0)) {
+        return static_cast<double>(histogram::bucket_upper(0));
+    }
+    while (hi - lo > 1) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (shown(mid)) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    return static_cast<double>(histogram::bucket_upper(hi));
+}
+
+segment_counts stable_reference(const std::vector<segment_counts>& candidate,
+                                const std::vector<segment_counts>& stable) {
+    segment_counts ref;
+    const std::size_t n = std::min(candidate.size(), stable.size());
+    double c_requests = 0;
+    double c_latency = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        c_requests += candidate[k].requests;
+        c_latency += candidate[k].latency.total;
+    }
+    // Stable's pooled figures so far, for segments in which it served nothing.
+    segment_counts pooled;
+    double rate = 0;
+    double rate_variance_weight = 0;  // sum w^2 / n
+    double latency_variance_weight = 0;
+    std::array<double, histogram::bucket_count> mixture{};
+    for (std::size_t k = 0; k < n; ++k) {
+        const segment_counts& s = stable[k].requests > 0 ? stable[k] : pooled;
+        if (c_requests > 0 && candidate[k].requests > 0 && s.requests > 0) {
+            const double w = candidate[k].requests / c_requests;
+            rate += w * s.errors / s.requests;
+            rate_variance_weight += w * w / s.requests;
+        }
+        if (c_latency > 0 && candidate[k].latency.total > 0 && s.latency.total > 0) {
+            const double w = candidate[k].latency.total / c_latency;
+            for (std::size_t i = 0; i < mixture.size(); ++i) {
+                mixture[i] += w * s.latency.counts[i] / s.latency.total;
+            }
+            latency_variance_weight += w * w / s.latency.total;
+        }
+        pooled.requests += stable[k].requests;
+        pooled.errors += stable[k].errors;
+        for (std::size_t i = 0; i < mixture.size(); ++i) {
+            pooled.latency.counts[i] += stable[k].latency.counts[i];
+        }
+        pooled.latency.total += stable[k].latency.total;
+    }
+    if (rate_variance_weight > 0) {
+        ref.requests = 1 / rate_variance_weight;
+        ref.errors = rate * ref.requests;
+    }
+    if (latency_variance_weight > 0) {
+        ref.latency.total = 1 / latency_variance_weight;
+        for (std::size_t i = 0; i < mixture.size(); ++i) {
+            ref.latency.counts[i] = mixture[i] * ref.latency.total;
+        }
+    }
+    return ref;
+}
+
+}  // namespace stagegate::rollout::evidence
