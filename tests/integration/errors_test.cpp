@@ -243,6 +243,44 @@ TEST(Errors, UpstreamTimeoutIs504) {
     expect_still_serving(s.port);
 }
 
+// The gateway's own error answer to a request routed to a version names that version and
+// stage, as a relayed answer does.
+TEST(Errors, ConnectFailureNamesTheVersionAndStage) {
+    auto dead = closed_port();
+    auto s = stack::make(
+        0, 1, [&](config::gateway& c) { c.models[0].versions[1].endpoints[0].port = dead; });
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Stagegate-Force-Version", "v2"}});
+    expect_error(r, 502, "upstream_connect_failed");
+    EXPECT_EQ(r.header("x-stagegate-version"), "v2");
+    EXPECT_EQ(r.header("x-stagegate-stage"), "canary");
+}
+
+TEST(Errors, UpstreamTimeoutNamesTheVersionAndStage) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.models[0].timeouts.first_byte = std::chrono::milliseconds(200);
+    });
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Mock-Delay-Ms", "3000"}});
+    expect_error(r, 504, "upstream_timeout");
+    EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    EXPECT_EQ(r.header("x-stagegate-stage"), "canary");
+}
+
+// Errors answered before routing assigned a version name none.
+TEST(Errors, ErrorsBeforeRoutingNameNoVersion) {
+    auto s = stack::make();
+    auto unknown = request(s.port, "POST", "/v1/models/nope:predict", predict_body);
+    expect_error(unknown, 404, "unknown_model");
+    auto bad_version = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                               {{"X-Stagegate-Force-Version", "v9"}});
+    expect_error(bad_version, 400, "unknown_version");
+    for (const auto* r : {&unknown, &bad_version}) {
+        EXPECT_EQ(r->headers.count("x-stagegate-version"), 0u);
+        EXPECT_EQ(r->headers.count("x-stagegate-stage"), 0u);
+    }
+}
+
 TEST(Errors, UpstreamResetIs502AndNeverRetried) {
     auto s = stack::make();
     expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body,
