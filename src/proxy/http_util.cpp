@@ -297,12 +297,16 @@ bool acceptable_request_id(std::string_view id) {
 http::response<http::string_body> error_response(http::status status, std::string_view code,
                                                  std::string_view message,
                                                  std::string_view request_id, bool keep_alive,
-                                                 unsigned version) {
+                                                 unsigned version, routed_to routed) {
     nlohmann::json body = {{"error",
                             {{"code", code}, {"message", message}, {"request_id", request_id}}}};
     http::response<http::string_body> res{status, version};
     res.set(http::field::server, "stagegate");
     res.set(http::field::content_type, "application/json");
+    if (!routed.version.empty()) {
+        res.set("X-Stagegate-Version", routed.version);
+        res.set("X-Stagegate-Stage", routed.stage);
+    }
     if (!request_id.empty()) {
         res.set("X-Request-Id", request_id);
     }

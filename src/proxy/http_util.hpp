@@ -111,11 +111,19 @@ std::size_t format_chunk_size(char (&out)[24], std::size_t size);
 // A request id is kept only when it is short and printable (it is echoed into headers).
 bool acceptable_request_id(std::string_view id);
 
-// The reply for one error: {"error":{"code","message","request_id"}}.
+// The version and stage routing assigned a request to; empty before routing decided.
+struct routed_to {
+    std::string_view version;  // X-Stagegate-Version
+    std::string_view stage;    // X-Stagegate-Stage
+};
+
+// The reply for one error: {"error":{"code","message","request_id"}}. For a request routing
+// assigned to a version, the gateway's own error answer (502, 503, 504) names that version and
+// stage as a relayed answer does, so clients and logs can tell which version failed.
 http::response<http::string_body> error_response(http::status status, std::string_view code,
                                                  std::string_view message,
                                                  std::string_view request_id, bool keep_alive,
-                                                 unsigned version = 11);
+                                                 unsigned version = 11, routed_to routed = {});
 
 // Maps a Beast parse error on a client request to a status and error code.
 struct parse_failure {

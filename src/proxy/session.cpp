@@ -207,11 +207,13 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
     return d;
 }
 
+// `routed`: the version and stage the request was routed to (empty before routing decided).
 template <class Stream>
 task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
-                      http::status status, std::string_view code, std::string_view message) {
-    auto res = error_response(status, code, message, rc.id, rc.keep_alive,
-                              rc.client_version);
+                      http::status status, std::string_view code, std::string_view message,
+                      routed_to routed = {}) {
+    auto res =
+        error_response(status, code, message, rc.id, rc.keep_alive, rc.client_version, routed);
     if (rc.head) {
         res.body().clear();
     }
@@ -840,6 +842,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     const auto& model = *decision.model;
     const auto& version = model.versions[decision.version];
+    const routed_to routed{version.name, model.stage};  // for the gateway's own error answers
     // A mirror goes out once this request's answer has: whatever becomes of it, the client
     // neither waits for it nor shares its time with it.
     const bool mirrored = draw_mirror(w, model, decision.version, rc);
@@ -875,7 +878,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             bool keep = co_await send_error(
                 stream, w, slot, rc, status,
                 no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
-                "model " + model.name + " version " + version.name + ": " + got.detail);
+                "model " + model.name + " version " + version.name + ": " + got.detail, routed);
             record_response(w, version, static_cast<unsigned>(status), started);
             send_mirror(std::nullopt);
             co_return keep;
@@ -903,7 +906,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         bool keep = out.result == exchange_result::done_keep_alive;
         if (out.result == exchange_result::failed_before_response) {
             keep = co_await send_error(stream, w, slot, rc, out.status, out.code,
-                                       "model " + model.name + ": " + out.message);
+                                       "model " + model.name + ": " + out.message, routed);
         }
         record_response(w, version, static_cast<unsigned>(out.status), started);
         // Read after the answer went out: the client never waits for this.

@@ -21,6 +21,8 @@ bool still_open(Socket& socket) {
     ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
+
+constexpr std::uint32_t no_endpoint = UINT32_MAX;
 }  // namespace
 
 upstream_connection::~upstream_connection() {
@@ -47,14 +49,33 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
     return nullptr;
 }
 
-void upstream_pool::record_failure(endpoint_state& s, const config::passive_health& health,
-                                   clock::time_point now) {
+bool upstream_pool::in_service_besides(const routing::version_route& version, std::uint32_t except,
+                                       clock::time_point now) const {
+    for (const auto& ep : version.endpoints) {
+        // No state yet: the endpoint has never failed on this worker.
+        if (ep.id != except &&
+            (ep.id >= endpoints_.size() || endpoints_[ep.id].ejected_until <= now)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void upstream_pool::record_failure(std::uint32_t id, const routing::version_route& version,
+                                   const config::passive_health& health, clock::time_point now) {
+    auto& s = state(id);
     ++s.consecutive_failures;
     bump(counters_.upstream_connect_failures);
-    if (health.max_fails > 0 && s.consecutive_failures >= health.max_fails) {
+    if (health.max_fails == 0 || s.consecutive_failures < health.max_fails) {
+        return;
+    }
+    // Pooled connections to a failing endpoint are not trusted either.
+    s.idle.clear();
+    // The version's last endpoint in service stays in service (nginx ignores max_fails for a
+    // group of one server): ejecting it would answer 503 to everything for fail_timeout, where
+    // a fresh connect per request gets 502 while it is down and 200 as soon as it is back.
+    if (in_service_besides(version, id, now)) {
         s.ejected_until = now + health.fail_timeout;
-        // Pooled connections to a failing endpoint are not trusted either.
-        s.idle.clear();
     }
 }
 
@@ -113,12 +134,15 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
     }
     auto& first = state(eps.front().id);
     const std::uint32_t start = first.round_robin++;
-    bool attempted = false;
+    // Every endpoint ejected (record_failure never ejects a version's last one, but an endpoint
+    // shared with another version, or a reload that dropped the healthy ones, can leave none):
+    // try them all rather than answer 503.
+    const bool panic = !in_service_besides(version, no_endpoint, coarse_now());
     for (std::size_t k = 0; k < eps.size(); ++k) {
         const auto& ep = eps[(start + k) % eps.size()];
         auto& s = state(ep.id);
         auto now = coarse_now();
-        if (s.ejected_until > now) {
+        if (s.ejected_until > now && !panic) {
             continue;
         }
         if (auto c = take_idle(s, now)) {
@@ -128,30 +152,26 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
             out.reused = true;
             co_return out;
         }
-        attempted = true;
         auto c = std::make_unique<upstream_connection>();
         bump(counters_.upstream_connects);
         auto ec = co_await connect(*c, ep, version, model.timeouts.connect, slot);
         slot.upstream = nullptr;
         slot.upstream_expire_at(clock::time_point::max());
         if (!ec) {
-            state(ep.id).consecutive_failures = 0;
+            auto& healthy = state(ep.id);
+            healthy.consecutive_failures = 0;
+            healthy.ejected_until = {};  // it answered (in panic mode, while ejected)
             out.status = acquire_status::ok;
             out.connection = std::move(c);
             out.endpoint = &ep;
             co_return out;
         }
-        // endpoints_ may have grown while we waited: look the state up again.
-        record_failure(state(ep.id), model.health, coarse_now());
+        // endpoints_ may have grown while we waited: record_failure looks the state up again.
+        record_failure(ep.id, version, model.health, coarse_now());
         bool timed_out = ec == beast::error::timeout;
         out.status = timed_out ? acquire_status::connect_timeout : acquire_status::connect_failed;
         out.detail = "connect to " + ep.authority + " failed: " +
                      (timed_out ? std::string("timed out") : ec.message());
-    }
-    if (!attempted) {
-        out.status = acquire_status::no_healthy_upstream;
-        out.detail = "every endpoint of version " + version.name +
-                     " failed recently and is ejected";
     }
     co_return out;
 }

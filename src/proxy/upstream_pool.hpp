@@ -88,6 +88,7 @@ inline constexpr std::size_t relay_buffer_size = 16 * 1024;
 inline constexpr std::size_t large_relay_buffer_size = 64 * 1024;
 using relay_buffer = std::unique_ptr<char[]>;
 
+// no_healthy_upstream: the version has no endpoint at all (ejected ones are still tried).
 enum class acquire_status { ok, no_healthy_upstream, connect_failed, connect_timeout };
 
 struct acquired {
@@ -105,6 +106,8 @@ public:
 
     // An idle connection to one of the version's endpoints, or a new one. Endpoints are tried
     // in round-robin order; a failed connect moves on to the next endpoint (nothing was sent).
+    // Ejected endpoints are skipped, unless every endpoint of the version is ejected: then all
+    // of them are tried (panic mode, as Envoy's panic threshold) rather than none.
     task<acquired> acquire(const routing::model_route& model,
                            const routing::version_route& version, session_slot& slot);
     // acquire()'s common case without a coroutine frame: the endpoint whose turn it is has an
@@ -147,8 +150,11 @@ private:
                                             const routing::version_route& version,
                                             std::chrono::milliseconds timeout,
                                             session_slot& slot);
-    void record_failure(endpoint_state& s, const config::passive_health& health,
-                        clock::time_point now);
+    // Whether an endpoint of `version` other than `except` is in service (not ejected).
+    bool in_service_besides(const routing::version_route& version, std::uint32_t except,
+                            clock::time_point now) const;
+    void record_failure(std::uint32_t id, const routing::version_route& version,
+                        const config::passive_health& health, clock::time_point now);
     task<void> sweep();
 
     net::io_context& io_;

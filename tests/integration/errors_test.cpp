@@ -116,19 +116,108 @@ TEST(Errors, InvalidContentLengthIs400) {
     expect_still_serving(s.port);
 }
 
-TEST(Errors, ConnectFailureIs502ThenEjectedEndpointGives503) {
+// A version's only endpoint is never ejected (nginx ignores max_fails for a group of one
+// server): each request makes a fresh connect attempt and gets 502 while it is down, never 503.
+TEST(Errors, ConnectFailureIs502AndAnOnlyEndpointIsTriedAgain) {
     auto dead = closed_port();
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         c.models[0].versions[0].endpoints[0].port = dead;
     });
-    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 502,
-                 "upstream_connect_failed");
-    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 503,
-                 "no_healthy_upstream");
+    for (std::uint64_t attempt = 1; attempt <= 3; ++attempt) {
+        SCOPED_TRACE(attempt);
+        expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 502,
+                     "upstream_connect_failed");
+        EXPECT_TRUE(
+            wait_until([&] { return s.gateway->totals().upstream_connect_failures == attempt; }));
+    }
     // The other version is unaffected.
     auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
                      {{"X-Stagegate-Force-Version", "v2"}});
     EXPECT_EQ(r.status, 200u);
+}
+
+// No 503 window after a version's only endpoint failed: the first request after it is back
+// gets 200, however long fail_timeout is.
+TEST(Errors, OnlyEndpointDownThenBackAnswersAtOnce) {
+    auto port = closed_port();
+    auto s = stack::make(0, 1, [&](config::gateway& c) {
+        c.models[0].versions[0].endpoints[0].port = port;
+        c.models[0].health.fail_timeout = std::chrono::minutes(10);
+    });
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 502,
+                 "upstream_connect_failed");
+    mockmodel::options o;
+    o.port = port;
+    auto back = start_mock("v1", o);
+    ASSERT_EQ(back->port(), port);
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    EXPECT_TRUE(wait_until([&] { return back->requests() == 1; }));
+}
+
+// With two endpoints, the one down is ejected after its failed connect (max_fails 1) and the
+// other takes every request: one connect failure in all, no error for the client.
+TEST(Errors, OneOfTwoEndpointsDownIsEjected) {
+    auto dead = closed_port();
+    auto s = stack::make(0, 1, [&](config::gateway& c) {
+        auto live = c.models[0].versions[0].endpoints[0];
+        c.models[0].versions[0].endpoints = {{"127.0.0.1", dead}, live};
+        c.models[0].health.fail_timeout = std::chrono::minutes(10);
+    });
+    for (int i = 0; i < 20; ++i) {
+        auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+        ASSERT_EQ(r.status, 200u) << r.body;
+    }
+    ASSERT_TRUE(wait_until([&] { return s.v1->requests() == 20; }));
+    ASSERT_TRUE(wait_until([&] { return s.gateway->totals().upstream_connect_failures >= 1; }));
+    // The down endpoint was tried once, then skipped by the 19 requests after it.
+    EXPECT_EQ(s.gateway->totals().upstream_connect_failures, 1u);
+}
+
+// Every endpoint of a version down: the last one in service is never ejected, so requests
+// keep trying it and get 502 (the backend's failure), never 503.
+TEST(Errors, EveryEndpointDownIsStillTriedAndGives502) {
+    auto dead_a = closed_port();
+    auto dead_b = closed_port();
+    auto s = stack::make(0, 1, [&](config::gateway& c) {
+        c.models[0].versions[0].endpoints = {{"127.0.0.1", dead_a}, {"127.0.0.1", dead_b}};
+    });
+    for (std::uint64_t i = 1; i <= 5; ++i) {
+        SCOPED_TRACE(i);
+        expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 502,
+                     "upstream_connect_failed");
+        // At least one fresh connect attempt per request.
+        EXPECT_TRUE(wait_until([&] { return s.gateway->totals().upstream_connect_failures >= i; }));
+    }
+}
+
+// Panic mode: an endpoint one version ejected can be another version's only endpoint. With
+// every endpoint of that version ejected, its requests still go to them (502 while down, not
+// 503), and the first one after the endpoint is back gets 200.
+TEST(Errors, VersionWithEveryEndpointEjectedStillTriesThem) {
+    auto shared = closed_port();
+    auto s = stack::make(0, 1, [&](config::gateway& c) {
+        auto& versions = c.models[0].versions;
+        auto live = versions[0].endpoints[0];
+        versions[0].endpoints = {{"127.0.0.1", shared}, live};
+        versions[1].endpoints = {{"127.0.0.1", shared}};
+        c.models[0].health.fail_timeout = std::chrono::minutes(10);
+    });
+    // v1 tries the shared endpoint first, ejects it (v1 has another) and answers from v1's.
+    ASSERT_EQ(request(s.port, "POST", "/v1/models/m:predict", predict_body).status, 200u);
+    ASSERT_TRUE(wait_until([&] { return s.gateway->totals().upstream_connect_failures == 1; }));
+    const header_list force_v2{{"X-Stagegate-Force-Version", "v2"}};
+    expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body, force_v2), 502,
+                 "upstream_connect_failed");
+    EXPECT_TRUE(wait_until([&] { return s.gateway->totals().upstream_connect_failures == 2; }));
+    mockmodel::options o;
+    o.port = shared;
+    auto back = start_mock("v2", o);
+    ASSERT_EQ(back->port(), shared);
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body, force_v2);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.header("x-stagegate-version"), "v2");
 }
 
 TEST(Errors, FailedConnectIsRetriedOnAnotherEndpoint) {
@@ -152,6 +241,44 @@ TEST(Errors, UpstreamTimeoutIs504) {
                          {{"X-Mock-Delay-Ms", "3000"}}),
                  504, "upstream_timeout");
     expect_still_serving(s.port);
+}
+
+// The gateway's own error answer to a request routed to a version names that version and
+// stage, as a relayed answer does.
+TEST(Errors, ConnectFailureNamesTheVersionAndStage) {
+    auto dead = closed_port();
+    auto s = stack::make(
+        0, 1, [&](config::gateway& c) { c.models[0].versions[1].endpoints[0].port = dead; });
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Stagegate-Force-Version", "v2"}});
+    expect_error(r, 502, "upstream_connect_failed");
+    EXPECT_EQ(r.header("x-stagegate-version"), "v2");
+    EXPECT_EQ(r.header("x-stagegate-stage"), "canary");
+}
+
+TEST(Errors, UpstreamTimeoutNamesTheVersionAndStage) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.models[0].timeouts.first_byte = std::chrono::milliseconds(200);
+    });
+    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                     {{"X-Mock-Delay-Ms", "3000"}});
+    expect_error(r, 504, "upstream_timeout");
+    EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    EXPECT_EQ(r.header("x-stagegate-stage"), "canary");
+}
+
+// Errors answered before routing assigned a version name none.
+TEST(Errors, ErrorsBeforeRoutingNameNoVersion) {
+    auto s = stack::make();
+    auto unknown = request(s.port, "POST", "/v1/models/nope:predict", predict_body);
+    expect_error(unknown, 404, "unknown_model");
+    auto bad_version = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                               {{"X-Stagegate-Force-Version", "v9"}});
+    expect_error(bad_version, 400, "unknown_version");
+    for (const auto* r : {&unknown, &bad_version}) {
+        EXPECT_EQ(r->headers.count("x-stagegate-version"), 0u);
+        EXPECT_EQ(r->headers.count("x-stagegate-stage"), 0u);
+    }
 }
 
 TEST(Errors, UpstreamResetIs502AndNeverRetried) {

@@ -48,14 +48,19 @@ TEST(Faults, BackendKilledMidRequestIsA502NotATimeout) {
     auto [r, took] = pending.get();
     EXPECT_EQ(r.status, 502u) << r.body;
     EXPECT_LT(took, std::chrono::seconds(4));  // first-byte timeout is 5 s: not waited for
-    auto metrics = s.gateway->read_metrics();
-    std::uint64_t v1_502 = 0;
-    for (const auto& vm : metrics) {
-        if (vm.version == "v1") {
-            v1_502 += vm.since_stage_start.codes[metrics::code_slot(502)];
+    auto v1_502 = [&] {
+        std::uint64_t n = 0;
+        for (const auto& vm : s.gateway->read_metrics()) {
+            if (vm.version == "v1") {
+                n += vm.since_stage_start.codes[metrics::code_slot(502)];
+            }
         }
-    }
-    EXPECT_EQ(v1_502, 1u);  // counted against the version that failed
+        return n;
+    };
+    // Counted against the version that failed. Waited for: the worker counts the answer once
+    // its write has completed, and the client can read it (and the collection reach the
+    // worker) before that.
+    EXPECT_TRUE(wait_until([&] { return v1_502() == 1; }));
 }
 
 TEST(Faults, ClientsWalkingAwayLeakNothingAndDirtyConnectionsAreNotReused) {

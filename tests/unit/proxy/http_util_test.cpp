@@ -217,6 +217,19 @@ TEST(ErrorResponse, JsonBodyWithCodeMessageAndRequestId) {
     EXPECT_EQ(body["error"]["request_id"], "rid-1");
     EXPECT_TRUE(res.keep_alive());
     EXPECT_EQ(res[http::field::content_length], std::to_string(res.body().size()));
+    // Not routed to a version: no version or stage stamps.
+    EXPECT_EQ(res.find("X-Stagegate-Version"), res.end());
+    EXPECT_EQ(res.find("X-Stagegate-Stage"), res.end());
+}
+
+TEST(ErrorResponse, RoutedRequestNamesItsVersionAndStage) {
+    auto res = error_response(http::status::bad_gateway, "upstream_connect_failed", "down", "rid-2",
+                              false, 11, routed_to{"v2", "canary-5"});
+    EXPECT_EQ(res.result(), http::status::bad_gateway);
+    EXPECT_EQ(res["X-Stagegate-Version"], "v2");
+    EXPECT_EQ(res["X-Stagegate-Stage"], "canary-5");
+    EXPECT_EQ(res["X-Request-Id"], "rid-2");
+    EXPECT_FALSE(res.keep_alive());
 }
 
 TEST(ClassifyRequestError, MapsParserErrorsToStatuses) {
