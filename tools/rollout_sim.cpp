@@ -7,7 +7,7 @@
 // fast, tight and heavy-tailed latency, hangs that end in the gateway's 504, tails below the
 // p99, 4xx regressions, faster candidates and candidates a few percent slower.
 //
-//   stagegate-rollout-sim [--runs N] [--rps R] [--seed S] [--scenario NAME]
+//   stagegate-rollout-sim [--runs N] [--rps R] [--seed S] [--scenario NAME] [--minutes M]
 //   stagegate-rollout-sim --check-aa --runs N   (exit 1 if A/A false rollbacks exceed alpha
 //                                                by more than 5 binomial standard deviations)
 #include "stagegate/rollout/controller.hpp"
@@ -133,6 +133,8 @@ struct outcome {
     double seconds = 0;
 };
 
+int horizon_seconds = 1800;  // --minutes
+
 outcome run_one(std::mt19937_64& rng, const version_model& stable, const version_model& cand,
                 double rps, bool sticky) {
     sim_environment env;
@@ -144,17 +146,20 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
     std::uniform_real_distribution<double> u(0, 1);
     std::normal_distribution<double> z(0, 1);
     std::poisson_distribution<int> arrivals(rps);
-    for (int second = 1; second <= 1800; ++second) {
+    for (int second = 1; second <= horizon_seconds; ++second) {
         const int n = arrivals(rng);
         for (int i = 0; i < n; ++i) {
             double propensity = 1;
             bool to_candidate = false;
+            std::uint32_t unit = 0;  // what the gateway takes from the hash's low bits
             if (users.sticky) {
                 const auto user = users.pick(rng);
                 propensity = users.propensity[user];
                 to_candidate = users.bucket[user] < env.candidate_bp;
+                unit = static_cast<std::uint32_t>(user * 2654435761u >> 7);
             } else {
                 to_candidate = u(rng) * 10000 < env.candidate_bp;
+                unit = static_cast<std::uint32_t>(rng());
             }
             const auto& vm = to_candidate ? cand : stable;
             auto& c = env.counts[{to_candidate ? "v2" : env.stable, env.stage}];
@@ -176,6 +181,7 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
             }
             const auto micros = static_cast<std::uint64_t>(ms * 1000);
             c.codes[metrics::code_slot(status)]++;
+            c.units.record(unit, status);
             c.latency.record(micros);
             if (status < 400) {
                 c.success_latency.record(micros);
@@ -313,9 +319,11 @@ int main(int argc, char** argv) {
             seed = std::stoull(argv[++i]);
         } else if (i + 1 < argc && a == "--scenario") {
             only = argv[++i];
+        } else if (i + 1 < argc && a == "--minutes") {
+            horizon_seconds = 60 * std::stoi(argv[++i]);
         } else {
             std::fprintf(stderr, "usage: stagegate-rollout-sim [--runs N] [--rps R] [--seed S] "
-                                 "[--scenario NAME-PREFIX] [--check-aa]\n");
+                                 "[--scenario NAME-PREFIX] [--minutes M] [--check-aa]\n");
             return 2;
         }
     }
@@ -334,8 +342,8 @@ int main(int argc, char** argv) {
     }
     std::printf("plan 5 %% / 25 %% / 50 %% -> 100 %%, 15 s bake each, checks every 1 s, "
                 "tolerances errors x1.5, p50 x1.2, p99 x1.1, alpha 0.01, beta 0.05; "
-                "%g req/s, seed %llu, 30 min at most per rollout\n\n",
-                rps, static_cast<unsigned long long>(seed));
+                "%g req/s, seed %llu, %d min at most per rollout\n\n",
+                rps, static_cast<unsigned long long>(seed), horizon_seconds / 60);
     std::printf("| scenario | expected | runs | rolled back | promoted to 100 %% | held | "
                 "candidate requests to decision: median | p95 | seconds: median | p95 |\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");

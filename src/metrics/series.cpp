@@ -50,6 +50,11 @@ void series_counts::merge(const series_counts& other) {
     }
     latency.merge(other.latency);
     success_latency.merge(other.success_latency);
+    for (std::size_t i = 0; i < unit_buckets; ++i) {
+        units.requests[i] += other.units.requests[i];
+        units.server_errors[i] += other.units.server_errors[i];
+        units.client_errors[i] += other.units.client_errors[i];
+    }
     predictions.merge(other.predictions);
 }
 
@@ -58,6 +63,7 @@ void series_counts::clear() {
     upstream_failures.fill(0);
     latency.clear();
     success_latency.clear();
+    units = {};
     predictions.clear();
 }
 

@@ -48,6 +48,11 @@ json to_wire(const series_counts& c) {
         {"latency_sum", c.latency.sum_micros()},
         {"latency", sparse(latency_histogram::bucket_count,
                            [&](std::size_t i) { return c.latency.bucket(i); })},
+        {"unit_requests", sparse(unit_buckets, [&](std::size_t i) { return c.units.requests[i]; })},
+        {"unit_server_errors",
+         sparse(unit_buckets, [&](std::size_t i) { return c.units.server_errors[i]; })},
+        {"unit_client_errors",
+         sparse(unit_buckets, [&](std::size_t i) { return c.units.client_errors[i]; })},
         {"success_latency_sum", c.success_latency.sum_micros()},
         {"success_latency", sparse(latency_histogram::bucket_count,
                                    [&](std::size_t i) { return c.success_latency.bucket(i); })},
@@ -120,7 +125,16 @@ bool add_from_wire(const json& wire, series_counts& into) {
          count(p, "mirrors_dropped", q.mirrors_dropped) && count(p, "feedback", q.feedback) &&
          count(p, "correct", q.correct) && count(p, "valued_feedback", q.valued_feedback) &&
          real(p, "abs_error_sum", q.abs_error_sum);
-    // Replicas of an older release send no success latencies: they count as none.
+    // Replicas of an older release send no units or success latencies: they count as none.
+    if (wire.contains("unit_requests")) {
+        ok = ok &&
+             each_sparse(wire["unit_requests"], unit_buckets,
+                         [&](std::size_t i, std::uint64_t n) { c.units.requests[i] = n; }) &&
+             each_sparse(wire.value("unit_server_errors", json()), unit_buckets,
+                         [&](std::size_t i, std::uint64_t n) { c.units.server_errors[i] = n; }) &&
+             each_sparse(wire.value("unit_client_errors", json()), unit_buckets,
+                         [&](std::size_t i, std::uint64_t n) { c.units.client_errors[i] = n; });
+    }
     std::uint64_t success_sum = 0;
     if (wire.contains("success_latency")) {
         ok = ok && count(wire, "success_latency_sum", success_sum) &&

@@ -99,6 +99,7 @@ struct request_context {
 struct route_decision {
     const routing::model_route* model = nullptr;
     std::uint32_t version = routing::no_version;
+    std::uint32_t unit = 0;  // the request's unit bucket for the metrics (a user's hash)
     http::status error_status = http::status::ok;
     std::string_view error_code;
     metrics::unrouted_reason unrouted = metrics::unrouted_reason::bad_request;
@@ -197,10 +198,11 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
             key = routing::find_cookie(it->value(), m.sticky_cookie);
         }
     }
-    std::uint32_t point = key.empty()
-                              ? routing::point_from_u64(w.next_random())
-                              : routing::point_from_u64(routing::sticky_hash(key, m.hash_salt));
-    d.version = routing::pick_version(m, point);
+    const std::uint64_t hash =
+        key.empty() ? w.next_random() : routing::sticky_hash(key, m.hash_salt);
+    // The point takes the hash's top bits, the unit bucket its low ones.
+    d.unit = static_cast<std::uint32_t>(hash);
+    d.version = routing::pick_version(m, routing::point_from_u64(hash));
     if (d.version != m.stable && w.tripped(m.versions[d.version].series)) {
         d.version = m.stable;
     }
@@ -546,7 +548,7 @@ task<exchange_outcome> exchange(Down& down, Up& up, std::unique_ptr<upstream_con
 }
 
 void record_response(worker& w, const routing::version_route& version, unsigned status,
-                     clock::time_point started) {
+                     clock::time_point started, std::uint32_t unit) {
     const auto& cfg = w.config();
     const auto series = version.series;
     if (version.trip_after > 0) {
@@ -560,7 +562,7 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
     }
     if (cfg.record_metrics) {
         auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
-        w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()));
+        w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()), unit);
     }
 }
 
@@ -635,6 +637,7 @@ struct mirror_job {
     const routing::model_route* model = nullptr;
     std::uint32_t version = routing::no_version;
     std::uint32_t series = 0;
+    std::uint32_t unit = 0;  // the mirrored request's unit bucket
     std::string head;
     std::string body;
     std::optional<predictions::prediction> primary;  // stable's, to compare with
@@ -739,7 +742,7 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
     }
     const auto micros =
         std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started).count();
-    w.shard().record(job.series, status, static_cast<std::uint64_t>(micros));
+    w.shard().record(job.series, status, static_cast<std::uint64_t>(micros), job.unit);
     std::optional<predictions::prediction> p;
     if (model.prediction) {
         p = read_prediction(w, model, job.series, capture);
@@ -848,8 +851,9 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     const bool mirrored = draw_mirror(w, model, decision.version, rc);
     auto send_mirror = [&](std::optional<predictions::prediction> primary) {
         if (mirrored) {
-            submit_mirror(w, mirror_of(routes, model, req, rc, client_address, client_tls,
-                                       primary));
+            auto job = mirror_of(routes, model, req, rc, client_address, client_tls, primary);
+            job->unit = decision.unit;
+            submit_mirror(w, std::move(job));
         }
     };
     const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
@@ -879,7 +883,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
                 stream, w, slot, rc, status,
                 no_healthy ? "no_healthy_upstream" : "upstream_connect_failed",
                 "model " + model.name + " version " + version.name + ": " + got.detail, routed);
-            record_response(w, version, static_cast<unsigned>(status), started);
+            record_response(w, version, static_cast<unsigned>(status), started, decision.unit);
             send_mirror(std::nullopt);
             co_return keep;
         }
@@ -908,7 +912,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             keep = co_await send_error(stream, w, slot, rc, out.status, out.code,
                                        "model " + model.name + ": " + out.message, routed);
         }
-        record_response(w, version, static_cast<unsigned>(out.status), started);
+        record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit);
         // Read after the answer went out: the client never waits for this.
         std::optional<predictions::prediction> predicted;
         if (read_body && out.result != exchange_result::failed_before_response) {

@@ -278,15 +278,49 @@ std::string ms_text(double micros) {
     return buf;
 }
 
-// The counts the evidence module judges, per segment: requests, errors as `errors_in` counts
-// them, and the successful answers' latencies.
+// How much more a version's rate varies between unit buckets than independent requests would
+// make it (the quasi-binomial dispersion, at least 1): requests of one user share a bucket,
+// so heavy users or tenants with flaky inputs show up here, and dividing the counts by it
+// leaves the effective number of independent requests the bounds may rely on.
+double dispersion(const std::array<std::uint64_t, metrics::unit_buckets>& requests,
+                  const std::array<std::uint64_t, metrics::unit_buckets>& events) {
+    double n = 0;
+    double e = 0;
+    int buckets = 0;
+    for (std::size_t b = 0; b < metrics::unit_buckets; ++b) {
+        n += static_cast<double>(requests[b]);
+        e += static_cast<double>(events[b]);
+        buckets += requests[b] > 0 ? 1 : 0;
+    }
+    if (n <= 0 || e <= 0 || e >= n) {
+        return 1;
+    }
+    if (buckets < 2) {
+        return std::max(1.0, n);  // one bucket: nothing says its requests are independent
+    }
+    const double p = e / n;
+    double chi2 = 0;
+    for (std::size_t b = 0; b < metrics::unit_buckets; ++b) {
+        const double nb = static_cast<double>(requests[b]);
+        if (nb > 0) {
+            const double d = static_cast<double>(events[b]) - nb * p;
+            chi2 += d * d / (nb * p * (1 - p));
+        }
+    }
+    return std::max(1.0, chi2 / (buckets - 1));
+}
+
+// The counts the evidence module judges, per segment: requests and errors as `errors_in`
+// counts them, both divided by the version's dispersion, and the successful answers'
+// latencies.
 template <class Errors>
 std::vector<evidence::segment_counts> segments_of(const std::vector<metrics::series_counts>& all,
-                                                  Errors errors_in, bool with_latency) {
+                                                  Errors errors_in, double dispersion_factor,
+                                                  bool with_latency) {
     std::vector<evidence::segment_counts> out(all.size());
     for (std::size_t k = 0; k < all.size(); ++k) {
-        out[k].requests = static_cast<double>(all[k].requests());
-        out[k].errors = static_cast<double>(errors_in(all[k]));
+        out[k].requests = static_cast<double>(all[k].requests()) / dispersion_factor;
+        out[k].errors = static_cast<double>(errors_in(all[k])) / dispersion_factor;
         if (with_latency) {
             out[k].latency = evidence::latency_sample::of(all[k].success_latency);
         }
@@ -545,8 +579,14 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
         latency_limit_gate(j, c_latency, q.quantile, q.seconds);
     }
     if (error_gate || client_gate || !latency_ratios.empty()) {
-        auto c_segments = segments_of(seen.candidate, errors, !latency_ratios.empty());
-        auto s_segments = segments_of(seen.stable, errors, !latency_ratios.empty());
+        const auto& cu = candidate.units;
+        const auto& su = stable.units;
+        auto c_segments = segments_of(seen.candidate, errors,
+                                      dispersion(cu.requests, cu.server_errors),
+                                      !latency_ratios.empty());
+        auto s_segments = segments_of(seen.stable, errors,
+                                      dispersion(su.requests, su.server_errors),
+                                      !latency_ratios.empty());
         if (error_gate) {
             rate_tolerance_gate(j, "error_rate_vs_stable", "error rate", c_segments, s_segments,
                                 ratio, delta);
@@ -558,12 +598,10 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
             }
         }
         if (client_gate) {
-            for (std::size_t k = 0; k < seen.candidate.size(); ++k) {
-                c_segments[k].errors = static_cast<double>(client_errors_of(seen.candidate[k]));
-            }
-            for (std::size_t k = 0; k < seen.stable.size(); ++k) {
-                s_segments[k].errors = static_cast<double>(client_errors_of(seen.stable[k]));
-            }
+            c_segments = segments_of(seen.candidate, client_errors_of,
+                                     dispersion(cu.requests, cu.client_errors), false);
+            s_segments = segments_of(seen.stable, client_errors_of,
+                                     dispersion(su.requests, su.client_errors), false);
             rate_tolerance_gate(j, "client_error_rate_vs_stable", "4xx rate", c_segments,
                                 s_segments, ratio, delta);
         }

@@ -39,6 +39,24 @@ enum class upstream_failure : std::uint8_t { connect, timeout, reset, protocol }
 inline constexpr std::size_t upstream_failure_kinds = 4;
 const char* failure_label(std::size_t kind);
 
+// Requests and failures per unit bucket: the low bits of the sticky key's hash (a random draw
+// for requests without one). One user's requests all land in one bucket, so the spread of the
+// buckets' rates beyond what independent requests would give shows how correlated a
+// version's requests are (heavy users, tenants with flaky inputs), and the gates widen their
+// bounds by it.
+inline constexpr std::size_t unit_buckets = 32;
+struct unit_counts {
+    std::array<std::uint64_t, unit_buckets> requests{};
+    std::array<std::uint64_t, unit_buckets> server_errors{};  // 5xx
+    std::array<std::uint64_t, unit_buckets> client_errors{};  // 4xx
+    void record(std::uint32_t unit, unsigned status) {
+        unit &= unit_buckets - 1;
+        ++requests[unit];
+        server_errors[unit] += status >= 500 ? 1 : 0;
+        client_errors[unit] += status >= 400 && status < 500 ? 1 : 0;
+    }
+};
+
 struct series_counts {
     std::array<std::uint64_t, code_slots> codes{};
     std::array<std::uint64_t, upstream_failure_kinds> upstream_failures{};
@@ -46,6 +64,7 @@ struct series_counts {
     // Answers below 400 only: what latency gates judge, so that fast failures (a stable that
     // answers 503 at once) or fast 400s never make a version look faster.
     latency_histogram success_latency;
+    unit_counts units;
     prediction_counts predictions;
 
     std::uint64_t requests() const;

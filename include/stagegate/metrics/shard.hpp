@@ -31,8 +31,11 @@ struct shard_delta {
 
 class shard {
 public:
-    void record(std::uint32_t series, unsigned status, std::uint64_t latency_micros) {
+    // `unit`: the request's unit bucket (series.hpp's unit_counts).
+    void record(std::uint32_t series, unsigned status, std::uint64_t latency_micros,
+                std::uint32_t unit) {
         auto& s = at(series);
+        s.units.record(unit, status);
         ++s.codes[code_slot(status)];
         s.latency.record(latency_micros);
         if (status < 400) {

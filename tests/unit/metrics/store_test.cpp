@@ -14,15 +14,15 @@ using namespace std::chrono_literals;
 shard_delta delta_with(std::uint32_t series, unsigned status, int n) {
     shard s;
     for (int i = 0; i < n; ++i) {
-        s.record(series, status, 1000);
+        s.record(series, status, 1000, 0);
     }
     return s.take();
 }
 
 TEST(Shard, TakeHandsOverOnlyTouchedSeriesAndResets) {
     shard s;
-    s.record(3, 200, 500);
-    s.record(3, 503, 900);
+    s.record(3, 200, 500, 7);
+    s.record(3, 503, 900, 7);
     s.record_failure(3, upstream_failure::timeout);
     s.record_unrouted(unrouted_reason::unknown_model);
     auto d = s.take();
@@ -35,6 +35,21 @@ TEST(Shard, TakeHandsOverOnlyTouchedSeriesAndResets) {
     auto again = s.take();
     EXPECT_TRUE(again.series.empty());
     EXPECT_EQ(again.unrouted[1], 0u);
+}
+
+TEST(Shard, SuccessLatencyAndUnitBucketsKeepWhatTheGatesJudge) {
+    shard s;
+    s.record(1, 200, 20000, 5);
+    s.record(1, 503, 100, 5);
+    s.record(1, 400, 200, 37);  // units wrap at 32: bucket 5 again
+    s.record(1, 200, 30000, 6);
+    const auto c = s.take().series[0].second;
+    EXPECT_EQ(c.latency.count(), 4u);
+    EXPECT_EQ(c.success_latency.count(), 2u);  // fast failures never make a version faster
+    EXPECT_EQ(c.units.requests[5], 3u);
+    EXPECT_EQ(c.units.server_errors[5], 1u);
+    EXPECT_EQ(c.units.client_errors[5], 1u);
+    EXPECT_EQ(c.units.requests[6], 1u);
 }
 
 TEST(SeriesCounts, CodesOutsideTheTrackedSetCountByClass) {
@@ -89,7 +104,7 @@ TEST(Store, MergeFromConcurrentShardsLosesNothing) {
         threads.emplace_back([&, t] {
             for (int i = 0; i < per_writer; ++i) {
                 shards[t].record(static_cast<std::uint32_t>(i % 3), 200,
-                                 static_cast<std::uint64_t>(i));
+                                 static_cast<std::uint64_t>(i), static_cast<std::uint32_t>(i));
             }
         });
     }

@@ -190,6 +190,36 @@ TEST(Gates, EvidenceAccumulatesOverSegmentsWeightedPeriodForPeriod) {
         << gate(fair, "error_rate_vs_stable").explanation;
 }
 
+// Requests spread over the 32 unit buckets; `hot` buckets (a few heavy users with flaky
+// inputs) get `hot_errors` errors each, the others `errors` each.
+metrics::series_counts in_units(std::uint64_t per_bucket, std::uint64_t errors,
+                                std::size_t hot, std::uint64_t hot_errors) {
+    metrics::series_counts c;
+    for (std::size_t b = 0; b < metrics::unit_buckets; ++b) {
+        const auto e = b < hot ? hot_errors : errors;
+        c.codes[metrics::code_slot(200)] += per_bucket - e;
+        c.codes[metrics::code_slot(503)] += e;
+        c.units.requests[b] = per_bucket;
+        c.units.server_errors[b] = e;
+    }
+    return c;
+}
+
+TEST(Gates, CorrelatedRequestsWidenTheBounds) {
+    gate_config cfg = errors_only();
+    cfg.max_error_rate_ratio = 1.5;
+    // 2.5 % vs stable's 1 % over 32,000 requests each. Spread evenly over the buckets, that
+    // is a regression; all from two buckets (two heavy users whose inputs fail), it is what
+    // those users do, and the evidence is worth a handful of users, not 32,000 requests.
+    const auto stable = in_units(1000, 10, 0, 0);
+    auto spread = judge(cfg, in_units(1000, 25, 0, 0), stable);
+    EXPECT_EQ(gate(spread, "error_rate_vs_stable").outcome, verdict::fail)
+        << gate(spread, "error_rate_vs_stable").explanation;
+    auto clustered = judge(cfg, in_units(1000, 10, 2, 250), stable);
+    EXPECT_EQ(gate(clustered, "error_rate_vs_stable").outcome, verdict::inconclusive)
+        << gate(clustered, "error_rate_vs_stable").explanation;
+}
+
 TEST(Gates, WhatCountsAsAnErrorIsConfigurable) {
     metrics::series_counts c;
     c.codes[metrics::code_slot(200)] = 9000;
