@@ -110,13 +110,16 @@ TEST(AdminApi, ModelsAndTheirMetrics) {
                       .status,
                   200);
     }
-    auto metrics = body_of(api(a.admin, "GET", "/api/v1/models/m/metrics"));
-    ASSERT_EQ(metrics["versions"].size(), 2u);
+    // A worker counts an answer just after sending it: wait for the count, never read once.
     std::uint64_t total = 0;
-    for (const auto& v : metrics["versions"]) {
-        total += v["since_stage_start"]["requests"].get<std::uint64_t>();
-    }
-    EXPECT_EQ(total, 5u);
+    EXPECT_TRUE(wait_until([&] {
+        auto metrics = body_of(api(a.admin, "GET", "/api/v1/models/m/metrics"));
+        total = 0;
+        for (const auto& v : metrics["versions"]) {
+            total += v["since_stage_start"]["requests"].get<std::uint64_t>();
+        }
+        return metrics["versions"].size() == 2u && total == 5u;
+    })) << total;
 }
 
 TEST(AdminApi, UnknownPathsAndWrongMethods) {

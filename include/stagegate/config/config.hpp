@@ -79,7 +79,8 @@ struct model_timeouts {
 };
 
 // Passive health, as nginx's max_fails / fail_timeout: after max_fails failed connects in a
-// row, an endpoint is skipped for fail_timeout (per worker thread).
+// row, an endpoint is skipped for fail_timeout (per worker thread), unless it is its
+// version's last endpoint in service (nginx's single-server rule; see proxy/upstream_pool).
 struct passive_health {
     std::uint32_t max_fails = 1;
     millis fail_timeout{10000};

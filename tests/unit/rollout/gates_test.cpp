@@ -271,6 +271,12 @@ TEST(QualityGates, AgreementFailsWhenTheFloorIsOutOfReachAndPassesWhenSurelyMet)
     auto g = gate(judge(cfg, live, live, &m), "prediction_agreement");
     EXPECT_EQ(g.outcome, verdict::fail);
     EXPECT_NE(g.explanation.find("below the floor 95.00 %"), std::string::npos) << g.explanation;
+    // A clearly good shadow clears a 98 % floor within hundreds of comparisons.
+    cfg.min_agreement = 0.98;
+    m = mirrored(700, 700);
+    EXPECT_EQ(gate(judge(cfg, live, live, &m), "prediction_agreement").outcome, verdict::pass)
+        << gate(judge(cfg, live, live, &m), "prediction_agreement").explanation;
+    cfg.min_agreement = 0.95;
     m = mirrored(3000, 2850);  // exactly at the floor: never sure either way
     EXPECT_EQ(gate(judge(cfg, live, live, &m), "prediction_agreement").outcome,
               verdict::inconclusive);
