@@ -8,6 +8,7 @@
 // p99, 4xx regressions, faster candidates and candidates a few percent slower.
 //
 //   stagegate-rollout-sim [--runs N] [--rps R] [--seed S] [--scenario NAME] [--minutes M]
+//                         [--gates JSON]   (the rollout's gates, instead of the plan's)
 //   stagegate-rollout-sim --check-aa --runs N   (exit 1 if A/A false rollbacks exceed alpha
 //                                                by more than 5 binomial standard deviations)
 #include "stagegate/rollout/controller.hpp"
@@ -75,8 +76,13 @@ public:
 };
 
 // The plan of the live trials: 5 % -> 25 % -> 50 %, then 100 % (completed), checks every
-// second; tolerances errors x1.5, p50 x1.2 and p99 x1.1 of stable's; a stage that has not
-// passed after 10 minutes holds, so "held" is what neither passed nor failed in 30 minutes.
+// second; by default tolerances errors x1.5, p50 x1.2 and p99 x1.1 of stable's. "Held" is
+// what neither passed nor failed within the horizon (30 minutes by default).
+std::string gates_json =
+    R"({"min_requests": 50, "max_error_rate_ratio": 1.5,
+        "max_latency_ratio": {"p50": 1.2, "p99": 1.1},
+        "sequential": {"alpha": 0.01, "beta": 0.05}})";  // --gates
+
 config::gateway plan() {
     auto cfg = config::parse(R"({
       "listeners": [{"port": 0}],
@@ -87,9 +93,7 @@ config::gateway plan() {
           "stages": [{"weight_bp": 500, "min_bake_ms": 15000, "min_requests": 50},
                      {"weight_bp": 2500, "min_bake_ms": 15000, "min_requests": 150},
                      {"weight_bp": 5000, "min_bake_ms": 15000, "min_requests": 300}],
-          "gates": {"min_requests": 50, "max_error_rate_ratio": 1.5,
-                    "max_latency_ratio": {"p50": 1.2, "p99": 1.1},
-                    "sequential": {"alpha": 0.01, "beta": 0.05}}}}]})");
+          "gates": )" + gates_json + "}}]}");
     if (!cfg) {
         std::fprintf(stderr, "%s\n", cfg.error().describe().c_str());
         std::exit(1);
@@ -319,11 +323,13 @@ int main(int argc, char** argv) {
             seed = std::stoull(argv[++i]);
         } else if (i + 1 < argc && a == "--scenario") {
             only = argv[++i];
+        } else if (i + 1 < argc && a == "--gates") {
+            gates_json = argv[++i];
         } else if (i + 1 < argc && a == "--minutes") {
             horizon_seconds = 60 * std::stoi(argv[++i]);
         } else {
             std::fprintf(stderr, "usage: stagegate-rollout-sim [--runs N] [--rps R] [--seed S] "
-                                 "[--scenario NAME-PREFIX] [--minutes M] [--check-aa]\n");
+                                 "[--scenario NAME-PREFIX] [--minutes M] [--gates JSON] [--check-aa]\n");
             return 2;
         }
     }
@@ -341,9 +347,9 @@ int main(int argc, char** argv) {
         return rate <= bound ? 0 : 1;
     }
     std::printf("plan 5 %% / 25 %% / 50 %% -> 100 %%, 15 s bake each, checks every 1 s, "
-                "tolerances errors x1.5, p50 x1.2, p99 x1.1, alpha 0.01, beta 0.05; "
-                "%g req/s, seed %llu, %d min at most per rollout\n\n",
-                rps, static_cast<unsigned long long>(seed), horizon_seconds / 60);
+                "gates %s; %g req/s, seed %llu, %d min at most per rollout\n\n",
+                gates_json.c_str(), rps, static_cast<unsigned long long>(seed),
+                horizon_seconds / 60);
     std::printf("| scenario | expected | runs | rolled back | promoted to 100 %% | held | "
                 "candidate requests to decision: median | p95 | seconds: median | p95 |\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
