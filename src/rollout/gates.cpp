@@ -403,12 +403,14 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
     const double s_high = evidence::rate_upper(ref.errors, ref.requests, half_alpha);
     const double c_high = evidence::rate_upper(events, trials, half_beta);
     const double s_low = evidence::rate_lower(ref.errors, ref.requests, half_beta);
+    // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict on `" " + string`.
     std::string tolerance = "stable";
     if (ratio > 1) {
-        tolerance += " " + ratio_text(ratio);
+        tolerance.append(" ").append(ratio_text(ratio));
     }
     if (delta > 0) {
-        tolerance += (ratio > 1 ? " or + " : " + ") + fixed(delta * 100, 2) + " points";
+        tolerance.append(ratio > 1 ? " or + " : " + ");
+        tolerance.append(fixed(delta * 100, 2)).append(" points");
     }
     if (ratio > 1 && delta > 0) {
         tolerance += ", whichever is larger";
