@@ -21,6 +21,8 @@ constexpr const char* usage =
     "  --jitter-sigma X     lognormal shape (default 0.5)\n"
     "  --error-rate P       fraction answered with --error-status (default 500)\n"
     "  --error-status N\n"
+    "  --tail-rate P        fraction answered --tail-ms later (a slow tail)\n"
+    "  --tail-ms X\n"
     "  --hang-rate P        fraction never answered\n"
     "  --reset-rate P       fraction answered with a TCP reset\n"
     "  --bias X             added to every prediction\n"
@@ -56,6 +58,8 @@ int main(int argc, char** argv) {
             else if (arg == "--jitter-sigma") o.jitter_sigma = std::stod(next());
             else if (arg == "--error-rate") o.error_rate = std::stod(next());
             else if (arg == "--error-status") o.error_status = static_cast<unsigned>(std::stoul(next()));
+            else if (arg == "--tail-rate") o.tail_rate = std::stod(next());
+            else if (arg == "--tail-ms") o.tail_ms = std::stod(next());
             else if (arg == "--hang-rate") o.hang_rate = std::stod(next());
             else if (arg == "--reset-rate") o.reset_rate = std::stod(next());
             else if (arg == "--bias") o.bias = std::stod(next());

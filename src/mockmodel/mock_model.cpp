@@ -178,6 +178,9 @@ struct server::impl {
             if (opt.jitter_ms > 0) {
                 delay += opt.jitter_ms * std::exp(opt.jitter_sigma * normal());
             }
+            if (opt.tail_rate > 0 && uniform() < opt.tail_rate) {
+                delay += opt.tail_ms;
+            }
             if (hang) {
                 delay = 3600.0 * 1000;
             }

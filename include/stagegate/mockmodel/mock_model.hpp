@@ -23,6 +23,8 @@ struct options {
     double jitter_sigma = 0.5;   // its shape
     double error_rate = 0;       // fraction answered with error_status
     unsigned error_status = 500;
+    double tail_rate = 0;        // fraction answered tail_ms later than the rest
+    double tail_ms = 0;
     double hang_rate = 0;        // fraction never answered (until the connection closes)
     double reset_rate = 0;       // fraction answered by a TCP reset
     double bias = 0;             // added to every numeric prediction
