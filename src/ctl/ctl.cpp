@@ -422,7 +422,8 @@ private:
         for (const auto& g : st["gates"]) {
             std::string verdict = str(g, "verdict");
             for (auto& ch : verdict) ch = static_cast<char>(std::toupper(ch));
-            out_ << "  " << std::left << std::setw(14) << verdict << std::setw(26) << str(g, "gate")
+            // 29: the longest gate name (client_error_rate_vs_stable) and a space.
+            out_ << "  " << std::left << std::setw(14) << verdict << std::setw(29) << str(g, "gate")
                  << str(g, "explanation") << "\n";
         }
         if (st.value("awaiting_pre_checks", false)) {
