@@ -139,27 +139,31 @@ TEST(Errors, ConnectFailureIs502AndAnOnlyEndpointIsTriedAgain) {
 // No 503 window after a version's only endpoint failed: the first request after it is back
 // gets 200, however long fail_timeout is.
 TEST(Errors, OnlyEndpointDownThenBackAnswersAtOnce) {
-    auto port = closed_port();
+    // The port is held from the start (bound, not listening: connects are refused), so no
+    // other test can take it between "down" and "back".
+    raw_backend backend(false);
     auto s = stack::make(0, 1, [&](config::gateway& c) {
-        c.models[0].versions[0].endpoints[0].port = port;
+        c.models[0].versions[0].endpoints[0].port = backend.port();
         c.models[0].health.fail_timeout = std::chrono::minutes(10);
     });
     expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body), 502,
                  "upstream_connect_failed");
-    mockmodel::options o;
-    o.port = port;
-    auto back = start_mock("v1", o);
-    ASSERT_EQ(back->port(), port);
-    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body);
-    EXPECT_EQ(r.status, 200u) << r.body;
+    backend.listen();
+    connection c(s.port);
+    ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Length: 2\r\n\r\n{}"));
+    ASSERT_TRUE(backend.read_request());
+    ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+    auto r = c.read_reply();
+    EXPECT_EQ(r.status, 200u) << r.error << r.body;
     EXPECT_EQ(r.header("x-stagegate-version"), "v1");
-    EXPECT_TRUE(wait_until([&] { return back->requests() == 1; }));
 }
 
 // With two endpoints, the one down is ejected after its failed connect (max_fails 1) and the
 // other takes every request: one connect failure in all, no error for the client.
 TEST(Errors, OneOfTwoEndpointsDownIsEjected) {
-    auto dead = closed_port();
+    raw_backend dead_held(false);  // bound, refusing connects
+    const auto dead = dead_held.port();
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         auto live = c.models[0].versions[0].endpoints[0];
         c.models[0].versions[0].endpoints = {{"127.0.0.1", dead}, live};
@@ -178,8 +182,10 @@ TEST(Errors, OneOfTwoEndpointsDownIsEjected) {
 // Every endpoint of a version down: the last one in service is never ejected, so requests
 // keep trying it and get 502 (the backend's failure), never 503.
 TEST(Errors, EveryEndpointDownIsStillTriedAndGives502) {
-    auto dead_a = closed_port();
-    auto dead_b = closed_port();
+    raw_backend dead_a_held(false);  // bound, refusing connects
+    const auto dead_a = dead_a_held.port();
+    raw_backend dead_b_held(false);  // bound, refusing connects
+    const auto dead_b = dead_b_held.port();
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         c.models[0].versions[0].endpoints = {{"127.0.0.1", dead_a}, {"127.0.0.1", dead_b}};
     });
@@ -196,7 +202,8 @@ TEST(Errors, EveryEndpointDownIsStillTriedAndGives502) {
 // every endpoint of that version ejected, its requests still go to them (502 while down, not
 // 503), and the first one after the endpoint is back gets 200.
 TEST(Errors, VersionWithEveryEndpointEjectedStillTriesThem) {
-    auto shared = closed_port();
+    raw_backend backend(false);  // held, refusing connects: down, and no other test's port
+    const auto shared = backend.port();
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         auto& versions = c.models[0].versions;
         auto live = versions[0].endpoints[0];
@@ -211,17 +218,20 @@ TEST(Errors, VersionWithEveryEndpointEjectedStillTriesThem) {
     expect_error(request(s.port, "POST", "/v1/models/m:predict", predict_body, force_v2), 502,
                  "upstream_connect_failed");
     EXPECT_TRUE(wait_until([&] { return s.gateway->totals().upstream_connect_failures == 2; }));
-    mockmodel::options o;
-    o.port = shared;
-    auto back = start_mock("v2", o);
-    ASSERT_EQ(back->port(), shared);
-    auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body, force_v2);
-    EXPECT_EQ(r.status, 200u) << r.body;
+    backend.listen();
+    connection c(s.port);
+    ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                            "X-Stagegate-Force-Version: v2\r\nContent-Length: 2\r\n\r\n{}"));
+    ASSERT_TRUE(backend.read_request());
+    ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+    auto r = c.read_reply();
+    EXPECT_EQ(r.status, 200u) << r.error << r.body;
     EXPECT_EQ(r.header("x-stagegate-version"), "v2");
 }
 
 TEST(Errors, FailedConnectIsRetriedOnAnotherEndpoint) {
-    auto dead = closed_port();
+    raw_backend dead_held(false);  // bound, refusing connects
+    const auto dead = dead_held.port();
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         auto live = c.models[0].versions[0].endpoints[0];
         c.models[0].versions[0].endpoints = {{"127.0.0.1", dead}, live};
@@ -246,7 +256,8 @@ TEST(Errors, UpstreamTimeoutIs504) {
 // The gateway's own error answer to a request routed to a version names that version and
 // stage, as a relayed answer does.
 TEST(Errors, ConnectFailureNamesTheVersionAndStage) {
-    auto dead = closed_port();
+    raw_backend dead_held(false);  // bound, refusing connects
+    const auto dead = dead_held.port();
     auto s = stack::make(
         0, 1, [&](config::gateway& c) { c.models[0].versions[1].endpoints[0].port = dead; });
     auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,

@@ -25,17 +25,21 @@ bool readable_by(int fd, std::chrono::steady_clock::time_point deadline) {
 
 }  // namespace
 
-raw_backend::raw_backend() {
+raw_backend::raw_backend(bool listening) {
     listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::listen(listener_, 16);
+    if (listening) {
+        listen();
+    }
     socklen_t len = sizeof addr;
     ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
 }
+
+void raw_backend::listen() { ::listen(listener_, 16); }
 
 raw_backend::~raw_backend() {
     close();

@@ -13,7 +13,10 @@ namespace stagegate::test {
 
 class raw_backend {
 public:
-    raw_backend();  // listens on 127.0.0.1:0
+    // Binds 127.0.0.1:0 and listens; with `listening` false the port is held but refuses
+    // connections (a backend that is down) until listen().
+    explicit raw_backend(bool listening = true);
+    void listen();
     ~raw_backend();
     raw_backend(const raw_backend&) = delete;
     raw_backend& operator=(const raw_backend&) = delete;
