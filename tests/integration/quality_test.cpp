@@ -258,12 +258,13 @@ TEST(Quality, ShadowStageRollsBackACandidateThatDisagreesOnTenPercent) {
         R"(stagegate_prediction_agreement_ratio{model="m",version="v2",stage="shadow/mirror"} )";
     const auto at = metrics.find(gauge);
     ASSERT_NE(at, std::string::npos);
-    // The gate cannot fail before about 600 comparisons (its radius is wider than 0.9 is from
-    // the floor until then); a 90 % agreement over 600 lies in 0.80..0.97 with all but
-    // 1e-10 probability (over 5.7 standard deviations either way).
+    // The gauge shows what the gate saw: below the floor. No tighter lower bound holds: the
+    // evidence bounds may fail the gate on the first few comparisons (3 disagreements of 3 are
+    // already beyond a 95 % floor at alpha 0.01), so where the rate stands at the stop is wide
+    // (an exact computation over the stopping rule gives it below 50 % with probability 2e-3).
     const double agreement = std::stod(metrics.substr(at + gauge.size()));
-    EXPECT_GT(agreement, 0.80);
-    EXPECT_LT(agreement, 0.97);
+    EXPECT_GE(agreement, 0.0);
+    EXPECT_LT(agreement, 0.95);
     EXPECT_NE(metrics.find(R"(stagegate_predictions_total{model="m",version="v2",stage="shadow/mirror",outcome="parsed"})"),
               std::string::npos);
     EXPECT_NE(metrics.find(R"(stagegate_requests_total{model="m",version="v2",stage="shadow/mirror",code="200"})"),
