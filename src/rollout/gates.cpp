@@ -333,6 +333,10 @@ std::vector<evidence::segment_counts> segments_of(const std::vector<metrics::ser
     return out;
 }
 
+// The level of the "hint of harm" that holds widening back: the fail test at an even chance
+// (a likelihood ratio of 2 against no harm, where rollback asks for 1/alpha).
+constexpr double widen_level = 0.5;
+
 // Everything one evaluation shares between its gates.
 struct judging {
     const gate_config& cfg;
@@ -350,11 +354,15 @@ struct judging {
         return "too little data: " + sample() + ", " + std::to_string(cfg.min_requests) +
                " needed" + (need_stable ? " on each version" : " on the candidate");
     }
+    // `hint_of_harm`: the fail test at `widen_level` holds. An inconclusive gate without it is
+    // on track: widening asks for no hint of harm, not for the estimate within the limit (a
+    // p99 over a few hundred answers swings past any tolerance by chance and held a healthy
+    // candidate at 5 % on live traffic).
     void add(std::string gate, verdict v, double c, double s, double limit, double low,
-             double high, std::string why) {
+             double high, std::string why, bool hint_of_harm = false) {
         gate_result g{std::move(gate), v, c, s, limit, low, high, cn, sn, std::move(why)};
         g.on_track = v == verdict::pass ||
-                     (v == verdict::inconclusive && c <= limit && enough_both());
+                     (v == verdict::inconclusive && !hint_of_harm && enough_both());
         out.gates.push_back(std::move(g));
     }
 };
@@ -378,7 +386,8 @@ void rate_limit_gate(judging& j, const char* gate, const char* what, double even
     } else {
         j.add(gate, verdict::inconclusive, estimate, 0, limit, low, high,
               seen + ": between " + percent(low) + " and " + percent(high) +
-                  ", not yet clearly within or above the limit " + percent(limit));
+                  ", not yet clearly within or above the limit " + percent(limit),
+              evidence::rate_lower(events, trials, widen_level) > limit);
     }
 }
 
@@ -433,11 +442,14 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
               seen + ": within the allowance (" + tolerance + "): the candidate's is at most " +
                   percent(c_high) + ", the allowance at least " + percent(allowed(s_low)));
     } else {
+        const double hint = widen_level / 2;
         j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
               seen + ": not yet clear against the allowance (" + tolerance +
                   "): the candidate's is between " + percent(c_low) + " and " + percent(c_high) +
                   ", the allowance between " + percent(allowed(s_low)) + " and " +
-                  percent(allowed(s_high)));
+                  percent(allowed(s_high)),
+              evidence::rate_lower(events, trials, hint) >
+                  allowed(evidence::rate_upper(ref.errors, ref.requests, hint)));
     }
 }
 
@@ -467,7 +479,8 @@ void latency_limit_gate(judging& j, const evidence::latency_sample& c, double q,
         j.add(name, verdict::inconclusive, estimate / 1e6, 0, limit_seconds, low / 1e6,
               high_or_zero,
               seen + ": between " + ms_text(low) + " and " + ms_text(high) +
-                  ", not yet clearly within or above the limit " + ms_text(limit));
+                  ", not yet clearly within or above the limit " + ms_text(limit),
+              evidence::quantile_lower(c, q, widen_level) > limit);
     }
 }
 
@@ -495,8 +508,9 @@ void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
                              std::to_string(static_cast<std::uint64_t>(c.total)) +
                              " candidate successful answers";
     const double limit = allowed(s_q) / 1e6;
-    auto add = [&](verdict v, std::string why) {
-        j.add(name, v, c_q / 1e6, s_q / 1e6, limit, c_low / 1e6, high_or_zero, std::move(why));
+    auto add = [&](verdict v, std::string why, bool hint_of_harm = false) {
+        j.add(name, v, c_q / 1e6, s_q / 1e6, limit, c_low / 1e6, high_or_zero, std::move(why),
+              hint_of_harm);
     };
     if (ref.total <= 0) {
         add(verdict::inconclusive, j.too_little(true));
@@ -515,7 +529,13 @@ void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
             seen + ": not yet clear against the allowance (" + tolerance +
                 "): the candidate's is between " + ms_text(c_low) + " and " + ms_text(c_high) +
                 ", the allowance between " + ms_text(allowed(s_low)) + " and " +
-                ms_text(allowed(s_high)));
+                ms_text(allowed(s_high)),
+            [&] {
+                const double hint = widen_level / 2;
+                const double s_hint = evidence::quantile_upper(ref, q, hint);
+                return std::isfinite(s_hint) &&
+                       evidence::quantile_lower(c, q, hint) > allowed(s_hint);
+            }());
     }
 }
 

@@ -100,8 +100,8 @@ struct gate_result {
     std::uint64_t candidate_requests = 0;
     std::uint64_t stable_requests = 0;
     std::string explanation;
-    // The estimate itself is within the limit (always true of a pass, never of a fail): what
-    // widening to the next stage asks for while the bounds cannot tell yet.
+    // Passed, or inconclusive with enough data and not even a hint of harm (the fail test at
+    // an even chance): what widening to the next stage asks for while the bounds cannot tell.
     bool on_track = false;
 };
 
@@ -109,7 +109,7 @@ struct evaluation {
     std::vector<gate_result> gates;
     bool any_fail() const;
     bool all_pass() const;      // and at least one gate
-    bool all_on_track() const;  // no gate failed and every estimate is within its limit
+    bool all_on_track() const;  // every gate on track (so none failed)
     const gate_result* first_failure() const;
 };
 

@@ -83,6 +83,36 @@ TEST(Gates, AbsoluteLimitsAreJudgedByTheirBoundsNotThePointEstimate) {
     EXPECT_GT(gate(bad, "error_rate").candidate_low, 0.02);
 }
 
+// Widening goes on while nothing hints at harm: an estimate past the limit by chance does
+// not hold it back, a lead that the fail test would take at an even chance does.
+TEST(Gates, WideningAsksForNoHintOfHarmNotAnEstimateWithinTheLimit) {
+    gate_config cfg = errors_only();
+    cfg.max_error_rate = 0.02;
+    cfg.min_requests = 100;
+    // 9 errors in 400 (2.25 %): past the limit, as 2 % often is over 400 requests.
+    auto noisy = judge(cfg, counts(400, 9, 1000), counts(4000, 80, 1000));
+    EXPECT_EQ(gate(noisy, "error_rate").outcome, verdict::inconclusive);
+    EXPECT_TRUE(noisy.all_on_track()) << gate(noisy, "error_rate").explanation;
+    // 75 in 3,000 (2.5 %): not yet beyond doubt (at least 1.6 % at alpha), but a hint (at
+    // least 2.09 % at an even chance).
+    auto hinted = judge(cfg, counts(3000, 75, 1000), counts(4000, 80, 1000));
+    EXPECT_EQ(gate(hinted, "error_rate").outcome, verdict::inconclusive)
+        << gate(hinted, "error_rate").explanation;
+    EXPECT_FALSE(hinted.all_on_track());
+    // Against stable + 0.5 points: 1.75 % vs 1 % over 400 requests is an estimate past the
+    // allowance, no more; 2.5 % over 2,000 is a hint of harm, not yet proof.
+    gate_config relative = errors_only();
+    relative.max_error_rate_delta = 0.005;
+    relative.min_requests = 100;
+    auto early = judge(relative, counts(400, 7, 1000), counts(40000, 400, 1000));
+    EXPECT_EQ(gate(early, "error_rate_vs_stable").outcome, verdict::inconclusive);
+    EXPECT_TRUE(early.all_on_track()) << gate(early, "error_rate_vs_stable").explanation;
+    auto later = judge(relative, counts(2000, 50, 1000), counts(40000, 400, 1000));
+    EXPECT_EQ(gate(later, "error_rate_vs_stable").outcome, verdict::inconclusive)
+        << gate(later, "error_rate_vs_stable").explanation;
+    EXPECT_FALSE(later.all_on_track());
+}
+
 TEST(Gates, RelativeToStableExplainsItself) {
     gate_config cfg = errors_only();
     cfg.max_error_rate_delta = 0.005;
