@@ -1,7 +1,7 @@
 // stagegate: the gateway executable. Parses flags, loads the config, runs the gateway until
 // SIGTERM/SIGINT, then drains and exits 0.
 #include "stagegate/config/config.hpp"
-#include "stagegate/server/gateway.hpp"
+#include "stagegate/app/gateway.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     if (workers >= 0) {
         cfg->workers = static_cast<std::uint32_t>(workers);
     }
-    stagegate::server::gateway gw(std::move(*cfg));
+    stagegate::app::gateway gw(std::move(*cfg));
     gw.set_config_path(config_path);
     if (auto started = gw.start(); !started) {
         std::cerr << "stagegate: cannot start: " << started.error().describe() << "\n";

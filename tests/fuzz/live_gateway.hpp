@@ -5,7 +5,7 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/mockmodel/mock_model.hpp"
-#include "stagegate/server/gateway.hpp"
+#include "stagegate/app/gateway.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,7 +27,7 @@ namespace stagegate::fuzz {
 struct live {
     std::unique_ptr<mockmodel::server> v1;
     std::unique_ptr<mockmodel::server> v2;
-    std::unique_ptr<server::gateway> gw;
+    std::unique_ptr<app::gateway> gw;
     std::uint16_t port = 0;
     std::uint16_t admin = 0;
 };
@@ -70,7 +70,7 @@ inline live& live_gateway() {
         if (!cfg) {
             std::abort();
         }
-        out->gw = std::make_unique<server::gateway>(std::move(*cfg));
+        out->gw = std::make_unique<app::gateway>(std::move(*cfg));
         if (!out->gw->start()) {
             std::abort();
         }

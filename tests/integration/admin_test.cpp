@@ -75,14 +75,14 @@ TEST(AdminAuth, TokenFilesAreCheckedAtStart) {
     auto cfg = stack_config(v1->port(), v2->port(), 0);
     cfg.admin_listener.tokens = {{"x", config::admin_role::operator_, dir.path + "/short.token"}};
     {
-        server::gateway gw(cfg);
+        app::gateway gw(cfg);
         auto started = gw.start();
         ASSERT_FALSE(started);
         EXPECT_EQ(started.error().code, "token_too_weak");
         EXPECT_EQ(started.error().message.find("abc"), std::string::npos);  // never the token
     }
     cfg.admin_listener.tokens = {{"x", config::admin_role::operator_, dir.path + "/missing"}};
-    server::gateway gw(cfg);
+    app::gateway gw(cfg);
     auto started = gw.start();
     ASSERT_FALSE(started);
     EXPECT_EQ(started.error().code, "token_unreadable");
@@ -440,7 +440,7 @@ std::string config_text(const stack& s, const std::string& state_dir, const std:
 struct reload_stack {
     temp_dir dir;
     stack s;  // only its mocks
-    std::unique_ptr<server::gateway> gw;
+    std::unique_ptr<app::gateway> gw;
     std::string path;
     std::uint16_t port = 0;
     std::uint16_t admin = 0;
@@ -452,7 +452,7 @@ struct reload_stack {
         write(m_traffic);
         auto cfg = config::load_file(path);
         EXPECT_TRUE(cfg) << cfg.error().describe();
-        gw = std::make_unique<server::gateway>(*cfg);
+        gw = std::make_unique<app::gateway>(*cfg);
         gw->set_config_path(path);
         auto started = gw->start();
         EXPECT_TRUE(started) << started.error().describe();

@@ -113,7 +113,7 @@ private:
 struct cluster {
     std::unique_ptr<mockmodel::server> v1 = start_mock("v1");
     std::unique_ptr<mockmodel::server> v2;
-    std::vector<std::unique_ptr<server::gateway>> replicas;
+    std::vector<std::unique_ptr<app::gateway>> replicas;
 
     config::rollout rollout;
 
@@ -139,7 +139,7 @@ struct cluster {
         cfg.etcd = e;
         cfg.models[0].split.weights = {{"v1", 10000}};
         cfg.models[0].rollout_spec = rollout;
-        auto gw = std::make_unique<server::gateway>(std::move(cfg));
+        auto gw = std::make_unique<app::gateway>(std::move(cfg));
         auto started = gw->start();
         EXPECT_TRUE(started) << started.error().describe();
         replicas.push_back(std::move(gw));

@@ -72,7 +72,7 @@ TEST(Start, FailureLeavesNothingListening) {
     auto v1 = start_mock("v1");
     auto cfg = stack_config(v1->port(), v1->port(), 0);
     cfg.admin_listener.port = busy.local_endpoint().port();
-    server::gateway gw(cfg);
+    app::gateway gw(cfg);
     auto started = gw.start();
     ASSERT_FALSE(started);
     EXPECT_EQ(started.error().code, "bind_failed");

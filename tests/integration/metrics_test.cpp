@@ -38,7 +38,7 @@ const server::version_metrics* find(const std::vector<server::version_metrics>& 
 
 // A response reaches the client a moment before its worker records it, so reads wait (with a
 // deadline) for the expected count instead of assuming it is already there.
-std::vector<server::version_metrics> read_when(server::gateway& gw,
+std::vector<server::version_metrics> read_when(app::gateway& gw,
                                                 const std::function<bool(
                                                     const std::vector<server::version_metrics>&)>& ok) {
     std::vector<server::version_metrics> all;

@@ -115,9 +115,9 @@ auto with_quality_rollout(const std::string& state_dir, std::vector<config::roll
     };
 }
 
-std::string phase_of(server::gateway& gw) { return gw.rollout_status("m")["phase"]; }
+std::string phase_of(app::gateway& gw) { return gw.rollout_status("m")["phase"]; }
 
-bool wait_phase(server::gateway& gw, const std::string& phase, std::chrono::seconds limit) {
+bool wait_phase(app::gateway& gw, const std::string& phase, std::chrono::seconds limit) {
     return wait_until([&] { return phase_of(gw) == phase; }, limit);
 }
 

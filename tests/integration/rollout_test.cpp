@@ -80,7 +80,7 @@ auto with_rollout(const std::string& state_dir, std::vector<config::rollout_stag
     };
 }
 
-bool wait_phase(server::gateway& gw, const std::string& phase, std::chrono::seconds limit) {
+bool wait_phase(app::gateway& gw, const std::string& phase, std::chrono::seconds limit) {
     return wait_until([&] { return gw.rollout_status("m")["phase"] == phase; }, limit);
 }
 

@@ -4,7 +4,7 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/mockmodel/mock_model.hpp"
-#include "stagegate/server/gateway.hpp"
+#include "stagegate/app/gateway.hpp"
 
 #include <gtest/gtest.h>
 
@@ -50,7 +50,7 @@ inline std::unique_ptr<mockmodel::server> start_mock(const std::string& version,
 struct stack {
     std::unique_ptr<mockmodel::server> v1;
     std::unique_ptr<mockmodel::server> v2;
-    std::unique_ptr<server::gateway> gateway;
+    std::unique_ptr<app::gateway> gateway;
     std::uint16_t port = 0;
 
     // `tweak` may edit the config before the gateway starts.
@@ -62,7 +62,7 @@ struct stack {
         s.v2 = start_mock("v2", v2_options);
         auto cfg = stack_config(s.v1->port(), s.v2->port(), candidate_bp, workers);
         tweak(cfg);
-        s.gateway = std::make_unique<server::gateway>(std::move(cfg));
+        s.gateway = std::make_unique<app::gateway>(std::move(cfg));
         auto started = s.gateway->start();
         EXPECT_TRUE(started) << started.error().describe();
         s.port = s.gateway->ports().empty() ? 0 : s.gateway->ports()[0];

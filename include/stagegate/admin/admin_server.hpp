@@ -1,9 +1,10 @@
-// Private to server: the admin HTTP listener on the control thread (optionally TLS).
+// admin: the admin HTTP listener on the control thread (optionally TLS).
 // Owns: bearer-token authentication (viewer and operator roles), the /api/v1/ endpoints
 // (models, rollouts and their commands, events paged and live as Server-Sent Events, config
 // reload, the OpenAPI document), /healthz, /readyz and /metrics. Every error is
 // {"error":{"code","message"}} plus "path" and "problems" for validation errors.
-// Must not touch: the request path; rollout decisions go through the controller.
+// Must not touch: the request path or the data plane (it sees them through control::plane);
+// rollout decisions go through the controller.
 #pragma once
 
 #include "stagegate/config/config.hpp"
@@ -16,13 +17,15 @@
 #include <string>
 #include <string_view>
 
-namespace stagegate::server {
+namespace stagegate::control {
+class plane;
+}
 
-class gateway;
+namespace stagegate::admin {
 
 class admin_server {
 public:
-    admin_server(boost::asio::io_context& io, gateway& gw);
+    admin_server(boost::asio::io_context& io, control::plane& gw);
     ~admin_server();
     // Reads the token files, loads the TLS certificate, binds; fails with nothing listening.
     result<std::uint16_t> listen(const config::admin& cfg);
@@ -36,4 +39,4 @@ private:
 // The OpenAPI 3 document served at /api/v1/openapi.json (docs/openapi.json, built in).
 std::string_view openapi_document();
 
-}  // namespace stagegate::server
+}  // namespace stagegate::admin

@@ -1,9 +1,9 @@
-#include "admin_server.hpp"
+#include "stagegate/admin/admin_server.hpp"
 
 #include "admin_auth.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
-#include "stagegate/server/gateway.hpp"
+#include "stagegate/control/plane.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -24,7 +24,7 @@
 #include <iostream>
 #include <list>
 
-namespace stagegate::server {
+namespace stagegate::admin {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -112,7 +112,7 @@ auto when_done(Start start, Token&& token) {
 }
 
 // Merges every worker's metrics, resuming the coroutine when it has.
-auto collected(gateway& gw) {
+auto collected(control::plane& gw) {
     return when_done([&gw](std::function<void()> done) { gw.collect(std::move(done)); },
                      net::use_awaitable);
 }
@@ -223,7 +223,7 @@ struct admin_server::impl {
     };
 
     net::io_context& io;
-    gateway& gw;
+    control::plane& gw;
     tcp::acceptor acceptor{io};
     std::shared_ptr<net::ssl::context> tls;
     token_table tokens;
@@ -232,7 +232,7 @@ struct admin_server::impl {
     std::list<subscriber*> subscribers;
     bool stopped = false;
 
-    impl(net::io_context& i, gateway& g) : io(i), gw(g) {}
+    impl(net::io_context& i, control::plane& g) : io(i), gw(g) {}
 
     void broadcast(const json& event) {
         const std::string model = event.value("model", "");
@@ -277,9 +277,9 @@ struct admin_server::impl {
 
     // Checks the body against the fields a call accepts; the empty body is {}.
     // {"request_id", "label"} or {"labels": [{"request_id", "label"}, ...]}: all or nothing.
-    static result<std::vector<gateway::feedback_label>> feedback_labels(const json& j) {
+    static result<std::vector<control::feedback_label>> feedback_labels(const json& j) {
         constexpr std::size_t max_labels = 100000;
-        std::vector<gateway::feedback_label> out;
+        std::vector<control::feedback_label> out;
         std::vector<problem> problems;
         auto one = [&](const json& item, const std::string& path) {
             if (!item.is_object()) {
@@ -445,7 +445,7 @@ struct admin_server::impl {
         if (!spec) {
             return spec.error();
         }
-        auto started = gw.start_rollout_now(model, std::move(*spec), who.name, body.reason);
+        auto started = gw.start_rollout(model, std::move(*spec), who.name, body.reason);
         if (!started && started.error().code == "invalid_rollout") {
             // The controller's paths are relative to the rollout object.
             auto e = started.error();
@@ -655,7 +655,7 @@ struct admin_server::impl {
             if (!next) {
                 co_return error_from(next.error(), v);
             }
-            co_return ok_or_error(gw.reload_now(std::move(*next), who.name), v);
+            co_return ok_or_error(gw.reload(std::move(*next), who.name), v);
         }
         if (s[0] == "models") {
             auto snap = gw.routes();
@@ -1068,7 +1068,7 @@ struct admin_server::impl {
     }
 };
 
-admin_server::admin_server(net::io_context& io, gateway& gw)
+admin_server::admin_server(net::io_context& io, control::plane& gw)
     : impl_(std::make_unique<impl>(io, gw)) {}
 
 admin_server::~admin_server() = default;
@@ -1133,4 +1133,4 @@ void admin_server::stop() {
     }
 }
 
-}  // namespace stagegate::server
+}  // namespace stagegate::admin

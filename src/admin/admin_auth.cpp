@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace stagegate::server {
+namespace stagegate::admin {
 
 namespace {
 
@@ -80,4 +80,4 @@ std::optional<principal> token_table::authenticate(std::string_view authorizatio
     return found->who;
 }
 
-}  // namespace stagegate::server
+}  // namespace stagegate::admin

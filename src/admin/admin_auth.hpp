@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace stagegate::server {
+namespace stagegate::admin {
 
 struct principal {
     std::string name;  // the token's name: the actor recorded in the event log
@@ -40,4 +40,4 @@ private:
     std::vector<entry> entries_;
 };
 
-}  // namespace stagegate::server
+}  // namespace stagegate::admin

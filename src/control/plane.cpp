@@ -1,0 +1,714 @@
+#include "stagegate/control/plane.hpp"
+
+#include "stagegate/cluster/member.hpp"
+#include "stagegate/metrics/exposition.hpp"
+#include "stagegate/metrics/wire.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <iostream>
+
+namespace stagegate::control {
+
+namespace net = boost::asio;
+
+// The controller's view of the gateway: metrics from the data plane's store, traffic through
+// its snapshots. Used on the control thread (and during start, before any thread runs).
+class plane::environment : public rollout::environment {
+public:
+    explicit environment(plane& p) : p_(p) {}
+
+    metrics::series_counts stage_counts(const std::string& model, const std::string& version,
+                                        const std::string& stage) override {
+        const auto* c = p_.data_.store().stage(p_.data_.series().id_for(model, version, stage));
+        auto counts = c ? *c : metrics::series_counts{};
+        // With replicas, the leader judges them all: add what the others published.
+        if (auto it = p_.replica_counts_.find({model, version, stage});
+            it != p_.replica_counts_.end()) {
+            counts.merge(it->second);
+        }
+        return counts;
+    }
+    void reset_stage(const std::string& model, const std::string& version,
+                     const std::string& stage) override {
+        p_.data_.store().reset_stage(p_.data_.series().id_for(model, version, stage),
+                                      metrics::clock::now());
+    }
+    result<void> apply(const std::string& model, const std::string& stable,
+                       const std::string& candidate, std::uint32_t candidate_bp,
+                       const std::string& stage, std::uint32_t trip_after,
+                       mirror_settings mirror) override {
+        std::map<std::string, std::uint32_t> weights;
+        weights[stable] = routing::total_weight - candidate_bp;
+        if (candidate != stable) {
+            weights[candidate] = candidate_bp;
+        } else {
+            mirror.bp = 0;  // completed: nothing left to mirror to
+        }
+        return p_.data_.set_traffic(model, weights, stage, stable, candidate, trip_after,
+                               {mirror.bp, mirror.max_in_flight, mirror.queue});
+    }
+    std::optional<config::predictions> predictions_of(const std::string& model) override {
+        const auto* m = p_.model_config(model);
+        return m ? m->prediction : std::nullopt;
+    }
+    std::optional<double> version_age_seconds(const std::string& model,
+                                              const std::string& version) override {
+        const auto* m = p_.model_config(model);
+        if (!m) {
+            return std::nullopt;
+        }
+        for (const auto& v : m->versions) {
+            if (v.name == version && v.trained_at) {
+                const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+                return static_cast<double>(now - *v.trained_at);
+            }
+        }
+        return std::nullopt;
+    }
+    std::int64_t wall_ms() override {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+    void run_checks(const std::vector<config::http_check>& checks,
+                    const nlohmann::json& payload,
+                    std::function<void(std::vector<notify::check_result>)> done) override {
+        p_.checks_->run(checks, payload, std::move(done));
+    }
+
+private:
+    plane& p_;
+};
+
+plane::plane(net::io_context& io, config::gateway cfg, server::data_plane& data)
+    : io_(io), cfg_(std::move(cfg)), data_(data), env_(std::make_unique<environment>(*this)) {
+    server::data_plane_hooks hooks;
+    hooks.version_broken = [this](std::uint32_t series, std::uint32_t count) {
+        version_broken(series, count);
+    };
+    hooks.served = [this](std::vector<predictions::served_record> served) {
+        remember_served(std::move(served));
+    };
+    data_.set_hooks(std::move(hooks));
+}
+
+plane::~plane() = default;
+
+void plane::start(std::string admin_url) {
+    schedule_collection();
+    start_cluster(std::move(admin_url));
+    schedule_rollout_tick();
+}
+
+void plane::stop() {
+    stopped_ = true;
+    if (collect_timer_) {
+        collect_timer_->cancel();
+    }
+    if (rollout_timer_) {
+        rollout_timer_->cancel();
+    }
+    if (webhooks_) {
+        webhooks_->stop();
+    }
+    if (checks_) {
+        checks_->stop();
+    }
+    if (member_) {
+        member_->stop();  // gives leadership up now rather than when the lease runs out
+    }
+}
+
+void plane::notify_event(const nlohmann::json& event) {
+    for (const auto& listener : event_listeners_) {
+        listener(event);
+    }
+    for (const auto& listener : feed_listeners_) {
+        listener(event);
+    }
+}
+
+void plane::version_broken(std::uint32_t series, std::uint32_t count) {
+    auto labels = data_.series().labels();
+    // In a cluster only the leader decides (its own data plane trips count there).
+    if (member_ && !member_->leader()) {
+        return;
+    }
+    if (controller_ && series < labels.size()) {
+        controller_->on_version_broken(labels[series].model, labels[series].version, count,
+                                       rollout::clock::now());
+    }
+}
+
+void plane::remember_served(std::vector<predictions::served_record> served) {
+    feedback_.remember(std::move(served), data_.series().labels(), cfg_.models);
+}
+
+feedback_outcome plane::apply_feedback(const std::vector<feedback_label>& labels) {
+    auto snap = data_.routes();
+    return feedback_.apply(labels, data_.series().labels(), snap.get(), data_.store());
+}
+
+void plane::start_cluster(std::string admin_url) {
+    if (!cfg_.etcd) {
+        return;
+    }
+    cluster::member::callbacks cb;
+    cb.elected = [this] { lead(); };
+    cb.deposed = [this] {
+        std::cerr << "stagegate: following: routes change only by the leader's decisions\n";
+    };
+    cb.state_changed = [this](const std::string& model, const nlohmann::json& state) {
+        if (member_->leader()) {
+            return;  // our own decision, already applied
+        }
+        const auto* mc = model_config(model);
+        auto adopted = controller_->adopt(model, state,
+                                          mc && mc->rollout_spec ? &*mc->rollout_spec : nullptr,
+                                          rollout::clock::now());
+        if (!adopted) {
+            std::cerr << "stagegate: cannot follow the rollout of " << model << ": "
+                      << adopted.error().describe() << "\n";
+        }
+    };
+    cb.event = [this](const nlohmann::json& event) {  // the leader's: webhooks, once
+        for (const auto& listener : event_listeners_) {
+            listener(event);
+        }
+    };
+    cb.event_seen = [this](const nlohmann::json& event) {  // any replica's live feed
+        for (const auto& listener : feed_listeners_) {
+            listener(event);
+        }
+    };
+    member_ = std::make_unique<cluster::member>(io_, *cfg_.etcd, admin_url, std::move(cb));
+    controller_->set_store(member_.get());
+    member_->start();
+}
+
+// Elected: catch up with every persisted decision, then decide from here on (rollouts the
+// config declares and no leader has started yet start now).
+void plane::lead() {
+    const auto now = rollout::clock::now();
+    auto persisted = member_->load_all();
+    if (persisted) {
+        for (const auto& [model, state] : *persisted) {
+            const auto* mc = model_config(model);
+            (void)controller_->adopt(model, state,
+                                     mc && mc->rollout_spec ? &*mc->rollout_spec : nullptr, now);
+        }
+    }
+    if (auto started = controller_->init(cfg_, now); !started) {
+        std::cerr << "stagegate: as the new leader, cannot resume the rollouts: "
+                  << started.error().describe() << "\n";
+    }
+    if (!rollout_timer_) {
+        schedule_rollout_tick();
+    }
+}
+
+result<void> plane::prepare() {
+    checks_ = std::make_unique<notify::checks>(io_);
+    auto hooks = notify::webhooks::create(io_, cfg_.webhooks);
+    if (!hooks) {
+        return hooks.error();
+    }
+    webhooks_ = std::move(*hooks);
+    on_event([this](const nlohmann::json& event) { webhooks_->publish(event); });
+    controller_ = std::make_unique<rollout::controller>(*env_, nullptr);
+    bool any = false;
+    for (const auto& m : cfg_.models) {
+        any = any || m.rollout_spec.has_value();
+    }
+    if (!any || cfg_.etcd) {
+        // The state directory is opened when the first rollout starts; with etcd, rollouts
+        // start once the cluster has elected this replica or it follows the leader.
+        return {};
+    }
+    if (auto opened = ensure_state(); !opened) {
+        return opened.error();
+    }
+    return controller_->init(cfg_, rollout::clock::now());
+}
+
+result<void> plane::ensure_state() {
+    if (state_) {
+        return {};
+    }
+    if (cfg_.etcd) {
+        if (!member_) {
+            return error::make("not_started", "the gateway has not joined its cluster yet");
+        }
+        return {};
+    }
+    auto opened = rollout::state_store::open(cfg_.state_dir);
+    if (!opened) {
+        return opened.error();
+    }
+    state_.emplace(std::move(*opened));
+    state_->set_listener([this](const nlohmann::json& event) { notify_event(event); });
+    controller_->set_store(&*state_);
+    return {};
+}
+
+void plane::on_event(std::function<void(const nlohmann::json&)> listener) {
+    event_listeners_.push_back(std::move(listener));
+}
+
+void plane::on_feed_event(std::function<void(const nlohmann::json&)> listener) {
+    feed_listeners_.push_back(std::move(listener));
+}
+
+rollout::persistence* plane::event_log() {
+    if (state_) {
+        return &*state_;
+    }
+    return member_.get();
+}
+
+result<nlohmann::json> plane::start_rollout(const std::string& model, config::rollout spec,
+                                            const std::string& actor, const std::string& reason) {
+    auto snap = data_.routes();
+    const auto* m = snap ? snap->find_model(model) : nullptr;
+    if (!m) {
+        return error::make("unknown_model", "no model named \"" + model + "\"");
+    }
+    const auto* mc = model_config(model);
+    if (auto problems = config::prediction_gate_problems(
+            spec, mc ? mc->prediction : std::nullopt, "");
+        !problems.empty()) {
+        return error{"invalid_rollout", "the rollout's quality gates need what the model does not "
+                                        "provide",
+                     std::move(problems)};
+    }
+    if (auto opened = ensure_state(); !opened) {
+        return opened.error();
+    }
+    std::vector<std::string> versions;
+    for (const auto& v : m->versions) {
+        versions.push_back(v.name);
+    }
+    const bool was_idle = !rollout_timer_;
+    auto started = controller_->start(model, std::move(spec), versions,
+                                      m->versions[m->stable].name, actor, reason,
+                                      rollout::clock::now());
+    if (started && was_idle) {
+        schedule_rollout_tick();
+    }
+    return started;
+}
+
+const config::model* plane::model_config(const std::string& name) const {
+    for (const auto& m : cfg_.models) {
+        if (m.name == name) {
+            return &m;
+        }
+    }
+    return nullptr;
+}
+
+result<nlohmann::json> plane::reload(config::gateway next, const std::string& actor) {
+    auto problems = config::reload_problems(cfg_, next);
+    auto current = data_.routes();
+    if (!current) {
+        return error::make("not_started", "the gateway has no routes yet");
+    }
+    // Rollouts the controller owns keep their traffic; their versions must survive the reload.
+    struct carried {
+        std::string model;
+        std::map<std::string, std::uint32_t> weights;
+        std::string stage;
+        std::string stable;
+        std::string watched;
+        std::uint32_t trip_after = 0;
+        routing::mirror_plan mirror;
+    };
+    std::vector<carried> carry;
+    std::vector<std::pair<std::string, config::rollout>> starts;
+    std::vector<std::pair<std::string, config::rollout>> updates;
+    for (std::size_t mi = 0; mi < next.models.size(); ++mi) {
+        const auto& nm = next.models[mi];
+        const std::string mpath = "/models/" + std::to_string(mi);
+        auto has_version = [&](const std::string& v) {
+            for (const auto& ver : nm.versions) {
+                if (ver.name == v) {
+                    return true;
+                }
+            }
+            return false;
+        };
+        auto ro = controller_ ? controller_->find(nm.name) : std::nullopt;
+        const auto* om = current->find_model(nm.name);
+        // A finished rollout keeps its outcome (say, a new stable version) unless the new
+        // config sets a split of its own for the model.
+        const bool config_split = !(nm.split.weights.size() == 1 &&
+                                    nm.split.weights.count(nm.stable));
+        if (ro && om && (ro->live() || !config_split)) {
+            carried c{nm.name, {}, om->stage, om->versions[om->stable].name, {}, 0, {}};
+            bool keep = has_version(c.stable);
+            if (om->mirror_version != routing::no_version) {
+                const auto& target = om->versions[om->mirror_version];
+                keep = keep && has_version(target.name);
+                c.watched = target.name;
+                c.trip_after = target.trip_after;
+                c.mirror = {om->mirror_bp, om->mirror_max_in_flight, om->mirror_queue};
+            }
+            for (std::size_t v = 0; v < om->versions.size(); ++v) {
+                if (om->weights[v] == 0) {
+                    continue;
+                }
+                keep = keep && has_version(om->versions[v].name);
+                c.weights[om->versions[v].name] = om->weights[v];
+                if (om->versions[v].trip_after) {
+                    c.watched = om->versions[v].name;
+                    c.trip_after = om->versions[v].trip_after;
+                }
+            }
+            if (ro->live() && !keep) {
+                problems.push_back({mpath + "/versions", "the active rollout of " + nm.name +
+                                                             " routes to " + ro->stable + " and " +
+                                                             ro->candidate +
+                                                             ": keep both versions or abort it first"});
+            }
+            if (keep) {
+                carry.push_back(std::move(c));
+            }
+        }
+        if (!nm.rollout_spec) {
+            continue;
+        }
+        if (ro && ro->candidate == nm.rollout_spec->candidate) {
+            if (ro->stage_index >= nm.rollout_spec->stages.size()) {
+                problems.push_back({mpath + "/rollout/stages",
+                                    "the rollout of " + nm.name + " is at stage " +
+                                        std::to_string(ro->stage_index + 1) +
+                                        ": the new spec must keep at least that many stages"});
+            } else {
+                updates.emplace_back(nm.name, *nm.rollout_spec);
+            }
+        } else if (ro && ro->live()) {
+            problems.push_back({mpath + "/rollout/candidate",
+                                nm.name + " has an active rollout of " + ro->candidate +
+                                    ": abort it before starting one of " +
+                                    nm.rollout_spec->candidate});
+        } else {
+            starts.emplace_back(nm.name, *nm.rollout_spec);
+        }
+    }
+    if (controller_) {
+        for (const auto& name : controller_->models()) {
+            auto ro = controller_->find(name);
+            bool present = false;
+            for (const auto& nm : next.models) {
+                present = present || nm.name == name;
+            }
+            if (ro && ro->live() && !present) {
+                problems.push_back({"/models", "model " + name +
+                                                   " has an active rollout: abort it before "
+                                                   "removing the model"});
+            }
+        }
+    }
+    std::shared_ptr<const routing::route_snapshot> snap;
+    if (problems.empty()) {
+        auto built = data_.build_snapshot(next, current->generation + 1);
+        if (!built) {
+            return built.error();
+        }
+        snap = *built;
+        for (const auto& c : carry) {
+            auto overlaid = data_.with_traffic(*snap, c.model, c.weights, c.stage, c.stable,
+                                              c.watched, c.trip_after, c.mirror);
+            if (!overlaid) {
+                problems.push_back({"/models", c.model + ": " + overlaid.error().message});
+                continue;
+            }
+            snap = *overlaid;
+        }
+    }
+    if (!problems.empty()) {
+        return error{"invalid_config",
+                     "the new config was not applied: " + std::to_string(problems.size()) +
+                         " problem(s)",
+                     std::move(problems)};
+    }
+    cfg_.models = std::move(next.models);
+    // Remembered answers follow the new feedback limits.
+    feedback_.reconfigure(cfg_.models);
+    data_.publish(snap);
+    nlohmann::json summary = {{"generation", snap->generation},
+                              {"models", snap->models.size()},
+                              {"rollouts_started", nlohmann::json::array()},
+                              {"rollouts_updated", nlohmann::json::array()}};
+    const auto now = rollout::clock::now();
+    std::vector<problem> late;
+    for (auto& [model, spec] : updates) {
+        if (auto updated = controller_->update_spec(model, std::move(spec), now); !updated) {
+            late.push_back({"/models", model + ": " + updated.error().message});
+        } else if (*updated) {
+            summary["rollouts_updated"].push_back(model);
+        }
+    }
+    for (auto& [model, spec] : starts) {
+        auto started = start_rollout(model, std::move(spec), actor, "config reload");
+        if (!started) {
+            late.push_back({"/models", model + ": " + started.error().describe()});
+        } else {
+            summary["rollouts_started"].push_back(model);
+        }
+    }
+    if (!late.empty()) {
+        // The routes are applied; a rollout that could not start (state directory trouble)
+        // is reported rather than hidden.
+        return error{"reload_incomplete",
+                     "the new routes are live but some rollouts could not be started or updated",
+                     std::move(late)};
+    }
+    if (state_) {
+        (void)state_->append_event({{"time_ms", env_->wall_ms()},
+                                    {"type", "config_reloaded"},
+                                    {"actor", actor},
+                                    {"generation", snap->generation},
+                                    {"text", "config reloaded by " + actor}});
+    }
+    std::cerr << "stagegate: config reloaded (routes generation " << snap->generation << ")\n";
+    return result<nlohmann::json>(boost::system::in_place_value, std::move(summary));
+}
+
+void plane::schedule_rollout_tick() {
+    if (!controller_ || (!state_ && !member_)) {
+        return;  // no rollout yet: rollout_start schedules the first tick
+    }
+    rollout_timer_ = std::make_unique<net::steady_timer>(io_, controller_->tick_interval());
+    rollout_timer_->async_wait([this](boost::system::error_code ec) {
+        if (ec || stopped_ || data_.draining()) {
+            return;
+        }
+        // Judge on fresh numbers: merge every worker's shard first.
+        data_.collect([this] {
+            if (!member_) {
+                controller_->on_tick(rollout::clock::now());
+                schedule_rollout_tick();
+                return;
+            }
+            if (!member_->leader()) {  // followers route by the leader's decisions
+                schedule_rollout_tick();
+                return;
+            }
+            member_->fetch_counts([this](std::map<std::string, nlohmann::json> published) {
+                take_replica_counts(published);
+                if (member_->leader() && !stopped_ && !data_.draining()) {
+                    controller_->on_tick(rollout::clock::now());
+                }
+                schedule_rollout_tick();
+            });
+        });
+    });
+}
+
+result<nlohmann::json> plane::rollout_command(const std::string& model, const std::string& name,
+                                              const nlohmann::json& args,
+                                              const std::string& actor,
+                                              const std::string& reason) {
+    if (!controller_) {
+        return error::make("not_started", "the gateway has not started");
+    }
+    return controller_->command(model, name, args, actor, reason, rollout::clock::now());
+}
+
+nlohmann::json plane::cluster_status() const {
+    if (!member_) {
+        return {{"store", "file"}};
+    }
+    return {{"store", "etcd"},
+            {"replica", member_->replica()},
+            {"leader", member_->leader()},
+            {"etcd_up", member_->connected()},
+            {"leader_replica", member_->leader_name()},
+            {"leader_admin", member_->leader_admin()}};
+}
+
+void plane::refresh_leader(std::function<void()> done) {
+    if (!member_) {
+        done();
+        return;
+    }
+    member_->lookup_leader(std::move(done));
+}
+
+nlohmann::json plane::rollout_status(const std::string& model) {
+    return controller_->status(model, rollout::clock::now());
+}
+
+void plane::schedule_collection() {
+    // Once a second: fills the window's 1 s slots even when nobody is reading.
+    collect_timer_ = std::make_unique<net::steady_timer>(io_, std::chrono::seconds(1));
+    collect_timer_->async_wait([this](boost::system::error_code ec) {
+        if (ec || stopped_ || data_.draining()) {
+            return;
+        }
+        data_.collect([this] {
+            publish_counts();
+            schedule_collection();
+        });
+    });
+}
+
+// Cluster mode: this replica's counts for each stage in progress, for the leader to sum.
+void plane::publish_counts() {
+    if (!member_ || !controller_) {
+        return;
+    }
+    nlohmann::json rollouts = nlohmann::json::object();
+    for (const auto& model : controller_->models()) {
+        auto r = controller_->find(model);
+        if (!r || !r->live()) {
+            continue;
+        }
+        nlohmann::json series = nlohmann::json::array();
+        auto add = [&](const std::string& version, const std::string& stage) {
+            if (const auto* c = data_.store().stage(data_.series().id_for(model, version, stage))) {
+                series.push_back({{"version", version}, {"stage", stage},
+                                  {"counts", metrics::to_wire(*c)}});
+            }
+        };
+        add(r->stable, r->stage_label);
+        add(r->candidate, r->stage_label);
+        add(r->candidate, config::mirror_stage(r->stage_label));
+        rollouts[model] = {{"sequence", r->sequence}, {"series", std::move(series)}};
+    }
+    if (!rollouts.empty()) {
+        member_->publish_counts({{"rollouts", std::move(rollouts)}});
+    }
+}
+
+// The leader sums the other replicas' counts for the decisions they were taken under (the
+// same state sequence); older ones, from before a stage began, are left out.
+void plane::take_replica_counts(const std::map<std::string, nlohmann::json>& published) {
+    replica_counts_.clear();
+    for (const auto& [replica, doc] : published) {
+        const auto& rollouts = doc.value("rollouts", nlohmann::json::object());
+        if (!rollouts.is_object()) {
+            continue;
+        }
+        for (const auto& [model, r] : rollouts.items()) {
+            auto mine = controller_->find(model);
+            if (!mine || !r.is_object() || r.value("sequence", std::uint64_t{0}) != mine->sequence ||
+                !r.contains("series") || !r["series"].is_array()) {
+                continue;
+            }
+            for (const auto& s : r["series"]) {
+                if (!s.is_object() || !s.contains("version") || !s["version"].is_string() ||
+                    !s.contains("stage") || !s["stage"].is_string() || !s.contains("counts")) {
+                    continue;
+                }
+                auto& into = replica_counts_[{model, s["version"].get<std::string>(),
+                                              s["stage"].get<std::string>()}];
+                (void)metrics::add_from_wire(s["counts"], into);
+            }
+        }
+    }
+}
+
+std::string plane::render_prometheus() const {
+    metrics::exposition_input in;
+    in.metrics = &data_.store();
+    in.labels = data_.series().labels();
+    auto snap = data_.routes();
+    // Connection gauges are per endpoint id: attribute them to every version using it.
+    std::map<std::uint32_t, std::pair<double, double>> by_endpoint;
+    for (const auto& g : data_.connection_gauges()) {
+        by_endpoint[g.endpoint].first += g.active;
+        by_endpoint[g.endpoint].second += g.idle;
+    }
+    if (snap) {
+        for (const auto& m : snap->models) {
+            for (std::size_t v = 0; v < m.versions.size(); ++v) {
+                const auto& ver = m.versions[v];
+                in.weights.push_back({m.name, ver.name, "",
+                                      static_cast<double>(m.weights[v]) / routing::total_weight});
+                double active = 0;
+                double idle = 0;
+                for (const auto& ep : ver.endpoints) {
+                    auto it = by_endpoint.find(ep.id);
+                    if (it != by_endpoint.end()) {
+                        active += it->second.first;
+                        idle += it->second.second;
+                    }
+                }
+                in.connections.push_back({m.name, ver.name, "active", active});
+                in.connections.push_back({m.name, ver.name, "idle", idle});
+            }
+        }
+    }
+    if (member_) {
+        in.cluster = metrics::exposition_input::cluster_gauge{
+            member_->replica(), member_->leader(), member_->connected(),
+            static_cast<double>(member_->elections_won()),
+            static_cast<double>(member_->counts_published())};
+    }
+    if (webhooks_) {
+        for (const auto& c : webhooks_->counts()) {
+            in.webhooks.push_back({c.name, static_cast<double>(c.delivered),
+                                   static_cast<double>(c.failed_attempts),
+                                   static_cast<double>(c.dropped), static_cast<double>(c.queued)});
+        }
+    }
+    for (const auto& [model, t] : feedback_.totals()) {
+        for (auto [outcome, value] : {std::pair{"matched", t.matched}, {"late", t.late},
+                                      {"unmatched", t.unmatched}, {"duplicate", t.duplicate},
+                                      {"unusable", t.unusable}}) {
+            if (value > 0) {
+                in.feedback.push_back({model, outcome, static_cast<double>(value)});
+            }
+        }
+    }
+    // Roles, ages and rollouts: what alerts and dashboards join on.
+    const auto wall_now = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    std::map<std::string, std::string> candidates;
+    if (controller_) {
+        in.rollouts = controller_->gauges(rollout::clock::now());
+        for (const auto& r : in.rollouts) {
+            if (r.phase == "progressing" || r.phase == "paused") {
+                candidates[r.model] = r.candidate;
+            }
+        }
+    }
+    for (const auto& m : cfg_.models) {
+        if (m.max_version_age) {
+            in.max_ages[m.name] =
+                static_cast<double>(std::chrono::seconds(*m.max_version_age).count());
+        }
+        for (const auto& v : m.versions) {
+            if (v.trained_at) {
+                in.ages.push_back({m.name, v.name, "", static_cast<double>(wall_now - *v.trained_at)});
+            }
+        }
+    }
+    if (snap) {
+        for (const auto& m : snap->models) {
+            for (std::size_t v = 0; v < m.versions.size(); ++v) {
+                const auto& name = m.versions[v].name;
+                auto c = candidates.find(m.name);
+                const char* role = v == m.stable                                   ? "stable"
+                                   : c != candidates.end() && c->second == name ? "candidate"
+                                                                                : "idle";
+                in.roles.push_back({m.name, name, role, 1});
+            }
+        }
+    }
+    auto t = data_.totals();
+    in.downstream_active = static_cast<double>(t.connections_active);
+    in.downstream_accepted = static_cast<double>(t.connections_accepted);
+    in.downstream_shed = static_cast<double>(t.connections_shed);
+    in.build_version = STAGEGATE_VERSION;
+    in.build_commit = STAGEGATE_COMMIT;
+    return metrics::render_prometheus(in);
+}
+
+}  // namespace stagegate::control
