@@ -1,7 +1,7 @@
 // The worker: one per data-plane thread. Owns the thread's route snapshot, upstream pool,
 // metrics shard, the intrusive list of live sessions (for drain and deadlines) and the
-// deadline ticker. Must not touch: request handling, relaying or mirroring (session.cpp); it
-// starts sessions and drops queued mirrors, nothing more.
+// deadline ticker. Must not touch: request handling (session.cpp), relaying (exchange) or
+// mirroring (mirror.cpp); it starts sessions and drops queued mirrors, nothing more.
 #include "stagegate/proxy/worker.hpp"
 
 #include "mirror.hpp"
