@@ -318,20 +318,20 @@ http::response<http::string_body> error_response(http::status status, std::strin
     return res;
 }
 
-parse_failure classify_request_error(const boost::system::error_code& ec) {
+answer_problem classify_request_error(const boost::system::error_code& ec) {
     if (ec == http::error::header_limit) {
-        return {http::status::request_header_fields_too_large, "header_too_large"};
+        return {http::status::request_header_fields_too_large, "header_too_large", {}};
     }
     if (ec == http::error::body_limit) {
-        return {http::status::payload_too_large, "body_too_large"};
+        return {http::status::payload_too_large, "body_too_large", {}};
     }
     if (ec == http::error::bad_content_length || ec == http::error::multiple_content_length) {
-        return {http::status::bad_request, "invalid_content_length"};
+        return {http::status::bad_request, "invalid_content_length", {}};
     }
     if (ec == http::error::bad_transfer_encoding) {
-        return {http::status::bad_request, "invalid_transfer_encoding"};
+        return {http::status::bad_request, "invalid_transfer_encoding", {}};
     }
-    return {http::status::bad_request, "bad_request"};
+    return {http::status::bad_request, "bad_request", {}};
 }
 
 }  // namespace stagegate::proxy

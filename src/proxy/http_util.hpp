@@ -125,11 +125,17 @@ http::response<http::string_body> error_response(http::status status, std::strin
                                                  std::string_view request_id, bool keep_alive,
                                                  unsigned version = 11, routed_to routed = {});
 
-// Maps a Beast parse error on a client request to a status and error code.
-struct parse_failure {
-    http::status status;
-    std::string_view code;
+// Why a request gets the gateway's own error answer instead of a backend's: the status, the
+// error code clients match on, and the message. Shared by routing, head checks, request
+// parsing and the exchange (whose failures before any answer byte are answered this way).
+struct answer_problem {
+    http::status status = http::status::bad_request;
+    std::string_view code;  // always a literal
+    std::string message;
 };
-parse_failure classify_request_error(const boost::system::error_code& ec);
+
+// Maps a Beast parse error on a client request to a status and error code (no message: the
+// caller says what it was reading).
+answer_problem classify_request_error(const boost::system::error_code& ec);
 
 }  // namespace stagegate::proxy

@@ -116,10 +116,11 @@ public:
     }
     bool draining() const { return draining_; }
     std::uint64_t next_random();
-    // Shadow traffic (session.cpp): mirrors running, and those waiting for a free slot.
+    // Shadow traffic (mirror.cpp): mirrors running, and those waiting for a free slot.
     std::uint32_t& mirrors_in_flight() { return mirrors_in_flight_; }
     std::deque<std::unique_ptr<mirror_job>>& mirrors_waiting() { return mirrors_waiting_; }
-    // Answers to join feedback to, until the next take_metrics (bounded: see session.cpp).
+    // Answers to join feedback to, until the next take_metrics (bounded: see
+    // prediction_reading.cpp).
     std::vector<predictions::served_record>& served() { return served_; }
     void link(session_slot& slot);
     void unlink(session_slot& slot);

@@ -1,0 +1,73 @@
+// The exchange core's non-template parts. See exchange.hpp.
+#include "exchange.hpp"
+
+namespace stagegate::proxy {
+
+metrics::upstream_failure upstream_failure_of(const boost::system::error_code& ec,
+                                              bool timed_out) {
+    if (timed_out) {
+        return metrics::upstream_failure::timeout;
+    }
+    const bool reset = ec == http::error::end_of_stream || ec == http::error::partial_message ||
+                       ec == net::error::eof || ec == net::error::connection_reset ||
+                       ec == net::error::broken_pipe;
+    return reset ? metrics::upstream_failure::reset : metrics::upstream_failure::protocol;
+}
+
+body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buffer& buffer,
+                                  boost::system::error_code& ec) {
+    const std::size_t room = parser.buffer_left();
+    while (buffer.size() > 0 && !parser.is_done()) {
+        const auto used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == http::error::need_buffer) {
+            ec = {};
+            return body_progress::relay;
+        }
+        if (ec && ec != http::error::need_more) {
+            return body_progress::relay;
+        }
+        const bool need_more = ec == http::error::need_more;
+        ec = {};
+        if (parser.buffer_left() < room) {
+            return body_progress::relay;
+        }
+        if (need_more || used == 0) {
+            break;
+        }
+    }
+    return parser.is_done() ? body_progress::relay : body_progress::need_bytes;
+}
+
+bool make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser) {
+    if (parser.is_done()) {
+        return false;
+    }
+    auto length = parser.content_length();
+    const bool large = length && *length > relay_buffer_size;
+    if (!length || *length > buffer.capacity() - buffer.size()) {
+        buffer.reserve(large ? large_relay_buffer_size : relay_buffer_size);
+    }
+    return large;
+}
+
+std::optional<acquire_problem> acquire_failure(const acquired& got,
+                                               const routing::model_route& model,
+                                               const routing::version_route& version) {
+    if (got.status == acquire_status::ok) {
+        return std::nullopt;
+    }
+    const bool no_healthy = got.status == acquire_status::no_healthy_upstream;
+    acquire_problem p;
+    p.problem.status = no_healthy ? http::status::service_unavailable : http::status::bad_gateway;
+    p.problem.code = no_healthy ? "no_healthy_upstream" : "upstream_connect_failed";
+    p.problem.message = "model " + model.name + " version " + version.name + ": " + got.detail;
+    if (!no_healthy) {
+        p.failure = got.status == acquire_status::connect_timeout
+                        ? metrics::upstream_failure::timeout
+                        : metrics::upstream_failure::connect;
+    }
+    return p;
+}
+
+}  // namespace stagegate::proxy

@@ -1,0 +1,393 @@
+// Private to proxy: the exchange core, the one place a request goes upstream and its answer
+// comes back. It writes the serialized request, skips 1xx answers, rewrites the answer's head
+// for the client, and relays the body as it arrives (one read in flight, each read written
+// before the next), capturing the body for prediction reading. The client path relays to the
+// client's stream; the mirror path to a discard_sink (nothing is written, the body is still
+// captured). Both acquire the connection and lend it the same way (acquire_failure,
+// exchange_over).
+// Must not touch: routing, metrics recording, retries, error answers (callers decide those).
+// Templated on both streams so tests drive it over in-memory streams; include it only from
+// the proxy's .cpp files and tests (Beast).
+#pragma once
+
+#include "http_util.hpp"
+#include "request_context.hpp"
+#include "upstream_pool.hpp"
+
+#include "stagegate/metrics/shard.hpp"
+#include "stagegate/routing/route_snapshot.hpp"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace stagegate::proxy {
+
+// What an upstream exchange that failed counts as: the deadline passed, the backend closed or
+// reset the connection, or it spoke something other than HTTP.
+metrics::upstream_failure upstream_failure_of(const boost::system::error_code& ec,
+                                              bool timed_out);
+
+enum class exchange_result {
+    done_keep_alive,         // response fully relayed, the client connection may continue
+    done_close,              // response relayed or cut short: close the client connection
+    failed_before_response,  // nothing sent to the client yet: `problem` says what to answer
+};
+
+struct exchange_outcome {
+    exchange_result result = exchange_result::done_close;
+    http::status status = http::status::bad_gateway;  // what was relayed, or problem.status
+    answer_problem problem;  // failed_before_response only; the message names version and endpoint
+    std::optional<metrics::upstream_failure> failure;
+    // The request's first write failed with nothing written: no byte reached the backend,
+    // so the request may go out again on another connection.
+    bool nothing_sent = false;
+    // The answer ended cleanly and the backend keeps the connection: it may serve again.
+    bool reusable = false;
+};
+
+// An answer's body kept for reading its prediction once it has been relayed: only 2xx,
+// uncompressed bodies up to the model's max_body_bytes.
+struct body_capture {
+    std::string& bytes;
+    std::uint64_t limit = 0;
+    bool wanted = false;    // this answer is to be read
+    bool overflow = false;  // longer than the limit: counted, not read
+    bool complete = false;  // the whole body arrived
+
+    void start(unsigned status, bool encoded) {
+        bytes.clear();
+        wanted = status >= 200 && status < 300 && !encoded;
+    }
+    void append(const char* data, std::size_t n) {
+        if (!wanted || overflow) {
+            return;
+        }
+        if (bytes.size() + n > limit) {
+            overflow = true;
+            return;
+        }
+        bytes.append(data, n);
+    }
+};
+
+// Everything one exchange needs besides the two streams.
+struct exchange_args {
+    // On entry the serialized request head; then scratch for the client's response head.
+    std::string& head;
+    std::string_view body;  // the request body
+    const request_context& rc;
+    worker& w;
+    session_slot& slot;
+    const routing::model_route& model;
+    const routing::version_route& version;
+    body_capture* capture;  // null: the body is not read
+};
+
+// The downstream of a mirrored request: nobody. The exchange writes nothing to it, and an
+// upstream failure at any point counts as one before the answer (nothing reached a client).
+struct discard_sink {};
+
+// Lends a relay buffer for one response and takes it back on every path.
+class borrowed_buffer {
+public:
+    borrowed_buffer(upstream_pool& pool, bool large)
+        : pool_(pool), buffer_(pool.borrow_buffer(large)), large_(large) {}
+    ~borrowed_buffer() { pool_.return_buffer(std::move(buffer_), large_); }
+    borrowed_buffer(const borrowed_buffer&) = delete;
+    borrowed_buffer& operator=(const borrowed_buffer&) = delete;
+    char* data() { return buffer_.get(); }
+    std::size_t size() const { return large_ ? large_relay_buffer_size : relay_buffer_size; }
+
+private:
+    upstream_pool& pool_;
+    relay_buffer buffer_;
+    bool large_;
+};
+
+enum class body_progress { relay, need_bytes };
+
+// Parses what `buffer` holds of the answer's body into the parser's relay buffer: `relay` once
+// body bytes were delivered, the body ended or the relay buffer is full; `need_bytes` when
+// the buffer holds nothing more to deliver (all of it consumed, or an incomplete chunk line).
+// A framing error is left in `ec` (with `relay`).
+body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buffer& buffer,
+                                  boost::system::error_code& ec);
+
+// Beast reads at most the read buffer's free capacity per call (512 bytes at least): a large
+// body through the small buffer a head needs took hundreds of recv calls. Makes room for one
+// relay buffer's worth (the pool shrinks the buffer again when the connection goes back idle)
+// and says whether the body is large enough for a large relay buffer.
+bool make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser);
+
+// The upstream side of one exchange: its stream, its read buffer (kept with the connection,
+// it may hold bytes read ahead), the endpoint (for messages), and what happens around the
+// exchange: `begin` before the first byte, `end` after the last, told whether the connection
+// may serve again. A pooled connection is lent out in between (pooled_upstream); tests use an
+// in-memory one.
+template <class Stream>
+struct pooled_upstream {
+    Stream& stream;
+    acquired& got;
+    worker& w;
+    session_slot& slot;
+
+    beast::flat_buffer& buffer() { return got.connection->buffer; }
+    const routing::upstream_endpoint& endpoint() const { return *got.endpoint; }
+    void begin() {
+        w.pool().lend(got.endpoint->id, +1);
+        slot.upstream = &got.connection->lowest();  // the ticker closes it past its deadline
+    }
+    void end(bool reusable) {
+        slot.upstream = nullptr;
+        w.pool().lend(got.endpoint->id, -1);
+        if (reusable) {
+            w.pool().release(std::move(got.connection));
+        }
+    }
+};
+
+// Calls `end` on every way out of the exchange.
+template <class Upstream>
+class upstream_in_use {
+public:
+    explicit upstream_in_use(Upstream& up) : up_(up) { up_.begin(); }
+    ~upstream_in_use() { up_.end(reusable); }
+    upstream_in_use(const upstream_in_use&) = delete;
+    upstream_in_use& operator=(const upstream_in_use&) = delete;
+    bool reusable = false;
+
+private:
+    Upstream& up_;
+};
+
+// Writes the request upstream and streams the response to `down`. Upstream::end learns
+// whether the connection ended cleanly on both sides (then it may be reused).
+template <class Down, class Upstream>
+task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
+    constexpr bool to_client = !std::is_same_v<Down, discard_sink>;
+    exchange_outcome out;
+    upstream_in_use<Upstream> in_use(up);
+    auto& stream = up.stream;
+    auto& up_buffer = up.buffer();
+    auto& slot = a.slot;
+    const auto started = coarse_now();
+    const auto total_deadline = started + a.model.timeouts.total;
+    const auto first_byte_deadline =
+        std::min(started + a.model.timeouts.first_byte, total_deadline);
+    auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
+        const bool timeout = slot.upstream_timed_out;
+        const auto kind = upstream_failure_of(ec, timeout);
+        out.result = exchange_result::failed_before_response;
+        out.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;
+        out.problem.status = out.status;
+        out.problem.code =
+            timeout ? "upstream_timeout"
+                    : (kind == metrics::upstream_failure::reset ? "upstream_reset"
+                                                                : "upstream_protocol_error");
+        out.failure = kind;
+        out.problem.message = std::string(what) + " version " + a.version.name + " at " +
+                              up.endpoint().authority + ": " +
+                              (timeout ? std::string("timed out") : ec.message());
+        return out;
+    };
+
+    slot.upstream_expire_at(first_byte_deadline);
+    {
+        std::array<net::const_buffer, 2> request_bytes{net::buffer(a.head),
+                                                       net::buffer(a.body)};
+        auto [ec, n] = co_await net::async_write(stream, request_bytes, nothrow_awaitable);
+        if (ec) {
+            auto failed = fail(ec, "sending the request to");
+            failed.nothing_sent = n == 0 && !slot.upstream_timed_out;
+            co_return failed;
+        }
+    }
+
+    std::optional<relay_response_parser> parser;
+    for (;;) {
+        a.head.clear();  // the request head has gone; the client's response head goes here
+        parser.emplace(a.head, a.rc.client_version, a.rc.head);
+        parser->body_limit(boost::none);
+        parser->header_limit(64 * 1024);
+        if (a.rc.head) {
+            parser->skip(true);
+        }
+        auto [ec, n] = co_await http::async_read_header(stream, up_buffer, *parser,
+                                                        nothrow_awaitable);
+        if (ec) {
+            co_return fail(ec, "reading the response header from");
+        }
+        const unsigned status = parser->status();
+        if (status < 100 || status >= 200 || status == 101) {
+            break;  // 1xx interim answers are consumed here; we never send Expect upstream
+        }
+    }
+    const unsigned status = parser->status();
+    out.status = static_cast<http::status>(status);
+    const bool upstream_keep_alive = parser->keep_alive();
+    response_info info;
+    info.version = a.version.name;
+    info.stage = a.model.stage;
+    info.request_id = a.rc.id;
+    info.client_version = a.rc.client_version;
+    info.head_request = a.rc.head;
+    info.keep_alive = a.rc.keep_alive && !a.w.draining();
+    if (a.rc.head || status == 204 || status == 304) {
+        info.framing = body_framing::none;
+    } else if (auto length = parser->content_length()) {
+        info.framing = body_framing::content_length;
+        info.content_length = *length;
+    } else if (a.rc.client_version >= 11) {
+        info.framing = body_framing::chunked;  // upstream chunked or close-delimited
+    } else {
+        info.framing = body_framing::close_delimited;
+        info.keep_alive = false;
+    }
+    if constexpr (to_client) {
+        finish_response_head(a.head, info);
+    }
+    if (a.capture) {
+        a.capture->start(status, parser->encoded());
+    }
+
+    borrowed_buffer buffer(a.w.pool(), make_room_for_body(up_buffer, *parser));
+    // Whether any byte reached the client: from then on a failure can only cut the answer
+    // short. Never true for a discard_sink.
+    bool head_sent = false;
+    static constexpr std::string_view crlf = "\r\n";
+    static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
+    static constexpr std::string_view last_chunk = "0\r\n\r\n";
+    // Every read is relayed as soon as it is parsed: the body is parsed out of what the backend
+    // has sent so far and written to the client before the next read, so a streamed answer
+    // (SSE tokens, chunked progress) reaches the client as it leaves the backend, and a slow
+    // client holds the backend back (one read in flight, written before the next). Beast's
+    // read_some would wait for the next chunk's size line after a chunk's data.
+    parser->eager(true);
+    for (;;) {
+        std::size_t got = 0;
+        if (!parser->is_done()) {
+            if constexpr (to_client) {
+                if (!head_sent && up_buffer.size() == 0) {
+                    // Nothing of the body came with the head: the client gets the head now,
+                    // not when the first body bytes arrive (a stream's first token may be
+                    // seconds off).
+                    slot.expire_in(a.w.config().client.request);
+                    auto [ec, n] = co_await net::async_write(down, net::buffer(a.head),
+                                                             nothrow_awaitable);
+                    slot.no_deadline();
+                    if (ec) {
+                        out.result = exchange_result::done_close;  // client went away
+                        co_return out;
+                    }
+                    head_sent = true;
+                }
+            }
+            slot.upstream_expire_at(total_deadline);
+            parser->set_buffer(buffer.data(), buffer.size());
+            boost::system::error_code ec;
+            while (parse_buffered_body(*parser, up_buffer, ec) == body_progress::need_bytes) {
+                auto [read_ec, n] = co_await stream.async_read_some(
+                    up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
+                up_buffer.commit(n);
+                if (read_ec == net::error::eof && parser->got_some()) {
+                    parser->put_eof(ec);  // the end of a close-delimited body, else too short
+                    break;
+                }
+                if (read_ec) {
+                    ec = read_ec;
+                    break;
+                }
+            }
+            if (ec) {
+                if (!head_sent) {
+                    co_return fail(ec, "reading the response body from");
+                }
+                out.result = exchange_result::done_close;  // the client sees a cut-short body
+                out.failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
+                                                      : metrics::upstream_failure::reset;
+                co_return out;
+            }
+            got = buffer.size() - parser->buffer_left();
+            if (a.capture) {
+                a.capture->append(buffer.data(), got);
+            }
+        }
+        const bool last = parser->is_done();
+        if constexpr (to_client) {
+            std::array<net::const_buffer, 4> pieces;
+            std::size_t count = 0;
+            char size_line[24];
+            if (!head_sent) {
+                pieces[count++] = net::buffer(a.head);
+            }
+            if (info.framing == body_framing::chunked) {
+                if (got > 0) {
+                    pieces[count++] = net::buffer(size_line, format_chunk_size(size_line, got));
+                    pieces[count++] = net::buffer(buffer.data(), got);
+                    pieces[count++] = net::buffer(last ? crlf_last_chunk : crlf);
+                } else if (last) {
+                    pieces[count++] = net::buffer(last_chunk);
+                }
+            } else if (got > 0) {
+                pieces[count++] = net::buffer(buffer.data(), got);
+            }
+            if (count > 0) {
+                slot.expire_in(a.w.config().client.request);
+                auto [ec, n] = co_await net::async_write(
+                    down, std::span<const net::const_buffer>(pieces.data(), count),
+                    nothrow_awaitable);
+                slot.no_deadline();
+                if (ec) {
+                    out.result = exchange_result::done_close;  // client went away; upstream dirty
+                    co_return out;
+                }
+            }
+            head_sent = true;
+        }
+        if (last) {
+            if (a.capture) {
+                a.capture->complete = true;
+            }
+            break;
+        }
+    }
+    slot.upstream_expire_at(clock::time_point::max());
+    out.reusable = upstream_keep_alive && !parser->need_eof() && up_buffer.size() == 0;
+    in_use.reusable = out.reusable;
+    out.result = info.keep_alive ? exchange_result::done_keep_alive : exchange_result::done_close;
+    co_return out;
+}
+
+// The exchange over a connection the pool gave (plain or TLS), lent out while it runs and
+// handed back to the pool when it ended cleanly. Not a coroutine: no frame of its own.
+template <class Down>
+task<exchange_outcome> exchange_over(Down& down, acquired& got, const exchange_args& a) {
+    auto& c = *got.connection;
+    if (c.secure) {
+        return exchange(down, pooled_upstream<tls_stream_type>{*c.secure, got, a.w, a.slot}, a);
+    }
+    return exchange(down, pooled_upstream<stream_type>{*c.plain, got, a.w, a.slot}, a);
+}
+
+// Both paths get their connection the same way: the pool's try_idle (an idle connection of
+// the endpoint whose turn it is, without a coroutine frame), else co_await its acquire (a
+// connect); then acquire_failure says whether there is one to exchange over.
+// Why a failed acquire gets no exchange: 503 no_healthy_upstream (the version has no
+// endpoint), else 502 upstream_connect_failed, counted as a connect failure or timeout.
+struct acquire_problem {
+    answer_problem problem;
+    std::optional<metrics::upstream_failure> failure;
+};
+std::optional<acquire_problem> acquire_failure(const acquired& got,
+                                               const routing::model_route& model,
+                                               const routing::version_route& version);
+
+}  // namespace stagegate::proxy

@@ -1,0 +1,143 @@
+// Private to proxy: handling one fully read request: route it (routing_decision), forward it
+// through the exchange core with one retry when no byte reached the backend, answer the
+// gateway's own errors, record the answer, read its prediction and hand it to the mirror
+// when drawn. Must not touch: reading requests off the connection or its lifetime
+// (session.cpp), relaying bytes (exchange.hpp), routing rules, mirror scheduling.
+// Templated on the client stream so tests drive it over in-memory streams; include it only
+// from the proxy's .cpp files and tests (Beast).
+#pragma once
+
+#include "exchange.hpp"
+#include "http_util.hpp"
+#include "mirror.hpp"
+#include "prediction_reading.hpp"
+#include "request_context.hpp"
+#include "routing_decision.hpp"
+#include "upstream_pool.hpp"
+
+#include <boost/beast/http.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace stagegate::proxy {
+
+// `routed`: the version and stage the request was routed to (empty before routing decided).
+template <class Stream>
+task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
+                      http::status status, std::string_view code, std::string_view message,
+                      routed_to routed = {}) {
+    auto res =
+        error_response(status, code, message, rc.id, rc.keep_alive, rc.client_version, routed);
+    if (rc.head) {
+        res.body().clear();
+    }
+    slot.expire_in(w.config().client.request);
+    auto [ec, n] = co_await http::async_write(stream, res, nothrow_awaitable);
+    slot.no_deadline();
+    co_return !ec && rc.keep_alive;
+}
+
+// The same for a problem found before or instead of an exchange.
+template <class Stream>
+task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
+                      const answer_problem& problem, routed_to routed = {}) {
+    return send_error(stream, w, slot, rc, problem.status, problem.code, problem.message,
+                      routed);
+}
+
+// Records one answer (or the gateway's error in its place) under the version's series, and
+// trips a watched version after its run of failures.
+void record_response(worker& w, const routing::version_route& version, unsigned status,
+                     clock::time_point started, std::uint32_t unit);
+
+// Routes and forwards one fully read request. Returns whether the client connection stays.
+template <class Stream>
+task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_type& req,
+                          request_context& rc, std::string& head, std::string& body_scratch,
+                          const std::string& client_address, bool client_tls,
+                          clock::time_point started) {
+    auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
+    if (!routes) {
+        co_return co_await send_error(stream, w, slot, rc, http::status::service_unavailable,
+                                      "not_ready", "no routes are loaded yet");
+    }
+    auto decision = route_request(w, *routes, req);
+    if (decision.problem) {
+        w.shard().record_unrouted(decision.unrouted);
+        co_return co_await send_error(stream, w, slot, rc, *decision.problem);
+    }
+    const auto& model = *decision.model;
+    const auto& version = model.versions[decision.version];
+    const routed_to routed{version.name, model.stage};  // for the gateway's own error answers
+    // A mirror goes out once this request's answer has: whatever becomes of it, the client
+    // neither waits for it nor shares its time with it.
+    const bool mirrored = draw_mirror(w, model, decision.version, rc);
+    auto send_mirror = [&](std::optional<predictions::prediction> primary) {
+        if (mirrored) {
+            auto job = mirror_of(routes, model, req, rc, client_address, client_tls, primary);
+            job->unit = decision.unit;
+            submit_mirror(w, std::move(job));
+        }
+    };
+    const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
+    body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
+    // A pooled connection the backend closed just as it was taken (after its liveness check)
+    // fails the first write with nothing sent: then, and only then, the request goes out once
+    // more, on a connection of its own. Once a byte may have reached the backend it never does
+    // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
+    for (int attempt = 0;; ++attempt) {
+        auto got = w.pool().try_idle(version);
+        if (!got) {
+            got = co_await w.pool().acquire(model, version, slot);
+        }
+        if (auto refused = acquire_failure(*got, model, version)) {
+            if (refused->failure) {
+                w.shard().record_failure(version.series, *refused->failure);
+            }
+            bool keep = co_await send_error(stream, w, slot, rc, refused->problem, routed);
+            record_response(w, version, static_cast<unsigned>(refused->problem.status), started,
+                            decision.unit);
+            send_mirror(std::nullopt);
+            co_return keep;
+        }
+        head.clear();
+        serialize_request_head(head, req,
+                               forward_info{client_address, client_tls, rc.id, rc.client_version},
+                               req.body().size());
+        auto out = co_await exchange_over(
+            stream, *got,
+            exchange_args{head, std::string_view(req.body().data(), req.body().size()), rc, w,
+                          slot, model, version, read_body ? &capture : nullptr});
+        if (out.nothing_sent && got->reused && attempt == 0) {
+            // its siblings were idle as long: do not trust them
+            w.pool().forget_idle(got->endpoint->id);
+            continue;
+        }
+        if (out.failure) {
+            w.shard().record_failure(version.series, *out.failure);
+        }
+        bool keep = out.result == exchange_result::done_keep_alive;
+        if (out.result == exchange_result::failed_before_response) {
+            out.problem.message.insert(0, "model " + model.name + ": ");
+            keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
+        }
+        record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit);
+        // Read after the answer went out: the client never waits for this.
+        std::optional<predictions::prediction> predicted;
+        if (read_body && out.result != exchange_result::failed_before_response) {
+            predicted = read_prediction(w, model, version.series, capture);
+            if (predicted && model.prediction->feedback) {
+                remember_answer(w, rc.id, version.series, *predicted);
+            }
+        }
+        send_mirror(predicted);
+        if (body_scratch.capacity() > 64 * 1024) {
+            std::string().swap(body_scratch);
+        }
+        co_return keep;
+    }
+}
+
+}  // namespace stagegate::proxy

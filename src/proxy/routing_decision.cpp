@@ -1,0 +1,99 @@
+// Routing one request: pure decisions on the worker's route snapshot. See routing_decision.hpp.
+#include "routing_decision.hpp"
+
+#include <string>
+
+namespace stagegate::proxy {
+
+namespace {
+
+answer_problem problem(http::status status, std::string_view code, std::string message) {
+    return answer_problem{status, code, std::move(message)};
+}
+
+}  // namespace
+
+std::string_view sticky_key(const routing::model_route& model, const request_type& req) {
+    std::string_view key;
+    if (!model.sticky_header.empty()) {
+        auto it = req.find(model.sticky_header);
+        if (it != req.end()) {
+            key = it->value();
+        }
+    }
+    if (key.empty() && !model.sticky_cookie.empty()) {
+        for (auto it = req.find(http::field::cookie);
+             it != req.end() && it->name() == http::field::cookie && key.empty(); ++it) {
+            key = routing::find_cookie(it->value(), model.sticky_cookie);
+        }
+    }
+    return key;
+}
+
+route_decision route_request(worker& w, const routing::route_snapshot& routes,
+                             const request_type& req) {
+    route_decision d;
+    if (!routing::safe_request_path(req.target())) {
+        d.problem = problem(http::status::bad_request, "bad_path",
+                            "the path has dot-segments or encoded separators: send it normalized");
+        return d;
+    }
+    auto match = routing::match_path(routes, req.target());
+    switch (match.outcome) {
+        case routing::match_outcome::model:
+            d.model = match.model;
+            break;
+        case routing::match_outcome::unknown_model:
+            d.unrouted = metrics::unrouted_reason::unknown_model;
+            d.problem = problem(http::status::not_found, "unknown_model",
+                                "no model named \"" + std::string(match.name) +
+                                    "\" is served here");
+            return d;
+        case routing::match_outcome::no_route:
+            d.unrouted = metrics::unrouted_reason::no_route;
+            d.problem = problem(http::status::not_found, "no_route",
+                                "no model route matches " + std::string(req.target()));
+            return d;
+        case routing::match_outcome::needs_body: {
+            auto name = routing::body_model_field(req.body());
+            if (!name) {
+                d.problem = problem(http::status::bad_request, "missing_model",
+                                    "the JSON body needs a string field \"model\"");
+                return d;
+            }
+            d.model = routing::match_body_model(routes, *name);
+            if (!d.model) {
+                d.unrouted = metrics::unrouted_reason::unknown_model;
+                d.problem = problem(http::status::not_found, "unknown_model",
+                                    "no model named \"" + *name + "\" is served here");
+                return d;
+            }
+            break;
+        }
+    }
+    const auto& m = *d.model;
+    if (m.allow_force_version) {
+        auto forced = req.find(force_version_header);
+        if (forced != req.end()) {
+            d.version = m.find_version(forced->value());
+            if (d.version == routing::no_version) {
+                d.problem = problem(http::status::bad_request, "unknown_version",
+                                    "model " + m.name + " has no version \"" +
+                                        std::string(forced->value()) + "\"");
+            }
+            return d;
+        }
+    }
+    const std::string_view key = sticky_key(m, req);
+    const std::uint64_t hash =
+        key.empty() ? w.next_random() : routing::sticky_hash(key, m.hash_salt);
+    // The point takes the hash's top bits, the unit bucket its low ones.
+    d.unit = static_cast<std::uint32_t>(hash);
+    d.version = routing::pick_version(m, routing::point_from_u64(hash));
+    if (d.version != m.stable && w.tripped(m.versions[d.version].series)) {
+        d.version = m.stable;
+    }
+    return d;
+}
+
+}  // namespace stagegate::proxy

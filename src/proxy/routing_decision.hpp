@@ -1,0 +1,55 @@
+// Private to proxy: what to do with one fully read request before anything goes upstream:
+// refuse its head (check_head), or pick the model and version (route_request: path or body
+// model, forced version, sticky header or cookie, weights, tripped versions).
+// Must not touch: sockets, the pool, metrics (the caller records what was decided).
+#pragma once
+
+#include "http_util.hpp"
+
+#include "stagegate/metrics/shard.hpp"
+#include "stagegate/proxy/worker.hpp"
+#include "stagegate/routing/route_snapshot.hpp"
+
+#include <boost/beast/core/string.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace stagegate::proxy {
+
+inline constexpr std::string_view force_version_header = "X-Stagegate-Force-Version";
+
+// What routing decided, or the error to answer with.
+struct route_decision {
+    const routing::model_route* model = nullptr;
+    std::uint32_t version = routing::no_version;
+    std::uint32_t unit = 0;  // the request's unit bucket for the metrics (a user's hash)
+    std::optional<answer_problem> problem;  // set: not routed, answer this
+    metrics::unrouted_reason unrouted = metrics::unrouted_reason::bad_request;
+};
+
+// What the parser lets through but a proxy must not forward (RFC 9112 6.1): a
+// Transfer-Encoding other than exactly "chunked" (a backend may frame the body differently:
+// request smuggling). Obs-folds need nothing: the parser replaces them with spaces, which
+// RFC 9112 5.2 allows.
+template <class Fields>
+std::optional<answer_problem> check_head(const Fields& fields) {
+    auto te = fields.find(http::field::transfer_encoding);
+    if (te != fields.end() && !boost::beast::iequals(te->value(), "chunked")) {
+        return answer_problem{http::status::not_implemented, "unsupported_transfer_encoding",
+                              "only Transfer-Encoding: chunked is accepted"};
+    }
+    return std::nullopt;
+}
+
+// The request's sticky key for `model`: its sticky header, else its sticky cookie; empty when
+// it has neither (the request is then placed at random).
+std::string_view sticky_key(const routing::model_route& model, const request_type& req);
+
+// Routes one request on `routes`. Draws from the worker's random generator for requests
+// without a sticky key, and keeps random and sticky traffic off versions tripped on it.
+route_decision route_request(worker& w, const routing::route_snapshot& routes,
+                             const request_type& req);
+
+}  // namespace stagegate::proxy

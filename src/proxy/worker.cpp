@@ -1,0 +1,172 @@
+// The worker: one per data-plane thread. Owns the thread's route snapshot, upstream pool,
+// metrics shard, the intrusive list of live sessions (for drain and deadlines) and the
+// deadline ticker. Must not touch: request handling (session.cpp), relaying (exchange) or
+// mirroring (mirror.cpp); it starts sessions and drops queued mirrors, nothing more.
+#include "stagegate/proxy/worker.hpp"
+
+#include "mirror.hpp"
+#include "session.hpp"
+#include "upstream_pool.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <random>
+
+namespace stagegate::proxy {
+
+worker::worker(net::io_context& io, settings s, std::uint32_t index)
+    : io_(io), settings_(std::move(s)) {
+    pool_ = std::make_unique<upstream_pool>(io_, settings_.pool, counters_);
+    std::uint64_t seed = std::random_device{}() ^ (std::uint64_t{index} << 32) ^
+                         static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+    for (auto& word : rng_state_) {  // splitmix64 seeding for xoshiro256**
+        seed += 0x9e3779b97f4a7c15ULL;
+        std::uint64_t z = seed;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        word = z ^ (z >> 31);
+    }
+    pool_->start();
+    net::co_spawn(io_.get_executor(), enforce_deadlines(), net::detached);
+}
+
+worker::~worker() = default;
+
+std::uint64_t worker::next_random() {
+    auto rotl = [](std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+    auto* s = rng_state_;
+    const std::uint64_t result = rotl(s[1] * 5, 7) * 9;
+    const std::uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+void worker::set_routes(std::shared_ptr<const routing::route_snapshot> routes) {
+    auto generation = routes ? routes->generation : 0;
+    // Aliasing constructor: a control block private to this worker owns the shared one.
+    auto holder = std::make_shared<std::shared_ptr<const routing::route_snapshot>>(
+        std::move(routes));
+    routes_ = std::shared_ptr<const routing::route_snapshot>(holder, holder->get());
+    generation_.store(generation, std::memory_order_relaxed);
+    tripped_.clear();
+}
+
+void worker::link(session_slot& slot) {
+    slot.next = sessions_;
+    if (sessions_) {
+        sessions_->prev = &slot;
+    }
+    sessions_ = &slot;
+    if (slot.stream) {  // mirrors have none and are not client connections
+        bump(counters_.connections_active);
+    }
+}
+
+void worker::unlink(session_slot& slot) {
+    if (slot.prev) {
+        slot.prev->next = slot.next;
+    } else {
+        sessions_ = slot.next;
+    }
+    if (slot.next) {
+        slot.next->prev = slot.prev;
+    }
+    if (!slot.stream) {
+        return;
+    }
+    counters_.connections_active.store(
+        counters_.connections_active.load(std::memory_order_relaxed) - 1,
+        std::memory_order_relaxed);
+}
+
+void worker::begin_drain() {
+    draining_ = true;
+    while (!mirrors_waiting_.empty()) {
+        drop_mirror(*this, *mirrors_waiting_.front());
+        mirrors_waiting_.pop_front();
+    }
+    for (auto* s = sessions_; s; s = s->next) {
+        if (s->idle && s->stream) {
+            boost::system::error_code ignored;
+            s->stream->cancel(ignored);
+        }
+    }
+    pool_->stop();
+}
+
+metrics::shard_delta worker::take_metrics(std::vector<endpoint_connections>& connections,
+                                          std::vector<predictions::served_record>& served) {
+    pool_->gauges(connections);
+    served.swap(served_);
+    served_.clear();
+    return shard_.take();
+}
+
+void worker::abort_all() {
+    for (auto* s = sessions_; s; s = s->next) {
+        boost::system::error_code ec;
+        if (s->stream) {
+            s->stream->close(ec);
+        }
+        if (s->upstream) {
+            s->upstream->close(ec);
+        }
+    }
+}
+
+task<void> worker::enforce_deadlines() {
+    // Coarse on purpose: a deadline is enforced within one tick of passing. The timer is armed
+    // once per tick for the whole worker instead of once per socket operation.
+    constexpr auto tick = std::chrono::milliseconds(10);
+    net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> timer(
+        io_.get_executor());
+    for (;;) {
+        timer.expires_after(tick);
+        [[maybe_unused]] auto [ec] = co_await timer.async_wait(nothrow_awaitable);
+        if (draining_ && !sessions_) {
+            co_return;
+        }
+        const auto now = coarse_now();
+        for (auto* s = sessions_; s; s = s->next) {
+            if (s->deadline <= now && s->stream) {
+                s->deadline = clock::time_point::max();
+                s->timed_out = true;
+                boost::system::error_code ignored;
+                s->stream->cancel(ignored);  // the session may still answer 408
+            }
+            if (s->upstream && s->upstream_deadline <= now) {
+                s->upstream_deadline = clock::time_point::max();
+                s->upstream_timed_out = true;
+                boost::system::error_code ignored;
+                s->upstream->close(ignored);  // never reused after a timeout
+            }
+        }
+    }
+}
+
+void worker::start_session(socket_type socket, net::ssl::context* tls) {
+    bump(counters_.connections_accepted);
+    boost::system::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    auto remote = socket.remote_endpoint(ec);
+    if (ec) {
+        return;  // the client is already gone
+    }
+    if (counters_.connections_active.load(std::memory_order_relaxed) >=
+            settings_.limits.max_connections_per_worker ||
+        draining_) {
+        bump(counters_.connections_shed);
+        shard_.record_unrouted(metrics::unrouted_reason::overloaded);
+        shed_connection(*this, std::move(socket));
+        return;
+    }
+    start_client_session(*this, std::move(socket), tls, remote.address().to_string());
+}
+
+}  // namespace stagegate::proxy

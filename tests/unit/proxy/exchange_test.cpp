@@ -1,0 +1,349 @@
+// The exchange core over in-memory streams (Beast's test::stream): what the client receives,
+// when it receives it, and what the exchange reports, for the body framings and failures a
+// backend can produce. The io_context is polled (run until nothing is ready) between the
+// backend's writes, so "the client already has this" is checked without sleeping.
+#include "proxy/exchange.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/_experimental/test/stream.hpp>
+
+#include <optional>
+#include <string>
+
+namespace stagegate::proxy {
+namespace {
+
+using memory_stream = beast::test::stream;
+
+std::uint32_t test_series(std::string_view, std::string_view, std::string_view) { return 0; }
+
+std::shared_ptr<const routing::route_snapshot> snapshot() {
+    auto cfg = config::parse(R"({
+      "listeners": [{"port": 0}],
+      "models": [{"name": "m", "stable": "v1",
+                  "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]}],
+                  "traffic": {"weights": {"v1": 10000}, "stage": "canary"}}]
+    })");
+    EXPECT_TRUE(cfg) << cfg.error().describe();
+    routing::endpoint_registry registry;
+    auto snap = routing::build_snapshot(*cfg, registry, test_series);
+    EXPECT_TRUE(snap) << snap.error().describe();
+    return *snap;
+}
+
+// The upstream side as the exchange sees it, over a memory stream; remembers how it ended.
+struct memory_upstream {
+    memory_stream& stream;
+    beast::flat_buffer& read_buffer;
+    const routing::upstream_endpoint& where;
+    std::optional<bool>& ended_reusable;
+
+    beast::flat_buffer& buffer() { return read_buffer; }
+    const routing::upstream_endpoint& endpoint() const { return where; }
+    void begin() {}
+    void end(bool reusable) { ended_reusable = reusable; }
+};
+
+class Exchange : public ::testing::Test {
+protected:
+    net::io_context io;
+    worker w{io, settings{}, 0};
+    std::shared_ptr<const routing::route_snapshot> routes = snapshot();
+    session_slot slot;
+    // The exchange writes to `down`, the test reads what the client got from `client`; the
+    // exchange reads from `up`, the test plays the backend on `backend`.
+    memory_stream down{io};
+    memory_stream client{io};
+    memory_stream up{io};
+    memory_stream backend{io};
+    beast::flat_buffer up_buffer;
+    std::string head = "POST /v1/models/m:predict HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n";
+    std::string request_body = "{}";
+    std::string captured;
+    body_capture capture{captured, 1024};
+    request_context rc;
+    std::optional<exchange_outcome> outcome;
+    std::optional<bool> ended_reusable;
+
+    Exchange() {
+        down.connect(client);
+        up.connect(backend);
+        rc.id.assign("rid-1");
+    }
+    ~Exchange() override {
+        backend.close();
+        client.close();
+        w.begin_drain();
+        io.restart();
+        io.run();  // the exchange, the ticker and the pool's sweeper all end
+    }
+
+    template <class Down>
+    void start(Down& to) {
+        const auto& model = routes->models[0];
+        exchange_args args{head, request_body, rc, w, slot, model, model.versions[0], &capture};
+        // Captureless, so the coroutine frame holds copies of everything it uses.
+        auto run = [](Exchange& t, Down& sink, exchange_args copied) -> task<void> {
+            t.outcome = co_await exchange(
+                sink,
+                memory_upstream{t.up, t.up_buffer, t.routes->models[0].versions[0].endpoints[0],
+                                t.ended_reusable},
+                copied);
+        };
+        net::co_spawn(io.get_executor(), run(*this, to, args), net::detached);
+        settle();
+    }
+    void start() { start(down); }
+    // Runs everything that can run now: the exchange stops at its next wait for bytes.
+    void settle() {
+        io.restart();
+        io.poll();
+    }
+    void backend_sends(std::string_view bytes) {
+        net::write(backend, net::buffer(bytes.data(), bytes.size()));
+        settle();
+    }
+    void backend_closes() {
+        backend.close();
+        settle();
+    }
+    std::string client_got() const { return std::string(client.str()); }
+    std::string backend_got() const { return std::string(backend.str()); }
+    // The client's bytes after the head.
+    std::string client_body() const {
+        auto all = client_got();
+        auto end = all.find("\r\n\r\n");
+        return end == std::string::npos ? std::string() : all.substr(end + 4);
+    }
+};
+
+TEST_F(Exchange, SendsTheRequestAndStampsTheAnswer) {
+    const std::string request_bytes = head + request_body;  // `head` is reused for the answer
+    start();
+    EXPECT_EQ(backend_got(), request_bytes);
+    EXPECT_FALSE(outcome);  // waiting for the answer
+    backend_sends(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n"
+        "Keep-Alive: timeout=5\r\nX-Model: yes\r\n\r\nok");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_keep_alive);
+    EXPECT_EQ(outcome->status, http::status::ok);
+    EXPECT_TRUE(outcome->reusable);
+    EXPECT_EQ(ended_reusable, true);
+    EXPECT_EQ(client_got(),
+              "HTTP/1.1 200 OK\r\nX-Model: yes\r\nContent-Length: 2\r\n"
+              "X-Stagegate-Version: v1\r\nX-Stagegate-Stage: canary\r\nX-Request-Id: rid-1\r\n"
+              "\r\nok");
+    EXPECT_EQ(captured, "ok");
+    EXPECT_TRUE(capture.complete);
+}
+
+TEST_F(Exchange, ChunkedBodyIsRelayedPieceByPiece) {
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    // No body came with the head: the client has the head alone already.
+    EXPECT_NE(client_got().find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+    EXPECT_EQ(client_body(), "");
+    backend_sends("5\r\nhello\r\n");
+    EXPECT_EQ(client_body(), "5\r\nhello\r\n");
+    // Part of a chunk goes out before the rest of it arrives, and a chunk's end goes out
+    // without waiting for the next size line.
+    backend_sends("6\r\n w");
+    EXPECT_EQ(client_body(), "5\r\nhello\r\n2\r\n w\r\n");
+    backend_sends("orld\r\n");
+    EXPECT_EQ(client_body(), "5\r\nhello\r\n2\r\n w\r\n4\r\norld\r\n");
+    EXPECT_FALSE(outcome);
+    backend_sends("0\r\n\r\n");
+    EXPECT_EQ(client_body(), "5\r\nhello\r\n2\r\n w\r\n4\r\norld\r\n0\r\n\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_keep_alive);
+    EXPECT_TRUE(outcome->reusable);
+    EXPECT_EQ(captured, "hello world");
+}
+
+TEST_F(Exchange, ContentLengthBodyArrivingInPiecesGoesOutAsItComes) {
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    EXPECT_NE(client_got().find("Content-Length: 10\r\n"), std::string::npos);
+    EXPECT_EQ(client_body(), "hello");
+    EXPECT_FALSE(outcome);
+    backend_sends("wor");
+    EXPECT_EQ(client_body(), "hellowor");
+    backend_sends("ld");
+    EXPECT_EQ(client_body(), "helloworld");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_keep_alive);
+    EXPECT_TRUE(outcome->reusable);
+}
+
+TEST_F(Exchange, CloseDelimitedBodyIsChunkedForHttp11Clients) {
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc");
+    EXPECT_NE(client_got().find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+    EXPECT_EQ(client_body(), "3\r\nabc\r\n");
+    backend_closes();
+    EXPECT_EQ(client_body(), "3\r\nabc\r\n0\r\n\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_keep_alive);  // the client's may stay
+    EXPECT_FALSE(outcome->reusable);                               // the backend's may not
+    EXPECT_EQ(ended_reusable, false);
+    EXPECT_EQ(captured, "abc");
+    EXPECT_TRUE(capture.complete);
+}
+
+TEST_F(Exchange, CloseDelimitedBodyToHttp10ClientEndsItsConnection) {
+    rc.client_version = 10;
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\n\r\nabc");
+    EXPECT_EQ(client_got().find("Transfer-Encoding"), std::string::npos);
+    EXPECT_EQ(client_got().find("Connection: keep-alive"), std::string::npos);
+    EXPECT_EQ(client_body(), "abc");
+    backend_closes();
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_close);
+    EXPECT_EQ(client_body(), "abc");
+}
+
+TEST_F(Exchange, UpstreamCutMidBodyCutsTheClientShort) {
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    backend_closes();
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_close);
+    EXPECT_EQ(outcome->failure, metrics::upstream_failure::reset);
+    EXPECT_FALSE(outcome->reusable);
+    EXPECT_EQ(ended_reusable, false);
+    EXPECT_EQ(client_body(), "hello");  // nothing added: the client sees a short body
+    EXPECT_FALSE(capture.complete);
+}
+
+TEST_F(Exchange, UpstreamCutBeforeTheHeadIsAnAnswerableFailure) {
+    start();
+    backend_sends("HTTP/1.1 200 O");
+    backend_closes();
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::failed_before_response);
+    EXPECT_EQ(outcome->status, http::status::bad_gateway);
+    EXPECT_EQ(outcome->problem.status, http::status::bad_gateway);
+    EXPECT_EQ(outcome->problem.code, "upstream_reset");
+    EXPECT_EQ(outcome->problem.message.rfind("reading the response header from version v1 at "
+                                             "127.0.0.1:9001: ",
+                                             0),
+              0u)
+        << outcome->problem.message;
+    EXPECT_EQ(outcome->failure, metrics::upstream_failure::reset);
+    EXPECT_FALSE(outcome->nothing_sent);
+    EXPECT_EQ(client_got(), "");
+}
+
+TEST_F(Exchange, GarbageFromTheBackendIsAProtocolError) {
+    start();
+    backend_sends("SSH-2.0-OpenSSH\r\n\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::failed_before_response);
+    EXPECT_EQ(outcome->problem.code, "upstream_protocol_error");
+    EXPECT_EQ(outcome->failure, metrics::upstream_failure::protocol);
+    EXPECT_EQ(client_got(), "");
+}
+
+TEST_F(Exchange, RequestNotWrittenAtAllMayBeRetried) {
+    up.close();  // the connection was dead before we wrote (a write fails at once)
+    start();
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::failed_before_response);
+    EXPECT_TRUE(outcome->nothing_sent);
+}
+
+TEST_F(Exchange, InterimAnswersAreNotRelayed) {
+    start();
+    backend_sends("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(client_got().rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << client_got();
+    EXPECT_EQ(client_got().find("100 Continue"), std::string::npos);
+    EXPECT_EQ(client_body(), "ok");
+}
+
+TEST_F(Exchange, NoBodyAnswersEndAtTheirHead) {
+    for (std::string_view status : {"204 No Content", "304 Not Modified"}) {
+        outcome.reset();
+        client.clear();
+        backend.clear();
+        head = "GET /v1/models/m HTTP/1.1\r\nHost: b\r\n\r\n";
+        request_body.clear();
+        start();
+        backend_sends("HTTP/1.1 " + std::string(status) + "\r\nX-A: 1\r\n\r\n");
+        ASSERT_TRUE(outcome) << status;
+        EXPECT_EQ(outcome->result, exchange_result::done_keep_alive) << status;
+        EXPECT_TRUE(outcome->reusable) << status;
+        EXPECT_EQ(client_got().find("Transfer-Encoding"), std::string::npos) << client_got();
+        EXPECT_EQ(client_got().find("Content-Length"), std::string::npos) << client_got();
+        EXPECT_EQ(client_body(), "") << status;
+    }
+}
+
+TEST_F(Exchange, HeadAnswerKeepsItsContentLengthAndHasNoBody) {
+    rc.head = true;
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_keep_alive);
+    EXPECT_TRUE(outcome->reusable);
+    EXPECT_NE(client_got().find("Content-Length: 42\r\n"), std::string::npos) << client_got();
+    EXPECT_EQ(client_body(), "");
+}
+
+TEST_F(Exchange, ClientGoneMidBodyLeavesTheConnectionUnused) {
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+    down.close();  // the client went away: writing to it fails
+    backend_sends("hello");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::done_close);
+    EXPECT_FALSE(outcome->failure);  // the backend did nothing wrong
+    EXPECT_EQ(ended_reusable, false);
+}
+
+// The mirror's downstream: nothing is written anywhere, the body is still captured, and a
+// failure at any point is one before the answer (no client saw any of it).
+TEST_F(Exchange, DiscardSinkCapturesTheBodyAndWritesNothing) {
+    discard_sink nobody;
+    start(nobody);
+    backend_sends("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n");
+    backend_sends("2\r\n\"}\r\n0\r\n\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, http::status::ok);
+    EXPECT_TRUE(outcome->reusable);
+    EXPECT_EQ(captured, "{\"a\"}");
+    EXPECT_TRUE(capture.complete);
+    EXPECT_EQ(client_got(), "");
+}
+
+TEST_F(Exchange, DiscardSinkCutMidBodyCountsAsAFailedAnswer) {
+    discard_sink nobody;
+    start(nobody);
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    backend_closes();
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::failed_before_response);
+    EXPECT_EQ(outcome->status, http::status::bad_gateway);
+    EXPECT_EQ(outcome->failure, metrics::upstream_failure::reset);
+    EXPECT_FALSE(capture.complete);
+}
+
+TEST_F(Exchange, CaptureSkipsEncodedAndErrorAnswers) {
+    start();
+    backend_sends("HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nfail");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, http::status::internal_server_error);
+    EXPECT_FALSE(capture.wanted);
+    EXPECT_EQ(captured, "");
+    EXPECT_EQ(client_body(), "fail");  // relayed all the same
+}
+
+}  // namespace
+}  // namespace stagegate::proxy

@@ -1,0 +1,221 @@
+// Routing decisions of the proxy, without sockets: route_request and check_head on requests
+// built in memory, against snapshots built from config.
+#include "proxy/routing_decision.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace stagegate::proxy {
+namespace {
+
+std::uint32_t test_series(std::string_view model, std::string_view version,
+                          std::string_view stage) {
+    static std::vector<std::string> seen;
+    std::string key = std::string(model) + "/" + std::string(version) + "/" + std::string(stage);
+    for (std::uint32_t i = 0; i < seen.size(); ++i) {
+        if (seen[i] == key) {
+            return i;
+        }
+    }
+    seen.push_back(key);
+    return static_cast<std::uint32_t>(seen.size() - 1);
+}
+
+// Model "m" (v1 stable, v2) with the given weights, sticky by header X-User or cookie uid.
+std::shared_ptr<const routing::route_snapshot> snapshot(std::uint32_t v2_bp,
+                                                        bool allow_force = true) {
+    auto cfg = config::parse(R"({
+      "listeners": [{"port": 0}],
+      "models": [
+        {"name": "m", "stable": "v1",
+         "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]},
+                      {"name": "v2", "endpoints": ["127.0.0.1:9002"]}],
+         "traffic": {"weights": {"v1": 10000, "v2": 0}, "stage": "canary",
+                     "sticky": {"header": "X-User", "cookie": "uid"}}}
+      ]
+    })");
+    EXPECT_TRUE(cfg) << cfg.error().describe();
+    cfg->models[0].split.weights = {{"v1", 10000 - v2_bp}, {"v2", v2_bp}};
+    cfg->models[0].split.allow_force_version = allow_force;
+    routing::endpoint_registry registry;
+    auto snap = routing::build_snapshot(*cfg, registry, test_series);
+    EXPECT_TRUE(snap) << snap.error().describe();
+    return *snap;
+}
+
+request_type request(std::string target, std::string body = {}) {
+    request_type req{http::verb::post, target, 11};
+    req.set(http::field::host, "gw");
+    req.body().assign(body.data(), body.size());
+    return req;
+}
+
+class RoutingDecision : public ::testing::Test {
+protected:
+    boost::asio::io_context io;
+    worker w{io, settings{}, 0};
+
+    std::string version_of(const routing::route_snapshot& routes, const request_type& req) {
+        auto d = route_request(w, routes, req);
+        EXPECT_FALSE(d.problem) << d.problem->message;
+        return d.problem ? std::string() : d.model->versions[d.version].name;
+    }
+    // How many of `n` requests without a sticky key go to v2.
+    int random_to_v2(const routing::route_snapshot& routes, int n) {
+        int v2 = 0;
+        for (int i = 0; i < n; ++i) {
+            v2 += version_of(routes, request("/v1/models/m:predict")) == "v2" ? 1 : 0;
+        }
+        return v2;
+    }
+};
+
+TEST_F(RoutingDecision, WeightsDecideTheShareOfRandomTraffic) {
+    EXPECT_EQ(random_to_v2(*snapshot(0), 1000), 0);
+    EXPECT_EQ(random_to_v2(*snapshot(10000), 1000), 1000);
+    // 50%: 4000 draws put 2000 +- 32 (one standard deviation) on v2; the bounds are 12 of them.
+    const int half = random_to_v2(*snapshot(5000), 4000);
+    EXPECT_GT(half, 1600);
+    EXPECT_LT(half, 2400);
+}
+
+TEST_F(RoutingDecision, StickyHeaderKeepsAUserOnOneVersionAndBucket) {
+    auto routes = snapshot(5000);
+    const auto& m = routes->models[0];
+    std::map<std::string, int> versions_seen;
+    for (int user = 0; user < 200; ++user) {
+        auto req = request("/v1/models/m:predict");
+        req.set("X-User", "user-" + std::to_string(user));
+        auto first = route_request(w, *routes, req);
+        ASSERT_FALSE(first.problem);
+        const auto hash = routing::sticky_hash("user-" + std::to_string(user), m.hash_salt);
+        EXPECT_EQ(first.version, routing::pick_version(m, routing::point_from_u64(hash)));
+        EXPECT_EQ(first.unit, static_cast<std::uint32_t>(hash));
+        for (int again = 0; again < 5; ++again) {
+            auto next = route_request(w, *routes, req);
+            EXPECT_EQ(next.version, first.version);
+            EXPECT_EQ(next.unit, first.unit);
+        }
+        ++versions_seen[m.versions[first.version].name];
+    }
+    EXPECT_GT(versions_seen["v1"], 50);  // users spread over both versions
+    EXPECT_GT(versions_seen["v2"], 50);
+}
+
+TEST_F(RoutingDecision, StickyCookieWhenNoHeaderAndHeaderFirst) {
+    auto routes = snapshot(5000);
+    const auto& m = routes->models[0];
+    auto by_cookie = request("/v1/models/m:predict");
+    by_cookie.set(http::field::cookie, "theme=dark; uid=alice");
+    EXPECT_EQ(sticky_key(m, by_cookie), "alice");
+    // A second Cookie header line is looked at too.
+    auto second_line = request("/v1/models/m:predict");
+    second_line.insert(http::field::cookie, "theme=dark");
+    second_line.insert(http::field::cookie, "uid=bob");
+    EXPECT_EQ(sticky_key(m, second_line), "bob");
+    auto both = by_cookie;
+    both.set("X-User", "carol");
+    EXPECT_EQ(sticky_key(m, both), "carol");
+    EXPECT_EQ(sticky_key(m, request("/v1/models/m:predict")), "");
+
+    const auto expected = routing::pick_version(
+        m, routing::point_from_u64(routing::sticky_hash("alice", m.hash_salt)));
+    for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(route_request(w, *routes, by_cookie).version, expected);
+    }
+}
+
+TEST_F(RoutingDecision, ForcedVersionWinsOverWeightsWhenAllowed) {
+    auto forced = request("/v1/models/m:predict");
+    forced.set(force_version_header, "v2");
+    auto routes = snapshot(0);
+    for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(version_of(*routes, forced), "v2");
+    }
+    auto not_allowed = snapshot(0, false);
+    EXPECT_EQ(version_of(*not_allowed, forced), "v1");
+
+    forced.set(force_version_header, "v9");
+    auto d = route_request(w, *routes, forced);
+    ASSERT_TRUE(d.problem);
+    EXPECT_EQ(d.problem->status, http::status::bad_request);
+    EXPECT_EQ(d.problem->code, "unknown_version");
+    EXPECT_EQ(d.problem->message, "model m has no version \"v9\"");
+}
+
+TEST_F(RoutingDecision, TrippedCandidateGetsNoRandomOrStickyTraffic) {
+    auto routes = snapshot(10000);
+    const auto& m = routes->models[0];
+    w.trip(m.versions[1].series);
+    EXPECT_EQ(random_to_v2(*routes, 200), 0);
+    auto sticky = request("/v1/models/m:predict");
+    sticky.set("X-User", "u");
+    EXPECT_EQ(version_of(*routes, sticky), "v1");
+    auto forced = request("/v1/models/m:predict");
+    forced.set(force_version_header, "v2");
+    EXPECT_EQ(version_of(*routes, forced), "v2");  // asked for by name: still served
+}
+
+TEST_F(RoutingDecision, UnroutableRequestsSayWhy) {
+    auto routes = snapshot(0);
+    struct case_t {
+        std::string target;
+        std::string body;
+        http::status status;
+        std::string_view code;
+        metrics::unrouted_reason reason;
+        std::string message;
+    };
+    const std::vector<case_t> cases = {
+        {"/v1/models/zzz:predict", "", http::status::not_found, "unknown_model",
+         metrics::unrouted_reason::unknown_model, "no model named \"zzz\" is served here"},
+        {"/healthz", "", http::status::not_found, "no_route", metrics::unrouted_reason::no_route,
+         "no model route matches /healthz"},
+        {"/v1/models/../m:predict", "", http::status::bad_request, "bad_path",
+         metrics::unrouted_reason::bad_request,
+         "the path has dot-segments or encoded separators: send it normalized"},
+        {"/v1/models/m%2Fx:predict", "", http::status::bad_request, "bad_path",
+         metrics::unrouted_reason::bad_request,
+         "the path has dot-segments or encoded separators: send it normalized"},
+        {"/v1/chat/completions", R"({"messages":[]})", http::status::bad_request,
+         "missing_model", metrics::unrouted_reason::bad_request,
+         "the JSON body needs a string field \"model\""},
+        {"/v1/chat/completions", R"({"model":"nope"})", http::status::not_found,
+         "unknown_model", metrics::unrouted_reason::unknown_model,
+         "no model named \"nope\" is served here"},
+    };
+    for (const auto& c : cases) {
+        auto d = route_request(w, *routes, request(c.target, c.body));
+        ASSERT_TRUE(d.problem) << c.target;
+        EXPECT_EQ(d.problem->status, c.status) << c.target;
+        EXPECT_EQ(d.problem->code, c.code) << c.target;
+        EXPECT_EQ(d.problem->message, c.message) << c.target;
+        EXPECT_EQ(d.unrouted, c.reason) << c.target;
+    }
+    // The OpenAI body names a model we serve: routed like the path form.
+    auto d = route_request(w, *routes, request("/v1/chat/completions", R"({"model":"m"})"));
+    ASSERT_FALSE(d.problem);
+    EXPECT_EQ(d.model->name, "m");
+}
+
+TEST(CheckHead, OnlyChunkedTransferEncodingPasses) {
+    auto req = request("/v1/models/m:predict");
+    EXPECT_FALSE(check_head(req));
+    req.set(http::field::transfer_encoding, "Chunked");
+    EXPECT_FALSE(check_head(req));
+    for (const char* te : {"gzip, chunked", "identity", "chunked, gzip"}) {
+        req.set(http::field::transfer_encoding, te);
+        auto problem = check_head(req);
+        ASSERT_TRUE(problem) << te;
+        EXPECT_EQ(problem->status, http::status::not_implemented);
+        EXPECT_EQ(problem->code, "unsupported_transfer_encoding");
+    }
+}
+
+}  // namespace
+}  // namespace stagegate::proxy
