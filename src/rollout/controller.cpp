@@ -660,7 +660,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
                  {"text", "holding " + where + " past its maximum duration: gates not passed"}});
         }
     }
-    // Widening asks for no gate failing and every estimate within its limit; completing (the
+    // Widening asks for no gate failing and no hint of harm (gates.hpp); completing (the
     // last stage, to 100 %) for every gate's bounds within its limit, on all the evidence
     // since the rollout began: a candidate beyond a tolerance completes at most beta of the
     // time, and a good one is not held at 5 % until the 5 % alone could prove it.
