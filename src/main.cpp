@@ -2,6 +2,7 @@
 // SIGTERM/SIGINT, then drains and exits 0.
 #include "stagegate/config/config.hpp"
 #include "stagegate/app/gateway.hpp"
+#include "stagegate/core/log.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -21,7 +22,8 @@ constexpr const char* usage =
     "  --config FILE        run the gateway with this JSON config\n"
     "  --check-config FILE  validate FILE, print every problem with its JSON path, exit 1 if any\n"
     "  --port-file FILE     after binding, write the bound port of each listener (one a line)\n"
-    "  --workers N          override the config's worker thread count\n";
+    "  --workers N          override the config's worker thread count\n"
+    "  --log-level LEVEL    debug, info (default), warn or error; log lines are logfmt on stderr\n";
 
 int check_config(const std::string& path) {
     auto cfg = stagegate::config::load_file(path);
@@ -70,6 +72,15 @@ int main(int argc, char** argv) {
                 std::cerr << "stagegate: --workers expects 0..1024, got " << v << "\n";
                 return 2;
             }
+        } else if (arg == "--log-level") {
+            std::string v = next();
+            auto l = stagegate::log::parse_level(v);
+            if (!l) {
+                std::cerr << "stagegate: --log-level expects debug, info, warn or error, got " << v
+                          << "\n";
+                return 2;
+            }
+            stagegate::log::set_level(*l);
         } else if (arg == "--help" || arg == "-h") {
             std::cout << usage;
             return 0;
@@ -93,13 +104,13 @@ int main(int argc, char** argv) {
     stagegate::app::gateway gw(std::move(*cfg));
     gw.set_config_path(config_path);
     if (auto started = gw.start(); !started) {
-        std::cerr << "stagegate: cannot start: " << started.error().describe() << "\n";
+        stagegate::log::error("main", "cannot start", {{"error", started.error().describe()}});
         return 1;
     }
     boost::asio::signal_set signals(gw.control(), SIGTERM, SIGINT);
     signals.async_wait([&gw](boost::system::error_code ec, int sig) {
         if (!ec) {
-            std::cerr << "stagegate: " << ::strsignal(sig) << ", draining\n";
+            stagegate::log::info("main", "draining", {{"signal", ::strsignal(sig)}});
             gw.stop();
         }
     });
@@ -114,21 +125,22 @@ int main(int argc, char** argv) {
             }
             auto reloaded = gw.reload("SIGHUP");
             if (!reloaded) {
-                std::cerr << "stagegate: reload refused: " << reloaded.error().describe() << "\n";
+                stagegate::log::error("main", "reload refused",
+                                      {{"error", reloaded.error().describe()}});
             }
             await_hup();
         });
     };
     await_hup();
     std::thread hup_thread([&] { hup_io.run(); });
-    std::cerr << "stagegate: " << gw.worker_count() << " worker(s), listening on";
+    std::string ports;
     for (auto p : gw.ports()) {
-        std::cerr << " " << p;
+        ports += (ports.empty() ? "" : ",") + std::to_string(p);
     }
-    if (gw.admin_port()) {
-        std::cerr << ", admin on " << gw.admin_port();
-    }
-    std::cerr << "\n";
+    stagegate::log::info("main", "serving",
+                         {{"workers", std::to_string(gw.worker_count())},
+                          {"ports", ports},
+                          {"admin_port", std::to_string(gw.admin_port())}});
     if (!port_file.empty()) {
         std::string tmp = port_file + ".tmp";
         {
@@ -143,6 +155,6 @@ int main(int argc, char** argv) {
     hup.cancel();
     hup_io.stop();
     hup_thread.join();
-    std::cerr << "stagegate: stopped\n";
+    stagegate::log::info("main", "stopped");
     return 0;
 }

@@ -1,4 +1,5 @@
 #include "stagegate/admin/admin_server.hpp"
+#include "stagegate/core/log.hpp"
 
 #include "admin_auth.hpp"
 #include "stagegate/core/http_client.hpp"
@@ -21,7 +22,6 @@
 #include <charconv>
 #include <deque>
 #include <functional>
-#include <iostream>
 #include <list>
 
 namespace stagegate::admin {
@@ -1082,8 +1082,8 @@ result<std::uint16_t> admin_server::listen(const config::admin& cfg) {
     }
     im.tokens = std::move(*tokens);
     if (im.tokens.open()) {
-        std::cerr << "stagegate: the admin API has no tokens: anyone on " << cfg.address
-                  << " may operate rollouts\n";
+        log::warn("admin", "the admin API has no tokens: anyone who reaches it may operate rollouts",
+                  {{"address", cfg.address}});
     }
     if (cfg.tls) {
         im.tls = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);

@@ -1,10 +1,10 @@
 #include "stagegate/cluster/member.hpp"
+#include "stagegate/core/log.hpp"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
 
 namespace stagegate::cluster {
 
@@ -218,7 +218,7 @@ void member::became_leader() {
     }
     leader_ = true;
     ++elections_won_;
-    std::cerr << "stagegate: replica " << replica_ << " is the leader\n";
+    log::info("cluster", "this replica is the leader", {{"replica", replica_}});
     if (cb_.elected) {
         cb_.elected();
     }
@@ -229,7 +229,8 @@ void member::lost_leadership(const std::string& why) {
         return;
     }
     leader_ = false;
-    std::cerr << "stagegate: replica " << replica_ << " is no longer the leader: " << why << "\n";
+    log::warn("cluster", "this replica is no longer the leader",
+              {{"replica", replica_}, {"why", why}});
     if (cb_.deposed) {
         cb_.deposed();
     }

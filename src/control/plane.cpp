@@ -1,4 +1,5 @@
 #include "stagegate/control/plane.hpp"
+#include "stagegate/core/log.hpp"
 
 #include "stagegate/cluster/member.hpp"
 #include "stagegate/metrics/exposition.hpp"
@@ -6,7 +7,6 @@
 
 #include <boost/asio/steady_timer.hpp>
 
-#include <iostream>
 
 namespace stagegate::control {
 
@@ -158,8 +158,8 @@ void plane::start_cluster(std::string admin_url) {
     }
     cluster::member::callbacks cb;
     cb.elected = [this] { lead(); };
-    cb.deposed = [this] {
-        std::cerr << "stagegate: following: routes change only by the leader's decisions\n";
+    cb.deposed = [] {
+        log::info("control", "following: routes change only by the leader's decisions");
     };
     cb.state_changed = [this](const std::string& model, const nlohmann::json& state) {
         if (member_->leader()) {
@@ -170,8 +170,8 @@ void plane::start_cluster(std::string admin_url) {
                                           mc && mc->rollout_spec ? &*mc->rollout_spec : nullptr,
                                           rollout::clock::now());
         if (!adopted) {
-            std::cerr << "stagegate: cannot follow the rollout of " << model << ": "
-                      << adopted.error().describe() << "\n";
+            log::error("control", "cannot follow the leader's rollout",
+                       {{"model", model}, {"error", adopted.error().describe()}});
         }
     };
     cb.event = [this](const nlohmann::json& event) {  // the leader's: webhooks, once
@@ -202,8 +202,8 @@ void plane::lead() {
         }
     }
     if (auto started = controller_->init(cfg_, now); !started) {
-        std::cerr << "stagegate: as the new leader, cannot resume the rollouts: "
-                  << started.error().describe() << "\n";
+        log::error("control", "as the new leader, cannot resume the rollouts",
+                   {{"error", started.error().describe()}});
     }
     if (!rollout_timer_) {
         schedule_rollout_tick();
@@ -474,7 +474,8 @@ result<nlohmann::json> plane::reload(config::gateway next, const std::string& ac
                                     {"generation", snap->generation},
                                     {"text", "config reloaded by " + actor}});
     }
-    std::cerr << "stagegate: config reloaded (routes generation " << snap->generation << ")\n";
+    log::info("control", "config reloaded",
+              {{"actor", actor}, {"generation", std::to_string(snap->generation)}});
     return result<nlohmann::json>(boost::system::in_place_value, std::move(summary));
 }
 

@@ -1,4 +1,5 @@
 #include "stagegate/notify/notify.hpp"
+#include "stagegate/core/log.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <openssl/evp.h>
@@ -6,7 +7,6 @@
 
 #include <deque>
 #include <fstream>
-#include <iostream>
 #include <sstream>
 
 namespace stagegate::notify {
@@ -111,8 +111,10 @@ void webhooks::publish(const json& event) {
         }
         if (h.queue.size() >= h.cfg.queue_size) {
             ++h.counts.dropped;
-            std::cerr << "stagegate: webhook " << h.cfg.name << ": queue full ("
-                      << h.cfg.queue_size << "), dropped event " << event.value("id", 0) << "\n";
+            log::warn("notify", "webhook queue full: event dropped",
+                      {{"webhook", h.cfg.name},
+                       {"queue_size", std::to_string(h.cfg.queue_size)},
+                       {"event", std::to_string(event.value("id", 0))}});
             continue;
         }
         h.queue.push_back(event);
@@ -182,8 +184,11 @@ void webhooks::finish(hook& h, const result<http_reply>& r) {
             return;
         }
         ++h.counts.dropped;
-        std::cerr << "stagegate: webhook " << h.cfg.name << ": dropped event " << id << " after "
-                  << h.attempt << " attempts: " << h.last["detail"].get<std::string>() << "\n";
+        log::warn("notify", "webhook gave up on an event",
+                  {{"webhook", h.cfg.name},
+                   {"event", std::to_string(id)},
+                   {"attempts", std::to_string(h.attempt)},
+                   {"detail", h.last["detail"].get<std::string>()}});
     }
     h.queue.pop_front();
     h.busy = false;
@@ -226,8 +231,8 @@ void webhooks::stop() {
             h->in_flight->cancel();
         }
         for (const auto& e : h->queue) {
-            std::cerr << "stagegate: webhook " << h->cfg.name << ": shutting down, event "
-                      << e.value("id", 0) << " not delivered\n";
+            log::warn("notify", "shutting down: event not delivered",
+                      {{"webhook", h->cfg.name}, {"event", std::to_string(e.value("id", 0))}});
         }
     }
 }

@@ -1,10 +1,10 @@
 #include "stagegate/rollout/controller.hpp"
+#include "stagegate/core/log.hpp"
 
 #include "stagegate/predictions/drift.hpp"
 
 #include <cmath>
 #include <cstdio>
-#include <iostream>
 
 namespace stagegate::rollout {
 
@@ -439,9 +439,8 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
             return saved.error();
         }
         if (!saved) {
-            std::cerr << "stagegate: rolling back " << next.model
-                      << " although its state could not be saved: " << saved.error().describe()
-                      << "\n";
+            log::error("rollout", "rolling back although the state could not be saved",
+                       {{"model", next.model}, {"error", saved.error().describe()}});
         }
     }
     const std::string old_label = stage_label(a);
@@ -449,8 +448,8 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
     a.st = next;
     const std::string label = stage_label(a);
     if (auto applied = route_by_state(a, stage_changed || label != old_label, now); !applied) {
-        std::cerr << "stagegate: cannot route " << a.st.model << ": "
-                  << applied.error().describe() << "\n";
+        log::error("rollout", "cannot route the rollout's traffic",
+                   {{"model", a.st.model}, {"error", applied.error().describe()}});
     }
     ++decisions_[a.st.model][event_type == "command" ? details.value("command", "command")
                                                      : event_type];
@@ -468,7 +467,7 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
             event[k] = v;
         }
         if (auto logged = store_->append_event(event); !logged) {
-            std::cerr << "stagegate: event not logged: " << logged.error().describe() << "\n";
+            log::error("rollout", "event not logged", {{"error", logged.error().describe()}});
         }
     }
     return {};

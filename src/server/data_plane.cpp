@@ -1,4 +1,5 @@
 #include "stagegate/server/data_plane.hpp"
+#include "stagegate/core/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -10,7 +11,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <iostream>
 #include <thread>
 
 namespace stagegate::server {
@@ -357,7 +357,7 @@ void data_plane::drain_step(std::chrono::steady_clock::time_point deadline,
         return;
     }
     if (busy) {
-        std::cerr << "stagegate: drain timeout passed with connections still open; closing them\n";
+        log::warn("server", "drain timeout passed with connections still open: closing them");
     }
     // Also ends mirrored requests still waiting on a candidate: no client waits for those.
     for (auto& wt : workers_) {
