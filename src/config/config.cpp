@@ -954,15 +954,12 @@ result<gateway> parse(std::string_view json_text) {
                 read_url(w, "url", h.url, true);
                 w.array("events", [&](const json& ev, const std::string& ep) {
                     const bool known =
-                        ev.is_string() &&
-                        std::find_if(std::begin(event_types), std::end(event_types),
-                                     [&](const char* t) { return ev.get<std::string>() == t; }) !=
-                            std::end(event_types);
+                        ev.is_string() && parse_event_type(ev.get<std::string>()).has_value();
                     if (!known) {
                         std::string list;
-                        for (const char* t : event_types) {
+                        for (auto t : event_types) {
                             if (!list.empty()) list += ", ";
-                            list += t;
+                            list += to_string(t);
                         }
                         problems.push_back({ep, "expected an event type: " + list});
                         return;

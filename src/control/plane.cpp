@@ -675,7 +675,7 @@ std::string plane::render_prometheus() const {
     if (controller_) {
         in.rollouts = controller_->gauges(rollout::clock::now());
         for (const auto& r : in.rollouts) {
-            if (r.phase == "progressing" || r.phase == "paused") {
+            if (config::is_live(r.phase)) {
                 candidates[r.model] = r.candidate;
             }
         }

@@ -344,8 +344,9 @@ std::string render_prometheus(const exposition_input& in) {
                             "Rollout decisions and operator commands since the gateway started.",
                             MetricType::Counter);
     for (const auto& r : in.rollouts) {
-        for (const char* p : rollout_phases) {
-            auto m = with_labels({{"model", r.model}, {"candidate", r.candidate}, {"phase", p}});
+        for (auto p : config::rollout_phases) {
+            auto m = with_labels(
+                {{"model", r.model}, {"candidate", r.candidate}, {"phase", config::to_string(p)}});
             m.gauge.value = r.phase == p ? 1 : 0;
             phase.metric.push_back(std::move(m));
         }

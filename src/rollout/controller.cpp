@@ -8,6 +8,9 @@
 
 namespace stagegate::rollout {
 
+using config::event_type;
+using config::to_string;  // of phases and event types (config/vocabulary.hpp)
+
 using json = nlohmann::json;
 
 namespace {
@@ -79,22 +82,6 @@ json quality_json(const metrics::series_counts& candidate, const metrics::series
 
 }  // namespace
 
-const char* phase_name(phase p) {
-    switch (p) {
-        case phase::progressing:
-            return "progressing";
-        case phase::paused:
-            return "paused";
-        case phase::completed:
-            return "completed";
-        case phase::rolled_back:
-            return "rolled_back";
-        case phase::aborted:
-            return "aborted";
-    }
-    return "unknown";
-}
-
 json controller::to_json(const rollout_state& s) {
     json j = {{"model", s.model},         {"stable", s.stable},   {"candidate", s.candidate},
               {"phase", phase_name(s.ph)}, {"stage_index", s.stage}, {"reason", s.reason},
@@ -119,15 +106,12 @@ std::optional<controller::rollout_state> controller::from_json(const json& j) {
     if (j.contains("manual_weight_bp") && j["manual_weight_bp"].is_number_integer()) {
         s.manual_weight = j["manual_weight_bp"].get<std::uint32_t>();
     }
-    const std::string p = j["phase"].get<std::string>();
-    for (phase candidate : {phase::progressing, phase::paused, phase::completed,
-                            phase::rolled_back, phase::aborted}) {
-        if (p == phase_name(candidate)) {
-            s.ph = candidate;
-            return s;
-        }
+    const auto p = config::parse_rollout_phase(j["phase"].get<std::string>());
+    if (!p) {
+        return std::nullopt;
     }
-    return std::nullopt;
+    s.ph = *p;
+    return s;
 }
 
 bool controller::awaiting_pre_checks(const active& a) const {
@@ -260,7 +244,9 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
             auto& r = rollouts_[m.name];
             if (store_) {
                 (void)store_->append_event(
-                    {{"time_ms", env_.wall_ms()}, {"model", m.name}, {"type", "resumed"},
+                    {{"time_ms", env_.wall_ms()},
+                     {"model", m.name},
+                     {"type", to_string(event_type::resumed)},
                      {"phase", phase_name(r.st.ph)}, {"stage", label},
                      {"text", "resumed rollout of " + m.name + " " + r.st.candidate + " " +
                                   phase_name(r.st.ph) + " at " + label +
@@ -279,7 +265,7 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
         auto& r = rollouts_[m.name];
         r.st = fresh;
         r.st.ph = phase::aborted;  // routes as "not started" until the first transition lands
-        auto started = transition(r, fresh, "started",
+        auto started = transition(r, fresh, event_type::started,
                                   "started rollout of " + m.name + " " + fresh.candidate +
                                       " at " + a.spec.stages[0].name + " (" +
                                       percent_of(a.spec.stages[0].weight) + ")",
@@ -407,7 +393,7 @@ result<json> controller::start(const std::string& model, config::rollout spec,
     auto previous = it != rollouts_.end() ? std::optional<active>(it->second) : std::nullopt;
     auto& slot = rollouts_[model];
     slot = std::move(a);
-    auto done = transition(slot, first, "started",
+    auto done = transition(slot, first, event_type::started,
                            "started rollout of " + model + " " + first.candidate + " at " +
                                slot.spec.stages[0].name + " (" +
                                percent_of(slot.spec.stages[0].weight) + ")" + by,
@@ -423,7 +409,7 @@ result<json> controller::start(const std::string& model, config::rollout spec,
     return result<json>(boost::system::in_place_value, status(model, now));
 }
 
-result<void> controller::transition(active& a, rollout_state next, const std::string& event_type,
+result<void> controller::transition(active& a, rollout_state next, event_type type,
                                     const std::string& text, json details,
                                     clock::time_point now) {
     next.sequence = a.st.sequence + 1;
@@ -451,12 +437,13 @@ result<void> controller::transition(active& a, rollout_state next, const std::st
         log::error("rollout", "cannot route the rollout's traffic",
                    {{"model", a.st.model}, {"error", applied.error().describe()}});
     }
-    ++decisions_[a.st.model][event_type == "command" ? details.value("command", "command")
-                                                     : event_type];
+    ++decisions_[a.st.model][type == event_type::command
+                                 ? details.value("command", "command")
+                                 : std::string(to_string(type))];
     if (store_) {
         json event = {{"time_ms", env_.wall_ms()},
                       {"model", a.st.model},
-                      {"type", event_type},
+                      {"type", to_string(type)},
                       {"phase", phase_name(a.st.ph)},
                       {"stage", label},
                       {"candidate", a.st.candidate},
@@ -551,13 +538,14 @@ void controller::on_checks_done(const std::string& model, std::uint64_t sequence
         if (kind == check_kind::pre) {
             auto next = a.st;
             next.pre_checks_done = true;
-            (void)transition(a, next, "checks_passed",
+            (void)transition(a, next, event_type::checks_passed,
                              "pre-checks passed for " + model + " " + a.st.candidate + ": " +
                                  std::to_string(results.size()) + " check(s) answered 2xx",
                              {{"checks", answers}}, now);
         } else if (store_) {
             (void)store_->append_event({{"time_ms", env_.wall_ms()}, {"model", model},
-                                        {"type", "checks_passed"}, {"kind", kind_name},
+                                        {"type", to_string(event_type::checks_passed)},
+                                        {"kind", kind_name},
                                         {"stage", stage_label(a)}, {"checks", answers},
                                         {"text", std::string(kind_name) + " checks passed for " +
                                                      where}});
@@ -574,14 +562,16 @@ void controller::on_checks_done(const std::string& model, std::uint64_t sequence
         auto next = a.st;
         next.ph = phase::rolled_back;
         next.manual_weight.reset();
-        (void)transition(a, next, "rolled_back",
+        (void)transition(a, next, event_type::rolled_back,
                          "rolled back " + where + ": " + kind_name + " check failed: " + why,
                          {{"checks", answers}}, now);
         return;
     }
     if (store_) {
         (void)store_->append_event(
-            {{"time_ms", env_.wall_ms()}, {"model", model}, {"type", "check_failed"},
+            {{"time_ms", env_.wall_ms()},
+             {"model", model},
+             {"type", to_string(event_type::check_failed)},
              {"kind", kind_name}, {"stage", stage_label(a)}, {"checks", answers},
              {"text", "holding " + where + ": " + kind_name + " check failed: " + why}});
     }
@@ -629,8 +619,8 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     if (const auto* f = a.last.first_failure()) {
         auto next = a.st;
         next.ph = phase::rolled_back;
-        (void)transition(a, next, "rolled_back", "rolled back " + where + ": " + f->explanation,
-                         details, now);
+        (void)transition(a, next, event_type::rolled_back,
+                         "rolled back " + where + ": " + f->explanation, details, now);
         return;
     }
     if (a.st.ph != phase::progressing) {
@@ -644,7 +634,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
         if (stage.rollback_on_max_duration) {
             auto next = a.st;
             next.ph = phase::rolled_back;
-            (void)transition(a, next, "rolled_back",
+            (void)transition(a, next, event_type::rolled_back,
                              "rolled back " + where + ": still not promotable after its maximum "
                              "duration of " + std::to_string(stage.max_duration->count() / 1000) +
                                  " s",
@@ -654,7 +644,9 @@ void controller::evaluate_one(active& a, clock::time_point now) {
         if (!a.max_duration_reported && store_ && !past_max_duration) {
             a.max_duration_reported = true;
             (void)store_->append_event(
-                {{"time_ms", env_.wall_ms()}, {"model", a.st.model}, {"type", "stuck"},
+                {{"time_ms", env_.wall_ms()},
+                 {"model", a.st.model},
+                 {"type", to_string(event_type::stuck)},
                  {"stage", label}, {"gates", details["gates"]},
                  {"text", "holding " + where + " past its maximum duration: gates not passed"}});
         }
@@ -685,7 +677,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
             if (store_) {
                 (void)store_->append_event(
                     {{"time_ms", env_.wall_ms()}, {"model", a.st.model},
-                     {"type", "approval_pending"}, {"stage", label},
+                     {"type", to_string(event_type::approval_pending)}, {"stage", label},
                      {"candidate", a.st.candidate}, {"gates", details["gates"]},
                      {"text", "waiting for approval to widen " + where + ": gates passed over " +
                                   std::to_string(c.requests()) + " candidate requests; "
@@ -697,7 +689,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     auto next = a.st;
     if (a.st.stage + 1 >= a.spec.stages.size()) {
         next.ph = phase::completed;
-        (void)transition(a, next, "completed",
+        (void)transition(a, next, event_type::completed,
                          "completed rollout of " + a.st.model + ": " + a.st.candidate +
                              " is stable at 100 % after passing " + label + ": all gates "
                              "passed over " + std::to_string(rollout_requests) +
@@ -706,7 +698,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     } else {
         next.stage = a.st.stage + 1;
         const auto& to = a.spec.stages[next.stage];
-        (void)transition(a, next, "promoted",
+        (void)transition(a, next, event_type::promoted,
                          "promoted " + where + " to " + to.name + " (" + percent_of(to.weight) +
                              "): all gates passed over " + std::to_string(rollout_requests) +
                              " candidate requests since the rollout began (" +
@@ -748,7 +740,7 @@ bool controller::on_version_broken(const std::string& model, const std::string& 
     }
     auto next = a.st;
     next.ph = phase::rolled_back;
-    (void)transition(a, next, "rolled_back",
+    (void)transition(a, next, event_type::rolled_back,
                      "rolled back " + model + " " + version + " at " + stage_label(a) + ": its last " +
                          std::to_string(count) + " requests all failed",
                      json::object(), now);
@@ -845,7 +837,7 @@ result<json> controller::command(const std::string& model, const std::string& na
         details["approved"] = true;
         text += " (approval)";
     }
-    auto done = transition(a, next, "command", text, std::move(details), now);
+    auto done = transition(a, next, event_type::command, text, std::move(details), now);
     if (!done) {
         return done.error();
     }
@@ -891,7 +883,7 @@ result<bool> controller::update_spec(const std::string& model, config::rollout s
     if (store_) {
         (void)store_->append_event({{"time_ms", env_.wall_ms()},
                                     {"model", model},
-                                    {"type", "spec_updated"},
+                                    {"type", to_string(event_type::spec_updated)},
                                     {"phase", phase_name(a.st.ph)},
                                     {"stage", label},
                                     {"candidate", a.st.candidate},
@@ -994,7 +986,7 @@ std::vector<metrics::rollout_gauge> controller::gauges(clock::time_point now) co
         metrics::rollout_gauge g;
         g.model = model;
         g.candidate = a.st.candidate;
-        g.phase = phase_name(a.st.ph);
+        g.phase = a.st.ph;
         g.stage = stage_label(a);
         g.stage_index = static_cast<double>(a.st.stage);
         g.seconds_in_stage = std::chrono::duration<double>(now - a.stage_started).count();

@@ -4,6 +4,7 @@
 // Must not touch: sockets, threads or any runtime state. Throws nothing.
 #pragma once
 
+#include "stagegate/config/vocabulary.hpp"
 #include "stagegate/core/error.hpp"
 
 #include <chrono>
@@ -262,11 +263,6 @@ struct webhook {
     std::uint32_t queue_size = 1000;  // events waiting; more are dropped (and logged)
 };
 
-// Event types a webhook can ask for.
-inline constexpr const char* event_types[] = {
-    "started",       "promoted",         "completed",    "rolled_back",
-    "command",       "stuck",            "resumed",      "spec_updated",
-    "config_reloaded", "approval_pending", "check_failed", "checks_passed"};
 
 // "state": {"store": "etcd", ...}: several replicas act as one gateway, coordinated through
 // etcd (its v3 JSON gateway): one leader decides, every replica routes by its decisions.

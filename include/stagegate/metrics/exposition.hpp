@@ -4,6 +4,7 @@
 // on the request path), plus the standard process_* metrics read from /proc.
 #pragma once
 
+#include "stagegate/config/vocabulary.hpp"
 #include "stagegate/metrics/store.hpp"
 
 #include <array>
@@ -29,7 +30,7 @@ struct version_gauge {
 struct rollout_gauge {
     std::string model;
     std::string candidate;
-    std::string phase;  // one of rollout_phases
+    config::rollout_phase phase = config::rollout_phase::progressing;
     std::string stage;
     double stage_index = 0;
     double seconds_in_stage = 0;
@@ -48,8 +49,6 @@ struct feedback_count {
     double value = 0;
 };
 
-inline constexpr std::array<const char*, 5> rollout_phases = {
-    "progressing", "paused", "completed", "rolled_back", "aborted"};
 
 struct exposition_input {
     const store* metrics = nullptr;

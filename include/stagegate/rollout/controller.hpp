@@ -25,8 +25,8 @@ namespace stagegate::rollout {
 
 using clock = std::chrono::steady_clock;
 
-enum class phase { progressing, paused, completed, rolled_back, aborted };
-const char* phase_name(phase p);
+using phase = config::rollout_phase;  // config/vocabulary.hpp
+inline const char* phase_name(phase p) { return config::to_string(p); }
 
 // What the controller needs from the gateway.
 class environment {
@@ -179,7 +179,7 @@ private:
     // Persists `next`, then routes by it, then logs the event. On a persistence failure the
     // state is unchanged (except for a rollback, which is applied anyway: less exposure is
     // always the safe side) and the error is returned.
-    result<void> transition(active& a, rollout_state next, const std::string& event_type,
+    result<void> transition(active& a, rollout_state next, config::event_type type,
                             const std::string& text, nlohmann::json details,
                             clock::time_point now);
     void evaluate_one(active& a, clock::time_point now);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -444,6 +446,25 @@ TEST(ConfigPredictions, GatesNeedWhatThePredictionsProvide) {
     ASSERT_FALSE(no_predictions);
     EXPECT_TRUE(has_problem(no_predictions.error(), "/models/0/rollout/gates/predictions/max_psi",
                             "predictions"));
+}
+
+// One word per enum value, each parsed back to itself, none shared: the admin API, metrics,
+// webhooks and the state files all spell them this way.
+TEST(Vocabulary, EveryPhaseAndEventTypeRoundTripsThroughItsName) {
+    std::set<std::string> names;
+    for (auto p : rollout_phases) {
+        EXPECT_EQ(parse_rollout_phase(to_string(p)), p);
+        EXPECT_TRUE(names.insert(to_string(p)).second) << to_string(p);
+    }
+    names.clear();
+    for (auto t : event_types) {
+        EXPECT_EQ(parse_event_type(to_string(t)), t);
+        EXPECT_TRUE(names.insert(to_string(t)).second) << to_string(t);
+    }
+    EXPECT_FALSE(parse_rollout_phase("running"));
+    EXPECT_FALSE(parse_event_type("Promoted"));
+    EXPECT_TRUE(is_live(rollout_phase::paused));
+    EXPECT_FALSE(is_live(rollout_phase::rolled_back));
 }
 
 }  // namespace
