@@ -609,10 +609,11 @@ void read_model(const json& j, const std::string& path, model& m,
         t.boolean("allow_force_version", m.split.allow_force_version);
     });
     r.object("timeouts", [&](object_reader& t) {
-        t.reject_unknown({"connect_ms", "first_byte_ms", "total_ms"});
+        t.reject_unknown({"connect_ms", "first_byte_ms", "stream_idle_ms", "total_ms"});
         t.duration_ms("connect_ms", m.timeouts.connect);
         t.duration_ms("first_byte_ms", m.timeouts.first_byte);
-        t.duration_ms("total_ms", m.timeouts.total);
+        t.duration_ms("stream_idle_ms", m.timeouts.stream_idle, 0);
+        t.duration_ms("total_ms", m.timeouts.total, 0);
     });
     r.object("passive_health", [&](object_reader& h) {
         h.reject_unknown({"max_fails", "fail_timeout_ms"});
@@ -910,8 +911,13 @@ std::vector<problem> validate(const gateway& cfg) {
                                     "a model with a rollout gets its weights from the rollout"});
             }
         }
-        if (m.timeouts.first_byte > m.timeouts.total) {
+        if (m.timeouts.total.count() > 0 && m.timeouts.first_byte > m.timeouts.total) {
             problems.push_back({mpath + "/timeouts/first_byte_ms", "must not exceed total_ms"});
+        }
+        if (m.timeouts.total.count() == 0 && m.timeouts.stream_idle.count() == 0) {
+            problems.push_back({mpath + "/timeouts/stream_idle_ms",
+                                "must be above 0 when total_ms is 0: an answer that stalls would "
+                                "hold its connections forever"});
         }
         if (!m.route.kserve_v1 && !m.route.kserve_v2 && !m.route.openai &&
             m.route.path_prefixes.empty()) {

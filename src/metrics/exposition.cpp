@@ -248,6 +248,11 @@ std::string render_prometheus(const exposition_input& in) {
     auto upstream_errors = family("stagegate_upstream_errors_total",
                                   "Upstream failures by model, version and kind.",
                                   MetricType::Counter);
+    auto cut_short = family("stagegate_responses_cut_short_total",
+                            "Answers whose body broke off after their status reached the client "
+                            "(the backend closed, reset or stalled mid-stream); each is also in "
+                            "stagegate_requests_total under its code, and a failure for the gates.",
+                            MetricType::Counter);
     // Upstream failures are per (model, version): sum the stages.
     std::map<std::pair<std::string, std::string>, std::array<std::uint64_t, upstream_failure_kinds>>
         failures;
@@ -265,6 +270,11 @@ std::string render_prometheus(const exposition_input& in) {
                                   {"code", code_label(c)}});
             m.counter.value = static_cast<double>(t->codes[c]);
             requests.metric.push_back(std::move(m));
+        }
+        if (t->cut_short > 0) {
+            auto m = with_labels({{"model", l.model}, {"version", l.version}, {"stage", l.stage}});
+            m.counter.value = static_cast<double>(t->cut_short);
+            cut_short.metric.push_back(std::move(m));
         }
         auto h = with_labels({{"model", l.model}, {"version", l.version}, {"stage", l.stage}});
         h.histogram.sample_count = t->latency.count();
@@ -291,6 +301,7 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(requests));
     out.push_back(std::move(duration));
     out.push_back(std::move(upstream_errors));
+    out.push_back(std::move(cut_short));
     add_prediction_metrics(out, in);
 
     // Per-version gauges; `state_label` names the gauge's `state` field when it has one.

@@ -30,7 +30,7 @@ std::uint64_t series_counts::requests() const {
 }
 
 std::uint64_t series_counts::server_errors() const {
-    std::uint64_t n = 0;
+    std::uint64_t n = cut_short;
     for (std::size_t i = 0; i < code_slots; ++i) {
         bool five = i < tracked_codes.size() ? tracked_codes[i] >= 500
                                              : i == tracked_codes.size() + 4;
@@ -48,6 +48,7 @@ void series_counts::merge(const series_counts& other) {
     for (std::size_t i = 0; i < upstream_failure_kinds; ++i) {
         upstream_failures[i] += other.upstream_failures[i];
     }
+    cut_short += other.cut_short;
     latency.merge(other.latency);
     success_latency.merge(other.success_latency);
     for (std::size_t i = 0; i < unit_buckets; ++i) {
@@ -61,6 +62,7 @@ void series_counts::merge(const series_counts& other) {
 void series_counts::clear() {
     codes.fill(0);
     upstream_failures.fill(0);
+    cut_short = 0;
     latency.clear();
     success_latency.clear();
     units = {};

@@ -45,6 +45,7 @@ json to_wire(const series_counts& c) {
         {"codes", sparse(code_slots, [&](std::size_t i) { return c.codes[i]; })},
         {"failures", sparse(upstream_failure_kinds,
                             [&](std::size_t i) { return c.upstream_failures[i]; })},
+        {"cut_short", c.cut_short},
         {"latency_sum", c.latency.sum_micros()},
         {"latency", sparse(latency_histogram::bucket_count,
                            [&](std::size_t i) { return c.latency.bucket(i); })},
@@ -125,7 +126,11 @@ bool add_from_wire(const json& wire, series_counts& into) {
          count(p, "mirrors_dropped", q.mirrors_dropped) && count(p, "feedback", q.feedback) &&
          count(p, "correct", q.correct) && count(p, "valued_feedback", q.valued_feedback) &&
          real(p, "abs_error_sum", q.abs_error_sum);
-    // Replicas of an older release send no units or success latencies: they count as none.
+    // Replicas of an older release send no units, success latencies or cut answers: they
+    // count as none.
+    if (wire.contains("cut_short")) {
+        ok = ok && count(wire, "cut_short", c.cut_short);
+    }
     if (wire.contains("unit_requests")) {
         ok = ok &&
              each_sparse(wire["unit_requests"], unit_buckets,

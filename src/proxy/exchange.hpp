@@ -51,6 +51,10 @@ struct exchange_outcome {
     bool nothing_sent = false;
     // The answer ended cleanly and the backend keeps the connection: it may serve again.
     bool reusable = false;
+    // The backend's answer broke off after its head reached the client (the backend closed or
+    // reset the connection, or stalled past the stream idle timeout or the total cap): the
+    // client saw the status, yet the answer failed, and counts as the version's failure.
+    bool cut_short = false;
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,
@@ -179,9 +183,17 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     auto& up_buffer = up.buffer();
     auto& slot = a.slot;
     const auto started = coarse_now();
-    const auto total_deadline = started + a.model.timeouts.total;
-    const auto first_byte_deadline =
-        std::min(started + a.model.timeouts.first_byte, total_deadline);
+    const auto& timeouts = a.model.timeouts;
+    const auto total_deadline =
+        timeouts.total.count() > 0 ? started + timeouts.total : clock::time_point::max();
+    const auto first_byte_deadline = std::min(started + timeouts.first_byte, total_deadline);
+    // Each read of the body gets the stream idle timeout from when it starts (a gap between
+    // two reads, not the answer's length), within the total cap if there is one.
+    auto body_read_deadline = [&] {
+        return timeouts.stream_idle.count() > 0
+                   ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
+                   : total_deadline;
+    };
     auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
         const bool timeout = slot.upstream_timed_out;
         const auto kind = upstream_failure_of(ec, timeout);
@@ -290,10 +302,10 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                     head_sent = true;
                 }
             }
-            slot.upstream_expire_at(total_deadline);
             parser->set_buffer(buffer.data(), buffer.size());
             boost::system::error_code ec;
             while (parse_buffered_body(*parser, up_buffer, ec) == body_progress::need_bytes) {
+                slot.upstream_expire_at(body_read_deadline());
                 auto [read_ec, n] = co_await stream.async_read_some(
                     up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
                 up_buffer.commit(n);
@@ -313,8 +325,12 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                 out.result = exchange_result::done_close;  // the client sees a cut-short body
                 out.failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
                                                       : metrics::upstream_failure::reset;
+                out.cut_short = true;
                 co_return out;
             }
+            // While the client takes what was read, the backend is not idle but held back:
+            // only the total cap runs.
+            slot.upstream_expire_at(total_deadline);
             got = buffer.size() - parser->buffer_left();
             if (a.capture) {
                 a.capture->append(buffer.data(), got);

@@ -48,9 +48,10 @@ task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const reque
 }
 
 // Records one answer (or the gateway's error in its place) under the version's series, and
-// trips a watched version after its run of failures.
+// trips a watched version after its run of failures. `cut_short`: the answer broke off after
+// its head reached the client, a failure whatever its status.
 void record_response(worker& w, const routing::version_route& version, unsigned status,
-                     clock::time_point started, std::uint32_t unit);
+                     clock::time_point started, std::uint32_t unit, bool cut_short = false);
 
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
@@ -123,7 +124,8 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             out.problem.message.insert(0, "model " + model.name + ": ");
             keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
         }
-        record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit);
+        record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit,
+                        out.cut_short);
         // Read after the answer went out: the client never waits for this.
         std::optional<predictions::prediction> predicted;
         if (read_body && out.result != exchange_result::failed_before_response) {

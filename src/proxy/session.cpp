@@ -37,11 +37,11 @@ stream_type& lowest_of(Stream& s) {
 }  // namespace
 
 void record_response(worker& w, const routing::version_route& version, unsigned status,
-                     clock::time_point started, std::uint32_t unit) {
+                     clock::time_point started, std::uint32_t unit, bool cut_short) {
     const auto& cfg = w.config();
     const auto series = version.series;
     if (version.trip_after > 0) {
-        auto streak = w.shard().record_streak(series, status >= 500);
+        auto streak = w.shard().record_streak(series, status >= 500 || cut_short);
         if (streak == version.trip_after) {
             w.trip(series);
             if (cfg.on_broken) {
@@ -51,7 +51,8 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
     }
     if (cfg.record_metrics) {
         auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
-        w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()), unit);
+        w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()), unit,
+                         cut_short);
     }
 }
 

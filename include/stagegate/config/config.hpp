@@ -73,10 +73,14 @@ struct traffic {
     bool allow_force_version = false;  // honour X-Stagegate-Force-Version
 };
 
+// Upstream timeouts, made for streams as nginx's proxy_read_timeout and Envoy's stream idle
+// timeout are: a streamed answer (SSE tokens) that keeps moving may run for as long as it
+// moves; one that stalls is cut. 0 switches stream_idle or total off (not both).
 struct model_timeouts {
     millis connect{1000};
-    millis first_byte{30000};  // request sent -> response header received
-    millis total{60000};       // whole upstream exchange
+    millis first_byte{30000};   // request sent -> response header received
+    millis stream_idle{60000};  // the longest gap between two reads of the answer's body
+    millis total{0};            // cap on the whole upstream exchange (0: none)
 };
 
 // Passive health, as nginx's max_fails / fail_timeout: after max_fails failed connects in a

@@ -49,10 +49,11 @@ struct unit_counts {
     std::array<std::uint64_t, unit_buckets> requests{};
     std::array<std::uint64_t, unit_buckets> server_errors{};  // 5xx
     std::array<std::uint64_t, unit_buckets> client_errors{};  // 4xx
-    void record(std::uint32_t unit, unsigned status) {
+    // `failed`: an answer that broke off after its head (see series_counts::cut_short).
+    void record(std::uint32_t unit, unsigned status, bool failed = false) {
         unit &= unit_buckets - 1;
         ++requests[unit];
-        server_errors[unit] += status >= 500 ? 1 : 0;
+        server_errors[unit] += status >= 500 || failed ? 1 : 0;
         client_errors[unit] += status >= 400 && status < 500 ? 1 : 0;
     }
 };
@@ -66,9 +67,13 @@ struct series_counts {
     latency_histogram success_latency;
     unit_counts units;
     prediction_counts predictions;
+    // Answers below 500 whose body broke off after the head reached the client (the backend
+    // closed, reset or stalled mid-stream): counted under their status code, and as failures.
+    std::uint64_t cut_short = 0;
 
     std::uint64_t requests() const;
-    // 5xx answers (including the gateway's own 502/503/504). 4xx are the client's doing.
+    // 5xx answers (including the gateway's own 502/503/504) and answers cut short. 4xx are the
+    // client's doing.
     std::uint64_t server_errors() const;
     void merge(const series_counts& other);
     void clear();

@@ -31,14 +31,17 @@ struct shard_delta {
 
 class shard {
 public:
-    // `unit`: the request's unit bucket (series.hpp's unit_counts).
+    // `unit`: the request's unit bucket (series.hpp's unit_counts). `cut_short`: the answer
+    // broke off after its head went out (series_counts::cut_short).
     void record(std::uint32_t series, unsigned status, std::uint64_t latency_micros,
-                std::uint32_t unit) {
+                std::uint32_t unit, bool cut_short = false) {
         auto& s = at(series);
-        s.units.record(unit, status);
+        const bool cut = cut_short && status < 500;  // a 5xx is a failure already
+        s.units.record(unit, status, cut);
         ++s.codes[code_slot(status)];
+        s.cut_short += cut ? 1 : 0;
         s.latency.record(latency_micros);
-        if (status < 400) {
+        if (status < 400 && !cut) {
             s.success_latency.record(latency_micros);
         }
     }

@@ -78,6 +78,10 @@ TEST(ConfigParse, MinimalConfigGetsDefaults) {
     EXPECT_TRUE(m.route.kserve_v1);
     EXPECT_TRUE(m.route.openai);
     EXPECT_EQ(m.timeouts.connect.count(), 1000);
+    // Made for streams: a stream may run as long as it keeps moving.
+    EXPECT_EQ(m.timeouts.first_byte.count(), 30000);
+    EXPECT_EQ(m.timeouts.stream_idle.count(), 60000);
+    EXPECT_EQ(m.timeouts.total.count(), 0);
     EXPECT_EQ(cfg->listeners[0].address, "0.0.0.0");
     EXPECT_TRUE(cfg->admin_listener.enabled);
     EXPECT_EQ(cfg->admin_listener.address, "127.0.0.1");
@@ -248,6 +252,34 @@ TEST(ConfigParse, EveryShapeProblemIsReportedAtOnce) {
     EXPECT_TRUE(has_problem(e, "/models/0/versions/0/endpoints/1", "host:port"));
     EXPECT_TRUE(has_problem(e, "/models/0/versions/0/endpoints/2", "host:port"));
     EXPECT_TRUE(has_problem(e, "/models/0/timeouts/connect_ms", "integer"));
+}
+
+TEST(ConfigValidate, StreamTimeouts) {
+    auto with = [](const std::string& timeouts) {
+        return parse(R"({"listeners": [{"port": 8080}],
+          "models": [{"name": "m", "stable": "v1",
+                      "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+                      "timeouts": )" + timeouts + "}]}");
+    };
+    auto capped = with(R"({"first_byte_ms": 500, "stream_idle_ms": 0, "total_ms": 600000})");
+    ASSERT_TRUE(capped) << capped.error().describe();
+    EXPECT_EQ(capped->models[0].timeouts.stream_idle.count(), 0);
+    EXPECT_EQ(capped->models[0].timeouts.total.count(), 600000);
+    // Without a total cap the first byte may take as long as it is given.
+    auto uncapped = with(R"({"first_byte_ms": 120000, "total_ms": 0})");
+    ASSERT_TRUE(uncapped) << uncapped.error().describe();
+
+    auto neither = with(R"({"stream_idle_ms": 0, "total_ms": 0})");
+    ASSERT_FALSE(neither);
+    EXPECT_TRUE(has_problem(neither.error(), "/models/0/timeouts/stream_idle_ms",
+                            "must be above 0 when total_ms is 0"));
+    auto late = with(R"({"first_byte_ms": 2000, "total_ms": 1000})");
+    ASSERT_FALSE(late);
+    EXPECT_TRUE(has_problem(late.error(), "/models/0/timeouts/first_byte_ms",
+                            "must not exceed total_ms"));
+    auto unknown = with(R"({"idle_ms": 5})");
+    ASSERT_FALSE(unknown);
+    EXPECT_TRUE(has_problem(unknown.error(), "/models/0/timeouts/idle_ms", "unknown key"));
 }
 
 TEST(ConfigValidate, WeightsMustSumToTenThousandAndNameVersions) {

@@ -1,5 +1,6 @@
 #include "stagegate/metrics/shard.hpp"
 #include "stagegate/metrics/store.hpp"
+#include "stagegate/metrics/wire.hpp"
 
 #include <gtest/gtest.h>
 
@@ -50,6 +51,32 @@ TEST(Shard, SuccessLatencyAndUnitBucketsKeepWhatTheGatesJudge) {
     EXPECT_EQ(c.units.server_errors[5], 1u);
     EXPECT_EQ(c.units.client_errors[5], 1u);
     EXPECT_EQ(c.units.requests[6], 1u);
+}
+
+// A stream cut after its 200 went out: counted under 200, and as a failure everywhere the
+// gates and the cluster look (server errors, unit buckets, not a success latency); a 5xx cut
+// short is a failure once, not twice.
+TEST(Shard, AnAnswerCutShortIsAFailureUnderItsOwnCode) {
+    shard s;
+    s.record(2, 200, 5000, 3, true);
+    s.record(2, 503, 100, 3, true);
+    s.record(2, 200, 4000, 3);
+    auto c = s.take().series[0].second;
+    EXPECT_EQ(c.codes[code_slot(200)], 2u);
+    EXPECT_EQ(c.cut_short, 1u);
+    EXPECT_EQ(c.server_errors(), 2u);
+    EXPECT_EQ(c.units.server_errors[3], 2u);
+    EXPECT_EQ(c.success_latency.count(), 1u);
+
+    series_counts replica;
+    ASSERT_TRUE(add_from_wire(to_wire(c), replica));
+    EXPECT_EQ(replica.cut_short, 1u);
+    EXPECT_EQ(replica.server_errors(), 2u);
+    series_counts merged = c;
+    merged.merge(replica);
+    EXPECT_EQ(merged.cut_short, 2u);
+    merged.clear();
+    EXPECT_EQ(merged.cut_short, 0u);
 }
 
 TEST(SeriesCounts, CodesOutsideTheTrackedSetCountByClass) {
