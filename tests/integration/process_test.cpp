@@ -143,7 +143,9 @@ TEST(Process, SighupReloadsTheConfig) {
     reaper reap;
     temp_dir tmp;
     const std::string dir = tmp.path;
-    auto [mock, mock_port] = spawn_mock(dir, "v1");
+    const auto spawned = spawn_mock(dir, "v1");
+    const pid_t mock = spawned.first;
+    const std::uint16_t mock_port = spawned.second;  // clang 14 lambdas cannot capture bindings
     ASSERT_NE(mock_port, 0);
     auto write_config = [&](const std::string& second_model) {
         std::ofstream(dir + "/gw.json.tmp") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
@@ -208,7 +210,9 @@ TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
         pid_t pid = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file", port_file});
         return std::make_pair(pid, read_port_file(port_file));
     };
-    auto [gw, port] = start_gateway(dir + "/gw1.port");
+    const auto started = start_gateway(dir + "/gw1.port");
+    const pid_t gw = started.first;
+    const std::uint16_t port = started.second;  // plain variables: see above
     ASSERT_NE(port, 0);
     std::string stage_seen;
     ASSERT_TRUE(wait_until(
