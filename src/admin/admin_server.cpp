@@ -64,7 +64,13 @@ response_t error_json(http::status status, std::string_view code, std::string me
         err["path"] = problems.front().path;
         err["problems"] = std::move(list);
     }
-    return json_response(status, {{"error", std::move(err)}}, version);
+    json body = {{"error", std::move(err)}};
+    if (code == "not_durable") {
+        // The command took effect: a client must not retry it as if it had not.
+        body["applied"] = true;
+        body["durable"] = false;
+    }
+    return json_response(status, body, version);
 }
 
 // Error codes from the controller, config and gateway, to HTTP statuses.
@@ -79,6 +85,9 @@ http::status status_for(std::string_view code) {
     }
     if (code == "state_io_failed" || code == "state_corrupt" || code == "not_leader") {
         return http::status::service_unavailable;
+    }
+    if (code == "not_durable") {
+        return http::status::insufficient_storage;  // applied, but not recorded
     }
     if (code == "config_unreadable" || code == "reload_incomplete" || code == "not_started") {
         return http::status::internal_server_error;

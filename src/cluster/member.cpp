@@ -421,29 +421,6 @@ rollout::persistence::page member::events(std::size_t limit, const std::string& 
     return out;
 }
 
-result<void> member::save(const std::string& model, const json& state) {
-    if (!leader_ || lease_ == 0) {
-        return error::make("not_leader",
-                           "replica " + replica_ + " is not the leader" +
-                               (leader_name_.empty() ? std::string()
-                                                     : " (" + leader_name_ + " is)"));
-    }
-    json body = {{"compare", json::array({leader_guard()})},
-                 {"success", json::array({etcd_client::put_op(rollouts_prefix() + model,
-                                                              state.dump())})}};
-    auto r = etcd_.call_blocking("/v3/kv/txn", std::move(body));
-    if (!r) {
-        return error::make("state_io_failed", "the rollout state was not stored: " +
-                                                  r.error().message);
-    }
-    if (!r->value("succeeded", false)) {
-        lost_leadership("its lease no longer holds the leader key");
-        return error::make("not_leader", "replica " + replica_ +
-                                             " lost leadership before the state was stored");
-    }
-    return {};
-}
-
 result<std::map<std::string, json>> member::load_all() const {
     auto r = etcd_.call_blocking("/v3/kv/range", etcd_client::range_body(rollouts_prefix(), true));
     if (!r) {
@@ -465,27 +442,43 @@ std::string member::event_key(std::uint64_t id) const {
     return events_prefix() + digits;
 }
 
-result<void> member::append_event(json event) {
+result<void> member::record(const std::string& model, const json& state, json event) {
+    return append(std::move(event), &model, &state);
+}
+
+result<void> member::append_event(json event) { return append(std::move(event), nullptr, nullptr); }
+
+result<void> member::append(json event, const std::string* model, const json* state) {
     if (!leader_ || lease_ == 0) {
-        return error::make("not_leader", "replica " + replica_ + " is not the leader");
+        return error::make("not_leader",
+                           "replica " + replica_ + " is not the leader" +
+                               (leader_name_.empty() ? std::string()
+                                                     : " (" + leader_name_ + " is)"));
     }
     constexpr std::uint64_t kept = 10000;  // events kept in etcd
     const std::uint64_t id = last_event_id_ + 1;
     event["id"] = id;
     event["replica"] = replica_;
     const auto key = event_key(id);
+    // One transaction: the event and the state it records land together or not at all.
+    json puts = json::array({etcd_client::put_op(key, event.dump())});
+    if (state) {
+        puts.push_back(etcd_client::put_op(rollouts_prefix() + *model, state->dump()));
+    }
     json body = {{"compare", json::array({leader_guard(),
                                           {{"key", base64(key)},
                                            {"target", "CREATE"},
                                            {"create_revision", "0"}}})},
-                 {"success", json::array({etcd_client::put_op(key, event.dump())})}};
+                 {"success", std::move(puts)}};
     auto r = etcd_.call_blocking("/v3/kv/txn", std::move(body));
     if (!r) {
-        return error::make("state_io_failed", "the event was not stored: " + r.error().message);
+        return error::make("state_io_failed", std::string(state ? "the decision" : "the event") +
+                                                  " was not stored: " + r.error().message);
     }
     if (!r->value("succeeded", false)) {
         lost_leadership("its lease no longer holds the leader key");
-        return error::make("not_leader", "replica " + replica_ + " lost leadership");
+        return error::make("not_leader", "replica " + replica_ +
+                                             " lost leadership before the decision was stored");
     }
     last_event_id_ = id;
     if (id > kept && id % 100 == 0) {

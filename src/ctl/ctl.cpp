@@ -304,6 +304,10 @@ private:
             const auto& e = j["error"];
             err_ << "stagegatectl: " << str(e, "message") << " (" << status << " "
                  << str(e, "code") << ")\n";
+            if (j.value("applied", false)) {
+                err_ << "stagegatectl: the command took effect, but is not durable yet: the "
+                        "gateway keeps trying to record it\n";
+            }
             if (e.contains("problems")) {
                 for (const auto& p : e["problems"]) {
                     err_ << "  " << (str(p, "path").empty() ? "(body)" : str(p, "path")) << ": "

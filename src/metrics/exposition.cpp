@@ -354,7 +354,14 @@ std::string render_prometheus(const exposition_input& in) {
     auto decisions = family("stagegate_rollout_decisions_total",
                             "Rollout decisions and operator commands since the gateway started.",
                             MetricType::Counter);
+    auto recorded = family("stagegate_rollout_state_recorded",
+                           "0 while a rollback is applied but could not be recorded (the state "
+                           "store is unwritable or unreachable; retried every interval), else 1.",
+                           MetricType::Gauge);
     for (const auto& r : in.rollouts) {
+        auto rec = with_labels({{"model", r.model}});
+        rec.gauge.value = r.durable ? 1 : 0;
+        recorded.metric.push_back(std::move(rec));
         for (auto p : config::rollout_phases) {
             auto m = with_labels(
                 {{"model", r.model}, {"candidate", r.candidate}, {"phase", config::to_string(p)}});
@@ -383,6 +390,7 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(stage_seconds));
     out.push_back(std::move(stage_max));
     out.push_back(std::move(decisions));
+    out.push_back(std::move(recorded));
 
     auto deliveries = family("stagegate_webhook_deliveries_total",
                              "Event webhook calls by outcome: delivered, failed_attempt (retried "

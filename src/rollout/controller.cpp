@@ -265,6 +265,9 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
         auto& r = rollouts_[m.name];
         r.st = fresh;
         r.st.ph = phase::aborted;  // routes as "not started" until the first transition lands
+        if (resumed) {
+            r.st.sequence = resumed->sequence;  // the history's sequence goes on, never back
+        }
         auto started = transition(r, fresh, event_type::started,
                                   "started rollout of " + m.name + " " + fresh.candidate +
                                       " at " + a.spec.stages[0].name + " (" +
@@ -412,35 +415,25 @@ result<json> controller::start(const std::string& model, config::rollout spec,
 result<void> controller::transition(active& a, rollout_state next, event_type type,
                                     const std::string& text, json details,
                                     clock::time_point now) {
+    const bool is_rollback = next.ph == phase::rolled_back;
+    // A rollback that is applied but not yet recorded goes into the history first: nothing
+    // else may be recorded after it until it is (the history would skip it).
+    if (a.unrecorded && !record_pending(a) && !is_rollback) {
+        return error::make("state_io_failed", "the rollback of " + a.st.model +
+                                                  " is not recorded yet; nothing else can be");
+    }
     next.sequence = a.st.sequence + 1;
     next.reason = text;
-    const bool is_rollback = next.ph == phase::rolled_back;
+    const rollout_state before = a.st;
+    const std::string old_label = stage_label(a);
+    a.st = next;
+    const std::string label = stage_label(a);
+    std::optional<error> unrecorded;
     if (store_) {
         auto doc = to_json(next);
         if (!a.spec.source.empty()) {
             doc["spec"] = json::parse(a.spec.source, nullptr, false);
         }
-        auto saved = store_->save(a.st.model.empty() ? next.model : a.st.model, doc);
-        if (!saved && !is_rollback) {
-            return saved.error();
-        }
-        if (!saved) {
-            log::error("rollout", "rolling back although the state could not be saved",
-                       {{"model", next.model}, {"error", saved.error().describe()}});
-        }
-    }
-    const std::string old_label = stage_label(a);
-    const bool stage_changed = next.stage != a.st.stage || next.ph != a.st.ph;
-    a.st = next;
-    const std::string label = stage_label(a);
-    if (auto applied = route_by_state(a, stage_changed || label != old_label, now); !applied) {
-        log::error("rollout", "cannot route the rollout's traffic",
-                   {{"model", a.st.model}, {"error", applied.error().describe()}});
-    }
-    ++decisions_[a.st.model][type == event_type::command
-                                 ? details.value("command", "command")
-                                 : std::string(to_string(type))];
-    if (store_) {
         json event = {{"time_ms", env_.wall_ms()},
                       {"model", a.st.model},
                       {"type", to_string(type)},
@@ -453,11 +446,52 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
         for (auto& [k, v] : details.items()) {
             event[k] = v;
         }
-        if (auto logged = store_->append_event(event); !logged) {
-            log::error("rollout", "event not logged", {{"error", logged.error().describe()}});
+        // One write: the event with the state in it. Until it lands nothing happened, except a
+        // rollback: less exposure is always the safe side, so it is applied anyway, retried
+        // every tick until recorded, and reported as not durable.
+        auto recorded = store_->record(a.st.model, doc, event);
+        if (!recorded && !is_rollback) {
+            a.st = before;
+            return recorded.error();
+        }
+        if (!recorded) {
+            log::error("rollout", "rolled back, but the decision could not be recorded",
+                       {{"model", a.st.model}, {"error", recorded.error().describe()}});
+            a.unrecorded = pending_record{std::move(doc), std::move(event)};
+            unrecorded = recorded.error();
         }
     }
+    const bool stage_changed = next.stage != before.stage || next.ph != before.ph;
+    if (auto applied = route_by_state(a, stage_changed || label != old_label, now); !applied) {
+        log::error("rollout", "cannot route the rollout's traffic",
+                   {{"model", a.st.model}, {"error", applied.error().describe()}});
+    }
+    ++decisions_[a.st.model][type == event_type::command
+                                 ? details.value("command", "command")
+                                 : std::string(to_string(type))];
+    if (unrecorded) {
+        return error::make("not_durable",
+                           "rolled back " + a.st.model + " " + a.st.candidate +
+                               ": the candidate gets no traffic, but the decision could not be "
+                               "recorded (" + unrecorded->message +
+                               "); it is retried every interval, and a restart before it lands "
+                               "would not know of it");
+    }
     return {};
+}
+
+bool controller::record_pending(active& a) {
+    if (!a.unrecorded || !store_) {
+        return true;
+    }
+    auto recorded = store_->record(a.st.model, a.unrecorded->state, a.unrecorded->event);
+    if (!recorded) {
+        return false;
+    }
+    log::info("rollout", "recorded the rollback that could not be recorded when applied",
+              {{"model", a.st.model}, {"sequence", std::to_string(a.st.sequence)}});
+    a.unrecorded.reset();
+    return true;
 }
 
 json controller::check_payload(const active& a, check_kind kind) const {
@@ -710,6 +744,10 @@ void controller::evaluate_one(active& a, clock::time_point now) {
 
 void controller::on_tick(clock::time_point now) {
     for (auto& [name, a] : rollouts_) {
+        if (a.unrecorded && now >= a.next_eval) {
+            a.next_eval = now + a.spec.interval;
+            record_pending(a);
+        }
         if (a.st.ph == phase::completed && !a.spec.post_checks.empty() && !a.post_checks_done &&
             !a.checks_in_flight) {
             start_checks(a, check_kind::post, a.spec.post_checks);
@@ -905,7 +943,9 @@ std::optional<controller::summary> controller::find(const std::string& model) co
         return std::nullopt;
     }
     const auto& st = it->second.st;
-    return summary{st.ph, st.candidate, st.stable, st.stage, stage_label(it->second), st.sequence};
+    return summary{st.ph,        st.candidate, st.stable,
+                   st.stage,     stage_label(it->second),
+                   st.sequence,  !it->second.unrecorded.has_value()};
 }
 
 std::vector<std::string> controller::models() const {
@@ -933,6 +973,8 @@ json controller::status(const std::string& model, clock::time_point now) const {
               {"stage", stage_label(a)},
               {"stage_index", a.st.stage},
               {"sequence", a.st.sequence},  // of the persisted state this status shows
+              // false: a rollback is applied but not recorded yet (retried every interval)
+              {"durable", !a.unrecorded.has_value()},
               {"candidate_weight_bp", candidate_weight(a)},
               {"manual_weight", a.st.manual_weight.has_value()},
               {"stages", stages},
@@ -990,6 +1032,7 @@ std::vector<metrics::rollout_gauge> controller::gauges(clock::time_point now) co
         g.stage = stage_label(a);
         g.stage_index = static_cast<double>(a.st.stage);
         g.seconds_in_stage = std::chrono::duration<double>(now - a.stage_started).count();
+        g.durable = !a.unrecorded.has_value();
         if ((a.st.ph == phase::progressing || a.st.ph == phase::paused) &&
             a.spec.stages[a.st.stage].max_duration) {
             g.max_duration_seconds =

@@ -132,6 +132,17 @@ result<void> state_store::save(const std::string& model, const nlohmann::json& s
     return {};
 }
 
+result<void> state_store::record(const std::string& model, const nlohmann::json& state,
+                                 nlohmann::json event) {
+    event["state"] = state;
+    if (auto logged = append_event(std::move(event)); !logged) {
+        return logged.error();
+    }
+    // Recorded: the snapshot only saves the next start a read of the log.
+    (void)save(model, state);
+    return {};
+}
+
 result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
     std::map<std::string, nlohmann::json> out;
     DIR* d = ::opendir(dir_.c_str());
@@ -159,6 +170,18 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
     ::closedir(d);
     if (!problems.empty()) {
         return error{"state_corrupt", "unreadable rollout state", std::move(problems)};
+    }
+    // The log's records are in commit order and never older than a snapshot (which is written
+    // after its record): the last record of a model wins. A crash between the two, or a
+    // snapshot that could not be written, leaves the log ahead.
+    for (const std::string& path : {log_path() + ".1", log_path()}) {
+        for_each_event(path, [&](const nlohmann::json& j) {
+            const auto it = j.find("state");
+            if (it != j.end() && it->is_object() && it->contains("model") &&
+                (*it)["model"].is_string()) {
+                out[(*it)["model"].get<std::string>()] = *it;
+            }
+        });
     }
     return out;
 }

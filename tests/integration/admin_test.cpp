@@ -617,9 +617,9 @@ TEST(AdminApi, UnwritableStateRefusesCommandsButTrafficFlows) {
 
 
 // A full disk, played by a file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail
-// with EFBIG the way they fail with ENOSPC): first the event log cannot grow (the command
-// still applies, its state is saved, and the log keeps only whole lines), then no file can be
-// written (commands are refused with 503, the saved state is untouched, traffic flows).
+// with EFBIG the way they fail with ENOSPC): a command whose record (one event log line, the
+// state inside) cannot be written is refused with 503 and changes nothing, the log keeps only
+// whole lines, traffic flows, and commands work again once there is room.
 class file_size_limit {
 public:
     explicit file_size_limit(rlim_t bytes) {
@@ -648,31 +648,77 @@ TEST(AdminApi, FullDiskRefusesCommandsLeavesNothingHalfWrittenAndTrafficFlows) {
     const auto log_before = read_file(state + "/events.jsonl");
     ASSERT_FALSE(log_before.empty());
     {
-        // Room for the state file, not for one more log line.
+        // Room for part of a log line, not for the whole record.
         file_size_limit limit(log_before.size() + 20);
-        auto paused = api(a.admin, "POST", "/api/v1/rollouts/m/pause", R"({"reason":"disk"})");
-        EXPECT_EQ(paused.status, 200) << paused.body;
-        EXPECT_EQ(read_file(state + "/events.jsonl"), log_before);  // no torn line
-        limit.set(0);  // nothing can be written at all
-        auto refused = api(a.admin, "POST", "/api/v1/rollouts/m/resume", R"({"reason":"disk"})");
+        auto refused = api(a.admin, "POST", "/api/v1/rollouts/m/pause", R"({"reason":"disk"})");
         EXPECT_EQ(refused.status, 503) << refused.body;
         EXPECT_EQ(code_of(refused), "state_io_failed");
+        EXPECT_EQ(read_file(state + "/events.jsonl"), log_before);  // no torn line
+        EXPECT_EQ(body_of(api(a.admin, "GET", "/api/v1/rollouts/m"))["phase"], "progressing");
         for (int i = 0; i < 20; ++i) {
             ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
         }
     }
-    EXPECT_EQ(body_of(api(a.admin, "GET", "/api/v1/rollouts/m"))["phase"], "paused");
-    auto persisted = nlohmann::json::parse(read_file(state + "/rollout-m.json"));
-    EXPECT_EQ(persisted["phase"], "paused");
+    auto recorded = rollout::state_store::open(state)->load_all();
+    ASSERT_TRUE(recorded);
+    EXPECT_EQ(recorded->at("m")["phase"], "progressing");
     EXPECT_FALSE(std::filesystem::exists(state + "/rollout-m.json.tmp"));
     // Space again: commands work, and the log goes on with whole lines.
-    EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/resume").status, 200);
+    EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/pause").status, 200);
     auto events = rollout::state_store::open(state)->recent_events(50, "m");
     ASSERT_FALSE(events.empty());
-    EXPECT_EQ(events.back()["command"], "resume");
+    EXPECT_EQ(events.back()["command"], "pause");
+    EXPECT_EQ(events.back()["state"]["phase"], "paused");
+    EXPECT_EQ(nlohmann::json::parse(read_file(state + "/rollout-m.json"))["phase"], "paused");
     const auto log_after = read_file(state + "/events.jsonl");
     EXPECT_EQ(log_after.back(), '\n');
     EXPECT_EQ(log_after.compare(0, log_before.size(), log_before), 0);
+}
+
+// A rollback when nothing can be written: the candidate is taken out of traffic at once (less
+// exposure is the safe side), the answer says so without claiming durability (507,
+// "applied": true, "durable": false), status and /metrics show it, and the record lands by
+// itself once the directory is back, so a restart after that resumes rolled back.
+TEST(AdminApi, ARollbackThatCannotBeRecordedIsAppliedReportedAndRecordedLater) {
+    admin_stack a;
+    const std::string state = a.dir.path + "/state";
+    std::filesystem::rename(state, state + ".away");
+    write_file(state, "not a directory");
+    auto rolled = api(a.admin, "POST", "/api/v1/rollouts/m/rollback", R"({"reason":"bad"})");
+    EXPECT_EQ(rolled.status, 507) << rolled.body;
+    EXPECT_EQ(code_of(rolled), "not_durable");
+    EXPECT_EQ(body_of(rolled)["applied"], true);
+    EXPECT_EQ(body_of(rolled)["durable"], false);
+    auto st = body_of(api(a.admin, "GET", "/api/v1/rollouts/m"));
+    EXPECT_EQ(st["phase"], "rolled_back");
+    EXPECT_EQ(st["candidate_weight_bp"], 0);
+    EXPECT_EQ(st["durable"], false);
+    for (int i = 0; i < 20; ++i) {
+        auto r = request(a.s.port, "POST", "/v1/models/m:predict", "{}",
+                         {{"X-User", "user-" + std::to_string(i)}});
+        ASSERT_EQ(r.status, 200);
+        EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    }
+    auto metrics = api(a.admin, "GET", "/metrics");
+    EXPECT_NE(metrics.body.find("stagegate_rollout_state_recorded{model=\"m\"} 0"),
+              std::string::npos);
+    // Nothing else is recorded before the rollback is.
+    auto restart = api(a.admin, "POST", "/api/v1/rollouts/m/restart");
+    EXPECT_EQ(restart.status, 503) << restart.body;
+    EXPECT_EQ(code_of(restart), "state_io_failed");
+
+    std::filesystem::remove(state);
+    std::filesystem::rename(state + ".away", state);
+    ASSERT_TRUE(wait_until([&] {
+        return body_of(api(a.admin, "GET", "/api/v1/rollouts/m"))["durable"] == true;
+    }));
+    auto recorded = rollout::state_store::open(state)->load_all();
+    ASSERT_TRUE(recorded);
+    EXPECT_EQ(recorded->at("m")["phase"], "rolled_back");
+    auto events = rollout::state_store::open(state)->recent_events(50, "m");
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back()["command"], "rollback");
+    EXPECT_EQ(events.back()["state"]["phase"], "rolled_back");
 }
 
 

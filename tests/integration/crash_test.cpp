@@ -1,9 +1,11 @@
 // Crash consistency: stagegate is SIGKILLed at random moments while a rollout advances and
-// operator commands arrive, and restarted each time. After every kill the persisted state
-// parses, is at least as new as every acknowledged command (acknowledged means durable) and at
-// most one decision ahead of the event log (state is saved before the event is appended), the
-// event log has no torn record, and the restarted gateway routes at the persisted stage.
+// operator commands arrive, and restarted each time. After every kill the recorded state is at
+// least as new as every acknowledged command (acknowledged means durable), it is the last
+// decision of the event log (one write records both), every decision is in the log once, in
+// sequence, with no torn line, and the restarted gateway routes at the recorded stage.
 #include "support/admin.hpp"
+
+#include "stagegate/rollout/state_store.hpp"
 
 #include <gtest/gtest.h>
 
@@ -134,10 +136,16 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
         traffic.join();
         operators.join();
 
-        // The persisted state parses and is consistent with what was acknowledged and logged.
-        auto persisted = json::parse(read_file(state_file), nullptr, false);
-        ASSERT_TRUE(persisted.is_object()) << "round " << round << ": state does not parse";
-        const auto seq = persisted["sequence"].get<std::uint64_t>();
+        // The record (the log's last decision, or the snapshot when the log holds none) is at
+        // least as new as every acknowledged command; the history holds every decision, each
+        // one sequence after the last (none missing, none twice) and no torn line; the
+        // snapshot, written after its record, is that record or the one before it.
+        auto store = rollout::state_store::open(dir.path + "/state");
+        ASSERT_TRUE(store) << store.error().describe();
+        auto loaded = store->load_all();
+        ASSERT_TRUE(loaded && loaded->count("m")) << "round " << round << ": no record";
+        const json recorded = loaded->at("m");
+        const auto seq = recorded["sequence"].get<std::uint64_t>();
         EXPECT_GE(seq, acknowledged) << "round " << round << ": an acknowledged command was lost";
         std::uint64_t last_logged = 0;
         std::uint64_t last_id = 0;
@@ -151,13 +159,22 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
             EXPECT_GT(e["id"].get<std::uint64_t>(), last_id) << "line " << line_no;
             last_id = e["id"].get<std::uint64_t>();
             if (e.contains("sequence")) {
-                last_logged = std::max(last_logged, e["sequence"].get<std::uint64_t>());
+                const auto s = e["sequence"].get<std::uint64_t>();
+                ASSERT_EQ(s, last_logged + 1)
+                    << "round " << round << ", line " << line_no << ": a decision is missing "
+                    << "from the history or logged twice";
+                ASSERT_TRUE(e.contains("state")) << "line " << line_no;
+                EXPECT_EQ(e["state"]["sequence"], s) << "line " << line_no;
+                last_logged = s;
             }
         }
-        EXPECT_TRUE(seq == last_logged || seq == last_logged + 1)
-            << "round " << round << ": persisted sequence " << seq << ", last logged "
-            << last_logged;
-        before_restart = persisted;
+        EXPECT_EQ(seq, last_logged) << "round " << round << ": the state and the history disagree";
+        auto persisted = json::parse(read_file(state_file), nullptr, false);
+        ASSERT_TRUE(persisted.is_object()) << "round " << round << ": snapshot does not parse";
+        const auto snapshot_seq = persisted["sequence"].get<std::uint64_t>();
+        EXPECT_TRUE(snapshot_seq == seq || snapshot_seq + 1 == seq)
+            << "round " << round << ": snapshot " << snapshot_seq << ", record " << seq;
+        before_restart = recorded;
     }
     EXPECT_EQ(restarts_checked, kills - 1);
     std::cout << "crash consistency: " << kills << " SIGKILLs, acknowledged up to sequence "

@@ -60,7 +60,9 @@ public:
     std::uint64_t elections_won() const { return elections_won_; }
 
     // rollout::persistence, in etcd (only the leader's writes land).
-    result<void> save(const std::string& model, const nlohmann::json& state) override;
+    // The state's key and the event's key in one transaction, guarded by the leader key.
+    result<void> record(const std::string& model, const nlohmann::json& state,
+                        nlohmann::json event) override;
     result<std::map<std::string, nlohmann::json>> load_all() const override;
     result<void> append_event(nlohmann::json event) override;
     // From etcd (the last 10000 events any leader wrote), read in batches, newest first.
@@ -93,6 +95,9 @@ private:
     void retry_soon(boost::asio::steady_timer& timer, void (member::*again)());
     nlohmann::json leader_guard() const;
     std::string event_key(std::uint64_t id) const;
+    // Puts the event (and, for a decision, the model's state) in one leader-guarded txn.
+    result<void> append(nlohmann::json event, const std::string* model,
+                        const nlohmann::json* state);
 
     boost::asio::io_context& io_;
     config::etcd_store cfg_;

@@ -36,6 +36,7 @@ struct rollout_gauge {
     double seconds_in_stage = 0;
     double max_duration_seconds = 0;  // 0: the stage has no maximum
     std::map<std::string, std::uint64_t> decisions;  // by decision: promoted, rolled_back, ...
+    bool durable = true;  // false: a decision is applied but not recorded yet
     // Drift of the candidate's predictions from stable's in this stage (models with
     // predictions, live rollouts only).
     std::optional<double> psi;

@@ -116,6 +116,7 @@ public:
         std::size_t stage_index;
         std::string stage_label;
         std::uint64_t sequence = 0;  // one more with every persisted decision
+        bool durable = true;         // false: a rollback applied but not recorded yet
         bool live() const { return ph == phase::progressing || ph == phase::paused; }
     };
     std::optional<summary> find(const std::string& model) const;
@@ -143,6 +144,10 @@ private:
         bool pre_checks_done = true;  // false: the candidate waits at 0 % for its pre-checks
     };
     enum class check_kind { pre, stage, post };
+    struct pending_record {
+        nlohmann::json state;
+        nlohmann::json event;
+    };
     struct active {
         config::rollout spec;
         rollout_state st;
@@ -162,6 +167,8 @@ private:
         std::vector<metrics::series_counts> stable_segments;
         std::string segment_label;
         bool segment_serving = false;
+        // A rollback applied while the store could not record it: retried every interval.
+        std::optional<pending_record> unrecorded;
     };
 
     static nlohmann::json to_json(const rollout_state& s);
@@ -176,12 +183,15 @@ private:
     void next_segment(active& a, const std::string& label);
     // Routes by the rollout's state; when a stage began, its bake time and counts start again.
     result<void> route_by_state(active& a, bool stage_began, clock::time_point now);
-    // Persists `next`, then routes by it, then logs the event. On a persistence failure the
-    // state is unchanged (except for a rollback, which is applied anyway: less exposure is
-    // always the safe side) and the error is returned.
+    // Records `next` with its event in one write, then routes by it. When it cannot be
+    // recorded the state is unchanged and the error returned, except for a rollback, which is
+    // applied anyway (less exposure is always the safe side), kept for record_pending, and
+    // answered with not_durable.
     result<void> transition(active& a, rollout_state next, config::event_type type,
                             const std::string& text, nlohmann::json details,
                             clock::time_point now);
+    // Records a rollback that could not be recorded when applied; true once nothing waits.
+    bool record_pending(active& a);
     void evaluate_one(active& a, clock::time_point now);
     bool awaiting_pre_checks(const active& a) const;
     nlohmann::json check_payload(const active& a, check_kind kind) const;

@@ -1,7 +1,9 @@
 // rollout/state_store: durable rollout state and the event log, in a state directory.
-// Owns: atomic replacement of one JSON document per model (temp file, fsync, rename, fsync of
-// the directory: a reader after any crash sees the old or the new document, never a torn one)
-// and an append-only JSON-lines event log (each line fsynced; rotated by size).
+// Owns: the append-only JSON-lines event log (each line fsynced; rotated by size), which is
+// the record of every decision: a decision's event carries the model's new state, and its one
+// fsynced line is the commit point. One JSON snapshot per model (temp file, fsync, rename,
+// fsync of the directory: never torn) is written after it, so a start reads the snapshots and
+// the log's newer records, and the state and the history can never disagree.
 // Must not touch: rollout decisions. Blocking file I/O: control thread only, never workers.
 #pragma once
 
@@ -22,11 +24,14 @@ namespace stagegate::rollout {
 class persistence {
 public:
     virtual ~persistence() = default;
-    // Durably replaces one model's state; fails when it cannot (nothing half-written).
-    virtual result<void> save(const std::string& model, const nlohmann::json& state) = 0;
+    // Durably records one decision: the model's new state and the event that tells it (the
+    // store stamps its "id"), in one write: after any crash both are there or neither is, and
+    // an error means neither was recorded.
+    virtual result<void> record(const std::string& model, const nlohmann::json& state,
+                                nlohmann::json event) = 0;
     // Every model's last saved state.
     virtual result<std::map<std::string, nlohmann::json>> load_all() const = 0;
-    // Durably appends one event (the store stamps its "id").
+    // Durably appends one event that changes no state (the store stamps its "id").
     virtual result<void> append_event(nlohmann::json event) = 0;
     // One page, oldest first: the newest `limit` events whose id is below `before_id` (0: no
     // bound) and above `after_id`, of one model (empty: all).
@@ -44,9 +49,14 @@ public:
     static result<state_store> open(const std::string& dir,
                                     std::uint64_t max_log_bytes = 16 * 1024 * 1024);
 
-    // Atomically replaces the state of one model.
-    result<void> save(const std::string& model, const nlohmann::json& state) override;
-    // Every model's last saved state. Unparsable files are reported, not silently skipped.
+    // Appends the event with the state inside it ("state"), then replaces the model's
+    // snapshot; a snapshot that cannot be written is caught up by the next start from the log.
+    result<void> record(const std::string& model, const nlohmann::json& state,
+                        nlohmann::json event) override;
+    // Atomically replaces the snapshot of one model's state.
+    result<void> save(const std::string& model, const nlohmann::json& state);
+    // Every model's last recorded state: its snapshot, unless the log holds a later record.
+    // Unparsable snapshots are reported, not silently skipped.
     result<std::map<std::string, nlohmann::json>> load_all() const override;
 
     // Appends one event (a JSON object) as one line, fsynced before returning. The store

@@ -260,9 +260,30 @@ TEST(Controller, UnwritableStateRefusesCommandsAndKeepsState) {
     EXPECT_EQ(r.error().code, "state_io_failed");
     EXPECT_EQ(f.env.routes["m"].stage, "canary-5");  // nothing half-applied
     EXPECT_EQ(f.ctl->status("m", f.t0)["stage"], "canary-5");
-    // A rollback still takes effect: less exposure is always the safe side.
-    ASSERT_TRUE(f.ctl->command("m", "rollback", {}, "ops", "", f.t0));
+    // A rollback still takes effect (less exposure is always the safe side), but says it is
+    // not durable, and nothing else is recorded before it is.
+    auto rolled = f.ctl->command("m", "rollback", {}, "ops", "", f.t0);
+    ASSERT_FALSE(rolled);
+    EXPECT_EQ(rolled.error().code, "not_durable");
     EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    EXPECT_EQ(f.ctl->status("m", f.t0)["phase"], "rolled_back");
+    EXPECT_EQ(f.ctl->status("m", f.t0)["durable"], false);
+    EXPECT_FALSE(f.ctl->find("m")->durable);
+    auto restart = f.ctl->command("m", "restart", {}, "ops", "", f.t0);
+    ASSERT_FALSE(restart);
+    EXPECT_EQ(restart.error().code, "state_io_failed");
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    // The directory is back: the next tick records the rollback, and a restart resumes it.
+    std::filesystem::create_directories(f.dir);
+    f.ctl->on_tick(f.t0 + 10s);
+    EXPECT_TRUE(f.ctl->find("m")->durable);
+    EXPECT_EQ(f.events().back()["command"], "rollback");
+    EXPECT_EQ(f.events().back()["state"]["phase"], "rolled_back");
+    fake_environment env2;
+    controller ctl2(env2, &*f.store);
+    ASSERT_TRUE(ctl2.init(rollout_config(), f.t0 + 20s));
+    EXPECT_EQ(ctl2.status("m", f.t0 + 20s)["phase"], "rolled_back");
+    EXPECT_EQ(env2.routes["m"].candidate_bp, 0u);
 }
 
 TEST(Controller, MaximumStageDurationHoldsOrRollsBack) {

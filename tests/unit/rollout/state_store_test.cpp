@@ -110,6 +110,44 @@ TEST(StateStore, EventsPageBackwardsAcrossRotation) {
     EXPECT_EQ(after.events[0]["id"], 10);
 }
 
+// A decision is one record: its event carries the state. When the snapshot could not follow
+// (a crash right after the log line, or a snapshot write that failed), the log's record wins
+// at the next load; the newest record of each model wins, in the log's order.
+TEST(StateStore, TheLogsRecordWinsOverAnOlderSnapshot) {
+    temp_dir d;
+    auto store = state_store::open(d.path);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->record("m", {{"model", "m"}, {"sequence", 1}, {"phase", "progressing"}},
+                              {{"model", "m"}, {"type", "started"}, {"sequence", 1}}));
+    ASSERT_TRUE(store->record("n", {{"model", "n"}, {"sequence", 4}, {"phase", "paused"}},
+                              {{"model", "n"}, {"type", "command"}, {"sequence", 4}}));
+    const auto snapshot_after_first = [&] {
+        std::ifstream in(d.path + "/rollout-m.json");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    ASSERT_TRUE(store->record("m", {{"model", "m"}, {"sequence", 2}, {"phase", "rolled_back"}},
+                              {{"model", "m"}, {"type", "rolled_back"}, {"sequence", 2}}));
+    auto events = store->recent_events(10, "m");
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events.back()["type"], "rolled_back");
+    EXPECT_EQ(events.back()["state"]["phase"], "rolled_back");
+    EXPECT_EQ(events.back()["id"], 3);
+    // Play the crash between the log line and the snapshot: the snapshot is one behind.
+    std::ofstream(d.path + "/rollout-m.json", std::ios::trunc) << snapshot_after_first;
+    auto all = store->load_all();
+    ASSERT_TRUE(all) << all.error().describe();
+    EXPECT_EQ(all->at("m")["phase"], "rolled_back");
+    EXPECT_EQ(all->at("m")["sequence"], 2);
+    EXPECT_EQ(all->at("n")["phase"], "paused");
+    // Without any snapshot the log alone rebuilds every model's state.
+    std::filesystem::remove(d.path + "/rollout-m.json");
+    std::filesystem::remove(d.path + "/rollout-n.json");
+    all = store->load_all();
+    ASSERT_TRUE(all);
+    EXPECT_EQ(all->size(), 2u);
+    EXPECT_EQ(all->at("m")["sequence"], 2);
+}
+
 TEST(StateStore, UnusableDirectoryIsAClearError) {
     auto store = state_store::open("/proc/stagegate-cannot-exist");
     ASSERT_FALSE(store);
