@@ -424,6 +424,9 @@ struct admin_server::impl {
                                                  " problem(s)",
                          std::move(problems)};
         }
+        if (auto refused = gw.refused_while_state_unavailable()) {
+            return *refused;
+        }
         auto* ctl = gw.rollouts();
         if (!ctl) {
             return error::make("unknown_rollout", "model \"" + model + "\" has no rollout");
@@ -868,7 +871,14 @@ struct admin_server::impl {
                 co_return error_json(http::status::service_unavailable, "draining",
                                      "the gateway is shutting down", v);
             }
-            co_return json_response(http::status::ok, {{"status", "ready"}}, v);
+            json ready = {{"status", "ready"}};
+            if (const auto& problem = gw.state_problem()) {
+                // Still ready: traffic is served (stable versions only); rollouts wait.
+                ready["rollout_state"] = {{"available", false},
+                                          {"code", problem->code},
+                                          {"error", problem->describe()}};
+            }
+            co_return json_response(http::status::ok, ready, v);
         }
         if (path == "/metrics") {
             if (cfg.metrics_need_token) {

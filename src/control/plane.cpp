@@ -98,6 +98,7 @@ plane::plane(net::io_context& io, config::gateway cfg, server::data_plane& data)
 plane::~plane() = default;
 
 void plane::start(std::string admin_url) {
+    started_ = true;
     schedule_collection();
     start_cluster(std::move(admin_url));
     schedule_rollout_tick();
@@ -110,6 +111,9 @@ void plane::stop() {
     }
     if (rollout_timer_) {
         rollout_timer_->cancel();
+    }
+    if (state_retry_timer_) {
+        state_retry_timer_->cancel();
     }
     if (webhooks_) {
         webhooks_->stop();
@@ -228,10 +232,64 @@ result<void> plane::prepare() {
         // start once the cluster has elected this replica or it follows the leader.
         return {};
     }
-    if (auto opened = ensure_state(); !opened) {
-        return opened.error();
+    open_state_or_wait();
+    return {};
+}
+
+void plane::open_state_or_wait() {
+    auto opened = ensure_state();
+    result<void> resumed = opened;
+    if (opened) {
+        resumed = controller_->init(cfg_, rollout::clock::now());
     }
-    return controller_->init(cfg_, rollout::clock::now());
+    if (resumed) {
+        if (state_problem_) {
+            log::info("control", "the rollout state is back: rollouts resume",
+                      {{"dir", cfg_.state_dir}});
+            state_problem_.reset();
+            if (!rollout_timer_ && started_) {
+                schedule_rollout_tick();
+            }
+        }
+        return;
+    }
+    // Serving must never depend on rollout state (a crash loop would take every model's
+    // traffic down): models route by the config, which gives a rollout's candidate nothing.
+    // The directory is opened afresh next time (it may have been replaced or recreated), and
+    // a rollout that init resumed before it failed is dropped with it: nothing may decide
+    // without a record (its routes stay at that recorded state until the retry resumes it).
+    if (state_) {
+        controller_ = std::make_unique<rollout::controller>(*env_, nullptr);
+        state_.reset();
+    }
+    if (!state_problem_ || state_problem_->message != resumed.error().message) {
+        log::error("control",
+                   "rollout state unavailable: serving stable versions only, rollout changes "
+                   "refused, trying again every second",
+                   {{"dir", cfg_.state_dir}, {"error", resumed.error().describe()}});
+    }
+    state_problem_ = resumed.error();
+    retry_state_soon();
+}
+
+void plane::retry_state_soon() {
+    state_retry_timer_ = std::make_unique<net::steady_timer>(io_, std::chrono::seconds(1));
+    state_retry_timer_->async_wait([this](boost::system::error_code ec) {
+        if (!ec && !stopped_ && state_problem_) {
+            open_state_or_wait();
+        }
+    });
+}
+
+std::optional<error> plane::refused_while_state_unavailable() const {
+    if (!state_problem_) {
+        return std::nullopt;
+    }
+    return error::make(state_problem_->code == "state_corrupt" ? "state_corrupt"
+                                                               : "state_io_failed",
+                       "the rollout state is unavailable (" + state_problem_->describe() +
+                           "): rollout changes are refused until it is back; meanwhile "
+                           "traffic goes to stable versions only");
 }
 
 result<void> plane::ensure_state() {
@@ -283,6 +341,9 @@ result<nlohmann::json> plane::start_rollout(const std::string& model, config::ro
         return error{"invalid_rollout", "the rollout's quality gates need what the model does not "
                                         "provide",
                      std::move(problems)};
+    }
+    if (auto refused = refused_while_state_unavailable()) {
+        return *refused;
     }
     if (auto opened = ensure_state(); !opened) {
         return opened.error();
@@ -517,6 +578,9 @@ result<nlohmann::json> plane::rollout_command(const std::string& model, const st
     if (!controller_) {
         return error::make("not_started", "the gateway has not started");
     }
+    if (auto refused = refused_while_state_unavailable()) {
+        return *refused;
+    }
     return controller_->command(model, name, args, actor, reason, rollout::clock::now());
 }
 
@@ -645,6 +709,7 @@ std::string plane::render_prometheus() const {
             }
         }
     }
+    in.rollout_state_available = !state_problem_.has_value();
     if (member_) {
         in.cluster = metrics::exposition_input::cluster_gauge{
             member_->replica(), member_->leader(), member_->connected(),

@@ -391,6 +391,14 @@ std::string render_prometheus(const exposition_input& in) {
     out.push_back(std::move(stage_max));
     out.push_back(std::move(decisions));
     out.push_back(std::move(recorded));
+    auto available = family("stagegate_rollout_state_available",
+                            "0 while the rollout state cannot be opened or read (the gateway "
+                            "serves stable versions only, refuses rollout changes and retries "
+                            "every second), else 1.",
+                            MetricType::Gauge);
+    available.metric.push_back(with_labels({}));
+    available.metric.back().gauge.value = in.rollout_state_available ? 1 : 0;
+    out.push_back(std::move(available));
 
     auto deliveries = family("stagegate_webhook_deliveries_total",
                              "Event webhook calls by outcome: delivered, failed_attempt (retried "

@@ -58,6 +58,11 @@ result<state_store> state_store::open(const std::string& dir, std::uint64_t max_
     if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
         return io_error("cannot create state directory", dir);
     }
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return io_error("cannot use as a state directory", dir);
+    }
     if (::access(dir.c_str(), W_OK) != 0) {
         return io_error("cannot write to state directory", dir);
     }
@@ -149,7 +154,7 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
     if (!d) {
         return io_error("cannot read state directory", dir_);
     }
-    std::vector<problem> problems;
+    std::vector<std::string> damaged;  // snapshot files that do not parse
     while (dirent* e = ::readdir(d)) {
         std::string name = e->d_name;
         if (name.rfind("rollout-", 0) != 0 || name.size() < 14 ||
@@ -161,16 +166,13 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
         auto j = nlohmann::json::parse(text, nullptr, false);
         if (j.is_discarded() || !j.is_object() || !j.contains("model") ||
             !j["model"].is_string()) {
-            problems.push_back({dir_ + "/" + name, "not a rollout state document"});
+            damaged.push_back(name);
             continue;
         }
         std::string model = j["model"].get<std::string>();
         out[model] = std::move(j);
     }
     ::closedir(d);
-    if (!problems.empty()) {
-        return error{"state_corrupt", "unreadable rollout state", std::move(problems)};
-    }
     // The log's records are in commit order and never older than a snapshot (which is written
     // after its record): the last record of a model wins. A crash between the two, or a
     // snapshot that could not be written, leaves the log ahead.
@@ -182,6 +184,21 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
                 out[(*it)["model"].get<std::string>()] = *it;
             }
         });
+    }
+    // A damaged snapshot (a 0-byte file, a disk error) is harmless when the log holds its
+    // model's record; otherwise the model's state is unknown, and is reported, never skipped.
+    std::vector<problem> problems;
+    for (const auto& name : damaged) {
+        const auto model = percent_decode(name.substr(8, name.size() - 13), false);
+        if (!model || !out.count(*model)) {
+            problems.push_back({dir_ + "/" + name,
+                                "not a rollout state document, and the event log holds no "
+                                "record of its model: move it aside once the rollout's state "
+                                "is known"});
+        }
+    }
+    if (!problems.empty()) {
+        return error{"state_corrupt", "unreadable rollout state", std::move(problems)};
     }
     return out;
 }

@@ -616,6 +616,45 @@ TEST(AdminApi, UnwritableStateRefusesCommandsButTrafficFlows) {
 }
 
 
+// Serving never depends on rollout state: a gateway whose state directory cannot be used at
+// start (here a file stands where it should be; a damaged snapshot without a record behaves
+// the same) starts, sends everything to stable, says why in /readyz and /metrics, refuses
+// rollout changes, and resumes the rollout by itself once the directory is usable.
+TEST(AdminApi, AGatewayStartsAndServesStableWhileItsStateIsUnavailable) {
+    temp_dir blocked;
+    const std::string state = blocked.path + "/state";
+    write_file(state, "not a directory");
+    admin_stack a(true, [&](config::gateway& c) { c.state_dir = state; });
+    ASSERT_NE(a.s.port, 0);
+    for (int i = 0; i < 40; ++i) {
+        auto r = request(a.s.port, "POST", "/v1/models/m:predict", "{}",
+                         {{"X-User", "user-" + std::to_string(i)}});
+        ASSERT_EQ(r.status, 200);
+        EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    }
+    auto ready = request(a.admin, "GET", "/readyz");
+    EXPECT_EQ(ready.status, 200);
+    EXPECT_EQ(body_of(ready)["rollout_state"]["available"], false) << ready.body;
+    EXPECT_NE(ready.body.find(state), std::string::npos) << ready.body;
+    EXPECT_NE(api(a.admin, "GET", "/metrics").body.find("stagegate_rollout_state_available 0"),
+              std::string::npos);
+    auto refused = api(a.admin, "POST", "/api/v1/rollouts/m/promote");
+    EXPECT_EQ(refused.status, 503) << refused.body;
+    EXPECT_EQ(code_of(refused), "state_io_failed");
+    EXPECT_NE(refused.body.find("stable versions only"), std::string::npos) << refused.body;
+
+    std::filesystem::remove(state);  // the directory can be created now
+    ASSERT_TRUE(wait_until([&] {
+        auto st = body_of(api(a.admin, "GET", "/api/v1/rollouts/m"));
+        return st.is_object() && st.value("phase", "") == "progressing" &&
+               st.value("candidate_weight_bp", 0) == 500;
+    }));
+    EXPECT_FALSE(body_of(request(a.admin, "GET", "/readyz")).contains("rollout_state"));
+    EXPECT_NE(api(a.admin, "GET", "/metrics").body.find("stagegate_rollout_state_available 1"),
+              std::string::npos);
+    EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/pause").status, 200);
+}
+
 // A full disk, played by a file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail
 // with EFBIG the way they fail with ENOSPC): a command whose record (one event log line, the
 // state inside) cannot be written is refused with 503 and changes nothing, the log keeps only

@@ -44,8 +44,16 @@ public:
     plane& operator=(const plane&) = delete;
 
     // Before the data plane binds: webhooks, checks, the controller and the rollouts the
-    // config declares (with a state directory; with etcd they start once elected).
+    // config declares (with a state directory; with etcd they start once elected). A state
+    // directory that cannot be opened or read never stops the gateway from serving: see
+    // state_problem().
     result<void> prepare();
+    // Why the rollout state cannot be read or written right now, if so. Meanwhile every model
+    // routes by its config (a model with a rollout: stable only), rollout changes are refused,
+    // and the state is tried again every second; once it opens, the rollouts resume.
+    const std::optional<error>& state_problem() const { return state_problem_; }
+    // The error a rollout change gets while the state is unavailable.
+    std::optional<error> refused_while_state_unavailable() const;
     // Once every thread runs: the periodic collection, the cluster, the rollout ticks.
     // `admin_url` is where other replicas reach this one's admin API ("" when disabled).
     void start(std::string admin_url);
@@ -115,6 +123,9 @@ private:
     void publish_counts();
     void take_replica_counts(const std::map<std::string, nlohmann::json>& published);
     result<void> ensure_state();
+    // Opens the state and resumes the rollouts; on failure keeps serving without them.
+    void open_state_or_wait();
+    void retry_state_soon();
     const config::model* model_config(const std::string& name) const;
     void version_broken(std::uint32_t series, std::uint32_t count);
     void remember_served(std::vector<predictions::served_record> served);
@@ -125,6 +136,7 @@ private:
     server::data_plane& data_;
     std::string config_path_;
     bool stopped_ = false;
+    bool started_ = false;
     std::unique_ptr<environment> env_;
     std::optional<rollout::state_store> state_;
     std::unique_ptr<rollout::controller> controller_;
@@ -134,6 +146,8 @@ private:
         replica_counts_;
     std::unique_ptr<boost::asio::steady_timer> collect_timer_;
     std::unique_ptr<boost::asio::steady_timer> rollout_timer_;
+    std::unique_ptr<boost::asio::steady_timer> state_retry_timer_;
+    std::optional<error> state_problem_;
     std::vector<std::function<void(const nlohmann::json&)>> event_listeners_;
     std::vector<std::function<void(const nlohmann::json&)>> feed_listeners_;
     std::unique_ptr<notify::webhooks> webhooks_;

@@ -60,6 +60,9 @@ struct exposition_input {
     std::vector<version_gauge> ages;               // stagegate_model_age_seconds
     std::map<std::string, double> max_ages;        // stagegate_model_max_age_seconds by model
     std::vector<rollout_gauge> rollouts;
+    // stagegate_rollout_state_available: false while the state cannot be read or written at
+    // all (the gateway serves stable versions only and retries).
+    bool rollout_state_available = true;
     std::vector<feedback_count> feedback;
     struct webhook_gauge {
         std::string name;

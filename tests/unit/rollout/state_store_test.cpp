@@ -148,6 +148,25 @@ TEST(StateStore, TheLogsRecordWinsOverAnOlderSnapshot) {
     EXPECT_EQ(all->at("m")["sequence"], 2);
 }
 
+// A 0-byte snapshot (a disk that failed under it) is harmless when the log holds the record.
+TEST(StateStore, ADamagedSnapshotIsCoveredByTheLogsRecord) {
+    temp_dir d;
+    auto store = state_store::open(d.path);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->record("m", {{"model", "m"}, {"sequence", 3}, {"phase", "paused"}},
+                              {{"model", "m"}, {"type", "command"}, {"sequence", 3}}));
+    std::ofstream(d.path + "/rollout-m.json", std::ios::trunc).flush();
+    auto all = store->load_all();
+    ASSERT_TRUE(all) << all.error().describe();
+    EXPECT_EQ(all->at("m")["phase"], "paused");
+    std::ofstream(d.path + "/rollout-other.json", std::ios::trunc).flush();  // no record
+    all = store->load_all();
+    ASSERT_FALSE(all);
+    EXPECT_EQ(all.error().code, "state_corrupt");
+    ASSERT_EQ(all.error().problems.size(), 1u);
+    EXPECT_NE(all.error().problems[0].path.find("rollout-other.json"), std::string::npos);
+}
+
 TEST(StateStore, UnusableDirectoryIsAClearError) {
     auto store = state_store::open("/proc/stagegate-cannot-exist");
     ASSERT_FALSE(store);
