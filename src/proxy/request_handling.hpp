@@ -39,6 +39,27 @@ task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const reque
     co_return !ec && rc.keep_alive;
 }
 
+// A JSON answer the gateway gives itself (200), such as OpenAI's model list.
+template <class Stream>
+task<bool> send_local_answer(Stream& stream, worker& w, session_slot& slot,
+                             const request_context& rc, const std::string& json_body) {
+    http::response<http::string_body> res{http::status::ok, rc.client_version};
+    res.set(http::field::server, "stagegate");
+    res.set(http::field::content_type, "application/json");
+    if (const std::string_view id = rc.id; !id.empty()) {
+        res.set("X-Request-Id", id);
+    }
+    if (!rc.head) {
+        res.body() = json_body;
+    }
+    res.keep_alive(rc.keep_alive);
+    res.prepare_payload();
+    slot.expire_in(w.config().client.request);
+    auto [ec, n] = co_await http::async_write(stream, res, nothrow_awaitable);
+    slot.no_deadline();
+    co_return !ec && rc.keep_alive;
+}
+
 // The same for a problem found before or instead of an exchange.
 template <class Stream>
 task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
@@ -65,6 +86,9 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
                                       "not_ready", "no routes are loaded yet");
     }
     auto decision = route_request(w, *routes, req);
+    if (decision.local_answer) {
+        co_return co_await send_local_answer(stream, w, slot, rc, *decision.local_answer);
+    }
     if (decision.problem) {
         w.shard().record_unrouted(decision.unrouted);
         co_return co_await send_error(stream, w, slot, rc, *decision.problem);

@@ -54,6 +54,14 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
             d.problem = problem(http::status::not_found, "no_route",
                                 "no model route matches " + std::string(req.target()));
             return d;
+        case routing::match_outcome::model_list:
+            if (req.method() != http::verb::get && req.method() != http::verb::head) {
+                d.problem = problem(http::status::method_not_allowed, "method_not_allowed",
+                                    "/v1/models lists the models: use GET");
+                return d;
+            }
+            d.local_answer = &routes.openai_model_list;
+            return d;
         case routing::match_outcome::needs_body: {
             auto name = routing::body_model_field(req.body());
             if (!name) {

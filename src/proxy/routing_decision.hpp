@@ -26,6 +26,8 @@ struct route_decision {
     std::uint32_t version = routing::no_version;
     std::uint32_t unit = 0;  // the request's unit bucket for the metrics (a user's hash)
     std::optional<answer_problem> problem;  // set: not routed, answer this
+    // Set: not routed, the gateway answers this JSON body itself with 200 (GET /v1/models).
+    const std::string* local_answer = nullptr;
     metrics::unrouted_reason unrouted = metrics::unrouted_reason::bad_request;
 };
 

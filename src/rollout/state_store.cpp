@@ -68,6 +68,7 @@ result<state_store> state_store::open(const std::string& dir, std::uint64_t max_
     }
     state_store store(dir, max_log_bytes);
     store.recover_log();
+    store.catch_up_snapshots();
     return store;
 }
 
@@ -105,6 +106,27 @@ void state_store::recover_log() {
         }
     }
     ::close(fd);
+}
+
+void state_store::catch_up_snapshots() {
+    std::map<std::string, nlohmann::json> records;  // each model's last record in the log
+    for (const std::string& path : {log_path() + ".1", log_path()}) {
+        for_each_event(path, [&](const nlohmann::json& j) {
+            const auto it = j.find("state");
+            if (it != j.end() && it->is_object() && it->contains("model") &&
+                (*it)["model"].is_string()) {
+                records[(*it)["model"].get<std::string>()] = *it;
+            }
+        });
+    }
+    for (const auto& [model, state] : records) {
+        std::ifstream in(state_path(model));
+        auto snapshot = nlohmann::json::parse(in, nullptr, false);
+        if (!snapshot.is_object() || snapshot.value("sequence", std::uint64_t{0}) !=
+                                         state.value("sequence", std::uint64_t{0})) {
+            (void)save(model, state);  // best effort: the log stays the record either way
+        }
+    }
 }
 
 std::string state_store::state_path(const std::string& model) const {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <ctime>
 
 namespace stagegate::routing {
 namespace {
@@ -198,8 +199,12 @@ path_match match_path(const route_snapshot& routes, std::string_view target) {
     if (starts_with(path, "/v2/models/")) {
         return model_segment(path.substr(11), false);
     }
-    if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings") {
+    if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings" ||
+        path == "/v1/responses") {
         return {match_outcome::needs_body, nullptr, {}};
+    }
+    if (path == "/v1/models") {
+        return {match_outcome::model_list, nullptr, {}};
     }
     return {match_outcome::no_route, nullptr, {}};
 }
@@ -361,6 +366,18 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
         return error{"invalid_config", "cannot build routes", std::move(problems)};
     }
     snap->endpoint_count = registry.size();
+    // OpenAI's model object: id, object, created (seconds; here when these routes were
+    // built), owned_by.
+    nlohmann::json listed = nlohmann::json::array();
+    const auto created = static_cast<std::int64_t>(std::time(nullptr));
+    for (const auto& m : snap->models) {
+        if (m.route.openai) {
+            listed.push_back(
+                {{"id", m.name}, {"object", "model"}, {"created", created}, {"owned_by", "stagegate"}});
+        }
+    }
+    snap->openai_model_list = nlohmann::json{{"object", "list"}, {"data", std::move(listed)}}.dump();
+    snap->openai_model_list += '\n';
     return std::shared_ptr<const route_snapshot>(std::move(snap));
 }
 

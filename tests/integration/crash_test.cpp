@@ -139,7 +139,11 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
         // The record (the log's last decision, or the snapshot when the log holds none) is at
         // least as new as every acknowledged command; the history holds every decision, each
         // one sequence after the last (none missing, none twice) and no torn line; the
-        // snapshot, written after its record, is that record or the one before it.
+        // snapshot, written after its record (and caught up at every start), is that record or
+        // the one before it.
+        // The snapshot as the kill left it (opening the store below catches it up).
+        auto persisted = json::parse(read_file(state_file), nullptr, false);
+        ASSERT_TRUE(persisted.is_object()) << "round " << round << ": snapshot does not parse";
         auto store = rollout::state_store::open(dir.path + "/state");
         ASSERT_TRUE(store) << store.error().describe();
         auto loaded = store->load_all();
@@ -169,8 +173,6 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
             }
         }
         EXPECT_EQ(seq, last_logged) << "round " << round << ": the state and the history disagree";
-        auto persisted = json::parse(read_file(state_file), nullptr, false);
-        ASSERT_TRUE(persisted.is_object()) << "round " << round << ": snapshot does not parse";
         const auto snapshot_seq = persisted["sequence"].get<std::uint64_t>();
         EXPECT_TRUE(snapshot_seq == seq || snapshot_seq + 1 == seq)
             << "round " << round << ": snapshot " << snapshot_seq << ", record " << seq;

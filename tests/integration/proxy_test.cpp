@@ -28,6 +28,28 @@ TEST(Proxy, PredictIsProxiedAndStampedWithVersionStageAndRequestId) {
     EXPECT_EQ(body["predictions"].size(), 1u);
 }
 
+// OpenAI's model discovery (models.list() in the SDKs) is answered by the gateway, on a
+// kept-alive connection that then proxies a chat completion as usual.
+TEST(Proxy, OpenAiModelListIsAnsweredByTheGateway) {
+    auto s = stack::make();
+    connection c(s.port);
+    auto r = c.request("GET", "/v1/models");
+    ASSERT_EQ(r.status, 200u) << r.error << r.body;
+    EXPECT_EQ(r.header("content-type"), "application/json");
+    EXPECT_FALSE(r.header("x-request-id").empty());
+    auto list = json::parse(r.body);
+    EXPECT_EQ(list["object"], "list");
+    ASSERT_EQ(list["data"].size(), 1u);
+    EXPECT_EQ(list["data"][0]["id"], "m");
+    auto head = c.request("HEAD", "/v1/models");
+    EXPECT_EQ(head.status, 200u);
+    EXPECT_TRUE(head.body.empty());
+    EXPECT_EQ(c.request("DELETE", "/v1/models").status, 405u);
+    auto chat = c.request("POST", "/v1/chat/completions", R"({"model":"m","messages":[]})");
+    EXPECT_EQ(chat.status, 200u) << chat.body;
+    EXPECT_EQ(chat.header("x-stagegate-version"), "v1");
+}
+
 TEST(Proxy, ClientRequestIdIsKeptAndForwarded) {
     auto s = stack::make();
     auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,

@@ -86,6 +86,9 @@ private:
     // Reads the log's last id and makes sure a torn tail line (a crash mid-write) is ended,
     // so the next event starts a fresh line.
     void recover_log();
+    // Rewrites every snapshot the log's last record of its model is ahead of (a crash between
+    // the log line and the snapshot, a snapshot that could not be written, a damaged one).
+    void catch_up_snapshots();
 
     std::string dir_;
     std::uint64_t max_log_bytes_;

@@ -90,6 +90,9 @@ struct route_snapshot {
     std::uint64_t generation = 0;
     std::vector<model_route> models;
     std::uint32_t endpoint_count = 0;  // ids are < this
+    // The answer to OpenAI's GET /v1/models (the models matched by their OpenAI "model"
+    // field, in OpenAI's list format), built with the snapshot so serving it costs one write.
+    std::string openai_model_list;
 
     const model_route* find_model(std::string_view name) const;
 };
@@ -99,6 +102,7 @@ struct route_snapshot {
 enum class match_outcome {
     model,          // `model` is set
     needs_body,     // OpenAI-style: read the body and call match_body_model
+    model_list,     // OpenAI's GET /v1/models: the gateway answers route_snapshot::openai_model_list
     unknown_model,  // a model path naming a model we don't serve; `name` says which
     no_route,       // not a path we serve at all
 };

@@ -197,6 +197,16 @@ TEST_F(RoutingDecision, UnroutableRequestsSayWhy) {
         EXPECT_EQ(d.problem->message, c.message) << c.target;
         EXPECT_EQ(d.unrouted, c.reason) << c.target;
     }
+    // OpenAI's model list is answered by the gateway itself, for GET (and HEAD) only.
+    request_type list{http::verb::get, "/v1/models", 11};
+    auto listed = route_request(w, *routes, list);
+    ASSERT_FALSE(listed.problem);
+    ASSERT_NE(listed.local_answer, nullptr);
+    EXPECT_EQ(listed.local_answer, &routes->openai_model_list);
+    auto posted = route_request(w, *routes, request("/v1/models", "{}"));
+    ASSERT_TRUE(posted.problem);
+    EXPECT_EQ(posted.problem->status, http::status::method_not_allowed);
+    EXPECT_EQ(posted.local_answer, nullptr);
     // The OpenAI body names a model we serve: routed like the path form.
     auto d = route_request(w, *routes, request("/v1/chat/completions", R"({"model":"m"})"));
     ASSERT_FALSE(d.problem);

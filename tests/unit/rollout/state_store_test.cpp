@@ -139,6 +139,10 @@ TEST(StateStore, TheLogsRecordWinsOverAnOlderSnapshot) {
     EXPECT_EQ(all->at("m")["phase"], "rolled_back");
     EXPECT_EQ(all->at("m")["sequence"], 2);
     EXPECT_EQ(all->at("n")["phase"], "paused");
+    // The next open catches the snapshot up with the log.
+    ASSERT_TRUE(state_store::open(d.path));
+    std::ifstream caught_up(d.path + "/rollout-m.json");
+    EXPECT_EQ(nlohmann::json::parse(caught_up)["sequence"], 2);
     // Without any snapshot the log alone rebuilds every model's state.
     std::filesystem::remove(d.path + "/rollout-m.json");
     std::filesystem::remove(d.path + "/rollout-n.json");

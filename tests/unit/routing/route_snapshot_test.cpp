@@ -1,6 +1,7 @@
 #include "stagegate/routing/route_snapshot.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
@@ -83,6 +84,24 @@ TEST(MatchPath, OpenAiPathsNeedTheBody) {
     EXPECT_EQ(match_path(*snap, "/v1/completions").outcome, match_outcome::needs_body);
     EXPECT_EQ(match_body_model(*snap, "m")->name, "m");
     EXPECT_EQ(match_body_model(*snap, "other"), nullptr);  // openai disabled for it
+}
+
+// OpenAI's GET /v1/models (what the SDK's models.list(), LiteLLM and Open WebUI call): the
+// models matched by their OpenAI "model" field, in OpenAI's list format, built once per
+// snapshot; /v1/models/{name} stays KServe v1's.
+TEST(MatchPath, OpenAiModelListIsTheModelsWithOpenAiMatching) {
+    auto snap = build(0);
+    EXPECT_EQ(match_path(*snap, "/v1/models").outcome, match_outcome::model_list);
+    EXPECT_EQ(match_path(*snap, "/v1/models?limit=5").outcome, match_outcome::model_list);
+    EXPECT_EQ(match_path(*snap, "/v1/models/m").outcome, match_outcome::model);
+    EXPECT_EQ(match_path(*snap, "/v1/responses").outcome, match_outcome::needs_body);
+    auto list = nlohmann::json::parse(snap->openai_model_list);
+    EXPECT_EQ(list["object"], "list");
+    ASSERT_EQ(list["data"].size(), 1u);  // "other" does not match OpenAI requests
+    EXPECT_EQ(list["data"][0]["id"], "m");
+    EXPECT_EQ(list["data"][0]["object"], "model");
+    EXPECT_EQ(list["data"][0]["owned_by"], "stagegate");
+    EXPECT_GT(list["data"][0]["created"].get<std::int64_t>(), 1'700'000'000);
 }
 
 TEST(BodyModelField, FindsTopLevelModelOnly) {
