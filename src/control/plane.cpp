@@ -239,13 +239,18 @@ result<void> plane::prepare() {
 void plane::open_state_or_wait() {
     auto opened = ensure_state();
     result<void> resumed = opened;
+    std::vector<std::string> recorded;  // models with a record to resume from
     if (opened) {
+        if (auto records = state_->load_all()) {
+            for (const auto& [model, state] : *records) {
+                recorded.push_back(model);
+            }
+        }
         resumed = controller_->init(cfg_, rollout::clock::now());
     }
     if (resumed) {
         if (state_problem_) {
-            log::info("control", "the rollout state is back: rollouts resume",
-                      {{"dir", cfg_.state_dir}});
+            hold_after_unavailable_start(recorded);
             state_problem_.reset();
             if (!rollout_timer_ && started_) {
                 schedule_rollout_tick();
@@ -270,6 +275,31 @@ void plane::open_state_or_wait() {
     }
     state_problem_ = resumed.error();
     retry_state_soon();
+}
+
+// The gateway started without its state: a rollback the previous process applied but could
+// not record before it stopped is in no record, and resuming the record would undo it. So a
+// resumed rollout holds its candidate at 0 % (recorded, automation paused) until an operator
+// resumes it; a rollout that had no record cannot have lost one.
+void plane::hold_after_unavailable_start(const std::vector<std::string>& recorded) {
+    const auto now = rollout::clock::now();
+    for (const auto& model : recorded) {
+        auto summary = controller_->find(model);
+        if (!summary || !summary->live()) {
+            continue;
+        }
+        auto held = controller_->command(
+            model, "set_weight", {{"weight_bp", 0}}, "stagegate",
+            "the rollout state was unavailable when the gateway started: a rollback applied "
+            "before that may not have been recorded; resume to continue",
+            now);
+        if (!held) {
+            log::error("control", "cannot hold the resumed rollout at 0 %",
+                       {{"model", model}, {"error", held.error().describe()}});
+        }
+    }
+    log::info("control", "the rollout state is back: rollouts resume, held at 0 % until resumed",
+              {{"dir", cfg_.state_dir}});
 }
 
 void plane::retry_state_soon() {

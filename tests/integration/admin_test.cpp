@@ -655,6 +655,46 @@ TEST(AdminApi, AGatewayStartsAndServesStableWhileItsStateIsUnavailable) {
     EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/pause").status, 200);
 }
 
+// A gateway that started without its state cannot know whether its previous process rolled
+// back without recording it: when the state is back, a resumed rollout holds its candidate
+// at 0 % (a recorded decision, by "stagegate", automation paused) until an operator resumes.
+TEST(AdminApi, ARolloutResumedAfterAnUnavailableStartHoldsItsCandidateUntilResumed) {
+    temp_dir shared;
+    const std::string state = shared.path + "/state";
+    auto use_shared = [&](config::gateway& c) { c.state_dir = state; };
+    {
+        admin_stack first(true, use_shared);
+        ASSERT_EQ(api(first.admin, "POST", "/api/v1/rollouts/m/promote").status, 200);
+        ASSERT_EQ(body_of(api(first.admin, "GET", "/api/v1/rollouts/m"))["candidate_weight_bp"],
+                  2500);
+    }
+    std::filesystem::rename(state, state + ".away");
+    write_file(state, "not a directory");
+    admin_stack a(true, use_shared);
+    for (int i = 0; i < 20; ++i) {
+        auto r = request(a.s.port, "POST", "/v1/models/m:predict", "{}",
+                         {{"X-User", "user-" + std::to_string(i)}});
+        ASSERT_EQ(r.status, 200);
+        EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    }
+    std::filesystem::remove(state);
+    std::filesystem::rename(state + ".away", state);
+    nlohmann::json st;
+    ASSERT_TRUE(wait_until([&] {
+        st = body_of(api(a.admin, "GET", "/api/v1/rollouts/m"));
+        return st.is_object() && st.value("phase", "") == "paused";
+    })) << st.dump();
+    EXPECT_EQ(st["candidate_weight_bp"], 0);
+    EXPECT_EQ(st["manual_weight"], true);
+    EXPECT_EQ(st["stage_index"], 1);
+    auto events = rollout::state_store::open(state)->recent_events(10, "m");
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back()["command"], "set_weight");
+    EXPECT_EQ(events.back()["actor"], "stagegate");
+    ASSERT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/resume").status, 200);
+    EXPECT_EQ(body_of(api(a.admin, "GET", "/api/v1/rollouts/m"))["candidate_weight_bp"], 2500);
+}
+
 // A full disk, played by a file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail
 // with EFBIG the way they fail with ENOSPC): a command whose record (one event log line, the
 // state inside) cannot be written is refused with 503 and changes nothing, the log keeps only

@@ -126,6 +126,7 @@ private:
     // Opens the state and resumes the rollouts; on failure keeps serving without them.
     void open_state_or_wait();
     void retry_state_soon();
+    void hold_after_unavailable_start(const std::vector<std::string>& recorded);
     const config::model* model_config(const std::string& name) const;
     void version_broken(std::uint32_t series, std::uint32_t count);
     void remember_served(std::vector<predictions::served_record> served);
