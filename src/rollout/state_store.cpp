@@ -87,6 +87,35 @@ void for_each_event(const std::string& path, F&& f) {
 }  // namespace
 
 void state_store::recover_log() {
+    // A line without its newline is a write a crash cut short: its append never returned, so
+    // nothing was acknowledged or routed by it. It is cut off, so the log only ever holds
+    // whole records and the next one starts a fresh line.
+    if (int fd = ::open(log_path().c_str(), O_RDWR | O_CLOEXEC); fd >= 0) {
+        struct stat st {};
+        off_t end = ::fstat(fd, &st) == 0 ? st.st_size : 0;
+        off_t keep = end;
+        char block[4096];
+        while (keep > 0) {
+            const off_t from = std::max<off_t>(0, keep - static_cast<off_t>(sizeof block));
+            const auto n = ::pread(fd, block, static_cast<std::size_t>(keep - from), from);
+            if (n <= 0) {
+                break;
+            }
+            off_t i = static_cast<off_t>(n);
+            while (i > 0 && block[i - 1] != '\n') {
+                --i;
+            }
+            if (i > 0) {
+                keep = from + i;  // just after the last newline
+                break;
+            }
+            keep = from;
+        }
+        if (keep < end && ::ftruncate(fd, keep) == 0) {
+            ::fsync(fd);
+        }
+        ::close(fd);
+    }
     for (const std::string& path : {log_path() + ".1", log_path()}) {
         for_each_event(path, [&](const nlohmann::json& j) {
             if (j.contains("id") && j["id"].is_number_unsigned()) {
@@ -94,18 +123,6 @@ void state_store::recover_log() {
             }
         });
     }
-    int fd = ::open(log_path().c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        return;
-    }
-    char last = '\n';
-    if (::lseek(fd, -1, SEEK_END) >= 0 && ::read(fd, &last, 1) == 1 && last != '\n') {
-        ::lseek(fd, 0, SEEK_END);
-        if (write_all(fd, "\n")) {
-            ::fsync(fd);
-        }
-    }
-    ::close(fd);
 }
 
 void state_store::catch_up_snapshots() {

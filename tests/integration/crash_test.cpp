@@ -141,7 +141,8 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
         // one sequence after the last (none missing, none twice) and no torn line; the
         // snapshot, written after its record (and caught up at every start), is that record or
         // the one before it.
-        // The snapshot as the kill left it (opening the store below catches it up).
+        // The snapshot as the kill left it (opening the store below catches it up, and cuts
+        // off a log line the kill tore: it was never acknowledged).
         auto persisted = json::parse(read_file(state_file), nullptr, false);
         ASSERT_TRUE(persisted.is_object()) << "round " << round << ": snapshot does not parse";
         auto store = rollout::state_store::open(dir.path + "/state");

@@ -83,8 +83,8 @@ private:
     std::string state_path(const std::string& model) const;
     std::string log_path() const { return dir_ + "/events.jsonl"; }
 
-    // Reads the log's last id and makes sure a torn tail line (a crash mid-write) is ended,
-    // so the next event starts a fresh line.
+    // Cuts off a torn tail line (a crash mid-append: never acknowledged), so the log holds
+    // only whole records, then reads the last id.
     void recover_log();
     // Rewrites every snapshot the log's last record of its model is ahead of (a crash between
     // the log line and the snapshot, a snapshot that could not be written, a damaged one).

@@ -58,7 +58,7 @@ TEST(StateStore, EventLogSkipsATornLastLineAndRotatesBySize) {
     EXPECT_LT(std::filesystem::file_size(d.path + "/events.jsonl"), 400u);
 }
 
-TEST(StateStore, EventIdsSurviveReopenAndATornTailStartsANewLine) {
+TEST(StateStore, EventIdsSurviveReopenAndATornTailIsCutOff) {
     temp_dir d;
     {
         auto store = state_store::open(d.path);
@@ -82,6 +82,13 @@ TEST(StateStore, EventIdsSurviveReopenAndATornTailStartsANewLine) {
     ASSERT_EQ(events.size(), 4u);  // the torn line is gone, the new event whole
     EXPECT_EQ(events.back()["id"], 4);
     EXPECT_EQ(events.back()["n"], 3);
+    // Cut off, not merely ended: every line of the file is a whole record.
+    std::ifstream log(d.path + "/events.jsonl");
+    int lines = 0;
+    for (std::string line; std::getline(log, line); ++lines) {
+        EXPECT_TRUE(nlohmann::json::accept(line)) << line;
+    }
+    EXPECT_EQ(lines, 4);
 }
 
 TEST(StateStore, EventsPageBackwardsAcrossRotation) {
