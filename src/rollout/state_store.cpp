@@ -125,8 +125,8 @@ void state_store::recover_log() {
     }
 }
 
-void state_store::catch_up_snapshots() {
-    std::map<std::string, nlohmann::json> records;  // each model's last record in the log
+std::map<std::string, nlohmann::json> state_store::logged_records() const {
+    std::map<std::string, nlohmann::json> records;
     for (const std::string& path : {log_path() + ".1", log_path()}) {
         for_each_event(path, [&](const nlohmann::json& j) {
             const auto it = j.find("state");
@@ -136,7 +136,11 @@ void state_store::catch_up_snapshots() {
             }
         });
     }
-    for (const auto& [model, state] : records) {
+    return records;
+}
+
+void state_store::catch_up_snapshots() {
+    for (const auto& [model, state] : logged_records()) {
         std::ifstream in(state_path(model));
         auto snapshot = nlohmann::json::parse(in, nullptr, false);
         if (!snapshot.is_object() || snapshot.value("sequence", std::uint64_t{0}) !=
@@ -215,14 +219,8 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
     // The log's records are in commit order and never older than a snapshot (which is written
     // after its record): the last record of a model wins. A crash between the two, or a
     // snapshot that could not be written, leaves the log ahead.
-    for (const std::string& path : {log_path() + ".1", log_path()}) {
-        for_each_event(path, [&](const nlohmann::json& j) {
-            const auto it = j.find("state");
-            if (it != j.end() && it->is_object() && it->contains("model") &&
-                (*it)["model"].is_string()) {
-                out[(*it)["model"].get<std::string>()] = *it;
-            }
-        });
+    for (auto& [model, state] : logged_records()) {
+        out[model] = std::move(state);
     }
     // A damaged snapshot (a 0-byte file, a disk error) is harmless when the log holds its
     // model's record; otherwise the model's state is unknown, and is reported, never skipped.

@@ -616,6 +616,16 @@ TEST(AdminApi, UnwritableStateRefusesCommandsButTrafficFlows) {
 }
 
 
+// `users` distinct sticky users all land on stable: the candidate gets no traffic.
+void expect_only_stable(std::uint16_t port, int users) {
+    for (int i = 0; i < users; ++i) {
+        auto r = request(port, "POST", "/v1/models/m:predict", "{}",
+                         {{"X-User", "user-" + std::to_string(i)}});
+        ASSERT_EQ(r.status, 200);
+        EXPECT_EQ(r.header("x-stagegate-version"), "v1") << "user-" << i;
+    }
+}
+
 // Serving never depends on rollout state: a gateway whose state directory cannot be used at
 // start (here a file stands where it should be; a damaged snapshot without a record behaves
 // the same) starts, sends everything to stable, says why in /readyz and /metrics, refuses
@@ -626,12 +636,7 @@ TEST(AdminApi, AGatewayStartsAndServesStableWhileItsStateIsUnavailable) {
     write_file(state, "not a directory");
     admin_stack a(true, [&](config::gateway& c) { c.state_dir = state; });
     ASSERT_NE(a.s.port, 0);
-    for (int i = 0; i < 40; ++i) {
-        auto r = request(a.s.port, "POST", "/v1/models/m:predict", "{}",
-                         {{"X-User", "user-" + std::to_string(i)}});
-        ASSERT_EQ(r.status, 200);
-        EXPECT_EQ(r.header("x-stagegate-version"), "v1");
-    }
+    expect_only_stable(a.s.port, 40);
     auto ready = request(a.admin, "GET", "/readyz");
     EXPECT_EQ(ready.status, 200);
     EXPECT_EQ(body_of(ready)["rollout_state"]["available"], false) << ready.body;
@@ -671,12 +676,7 @@ TEST(AdminApi, ARolloutResumedAfterAnUnavailableStartHoldsItsCandidateUntilResum
     std::filesystem::rename(state, state + ".away");
     write_file(state, "not a directory");
     admin_stack a(true, use_shared);
-    for (int i = 0; i < 20; ++i) {
-        auto r = request(a.s.port, "POST", "/v1/models/m:predict", "{}",
-                         {{"X-User", "user-" + std::to_string(i)}});
-        ASSERT_EQ(r.status, 200);
-        EXPECT_EQ(r.header("x-stagegate-version"), "v1");
-    }
+    expect_only_stable(a.s.port, 20);
     std::filesystem::remove(state);
     std::filesystem::rename(state + ".away", state);
     nlohmann::json st;
@@ -772,12 +772,7 @@ TEST(AdminApi, ARollbackThatCannotBeRecordedIsAppliedReportedAndRecordedLater) {
     EXPECT_EQ(st["phase"], "rolled_back");
     EXPECT_EQ(st["candidate_weight_bp"], 0);
     EXPECT_EQ(st["durable"], false);
-    for (int i = 0; i < 20; ++i) {
-        auto r = request(a.s.port, "POST", "/v1/models/m:predict", "{}",
-                         {{"X-User", "user-" + std::to_string(i)}});
-        ASSERT_EQ(r.status, 200);
-        EXPECT_EQ(r.header("x-stagegate-version"), "v1");
-    }
+    expect_only_stable(a.s.port, 20);
     auto metrics = api(a.admin, "GET", "/metrics");
     EXPECT_NE(metrics.body.find("stagegate_rollout_state_recorded{model=\"m\"} 0"),
               std::string::npos);

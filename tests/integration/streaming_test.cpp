@@ -46,6 +46,20 @@ metrics::series_counts v1_counts(app::gateway& gw, std::uint64_t requests) {
     return counts;
 }
 
+// The client asks for a stream; the backend answers its head and a first event, which
+// reaches the client.
+testing::AssertionResult stream_started(raw_backend& backend, connection& c) {
+    if (!c.write_raw(stream_request) || !backend.read_request() ||
+        !backend.send(stream_head + raw_backend::chunk(event(1)))) {
+        return testing::AssertionFailure() << "the request or the head did not go through";
+    }
+    const auto first = c.read_until(event(1));
+    if (first.find(event(1)) == std::string::npos) {
+        return testing::AssertionFailure() << "the first event never arrived: " << first;
+    }
+    return testing::AssertionSuccess();
+}
+
 // Scaled down from the defaults (first byte 30 s, stream idle 60 s, no total cap).
 config::model_timeouts stream_timeouts() {
     config::model_timeouts t;
@@ -154,11 +168,7 @@ TEST(StreamTimeouts, AStreamThatStallsIsCutAndCountedAsAFailure) {
     raw_backend backend;
     auto s = stack_on(backend, stream_timeouts());
     connection c(s.port);
-    ASSERT_TRUE(c.write_raw(stream_request));
-    ASSERT_TRUE(backend.read_request());
-    ASSERT_TRUE(backend.send(stream_head + raw_backend::chunk(event(1))));
-    const auto first = c.read_until(event(1));
-    ASSERT_NE(first.find(event(1)), std::string::npos) << first;
+    ASSERT_TRUE(stream_started(backend, c));
     // The backend says nothing more: the gateway must end the answer on its own.
     const auto rest = c.read_until("0\r\n\r\n");
     EXPECT_EQ(rest.find("0\r\n\r\n"), std::string::npos) << "a cut stream must not look complete";
@@ -181,11 +191,7 @@ TEST(StreamTimeouts, ABackendThatClosesMidStreamIsCountedAsAFailure) {
     raw_backend backend;
     auto s = stack_on(backend, stream_timeouts());
     connection c(s.port);
-    ASSERT_TRUE(c.write_raw(stream_request));
-    ASSERT_TRUE(backend.read_request());
-    ASSERT_TRUE(backend.send(stream_head + raw_backend::chunk(event(1))));
-    const auto first = c.read_until(event(1));
-    ASSERT_NE(first.find(event(1)), std::string::npos) << first;
+    ASSERT_TRUE(stream_started(backend, c));
     backend.close();
     EXPECT_TRUE(c.peer_closed());
     const auto counts = v1_counts(*s.gateway, 1);

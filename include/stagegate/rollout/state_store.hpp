@@ -89,6 +89,8 @@ private:
     // Rewrites every snapshot the log's last record of its model is ahead of (a crash between
     // the log line and the snapshot, a snapshot that could not be written, a damaged one).
     void catch_up_snapshots();
+    // Each model's last record in the log (rotated and current file, in commit order).
+    std::map<std::string, nlohmann::json> logged_records() const;
 
     std::string dir_;
     std::uint64_t max_log_bytes_;
