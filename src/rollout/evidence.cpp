@@ -29,7 +29,25 @@ double log_weight(int j) {
     return -std::log(static_cast<double>(j) * (j + 1)) - std::log(total);
 }
 
-// ln sum_j w_j LR_j, the alternatives on the side `direction` (+1 above, -1 below) of p0.
+// ln sum_j w_j LR_j over the alternatives on the side `direction` (+1 above, -1 below) of the
+// null: `log_ratio(shift)` is ln LR of the alternative `shift` log-odds away from it.
+template <class LogRatio>
+double log_mixture_of(int direction, LogRatio log_ratio) {
+    double top = -std::numeric_limits<double>::infinity();
+    std::array<double, alternatives> terms{};
+    for (int j = 1; j <= alternatives; ++j) {
+        const double t = log_weight(j) + log_ratio(direction * j * step);
+        terms[static_cast<std::size_t>(j - 1)] = t;
+        top = std::max(top, t);
+    }
+    double sum = 0;
+    for (double t : terms) {
+        sum += std::exp(t - top);
+    }
+    return top + std::log(sum);
+}
+
+// ln sum_j w_j LR_j for a rate: alternatives at log-odds logit(p0) + direction * j * step.
 double log_mixture(double events, double trials, double p0, int direction) {
     if (trials <= 0) {
         return 0;
@@ -40,21 +58,72 @@ double log_mixture(double events, double trials, double p0, int direction) {
     const double x0 = logit(p0);
     const double null_log_likelihood =
         events * log_sigmoid(x0) + misses * log_one_minus_sigmoid(x0);
-    double top = -std::numeric_limits<double>::infinity();
-    std::array<double, alternatives> terms{};
-    for (int j = 1; j <= alternatives; ++j) {
-        const double x = x0 + direction * j * step;
-        const double t = log_weight(j) + events * log_sigmoid(x) + misses * log_one_minus_sigmoid(x) -
-                         null_log_likelihood;
-        terms[static_cast<std::size_t>(j - 1)] = t;
-        top = std::max(top, t);
-    }
-    double sum = 0;
-    for (double t : terms) {
-        sum += std::exp(t - top);
-    }
-    return top + std::log(sum);
+    return log_mixture_of(direction, [&](double shift) {
+        return events * log_sigmoid(x0 + shift) + misses * log_one_minus_sigmoid(x0 + shift) -
+               null_log_likelihood;
+    });
 }
+
+// The segments that carry evidence on the ratio: both versions had trials, and some event.
+// `offset` is ln(n_c / n_s): the null log-odds that an event is the candidate's is
+// ln(ratio) + offset.
+struct split_term {
+    double candidate_events;
+    double stable_events;
+    double offset;
+};
+
+std::vector<split_term> split_terms(const std::vector<rate_split>& segments) {
+    std::vector<split_term> out;
+    out.reserve(segments.size());
+    for (const auto& k : segments) {
+        if (k.candidate_trials > 0 && k.stable_trials > 0 &&
+            k.candidate_events + k.stable_events > 0) {
+            out.push_back({std::max(0.0, k.candidate_events), std::max(0.0, k.stable_events),
+                           std::log(k.candidate_trials) - std::log(k.stable_trials)});
+        }
+    }
+    return out;
+}
+
+double log_mixture_ratio(const std::vector<split_term>& terms, double ratio, double dispersion,
+                         int direction) {
+    if (terms.empty() || ratio <= 0) {
+        return 0;
+    }
+    const double log_ratio = std::log(ratio);
+    const double scale = 1 / std::max(1.0, dispersion);
+    auto log_likelihood = [&](double shift) {
+        double ll = 0;
+        for (const auto& t : terms) {
+            const double x = log_ratio + t.offset + shift;
+            ll += t.candidate_events * log_sigmoid(x) + t.stable_events * log_one_minus_sigmoid(x);
+        }
+        return ll;
+    };
+    const double null_log_likelihood = log_likelihood(0);
+    return log_mixture_of(direction, [&](double shift) {
+        return (log_likelihood(shift) - null_log_likelihood) * scale;
+    });
+}
+
+// The edge of the rejected set of log-ratios by bisection: `rejected(log r)` holds at `from`
+// and not at `to`. Returns the conservative end (on the rejected side).
+template <class Rejected>
+double log_ratio_edge(double from, double to, Rejected rejected) {
+    for (int i = 0; i < 40; ++i) {
+        const double mid = 0.5 * (from + to);
+        if (rejected(mid)) {
+            from = mid;
+        } else {
+            to = mid;
+        }
+    }
+    return from;
+}
+
+// Ratios beyond e^±20 are "unbounded" (0 or +infinity).
+constexpr double widest_log_ratio = 20;
 
 // The edge of the rejected set of p0 by bisection in log-odds: `rejected(p0)` holds on the
 // `from` side and not on the other. Returns a point on the rejected side of the edge (the
@@ -125,6 +194,46 @@ double rate_upper(double events, double trials, double level) {
         return 1;
     }
     return edge(1 - smallest_rate, estimate, rejected);
+}
+
+double log_evidence_ratio_above(const std::vector<rate_split>& segments, double ratio,
+                                double dispersion) {
+    return log_mixture_ratio(split_terms(segments), ratio, dispersion, +1);
+}
+
+double log_evidence_ratio_below(const std::vector<rate_split>& segments, double ratio,
+                                double dispersion) {
+    return log_mixture_ratio(split_terms(segments), ratio, dispersion, -1);
+}
+
+double ratio_lower(const std::vector<rate_split>& segments, double level, double dispersion) {
+    const auto terms = split_terms(segments);
+    const double threshold = std::log(1 / level);
+    auto rejected = [&](double log_r) {
+        return log_mixture_ratio(terms, std::exp(log_r), dispersion, +1) >= threshold;
+    };
+    if (terms.empty() || !rejected(-widest_log_ratio)) {
+        return 0;
+    }
+    if (rejected(widest_log_ratio)) {
+        return std::exp(widest_log_ratio);
+    }
+    return std::exp(log_ratio_edge(-widest_log_ratio, widest_log_ratio, rejected));
+}
+
+double ratio_upper(const std::vector<rate_split>& segments, double level, double dispersion) {
+    const auto terms = split_terms(segments);
+    const double threshold = std::log(1 / level);
+    auto rejected = [&](double log_r) {
+        return log_mixture_ratio(terms, std::exp(log_r), dispersion, -1) >= threshold;
+    };
+    if (terms.empty() || !rejected(widest_log_ratio)) {
+        return std::numeric_limits<double>::infinity();
+    }
+    if (rejected(-widest_log_ratio)) {
+        return std::exp(-widest_log_ratio);
+    }
+    return std::exp(log_ratio_edge(widest_log_ratio, -widest_log_ratio, rejected));
 }
 
 latency_sample latency_sample::of(const metrics::latency_histogram& h) {

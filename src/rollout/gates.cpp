@@ -333,6 +333,20 @@ std::vector<evidence::segment_counts> segments_of(const std::vector<metrics::ser
     return out;
 }
 
+// Both versions' events and requests per segment, as `errors_in` counts them, unscaled.
+template <class Errors>
+std::vector<evidence::rate_split> split_of(const traffic& seen, Errors errors_in) {
+    const std::size_t n = std::min(seen.candidate.size(), seen.stable.size());
+    std::vector<evidence::rate_split> out(n);
+    for (std::size_t k = 0; k < n; ++k) {
+        out[k] = {static_cast<double>(errors_in(seen.candidate[k])),
+                  static_cast<double>(seen.candidate[k].requests()),
+                  static_cast<double>(errors_in(seen.stable[k])),
+                  static_cast<double>(seen.stable[k].requests())};
+    }
+    return out;
+}
+
 // The level of the "hint of harm" that holds widening back: the fail test at an even chance
 // (a likelihood ratio of 2 against no harm, where rollback asks for 1/alpha).
 constexpr double widen_level = 0.5;
@@ -391,11 +405,52 @@ void rate_limit_gate(judging& j, const char* gate, const char* what, double even
     }
 }
 
-// A candidate rate against stable's, within max(stable x ratio, stable + delta).
+// What the two tests of a tolerance gate found: `fail` at the rollback level, `pass` at the
+// pass level, `hint` the fail test at `widen_level`.
+struct tolerance_tests {
+    bool fail = false;
+    bool pass = false;
+    bool hint = false;
+};
+
+// The candidate's rate against an allowance on stable's, by two separate bounds (each at half
+// the level): the way to judge an additive tolerance, and a segment in which stable served
+// nothing (a 100 % stage: its stable figures are borrowed from earlier segments).
+template <class Allowed>
+tolerance_tests by_separate_bounds(double events, double trials,
+                                   const evidence::segment_counts& ref, Allowed allowed,
+                                   double fail_level, double pass_level) {
+    const auto shown_above = [&](double level) {
+        return evidence::rate_lower(events, trials, level / 2) >
+               allowed(evidence::rate_upper(ref.errors, ref.requests, level / 2));
+    };
+    return {shown_above(fail_level),
+            evidence::rate_upper(events, trials, pass_level / 2) <=
+                allowed(evidence::rate_lower(ref.errors, ref.requests, pass_level / 2)),
+            shown_above(widen_level)};
+}
+
+// The candidate's rate against `ratio` x stable's, by how the versions' events split within
+// each segment (evidence::ratio_*): one test instead of two bounds.
+tolerance_tests by_split(const std::vector<evidence::rate_split>& split, double dispersion,
+                         double ratio, double fail_level, double pass_level) {
+    const double above = evidence::log_evidence_ratio_above(split, ratio, dispersion);
+    return {above >= std::log(1 / fail_level),
+            evidence::log_evidence_ratio_below(split, ratio, dispersion) >=
+                std::log(1 / pass_level),
+            above >= std::log(1 / widen_level)};
+}
+
+// A candidate rate against stable's, within max(stable x ratio, stable + delta). The ratio
+// part is judged on how the events split between the versions (when stable served in every
+// segment the candidate did), the additive part by separate bounds; with both, the candidate
+// fails only when both tests show it beyond (an intersection-union test: each at the full
+// level) and passes when either shows it within (each at half the pass level).
 void rate_tolerance_gate(judging& j, const char* gate, const char* what,
                          const std::vector<evidence::segment_counts>& c,
-                         const std::vector<evidence::segment_counts>& s, double ratio,
-                         double delta) {
+                         const std::vector<evidence::segment_counts>& s,
+                         const std::vector<evidence::rate_split>& split, double split_dispersion,
+                         double ratio, double delta) {
     double events = 0;
     double trials = 0;
     for (const auto& k : c) {
@@ -406,12 +461,8 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
     const auto allowed = [&](double p) { return std::max(p * ratio, p + delta); };
     const double c_rate = trials > 0 ? events / trials : 0;
     const double s_rate = ref.requests > 0 ? ref.errors / ref.requests : 0;
-    const double half_alpha = j.gate_alpha / 2;
-    const double half_beta = j.cfg.beta / 2;
-    const double c_low = evidence::rate_lower(events, trials, half_alpha);
-    const double s_high = evidence::rate_upper(ref.errors, ref.requests, half_alpha);
-    const double c_high = evidence::rate_upper(events, trials, half_beta);
-    const double s_low = evidence::rate_lower(ref.errors, ref.requests, half_beta);
+    const double c_low = evidence::rate_lower(events, trials, j.gate_alpha / 2);
+    const double c_high = evidence::rate_upper(events, trials, j.cfg.beta / 2);
     // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict on `" " + string`.
     std::string tolerance = "stable";
     if (ratio > 1) {
@@ -424,32 +475,64 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
     if (ratio > 1 && delta > 0) {
         tolerance += ", whichever is larger";
     }
+    char times[32];
+    std::snprintf(times, sizeof times, "%.2fx", s_rate > 0 ? c_rate / s_rate : 0.0);
     const std::string seen = std::string(what) + " " + percent(c_rate) + " vs stable " +
-                             percent(s_rate) + " over " + j.sample();
+                             percent(s_rate) + " (" + times + ") over " + j.sample();
     const double limit = allowed(s_rate);
     if (ref.requests <= 0) {
         j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
               j.too_little(true));
-    } else if (c_low > allowed(s_high)) {
+        return;
+    }
+    const bool stable_beside_candidate =
+        std::all_of(split.begin(), split.end(), [](const evidence::rate_split& k) {
+            return k.candidate_trials <= 0 || k.stable_trials > 0;
+        });
+    const bool ratio_part = ratio > 1 || delta <= 0;
+    const bool delta_part = delta > 0;
+    tolerance_tests t;
+    std::string how;  // the numbers behind a split-based verdict
+    if (!stable_beside_candidate) {
+        t = by_separate_bounds(events, trials, ref, allowed, j.gate_alpha, j.cfg.beta);
+    } else {
+        const double pass_level = ratio_part && delta_part ? j.cfg.beta / 2 : j.cfg.beta;
+        tolerance_tests r{true, false, true};
+        tolerance_tests d{true, false, true};
+        if (ratio_part) {
+            r = by_split(split, split_dispersion, ratio, j.gate_alpha, pass_level);
+        }
+        if (delta_part) {
+            d = by_separate_bounds(events, trials, ref, [&](double p) { return p + delta; },
+                                   j.gate_alpha, pass_level);
+        }
+        t = {r.fail && d.fail, r.pass || d.pass, r.hint && d.hint};
+        if (ratio_part && (r.fail || r.pass)) {
+            const double bound =
+                r.fail ? evidence::ratio_lower(split, j.gate_alpha, split_dispersion)
+                       : evidence::ratio_upper(split, pass_level, split_dispersion);
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "%.2fx", bound);
+            how = std::string("; the candidate's rate is ") + (r.fail ? "at least " : "at most ") +
+                  buf + " stable's";
+        }
+    }
+    if (t.fail) {
         j.add(gate, verdict::fail, c_rate, s_rate, limit, c_low, c_high,
-              seen + ": higher than allowed (" + tolerance + "): the candidate's is at least " +
-                  percent(c_low) + ", the allowance at most " + percent(allowed(s_high)));
+              seen + ": higher than allowed (" + tolerance + ")" + how +
+                  " (the candidate's at least " + percent(c_low) + ")");
     } else if (!j.enough_both()) {
         j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
               j.too_little(true));
-    } else if (c_high <= allowed(s_low)) {
+    } else if (t.pass) {
         j.add(gate, verdict::pass, c_rate, s_rate, limit, c_low, c_high,
-              seen + ": within the allowance (" + tolerance + "): the candidate's is at most " +
-                  percent(c_high) + ", the allowance at least " + percent(allowed(s_low)));
+              seen + ": within the allowance (" + tolerance + ")" + how +
+                  " (the candidate's at most " + percent(c_high) + ")");
     } else {
-        const double hint = widen_level / 2;
         j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
               seen + ": not yet clear against the allowance (" + tolerance +
-                  "): the candidate's is between " + percent(c_low) + " and " + percent(c_high) +
-                  ", the allowance between " + percent(allowed(s_low)) + " and " +
-                  percent(allowed(s_high)),
-              evidence::rate_lower(events, trials, hint) >
-                  allowed(evidence::rate_upper(ref.errors, ref.requests, hint)));
+                  "): the candidate's is between " + percent(c_low) + " and " + percent(c_high),
+              t.hint);
     }
 }
 
@@ -616,6 +699,9 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
                                       !latency_ratios.empty());
         if (error_gate) {
             rate_tolerance_gate(j, "error_rate_vs_stable", "error rate", c_segments, s_segments,
+                                split_of(seen, errors),
+                                std::max(dispersion(cu.requests, cu.server_errors),
+                                         dispersion(su.requests, su.server_errors)),
                                 ratio, delta);
         }
         if (!latency_ratios.empty()) {
@@ -630,7 +716,10 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
             s_segments = segments_of(seen.stable, client_errors_of,
                                      dispersion(su.requests, su.client_errors), false);
             rate_tolerance_gate(j, "client_error_rate_vs_stable", "4xx rate", c_segments,
-                                s_segments, ratio, delta);
+                                s_segments, split_of(seen, client_errors_of),
+                                std::max(dispersion(cu.requests, cu.client_errors),
+                                         dispersion(su.requests, su.client_errors)),
+                                ratio, delta);
         }
     }
     if (!seen.candidate.empty() && !seen.stable.empty()) {

@@ -36,6 +36,33 @@ double log_evidence_below(double events, double trials, double p0);
 double rate_lower(double events, double trials, double level);
 double rate_upper(double events, double trials, double level);
 
+// One segment of a comparison of two versions' rates (a stretch at one traffic split): each
+// version's events and trials in it.
+struct rate_split {
+    double candidate_events = 0;
+    double candidate_trials = 0;
+    double stable_events = 0;
+    double stable_trials = 0;
+};
+
+// ln of the evidence that the candidate's rate is above (below) `ratio` x stable's. Judged on
+// how the events split between the versions: within a segment in which the candidate had
+// n_c of the trials and stable n_s, an event is the candidate's with probability
+// r n_c / (r n_c + n_s) when its rate is r times stable's, whatever the rates themselves are
+// and however they drift together over time. One parameter, one test: about half the samples
+// that comparing two separate bounds needs when the versions see similar traffic. Segments
+// in which either version had no trials say nothing about the ratio. `dispersion` (at least 1)
+// divides the log-likelihood: the quasi-likelihood of correlated requests (see gates).
+double log_evidence_ratio_above(const std::vector<rate_split>& segments, double ratio,
+                                double dispersion = 1);
+double log_evidence_ratio_below(const std::vector<rate_split>& segments, double ratio,
+                                double dispersion = 1);
+
+// Bounds on candidate rate / stable rate that hold at every sample size at once:
+// P(the ratio is ever above upper) <= level. 0 and +infinity until the data say otherwise.
+double ratio_lower(const std::vector<rate_split>& segments, double level, double dispersion = 1);
+double ratio_upper(const std::vector<rate_split>& segments, double level, double dispersion = 1);
+
 // Latency samples as counts per histogram bucket, possibly weighted (see reference below).
 struct latency_sample {
     std::array<double, metrics::latency_histogram::bucket_count> counts{};

@@ -1,4 +1,5 @@
 #include "stagegate/rollout/gates.hpp"
+#include "stagegate/rollout/evidence.hpp"
 
 #include <gtest/gtest.h>
 
@@ -124,7 +125,7 @@ TEST(Gates, RelativeToStableExplainsItself) {
     EXPECT_EQ(err.candidate_requests, 812u);
     EXPECT_EQ(err.stable_requests, 15440u);
     // The metric, both values, the tolerance and the direction.
-    EXPECT_NE(err.explanation.find("error rate 4.06 % vs stable 0.30 % over 812 candidate vs "
+    EXPECT_NE(err.explanation.find("error rate 4.06 % vs stable 0.30 % (13.64x) over 812 candidate vs "
                                    "15440 stable requests: higher than allowed (stable x2 or "
                                    "+ 0.50 points, whichever is larger)"),
               std::string::npos)
@@ -218,6 +219,36 @@ TEST(Gates, EvidenceAccumulatesOverSegmentsWeightedPeriodForPeriod) {
     auto fair = evaluate(cfg, drift);
     EXPECT_NE(gate(fair, "error_rate_vs_stable").outcome, verdict::fail)
         << gate(fair, "error_rate_vs_stable").explanation;
+}
+
+TEST(Gates, ARatioToleranceIsJudgedByHowTheErrorsSplitOneTestNotTwoBounds) {
+    gate_config cfg = errors_only();
+    cfg.max_error_rate_ratio = 1.5;
+    // A/A at 0.5 % over 30,000 requests each: the split of 300 errors shows the candidate's
+    // rate below 1.5x stable's. Two separate bounds (each at half the pass level) cannot show
+    // it yet: the candidate's upper bound is still above 1.5x stable's lower one.
+    auto same = judge(cfg, counts(30000, 150, 1000), counts(30000, 150, 1000));
+    EXPECT_EQ(gate(same, "error_rate_vs_stable").outcome, verdict::pass)
+        << gate(same, "error_rate_vs_stable").explanation;
+    EXPECT_GT(evidence::rate_upper(150, 30000, cfg.beta / 2),
+              1.5 * evidence::rate_lower(150, 30000, cfg.beta / 2));
+    EXPECT_NE(gate(same, "error_rate_vs_stable").explanation.find("the candidate's rate is at most"),
+              std::string::npos)
+        << gate(same, "error_rate_vs_stable").explanation;
+    // A stage at 100 % (stable serves nothing in the last segment): judged against stable's
+    // earlier figures by separate bounds, still decided.
+    traffic full;
+    full.candidate = {counts(30000, 150, 1000), counts(200000, 4000, 1000)};
+    full.stable = {counts(30000, 150, 1000), metrics::series_counts{}};
+    auto worse = evaluate(cfg, full);
+    EXPECT_EQ(gate(worse, "error_rate_vs_stable").outcome, verdict::fail)
+        << gate(worse, "error_rate_vs_stable").explanation;
+    // With both a ratio and an additive allowance, a candidate beyond the ratio but within
+    // stable + 1 point is not failed (the larger allowance holds), and passes once shown.
+    cfg.max_error_rate_delta = 0.01;
+    auto within_delta = judge(cfg, counts(60000, 600, 1000), counts(60000, 300, 1000));
+    EXPECT_EQ(gate(within_delta, "error_rate_vs_stable").outcome, verdict::pass)
+        << gate(within_delta, "error_rate_vs_stable").explanation;
 }
 
 // Requests spread over the 32 unit buckets; `hot` buckets (a few heavy users with flaky
