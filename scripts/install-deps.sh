@@ -9,11 +9,24 @@ case "${1:-}" in
   --bench) packages+=(wrk nginx-light haproxy) ;;
   --fuzz) packages+=(clang) ;;  # clang 14 with libFuzzer, for tests/fuzz
 esac
+# Node.js and npm drive the real clients in tests/clients (the openai SDK); the machine's own
+# are used when present, else Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The npm clients the tests drive, at the versions package-lock.json pins.
+install_clients() {
+  local dir
+  dir="$(dirname "$0")/../tests/clients"
+  if [[ ! -f $dir/node_modules/.package-lock.json ||
+        $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
 if ((${#missing[@]} == 0)); then
+  install_clients
   exit 0
 fi
 echo "installing: ${missing[*]}"
@@ -29,3 +42,4 @@ if [[ ! -e $policy ]]; then
   trap '$sudo rm -f $policy' EXIT
 fi
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_clients

@@ -28,6 +28,11 @@ constexpr const char* usage =
     "  --bias X             added to every prediction\n"
     "  --classes N          answer N class scores per instance (top class from the input)\n"
     "  --disagree-rate P    fraction of answers whose top class moves to the next\n"
+    "  --ttft-ms X          OpenAI streams: first token this long after --latency-ms\n"
+    "  --tokens-per-second X  OpenAI streams: pace of the following tokens (default 50)\n"
+    "  --answer-tokens N    OpenAI streams: tokens per answer (default 8)\n"
+    "  --stream-cut-rate P  fraction of streams whose connection closes half-way\n"
+    "  --stream-error-rate P  fraction of streams sending an error event half-way\n"
     "  --tls-cert FILE --tls-key FILE   serve TLS\n"
     "  --seed N             fixed random seed\n";
 }
@@ -65,6 +70,11 @@ int main(int argc, char** argv) {
             else if (arg == "--bias") o.bias = std::stod(next());
             else if (arg == "--classes") o.classes = static_cast<std::uint32_t>(std::stoul(next()));
             else if (arg == "--disagree-rate") o.disagree_rate = std::stod(next());
+            else if (arg == "--ttft-ms") o.ttft_ms = std::stod(next());
+            else if (arg == "--tokens-per-second") o.tokens_per_second = std::stod(next());
+            else if (arg == "--answer-tokens") o.answer_tokens = static_cast<std::uint32_t>(std::stoul(next()));
+            else if (arg == "--stream-cut-rate") o.stream_cut_rate = std::stod(next());
+            else if (arg == "--stream-error-rate") o.stream_error_rate = std::stod(next());
             else if (arg == "--tls-cert") o.cert_file = next();
             else if (arg == "--tls-key") o.key_file = next();
             else if (arg == "--seed") o.seed = std::stoull(next());

@@ -15,6 +15,8 @@
 
 #include <array>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -49,6 +51,31 @@ double score(const json& instance) {
     }
     double mean = n ? sum / static_cast<double>(n) : 0.0;
     return 1.0 / (1.0 + std::exp(-mean));
+}
+
+// An embedding as OpenAI's encoding_format "base64" sends it: little-endian float32s.
+std::string base64_floats(const std::vector<float>& values) {
+    static constexpr char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string bytes(values.size() * 4, '\0');
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        std::uint32_t bits = 0;
+        std::memcpy(&bits, &values[i], 4);
+        for (int b = 0; b < 4; ++b) {
+            bytes[i * 4 + static_cast<std::size_t>(b)] = static_cast<char>((bits >> (8 * b)) & 0xff);
+        }
+    }
+    std::string out;
+    for (std::size_t i = 0; i < bytes.size(); i += 3) {
+        std::uint32_t n = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+        if (i + 1 < bytes.size()) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+        if (i + 2 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 2]);
+        out += alphabet[(n >> 18) & 63];
+        out += alphabet[(n >> 12) & 63];
+        out += i + 1 < bytes.size() ? alphabet[(n >> 6) & 63] : '=';
+        out += i + 2 < bytes.size() ? alphabet[n & 63] : '=';
+    }
+    return out;
 }
 
 std::uint64_t header_number(const http::request<http::string_body>& req, std::string_view name) {
@@ -138,6 +165,28 @@ struct server::impl {
                     {"choices", {choice}},
                     {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 3}, {"total_tokens", 6}}}};
         }
+        if (path == "/v1/embeddings") {
+            std::string model = body.is_object() ? body.value("model", "") : "";
+            json data = json::array();
+            const json input = body.is_object() && body.contains("input") ? body["input"] : json();
+            const std::size_t n = input.is_array() ? std::max<std::size_t>(1, input.size()) : 1;
+            for (std::size_t i = 0; i < n; ++i) {
+                const double s = input.is_array() && i < input.size() && input[i].is_string()
+                                     ? static_cast<double>(input[i].get<std::string>().size())
+                                     : 1.0;
+                const std::vector<float> v = {static_cast<float>(s / 100 + opt.bias), 0.5f,
+                                              -0.25f, 0.125f};
+                json embedding = v;
+                if (body.is_object() && body.value("encoding_format", "float") == "base64") {
+                    embedding = base64_floats(v);
+                }
+                data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", embedding}});
+            }
+            return {{"object", "list"},
+                    {"data", data},
+                    {"model", model},
+                    {"usage", {{"prompt_tokens", 2 * n}, {"total_tokens", 2 * n}}}};
+        }
         json predictions = json::array();
         if (body.is_object() && body.contains("instances") && body["instances"].is_array()) {
             for (const auto& inst : body["instances"]) {
@@ -145,6 +194,113 @@ struct server::impl {
             }
         }
         return {{"predictions", predictions}, {"model_version", opt.version}};
+    }
+
+    // An OpenAI chat or completions answer streamed as Server-Sent Events over a chunked body:
+    // the head at once, the first token after ttft, then one per 1/tokens_per_second, the
+    // usage chunk when stream_options.include_usage asks, and data: [DONE]. A cut stream closes
+    // the connection half-way; a failed one sends an error event half-way and ends the body
+    // without [DONE]. Returns whether the connection may serve another request.
+    template <class Stream>
+    net::awaitable<bool> stream_answer(Stream& stream, const http::request<http::string_body>& req,
+                                       const std::string& path, const json& body, bool close) {
+        const bool chat = path == "/v1/chat/completions";
+        const std::string model = body.value("model", "");
+        const bool usage = body.contains("stream_options") && body["stream_options"].is_object() &&
+                           body["stream_options"].value("include_usage", false);
+        const bool cut = req.count("X-Mock-Stream-Cut") ||
+                         (opt.stream_cut_rate > 0 && uniform() < opt.stream_cut_rate);
+        const bool fail = req.count("X-Mock-Stream-Error") ||
+                          (opt.stream_error_rate > 0 && uniform() < opt.stream_error_rate);
+        const double ttft =
+            opt.ttft_ms + static_cast<double>(header_number(req, "X-Mock-Ttft-Ms"));
+        const std::uint32_t tokens = std::max<std::uint32_t>(1, opt.answer_tokens);
+        auto write = [&](std::string_view data) -> net::awaitable<bool> {
+            char size[24];
+            const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+            std::array<net::const_buffer, 3> parts{net::buffer(size, static_cast<std::size_t>(n)),
+                                                   net::buffer(data.data(), data.size()),
+                                                   net::buffer("\r\n", 2)};
+            auto [ec, written] = co_await net::async_write(stream, parts, nothrow_awaitable);
+            co_return !ec;
+        };
+        auto pause = [&](double ms) -> net::awaitable<void> {
+            if (ms > 0) {
+                net::steady_timer timer(stream.get_executor(),
+                                        std::chrono::microseconds(static_cast<long>(ms * 1000)));
+                co_await timer.async_wait(nothrow_awaitable);
+            }
+        };
+        std::string head =
+            "HTTP/1.1 200 OK\r\nServer: stagegate-mockmodel\r\nContent-Type: text/event-stream\r\n"
+            "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nX-Mock-Version: " +
+            opt.version + "\r\n";
+        head += close ? "Connection: close\r\n\r\n" : "\r\n";
+        if (auto [ec, n] = co_await net::async_write(stream, net::buffer(head), nothrow_awaitable);
+            ec) {
+            co_return false;
+        }
+        const auto created = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+        auto event = [&](const json& choice) {
+            json chunk = {{"id", "cmpl-mock"},
+                          {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                          {"created", created},
+                          {"model", model},
+                          {"system_fingerprint", opt.version},
+                          {"choices", json::array({choice})}};
+            return "data: " + chunk.dump() + "\n\n";
+        };
+        const double gap = opt.tokens_per_second > 0 ? 1000.0 / opt.tokens_per_second : 0;
+        co_await pause(ttft);
+        for (std::uint32_t t = 0; t < tokens; ++t) {
+            if (t > 0) {
+                co_await pause(gap);
+            }
+            if ((cut || fail) && t == tokens / 2) {
+                if (cut) {
+                    boost::system::error_code ignored;
+                    beast::get_lowest_layer(stream).socket().close(ignored);
+                    co_return false;
+                }
+                const bool sent =
+                    co_await write("data: {\"error\":{\"message\":\"injected stream failure\","
+                                   "\"type\":\"server_error\",\"code\":\"mock_failure\"}}\n\n") &&
+                    co_await write("");  // the last chunk: the body ends, without [DONE]
+                co_return sent && !close;
+            }
+            const std::string token = t == 0 ? "answer" : " " + opt.version;
+            json choice = {{"index", 0}, {"finish_reason", nullptr}};
+            if (chat) {
+                choice["delta"] = t == 0 ? json{{"role", "assistant"}, {"content", token}}
+                                         : json{{"content", token}};
+            } else {
+                choice["text"] = token;
+            }
+            if (t + 1 == tokens) {
+                choice["finish_reason"] = "stop";
+            }
+            if (!co_await write(event(choice))) {
+                co_return false;
+            }
+        }
+        if (usage) {
+            json chunk = {{"id", "cmpl-mock"},
+                          {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                          {"created", created},
+                          {"model", model},
+                          {"choices", json::array()},
+                          {"usage",
+                           {{"prompt_tokens", 3},
+                            {"completion_tokens", tokens},
+                            {"total_tokens", 3 + tokens}}}};
+            if (!co_await write("data: " + chunk.dump() + "\n\n")) {
+                co_return false;
+            }
+        }
+        const bool ended = co_await write("data: [DONE]\n\n") && co_await write("");
+        co_return ended && !close;
     }
 
     template <class Stream>
@@ -199,6 +355,17 @@ struct server::impl {
             if (status == 0 && opt.error_rate > 0 && uniform() < opt.error_rate) {
                 status = opt.error_status;
             }
+            if (status < 400 && (path == "/v1/chat/completions" || path == "/v1/completions") &&
+                req.method() == http::verb::post) {
+                const json body = json::parse(req.body(), nullptr, false);
+                if (body.is_object() && body.value("stream", false)) {
+                    const bool close = req.count("X-Mock-Close") > 0 || !req.keep_alive();
+                    if (!co_await stream_answer(stream, req, path, body, close)) {
+                        break;
+                    }
+                    continue;
+                }
+            }
             http::response<http::string_body> res;
             res.version(11);
             res.set(http::field::server, "stagegate-mockmodel");
@@ -216,9 +383,15 @@ struct server::impl {
             } else if (status >= 400) {
                 res.result(status);
                 out = {{"error", {{"code", "mock_failure"}, {"message", "injected failure"}}}};
+            } else if (path == "/v1/models") {
+                out = {{"object", "list"},
+                       {"data",
+                        {{{"id", "mock"}, {"object", "model"}, {"created", 0},
+                          {"owned_by", "stagegate-mockmodel"}}}}};
+                res.result(http::status::ok);
             } else if (path.rfind("/v1/models/", 0) == 0 || path.rfind("/v2/models/", 0) == 0 ||
                        path == "/v1/chat/completions" || path == "/v1/completions" ||
-                       path.rfind("/custom", 0) == 0) {
+                       path == "/v1/embeddings" || path.rfind("/custom", 0) == 0) {
                 out = predict(req, path);
                 res.result(http::status::ok);
             } else {

@@ -12,6 +12,7 @@
 
 #include "http_util.hpp"
 #include "request_context.hpp"
+#include "stream_watch.hpp"
 #include "upstream_pool.hpp"
 
 #include "stagegate/metrics/shard.hpp"
@@ -52,8 +53,9 @@ struct exchange_outcome {
     // The answer ended cleanly and the backend keeps the connection: it may serve again.
     bool reusable = false;
     // The backend's answer broke off after its head reached the client (the backend closed or
-    // reset the connection, or stalled past the stream idle timeout or the total cap): the
-    // client saw the status, yet the answer failed, and counts as the version's failure.
+    // reset the connection, or stalled past the stream idle timeout or the total cap), or an
+    // OpenAI stream ended without its end event or with an error event: the client saw the
+    // status, yet the answer failed, and counts as the version's failure.
     bool cut_short = false;
 };
 
@@ -93,6 +95,9 @@ struct exchange_args {
     const routing::model_route& model;
     const routing::version_route& version;
     body_capture* capture;  // null: the body is not read
+    // An OpenAI request: a 2xx event stream that ends without the API's end event (or with an
+    // error event) is cut short, although its framing ended cleanly.
+    openai_stream stream_end = openai_stream::none;
 };
 
 // The downstream of a mirrored request: nobody. The exchange writes nothing to it, and an
@@ -269,6 +274,11 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     if (a.capture) {
         a.capture->start(status, parser->encoded());
     }
+    std::optional<stream_watch> watch;
+    if (a.stream_end != openai_stream::none && status >= 200 && status < 300 &&
+        parser->event_stream() && !parser->encoded() && !a.rc.head) {
+        watch.emplace(a.stream_end);
+    }
 
     borrowed_buffer buffer(a.w.pool(), make_room_for_body(up_buffer, *parser));
     // Whether any byte reached the client: from then on a failure can only cut the answer
@@ -335,6 +345,9 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             if (a.capture) {
                 a.capture->append(buffer.data(), got);
             }
+            if (watch) {
+                watch->feed(buffer.data(), got);
+            }
         }
         const bool last = parser->is_done();
         if constexpr (to_client) {
@@ -371,6 +384,10 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
         if (last) {
             if (a.capture) {
                 a.capture->complete = true;
+            }
+            if (watch) {
+                watch->finish();
+                out.cut_short = !watch->ended_well();
             }
             break;
         }

@@ -200,6 +200,10 @@ void relay_response_parser::on_field_impl(http::field name, beast::string_view n
     if (name == http::field::content_encoding && !beast::iequals(value, "identity")) {
         encoded_ = true;
     }
+    if (name == http::field::content_type) {
+        constexpr std::string_view sse = "text/event-stream";
+        event_stream_ = value.size() >= sse.size() && beast::iequals(value.substr(0, sse.size()), sse);
+    }
     append_header(head_, name_string, value);
 }
 

@@ -62,6 +62,7 @@ public:
 
     unsigned status() const { return status_; }
     bool encoded() const { return encoded_; }  // a Content-Encoding other than identity
+    bool event_stream() const { return event_stream_; }  // Content-Type: text/event-stream
     void set_buffer(char* data, std::size_t size) {
         data_ = data;
         size_ = size;
@@ -93,6 +94,7 @@ private:
     unsigned client_version_;
     bool head_request_;
     bool encoded_ = false;
+    bool event_stream_ = false;
     unsigned status_ = 0;
     // The Connection headers' values, copied: the parser's views end with each call.
     std::array<char, 256> connection_{};

@@ -134,7 +134,8 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         auto out = co_await exchange_over(
             stream, *got,
             exchange_args{head, std::string_view(req.body().data(), req.body().size()), rc, w,
-                          slot, model, version, read_body ? &capture : nullptr});
+                          slot, model, version, read_body ? &capture : nullptr,
+                          decision.stream_end});
         if (out.nothing_sent && got->reused && attempt == 0) {
             // its siblings were idle as long: do not trust them
             w.pool().forget_idle(got->endpoint->id);

@@ -70,6 +70,7 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
                 return d;
             }
             d.model = routing::match_body_model(routes, *name);
+            d.stream_end = openai_stream_of(req.target());
             if (!d.model) {
                 d.unrouted = metrics::unrouted_reason::unknown_model;
                 d.problem = problem(http::status::not_found, "unknown_model",

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "http_util.hpp"
+#include "stream_watch.hpp"
 
 #include "stagegate/metrics/shard.hpp"
 #include "stagegate/proxy/worker.hpp"
@@ -29,6 +30,8 @@ struct route_decision {
     // Set: not routed, the gateway answers this JSON body itself with 200 (GET /v1/models).
     const std::string* local_answer = nullptr;
     metrics::unrouted_reason unrouted = metrics::unrouted_reason::bad_request;
+    // An OpenAI request routed by its body's model: how its stream, if it streams, must end.
+    openai_stream stream_end = openai_stream::none;
 };
 
 // What the parser lets through but a proxy must not forward (RFC 9112 6.1): a

@@ -1,7 +1,9 @@
 // mockmodel: a small model server for demos, tests and load (stagegate-mockmodel).
 // Owns: answering the TF-Serving/KServe v1, KServe v2/Triton and OpenAI request shapes with a
-// deterministic prediction, and misbehaving on demand (latency, 5xx, hangs, resets, bias) so a
-// test can play a good or a bad model version. Not used by the gateway itself.
+// deterministic prediction (OpenAI chat and completions streamed as Server-Sent Events when
+// the request asks, paced like an LLM: a time to first token, then tokens per second), and
+// misbehaving on demand (latency, 5xx, hangs, resets, bias, streams cut or failed mid-way)
+// so a test can play a good or a bad model version. Not used by the gateway itself.
 #pragma once
 
 #include "stagegate/core/error.hpp"
@@ -32,6 +34,13 @@ struct options {
     // scores, the top one picked from the input (0: one number per instance).
     std::uint32_t classes = 0;
     double disagree_rate = 0;  // fraction of predictions whose top class moves to the next
+    // OpenAI streams ("stream": true): the first token this long after the answer's delay,
+    // then one token per 1/tokens_per_second, answer_tokens of them.
+    double ttft_ms = 0;
+    double tokens_per_second = 50;
+    std::uint32_t answer_tokens = 8;
+    double stream_cut_rate = 0;    // fraction of streams whose connection closes half-way
+    double stream_error_rate = 0;  // fraction sending an error event half-way (no [DONE])
     std::string cert_file;       // TLS when both are set
     std::string key_file;
     std::uint64_t seed = 0;      // 0: random
@@ -39,7 +48,8 @@ struct options {
 
 // Per-request overrides, for deterministic tests: X-Mock-Status: 503, X-Mock-Delay-Ms: 200,
 // X-Mock-Hang: 1, X-Mock-Reset: 1, X-Mock-Body-Bytes: N (pad the answer), X-Mock-Echo: 1 (the
-// answer includes the request's headers), X-Mock-Close: 1 (Connection: close).
+// answer includes the request's headers), X-Mock-Close: 1 (Connection: close); for streams
+// X-Mock-Ttft-Ms: N, X-Mock-Stream-Cut: 1, X-Mock-Stream-Error: 1.
 class server {
 public:
     explicit server(options o);

@@ -69,6 +69,7 @@ protected:
     request_context rc;
     std::optional<exchange_outcome> outcome;
     std::optional<bool> ended_reusable;
+    openai_stream stream_end = openai_stream::none;
 
     Exchange() {
         down.connect(client);
@@ -86,7 +87,8 @@ protected:
     template <class Down>
     void start(Down& to) {
         const auto& model = routes->models[0];
-        exchange_args args{head, request_body, rc, w, slot, model, model.versions[0], &capture};
+        exchange_args args{head, request_body, rc, w, slot, model, model.versions[0], &capture,
+                           stream_end};
         // Captureless, so the coroutine frame holds copies of everything it uses.
         auto run = [](Exchange& t, Down& sink, exchange_args copied) -> task<void> {
             t.outcome = co_await exchange(
@@ -220,6 +222,39 @@ TEST_F(Exchange, UpstreamCutMidBodyCutsTheClientShort) {
     EXPECT_EQ(ended_reusable, false);
     EXPECT_EQ(client_body(), "hello");  // nothing added: the client sees a short body
     EXPECT_FALSE(capture.complete);
+}
+
+TEST_F(Exchange, AnOpenAiStreamWithoutItsEndEventIsCutShortThoughItsFramingEnded) {
+    stream_end = openai_stream::chat;
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n");
+    backend_sends("f\r\ndata: {\"a\":1}\n\n\r\n");
+    EXPECT_EQ(client_body(), "f\r\ndata: {\"a\":1}\n\n\r\n");  // relayed as it came
+    backend_sends("0\r\n\r\n");  // the backend gave up and ended its body cleanly
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, http::status::ok);
+    EXPECT_TRUE(outcome->cut_short);
+    EXPECT_FALSE(outcome->failure);  // not a transport failure: the connection is fine
+    EXPECT_TRUE(outcome->reusable);
+}
+
+TEST_F(Exchange, AnOpenAiStreamEndingWithDoneIsWhole) {
+    stream_end = openai_stream::chat;
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                  "Content-Length: 29\r\n\r\ndata: {\"a\":1}\n\ndata: [DONE]\n\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_FALSE(outcome->cut_short);
+}
+
+TEST_F(Exchange, AnOpenAiAnswerThatDoesNotStreamIsNotWatched) {
+    stream_end = openai_stream::chat;
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 2\r\n\r\n{}");
+    ASSERT_TRUE(outcome);
+    EXPECT_FALSE(outcome->cut_short);
 }
 
 TEST_F(Exchange, UpstreamCutBeforeTheHeadIsAnAnswerableFailure) {

@@ -1,0 +1,89 @@
+// Watching an OpenAI stream's events. See stream_watch.hpp.
+#include "stream_watch.hpp"
+
+#include <algorithm>
+
+namespace stagegate::proxy {
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.substr(0, prefix.size()) == prefix;
+}
+
+// An SSE field's value: "data: x" and "data:x" both give "x" (one optional space).
+bool field_value(std::string_view line, std::string_view field, std::string_view& value) {
+    if (!starts_with(line, field) || line.size() == field.size() || line[field.size()] != ':') {
+        return false;
+    }
+    value = line.substr(field.size() + 1);
+    if (!value.empty() && value.front() == ' ') {
+        value.remove_prefix(1);
+    }
+    return true;
+}
+
+}  // namespace
+
+openai_stream openai_stream_of(std::string_view target) {
+    const auto path = target.substr(0, target.find('?'));
+    if (path == "/v1/chat/completions" || path == "/v1/completions") {
+        return openai_stream::chat;
+    }
+    if (path == "/v1/responses") {
+        return openai_stream::responses;
+    }
+    return openai_stream::none;
+}
+
+void stream_watch::feed(const char* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const char c = data[i];
+        if (c == '\n') {
+            end_line();
+            continue;
+        }
+        if (line_size_ < line_.size()) {
+            line_[line_size_] = c;
+        }
+        ++line_size_;
+    }
+}
+
+void stream_watch::finish() {
+    if (line_size_ > 0) {
+        end_line();
+    }
+}
+
+void stream_watch::end_line() {
+    std::string_view line(line_.data(), std::min(line_size_, line_.size()));
+    const bool whole = line_size_ <= line_.size();
+    line_size_ = 0;
+    if (!line.empty() && line.back() == '\r' && whole) {
+        line.remove_suffix(1);
+    }
+    std::string_view value;
+    if (field_value(line, "event", value)) {
+        if (value == "error" || (whole && value == "response.failed")) {
+            error_ = true;
+        } else if (kind_ == openai_stream::responses && whole && value == "response.completed") {
+            finished_ = true;
+        }
+        return;
+    }
+    if (!field_value(line, "data", value)) {
+        return;  // comments (":"), ids, retry hints, blank lines between events
+    }
+    if (starts_with(value, "{\"error\"") || starts_with(value, "{\"type\":\"error\"") ||
+        starts_with(value, "{\"type\":\"response.failed\"")) {
+        error_ = true;
+    } else if (kind_ == openai_stream::chat && whole && value == "[DONE]") {
+        finished_ = true;
+    } else if (kind_ == openai_stream::responses &&
+               starts_with(value, "{\"type\":\"response.completed\"")) {
+        finished_ = true;
+    }
+}
+
+}  // namespace stagegate::proxy
