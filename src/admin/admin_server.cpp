@@ -2,6 +2,7 @@
 #include "stagegate/core/log.hpp"
 
 #include "admin_auth.hpp"
+#include "admin_error.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 #include "stagegate/control/plane.hpp"
@@ -44,6 +45,9 @@ constexpr std::size_t sse_queue_limit = 1024;
 constexpr auto sse_heartbeat = std::chrono::seconds(15);
 constexpr std::size_t sse_replay_limit = 1000;
 
+// Marks a change a follower forwarded to the leader: it is never forwarded twice.
+constexpr std::string_view forwarded_header = "X-Stagegate-Forwarded-By";
+
 response_t json_response(http::status status, const json& body, unsigned version) {
     response_t res{status, version};
     res.set(http::field::server, "stagegate-admin");
@@ -53,9 +57,9 @@ response_t json_response(http::status status, const json& body, unsigned version
     return res;
 }
 
-response_t error_json(http::status status, std::string_view code, std::string message,
-                      unsigned version, const std::vector<problem>& problems = {}) {
-    json err = {{"code", code}, {"message", std::move(message)}};
+response_t error_json(admin_error e, std::string message, unsigned version,
+                      const std::vector<problem>& problems = {}) {
+    json err = {{"code", wire_code(e)}, {"message", std::move(message)}};
     if (!problems.empty()) {
         json list = json::array();
         for (const auto& p : problems) {
@@ -65,38 +69,24 @@ response_t error_json(http::status status, std::string_view code, std::string me
         err["problems"] = std::move(list);
     }
     json body = {{"error", std::move(err)}};
-    if (code == "not_durable") {
+    if (e == admin_error::not_durable) {
         // The command took effect: a client must not retry it as if it had not.
         body["applied"] = true;
         body["durable"] = false;
     }
-    return json_response(status, body, version);
+    return json_response(http_status(e), body, version);
 }
 
-// Error codes from the controller, config and gateway, to HTTP statuses.
-constexpr std::string_view forwarded_header = "X-Stagegate-Forwarded-By";
-
-http::status status_for(std::string_view code) {
-    if (code == "unknown_rollout" || code == "unknown_model") {
-        return http::status::not_found;
-    }
-    if (code == "invalid_state" || code == "rollout_active" || code == "no_config_file") {
-        return http::status::conflict;
-    }
-    if (code == "state_io_failed" || code == "state_corrupt" || code == "not_leader") {
-        return http::status::service_unavailable;
-    }
-    if (code == "not_durable") {
-        return http::status::insufficient_storage;  // applied, but not recorded
-    }
-    if (code == "config_unreadable" || code == "reload_incomplete" || code == "not_started") {
-        return http::status::internal_server_error;
-    }
-    return http::status::bad_request;
-}
-
+// An error another module (or a helper here) returned, answered with its own status.
 response_t error_from(const error& e, unsigned version) {
-    return error_json(status_for(e.code), e.code, e.message, version, e.problems);
+    const auto kind = classify(e.code);
+    if (kind == admin_error::internal) {
+        // A code admin_error lacks is a bug here: answer 500 rather than guess a status.
+        log::error("admin", "an error code the admin API does not know: answered 500",
+                   {{"code", e.code}, {"error", e.message}});
+        return error_json(kind, e.code + ": " + e.message, version, e.problems);
+    }
+    return error_json(kind, e.message, version, e.problems);
 }
 
 template <class T>
@@ -195,6 +185,13 @@ std::string sse_frame(const json& event) {
     std::string out = "id: " + std::to_string(event.value("id", std::uint64_t{0})) + "\n";
     out += "data: " + event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     return out;
+}
+
+// A request body with `problems`: nothing was done.
+error invalid_body(std::vector<problem> problems) {
+    return make_error(admin_error::invalid_argument,
+                      "the body has " + std::to_string(problems.size()) + " problem(s)",
+                      std::move(problems));
 }
 
 // One parsed and checked JSON request body.
@@ -328,10 +325,10 @@ struct admin_server::impl {
             one(j, "");
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the feedback was not taken: " +
-                                                 std::to_string(problems.size()) +
-                                                 " problem(s), nothing was applied",
-                         std::move(problems)};
+            return make_error(admin_error::invalid_argument,
+                              "the feedback was not taken: " + std::to_string(problems.size()) +
+                                  " problem(s), nothing was applied",
+                              std::move(problems));
         }
         return out;
     }
@@ -347,11 +344,12 @@ struct admin_server::impl {
         // form, and refusing that helps nobody.
         out.j = json::parse(text, nullptr, false);
         if (out.j.is_discarded()) {
-            return error{"invalid_json", "the body is not valid JSON", {{"", "not JSON"}}};
+            return make_error(admin_error::invalid_json, "the body is not valid JSON",
+                              {{"", "not JSON"}});
         }
         if (!out.j.is_object()) {
-            return error{"invalid_argument", "the body must be a JSON object",
-                         {{"", std::string("expected an object, got ") + out.j.type_name()}}};
+            return make_error(admin_error::invalid_argument, "the body must be a JSON object",
+                              {{"", std::string("expected an object, got ") + out.j.type_name()}});
         }
         std::vector<problem> problems;
         for (const auto& [key, value] : out.j.items()) {
@@ -374,9 +372,7 @@ struct admin_server::impl {
             }
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
-                                                 " problem(s)",
-                         std::move(problems)};
+            return invalid_body(std::move(problems));
         }
         return out;
     }
@@ -420,16 +416,15 @@ struct admin_server::impl {
             }
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
-                                                 " problem(s)",
-                         std::move(problems)};
+            return invalid_body(std::move(problems));
         }
         if (auto refused = gw.refused_while_state_unavailable()) {
             return *refused;
         }
         auto* ctl = gw.rollouts();
         if (!ctl) {
-            return error::make("unknown_rollout", "model \"" + model + "\" has no rollout");
+            return make_error(admin_error::unknown_rollout,
+                              "model \"" + model + "\" has no rollout");
         }
         return ctl->command(model, std::string(spec.command), args, who.name, body.reason,
                             rollout::clock::now());
@@ -449,16 +444,14 @@ struct admin_server::impl {
             problems.push_back({"/rollout", "required object is missing"});
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
-                                                 " problem(s)",
-                         std::move(problems)};
+            return invalid_body(std::move(problems));
         }
         auto spec = config::parse_rollout(body.j["rollout"].dump(), "/rollout");
         if (!spec) {
             return spec.error();
         }
         auto started = gw.start_rollout(model, std::move(*spec), who.name, body.reason);
-        if (!started && started.error().code == "invalid_rollout") {
+        if (!started && classify(started.error().code) == admin_error::invalid_rollout) {
             // The controller's paths are relative to the rollout object.
             auto e = started.error();
             for (auto& p : e.problems) {
@@ -488,7 +481,8 @@ struct admin_server::impl {
             }
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "bad query parameters", std::move(problems)};
+            return make_error(admin_error::invalid_argument, "bad query parameters",
+                              std::move(problems));
         }
         json events = json::array();
         json next = nullptr;
@@ -552,13 +546,13 @@ struct admin_server::impl {
         const unsigned v = req.version();
         auto segs = segments(rest);
         if (!segs) {
-            co_return error_json(http::status::bad_request, "bad_path",
-                                 "malformed percent-encoding in the path", v);
+            co_return error_json(admin_error::bad_path, "malformed percent-encoding in the path",
+                                 v);
         }
         const auto& s = *segs;
         auto allowed = allowed_methods(s);
         if (allowed.empty()) {
-            co_return error_json(http::status::not_found, "not_found",
+            co_return error_json(admin_error::not_found,
                                  "no admin endpoint at /api/v1/" + std::string(rest), v);
         }
         auto method = req.method() == http::verb::head ? http::verb::get : req.method();
@@ -569,23 +563,21 @@ struct admin_server::impl {
                 allow += std::string(http::to_string(m));
                 if (m == http::verb::get) allow += ", HEAD";
             }
-            auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
-                                  std::string(req.method_string()) + " is not allowed here; use " +
-                                      allow,
-                                  v);
+            auto res = error_json(
+                admin_error::method_not_allowed,
+                std::string(req.method_string()) + " is not allowed here; use " + allow, v);
             res.set(http::field::allow, allow);
             co_return res;
         }
         if (method != http::verb::get && !who.can_operate) {
-            co_return error_json(http::status::forbidden, "forbidden",
-                                 "token \"" + who.name +
-                                     "\" is a viewer: changing anything needs an operator token",
-                                 v);
+            co_return error_json(
+                admin_error::forbidden,
+                "token \"" + who.name + "\" is a viewer: changing anything needs an operator token",
+                v);
         }
         auto query = parse_query(query_text);
         if (!query) {
-            co_return error_json(http::status::bad_request, "bad_query",
-                                 "malformed query string", v);
+            co_return error_json(admin_error::bad_query, "malformed query string", v);
         }
         const auto now = rollout::clock::now();
         auto* ctl = gw.rollouts();
@@ -636,7 +628,7 @@ struct admin_server::impl {
             if (std::none_of(models.begin(), models.end(), [](const config::model& m) {
                     return m.prediction && m.prediction->feedback;
                 })) {
-                co_return error_json(http::status::conflict, "feedback_not_enabled",
+                co_return error_json(admin_error::feedback_not_enabled,
                                      "no model takes feedback: give one \"predictions\" with "
                                      "\"feedback\" in the config",
                                      v);
@@ -660,7 +652,7 @@ struct admin_server::impl {
                 co_return error_from(body.error(), v);
             }
             if (gw.config_path().empty()) {
-                co_return error_json(http::status::conflict, "no_config_file",
+                co_return error_json(admin_error::no_config_file,
                                      "this gateway was not started from a config file", v);
             }
             auto next = config::load_file(gw.config_path());
@@ -682,8 +674,8 @@ struct admin_server::impl {
             }
             const auto* m = snap ? snap->find_model(s[1]) : nullptr;
             if (!m) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + s[1] + "\"", v);
+                co_return error_json(admin_error::unknown_model, "no model named \"" + s[1] + "\"",
+                                     v);
             }
             if (s.size() == 2) {
                 co_return json_response(http::status::ok, model_json(*m), v);
@@ -692,8 +684,8 @@ struct admin_server::impl {
             snap = gw.routes();  // may have changed while collecting
             m = snap ? snap->find_model(s[1]) : nullptr;
             if (!m) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + s[1] + "\"", v);
+                co_return error_json(admin_error::unknown_model, "no model named \"" + s[1] + "\"",
+                                     v);
             }
             json versions = json::array();
             for (const auto& vm : gw.version_metrics_now()) {
@@ -740,14 +732,14 @@ struct admin_server::impl {
         if (s.size() == 3 && s[2] == "events") {
             auto snap = gw.routes();
             if (!(ctl && ctl->has(model)) && !(snap && snap->find_model(model))) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + model + "\"", v);
+                co_return error_json(admin_error::unknown_model, "no model named \"" + model + "\"",
+                                     v);
             }
             co_return ok_or_error(events_page(model, *query), v);
         }
         if (s.size() == 2) {
             if (!ctl || !ctl->has(model)) {
-                co_return error_json(http::status::not_found, "unknown_rollout",
+                co_return error_json(admin_error::unknown_rollout,
                                      "model \"" + model + "\" has no rollout", v);
             }
             auto status = ctl->status(model, now);
@@ -776,7 +768,7 @@ struct admin_server::impl {
                 co_return ok_or_error(run_command(spec, model, *body, who), v);
             }
         }
-        co_return error_json(http::status::not_found, "not_found", "no such endpoint", v);
+        co_return error_json(admin_error::not_found, "no such endpoint", v);
     }
 
     // A follower replica hands rollout changes to the leader, the one replica that decides,
@@ -788,14 +780,15 @@ struct admin_server::impl {
         auto url = parse_http_url(leader, false);
         const auto leader_name = cluster.value("leader_replica", "");
         if (!leader_name.empty() && (leader.empty() || !url)) {
-            co_return error_json(http::status::service_unavailable, "leader_unreachable",
-                                 "the leader " + leader_name + " publishes no admin API URL to "
-                                 "forward to (its admin listener is off, or set "
-                                 "state.advertise_admin): send the change to it directly",
+            co_return error_json(admin_error::leader_unaddressable,
+                                 "the leader " + leader_name +
+                                     " publishes no admin API URL to "
+                                     "forward to (its admin listener is off, or set "
+                                     "state.advertise_admin): send the change to it directly",
                                  v);
         }
         if (leader.empty() || !url || !req[forwarded_header].empty()) {
-            co_return error_json(http::status::service_unavailable, "no_leader",
+            co_return error_json(admin_error::no_leader,
                                  "no replica leads the cluster now (an election, or etcd out of "
                                  "reach): the change was not made; try again",
                                  v);
@@ -814,7 +807,7 @@ struct admin_server::impl {
         call.headers.emplace_back(std::string(forwarded_header), cluster.value("replica", ""));
         auto r = co_await async_exchange(io, std::move(call), net::use_awaitable);
         if (!r) {
-            co_return error_json(http::status::bad_gateway, "leader_unreachable",
+            co_return error_json(admin_error::leader_unreachable,
                                  "the leader " + cluster.value("leader_replica", "") + " at " +
                                      leader + " did not answer: " + r.error().message,
                                  v);
@@ -837,10 +830,10 @@ struct admin_server::impl {
         auto who = header.empty() ? std::nullopt : tokens.authenticate(header);
         if (!who) {
             denied = header.empty()
-                         ? error_json(http::status::unauthorized, "missing_token",
+                         ? error_json(admin_error::missing_token,
                                       "send Authorization: Bearer <token>", req.version())
-                         : error_json(http::status::unauthorized, "invalid_token",
-                                      "the bearer token is not valid", req.version());
+                         : error_json(admin_error::invalid_token, "the bearer token is not valid",
+                                      req.version());
             denied.set(http::field::www_authenticate, "Bearer realm=\"stagegate-admin\"");
         }
         return who;
@@ -857,7 +850,7 @@ struct admin_server::impl {
         const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
         if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
             if (!get) {
-                auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
+                auto res = error_json(admin_error::method_not_allowed,
                                       "only GET and HEAD are allowed here", v);
                 res.set(http::field::allow, "GET, HEAD");
                 co_return res;
@@ -868,8 +861,7 @@ struct admin_server::impl {
         }
         if (path == "/readyz") {
             if (gw.draining()) {
-                co_return error_json(http::status::service_unavailable, "draining",
-                                     "the gateway is shutting down", v);
+                co_return error_json(admin_error::draining, "the gateway is shutting down", v);
             }
             json ready = {{"status", "ready"}};
             if (const auto& problem = gw.state_problem()) {
@@ -896,7 +888,7 @@ struct admin_server::impl {
         }
         constexpr std::string_view api = "/api/v1/";
         if (path.substr(0, api.size()) != api) {
-            co_return error_json(http::status::not_found, "not_found",
+            co_return error_json(admin_error::not_found,
                                  "no admin endpoint at " + std::string(path), v);
         }
         response_t denied;
@@ -920,19 +912,19 @@ struct admin_server::impl {
         std::string model;
         std::optional<response_t> refused;
         if (!query) {
-            refused = error_json(http::status::bad_request, "bad_query", "malformed query", 11);
+            refused = error_json(admin_error::bad_query, "malformed query", 11);
         } else {
             for (const auto& [key, value] : *query) {
                 if (key == "model") {
                     model = value;
                 } else if (key == "since") {
                     if (!parse_u64(value, since)) {
-                        refused = error_json(http::status::bad_request, "invalid_argument",
-                                             "since: expected an event id", 11,
-                                             {{"?since", "expected an event id"}});
+                        refused =
+                            error_json(admin_error::invalid_argument, "since: expected an event id",
+                                       11, {{"?since", "expected an event id"}});
                     }
                 } else {
-                    refused = error_json(http::status::bad_request, "invalid_argument",
+                    refused = error_json(admin_error::invalid_argument,
                                          "unknown query parameter " + key + " (model, since)", 11,
                                          {{"?" + key, "unknown query parameter"}});
                 }
@@ -940,7 +932,7 @@ struct admin_server::impl {
         }
         if (auto last = req["Last-Event-ID"]; !last.empty() && !refused) {
             if (!parse_u64(last, since)) {
-                refused = error_json(http::status::bad_request, "invalid_argument",
+                refused = error_json(admin_error::invalid_argument,
                                      "Last-Event-ID: expected an event id", 11);
             }
         }
@@ -1010,17 +1002,16 @@ struct admin_server::impl {
                     ec == net::error::eof || ec == net::ssl::error::stream_truncated) {
                     co_return;
                 }
-                response_t res =
-                    ec == http::error::body_limit
-                        ? error_json(http::status::payload_too_large, "payload_too_large",
-                                     "the body is larger than " +
-                                         std::to_string(cfg.max_body_bytes) + " bytes",
-                                     11)
-                    : ec == http::error::header_limit
-                        ? error_json(http::status::request_header_fields_too_large,
-                                     "header_too_large", "the request header is too large", 11)
-                        : error_json(http::status::bad_request, "bad_request",
-                                     "cannot read the request: " + ec.message(), 11);
+                response_t res = ec == http::error::body_limit
+                                     ? error_json(admin_error::payload_too_large,
+                                                  "the body is larger than " +
+                                                      std::to_string(cfg.max_body_bytes) + " bytes",
+                                                  11)
+                                 : ec == http::error::header_limit
+                                     ? error_json(admin_error::header_too_large,
+                                                  "the request header is too large", 11)
+                                     : error_json(admin_error::bad_request,
+                                                  "cannot read the request: " + ec.message(), 11);
                 res.keep_alive(false);
                 res.prepare_payload();
                 beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
