@@ -2,6 +2,7 @@
 #include "stagegate/core/log.hpp"
 
 #include "admin_auth.hpp"
+#include "admin_error.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 #include "stagegate/control/plane.hpp"
@@ -19,10 +20,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <deque>
 #include <functional>
 #include <list>
+#include <span>
 
 namespace stagegate::admin {
 
@@ -44,6 +47,9 @@ constexpr std::size_t sse_queue_limit = 1024;
 constexpr auto sse_heartbeat = std::chrono::seconds(15);
 constexpr std::size_t sse_replay_limit = 1000;
 
+// Marks a change a follower forwarded to the leader: it is never forwarded twice.
+constexpr std::string_view forwarded_header = "X-Stagegate-Forwarded-By";
+
 response_t json_response(http::status status, const json& body, unsigned version) {
     response_t res{status, version};
     res.set(http::field::server, "stagegate-admin");
@@ -53,9 +59,9 @@ response_t json_response(http::status status, const json& body, unsigned version
     return res;
 }
 
-response_t error_json(http::status status, std::string_view code, std::string message,
-                      unsigned version, const std::vector<problem>& problems = {}) {
-    json err = {{"code", code}, {"message", std::move(message)}};
+response_t error_json(admin_error e, std::string message, unsigned version,
+                      const std::vector<problem>& problems = {}) {
+    json err = {{"code", wire_code(e)}, {"message", std::move(message)}};
     if (!problems.empty()) {
         json list = json::array();
         for (const auto& p : problems) {
@@ -65,38 +71,24 @@ response_t error_json(http::status status, std::string_view code, std::string me
         err["problems"] = std::move(list);
     }
     json body = {{"error", std::move(err)}};
-    if (code == "not_durable") {
+    if (e == admin_error::not_durable) {
         // The command took effect: a client must not retry it as if it had not.
         body["applied"] = true;
         body["durable"] = false;
     }
-    return json_response(status, body, version);
+    return json_response(http_status(e), body, version);
 }
 
-// Error codes from the controller, config and gateway, to HTTP statuses.
-constexpr std::string_view forwarded_header = "X-Stagegate-Forwarded-By";
-
-http::status status_for(std::string_view code) {
-    if (code == "unknown_rollout" || code == "unknown_model") {
-        return http::status::not_found;
-    }
-    if (code == "invalid_state" || code == "rollout_active" || code == "no_config_file") {
-        return http::status::conflict;
-    }
-    if (code == "state_io_failed" || code == "state_corrupt" || code == "not_leader") {
-        return http::status::service_unavailable;
-    }
-    if (code == "not_durable") {
-        return http::status::insufficient_storage;  // applied, but not recorded
-    }
-    if (code == "config_unreadable" || code == "reload_incomplete" || code == "not_started") {
-        return http::status::internal_server_error;
-    }
-    return http::status::bad_request;
-}
-
+// An error another module (or a helper here) returned, answered with its own status.
 response_t error_from(const error& e, unsigned version) {
-    return error_json(status_for(e.code), e.code, e.message, version, e.problems);
+    const auto kind = classify(e.code);
+    if (kind == admin_error::internal) {
+        // A code admin_error lacks is a bug here: answer 500 rather than guess a status.
+        log::error("admin", "an error code the admin API does not know: answered 500",
+                   {{"code", e.code}, {"error", e.message}});
+        return error_json(kind, e.code + ": " + e.message, version, e.problems);
+    }
+    return error_json(kind, e.message, version, e.problems);
 }
 
 template <class T>
@@ -197,27 +189,27 @@ std::string sse_frame(const json& event) {
     return out;
 }
 
+// A request body with `problems`: nothing was done.
+error invalid_body(std::vector<problem> problems) {
+    return make_error(admin_error::invalid_argument,
+                      "the body has " + std::to_string(problems.size()) + " problem(s)",
+                      std::move(problems));
+}
+
+using query_map = std::map<std::string, std::string>;
+
+// Who may call a route (admin_auth's principals).
+enum class role {
+    anyone,     // no token: the probes
+    scraper,    // a token when admin.metrics_auth is "token", else anyone
+    viewer,     // any valid token: reads
+    operator_,  // an operator token: changes
+};
+
 // One parsed and checked JSON request body.
 struct body_fields {
     json j = json::object();
     std::string reason;
-};
-
-// Rollout commands with the body fields each accepts (besides "reason").
-struct command_spec {
-    std::string_view path_verb;  // the URL's last segment
-    std::string_view command;    // the controller's name for it
-    http::verb method;
-    std::initializer_list<std::string_view> fields;
-};
-const command_spec command_specs[] = {
-    {"pause", "pause", http::verb::post, {}},
-    {"resume", "resume", http::verb::post, {}},
-    {"promote", "promote", http::verb::post, {"full"}},
-    {"rollback", "rollback", http::verb::post, {}},
-    {"abort", "abort", http::verb::post, {}},
-    {"restart", "restart", http::verb::post, {}},
-    {"weight", "set_weight", http::verb::put, {"weight_bp", "percent"}},
 };
 
 }  // namespace
@@ -242,6 +234,36 @@ struct admin_server::impl {
     bool stopped = false;
 
     impl(net::io_context& i, control::plane& g) : io(i), gw(g) {}
+
+    // nullopt: the session streams the live event feed itself (stream_events).
+    using answer = std::optional<response_t>;
+    struct call;
+    using handler = net::awaitable<answer> (impl::*)(const call&);
+
+    // One endpoint. The table of them, routes(), is the only list of endpoints: dispatch, 404,
+    // 405 and its Allow, authorization, leader forwarding and the check against
+    // docs/openapi.json (admin_server::operations) all read it.
+    struct route {
+        http::verb method;         // GET also answers HEAD
+        std::string_view pattern;  // as docs/openapi.json writes it: {model} takes one segment
+        role need;
+        // A change to rollout state, which only the leader makes: a follower forwards it.
+        bool leader_only;
+        handler run;
+        std::initializer_list<std::string_view> fields = {};  // body fields besides "reason"
+        std::string_view command = {};  // on_command: the controller's name for it
+    };
+    static std::span<const route> routes();
+
+    // What a route's handler is given.
+    struct call {
+        const request_t& req;
+        const route& endpoint;
+        std::vector<std::string> params;  // what the pattern's {parameters} took, in order
+        const query_map& query;
+        const principal* who;  // null when the route needs no token and none was asked for
+        unsigned version() const { return req.version(); }
+    };
 
     void broadcast(const json& event) {
         const std::string model = event.value("model", "");
@@ -328,10 +350,10 @@ struct admin_server::impl {
             one(j, "");
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the feedback was not taken: " +
-                                                 std::to_string(problems.size()) +
-                                                 " problem(s), nothing was applied",
-                         std::move(problems)};
+            return make_error(admin_error::invalid_argument,
+                              "the feedback was not taken: " + std::to_string(problems.size()) +
+                                  " problem(s), nothing was applied",
+                              std::move(problems));
         }
         return out;
     }
@@ -347,11 +369,12 @@ struct admin_server::impl {
         // form, and refusing that helps nobody.
         out.j = json::parse(text, nullptr, false);
         if (out.j.is_discarded()) {
-            return error{"invalid_json", "the body is not valid JSON", {{"", "not JSON"}}};
+            return make_error(admin_error::invalid_json, "the body is not valid JSON",
+                              {{"", "not JSON"}});
         }
         if (!out.j.is_object()) {
-            return error{"invalid_argument", "the body must be a JSON object",
-                         {{"", std::string("expected an object, got ") + out.j.type_name()}}};
+            return make_error(admin_error::invalid_argument, "the body must be a JSON object",
+                              {{"", std::string("expected an object, got ") + out.j.type_name()}});
         }
         std::vector<problem> problems;
         for (const auto& [key, value] : out.j.items()) {
@@ -374,25 +397,23 @@ struct admin_server::impl {
             }
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
-                                                 " problem(s)",
-                         std::move(problems)};
+            return invalid_body(std::move(problems));
         }
         return out;
     }
 
-    result<json> run_command(const command_spec& spec, const std::string& model,
+    result<json> run_command(const route& endpoint, const std::string& model,
                              const body_fields& body, const principal& who) {
         json args = json::object();
         std::vector<problem> problems;
-        if (spec.command == "promote" && body.j.contains("full")) {
+        if (endpoint.command == "promote" && body.j.contains("full")) {
             if (!body.j["full"].is_boolean()) {
                 problems.push_back({"/full", "expected true or false"});
             } else {
                 args["full"] = body.j["full"];
             }
         }
-        if (spec.command == "set_weight") {
+        if (endpoint.command == "set_weight") {
             const bool has_bp = body.j.contains("weight_bp");
             const bool has_pct = body.j.contains("percent");
             if (has_bp == has_pct) {
@@ -420,18 +441,17 @@ struct admin_server::impl {
             }
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
-                                                 " problem(s)",
-                         std::move(problems)};
+            return invalid_body(std::move(problems));
         }
         if (auto refused = gw.refused_while_state_unavailable()) {
             return *refused;
         }
         auto* ctl = gw.rollouts();
         if (!ctl) {
-            return error::make("unknown_rollout", "model \"" + model + "\" has no rollout");
+            return make_error(admin_error::unknown_rollout,
+                              "model \"" + model + "\" has no rollout");
         }
-        return ctl->command(model, std::string(spec.command), args, who.name, body.reason,
+        return ctl->command(model, std::string(endpoint.command), args, who.name, body.reason,
                             rollout::clock::now());
     }
 
@@ -449,16 +469,14 @@ struct admin_server::impl {
             problems.push_back({"/rollout", "required object is missing"});
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "the body has " + std::to_string(problems.size()) +
-                                                 " problem(s)",
-                         std::move(problems)};
+            return invalid_body(std::move(problems));
         }
         auto spec = config::parse_rollout(body.j["rollout"].dump(), "/rollout");
         if (!spec) {
             return spec.error();
         }
         auto started = gw.start_rollout(model, std::move(*spec), who.name, body.reason);
-        if (!started && started.error().code == "invalid_rollout") {
+        if (!started && classify(started.error().code) == admin_error::invalid_rollout) {
             // The controller's paths are relative to the rollout object.
             auto e = started.error();
             for (auto& p : e.problems) {
@@ -488,7 +506,8 @@ struct admin_server::impl {
             }
         }
         if (!problems.empty()) {
-            return error{"invalid_argument", "bad query parameters", std::move(problems)};
+            return make_error(admin_error::invalid_argument, "bad query parameters",
+                              std::move(problems));
         }
         json events = json::array();
         json next = nullptr;
@@ -505,7 +524,8 @@ struct admin_server::impl {
         return result<json>(boost::system::in_place_value, std::move(page));
     }
 
-    // The path after /api/v1/, split on '/'; nullopt when a segment is malformed.
+    // A path (without its leading '/') split on '/' and percent-decoded; nullopt when a
+    // segment is malformed.
     static std::optional<std::vector<std::string>> segments(std::string_view path) {
         std::vector<std::string> out;
         while (!path.empty()) {
@@ -523,77 +543,115 @@ struct admin_server::impl {
         return out;
     }
 
-    // The methods a path allows; empty when no endpoint lives there.
-    static std::vector<http::verb> allowed_methods(const std::vector<std::string>& s) {
-        using v = http::verb;
-        const auto n = s.size();
-        if (n == 1 && s[0] == "models") return {v::get};
-        if (n == 2 && s[0] == "models") return {v::get};
-        if (n == 3 && s[0] == "models" && s[2] == "metrics") return {v::get};
-        if (n == 1 && s[0] == "rollouts") return {v::get, v::post};
-        if (n == 2 && s[0] == "rollouts") return {v::get};
-        if (n == 3 && s[0] == "rollouts" && s[2] == "events") return {v::get};
-        if (n == 3 && s[0] == "rollouts") {
-            for (const auto& c : command_specs) {
-                if (c.path_verb == s[2]) return {c.method};
+    // Whether a path's segments have a route pattern's shape ("{x}" takes any one segment);
+    // `params` gets what the {x} took, in order.
+    static bool matches(std::string_view pattern, const std::vector<std::string>& segs,
+                        std::vector<std::string>& params) {
+        params.clear();
+        for (const auto& seg : segs) {
+            if (pattern.empty()) {
+                return false;  // the path is longer
+            }
+            pattern.remove_prefix(1);  // the '/'
+            const auto want = pattern.substr(0, pattern.find('/'));
+            pattern.remove_prefix(want.size());
+            if (want.starts_with('{')) {
+                params.push_back(seg);
+            } else if (want != seg) {
+                return false;
             }
         }
-        if (n == 1 && s[0] == "events") return {v::get};
-        if (n == 1 && s[0] == "webhooks") return {v::get};
-        if (n == 2 && s[0] == "config" && s[1] == "reload") return {v::post};
-        if (n == 1 && s[0] == "feedback") return {v::post};
-        if (n == 1 && s[0] == "openapi.json") return {v::get};
-        if (n == 1 && s[0] == "cluster") return {v::get};
-        return {};
+        return pattern.empty();
     }
 
-    net::awaitable<response_t> handle_api(const request_t& req, std::string_view rest,
-                                          std::string_view query_text, const principal& who) {
+    bool needs_token(role need) const {
+        switch (need) {
+            case role::anyone:
+                return false;
+            case role::scraper:
+                return cfg.metrics_need_token;
+            case role::viewer:
+            case role::operator_:
+                return true;
+        }
+        return true;  // not an enumerator: unreachable
+    }
+
+    // What a request gets. The route table decides what lives at a path (404), with which
+    // methods (405 and its Allow), who may call it (401, 403) and who answers.
+    net::awaitable<answer> handle(const request_t& req) {
         const unsigned v = req.version();
-        auto segs = segments(rest);
-        if (!segs) {
-            co_return error_json(http::status::bad_request, "bad_path",
-                                 "malformed percent-encoding in the path", v);
-        }
-        const auto& s = *segs;
-        auto allowed = allowed_methods(s);
-        if (allowed.empty()) {
-            co_return error_json(http::status::not_found, "not_found",
-                                 "no admin endpoint at /api/v1/" + std::string(rest), v);
-        }
-        auto method = req.method() == http::verb::head ? http::verb::get : req.method();
-        if (std::find(allowed.begin(), allowed.end(), method) == allowed.end()) {
-            std::string allow;
-            for (auto m : allowed) {
-                if (!allow.empty()) allow += ", ";
-                allow += std::string(http::to_string(m));
-                if (m == http::verb::get) allow += ", HEAD";
+        std::string_view target = req.target();
+        auto qpos = target.find('?');
+        std::string_view path = target.substr(0, qpos);
+        std::string_view query_text = qpos == std::string_view::npos ? "" : target.substr(qpos + 1);
+        // Under /api/v1/ a caller proves who it is first: without a token, not even a 404 or
+        // 405 says which endpoints exist.
+        const bool under_api = path.starts_with("/api/v1/");
+        std::optional<principal> who;
+        if (under_api) {
+            response_t denied;
+            who = authenticate(req, denied);
+            if (!who) {
+                co_return denied;
             }
-            auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
-                                  std::string(req.method_string()) + " is not allowed here; use " +
-                                      allow,
-                                  v);
+        }
+        auto segs = path.starts_with('/') ? segments(path.substr(1)) : std::nullopt;
+        if (!segs && under_api) {
+            co_return error_json(admin_error::bad_path, "malformed percent-encoding in the path",
+                                 v);
+        }
+        const auto method = req.method() == http::verb::head ? http::verb::get : req.method();
+        const route* found = nullptr;
+        std::vector<std::string> params;
+        std::string allow;  // every method served at this path, in table order
+        for (const auto& r : segs ? routes() : std::span<const route>{}) {
+            std::vector<std::string> taken;
+            if (!matches(r.pattern, *segs, taken)) {
+                continue;
+            }
+            allow += allow.empty() ? "" : ", ";
+            allow += std::string(http::to_string(r.method));
+            if (r.method == http::verb::get) {
+                allow += ", HEAD";
+            }
+            if (r.method == method) {
+                found = &r;
+                params = std::move(taken);
+            }
+        }
+        if (allow.empty()) {
+            co_return error_json(admin_error::not_found,
+                                 "no admin endpoint at " + std::string(path), v);
+        }
+        if (!found) {
+            auto res = error_json(
+                admin_error::method_not_allowed,
+                std::string(req.method_string()) + " is not allowed here; use " + allow, v);
             res.set(http::field::allow, allow);
             co_return res;
         }
-        if (method != http::verb::get && !who.can_operate) {
-            co_return error_json(http::status::forbidden, "forbidden",
-                                 "token \"" + who.name +
+        if (!who && needs_token(found->need)) {
+            response_t denied;
+            who = authenticate(req, denied);
+            if (!who) {
+                co_return denied;
+            }
+        }
+        if (found->need == role::operator_ && !who->can_operate) {
+            co_return error_json(admin_error::forbidden,
+                                 "token \"" + who->name +
                                      "\" is a viewer: changing anything needs an operator token",
                                  v);
         }
         auto query = parse_query(query_text);
         if (!query) {
-            co_return error_json(http::status::bad_request, "bad_query",
-                                 "malformed query string", v);
+            if (under_api) {  // outside the API (probes, scrapes) a query is ignored
+                co_return error_json(admin_error::bad_query, "malformed query string", v);
+            }
+            query.emplace();
         }
-        const auto now = rollout::clock::now();
-        auto* ctl = gw.rollouts();
-
-        if (s[0] == "cluster") {
-            co_return json_response(http::status::ok, gw.cluster_status(), v);
-        }
-        if (s[0] == "rollouts" && method != http::verb::get) {
+        if (found->leader_only) {
             auto cluster = gw.cluster_status();
             if (cluster.value("store", "") == "etcd" && !cluster.value("leader", false)) {
                 co_await when_done(  // who leads right now
@@ -605,178 +663,238 @@ struct admin_server::impl {
                 }
             }
         }
-        if (s[0] == "openapi.json") {
-            response_t res{http::status::ok, v};
-            res.set(http::field::server, "stagegate-admin");
-            res.set(http::field::content_type, "application/json");
-            res.body() = std::string(openapi_document());
-            co_return res;
+        // A named call, not a temporary inside the co_await: g++ 12 mishandles that
+        // temporary's lifetime when the handler suspends (it crashed freeing `params`).
+        const call c{req, *found, std::move(params), *query, who ? &*who : nullptr};
+        co_return co_await (this->*found->run)(c);
+    }
+
+    // The handlers, in the route table's order.
+
+    net::awaitable<answer> on_healthz(const call& c) {
+        co_return json_response(http::status::ok, {{"status", "ok"}}, c.version());
+    }
+
+    net::awaitable<answer> on_readyz(const call& c) {
+        if (gw.draining()) {
+            co_return error_json(admin_error::draining, "the gateway is shutting down",
+                                 c.version());
         }
-        if (s[0] == "webhooks") {
-            const auto* hooks = gw.webhooks();
-            co_return json_response(http::status::ok,
-                                    {{"webhooks", hooks ? hooks->status() : json::array()}}, v);
+        json ready = {{"status", "ready"}};
+        if (const auto& problem = gw.state_problem()) {
+            // Still ready: traffic is served (stable versions only); rollouts wait.
+            ready["rollout_state"] = {
+                {"available", false}, {"code", problem->code}, {"error", problem->describe()}};
         }
-        if (s[0] == "events") {  // HEAD: what a GET would start streaming
-            response_t res{http::status::ok, v};
-            res.set(http::field::server, "stagegate-admin");
-            res.set(http::field::content_type, "text/event-stream");
-            co_return res;
+        co_return json_response(http::status::ok, ready, c.version());
+    }
+
+    net::awaitable<answer> on_metrics(const call& c) {
+        co_await collected(gw);
+        response_t res{http::status::ok, c.version()};
+        res.set(http::field::server, "stagegate-admin");
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = gw.render_prometheus();
+        co_return res;
+    }
+
+    net::awaitable<answer> on_models(const call& c) {
+        json models = json::array();
+        if (auto snap = gw.routes()) {
+            for (const auto& m : snap->models) {
+                models.push_back(model_json(m));
+            }
         }
-        if (s[0] == "feedback") {
-            auto body = read_body(req, {"request_id", "label", "labels"});
-            if (!body) {
-                co_return error_from(body.error(), v);
-            }
-            auto labels = feedback_labels(body->j);
-            if (!labels) {
-                co_return error_from(labels.error(), v);
-            }
-            const auto& models = gw.current_config().models;
-            if (std::none_of(models.begin(), models.end(), [](const config::model& m) {
-                    return m.prediction && m.prediction->feedback;
-                })) {
-                co_return error_json(http::status::conflict, "feedback_not_enabled",
-                                     "no model takes feedback: give one \"predictions\" with "
-                                     "\"feedback\" in the config",
-                                     v);
-            }
-            // Answers reach the control thread with the metrics: collect first, so a label
-            // sent right after its answer still finds it.
-            co_await collected(gw);
-            auto out = gw.apply_feedback(*labels);
-            co_return json_response(http::status::ok,
-                                    {{"received", labels->size()},
-                                     {"matched", out.matched},
-                                     {"late", out.late},
-                                     {"unmatched", out.unmatched},
-                                     {"duplicate", out.duplicate},
-                                     {"unusable", out.unusable}},
-                                    v);
+        co_return json_response(http::status::ok, {{"models", models}}, c.version());
+    }
+
+    static response_t unknown_model(const std::string& model, unsigned version) {
+        return error_json(admin_error::unknown_model, "no model named \"" + model + "\"", version);
+    }
+
+    net::awaitable<answer> on_model(const call& c) {
+        auto snap = gw.routes();
+        const auto* m = snap ? snap->find_model(c.params[0]) : nullptr;
+        if (!m) {
+            co_return unknown_model(c.params[0], c.version());
         }
-        if (s[0] == "config") {
-            auto body = read_body(req, {});
-            if (!body) {
-                co_return error_from(body.error(), v);
-            }
-            if (gw.config_path().empty()) {
-                co_return error_json(http::status::conflict, "no_config_file",
-                                     "this gateway was not started from a config file", v);
-            }
-            auto next = config::load_file(gw.config_path());
-            if (!next) {
-                co_return error_from(next.error(), v);
-            }
-            co_return ok_or_error(gw.reload(std::move(*next), who.name), v);
+        co_return json_response(http::status::ok, model_json(*m), c.version());
+    }
+
+    net::awaitable<answer> on_model_metrics(const call& c) {
+        // Looked up after collecting: the routes may change meanwhile.
+        co_await collected(gw);
+        auto snap = gw.routes();
+        const auto* m = snap ? snap->find_model(c.params[0]) : nullptr;
+        if (!m) {
+            co_return unknown_model(c.params[0], c.version());
         }
-        if (s[0] == "models") {
-            auto snap = gw.routes();
-            if (s.size() == 1) {
-                json models = json::array();
-                if (snap) {
-                    for (const auto& m : snap->models) {
-                        models.push_back(model_json(m));
-                    }
-                }
-                co_return json_response(http::status::ok, {{"models", models}}, v);
+        json versions = json::array();
+        for (const auto& vm : gw.version_metrics_now()) {
+            if (vm.model != m->name) {
+                continue;
             }
-            const auto* m = snap ? snap->find_model(s[1]) : nullptr;
-            if (!m) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + s[1] + "\"", v);
-            }
-            if (s.size() == 2) {
-                co_return json_response(http::status::ok, model_json(*m), v);
-            }
-            co_await collected(gw);
-            snap = gw.routes();  // may have changed while collecting
-            m = snap ? snap->find_model(s[1]) : nullptr;
-            if (!m) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + s[1] + "\"", v);
-            }
-            json versions = json::array();
-            for (const auto& vm : gw.version_metrics_now()) {
-                if (vm.model != m->name) {
-                    continue;
-                }
-                auto window = counts_json(vm.window.counts);
-                window["seconds"] = vm.window.seconds;
-                window["rps"] = static_cast<double>(vm.window.counts.requests()) /
-                                vm.window.seconds;
-                auto stage = counts_json(vm.since_stage_start);
-                stage["seconds"] = std::chrono::duration<double>(
-                                       std::chrono::steady_clock::now() - vm.stage_started)
-                                       .count();
-                auto idx = m->find_version(vm.version);
-                versions.push_back({{"version", vm.version},
-                                    {"stage", vm.stage},
-                                    {"weight_bp", m->weights[idx]},
-                                    {"stable", idx == m->stable},
-                                    {"since_stage_start", stage},
-                                    {"window", window}});
-            }
-            co_return json_response(
-                http::status::ok, {{"model", m->name}, {"stage", m->stage}, {"versions", versions}},
-                v);
+            auto window = counts_json(vm.window.counts);
+            window["seconds"] = vm.window.seconds;
+            window["rps"] = static_cast<double>(vm.window.counts.requests()) / vm.window.seconds;
+            auto stage = counts_json(vm.since_stage_start);
+            stage["seconds"] =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - vm.stage_started)
+                    .count();
+            auto idx = m->find_version(vm.version);
+            versions.push_back({{"version", vm.version},
+                                {"stage", vm.stage},
+                                {"weight_bp", m->weights[idx]},
+                                {"stable", idx == m->stable},
+                                {"since_stage_start", stage},
+                                {"window", window}});
         }
-        // rollouts
-        if (s.size() == 1 && method == http::verb::get) {
-            co_return json_response(http::status::ok,
-                                    {{"rollouts", ctl ? ctl->status_all(now) : json::array()}}, v);
+        co_return json_response(http::status::ok,
+                                {{"model", m->name}, {"stage", m->stage}, {"versions", versions}},
+                                c.version());
+    }
+
+    net::awaitable<answer> on_rollouts(const call& c) {
+        auto* ctl = gw.rollouts();
+        co_return json_response(
+            http::status::ok,
+            {{"rollouts", ctl ? ctl->status_all(rollout::clock::now()) : json::array()}},
+            c.version());
+    }
+
+    net::awaitable<answer> on_start_rollout(const call& c) {
+        auto body = read_body(c.req, c.endpoint.fields);
+        if (!body) {
+            co_return error_from(body.error(), c.version());
         }
-        if (s.size() == 1) {
-            auto body = read_body(req, {"model", "rollout"});
-            if (!body) {
-                co_return error_from(body.error(), v);
-            }
-            auto started = start_rollout(*body, who);
-            if (!started) {
-                co_return error_from(started.error(), v);
-            }
-            co_return json_response(http::status::created, *started, v);
+        auto started = start_rollout(*body, *c.who);
+        if (!started) {
+            co_return error_from(started.error(), c.version());
         }
-        const std::string& model = s[1];
-        if (s.size() == 3 && s[2] == "events") {
-            auto snap = gw.routes();
-            if (!(ctl && ctl->has(model)) && !(snap && snap->find_model(model))) {
-                co_return error_json(http::status::not_found, "unknown_model",
-                                     "no model named \"" + model + "\"", v);
-            }
-            co_return ok_or_error(events_page(model, *query), v);
+        co_return json_response(http::status::created, *started, c.version());
+    }
+
+    net::awaitable<answer> on_rollout(const call& c) {
+        const std::string& model = c.params[0];
+        auto* ctl = gw.rollouts();
+        if (!ctl || !ctl->has(model)) {
+            co_return error_json(admin_error::unknown_rollout,
+                                 "model \"" + model + "\" has no rollout", c.version());
         }
-        if (s.size() == 2) {
-            if (!ctl || !ctl->has(model)) {
-                co_return error_json(http::status::not_found, "unknown_rollout",
-                                     "model \"" + model + "\" has no rollout", v);
-            }
-            auto status = ctl->status(model, now);
-            // The event webhooks this rollout's events go to, with their last results.
-            json hooks = json::array();
-            if (const auto* w = gw.webhooks()) {
-                const auto& configured = gw.current_config().webhooks;
-                auto all = w->status();
-                for (std::size_t i = 0; i < all.size() && i < configured.size(); ++i) {
-                    const auto& models = configured[i].models;
-                    if (models.empty() ||
-                        std::find(models.begin(), models.end(), model) != models.end()) {
-                        hooks.push_back(std::move(all[i]));
-                    }
+        auto status = ctl->status(model, rollout::clock::now());
+        // The event webhooks this rollout's events go to, with their last results.
+        json hooks = json::array();
+        if (const auto* w = gw.webhooks()) {
+            const auto& configured = gw.current_config().webhooks;
+            auto all = w->status();
+            for (std::size_t i = 0; i < all.size() && i < configured.size(); ++i) {
+                const auto& models = configured[i].models;
+                if (models.empty() ||
+                    std::find(models.begin(), models.end(), model) != models.end()) {
+                    hooks.push_back(std::move(all[i]));
                 }
             }
-            status["webhooks"] = std::move(hooks);
-            co_return json_response(http::status::ok, status, v);
         }
-        for (const auto& spec : command_specs) {
-            if (spec.path_verb == s[2]) {
-                auto body = read_body(req, spec.fields);
-                if (!body) {
-                    co_return error_from(body.error(), v);
-                }
-                co_return ok_or_error(run_command(spec, model, *body, who), v);
-            }
+        status["webhooks"] = std::move(hooks);
+        co_return json_response(http::status::ok, status, c.version());
+    }
+
+    // pause, resume, promote, rollback, abort, restart, weight: the route names the command.
+    net::awaitable<answer> on_command(const call& c) {
+        auto body = read_body(c.req, c.endpoint.fields);
+        if (!body) {
+            co_return error_from(body.error(), c.version());
         }
-        co_return error_json(http::status::not_found, "not_found", "no such endpoint", v);
+        co_return ok_or_error(run_command(c.endpoint, c.params[0], *body, *c.who), c.version());
+    }
+
+    net::awaitable<answer> on_rollout_events(const call& c) {
+        const std::string& model = c.params[0];
+        auto* ctl = gw.rollouts();
+        auto snap = gw.routes();
+        if (!(ctl && ctl->has(model)) && !(snap && snap->find_model(model))) {
+            co_return unknown_model(model, c.version());
+        }
+        co_return ok_or_error(events_page(model, c.query), c.version());
+    }
+
+    net::awaitable<answer> on_events(const call& c) {
+        if (c.req.method() == http::verb::get) {
+            co_return std::nullopt;  // the session streams it: stream_events
+        }
+        // HEAD: what a GET would start streaming.
+        response_t res{http::status::ok, c.version()};
+        res.set(http::field::server, "stagegate-admin");
+        res.set(http::field::content_type, "text/event-stream");
+        co_return res;
+    }
+
+    net::awaitable<answer> on_webhooks(const call& c) {
+        const auto* hooks = gw.webhooks();
+        co_return json_response(
+            http::status::ok, {{"webhooks", hooks ? hooks->status() : json::array()}}, c.version());
+    }
+
+    net::awaitable<answer> on_reload(const call& c) {
+        const unsigned v = c.version();
+        auto body = read_body(c.req, c.endpoint.fields);
+        if (!body) {
+            co_return error_from(body.error(), v);
+        }
+        if (gw.config_path().empty()) {
+            co_return error_json(admin_error::no_config_file,
+                                 "this gateway was not started from a config file", v);
+        }
+        auto next = config::load_file(gw.config_path());
+        if (!next) {
+            co_return error_from(next.error(), v);
+        }
+        co_return ok_or_error(gw.reload(std::move(*next), c.who->name), v);
+    }
+
+    net::awaitable<answer> on_feedback(const call& c) {
+        const unsigned v = c.version();
+        auto body = read_body(c.req, c.endpoint.fields);
+        if (!body) {
+            co_return error_from(body.error(), v);
+        }
+        auto labels = feedback_labels(body->j);
+        if (!labels) {
+            co_return error_from(labels.error(), v);
+        }
+        const auto& models = gw.current_config().models;
+        if (std::none_of(models.begin(), models.end(), [](const config::model& m) {
+                return m.prediction && m.prediction->feedback;
+            })) {
+            co_return error_json(admin_error::feedback_not_enabled,
+                                 "no model takes feedback: give one \"predictions\" with "
+                                 "\"feedback\" in the config",
+                                 v);
+        }
+        // Answers reach the control thread with the metrics: collect first, so a label sent
+        // right after its answer still finds it.
+        co_await collected(gw);
+        auto out = gw.apply_feedback(*labels);
+        co_return json_response(http::status::ok,
+                                {{"received", labels->size()},
+                                 {"matched", out.matched},
+                                 {"late", out.late},
+                                 {"unmatched", out.unmatched},
+                                 {"duplicate", out.duplicate},
+                                 {"unusable", out.unusable}},
+                                v);
+    }
+
+    net::awaitable<answer> on_openapi(const call& c) {
+        response_t res{http::status::ok, c.version()};
+        res.set(http::field::server, "stagegate-admin");
+        res.set(http::field::content_type, "application/json");
+        res.body() = std::string(openapi_document());
+        co_return res;
+    }
+
+    net::awaitable<answer> on_cluster(const call& c) {
+        co_return json_response(http::status::ok, gw.cluster_status(), c.version());
     }
 
     // A follower replica hands rollout changes to the leader, the one replica that decides,
@@ -788,33 +906,35 @@ struct admin_server::impl {
         auto url = parse_http_url(leader, false);
         const auto leader_name = cluster.value("leader_replica", "");
         if (!leader_name.empty() && (leader.empty() || !url)) {
-            co_return error_json(http::status::service_unavailable, "leader_unreachable",
-                                 "the leader " + leader_name + " publishes no admin API URL to "
-                                 "forward to (its admin listener is off, or set "
-                                 "state.advertise_admin): send the change to it directly",
+            co_return error_json(admin_error::leader_unaddressable,
+                                 "the leader " + leader_name +
+                                     " publishes no admin API URL to "
+                                     "forward to (its admin listener is off, or set "
+                                     "state.advertise_admin): send the change to it directly",
                                  v);
         }
         if (leader.empty() || !url || !req[forwarded_header].empty()) {
-            co_return error_json(http::status::service_unavailable, "no_leader",
+            co_return error_json(admin_error::no_leader,
                                  "no replica leads the cluster now (an election, or etcd out of "
                                  "reach): the change was not made; try again",
                                  v);
         }
-        http_call call;
-        call.method = std::string(req.method_string());
-        call.url = *url;
-        call.url.target = std::string(req.target());
-        call.body = req.body();
-        call.timeout = std::chrono::seconds(10);
+        http_call exchange;
+        exchange.method = std::string(req.method_string());
+        exchange.url = *url;
+        exchange.url.target = std::string(req.target());
+        exchange.body = req.body();
+        exchange.timeout = std::chrono::seconds(10);
         for (auto field : {http::field::authorization, http::field::content_type}) {
             if (auto value = req[field]; !value.empty()) {
-                call.headers.emplace_back(std::string(http::to_string(field)), std::string(value));
+                exchange.headers.emplace_back(std::string(http::to_string(field)),
+                                              std::string(value));
             }
         }
-        call.headers.emplace_back(std::string(forwarded_header), cluster.value("replica", ""));
-        auto r = co_await async_exchange(io, std::move(call), net::use_awaitable);
+        exchange.headers.emplace_back(std::string(forwarded_header), cluster.value("replica", ""));
+        auto r = co_await async_exchange(io, std::move(exchange), net::use_awaitable);
         if (!r) {
-            co_return error_json(http::status::bad_gateway, "leader_unreachable",
+            co_return error_json(admin_error::leader_unreachable,
                                  "the leader " + cluster.value("leader_replica", "") + " at " +
                                      leader + " did not answer: " + r.error().message,
                                  v);
@@ -837,77 +957,13 @@ struct admin_server::impl {
         auto who = header.empty() ? std::nullopt : tokens.authenticate(header);
         if (!who) {
             denied = header.empty()
-                         ? error_json(http::status::unauthorized, "missing_token",
+                         ? error_json(admin_error::missing_token,
                                       "send Authorization: Bearer <token>", req.version())
-                         : error_json(http::status::unauthorized, "invalid_token",
-                                      "the bearer token is not valid", req.version());
+                         : error_json(admin_error::invalid_token, "the bearer token is not valid",
+                                      req.version());
             denied.set(http::field::www_authenticate, "Bearer realm=\"stagegate-admin\"");
         }
         return who;
-    }
-
-    // What a request gets; nullopt for the live event feed, which the session streams itself.
-    net::awaitable<std::optional<response_t>> handle(const request_t& req,
-                                                     std::optional<principal>& who) {
-        const unsigned v = req.version();
-        std::string_view target = req.target();
-        auto qpos = target.find('?');
-        std::string_view path = target.substr(0, qpos);
-        std::string_view query = qpos == std::string_view::npos ? "" : target.substr(qpos + 1);
-        const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
-        if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
-            if (!get) {
-                auto res = error_json(http::status::method_not_allowed, "method_not_allowed",
-                                      "only GET and HEAD are allowed here", v);
-                res.set(http::field::allow, "GET, HEAD");
-                co_return res;
-            }
-        }
-        if (path == "/healthz") {
-            co_return json_response(http::status::ok, {{"status", "ok"}}, v);
-        }
-        if (path == "/readyz") {
-            if (gw.draining()) {
-                co_return error_json(http::status::service_unavailable, "draining",
-                                     "the gateway is shutting down", v);
-            }
-            json ready = {{"status", "ready"}};
-            if (const auto& problem = gw.state_problem()) {
-                // Still ready: traffic is served (stable versions only); rollouts wait.
-                ready["rollout_state"] = {{"available", false},
-                                          {"code", problem->code},
-                                          {"error", problem->describe()}};
-            }
-            co_return json_response(http::status::ok, ready, v);
-        }
-        if (path == "/metrics") {
-            if (cfg.metrics_need_token) {
-                response_t denied;
-                if (!authenticate(req, denied)) {
-                    co_return denied;
-                }
-            }
-            co_await collected(gw);
-            response_t res{http::status::ok, v};
-            res.set(http::field::server, "stagegate-admin");
-            res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-            res.body() = gw.render_prometheus();
-            co_return res;
-        }
-        constexpr std::string_view api = "/api/v1/";
-        if (path.substr(0, api.size()) != api) {
-            co_return error_json(http::status::not_found, "not_found",
-                                 "no admin endpoint at " + std::string(path), v);
-        }
-        response_t denied;
-        who = authenticate(req, denied);
-        if (!who) {
-            co_return denied;
-        }
-        if (path == "/api/v1/events" && req.method() == http::verb::get) {
-            co_return std::nullopt;
-        }
-        co_return co_await handle_api(req, path.substr(api.size()), query, *who);
     }
 
     template <class Stream>
@@ -920,19 +976,19 @@ struct admin_server::impl {
         std::string model;
         std::optional<response_t> refused;
         if (!query) {
-            refused = error_json(http::status::bad_request, "bad_query", "malformed query", 11);
+            refused = error_json(admin_error::bad_query, "malformed query", 11);
         } else {
             for (const auto& [key, value] : *query) {
                 if (key == "model") {
                     model = value;
                 } else if (key == "since") {
                     if (!parse_u64(value, since)) {
-                        refused = error_json(http::status::bad_request, "invalid_argument",
-                                             "since: expected an event id", 11,
-                                             {{"?since", "expected an event id"}});
+                        refused =
+                            error_json(admin_error::invalid_argument, "since: expected an event id",
+                                       11, {{"?since", "expected an event id"}});
                     }
                 } else {
-                    refused = error_json(http::status::bad_request, "invalid_argument",
+                    refused = error_json(admin_error::invalid_argument,
                                          "unknown query parameter " + key + " (model, since)", 11,
                                          {{"?" + key, "unknown query parameter"}});
                 }
@@ -940,7 +996,7 @@ struct admin_server::impl {
         }
         if (auto last = req["Last-Event-ID"]; !last.empty() && !refused) {
             if (!parse_u64(last, since)) {
-                refused = error_json(http::status::bad_request, "invalid_argument",
+                refused = error_json(admin_error::invalid_argument,
                                      "Last-Event-ID: expected an event id", 11);
             }
         }
@@ -1010,17 +1066,16 @@ struct admin_server::impl {
                     ec == net::error::eof || ec == net::ssl::error::stream_truncated) {
                     co_return;
                 }
-                response_t res =
-                    ec == http::error::body_limit
-                        ? error_json(http::status::payload_too_large, "payload_too_large",
-                                     "the body is larger than " +
-                                         std::to_string(cfg.max_body_bytes) + " bytes",
-                                     11)
-                    : ec == http::error::header_limit
-                        ? error_json(http::status::request_header_fields_too_large,
-                                     "header_too_large", "the request header is too large", 11)
-                        : error_json(http::status::bad_request, "bad_request",
-                                     "cannot read the request: " + ec.message(), 11);
+                response_t res = ec == http::error::body_limit
+                                     ? error_json(admin_error::payload_too_large,
+                                                  "the body is larger than " +
+                                                      std::to_string(cfg.max_body_bytes) + " bytes",
+                                                  11)
+                                 : ec == http::error::header_limit
+                                     ? error_json(admin_error::header_too_large,
+                                                  "the request header is too large", 11)
+                                     : error_json(admin_error::bad_request,
+                                                  "cannot read the request: " + ec.message(), 11);
                 res.keep_alive(false);
                 res.prepare_payload();
                 beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
@@ -1028,8 +1083,7 @@ struct admin_server::impl {
                 co_return;
             }
             auto req = parser.release();
-            std::optional<principal> who;
-            auto res = co_await handle(req, who);
+            auto res = co_await handle(req);
             if (!res) {
                 beast::get_lowest_layer(stream).expires_never();
                 co_await stream_events(stream, req);
@@ -1086,6 +1140,66 @@ struct admin_server::impl {
         }
     }
 };
+
+std::span<const admin_server::impl::route> admin_server::impl::routes() {
+    using v = http::verb;
+    constexpr auto open = role::anyone;
+    constexpr auto scrape = role::scraper;
+    constexpr auto viewer = role::viewer;
+    constexpr auto op = role::operator_;
+    constexpr bool leader = true;  // a follower forwards it to the leader
+    constexpr bool local = false;
+    // The methods on one path come in the order their Allow header lists them.
+    // clang-format off
+    static const route table[] = {
+        // method  pattern                               role    where   handler; fields, command
+        {v::get,  "/healthz",                            open,   local,  &impl::on_healthz},
+        {v::get,  "/readyz",                             open,   local,  &impl::on_readyz},
+        {v::get,  "/metrics",                            scrape, local,  &impl::on_metrics},
+        {v::get,  "/api/v1/models",                      viewer, local,  &impl::on_models},
+        {v::get,  "/api/v1/models/{model}",              viewer, local,  &impl::on_model},
+        {v::get,  "/api/v1/models/{model}/metrics",      viewer, local,  &impl::on_model_metrics},
+        {v::get,  "/api/v1/rollouts",                    viewer, local,  &impl::on_rollouts},
+        {v::post, "/api/v1/rollouts",                    op,     leader, &impl::on_start_rollout,
+         {"model", "rollout"}},
+        {v::get,  "/api/v1/rollouts/{model}",            viewer, local,  &impl::on_rollout},
+        {v::post, "/api/v1/rollouts/{model}/pause",      op,     leader, &impl::on_command,
+         {}, "pause"},
+        {v::post, "/api/v1/rollouts/{model}/resume",     op,     leader, &impl::on_command,
+         {}, "resume"},
+        {v::post, "/api/v1/rollouts/{model}/promote",    op,     leader, &impl::on_command,
+         {"full"}, "promote"},
+        {v::post, "/api/v1/rollouts/{model}/rollback",   op,     leader, &impl::on_command,
+         {}, "rollback"},
+        {v::post, "/api/v1/rollouts/{model}/abort",      op,     leader, &impl::on_command,
+         {}, "abort"},
+        {v::post, "/api/v1/rollouts/{model}/restart",    op,     leader, &impl::on_command,
+         {}, "restart"},
+        {v::put,  "/api/v1/rollouts/{model}/weight",     op,     leader, &impl::on_command,
+         {"weight_bp", "percent"}, "set_weight"},
+        {v::get,  "/api/v1/rollouts/{model}/events",     viewer, local,  &impl::on_rollout_events},
+        {v::get,  "/api/v1/events",                      viewer, local,  &impl::on_events},
+        {v::get,  "/api/v1/webhooks",                    viewer, local,  &impl::on_webhooks},
+        {v::post, "/api/v1/config/reload",               op,     local,  &impl::on_reload},
+        {v::post, "/api/v1/feedback",                    op,     local,  &impl::on_feedback,
+         {"request_id", "label", "labels"}},
+        {v::get,  "/api/v1/openapi.json",                viewer, local,  &impl::on_openapi},
+        {v::get,  "/api/v1/cluster",                     viewer, local,  &impl::on_cluster},
+    };
+    // clang-format on
+    return table;
+}
+
+std::vector<admin_server::operation> admin_server::operations() {
+    std::vector<operation> out;
+    for (const auto& r : impl::routes()) {
+        std::string method(http::to_string(r.method));
+        std::transform(method.begin(), method.end(), method.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        out.push_back({std::move(method), std::string(r.pattern), r.need == role::operator_});
+    }
+    return out;
+}
 
 admin_server::admin_server(net::io_context& io, control::plane& gw)
     : impl_(std::make_unique<impl>(io, gw)) {}

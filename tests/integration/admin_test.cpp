@@ -139,6 +139,18 @@ TEST(AdminApi, UnknownPathsAndWrongMethods) {
     EXPECT_EQ(api(a.admin, "POST", "/api/v1/rollouts/m/weight", R"({"percent":1})").status, 405);
     EXPECT_EQ(api(a.admin, "POST", "/healthz").status, 405);
     EXPECT_EQ(api(a.admin, "GET", "/api/v1/models/%zz").status, 400);
+
+    // Allow names every method served at the path, in the route table's order.
+    auto on_collection = api(a.admin, "DELETE", "/api/v1/rollouts");
+    EXPECT_EQ(on_collection.status, 405);
+    EXPECT_EQ(on_collection.header("allow"), "GET, HEAD, POST");
+    EXPECT_EQ(api(a.admin, "PUT", "/readyz").header("allow"), "GET, HEAD");
+    EXPECT_EQ(api(a.admin, "GET", "/api/v1/models/m/metrics/more").status, 404);
+    // A wrong method is a 405 for a viewer too, not a 403.
+    EXPECT_EQ(api(a.admin, "DELETE", "/api/v1/rollouts/m", "", viewer_token).status, 405);
+    // Without a token nothing under /api/v1/ says whether it exists.
+    EXPECT_EQ(api(a.admin, "GET", "/api/v1/nothing", "", "").status, 401);
+    EXPECT_EQ(api(a.admin, "DELETE", "/api/v1/rollouts", "", "").status, 401);
 }
 
 TEST(AdminApi, RolloutCommandsWalkTheStateMachine) {

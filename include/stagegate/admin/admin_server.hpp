@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace stagegate::control {
 class plane;
@@ -30,6 +31,16 @@ public:
     // Reads the token files, loads the TLS certificate, binds; fails with nothing listening.
     result<std::uint16_t> listen(const config::admin& cfg);
     void stop();  // control thread
+
+    // One endpoint as docs/openapi.json names it: "post", "/api/v1/rollouts/{model}/pause".
+    struct operation {
+        std::string method;  // lower case
+        std::string path;
+        bool needs_operator = false;  // else a viewer token, or none for the probes
+    };
+    // Every endpoint, from the route table the server dispatches by: for the check that the
+    // OpenAPI document and the server agree.
+    static std::vector<operation> operations();
 
 private:
     struct impl;
