@@ -1,4 +1,5 @@
 #include "stagegate/admin/admin_server.hpp"
+#include "stagegate/core/json.hpp"
 #include "stagegate/core/log.hpp"
 
 #include "admin_auth.hpp"
@@ -367,10 +368,11 @@ struct admin_server::impl {
         }
         // The body is read as JSON whatever its Content-Type says: curl -d labels JSON as a
         // form, and refusing that helps nobody.
-        out.j = json::parse(text, nullptr, false);
+        std::string why;
+        out.j = parse_json(text, &why);
         if (out.j.is_discarded()) {
             return make_error(admin_error::invalid_json, "the body is not valid JSON",
-                              {{"", "not JSON"}});
+                              {{"", why}});
         }
         if (!out.j.is_object()) {
             return make_error(admin_error::invalid_argument, "the body must be a JSON object",

@@ -1,4 +1,5 @@
 #include "stagegate/cluster/etcd.hpp"
+#include "stagegate/core/json.hpp"
 
 #include <openssl/evp.h>
 
@@ -87,7 +88,7 @@ result<json> answer_of(result<http_reply> r, const std::string& path) {
         return error::make("etcd_unreachable", "etcd did not answer " + path + ": " +
                                                    r.error().message);
     }
-    auto j = json::parse(r->body, nullptr, false);
+    auto j = parse_json(r->body);
     if (r->status != 200 || j.is_discarded() || !j.is_object()) {
         std::string why = j.is_object() && j.contains("error") && j["error"].is_string()
                               ? j["error"].get<std::string>()
@@ -132,7 +133,7 @@ std::shared_ptr<http_exchange> etcd_client::watch(
                                        {"range_end", base64(prefix_end(prefix))},
                                        {"start_revision", std::to_string(revision)}}}});
     c.on_line = [on_events = std::move(on_events)](const std::string& line) {
-        auto j = json::parse(line, nullptr, false);
+        auto j = parse_json(line);
         if (!j.is_object() || !j.contains("result") || !j["result"].is_object()) {
             return false;  // an error from etcd (such as a compacted revision): read again
         }

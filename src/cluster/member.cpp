@@ -1,4 +1,5 @@
 #include "stagegate/cluster/member.hpp"
+#include "stagegate/core/json.hpp"
 #include "stagegate/core/log.hpp"
 
 #include <unistd.h>
@@ -167,7 +168,7 @@ void member::campaign() {
                 holder = kvs[0];
             }
         }
-        auto v = json::parse(holder.value, nullptr, false);
+        auto v = parse_json(holder.value);
         leader_name_ = v.is_object() ? v.value("replica", "") : "";
         leader_admin_ = v.is_object() ? v.value("admin", "") : "";
         if (holder.lease == lease_ && lease_ != 0) {
@@ -186,7 +187,7 @@ void member::lookup_leader(std::function<void()> done) {
                    }
                    if (r && !leader_) {
                        auto kvs = etcd_client::kvs_of(*r);
-                       auto v = kvs.empty() ? json() : json::parse(kvs[0].value, nullptr, false);
+                       auto v = kvs.empty() ? json() : parse_json(kvs[0].value);
                        if (v.is_object()) {
                            leader_name_ = v.value("replica", "");
                            leader_admin_ = v.value("admin", "");
@@ -211,7 +212,7 @@ void member::became_leader() {
     }
     last_event_id_ = 0;
     for (const auto& kv : etcd_client::kvs_of(*last)) {
-        auto event = json::parse(kv.value, nullptr, false);
+        auto event = parse_json(kv.value);
         if (event.is_object()) {
             last_event_id_ = event.value("id", std::uint64_t{0});
         }
@@ -256,7 +257,7 @@ void member::retry_soon(boost::asio::steady_timer& timer, void (member::*again)(
 }
 
 void member::state_seen(const key_value& kv) {
-    auto state = json::parse(kv.value, nullptr, false);
+    auto state = parse_json(kv.value);
     if (state.is_object() && cb_.state_changed) {
         cb_.state_changed(kv.key.substr(rollouts_prefix().size()), state);
     }
@@ -327,7 +328,7 @@ void member::fetch_counts(std::function<void(std::map<std::string, json>)> done)
                    if (r) {
                        for (const auto& kv : etcd_client::kvs_of(*r)) {
                            auto name = kv.key.substr(counts_prefix().size());
-                           auto counts = json::parse(kv.value, nullptr, false);
+                           auto counts = parse_json(kv.value);
                            if (name != replica_ && counts.is_object()) {
                                out.emplace(std::move(name), std::move(counts));
                            }
@@ -352,7 +353,7 @@ void member::rewatch_events() {
                 }
                 for (const auto& e : events) {
                     events_revision_ = std::max(events_revision_, e.kv.mod_revision + 1);
-                    auto event = json::parse(e.kv.value, nullptr, false);
+                    auto event = parse_json(e.kv.value);
                     if (!e.deleted && event.is_object() && cb_.event_seen) {
                         cb_.event_seen(event);
                     }
@@ -404,7 +405,7 @@ rollout::persistence::page member::events(std::size_t limit, const std::string& 
         }
         auto kvs = etcd_client::kvs_of(*r);
         for (const auto& kv : kvs) {
-            auto event = json::parse(kv.value, nullptr, false);
+            auto event = parse_json(kv.value);
             if (event.is_object() && (model.empty() || event.value("model", "") == model)) {
                 newest_first.push_back(std::move(event));
             }
@@ -428,7 +429,7 @@ result<std::map<std::string, json>> member::load_all() const {
     }
     std::map<std::string, json> out;
     for (const auto& kv : etcd_client::kvs_of(*r)) {
-        auto state = json::parse(kv.value, nullptr, false);
+        auto state = parse_json(kv.value);
         if (state.is_object()) {
             out[kv.key.substr(rollouts_prefix().size())] = std::move(state);
         }

@@ -1,4 +1,5 @@
 #include "stagegate/config/config.hpp"
+#include "stagegate/core/json.hpp"
 
 #include "stagegate/core/http_client.hpp"
 
@@ -928,8 +929,11 @@ std::vector<problem> validate(const gateway& cfg) {
 }
 
 result<gateway> parse(std::string_view json_text) {
-    json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false,
-                            /*ignore_comments=*/true);
+    std::string why;
+    json root = parse_json(json_text, &why, /*comments=*/true);
+    if (root.is_discarded() && why != "not JSON") {
+        return error{"invalid_json", "the config is not valid JSON", {{"", why}}};
+    }
     if (root.is_discarded()) {
         // Re-parse with exceptions only to learn where it broke; this is the control plane.
         std::string where;
@@ -1122,9 +1126,10 @@ result<gateway> parse(std::string_view json_text) {
 }
 
 result<rollout> parse_rollout(std::string_view json_text, const std::string& path) {
-    json root = json::parse(json_text, nullptr, false);
+    std::string why;
+    json root = parse_json(json_text, &why);
     if (root.is_discarded()) {
-        return error{"invalid_json", "the rollout is not valid JSON", {{path, "not JSON"}}};
+        return error{"invalid_json", "the rollout is not valid JSON", {{path, why}}};
     }
     std::vector<problem> problems;
     rollout spec;

@@ -1,4 +1,5 @@
 #include "stagegate/ctl/ctl.hpp"
+#include "stagegate/core/json.hpp"
 
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
@@ -283,7 +284,7 @@ private:
             code = exit_unreachable;
             return std::nullopt;
         }
-        auto j = json::parse(r->body, nullptr, false);
+        auto j = parse_json(r->body);
         if (r->status >= 300) {
             report_refusal(r->status, j, r->body);
             code = exit_refused;
@@ -539,7 +540,7 @@ private:
         if (o_.file.empty()) {
             throw usage_error{"start: -f ROLLOUT.json is required"};
         }
-        auto spec = json::parse(file_text(), nullptr, false, /*ignore_comments=*/true);
+        auto spec = parse_json(file_text(), nullptr, /*comments=*/true);
         if (spec.is_discarded()) {
             throw usage_error{o_.file + " is not valid JSON"};
         }
@@ -607,7 +608,7 @@ private:
         auto r = exchange(
             "GET", "/api/v1/events?model=" + percent_encode(model) + "&since=" + std::to_string(last),
             {}, [&](const std::string& data) {
-                auto e = json::parse(data, nullptr, false);
+                auto e = parse_json(data);
                 if (!e.is_discarded()) {
                     print_event(e);
                     ++seen;
@@ -619,7 +620,7 @@ private:
             return exit_unreachable;
         }
         if (r->status != 200) {
-            report_refusal(r->status, json::parse(r->body, nullptr, false), r->body);
+            report_refusal(r->status, parse_json(r->body), r->body);
             return exit_refused;
         }
         return exit_ok;
@@ -633,7 +634,7 @@ private:
         json labels = json::array();
         const auto first = all.find_first_not_of(" \t\r\n");
         if (first != std::string::npos && all[first] == '[') {
-            labels = json::parse(all, nullptr, false);
+            labels = parse_json(all);
             if (labels.is_discarded() || !labels.is_array()) {
                 throw usage_error{o_.file + " is not a valid JSON array"};
             }
@@ -645,7 +646,7 @@ private:
                 if (line.find_first_not_of(" \t\r") == std::string::npos) {
                     continue;
                 }
-                auto item = json::parse(line, nullptr, false);
+                auto item = parse_json(line);
                 if (item.is_discarded()) {
                     throw usage_error{o_.file + ":" + std::to_string(number) +
                                       ": not valid JSON"};

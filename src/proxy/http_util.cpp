@@ -302,8 +302,16 @@ http::response<http::string_body> error_response(http::status status, std::strin
                                                  std::string_view message,
                                                  std::string_view request_id, bool keep_alive,
                                                  unsigned version, routed_to routed) {
-    nlohmann::json body = {{"error",
-                            {{"code", code}, {"message", message}, {"request_id", request_id}}}};
+    // OpenAI's error shape (message, type, param, code), which its SDKs show as they are;
+    // KServe and custom clients read code and message.
+    const bool client_side = static_cast<unsigned>(status) < 500;
+    nlohmann::json body = {
+        {"error",
+         {{"code", code},
+          {"message", message},
+          {"type", client_side ? "invalid_request_error" : "server_error"},
+          {"param", nullptr},
+          {"request_id", request_id}}}};
     http::response<http::string_body> res{status, version};
     res.set(http::field::server, "stagegate");
     res.set(http::field::content_type, "application/json");

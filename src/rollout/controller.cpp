@@ -1,4 +1,5 @@
 #include "stagegate/rollout/controller.hpp"
+#include "stagegate/core/json.hpp"
 #include "stagegate/core/log.hpp"
 
 #include "stagegate/predictions/drift.hpp"
@@ -432,7 +433,7 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
     if (store_) {
         auto doc = to_json(next);
         if (!a.spec.source.empty()) {
-            doc["spec"] = json::parse(a.spec.source, nullptr, false);
+            doc["spec"] = parse_json(a.spec.source);
         }
         json event = {{"time_ms", env_.wall_ms()},
                       {"model", a.st.model},

@@ -1,4 +1,5 @@
 #include "stagegate/rollout/state_store.hpp"
+#include "stagegate/core/json.hpp"
 
 #include "stagegate/core/text.hpp"
 
@@ -78,7 +79,7 @@ template <class F>
 void for_each_event(const std::string& path, F&& f) {
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
-        auto j = nlohmann::json::parse(line, nullptr, false);
+        auto j = parse_json(line);
         if (!j.is_discarded() && j.is_object()) {
             f(j);  // a torn line after a crash is skipped
         }
@@ -142,7 +143,9 @@ std::map<std::string, nlohmann::json> state_store::logged_records() const {
 void state_store::catch_up_snapshots() {
     for (const auto& [model, state] : logged_records()) {
         std::ifstream in(state_path(model));
-        auto snapshot = nlohmann::json::parse(in, nullptr, false);
+        const std::string text((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+        auto snapshot = parse_json(text);
         if (!snapshot.is_object() || snapshot.value("sequence", std::uint64_t{0}) !=
                                          state.value("sequence", std::uint64_t{0})) {
             (void)save(model, state);  // best effort: the log stays the record either way
@@ -206,7 +209,7 @@ result<std::map<std::string, nlohmann::json>> state_store::load_all() const {
         }
         std::ifstream in(dir_ + "/" + name);
         std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        auto j = nlohmann::json::parse(text, nullptr, false);
+        auto j = parse_json(text);
         if (j.is_discarded() || !j.is_object() || !j.contains("model") ||
             !j["model"].is_string()) {
             damaged.push_back(name);

@@ -7,6 +7,7 @@
 //   embed   embeddings for two inputs
 //   broken  a streamed chat completion whose backend sends an error event half-way: the
 //           SDK's error, if it raised one
+//   unknown a chat completion for a model the gateway does not serve: the SDK's error
 import OpenAI from "openai";
 
 const [baseURL, model, which] = process.argv.slice(2);
@@ -53,6 +54,15 @@ async function run() {
         for await (const chunk of stream) void chunk;
       } catch (e) {
         return { raised: e.constructor.name, message: e.message };
+      }
+      return { raised: null };
+    }
+    case "unknown": {
+      try {
+        await client.chat.completions.create({ model: "nope", messages: [] });
+      } catch (e) {
+        return { raised: e.constructor.name, status: e.status, type: e.type, code: e.code,
+                 message: e.message };
       }
       return { raised: null };
     }

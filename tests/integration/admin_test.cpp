@@ -122,6 +122,20 @@ TEST(AdminApi, ModelsAndTheirMetrics) {
     })) << total;
 }
 
+// 100,000 nested brackets in a 200 KB body (under the 1 MiB limit) once overflowed the stack
+// of a recursive walk over the parsed tree and took the whole gateway down.
+TEST(AdminApi, ADeeplyNestedBodyIsRefusedAndTheGatewayKeepsServing) {
+    admin_stack a(false, [](config::gateway& c) { c.admin_listener.max_body_bytes = 1 << 20; });
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    auto r = api(a.admin, "POST", "/api/v1/rollouts", R"({"model":"m","rollout":)" + deep + "}");
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(code_of(r), "invalid_json");
+    EXPECT_NE(r.body.find("nests 100001 levels deep; at most 64 are accepted"), std::string::npos)
+        << r.body;
+    EXPECT_EQ(api(a.admin, "GET", "/healthz", "", "").status, 200);
+    EXPECT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200u);
+}
+
 TEST(AdminApi, UnknownPathsAndWrongMethods) {
     admin_stack a;
     auto r = api(a.admin, "GET", "/api/v1/nothing");

@@ -96,6 +96,17 @@ TEST_F(OpenAiSdk, ListsChatsStreamsAndEmbedsThroughTheGateway) {
     ASSERT_EQ(embed.exit_code, 0) << embed.output;
     EXPECT_EQ(embed.seen["count"], 2) << embed.output;
     EXPECT_EQ(embed.seen["dims"], 4) << embed.output;
+
+    // The gateway's own errors come in OpenAI's shape, so the SDK shows what went wrong.
+    auto unknown = run_sdk(s.port, "unknown");
+    ASSERT_EQ(unknown.exit_code, 0) << unknown.output;
+    EXPECT_EQ(unknown.seen["raised"], "NotFoundError") << unknown.output;
+    EXPECT_EQ(unknown.seen["status"], 404) << unknown.output;
+    EXPECT_EQ(unknown.seen["type"], "invalid_request_error") << unknown.output;
+    EXPECT_EQ(unknown.seen["code"], "unknown_model") << unknown.output;
+    EXPECT_NE(unknown.seen["message"].get<std::string>().find("no model named \"nope\""),
+              std::string::npos)
+        << unknown.output;
 }
 
 TEST_F(OpenAiSdk, AStreamEndingInAnErrorEventFailsInTheSdkAndForTheVersion) {
