@@ -2,7 +2,9 @@
 #include "stagegate/core/log.hpp"
 
 #include "stagegate/cluster/member.hpp"
-#include "stagegate/metrics/exposition.hpp"
+#include "stagegate/control/collectors.hpp"
+#include "stagegate/rollout/collectors.hpp"
+#include "stagegate/server/collectors.hpp"
 #include "stagegate/metrics/wire.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -93,6 +95,7 @@ plane::plane(net::io_context& io, config::gateway cfg, server::data_plane& data)
         remember_served(std::move(served));
     };
     data_.set_hooks(std::move(hooks));
+    register_collectors();
 }
 
 plane::~plane() = default;
@@ -708,103 +711,64 @@ void plane::take_replica_counts(const std::map<std::string, nlohmann::json>& pub
     }
 }
 
-std::string plane::render_prometheus() const {
-    metrics::exposition_input in;
-    in.metrics = &data_.store();
-    in.labels = data_.series().labels();
-    auto snap = data_.routes();
-    // Connection gauges are per endpoint id: attribute them to every version using it.
-    std::map<std::uint32_t, std::pair<double, double>> by_endpoint;
-    for (const auto& g : data_.connection_gauges()) {
-        by_endpoint[g.endpoint].first += g.active;
-        by_endpoint[g.endpoint].second += g.idle;
-    }
-    if (snap) {
-        for (const auto& m : snap->models) {
-            for (std::size_t v = 0; v < m.versions.size(); ++v) {
-                const auto& ver = m.versions[v];
-                in.weights.push_back({m.name, ver.name, "",
-                                      static_cast<double>(m.weights[v]) / routing::total_weight});
-                double active = 0;
-                double idle = 0;
-                for (const auto& ep : ver.endpoints) {
-                    auto it = by_endpoint.find(ep.id);
-                    if (it != by_endpoint.end()) {
-                        active += it->second.first;
-                        idle += it->second.second;
-                    }
-                }
-                in.connections.push_back({m.name, ver.name, "active", active});
-                in.connections.push_back({m.name, ver.name, "idle", idle});
-            }
+void plane::register_collectors() {
+    // The order is the exposition's: series, drift, feedback, traffic, roles, ages, rollouts,
+    // state, webhooks, cluster, the listeners, the build, the process.
+    metrics_.add(server::series_collector(data_));
+    metrics_.add([this](metrics::text_writer& out) {
+        rollout::write_drift_metrics(out, rollout_gauges());
+    });
+    metrics_.add([this](metrics::text_writer& out) { feedback_.write_metrics(out); });
+    metrics_.add(server::traffic_collector(data_));
+    metrics_.add([this](metrics::text_writer& out) {
+        write_version_roles(out, data_.routes().get(), live_candidates());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        write_model_ages(out, cfg_.models,
+                         std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        rollout::write_rollout_metrics(out, rollout_gauges());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        write_state_available(out, !state_problem_.has_value());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        write_webhook_metrics(out, webhooks_ ? webhooks_->counts()
+                                             : std::vector<notify::webhook_counts>{});
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        if (member_) {
+            write_cluster_metrics(out, {member_->replica(), member_->leader(),
+                                        member_->connected(),
+                                        static_cast<double>(member_->elections_won()),
+                                        static_cast<double>(member_->counts_published())});
         }
-    }
-    in.rollout_state_available = !state_problem_.has_value();
-    if (member_) {
-        in.cluster = metrics::exposition_input::cluster_gauge{
-            member_->replica(), member_->leader(), member_->connected(),
-            static_cast<double>(member_->elections_won()),
-            static_cast<double>(member_->counts_published())};
-    }
-    if (webhooks_) {
-        for (const auto& c : webhooks_->counts()) {
-            in.webhooks.push_back({c.name, static_cast<double>(c.delivered),
-                                   static_cast<double>(c.failed_attempts),
-                                   static_cast<double>(c.dropped), static_cast<double>(c.queued)});
-        }
-    }
-    for (const auto& [model, t] : feedback_.totals()) {
-        for (auto [outcome, value] : {std::pair{"matched", t.matched}, {"late", t.late},
-                                      {"unmatched", t.unmatched}, {"duplicate", t.duplicate},
-                                      {"unusable", t.unusable}}) {
-            if (value > 0) {
-                in.feedback.push_back({model, outcome, static_cast<double>(value)});
-            }
-        }
-    }
-    // Roles, ages and rollouts: what alerts and dashboards join on.
-    const auto wall_now = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+    });
+    metrics_.add(server::downstream_collector(data_));
+    metrics_.add([](metrics::text_writer& out) {
+        write_build_info(out, STAGEGATE_VERSION, STAGEGATE_COMMIT);
+    });
+    metrics_.add(metrics::write_process_metrics);
+}
+
+std::vector<rollout::rollout_gauge> plane::rollout_gauges() const {
+    return controller_ ? controller_->gauges(rollout::clock::now())
+                       : std::vector<rollout::rollout_gauge>{};
+}
+
+std::map<std::string, std::string> plane::live_candidates() const {
     std::map<std::string, std::string> candidates;
     if (controller_) {
-        in.rollouts = controller_->gauges(rollout::clock::now());
-        for (const auto& r : in.rollouts) {
-            if (config::is_live(r.phase)) {
-                candidates[r.model] = r.candidate;
+        for (const auto& model : controller_->models()) {
+            if (auto r = controller_->find(model); r && r->live()) {
+                candidates[model] = r->candidate;
             }
         }
     }
-    for (const auto& m : cfg_.models) {
-        if (m.max_version_age) {
-            in.max_ages[m.name] =
-                static_cast<double>(std::chrono::seconds(*m.max_version_age).count());
-        }
-        for (const auto& v : m.versions) {
-            if (v.trained_at) {
-                in.ages.push_back({m.name, v.name, "", static_cast<double>(wall_now - *v.trained_at)});
-            }
-        }
-    }
-    if (snap) {
-        for (const auto& m : snap->models) {
-            for (std::size_t v = 0; v < m.versions.size(); ++v) {
-                const auto& name = m.versions[v].name;
-                auto c = candidates.find(m.name);
-                const char* role = v == m.stable                                   ? "stable"
-                                   : c != candidates.end() && c->second == name ? "candidate"
-                                                                                : "idle";
-                in.roles.push_back({m.name, name, role, 1});
-            }
-        }
-    }
-    auto t = data_.totals();
-    in.downstream_active = static_cast<double>(t.connections_active);
-    in.downstream_accepted = static_cast<double>(t.connections_accepted);
-    in.downstream_shed = static_cast<double>(t.connections_shed);
-    in.build_version = STAGEGATE_VERSION;
-    in.build_commit = STAGEGATE_COMMIT;
-    return metrics::render_prometheus(in);
+    return candidates;
 }
 
 }  // namespace stagegate::control
