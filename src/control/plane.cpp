@@ -3,6 +3,7 @@
 
 #include "stagegate/cluster/member.hpp"
 #include "stagegate/control/collectors.hpp"
+#include "stagegate/control/reload_plan.hpp"
 #include "stagegate/rollout/collectors.hpp"
 #include "stagegate/server/collectors.hpp"
 #include "stagegate/metrics/wire.hpp"
@@ -405,107 +406,20 @@ const config::model* plane::model_config(const std::string& name) const {
 }
 
 result<nlohmann::json> plane::reload(config::gateway next, const std::string& actor) {
-    auto problems = config::reload_problems(cfg_, next);
     auto current = data_.routes();
     if (!current) {
         return error::make("not_started", "the gateway has no routes yet");
     }
-    // Rollouts the controller owns keep their traffic; their versions must survive the reload.
-    struct carried {
-        std::string model;
-        std::map<std::string, std::uint32_t> weights;
-        std::string stage;
-        std::string stable;
-        std::string watched;
-        std::uint32_t trip_after = 0;
-        routing::mirror_plan mirror;
-    };
-    std::vector<carried> carry;
-    std::vector<std::pair<std::string, config::rollout>> starts;
-    std::vector<std::pair<std::string, config::rollout>> updates;
-    for (std::size_t mi = 0; mi < next.models.size(); ++mi) {
-        const auto& nm = next.models[mi];
-        const std::string mpath = "/models/" + std::to_string(mi);
-        auto has_version = [&](const std::string& v) {
-            for (const auto& ver : nm.versions) {
-                if (ver.name == v) {
-                    return true;
-                }
-            }
-            return false;
-        };
-        auto ro = controller_ ? controller_->find(nm.name) : std::nullopt;
-        const auto* om = current->find_model(nm.name);
-        // A finished rollout keeps its outcome (say, a new stable version) unless the new
-        // config sets a split of its own for the model.
-        const bool config_split = !(nm.split.weights.size() == 1 &&
-                                    nm.split.weights.count(nm.stable));
-        if (ro && om && (ro->live() || !config_split)) {
-            carried c{nm.name, {}, om->stage, om->versions[om->stable].name, {}, 0, {}};
-            bool keep = has_version(c.stable);
-            if (om->mirror_version != routing::no_version) {
-                const auto& target = om->versions[om->mirror_version];
-                keep = keep && has_version(target.name);
-                c.watched = target.name;
-                c.trip_after = target.trip_after;
-                c.mirror = {om->mirror_bp, om->mirror_max_in_flight, om->mirror_queue};
-            }
-            for (std::size_t v = 0; v < om->versions.size(); ++v) {
-                if (om->weights[v] == 0) {
-                    continue;
-                }
-                keep = keep && has_version(om->versions[v].name);
-                c.weights[om->versions[v].name] = om->weights[v];
-                if (om->versions[v].trip_after) {
-                    c.watched = om->versions[v].name;
-                    c.trip_after = om->versions[v].trip_after;
-                }
-            }
-            if (ro->live() && !keep) {
-                problems.push_back({mpath + "/versions", "the active rollout of " + nm.name +
-                                                             " routes to " + ro->stable + " and " +
-                                                             ro->candidate +
-                                                             ": keep both versions or abort it first"});
-            }
-            if (keep) {
-                carry.push_back(std::move(c));
-            }
-        }
-        if (!nm.rollout_spec) {
-            continue;
-        }
-        if (ro && ro->candidate == nm.rollout_spec->candidate) {
-            if (ro->stage_index >= nm.rollout_spec->stages.size()) {
-                problems.push_back({mpath + "/rollout/stages",
-                                    "the rollout of " + nm.name + " is at stage " +
-                                        std::to_string(ro->stage_index + 1) +
-                                        ": the new spec must keep at least that many stages"});
-            } else {
-                updates.emplace_back(nm.name, *nm.rollout_spec);
-            }
-        } else if (ro && ro->live()) {
-            problems.push_back({mpath + "/rollout/candidate",
-                                nm.name + " has an active rollout of " + ro->candidate +
-                                    ": abort it before starting one of " +
-                                    nm.rollout_spec->candidate});
-        } else {
-            starts.emplace_back(nm.name, *nm.rollout_spec);
-        }
-    }
+    rollout_states rollouts;
     if (controller_) {
         for (const auto& name : controller_->models()) {
-            auto ro = controller_->find(name);
-            bool present = false;
-            for (const auto& nm : next.models) {
-                present = present || nm.name == name;
-            }
-            if (ro && ro->live() && !present) {
-                problems.push_back({"/models", "model " + name +
-                                                   " has an active rollout: abort it before "
-                                                   "removing the model"});
+            if (auto ro = controller_->find(name)) {
+                rollouts.emplace(name, *ro);
             }
         }
     }
+    auto plan = plan_reload(cfg_, *current, rollouts, next);
+    auto problems = plan.problems();
     std::shared_ptr<const routing::route_snapshot> snap;
     if (problems.empty()) {
         auto built = data_.build_snapshot(next, current->generation + 1);
@@ -513,11 +427,15 @@ result<nlohmann::json> plane::reload(config::gateway next, const std::string& ac
             return built.error();
         }
         snap = *built;
-        for (const auto& c : carry) {
-            auto overlaid = data_.with_traffic(*snap, c.model, c.weights, c.stage, c.stable,
-                                              c.watched, c.trip_after, c.mirror);
+        for (const auto& m : plan.models) {
+            if (!m.carried) {
+                continue;
+            }
+            const auto& c = *m.carried;
+            auto overlaid = data_.with_traffic(*snap, m.model, c.weights, c.stage, c.stable,
+                                               c.watched, c.trip_after, c.mirror);
             if (!overlaid) {
-                problems.push_back({"/models", c.model + ": " + overlaid.error().message});
+                problems.push_back({"/models", m.model + ": " + overlaid.error().message});
                 continue;
             }
             snap = *overlaid;
@@ -539,19 +457,25 @@ result<nlohmann::json> plane::reload(config::gateway next, const std::string& ac
                               {"rollouts_updated", nlohmann::json::array()}};
     const auto now = rollout::clock::now();
     std::vector<problem> late;
-    for (auto& [model, spec] : updates) {
-        if (auto updated = controller_->update_spec(model, std::move(spec), now); !updated) {
-            late.push_back({"/models", model + ": " + updated.error().message});
+    for (auto& m : plan.models) {
+        if (m.rollout != rollout_step::update_spec) {
+            continue;
+        }
+        if (auto updated = controller_->update_spec(m.model, std::move(*m.spec), now); !updated) {
+            late.push_back({"/models", m.model + ": " + updated.error().message});
         } else if (*updated) {
-            summary["rollouts_updated"].push_back(model);
+            summary["rollouts_updated"].push_back(m.model);
         }
     }
-    for (auto& [model, spec] : starts) {
-        auto started = start_rollout(model, std::move(spec), actor, "config reload");
+    for (auto& m : plan.models) {
+        if (m.rollout != rollout_step::start) {
+            continue;
+        }
+        auto started = start_rollout(m.model, std::move(*m.spec), actor, "config reload");
         if (!started) {
-            late.push_back({"/models", model + ": " + started.error().describe()});
+            late.push_back({"/models", m.model + ": " + started.error().describe()});
         } else {
-            summary["rollouts_started"].push_back(model);
+            summary["rollouts_started"].push_back(m.model);
         }
     }
     if (!late.empty()) {

@@ -3,7 +3,7 @@
 // rollout store (the state directory, or etcd through the cluster member), event listeners,
 // webhooks and gate checks, feedback books, the other replicas' counts, the periodic
 // collection and rollout ticks, the /metrics collectors of what it hosts, and config reload
-// planning (which rollouts carry over).
+// (applying the plan control/reload_plan decides: which rollouts carry over, start or update).
 // Everything here runs on the control thread and never blocks it: slow work (etcd, webhooks,
 // checks) is asynchronous and answers through callbacks posted back to it.
 // Must not touch: sockets of the request path (the data plane's), admin HTTP (admin/).
