@@ -135,4 +135,20 @@ void feedback_books::reconfigure(const std::vector<config::model>& models) {
     }
 }
 
+void feedback_books::write_metrics(metrics::text_writer& out) const {
+    auto& outcomes = out.counter("stagegate_feedback_outcomes_total",
+                                 "Feedback labels received, by model and outcome (unmatched "
+                                 "labels name no model).");
+    for (const auto& [model, t] : totals_) {
+        for (auto [outcome, value] : {std::pair{"matched", t.matched}, {"late", t.late},
+                                      {"unmatched", t.unmatched}, {"duplicate", t.duplicate},
+                                      {"unusable", t.unusable}}) {
+            if (value > 0) {
+                outcomes.add({{"model", model}, {"outcome", outcome}},
+                             static_cast<double>(value));
+            }
+        }
+    }
+}
+
 }  // namespace stagegate::control

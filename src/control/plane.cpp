@@ -2,7 +2,10 @@
 #include "stagegate/core/log.hpp"
 
 #include "stagegate/cluster/member.hpp"
-#include "stagegate/metrics/exposition.hpp"
+#include "stagegate/control/collectors.hpp"
+#include "stagegate/control/reload_plan.hpp"
+#include "stagegate/rollout/collectors.hpp"
+#include "stagegate/server/collectors.hpp"
 #include "stagegate/metrics/wire.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -93,6 +96,7 @@ plane::plane(net::io_context& io, config::gateway cfg, server::data_plane& data)
         remember_served(std::move(served));
     };
     data_.set_hooks(std::move(hooks));
+    register_collectors();
 }
 
 plane::~plane() = default;
@@ -402,107 +406,20 @@ const config::model* plane::model_config(const std::string& name) const {
 }
 
 result<nlohmann::json> plane::reload(config::gateway next, const std::string& actor) {
-    auto problems = config::reload_problems(cfg_, next);
     auto current = data_.routes();
     if (!current) {
         return error::make("not_started", "the gateway has no routes yet");
     }
-    // Rollouts the controller owns keep their traffic; their versions must survive the reload.
-    struct carried {
-        std::string model;
-        std::map<std::string, std::uint32_t> weights;
-        std::string stage;
-        std::string stable;
-        std::string watched;
-        std::uint32_t trip_after = 0;
-        routing::mirror_plan mirror;
-    };
-    std::vector<carried> carry;
-    std::vector<std::pair<std::string, config::rollout>> starts;
-    std::vector<std::pair<std::string, config::rollout>> updates;
-    for (std::size_t mi = 0; mi < next.models.size(); ++mi) {
-        const auto& nm = next.models[mi];
-        const std::string mpath = "/models/" + std::to_string(mi);
-        auto has_version = [&](const std::string& v) {
-            for (const auto& ver : nm.versions) {
-                if (ver.name == v) {
-                    return true;
-                }
-            }
-            return false;
-        };
-        auto ro = controller_ ? controller_->find(nm.name) : std::nullopt;
-        const auto* om = current->find_model(nm.name);
-        // A finished rollout keeps its outcome (say, a new stable version) unless the new
-        // config sets a split of its own for the model.
-        const bool config_split = !(nm.split.weights.size() == 1 &&
-                                    nm.split.weights.count(nm.stable));
-        if (ro && om && (ro->live() || !config_split)) {
-            carried c{nm.name, {}, om->stage, om->versions[om->stable].name, {}, 0, {}};
-            bool keep = has_version(c.stable);
-            if (om->mirror_version != routing::no_version) {
-                const auto& target = om->versions[om->mirror_version];
-                keep = keep && has_version(target.name);
-                c.watched = target.name;
-                c.trip_after = target.trip_after;
-                c.mirror = {om->mirror_bp, om->mirror_max_in_flight, om->mirror_queue};
-            }
-            for (std::size_t v = 0; v < om->versions.size(); ++v) {
-                if (om->weights[v] == 0) {
-                    continue;
-                }
-                keep = keep && has_version(om->versions[v].name);
-                c.weights[om->versions[v].name] = om->weights[v];
-                if (om->versions[v].trip_after) {
-                    c.watched = om->versions[v].name;
-                    c.trip_after = om->versions[v].trip_after;
-                }
-            }
-            if (ro->live() && !keep) {
-                problems.push_back({mpath + "/versions", "the active rollout of " + nm.name +
-                                                             " routes to " + ro->stable + " and " +
-                                                             ro->candidate +
-                                                             ": keep both versions or abort it first"});
-            }
-            if (keep) {
-                carry.push_back(std::move(c));
-            }
-        }
-        if (!nm.rollout_spec) {
-            continue;
-        }
-        if (ro && ro->candidate == nm.rollout_spec->candidate) {
-            if (ro->stage_index >= nm.rollout_spec->stages.size()) {
-                problems.push_back({mpath + "/rollout/stages",
-                                    "the rollout of " + nm.name + " is at stage " +
-                                        std::to_string(ro->stage_index + 1) +
-                                        ": the new spec must keep at least that many stages"});
-            } else {
-                updates.emplace_back(nm.name, *nm.rollout_spec);
-            }
-        } else if (ro && ro->live()) {
-            problems.push_back({mpath + "/rollout/candidate",
-                                nm.name + " has an active rollout of " + ro->candidate +
-                                    ": abort it before starting one of " +
-                                    nm.rollout_spec->candidate});
-        } else {
-            starts.emplace_back(nm.name, *nm.rollout_spec);
-        }
-    }
+    rollout_states rollouts;
     if (controller_) {
         for (const auto& name : controller_->models()) {
-            auto ro = controller_->find(name);
-            bool present = false;
-            for (const auto& nm : next.models) {
-                present = present || nm.name == name;
-            }
-            if (ro && ro->live() && !present) {
-                problems.push_back({"/models", "model " + name +
-                                                   " has an active rollout: abort it before "
-                                                   "removing the model"});
+            if (auto ro = controller_->find(name)) {
+                rollouts.emplace(name, *ro);
             }
         }
     }
+    auto plan = plan_reload(cfg_, *current, rollouts, next);
+    auto problems = plan.problems();
     std::shared_ptr<const routing::route_snapshot> snap;
     if (problems.empty()) {
         auto built = data_.build_snapshot(next, current->generation + 1);
@@ -510,11 +427,15 @@ result<nlohmann::json> plane::reload(config::gateway next, const std::string& ac
             return built.error();
         }
         snap = *built;
-        for (const auto& c : carry) {
-            auto overlaid = data_.with_traffic(*snap, c.model, c.weights, c.stage, c.stable,
-                                              c.watched, c.trip_after, c.mirror);
+        for (const auto& m : plan.models) {
+            if (!m.carried) {
+                continue;
+            }
+            const auto& c = *m.carried;
+            auto overlaid = data_.with_traffic(*snap, m.model, c.weights, c.stage, c.stable,
+                                               c.watched, c.trip_after, c.mirror);
             if (!overlaid) {
-                problems.push_back({"/models", c.model + ": " + overlaid.error().message});
+                problems.push_back({"/models", m.model + ": " + overlaid.error().message});
                 continue;
             }
             snap = *overlaid;
@@ -536,19 +457,25 @@ result<nlohmann::json> plane::reload(config::gateway next, const std::string& ac
                               {"rollouts_updated", nlohmann::json::array()}};
     const auto now = rollout::clock::now();
     std::vector<problem> late;
-    for (auto& [model, spec] : updates) {
-        if (auto updated = controller_->update_spec(model, std::move(spec), now); !updated) {
-            late.push_back({"/models", model + ": " + updated.error().message});
+    for (auto& m : plan.models) {
+        if (m.rollout != rollout_step::update_spec) {
+            continue;
+        }
+        if (auto updated = controller_->update_spec(m.model, std::move(*m.spec), now); !updated) {
+            late.push_back({"/models", m.model + ": " + updated.error().message});
         } else if (*updated) {
-            summary["rollouts_updated"].push_back(model);
+            summary["rollouts_updated"].push_back(m.model);
         }
     }
-    for (auto& [model, spec] : starts) {
-        auto started = start_rollout(model, std::move(spec), actor, "config reload");
+    for (auto& m : plan.models) {
+        if (m.rollout != rollout_step::start) {
+            continue;
+        }
+        auto started = start_rollout(m.model, std::move(*m.spec), actor, "config reload");
         if (!started) {
-            late.push_back({"/models", model + ": " + started.error().describe()});
+            late.push_back({"/models", m.model + ": " + started.error().describe()});
         } else {
-            summary["rollouts_started"].push_back(model);
+            summary["rollouts_started"].push_back(m.model);
         }
     }
     if (!late.empty()) {
@@ -708,103 +635,64 @@ void plane::take_replica_counts(const std::map<std::string, nlohmann::json>& pub
     }
 }
 
-std::string plane::render_prometheus() const {
-    metrics::exposition_input in;
-    in.metrics = &data_.store();
-    in.labels = data_.series().labels();
-    auto snap = data_.routes();
-    // Connection gauges are per endpoint id: attribute them to every version using it.
-    std::map<std::uint32_t, std::pair<double, double>> by_endpoint;
-    for (const auto& g : data_.connection_gauges()) {
-        by_endpoint[g.endpoint].first += g.active;
-        by_endpoint[g.endpoint].second += g.idle;
-    }
-    if (snap) {
-        for (const auto& m : snap->models) {
-            for (std::size_t v = 0; v < m.versions.size(); ++v) {
-                const auto& ver = m.versions[v];
-                in.weights.push_back({m.name, ver.name, "",
-                                      static_cast<double>(m.weights[v]) / routing::total_weight});
-                double active = 0;
-                double idle = 0;
-                for (const auto& ep : ver.endpoints) {
-                    auto it = by_endpoint.find(ep.id);
-                    if (it != by_endpoint.end()) {
-                        active += it->second.first;
-                        idle += it->second.second;
-                    }
-                }
-                in.connections.push_back({m.name, ver.name, "active", active});
-                in.connections.push_back({m.name, ver.name, "idle", idle});
-            }
+void plane::register_collectors() {
+    // The order is the exposition's: series, drift, feedback, traffic, roles, ages, rollouts,
+    // state, webhooks, cluster, the listeners, the build, the process.
+    metrics_.add(server::series_collector(data_));
+    metrics_.add([this](metrics::text_writer& out) {
+        rollout::write_drift_metrics(out, rollout_gauges());
+    });
+    metrics_.add([this](metrics::text_writer& out) { feedback_.write_metrics(out); });
+    metrics_.add(server::traffic_collector(data_));
+    metrics_.add([this](metrics::text_writer& out) {
+        write_version_roles(out, data_.routes().get(), live_candidates());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        write_model_ages(out, cfg_.models,
+                         std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        rollout::write_rollout_metrics(out, rollout_gauges());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        write_state_available(out, !state_problem_.has_value());
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        write_webhook_metrics(out, webhooks_ ? webhooks_->counts()
+                                             : std::vector<notify::webhook_counts>{});
+    });
+    metrics_.add([this](metrics::text_writer& out) {
+        if (member_) {
+            write_cluster_metrics(out, {member_->replica(), member_->leader(),
+                                        member_->connected(),
+                                        static_cast<double>(member_->elections_won()),
+                                        static_cast<double>(member_->counts_published())});
         }
-    }
-    in.rollout_state_available = !state_problem_.has_value();
-    if (member_) {
-        in.cluster = metrics::exposition_input::cluster_gauge{
-            member_->replica(), member_->leader(), member_->connected(),
-            static_cast<double>(member_->elections_won()),
-            static_cast<double>(member_->counts_published())};
-    }
-    if (webhooks_) {
-        for (const auto& c : webhooks_->counts()) {
-            in.webhooks.push_back({c.name, static_cast<double>(c.delivered),
-                                   static_cast<double>(c.failed_attempts),
-                                   static_cast<double>(c.dropped), static_cast<double>(c.queued)});
-        }
-    }
-    for (const auto& [model, t] : feedback_.totals()) {
-        for (auto [outcome, value] : {std::pair{"matched", t.matched}, {"late", t.late},
-                                      {"unmatched", t.unmatched}, {"duplicate", t.duplicate},
-                                      {"unusable", t.unusable}}) {
-            if (value > 0) {
-                in.feedback.push_back({model, outcome, static_cast<double>(value)});
-            }
-        }
-    }
-    // Roles, ages and rollouts: what alerts and dashboards join on.
-    const auto wall_now = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+    });
+    metrics_.add(server::downstream_collector(data_));
+    metrics_.add([](metrics::text_writer& out) {
+        write_build_info(out, STAGEGATE_VERSION, STAGEGATE_COMMIT);
+    });
+    metrics_.add(metrics::write_process_metrics);
+}
+
+std::vector<rollout::rollout_gauge> plane::rollout_gauges() const {
+    return controller_ ? controller_->gauges(rollout::clock::now())
+                       : std::vector<rollout::rollout_gauge>{};
+}
+
+std::map<std::string, std::string> plane::live_candidates() const {
     std::map<std::string, std::string> candidates;
     if (controller_) {
-        in.rollouts = controller_->gauges(rollout::clock::now());
-        for (const auto& r : in.rollouts) {
-            if (config::is_live(r.phase)) {
-                candidates[r.model] = r.candidate;
+        for (const auto& model : controller_->models()) {
+            if (auto r = controller_->find(model); r && r->live()) {
+                candidates[model] = r->candidate;
             }
         }
     }
-    for (const auto& m : cfg_.models) {
-        if (m.max_version_age) {
-            in.max_ages[m.name] =
-                static_cast<double>(std::chrono::seconds(*m.max_version_age).count());
-        }
-        for (const auto& v : m.versions) {
-            if (v.trained_at) {
-                in.ages.push_back({m.name, v.name, "", static_cast<double>(wall_now - *v.trained_at)});
-            }
-        }
-    }
-    if (snap) {
-        for (const auto& m : snap->models) {
-            for (std::size_t v = 0; v < m.versions.size(); ++v) {
-                const auto& name = m.versions[v].name;
-                auto c = candidates.find(m.name);
-                const char* role = v == m.stable                                   ? "stable"
-                                   : c != candidates.end() && c->second == name ? "candidate"
-                                                                                : "idle";
-                in.roles.push_back({m.name, name, role, 1});
-            }
-        }
-    }
-    auto t = data_.totals();
-    in.downstream_active = static_cast<double>(t.connections_active);
-    in.downstream_accepted = static_cast<double>(t.connections_accepted);
-    in.downstream_shed = static_cast<double>(t.connections_shed);
-    in.build_version = STAGEGATE_VERSION;
-    in.build_commit = STAGEGATE_COMMIT;
-    return metrics::render_prometheus(in);
+    return candidates;
 }
 
 }  // namespace stagegate::control

@@ -1023,10 +1023,10 @@ json controller::status(const std::string& model, clock::time_point now) const {
     return j;
 }
 
-std::vector<metrics::rollout_gauge> controller::gauges(clock::time_point now) const {
-    std::vector<metrics::rollout_gauge> out;
+std::vector<rollout_gauge> controller::gauges(clock::time_point now) const {
+    std::vector<rollout_gauge> out;
     for (const auto& [model, a] : rollouts_) {
-        metrics::rollout_gauge g;
+        rollout_gauge g;
         g.model = model;
         g.candidate = a.st.candidate;
         g.phase = a.st.ph;

@@ -3,7 +3,7 @@
 // the rules define).
 #include "support/admin.hpp"
 
-#include "stagegate/metrics/exposition.hpp"
+#include "stagegate/control/collectors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -62,9 +62,9 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
                exposed.count("stagegate_predictions_total");
     }));
     // Cluster mode's families ("store": "etcd"), as a replica renders them.
-    metrics::exposition_input cluster_only;
-    cluster_only.cluster = metrics::exposition_input::cluster_gauge{"r0", true, true, 1, 1};
-    for (const auto& name : exposed_names(metrics::render_prometheus(cluster_only))) {
+    metrics::text_writer cluster_only;
+    control::write_cluster_metrics(cluster_only, {"r0", true, true, 1, 1});
+    for (const auto& name : exposed_names(cluster_only.text())) {
         exposed.insert(name);
     }
     for (const char* expected :

@@ -1,11 +1,12 @@
 // control/feedback: delayed labels joined to the answers they judge, for every model that
 // takes feedback. Owns one predictions::feedback_book per model, the remembering of served
 // answers as workers hand them over, the join of labels into accuracy counts merged into the
-// metrics store, and the outcome totals /metrics shows. Control thread only.
+// metrics store, and the outcome totals /metrics shows (its collector). Control thread only.
 // Must not touch: sockets, routing decisions, rollouts.
 #pragma once
 
 #include "stagegate/config/config.hpp"
+#include "stagegate/metrics/exposition.hpp"
 #include "stagegate/metrics/series.hpp"
 #include "stagegate/metrics/store.hpp"
 #include "stagegate/predictions/feedback.hpp"
@@ -48,6 +49,8 @@ public:
     void reconfigure(const std::vector<config::model>& models);
     // Totals since start, by model ("" for unmatched labels, which name no model).
     const std::map<std::string, feedback_outcome>& totals() const { return totals_; }
+    // stagegate_feedback_outcomes_total: the totals by model and outcome (non-zero ones).
+    void write_metrics(metrics::text_writer& out) const;
 
 private:
     std::map<std::string, predictions::feedback_book> books_;  // by model

@@ -2,7 +2,8 @@
 // environment (metrics from the data plane's store, traffic through its snapshots), the
 // rollout store (the state directory, or etcd through the cluster member), event listeners,
 // webhooks and gate checks, feedback books, the other replicas' counts, the periodic
-// collection and rollout ticks, and config reload planning (which rollouts carry over).
+// collection and rollout ticks, the /metrics collectors of what it hosts, and config reload
+// (applying the plan control/reload_plan decides: which rollouts carry over, start or update).
 // Everything here runs on the control thread and never blocks it: slow work (etcd, webhooks,
 // checks) is asynchronous and answers through callbacks posted back to it.
 // Must not touch: sockets of the request path (the data plane's), admin HTTP (admin/).
@@ -11,6 +12,7 @@
 #include "stagegate/config/config.hpp"
 #include "stagegate/control/feedback.hpp"
 #include "stagegate/core/error.hpp"
+#include "stagegate/metrics/exposition.hpp"
 #include "stagegate/notify/notify.hpp"
 #include "stagegate/rollout/controller.hpp"
 #include "stagegate/rollout/state_store.hpp"
@@ -112,7 +114,8 @@ public:
         return data_.version_metrics_now();
     }
     bool draining() const { return data_.draining(); }
-    std::string render_prometheus() const;
+    // /metrics: every collector the plane registered for what it hosts, in order.
+    std::string render_prometheus() const { return metrics_.render(); }
 
 private:
     class environment;
@@ -131,6 +134,11 @@ private:
     void version_broken(std::uint32_t series, std::uint32_t count);
     void remember_served(std::vector<predictions::served_record> served);
     void notify_event(const nlohmann::json& event);
+    // Each component's collector, in the exposition's order (see plane.cpp).
+    void register_collectors();
+    std::vector<rollout::rollout_gauge> rollout_gauges() const;
+    // The candidates of live rollouts, by model.
+    std::map<std::string, std::string> live_candidates() const;
 
     boost::asio::io_context& io_;
     config::gateway cfg_;
@@ -154,6 +162,7 @@ private:
     std::unique_ptr<notify::webhooks> webhooks_;
     std::unique_ptr<notify::checks> checks_;
     feedback_books feedback_;
+    metrics::registry metrics_;
 };
 
 }  // namespace stagegate::control

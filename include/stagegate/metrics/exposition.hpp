@@ -1,92 +1,108 @@
-// metrics/exposition: Prometheus text format for the merged metrics.
-// Owns: metric names, help texts, label sets and bucket boundaries as Prometheus sees them,
-// rendered with prometheus-cpp's TextSerializer (its Counter/Histogram types are never used
-// on the request path), plus the standard process_* metrics read from /proc.
+// metrics/exposition: Prometheus text exposition by collectors.
+// Owns: the text writer (families with their HELP and TYPE lines; counter, gauge and
+// histogram samples; help and label values escaped; rendered with prometheus-cpp's
+// TextSerializer, whose Counter/Histogram types are never used on the request path), the
+// registry that renders its collectors in the order they were added, and the standard
+// process_* metrics read from /proc.
+// Must not touch: what any component exposes. Each component (the data plane's series,
+// rollouts, feedback, webhooks, the cluster, ...) writes its own families through a collector
+// registered where it is created; this module knows none of them.
 #pragma once
 
-#include "stagegate/config/vocabulary.hpp"
-#include "stagegate/metrics/store.hpp"
+#include "stagegate/metrics/histogram.hpp"
 
 #include <array>
-#include <map>
-#include <optional>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace stagegate::metrics {
 
-// Upper bounds (seconds) of stagegate_request_duration_seconds: inference-shaped, 1 ms..30 s.
+// Upper bounds (seconds) of duration histograms: inference-shaped, 1 ms..30 s.
 inline constexpr std::array<double, 14> duration_buckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
-struct version_gauge {
-    std::string model;
-    std::string version;
-    std::string state;  // for connections: "active" | "idle"; empty for weights
-    double value = 0;
+enum class metric_type { counter, gauge, histogram };
+
+// Label names and values, in the order they are written.
+using label_set = std::vector<std::pair<std::string, std::string>>;
+
+struct histogram_value {
+    std::uint64_t count = 0;
+    double sum = 0;
+    // (upper bound, cumulative count), ascending; a +Inf bucket is added when missing.
+    std::vector<std::pair<double, std::uint64_t>> buckets;
 };
 
-// One rollout as Prometheus sees it (the server fills it in from the controller).
-struct rollout_gauge {
-    std::string model;
-    std::string candidate;
-    config::rollout_phase phase = config::rollout_phase::progressing;
-    std::string stage;
-    double stage_index = 0;
-    double seconds_in_stage = 0;
-    double max_duration_seconds = 0;  // 0: the stage has no maximum
-    std::map<std::string, std::uint64_t> decisions;  // by decision: promoted, rolled_back, ...
-    bool durable = true;  // false: a decision is applied but not recorded yet
-    // Drift of the candidate's predictions from stable's in this stage (models with
-    // predictions, live rollouts only).
-    std::optional<double> psi;
-    std::optional<double> ks;
-};
+// One metric family: its name, help and type, and its samples in the order added. A family
+// without samples still writes its HELP and TYPE lines.
+class family {
+public:
+    family(std::string name, std::string help, metric_type type)
+        : name_(std::move(name)), help_(std::move(help)), type_(type) {}
 
-// Feedback labels since start by model ("" for unmatched) and outcome.
-struct feedback_count {
-    std::string model;
-    std::string outcome;  // matched | late | unmatched | duplicate | unusable
-    double value = 0;
-};
+    // A counter's or gauge's sample.
+    family& add(label_set labels, double value);
+    // A histogram's sample.
+    family& add(label_set labels, histogram_value value);
+    // A latency histogram's sample in seconds, with buckets at `bounds_seconds` and +Inf.
+    family& add(label_set labels, const latency_histogram& h,
+                std::span<const double> bounds_seconds);
 
+    const std::string& name() const { return name_; }
+    const std::string& help() const { return help_; }
+    metric_type type() const { return type_; }
 
-struct exposition_input {
-    const store* metrics = nullptr;
-    std::vector<series_labels> labels;             // by series id
-    std::vector<version_gauge> weights;            // stagegate_traffic_weight_ratio
-    std::vector<version_gauge> connections;        // stagegate_upstream_connections (state)
-    std::vector<version_gauge> roles;              // stagegate_version_role (state = role)
-    std::vector<version_gauge> ages;               // stagegate_model_age_seconds
-    std::map<std::string, double> max_ages;        // stagegate_model_max_age_seconds by model
-    std::vector<rollout_gauge> rollouts;
-    // stagegate_rollout_state_available: false while the state cannot be read or written at
-    // all (the gateway serves stable versions only and retries).
-    bool rollout_state_available = true;
-    std::vector<feedback_count> feedback;
-    struct webhook_gauge {
-        std::string name;
-        double delivered = 0;
-        double failed_attempts = 0;
-        double dropped = 0;
-        double queued = 0;
+    struct sample {
+        label_set labels;
+        double value = 0;
+        histogram_value histogram;  // histograms only
     };
-    std::vector<webhook_gauge> webhooks;
-    struct cluster_gauge {  // "store": "etcd" only
-        std::string replica;
-        bool leader = false;
-        bool etcd_up = false;
-        double elections_won = 0;
-        double counts_published = 0;
-    };
-    std::optional<cluster_gauge> cluster;
-    double downstream_active = 0;
-    double downstream_accepted = 0;
-    double downstream_shed = 0;
-    std::string build_version;
-    std::string build_commit;
+    const std::vector<sample>& samples() const { return samples_; }
+
+private:
+    std::string name_;
+    std::string help_;
+    metric_type type_;
+    std::vector<sample> samples_;
 };
 
-std::string render_prometheus(const exposition_input& in);
+// Families in the order they are started; references stay valid while the writer lives.
+class text_writer {
+public:
+    family& counter(std::string name, std::string help);
+    family& gauge(std::string name, std::string help);
+    family& histogram(std::string name, std::string help);
+    // A family of one unlabelled sample.
+    void single(std::string name, std::string help, metric_type type, double value);
+
+    const std::deque<family>& families() const { return families_; }
+    // The Prometheus text format (version 0.0.4) of every family.
+    std::string text() const;
+
+private:
+    std::deque<family> families_;
+};
+
+// Writes a component's families; called on the thread that renders (the control thread).
+using collector = std::function<void(text_writer&)>;
+
+class registry {
+public:
+    void add(collector c) { collectors_.push_back(std::move(c)); }
+    std::size_t size() const { return collectors_.size(); }
+    // Every collector's families, in the order the collectors were added.
+    std::string render() const;
+
+private:
+    std::vector<collector> collectors_;
+};
+
+// The standard process_* metrics (CPU, start time, memory, file descriptors) from /proc.
+void write_process_metrics(text_writer& out);
 
 }  // namespace stagegate::metrics

@@ -8,7 +8,6 @@
 
 #include "stagegate/config/config.hpp"
 #include "stagegate/core/error.hpp"
-#include "stagegate/metrics/exposition.hpp"
 #include "stagegate/metrics/series.hpp"
 #include "stagegate/notify/notify.hpp"
 #include "stagegate/rollout/gates.hpp"
@@ -27,6 +26,23 @@ using clock = std::chrono::steady_clock;
 
 using phase = config::rollout_phase;  // config/vocabulary.hpp
 inline const char* phase_name(phase p) { return config::to_string(p); }
+
+// One rollout as /metrics shows it (rollout/collectors writes it).
+struct rollout_gauge {
+    std::string model;
+    std::string candidate;
+    config::rollout_phase phase = config::rollout_phase::progressing;
+    std::string stage;
+    double stage_index = 0;
+    double seconds_in_stage = 0;
+    double max_duration_seconds = 0;  // 0: the stage has no maximum
+    std::map<std::string, std::uint64_t> decisions;  // by decision: promoted, rolled_back, ...
+    bool durable = true;  // false: a decision is applied but not recorded yet
+    // Drift of the candidate's predictions from stable's in this stage (models with
+    // predictions, live rollouts only).
+    std::optional<double> psi;
+    std::optional<double> ks;
+};
 
 // What the controller needs from the gateway.
 class environment {
@@ -125,7 +141,7 @@ public:
 
     nlohmann::json status(const std::string& model, clock::time_point now) const;
     // Every rollout for /metrics: phase, stage, time in stage, decisions counted.
-    std::vector<metrics::rollout_gauge> gauges(clock::time_point now) const;
+    std::vector<rollout_gauge> gauges(clock::time_point now) const;
     nlohmann::json status_all(clock::time_point now) const;
     bool has(const std::string& model) const { return rollouts_.count(model) > 0; }
     // The shortest evaluation interval, to schedule ticks.

@@ -1,0 +1,212 @@
+#include "stagegate/server/collectors.hpp"
+
+#include "stagegate/server/data_plane.hpp"
+
+#include <array>
+#include <map>
+
+namespace stagegate::server {
+
+namespace {
+
+using metrics::label_set;
+
+// Request counts, latency, upstream failures and answers cut short.
+void write_traffic_series(metrics::text_writer& out, const metrics::store& store,
+                          const std::vector<metrics::series_labels>& labels) {
+    auto& requests = out.counter("stagegate_requests_total",
+                                 "Requests answered, by model, version, stage and status code "
+                                 "(untracked codes by class).");
+    auto& duration = out.histogram("stagegate_request_duration_seconds",
+                                   "Time from the request being read to the last byte of the "
+                                   "answer.");
+    auto& upstream_errors = out.counter("stagegate_upstream_errors_total",
+                                        "Upstream failures by model, version and kind.");
+    auto& cut_short = out.counter("stagegate_responses_cut_short_total",
+                                  "Answers whose body broke off after their status reached the "
+                                  "client (the backend closed, reset or stalled mid-stream); each "
+                                  "is also in stagegate_requests_total under its code, and a "
+                                  "failure for the gates.");
+    // Upstream failures are per (model, version): sum the stages.
+    std::map<std::pair<std::string, std::string>,
+             std::array<std::uint64_t, metrics::upstream_failure_kinds>>
+        failures;
+    for (std::uint32_t id = 0; id < labels.size(); ++id) {
+        const auto* t = store.total(id);
+        if (!t) {
+            continue;
+        }
+        const auto& l = labels[id];
+        const label_set series = {{"model", l.model}, {"version", l.version}, {"stage", l.stage}};
+        for (std::size_t c = 0; c < metrics::code_slots; ++c) {
+            if (t->codes[c] == 0) {
+                continue;
+            }
+            auto with_code = series;
+            with_code.emplace_back("code", metrics::code_label(c));
+            requests.add(std::move(with_code), static_cast<double>(t->codes[c]));
+        }
+        if (t->cut_short > 0) {
+            cut_short.add(series, static_cast<double>(t->cut_short));
+        }
+        duration.add(series, t->latency, metrics::duration_buckets);
+        auto& f = failures[{l.model, l.version}];
+        for (std::size_t k = 0; k < metrics::upstream_failure_kinds; ++k) {
+            f[k] += t->upstream_failures[k];
+        }
+    }
+    for (const auto& [key, kinds] : failures) {
+        for (std::size_t k = 0; k < metrics::upstream_failure_kinds; ++k) {
+            upstream_errors.add(
+                {{"model", key.first}, {"version", key.second}, {"kind", metrics::failure_label(k)}},
+                static_cast<double>(kinds[k]));
+        }
+    }
+}
+
+// Predictions read from answers (all-time counters) and what the current stage shows of them
+// (gauges over the counts since the stage began).
+void write_prediction_series(metrics::text_writer& out, const metrics::store& store,
+                             const std::vector<metrics::series_labels>& labels) {
+    auto& outcomes = out.counter("stagegate_predictions_total",
+                                 "Answers whose prediction was read (parsed), JSON without one "
+                                 "(missing), not JSON (invalid), or not read (unread: not 2xx, "
+                                 "compressed or over max_body_bytes).");
+    auto& dropped = out.counter("stagegate_mirror_dropped_total",
+                                "Mirrored requests dropped because the worker's mirror queue was "
+                                "full.");
+    auto& joined = out.counter("stagegate_feedback_labels_total",
+                               "Feedback labels joined to this series' answers.");
+    auto& correct = out.counter("stagegate_feedback_correct_total",
+                                "Joined labels equal to the predicted label.");
+    auto& agreement = out.gauge("stagegate_prediction_agreement_ratio",
+                                "Top-1 agreement of mirrored answers with stable's, since the "
+                                "stage began.");
+    auto& diff = out.gauge("stagegate_prediction_diff",
+                           "Quantiles of |candidate - stable| (kind=abs) and of that relative to "
+                           "stable (kind=rel) over mirrored answers, since the stage began.");
+    auto& accuracy = out.gauge("stagegate_accuracy_ratio",
+                               "Share of joined labels equal to the predicted label, since the "
+                               "stage began.");
+    auto& mae = out.gauge("stagegate_mean_absolute_error",
+                          "Mean |label - predicted value| of joined numeric labels, since the "
+                          "stage began.");
+    for (std::uint32_t id = 0; id < labels.size(); ++id) {
+        const auto* t = store.total(id);
+        const auto* s = store.stage(id);
+        if (!t || !s) {
+            continue;
+        }
+        const auto& l = labels[id];
+        const label_set series = {{"model", l.model}, {"version", l.version}, {"stage", l.stage}};
+        auto with = [&](label_set extra) {
+            auto all = series;
+            all.insert(all.end(), extra.begin(), extra.end());
+            return all;
+        };
+        const auto& p = t->predictions;
+        if (p.parsed + p.missing + p.invalid + p.unread > 0) {
+            for (auto [name, value] : {std::pair{"parsed", p.parsed}, {"missing", p.missing},
+                                       {"invalid", p.invalid}, {"unread", p.unread}}) {
+                outcomes.add(with({{"outcome", name}}), static_cast<double>(value));
+            }
+        }
+        if (p.mirrors_dropped > 0) {
+            dropped.add(series, static_cast<double>(p.mirrors_dropped));
+        }
+        if (p.feedback + p.valued_feedback > 0) {
+            joined.add(series, static_cast<double>(p.feedback + p.valued_feedback));
+            correct.add(series, static_cast<double>(p.correct));
+        }
+        const auto& q = s->predictions;
+        if (q.compared_labels > 0) {
+            agreement.add(series, static_cast<double>(q.agreed_labels) /
+                                      static_cast<double>(q.compared_labels));
+        }
+        if (q.abs_diff.count() > 0) {
+            for (double quantile : {0.5, 0.9, 0.99}) {
+                for (auto [kind, h] : {std::pair{"abs", &q.abs_diff}, {"rel", &q.rel_diff}}) {
+                    diff.add(with({{"kind", kind}, {"quantile", std::to_string(quantile)}}),
+                             h->quantile(quantile));
+                }
+            }
+        }
+        if (q.feedback > 0) {
+            accuracy.add(series,
+                         static_cast<double>(q.correct) / static_cast<double>(q.feedback));
+        }
+        if (q.valued_feedback > 0) {
+            mae.add(series, q.abs_error_sum / static_cast<double>(q.valued_feedback));
+        }
+    }
+}
+
+}  // namespace
+
+metrics::collector series_collector(const data_plane& data) {
+    return [&data](metrics::text_writer& out) {
+        const auto labels = data.series().labels();
+        write_traffic_series(out, data.store(), labels);
+        write_prediction_series(out, data.store(), labels);
+    };
+}
+
+metrics::collector traffic_collector(const data_plane& data) {
+    return [&data](metrics::text_writer& out) {
+        auto& connections = out.gauge("stagegate_upstream_connections",
+                                      "Upstream connections by model, version and state.");
+        auto& weights = out.gauge("stagegate_traffic_weight_ratio",
+                                  "Share of the model's traffic routed to each version (0..1).");
+        auto snap = data.routes();
+        if (!snap) {
+            return;
+        }
+        // Connection gauges are per endpoint id: attribute them to every version using it.
+        std::map<std::uint32_t, std::pair<double, double>> by_endpoint;
+        for (const auto& g : data.connection_gauges()) {
+            by_endpoint[g.endpoint].first += g.active;
+            by_endpoint[g.endpoint].second += g.idle;
+        }
+        for (const auto& m : snap->models) {
+            for (std::size_t v = 0; v < m.versions.size(); ++v) {
+                const auto& ver = m.versions[v];
+                weights.add({{"model", m.name}, {"version", ver.name}},
+                            static_cast<double>(m.weights[v]) / routing::total_weight);
+                double active = 0;
+                double idle = 0;
+                for (const auto& ep : ver.endpoints) {
+                    if (auto it = by_endpoint.find(ep.id); it != by_endpoint.end()) {
+                        active += it->second.first;
+                        idle += it->second.second;
+                    }
+                }
+                connections.add({{"model", m.name}, {"version", ver.name}, {"state", "active"}},
+                                active);
+                connections.add({{"model", m.name}, {"version", ver.name}, {"state", "idle"}},
+                                idle);
+            }
+        }
+    };
+}
+
+metrics::collector downstream_collector(const data_plane& data) {
+    return [&data](metrics::text_writer& out) {
+        auto& unrouted = out.counter("stagegate_unrouted_requests_total",
+                                     "Requests answered before reaching a model, by reason.");
+        for (std::size_t r = 0; r < metrics::unrouted_reasons; ++r) {
+            unrouted.add({{"reason", metrics::unrouted_label(r)}},
+                         static_cast<double>(data.store().unrouted()[r]));
+        }
+        const auto t = data.totals();
+        out.single("stagegate_downstream_connections", "Open client connections.",
+                   metrics::metric_type::gauge, static_cast<double>(t.connections_active));
+        out.single("stagegate_downstream_connections_accepted_total",
+                   "Client connections accepted.", metrics::metric_type::counter,
+                   static_cast<double>(t.connections_accepted));
+        out.single("stagegate_downstream_connections_shed_total",
+                   "Client connections refused with 503 at the connection limit.",
+                   metrics::metric_type::counter, static_cast<double>(t.connections_shed));
+    };
+}
+
+}  // namespace stagegate::server
