@@ -23,10 +23,11 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
     auto& upstream_errors = out.counter("stagegate_upstream_errors_total",
                                         "Upstream failures by model, version and kind.");
     auto& cut_short = out.counter("stagegate_responses_cut_short_total",
-                                  "Answers whose body broke off after their status reached the "
-                                  "client (the backend closed, reset or stalled mid-stream); each "
-                                  "is also in stagegate_requests_total under its code, and a "
-                                  "failure for the gates.");
+                                  "Answers that failed after their status reached the client: "
+                                  "the body broke off (the backend closed, reset or stalled "
+                                  "mid-stream), or an OpenAI stream ended without [DONE] or with "
+                                  "an error event; each is also in stagegate_requests_total under "
+                                  "its code, and a failure for the gates.");
     // Upstream failures are per (model, version): sum the stages.
     std::map<std::pair<std::string, std::string>,
              std::array<std::uint64_t, metrics::upstream_failure_kinds>>
