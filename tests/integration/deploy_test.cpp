@@ -52,6 +52,8 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
         c.models[0].prediction = p;
     });
     ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
+    // And one answer cut short (the backend promises more body than it sends).
+    request(a.s.port, "POST", "/v1/models/m:predict", "{}", {{"X-Mock-Truncate", "1"}});
     // A request is counted once its last byte is out, which may be just after the client has
     // it: wait for its series.
     std::set<std::string> exposed;
@@ -59,7 +61,8 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
         auto metrics = api(a.admin, "GET", "/metrics");
         exposed = exposed_names(metrics.body);
         return metrics.status == 200 && exposed.count("stagegate_requests_total") &&
-               exposed.count("stagegate_predictions_total");
+               exposed.count("stagegate_predictions_total") &&
+               exposed.count("stagegate_responses_cut_short_total");
     }));
     // Cluster mode's families ("store": "etcd"), as a replica renders them.
     metrics::text_writer cluster_only;
