@@ -402,6 +402,8 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         g.reject_unknown({"min_requests", "max_error_rate", "max_upstream_failure_rate",
                           "max_latency_ms", "max_error_rate_delta", "max_error_rate_ratio",
                           "max_latency_ratio", "latency_slack_ms", "client_errors",
+                          "max_ttft_ms", "max_ttft_ratio", "max_time_per_token_ms",
+                          "max_time_per_token_ratio",
                           "prove_every_stage", "sequential", "errors", "predictions"});
         g.object("predictions", [&](object_reader& pg) {
             pg.reject_unknown({"min_samples", "min_agreement", "max_psi", "max_ks",
@@ -440,6 +442,17 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         g.optional_real("max_error_rate_delta", gt.max_error_rate_delta, 0, 1);
         g.optional_real("max_error_rate_ratio", gt.max_error_rate_ratio, 1, 1e6);
         read_quantile_map(g, "max_latency_ratio", gt.max_latency_ratio, 1, 1e6);
+        auto read_ms = [&](const char* key, std::map<double, double>& seconds) {
+            std::map<double, double> ms;
+            read_quantile_map(g, key, ms, 0.001, 3.6e6);
+            for (const auto& [q, v] : ms) {
+                seconds[q] = v / 1000.0;
+            }
+        };
+        read_ms("max_ttft_ms", gt.max_ttft_seconds);
+        read_quantile_map(g, "max_ttft_ratio", gt.max_ttft_ratio, 1, 1e6);
+        read_ms("max_time_per_token_ms", gt.max_time_per_token_seconds);
+        read_quantile_map(g, "max_time_per_token_ratio", gt.max_time_per_token_ratio, 1, 1e6);
         double slack_ms = gt.latency_slack_seconds * 1000.0;
         g.real("latency_slack_ms", slack_ms, 0, 3.6e6);
         gt.latency_slack_seconds = slack_ms / 1000.0;

@@ -49,6 +49,10 @@ void series_counts::merge(const series_counts& other) {
         upstream_failures[i] += other.upstream_failures[i];
     }
     cut_short += other.cut_short;
+    time_to_first_token.merge(other.time_to_first_token);
+    time_per_output_token.merge(other.time_per_output_token);
+    streams += other.streams;
+    stream_events += other.stream_events;
     latency.merge(other.latency);
     success_latency.merge(other.success_latency);
     for (std::size_t i = 0; i < unit_buckets; ++i) {
@@ -63,6 +67,10 @@ void series_counts::clear() {
     codes.fill(0);
     upstream_failures.fill(0);
     cut_short = 0;
+    time_to_first_token.clear();
+    time_per_output_token.clear();
+    streams = 0;
+    stream_events = 0;
     latency.clear();
     success_latency.clear();
     units = {};

@@ -46,6 +46,14 @@ json to_wire(const series_counts& c) {
         {"failures", sparse(upstream_failure_kinds,
                             [&](std::size_t i) { return c.upstream_failures[i]; })},
         {"cut_short", c.cut_short},
+        {"streams", c.streams},
+        {"stream_events", c.stream_events},
+        {"ttft_sum", c.time_to_first_token.sum_micros()},
+        {"ttft", sparse(latency_histogram::bucket_count,
+                        [&](std::size_t i) { return c.time_to_first_token.bucket(i); })},
+        {"tpot_sum", c.time_per_output_token.sum_micros()},
+        {"tpot", sparse(latency_histogram::bucket_count,
+                        [&](std::size_t i) { return c.time_per_output_token.bucket(i); })},
         {"latency_sum", c.latency.sum_micros()},
         {"latency", sparse(latency_histogram::bucket_count,
                            [&](std::size_t i) { return c.latency.bucket(i); })},
@@ -148,9 +156,27 @@ bool add_from_wire(const json& wire, series_counts& into) {
                              c.success_latency.restore(i, n, 0);
                          });
     }
+    // Nor stream timings.
+    std::uint64_t ttft_sum = 0;
+    std::uint64_t tpot_sum = 0;
+    if (wire.contains("streams")) {
+        ok = ok && count(wire, "streams", c.streams) &&
+             count(wire, "stream_events", c.stream_events) &&
+             count(wire, "ttft_sum", ttft_sum) && count(wire, "tpot_sum", tpot_sum) &&
+             each_sparse(wire.value("ttft", json()), latency_histogram::bucket_count,
+                         [&](std::size_t i, std::uint64_t n) {
+                             c.time_to_first_token.restore(i, n, 0);
+                         }) &&
+             each_sparse(wire.value("tpot", json()), latency_histogram::bucket_count,
+                         [&](std::size_t i, std::uint64_t n) {
+                             c.time_per_output_token.restore(i, n, 0);
+                         });
+    }
     if (!ok) {
         return false;
     }
+    c.time_to_first_token.restore(0, 0, ttft_sum);
+    c.time_per_output_token.restore(0, 0, tpot_sum);
     c.latency.restore(0, 0, latency_sum);
     c.success_latency.restore(0, 0, success_sum);
     into.merge(c);

@@ -57,6 +57,13 @@ struct exchange_outcome {
     // OpenAI stream ended without its end event or with an error event: the client saw the
     // status, yet the answer failed, and counts as the version's failure.
     bool cut_short = false;
+    // A watched OpenAI stream that sent data events: when the first and the last were read.
+    struct stream_timing {
+        clock::time_point first_event;
+        clock::time_point last_event;
+        std::uint32_t events = 0;
+    };
+    std::optional<stream_timing> stream;
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,
@@ -279,6 +286,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
         parser->event_stream() && !parser->encoded() && !a.rc.head) {
         watch.emplace(a.stream_end);
     }
+    exchange_outcome::stream_timing timing;
 
     borrowed_buffer buffer(a.w.pool(), make_room_for_body(up_buffer, *parser));
     // Whether any byte reached the client: from then on a failure can only cut the answer
@@ -347,6 +355,14 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             }
             if (watch) {
                 watch->feed(buffer.data(), got);
+                if (watch->data_events() > timing.events) {
+                    const auto now = clock::now();
+                    if (timing.events == 0) {
+                        timing.first_event = now;
+                    }
+                    timing.last_event = now;
+                    timing.events = watch->data_events();
+                }
             }
         }
         const bool last = parser->is_done();
@@ -388,6 +404,9 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             if (watch) {
                 watch->finish();
                 out.cut_short = !watch->ended_well();
+                if (timing.events > 0) {
+                    out.stream = timing;
+                }
             }
             break;
         }

@@ -151,6 +151,15 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         }
         record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit,
                         out.cut_short);
+        if (out.stream && w.config().record_metrics) {
+            const auto micros = [](auto d) {
+                return static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+            };
+            w.shard().record_stream(version.series, micros(out.stream->first_event - started),
+                                    micros(out.stream->last_event - out.stream->first_event),
+                                    out.stream->events);
+        }
         // Read after the answer went out: the client never waits for this.
         std::optional<predictions::prediction> predicted;
         if (read_body && out.result != exchange_result::failed_before_response) {

@@ -83,6 +83,8 @@ void stream_watch::end_line() {
     } else if (kind_ == openai_stream::responses &&
                starts_with(value, "{\"type\":\"response.completed\"")) {
         finished_ = true;
+    } else if (!value.empty()) {
+        ++data_events_;
     }
 }
 

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace stagegate::proxy {
@@ -33,6 +34,9 @@ public:
 
     bool ended_well() const { return finished_ && !error_; }
     bool error_event() const { return error_; }
+    // Data events so far, the end marker and error events aside: the token deltas, and the
+    // usage or finish events some servers send after them.
+    std::uint32_t data_events() const { return data_events_; }
 
 private:
     void end_line();
@@ -43,6 +47,7 @@ private:
     std::size_t line_size_ = 0;
     bool finished_ = false;
     bool error_ = false;
+    std::uint32_t data_events_ = 0;
 };
 
 }  // namespace stagegate::proxy

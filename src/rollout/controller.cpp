@@ -179,6 +179,18 @@ gate_config controller::gates_for(const active& a) const {
     for (const auto& [q, r] : g.max_latency_ratio) {
         cfg.max_latency_ratio.push_back({q, r});
     }
+    for (const auto& [q, s] : g.max_ttft_seconds) {
+        cfg.max_ttft.push_back({q, s});
+    }
+    for (const auto& [q, r] : g.max_ttft_ratio) {
+        cfg.max_ttft_ratio.push_back({q, r});
+    }
+    for (const auto& [q, s] : g.max_time_per_token_seconds) {
+        cfg.max_time_per_token.push_back({q, s});
+    }
+    for (const auto& [q, r] : g.max_time_per_token_ratio) {
+        cfg.max_time_per_token_ratio.push_back({q, r});
+    }
     cfg.sequential_errors = g.sequential_errors;
     cfg.sequential_latency = g.sequential_latency;
     cfg.alpha = g.alpha;

@@ -536,18 +536,30 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
     }
 }
 
-// An absolute ceiling on a candidate latency quantile (successful answers).
+// What a timing gate judges: the latency of successful answers, or an OpenAI stream's time
+// to first token or time per output token. `key` names the gate ("p99_ttft_vs_stable").
+struct timing {
+    const char* key;
+    const char* words;
+    const char* samples;
+};
+constexpr timing answer_latency{"latency", "latency", "successful answers"};
+constexpr timing first_token{"ttft", "time to first token", "streams"};
+constexpr timing per_token{"time_per_token", "time per output token", "streams"};
+
+// An absolute ceiling on a candidate timing quantile.
 void latency_limit_gate(judging& j, const evidence::latency_sample& c, double q,
-                        double limit_seconds) {
-    const std::string name = quantile_name(q) + "_latency";
+                        double limit_seconds, const timing& what = answer_latency) {
+    const std::string name = quantile_name(q) + "_" + what.key;
     const double limit = limit_seconds * 1e6;
     const double estimate = c.quantile_micros(q);
     const double low = evidence::quantile_lower(c, q, j.gate_alpha);
     const double high = evidence::quantile_upper(c, q, j.cfg.beta);
     const double high_or_zero = high / 1e6;  // +infinity: not yet bounded
-    const std::string seen = "candidate " + quantile_name(q) + " " + ms_text(estimate) +
-                             " over " + std::to_string(static_cast<std::uint64_t>(c.total)) +
-                             " successful answers";
+    const std::string seen = "candidate " + quantile_name(q) + " " + what.words + " " +
+                             ms_text(estimate) + " over " +
+                             std::to_string(static_cast<std::uint64_t>(c.total)) + " " +
+                             what.samples;
     if (low > limit) {
         j.add(name, verdict::fail, estimate / 1e6, 0, limit_seconds, low / 1e6, high_or_zero,
               seen + ": slower than the limit " + ms_text(limit) + " (at least " + ms_text(low) +
@@ -569,8 +581,9 @@ void latency_limit_gate(judging& j, const evidence::latency_sample& c, double q,
 
 // A candidate latency quantile against stable's, within max(stable x ratio, stable + slack).
 void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
-                            const evidence::latency_sample& ref, double q, double ratio) {
-    const std::string name = quantile_name(q) + "_latency_vs_stable";
+                            const evidence::latency_sample& ref, double q, double ratio,
+                            const timing& what = answer_latency) {
+    const std::string name = quantile_name(q) + "_" + what.key + "_vs_stable";
     const double slack = j.cfg.latency_slack_seconds * 1e6;
     const auto allowed = [&](double x) { return std::max(x * ratio, x + slack); };
     const double c_q = c.quantile_micros(q);
@@ -586,10 +599,11 @@ void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
     std::snprintf(times, sizeof times, "%.2fx", s_q > 0 ? c_q / s_q : 0.0);
     const std::string tolerance = "stable " + ratio_text(ratio) + " or + " + ms_text(slack) +
                                   ", whichever is larger";
-    const std::string seen = quantile_name(q) + " latency " + ms_text(c_q) + " vs stable " +
+    const std::string seen = quantile_name(q) + " " + what.words + " " + ms_text(c_q) +
+                             " vs stable " +
                              ms_text(s_q) + " (" + times + ") over " +
                              std::to_string(static_cast<std::uint64_t>(c.total)) +
-                             " candidate successful answers";
+                             " candidate " + what.samples;
     const double limit = allowed(s_q) / 1e6;
     auto add = [&](verdict v, std::string why, bool hint_of_harm = false) {
         j.add(name, v, c_q / 1e6, s_q / 1e6, limit, c_low / 1e6, high_or_zero, std::move(why),
@@ -619,6 +633,36 @@ void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
                 return std::isfinite(s_hint) &&
                        evidence::quantile_lower(c, q, hint) > allowed(s_hint);
             }());
+    }
+}
+
+// The timing gates of OpenAI streams: `member` picks the histogram from each segment's counts,
+// stable's figures weighted segment by segment like latency's.
+void stream_timing_gates(judging& j, const traffic& seen, const metrics::latency_histogram& all,
+                         metrics::latency_histogram metrics::series_counts::*member,
+                         const std::vector<quantile_limit>& limits,
+                         const std::vector<relative_quantile_limit>& ratios, const timing& what) {
+    if (limits.empty() && ratios.empty()) {
+        return;
+    }
+    const auto c = evidence::latency_sample::of(all);
+    for (const auto& q : limits) {
+        latency_limit_gate(j, c, q.quantile, q.seconds, what);
+    }
+    if (ratios.empty()) {
+        return;
+    }
+    auto segments = [&](const std::vector<metrics::series_counts>& of) {
+        std::vector<evidence::segment_counts> out(of.size());
+        for (std::size_t k = 0; k < of.size(); ++k) {
+            out[k].latency = evidence::latency_sample::of(of[k].*member);
+            out[k].requests = out[k].latency.total;
+        }
+        return out;
+    };
+    const auto ref = evidence::stable_reference(segments(seen.candidate), segments(seen.stable));
+    for (const auto& q : ratios) {
+        latency_tolerance_gate(j, c, ref.latency, q.quantile, q.max_ratio, what);
     }
 }
 
@@ -671,7 +715,9 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
     const std::size_t gates = (cfg.max_error_rate ? 1 : 0) +
                               (cfg.max_upstream_failure_rate ? 1 : 0) + cfg.max_latency.size() +
                               (error_gate ? 1 : 0) + (client_gate ? 1 : 0) +
-                              latency_ratios.size();
+                              latency_ratios.size() + cfg.max_ttft.size() +
+                              cfg.max_ttft_ratio.size() + cfg.max_time_per_token.size() +
+                              cfg.max_time_per_token_ratio.size();
     j.gate_alpha = cfg.alpha / static_cast<double>(std::max<std::size_t>(gates, 1));
 
     const auto errors = [&](const metrics::series_counts& c) { return errors_of(c, cfg.error_slots); };
@@ -722,6 +768,12 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
                                 ratio, delta);
         }
     }
+    stream_timing_gates(j, seen, candidate.time_to_first_token,
+                        &metrics::series_counts::time_to_first_token, cfg.max_ttft,
+                        cfg.max_ttft_ratio, first_token);
+    stream_timing_gates(j, seen, candidate.time_per_output_token,
+                        &metrics::series_counts::time_per_output_token, cfg.max_time_per_token,
+                        cfg.max_time_per_token_ratio, per_token);
     if (!seen.candidate.empty() && !seen.stable.empty()) {
         evaluate_quality(cfg, seen.candidate.back().predictions, seen.stable.back().predictions,
                          seen.mirror ? &seen.mirror->predictions : nullptr, out);

@@ -28,6 +28,19 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
                                   "mid-stream), or an OpenAI stream ended without [DONE] or with "
                                   "an error event; each is also in stagegate_requests_total under "
                                   "its code, and a failure for the gates.");
+    // Names after OpenTelemetry's GenAI conventions (gen_ai.server.time_to_first_token,
+    // gen_ai.server.time_per_output_token), in Prometheus form.
+    auto& ttft = out.histogram("stagegate_stream_time_to_first_token_seconds",
+                               "OpenAI streams: time from the request being read to the first "
+                               "data event reaching the gateway.");
+    auto& tpot = out.histogram("stagegate_stream_time_per_output_token_seconds",
+                               "OpenAI streams: per stream, the mean time between data events "
+                               "after the first (one event taken as one token).");
+    auto& streams = out.counter("stagegate_streams_total",
+                                "OpenAI streams that sent at least one data event.");
+    auto& stream_events = out.counter("stagegate_stream_events_total",
+                                      "Data events of OpenAI streams (token deltas, and the "
+                                      "usage or finish events some servers add).");
     // Upstream failures are per (model, version): sum the stages.
     std::map<std::pair<std::string, std::string>,
              std::array<std::uint64_t, metrics::upstream_failure_kinds>>
@@ -51,6 +64,12 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
             cut_short.add(series, static_cast<double>(t->cut_short));
         }
         duration.add(series, t->latency, metrics::duration_buckets);
+        if (t->streams > 0) {
+            ttft.add(series, t->time_to_first_token, metrics::duration_buckets);
+            tpot.add(series, t->time_per_output_token, metrics::duration_buckets);
+            streams.add(series, static_cast<double>(t->streams));
+            stream_events.add(series, static_cast<double>(t->stream_events));
+        }
         auto& f = failures[{l.model, l.version}];
         for (std::size_t k = 0; k < metrics::upstream_failure_kinds; ++k) {
             f[k] += t->upstream_failures[k];

@@ -162,6 +162,51 @@ TEST(Rollout, CandidateHundredMillisecondsSlowerIsRolledBackByTheLatencyGate) {
         << reason;
 }
 
+// An LLM candidate whose first token comes 3x later (300 ms vs 100 ms) but which streams
+// faster, so that its answers take as long as stable's: the time-to-first-token gate rolls it
+// back, the latency gate alone would not.
+TEST(Rollout, CandidateWithThreeTimesSlowerFirstTokenIsRolledBackThoughAsFastOverall) {
+    temp_dir state;
+    config::rollout_gates gates;
+    gates.min_requests = 20;
+    gates.max_latency_ratio = {{0.5, 1.5}};
+    gates.max_ttft_ratio = {{0.5, 1.5}};
+    mockmodel::options stable;
+    stable.ttft_ms = 100;
+    stable.tokens_per_second = 100;  // 20 tokens: 100 + 190 ms
+    stable.answer_tokens = 20;
+    stable.threads = 2;
+    mockmodel::options candidate = stable;
+    candidate.ttft_ms = 300;
+    candidate.tokens_per_second = 10000;  // 300 + 2 ms
+    auto s = stack::make(0, 2, with_rollout(state.path, {stage(5000, 600000, 1000000)}, gates),
+                         candidate, stable);
+    {
+        std::atomic<bool> stop{false};
+        std::vector<std::thread> clients;
+        for (int t = 0; t < 8; ++t) {
+            clients.emplace_back([&] {
+                auto c = std::make_unique<connection>(s.port);
+                while (!stop) {
+                    auto r = c->request("POST", "/v1/chat/completions",
+                                        R"({"model":"m","stream":true,"messages":[]})");
+                    if (r.status == 0) {
+                        c = std::make_unique<connection>(s.port);
+                    }
+                }
+            });
+        }
+        const bool rolled_back = wait_phase(*s.gateway, "rolled_back", 60s);
+        stop = true;
+        for (auto& c : clients) {
+            c.join();
+        }
+        ASSERT_TRUE(rolled_back) << s.gateway->rollout_status("m").dump(2);
+    }
+    auto reason = s.gateway->rollout_status("m")["last_reason"].get<std::string>();
+    EXPECT_NE(reason.find("time to first token"), std::string::npos) << reason;
+}
+
 TEST(Rollout, AllFailingCandidateIsRolledBackWithinAFewRequests) {
     temp_dir state;
     config::rollout_gates gates;

@@ -127,6 +127,12 @@ struct rollout_gates {
     std::optional<double> max_error_rate_delta;
     std::optional<double> max_error_rate_ratio;
     std::map<double, double> max_latency_ratio;  // quantile -> ratio to stable
+    // OpenAI streams: "max_ttft_ms", "max_ttft_ratio", "max_time_per_token_ms",
+    // "max_time_per_token_ratio" (quantile -> milliseconds or ratio to stable).
+    std::map<double, double> max_ttft_seconds;
+    std::map<double, double> max_ttft_ratio;
+    std::map<double, double> max_time_per_token_seconds;
+    std::map<double, double> max_time_per_token_ratio;
     bool sequential_errors = true;
     bool sequential_latency = true;
     double latency_slack_seconds = 0.001;  // "latency_slack_ms": latency tolerances allow this much

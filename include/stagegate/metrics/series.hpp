@@ -70,6 +70,15 @@ struct series_counts {
     // Answers below 500 whose body broke off after the head reached the client (the backend
     // closed, reset or stalled mid-stream): counted under their status code, and as failures.
     std::uint64_t cut_short = 0;
+    // OpenAI streams (2xx event streams of requests routed by their body's model): per stream,
+    // the time from the request being read to its first data event, and the mean time between
+    // its later events (OpenTelemetry GenAI's time per output token, one data event taken as
+    // one token: vLLM, TGI and SGLang send a delta per token; the usage and finish events make
+    // it an estimate), and how many streams and data events there were.
+    latency_histogram time_to_first_token;
+    latency_histogram time_per_output_token;
+    std::uint64_t streams = 0;
+    std::uint64_t stream_events = 0;
 
     std::uint64_t requests() const;
     // 5xx answers (including the gateway's own 502/503/504) and answers cut short. 4xx are the

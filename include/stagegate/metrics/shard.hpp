@@ -45,6 +45,18 @@ public:
             s.success_latency.record(latency_micros);
         }
     }
+    // One OpenAI stream's timing: its first data event `first_token_micros` after the request
+    // was read, `events` data events, the last `span_micros` after the first.
+    void record_stream(std::uint32_t series, std::uint64_t first_token_micros,
+                       std::uint64_t span_micros, std::uint64_t events) {
+        auto& s = at(series);
+        ++s.streams;
+        s.stream_events += events;
+        s.time_to_first_token.record(first_token_micros);
+        if (events >= 2) {
+            s.time_per_output_token.record(span_micros / (events - 1));
+        }
+    }
     void record_failure(std::uint32_t series, upstream_failure kind) {
         ++at(series).upstream_failures[static_cast<std::size_t>(kind)];
     }

@@ -54,6 +54,12 @@ struct gate_config {
     std::optional<double> max_error_rate_ratio;
     std::vector<relative_quantile_limit> max_latency_ratio;
     double latency_slack_seconds = 0.001;
+    // OpenAI streams, judged like latency over the candidate's streams: the time to first
+    // token and the time per output token, absolute and relative to stable.
+    std::vector<quantile_limit> max_ttft;
+    std::vector<relative_quantile_limit> max_ttft_ratio;
+    std::vector<quantile_limit> max_time_per_token;
+    std::vector<relative_quantile_limit> max_time_per_token_ratio;
 
     // With no tolerance configured, errors and latency are still compared with stable, with
     // the default tolerances: errors x1.2 or +0.5 points, p50 and p90 x1.2.

@@ -79,6 +79,37 @@ TEST(Shard, AnAnswerCutShortIsAFailureUnderItsOwnCode) {
     EXPECT_EQ(merged.cut_short, 0u);
 }
 
+// An OpenAI stream's timing: its time to first token, and the mean gap between its later
+// events; carried to other replicas like every count (a replica of an older release sends
+// none, which reads as none).
+TEST(Shard, StreamTimingsAreRecordedAndCrossTheWire) {
+    shard s;
+    s.record_stream(1, 250000, 900000, 10);  // 9 gaps over 900 ms: 100 ms per token
+    s.record_stream(1, 150000, 0, 1);        // one event: no time per token
+    auto c = s.take().series[0].second;
+    EXPECT_EQ(c.streams, 2u);
+    EXPECT_EQ(c.stream_events, 11u);
+    EXPECT_EQ(c.time_to_first_token.count(), 2u);
+    EXPECT_EQ(c.time_to_first_token.sum_micros(), 400000u);
+    ASSERT_EQ(c.time_per_output_token.count(), 1u);
+    EXPECT_EQ(c.time_per_output_token.sum_micros(), 100000u);
+
+    series_counts replica;
+    ASSERT_TRUE(add_from_wire(to_wire(c), replica));
+    EXPECT_EQ(replica.streams, 2u);
+    EXPECT_EQ(replica.stream_events, 11u);
+    EXPECT_EQ(replica.time_to_first_token.sum_micros(), 400000u);
+    EXPECT_EQ(replica.time_per_output_token.count(), 1u);
+    auto old = to_wire(c);
+    for (const char* key : {"streams", "stream_events", "ttft", "ttft_sum", "tpot", "tpot_sum"}) {
+        old.erase(key);
+    }
+    series_counts from_old;
+    ASSERT_TRUE(add_from_wire(old, from_old));
+    EXPECT_EQ(from_old.streams, 0u);
+    EXPECT_EQ(from_old.requests(), c.requests());
+}
+
 TEST(SeriesCounts, CodesOutsideTheTrackedSetCountByClass) {
     series_counts c;
     c.codes[code_slot(201)]++;

@@ -251,6 +251,48 @@ TEST(Gates, ARatioToleranceIsJudgedByHowTheErrorsSplitOneTestNotTwoBounds) {
         << gate(within_delta, "error_rate_vs_stable").explanation;
 }
 
+// `n` OpenAI streams answered 200: first token after `ttft_micros`, `per_token_micros` between
+// the later tokens, the whole answer after `total_micros`.
+metrics::series_counts streams(std::uint64_t n, std::uint64_t ttft_micros,
+                               std::uint64_t per_token_micros, std::uint64_t total_micros) {
+    auto c = counts(n, 0, total_micros);
+    for (std::uint64_t i = 0; i < n; ++i) {
+        c.time_to_first_token.record(ttft_micros + (i % 10) * ttft_micros / 50);
+        c.time_per_output_token.record(per_token_micros + (i % 10) * per_token_micros / 50);
+    }
+    c.streams = n;
+    c.stream_events = n * 20;
+    return c;
+}
+
+TEST(Gates, StreamsAreJudgedOnTimeToFirstTokenNotTheirWholeLength) {
+    gate_config cfg = errors_only();
+    cfg.max_latency_ratio = {{0.5, 1.2}};
+    cfg.max_ttft_ratio = {{0.5, 1.2}};
+    cfg.max_time_per_token_ratio = {{0.5, 1.2}};
+    // The candidate starts 3x later (300 ms vs 100 ms) and streams faster, so its answers
+    // take as long as stable's: latency passes, time to first token fails.
+    auto slow_start = judge(cfg, streams(2000, 300000, 15000, 1000000),
+                            streams(20000, 100000, 45000, 1000000));
+    EXPECT_EQ(gate(slow_start, "p50_latency_vs_stable").outcome, verdict::pass)
+        << gate(slow_start, "p50_latency_vs_stable").explanation;
+    const auto& ttft = gate(slow_start, "p50_ttft_vs_stable");
+    EXPECT_EQ(ttft.outcome, verdict::fail) << ttft.explanation;
+    EXPECT_NE(ttft.explanation.find("p50 time to first token"), std::string::npos)
+        << ttft.explanation;
+    EXPECT_EQ(gate(slow_start, "p50_time_per_token_vs_stable").outcome, verdict::pass);
+    // The same streams, started as fast: every gate passes.
+    auto same = judge(cfg, streams(2000, 100000, 45000, 1000000),
+                      streams(20000, 100000, 45000, 1000000));
+    EXPECT_TRUE(same.all_pass()) << gate(same, "p50_ttft_vs_stable").explanation;
+    // Absolute ceilings too.
+    gate_config limits = errors_only();
+    limits.max_ttft = {{0.99, 0.2}};
+    auto over = judge(limits, streams(2000, 300000, 15000, 1000000),
+                      streams(20000, 100000, 45000, 1000000));
+    EXPECT_EQ(gate(over, "p99_ttft").outcome, verdict::fail) << gate(over, "p99_ttft").explanation;
+}
+
 // Requests spread over the 32 unit buckets; `hot` buckets (a few heavy users with flaky
 // inputs) get `hot_errors` errors each, the others `errors` each.
 metrics::series_counts in_units(std::uint64_t per_bucket, std::uint64_t errors,
