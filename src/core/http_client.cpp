@@ -1,6 +1,6 @@
 #include "stagegate/core/http_client.hpp"
+#include "stagegate/core/asio.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -21,7 +21,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
 constexpr auto event_idle_limit = std::chrono::seconds(60);  // 4 missed SSE heartbeats
 
 error unreachable(const std::string& what, const boost::system::error_code& ec) {
