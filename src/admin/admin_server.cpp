@@ -1,4 +1,5 @@
 #include "stagegate/admin/admin_server.hpp"
+#include "stagegate/core/asio.hpp"
 #include "stagegate/core/json.hpp"
 #include "stagegate/core/log.hpp"
 
@@ -8,7 +9,6 @@
 #include "stagegate/core/text.hpp"
 #include "stagegate/control/plane.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -38,7 +38,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
 using request_t = http::request<http::string_body>;
 using response_t = http::response<http::string_body>;
 

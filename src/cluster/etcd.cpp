@@ -1,6 +1,8 @@
 #include "stagegate/cluster/etcd.hpp"
 #include "stagegate/core/json.hpp"
 
+#include "watch_lines.hpp"
+
 #include <openssl/evp.h>
 
 #include <charconv>
@@ -132,7 +134,7 @@ std::shared_ptr<http_exchange> etcd_client::watch(
                                       {{"key", base64(prefix)},
                                        {"range_end", base64(prefix_end(prefix))},
                                        {"start_revision", std::to_string(revision)}}}});
-    c.on_line = [on_events = std::move(on_events)](const std::string& line) {
+    auto on_line = [on_events = std::move(on_events)](const std::string& line) {
         auto j = parse_json(line);
         if (!j.is_object() || !j.contains("result") || !j["result"].is_object()) {
             return false;  // an error from etcd (such as a compacted revision): read again
@@ -160,6 +162,7 @@ std::shared_ptr<http_exchange> etcd_client::watch(
         on_events(std::move(events), revision_of(r));
         return true;
     };
+    c.on_body = watch_lines(c.max_body, std::move(on_line));
     return async_http(io, std::move(c),
                       [current = current_, which, ended = std::move(ended)](result<http_reply> r) {
                           if (!r) {

@@ -1,6 +1,6 @@
 #include "stagegate/core/http_client.hpp"
+#include "stagegate/core/asio.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -21,8 +21,9 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
-constexpr auto event_idle_limit = std::chrono::seconds(60);  // 4 missed SSE heartbeats
+// How long a streamed body may stay silent: 4 missed heartbeats of the admin API's event feed
+// (15 s apart); an etcd watch that stays quiet that long ends and its caller watches again.
+constexpr auto stream_idle_limit = std::chrono::seconds(60);
 
 error unreachable(const std::string& what, const boost::system::error_code& ec) {
     return error::make("unreachable", what + ": " + ec.message());
@@ -66,73 +67,28 @@ struct exchange : http_exchange {
         return req;
     }
 
-    // Reads "data:" lines of an event stream until told to stop or the stream ends.
-    template <class Stream>
-    net::awaitable<void> read_events(Stream& stream, beast::flat_buffer& buffer) {
-        std::string pending(static_cast<const char*>(buffer.data().data()), buffer.size());
-        std::string data;
-        char chunk[4096];
-        for (;;) {
-            for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
-                std::string line = pending.substr(0, nl);
-                pending.erase(0, nl + 1);
-                if (!line.empty() && line.back() == '\r') {
-                    line.pop_back();
-                }
-                if (line.empty()) {
-                    if (!data.empty() && !call.on_event(data)) {
-                        co_return;
-                    }
-                    data.clear();
-                } else if (line.rfind("data:", 0) == 0) {
-                    auto value = line.substr(5);
-                    if (!value.empty() && value.front() == ' ') {
-                        value.erase(0, 1);
-                    }
-                    if (!data.empty()) data += '\n';
-                    data += value;
-                }
-            }
-            beast::get_lowest_layer(stream).expires_after(event_idle_limit);
-            auto [ec, n] = co_await stream.async_read_some(net::buffer(chunk), nothrow_awaitable);
-            if (ec || cancelled) {
-                co_return;
-            }
-            pending.append(chunk, n);
-        }
-    }
-
-    // Hands each line of a streamed body (chunked or not) to on_line until told to stop, the
+    // Hands each piece of a streamed body (chunked or not) to on_body until told to stop, the
     // stream ends, or it stays silent past the idle limit.
     template <class Stream>
-    net::awaitable<void> read_lines(Stream& stream, beast::flat_buffer& buffer,
-                                    http::response_parser<http::string_body>& header_parser) {
+    net::awaitable<void> read_pieces(Stream& stream, beast::flat_buffer& buffer,
+                                     http::response_parser<http::string_body>& header_parser) {
+        // The header parser's state carries over, its body limit (max_body) included.
         http::response_parser<http::buffer_body> parser(std::move(header_parser));
-        std::string pending;
         char chunk[4096];
         while (!parser.is_done()) {
             parser.get().body().data = chunk;
             parser.get().body().size = sizeof chunk;
-            beast::get_lowest_layer(stream).expires_after(event_idle_limit);
+            beast::get_lowest_layer(stream).expires_after(stream_idle_limit);
             auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, nothrow_awaitable);
             if ((ec && ec != http::error::need_buffer) || cancelled) {
                 co_return;
             }
-            pending.append(chunk, sizeof chunk - parser.get().body().size);
-            for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
-                std::string line = pending.substr(0, nl);
-                pending.erase(0, nl + 1);
-                if (!line.empty() && !call.on_line(line)) {
-                    co_return;
-                }
-            }
-            if (pending.size() > call.max_body) {
-                co_return;  // one line longer than any answer may be
+            const std::size_t got = sizeof chunk - parser.get().body().size;
+            if (got > 0 && !call.on_body(std::string_view(chunk, got))) {
+                co_return;
             }
         }
-        if (!pending.empty()) {
-            call.on_line(pending);
-        }
+        call.on_body({});  // the end its framing announced
     }
 
     template <class Stream>
@@ -152,12 +108,8 @@ struct exchange : http_exchange {
         if (hec || cancelled) {
             co_return unreachable("no answer", or_aborted(hec));
         }
-        if (call.on_event && parser.get().result() == http::status::ok) {
-            co_await read_events(stream, buffer);
-            co_return http_reply{200, {}};
-        }
-        if (call.on_line && parser.get().result() == http::status::ok) {
-            co_await read_lines(stream, buffer, parser);
+        if (call.on_body && parser.get().result() == http::status::ok) {
+            co_await read_pieces(stream, buffer, parser);
             co_return http_reply{200, {}};
         }
         auto [rec, rn] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);

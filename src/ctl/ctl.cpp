@@ -4,6 +4,8 @@
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 
+#include "event_feed.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -712,7 +715,11 @@ private:
         if (!body.empty()) {
             c.headers.emplace_back("Content-Type", "application/json");
         }
-        c.on_event = std::move(on_event);
+        if (on_event) {
+            c.on_body = event_feed(std::move(on_event));
+            // A feed lasts as long as it is followed: no bound on all it may bring.
+            c.max_body = std::numeric_limits<std::size_t>::max();
+        }
         return http_blocking(std::move(c));
     }
 

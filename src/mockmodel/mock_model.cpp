@@ -1,6 +1,6 @@
 #include "stagegate/mockmodel/mock_model.hpp"
+#include "stagegate/core/asio.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -31,7 +31,6 @@ using tcp = net::ip::tcp;
 using json = nlohmann::json;
 
 namespace {
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable);
 
 double score(const json& instance) {
     double sum = 0;

@@ -2,9 +2,9 @@
 // passive endpoint health. Confined to one worker thread.
 #pragma once
 
+#include "stagegate/core/asio.hpp"
 #include "stagegate/proxy/worker.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ssl.hpp>
@@ -35,7 +35,8 @@ using stream_type = socket_type;
 using tls_stream_type = beast::ssl_stream<stream_type>;
 template <class T>
 using task = net::awaitable<T, executor_type>;
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable_t<executor_type>{});
+// core/asio.hpp's token for task's executor, under the short name every proxy coroutine uses.
+constexpr auto nothrow_awaitable = nothrow_awaitable_on<executor_type>;
 
 // The kernel's tick-granular monotonic clock (same base as steady_clock, ~4 ms resolution, a
 // few ns to read): good enough for timeouts and idle ages, not for latency measurement.

@@ -1,7 +1,7 @@
 #include "stagegate/server/data_plane.hpp"
+#include "stagegate/core/asio.hpp"
 #include "stagegate/core/log.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -21,12 +21,11 @@ using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>
 
 namespace {
 using executor_type = net::io_context::executor_type;
-constexpr auto nothrow_awaitable = net::as_tuple(net::use_awaitable_t<executor_type>{});
 
 net::awaitable<void, executor_type> accept_loop(proxy::acceptor_type& acceptor, proxy::worker& w,
                                                 net::ssl::context* tls) {
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable);
+        auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable_on<executor_type>);
         if (ec == net::error::operation_aborted || !acceptor.is_open()) {
             co_return;
         }
@@ -35,7 +34,7 @@ net::awaitable<void, executor_type> accept_loop(proxy::acceptor_type& acceptor, 
             net::basic_waitable_timer<std::chrono::steady_clock,
                                       net::wait_traits<std::chrono::steady_clock>, executor_type>
                 t(acceptor.get_executor(), std::chrono::milliseconds(50));
-            co_await t.async_wait(nothrow_awaitable);
+            co_await t.async_wait(nothrow_awaitable_on<executor_type>);
             continue;
         }
         w.start_session(std::move(socket), tls);

@@ -1,6 +1,8 @@
 // core/http_client: one outgoing HTTP(S) exchange on a caller's io_context, every step bounded
-// by a timeout: for stagegatectl, event webhooks and gate checks. A fresh connection per call
-// (these are control-plane calls, seconds apart). Never blocks and never throws.
+// by a timeout: for stagegatectl, event webhooks, gate checks and etcd. A fresh connection per
+// call (these are control-plane calls, seconds apart). Never blocks and never throws.
+// Owns: URLs, connecting (TLS included), the request and the answer's bytes. Must not touch:
+// what a streamed body holds: ctl reads its event feed, cluster its etcd watch, from the pieces.
 #pragma once
 
 #include "stagegate/core/error.hpp"
@@ -39,12 +41,13 @@ struct http_call {
     std::string cert_file;                     // https: client certificate (PEM chain) ...
     std::string key_file;                      // ... and its key
     std::size_t max_body = 64 * 1024 * 1024;
-    // Set for a Server-Sent Events stream: called with each event's data once the answer is
-    // 200; return false to stop. The reply then has an empty body.
-    std::function<bool(const std::string& data)> on_event;
-    // Set for a streamed answer of lines (etcd's watch: one JSON document a line): called with
-    // each line once the answer is 200; return false to stop. The reply then has an empty body.
-    std::function<bool(const std::string& line)> on_line;
+    // Set for a streamed answer (an event feed, a watch): once the answer is 200, called with
+    // each piece of its body as it arrives (chunked framing removed; never empty), then once
+    // with an empty piece if the body ends as its framing says; return false to stop. The
+    // reply then has an empty body. What the pieces mean (lines, events) is the caller's.
+    // max_body still bounds the whole body, and the stream may stay silent for a minute at
+    // most between pieces.
+    std::function<bool(std::string_view piece)> on_body;
 };
 
 struct http_reply {

@@ -30,21 +30,17 @@ std::string format_line(level l, std::string_view component, std::string_view me
 void write(level l, std::string_view component, std::string_view message,
            std::initializer_list<field> fields = {});
 
-inline void debug(std::string_view component, std::string_view message,
-                  std::initializer_list<field> fields = {}) {
-    write(level::debug, component, message, fields);
-}
-inline void info(std::string_view component, std::string_view message,
-                 std::initializer_list<field> fields = {}) {
-    write(level::info, component, message, fields);
-}
-inline void warn(std::string_view component, std::string_view message,
-                 std::initializer_list<field> fields = {}) {
-    write(level::warn, component, message, fields);
-}
-inline void error(std::string_view component, std::string_view message,
-                  std::initializer_list<field> fields = {}) {
-    write(level::error, component, message, fields);
-}
+// log::info("component", "message", {{"key", value}}) and its siblings: write at that level.
+template <level L>
+struct writer_at {
+    void operator()(std::string_view component, std::string_view message,
+                    std::initializer_list<field> fields = {}) const {
+        write(L, component, message, fields);
+    }
+};
+inline constexpr writer_at<level::debug> debug{};
+inline constexpr writer_at<level::info> info{};
+inline constexpr writer_at<level::warn> warn{};
+inline constexpr writer_at<level::error> error{};
 
 }  // namespace stagegate::log

@@ -1,6 +1,11 @@
 #include "stagegate/cluster/etcd.hpp"
 
+#include "cluster/watch_lines.hpp"
+
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
 
 namespace stagegate::cluster {
 namespace {
@@ -35,6 +40,35 @@ TEST(EtcdEncoding, ReadsInt64sGivenAsStringsAndLeftOutZeros) {
     EXPECT_EQ(kvs[0].lease, 7587862010281418245);
     EXPECT_EQ(etcd_client::int_of(nlohmann::json::object(), "TTL"), 0);
     EXPECT_TRUE(etcd_client::kvs_of(nlohmann::json::object()).empty());
+}
+
+// The watch's lines come in pieces that split them anywhere (etcd's chunks, TCP's segments).
+TEST(EtcdWatchLines, ReassemblesLinesAcrossPiecesAndSkipsBlankOnes) {
+    std::vector<std::string> lines;
+    watch_lines read(64, [&](const std::string& line) {
+        lines.push_back(line);
+        return true;
+    });
+    EXPECT_TRUE(read("{\"a\""));
+    EXPECT_TRUE(lines.empty());
+    EXPECT_TRUE(read(":1}\n\n{\"b\":2}\n{\"c\""));
+    EXPECT_EQ(lines, (std::vector<std::string>{"{\"a\":1}", "{\"b\":2}"}));
+    read("");  // the body's end: the unterminated last line still counts
+    EXPECT_EQ(lines, (std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "{\"c\""}));
+}
+
+TEST(EtcdWatchLines, StopsWhenTheReaderSaysSoOrALineOutgrowsTheLimit) {
+    int seen = 0;
+    watch_lines stop_at_first(64, [&](const std::string&) {
+        ++seen;
+        return false;
+    });
+    EXPECT_FALSE(stop_at_first("one\ntwo\n"));
+    EXPECT_EQ(seen, 1);
+
+    watch_lines bounded(4, [](const std::string&) { return true; });
+    EXPECT_TRUE(bounded("abcd"));
+    EXPECT_FALSE(bounded("e"));  // five bytes and no end of line yet
 }
 
 }  // namespace

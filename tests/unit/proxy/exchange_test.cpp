@@ -4,37 +4,17 @@
 // backend's writes, so "the client already has this" is checked without sleeping.
 #include "proxy/exchange.hpp"
 
+#include "memory_client.hpp"
+
 #include <gtest/gtest.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/_experimental/test/stream.hpp>
 
 #include <optional>
 #include <string>
 
 namespace stagegate::proxy {
 namespace {
-
-using memory_stream = beast::test::stream;
-
-std::uint32_t test_series(std::string_view, std::string_view, std::string_view) { return 0; }
-
-std::shared_ptr<const routing::route_snapshot> snapshot() {
-    auto cfg = config::parse(R"({
-      "listeners": [{"port": 0}],
-      "models": [{"name": "m", "stable": "v1",
-                  "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]}],
-                  "traffic": {"weights": {"v1": 10000}, "stage": "canary"}}]
-    })");
-    EXPECT_TRUE(cfg) << cfg.error().describe();
-    routing::endpoint_registry registry;
-    auto snap = routing::build_snapshot(*cfg, registry, test_series);
-    EXPECT_TRUE(snap) << snap.error().describe();
-    return *snap;
-}
 
 // The upstream side as the exchange sees it, over a memory stream; remembers how it ended.
 struct memory_upstream {
@@ -49,16 +29,10 @@ struct memory_upstream {
     void end(bool reusable) { ended_reusable = reusable; }
 };
 
-class Exchange : public ::testing::Test {
+class Exchange : public MemoryClientTest {
 protected:
-    net::io_context io;
-    worker w{io, settings{}, 0};
-    std::shared_ptr<const routing::route_snapshot> routes = snapshot();
-    session_slot slot;
-    // The exchange writes to `down`, the test reads what the client got from `client`; the
-    // exchange reads from `up`, the test plays the backend on `backend`.
-    memory_stream down{io};
-    memory_stream client{io};
+    std::shared_ptr<const routing::route_snapshot> routes = one_model_snapshot();
+    // The exchange reads from `up`, the test plays the backend on `backend`.
     memory_stream up{io};
     memory_stream backend{io};
     beast::flat_buffer up_buffer;
@@ -66,22 +40,14 @@ protected:
     std::string request_body = "{}";
     std::string captured;
     body_capture capture{captured, 1024};
-    request_context rc;
     std::optional<exchange_outcome> outcome;
     std::optional<bool> ended_reusable;
     openai_stream stream_end = openai_stream::none;
 
-    Exchange() {
-        down.connect(client);
-        up.connect(backend);
-        rc.id.assign("rid-1");
-    }
+    Exchange() : MemoryClientTest("rid-1") { up.connect(backend); }
     ~Exchange() override {
         backend.close();
-        client.close();
-        w.begin_drain();
-        io.restart();
-        io.run();  // the exchange, the ticker and the pool's sweeper all end
+        finish();  // while `up` and `backend` still exist
     }
 
     template <class Down>
@@ -97,15 +63,9 @@ protected:
                                 t.ended_reusable},
                 copied);
         };
-        net::co_spawn(io.get_executor(), run(*this, to, args), net::detached);
-        settle();
+        spawn(run(*this, to, args));
     }
     void start() { start(down); }
-    // Runs everything that can run now: the exchange stops at its next wait for bytes.
-    void settle() {
-        io.restart();
-        io.poll();
-    }
     void backend_sends(std::string_view bytes) {
         net::write(backend, net::buffer(bytes.data(), bytes.size()));
         settle();
@@ -114,14 +74,7 @@ protected:
         backend.close();
         settle();
     }
-    std::string client_got() const { return std::string(client.str()); }
     std::string backend_got() const { return std::string(backend.str()); }
-    // The client's bytes after the head.
-    std::string client_body() const {
-        auto all = client_got();
-        auto end = all.find("\r\n\r\n");
-        return end == std::string::npos ? std::string() : all.substr(end + 4);
-    }
 };
 
 TEST_F(Exchange, SendsTheRequestAndStampsTheAnswer) {
