@@ -70,9 +70,11 @@ task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const reque
 
 // Records one answer (or the gateway's error in its place) under the version's series, and
 // trips a watched version after its run of failures. `cut_short`: the answer broke off after
-// its head reached the client, a failure whatever its status.
+// its head reached the client, a failure whatever its status. `stream`: a watched OpenAI
+// stream's timing, recorded as its time to first token and time per output token.
 void record_response(worker& w, const routing::version_route& version, unsigned status,
-                     clock::time_point started, std::uint32_t unit, bool cut_short = false);
+                     clock::time_point started, std::uint32_t unit, bool cut_short = false,
+                     const exchange_outcome::stream_timing* stream = nullptr);
 
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
@@ -150,16 +152,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
         }
         record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit,
-                        out.cut_short);
-        if (out.stream && w.config().record_metrics) {
-            const auto micros = [](auto d) {
-                return static_cast<std::uint64_t>(
-                    std::chrono::duration_cast<std::chrono::microseconds>(d).count());
-            };
-            w.shard().record_stream(version.series, micros(out.stream->first_event - started),
-                                    micros(out.stream->last_event - out.stream->first_event),
-                                    out.stream->events);
-        }
+                        out.cut_short, out.stream ? &*out.stream : nullptr);
         // Read after the answer went out: the client never waits for this.
         std::optional<predictions::prediction> predicted;
         if (read_body && out.result != exchange_result::failed_before_response) {

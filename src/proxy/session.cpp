@@ -37,7 +37,8 @@ stream_type& lowest_of(Stream& s) {
 }  // namespace
 
 void record_response(worker& w, const routing::version_route& version, unsigned status,
-                     clock::time_point started, std::uint32_t unit, bool cut_short) {
+                     clock::time_point started, std::uint32_t unit, bool cut_short,
+                     const exchange_outcome::stream_timing* stream) {
     const auto& cfg = w.config();
     const auto series = version.series;
     if (version.trip_after > 0) {
@@ -50,9 +51,16 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
         }
     }
     if (cfg.record_metrics) {
-        auto micros = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started);
-        w.shard().record(series, status, static_cast<std::uint64_t>(micros.count()), unit,
-                         cut_short);
+        const auto micros = [](clock::duration d) {
+            return static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+        };
+        w.shard().record(series, status, micros(clock::now() - started), unit, cut_short);
+        if (stream) {
+            w.shard().record_stream(series, micros(stream->first_event - started),
+                                    micros(stream->last_event - stream->first_event),
+                                    stream->events);
+        }
     }
 }
 
