@@ -697,8 +697,13 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
     // The relative gates, with the default tolerances where none is configured.
     const bool error_gate =
         cfg.max_error_rate_delta || cfg.max_error_rate_ratio || cfg.sequential_errors;
+    // A ratio alone gets an additive floor: it is judged on how the versions' errors split,
+    // and two versions that both answer without errors (the 4xx comparison, a model that never
+    // fails) split nothing, so a healthy candidate could never pass. Live A/A runs held at
+    // 50 % for good on 0 % vs 0 % 4xx.
     double ratio = cfg.max_error_rate_ratio.value_or(1.0);
-    double delta = cfg.max_error_rate_delta.value_or(0.0);
+    double delta = cfg.max_error_rate_delta.value_or(cfg.max_error_rate_ratio ? ratio_only_floor
+                                                                              : 0.0);
     if (!cfg.max_error_rate_delta && !cfg.max_error_rate_ratio) {
         ratio = 1.2;
         delta = 0.005;

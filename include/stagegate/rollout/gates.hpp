@@ -37,6 +37,10 @@ struct relative_quantile_limit {
     double max_ratio = 1.2;  // candidate quantile <= stable quantile x ratio
 };
 
+// The additive allowance beside a ratio configured alone (0.1 points): a ratio cannot be
+// shown met when neither version has any errors, an allowance can.
+inline constexpr double ratio_only_floor = 0.001;
+
 struct gate_config {
     // Requests each version needs before a gate may pass (a gate may fail earlier: its bounds
     // hold at any sample size).
@@ -48,8 +52,9 @@ struct gate_config {
     std::vector<quantile_limit> max_latency;
 
     // Tolerances relative to stable: the candidate's error rate may be at most
-    // max(stable x ratio, stable + delta) (either alone when only one is set), its latency
-    // quantile at most max(stable x ratio, stable + latency_slack_seconds).
+    // max(stable x ratio, stable + delta) (a delta alone: stable + delta; a ratio alone:
+    // with delta ratio_only_floor), its latency quantile at most max(stable x ratio, stable +
+    // latency_slack_seconds).
     std::optional<double> max_error_rate_delta;
     std::optional<double> max_error_rate_ratio;
     std::vector<relative_quantile_limit> max_latency_ratio;

@@ -251,6 +251,32 @@ TEST(Gates, ARatioToleranceIsJudgedByHowTheErrorsSplitOneTestNotTwoBounds) {
         << gate(within_delta, "error_rate_vs_stable").explanation;
 }
 
+TEST(Gates, ARatioAloneCanPassWhenNeitherVersionHasErrors) {
+    // Only a ratio configured, no 5xx and no 4xx on either side: the split of zero errors
+    // shows nothing, so the ratio's additive floor (0.1 points) is what lets it pass. Live A/A
+    // runs held at 50 % for good before it.
+    gate_config cfg;
+    cfg.sequential_latency = false;
+    cfg.max_error_rate_ratio = 1.5;
+    auto clean = judge(cfg, counts(20000, 0, 1000), counts(20000, 0, 1000));
+    for (const char* name : {"error_rate_vs_stable", "client_error_rate_vs_stable"}) {
+        EXPECT_EQ(gate(clean, name).outcome, verdict::pass) << gate(clean, name).explanation;
+    }
+    EXPECT_TRUE(clean.all_pass());
+    // The floor is small: 1 % 4xx against none still fails.
+    auto with_400s = counts(20000, 0, 1000);
+    with_400s.codes[metrics::code_slot(200)] -= 200;
+    with_400s.codes[metrics::code_slot(400)] += 200;
+    auto worse = judge(cfg, with_400s, counts(20000, 0, 1000));
+    EXPECT_EQ(gate(worse, "client_error_rate_vs_stable").outcome, verdict::fail)
+        << gate(worse, "client_error_rate_vs_stable").explanation;
+    // An explicit delta of 0 is taken at its word: a strict ratio, never shown met on 0 vs 0.
+    cfg.max_error_rate_delta = 0.0;
+    auto strict = judge(cfg, counts(20000, 0, 1000), counts(20000, 0, 1000));
+    EXPECT_EQ(gate(strict, "error_rate_vs_stable").outcome, verdict::inconclusive)
+        << gate(strict, "error_rate_vs_stable").explanation;
+}
+
 // `n` OpenAI streams answered 200: first token after `ttft_micros`, `per_token_micros` between
 // the later tokens, the whole answer after `total_micros`.
 metrics::series_counts streams(std::uint64_t n, std::uint64_t ttft_micros,
