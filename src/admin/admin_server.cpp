@@ -882,6 +882,7 @@ struct admin_server::impl {
                                  {"late", out.late},
                                  {"unmatched", out.unmatched},
                                  {"duplicate", out.duplicate},
+                                 {"ambiguous", out.ambiguous},
                                  {"unusable", out.unusable}},
                                 v);
     }

@@ -92,6 +92,11 @@ feedback_outcome feedback_books::apply(const std::vector<feedback_label>& labels
             ++totals.duplicate;
             continue;
         }
+        if (j.status == book::join_status::ambiguous) {
+            ++out.ambiguous;
+            ++totals.ambiguous;
+            continue;
+        }
         auto& p = counted[j.series].predictions;
         auto canonical = j.predicted.has_label ? canonical_label(item.label) : std::nullopt;
         if (canonical) {
@@ -142,6 +147,7 @@ void feedback_books::write_metrics(metrics::text_writer& out) const {
     for (const auto& [model, t] : totals_) {
         for (auto [outcome, value] : {std::pair{"matched", t.matched}, {"late", t.late},
                                       {"unmatched", t.unmatched}, {"duplicate", t.duplicate},
+                                      {"ambiguous", t.ambiguous},
                                       {"unusable", t.unusable}}) {
             if (value > 0) {
                 outcomes.add({{"model", model}, {"outcome", outcome}},

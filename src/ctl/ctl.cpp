@@ -662,7 +662,8 @@ private:
         }
         constexpr std::size_t batch = 10000;
         json totals = {{"received", 0}, {"matched", 0}, {"late", 0},
-                       {"unmatched", 0}, {"duplicate", 0}, {"unusable", 0}};
+                       {"unmatched", 0}, {"duplicate", 0}, {"ambiguous", 0},
+                       {"unusable", 0}};
         for (std::size_t at = 0; at < labels.size(); at += batch) {
             json part(labels.begin() + static_cast<std::ptrdiff_t>(at),
                       labels.begin() + static_cast<std::ptrdiff_t>(std::min(labels.size(), at + batch)));
@@ -683,7 +684,8 @@ private:
         } else {
             out_ << totals["received"] << " labels: " << totals["matched"] << " matched ("
                  << totals["late"] << " late), " << totals["unmatched"] << " unmatched, "
-                 << totals["duplicate"] << " duplicate, " << totals["unusable"] << " unusable\n";
+                 << totals["duplicate"] << " duplicate, " << totals["ambiguous"] << " ambiguous, "
+                 << totals["unusable"] << " unusable\n";
         }
         return exit_ok;
     }

@@ -22,9 +22,11 @@ void feedback_book::expire(clock::time_point now) {
 }
 
 void feedback_book::add(served_record record, clock::time_point now) {
+    expire(now);  // an id whose earlier answer is past its TTL is not ambiguous
     const auto generation = next_generation_++;
-    auto& e = by_id_[record.request_id];
-    e = entry{record.series, record.predicted, now, false, generation};
+    auto [it, fresh] = by_id_.try_emplace(record.request_id);
+    auto& e = it->second;
+    e = entry{record.series, record.predicted, now, false, !fresh, generation};
     order_.emplace_back(std::move(record.request_id), generation);
     expire(now);
 }
@@ -37,6 +39,10 @@ feedback_book::joined feedback_book::join(std::string_view request_id, clock::ti
         return out;
     }
     out.series = it->second.series;
+    if (it->second.ambiguous) {
+        out.status = join_status::ambiguous;
+        return out;
+    }
     out.predicted = it->second.predicted;
     out.status = it->second.labelled ? join_status::duplicate : join_status::matched;
     it->second.labelled = true;

@@ -31,6 +31,7 @@ struct feedback_outcome {
     std::uint64_t late = 0;       // of those, for a stage the model has since left
     std::uint64_t unmatched = 0;  // no remembered answer (unknown, expired or evicted)
     std::uint64_t duplicate = 0;  // the answer was labelled already: ignored
+    std::uint64_t ambiguous = 0;  // two answers came with this request id: ignored
     std::uint64_t unusable = 0;   // matched, but the label cannot judge the prediction
 };
 

@@ -30,11 +30,13 @@ public:
     feedback_book(std::size_t capacity, std::chrono::seconds ttl)
         : capacity_(capacity), ttl_(ttl) {}
 
-    // Remembers an answer; the oldest go first when full. A request id seen again replaces
-    // the earlier answer (ids are the client's to choose).
+    // Remembers an answer; the oldest go first when full. Ids are the client's to choose, so
+    // one seen again while remembered makes the id ambiguous: no label joins it, or anyone
+    // sending traffic could pick which answer a label judges.
     void add(served_record record, clock::time_point now);
 
-    enum class join_status { matched, unmatched, duplicate };
+    // duplicate: the answer was labelled already; ambiguous: two answers share the id.
+    enum class join_status { matched, unmatched, duplicate, ambiguous };
     struct joined {
         join_status status = join_status::unmatched;
         std::uint32_t series = 0;
@@ -56,6 +58,7 @@ private:
         prediction predicted;
         clock::time_point served;
         bool labelled = false;
+        bool ambiguous = false;  // another answer came with the same id
         std::uint64_t generation = 0;  // which add() this is, to match `order_`
     };
     void expire(clock::time_point now);
@@ -63,7 +66,8 @@ private:
     std::size_t capacity_;
     std::chrono::seconds ttl_;
     std::unordered_map<std::string, entry> by_id_;
-    // Insertion order for eviction: (id, generation); stale pairs (replaced ids) are skipped.
+    // Insertion order for eviction: (id, generation); stale pairs (ids seen again) are
+    // skipped, so an ambiguous id lives as long as its last answer would.
     std::deque<std::pair<std::string, std::uint64_t>> order_;
     std::uint64_t next_generation_ = 0;
     std::uint64_t evicted_ = 0;

@@ -181,8 +181,16 @@ TEST(Feedback, JoinsOnceExpiresAndEvicts) {
     EXPECT_EQ(book.evicted(), 0u);  // "a" had its label
     EXPECT_EQ(book.join("b", t0 + 61s).status, feedback_book::join_status::unmatched);  // TTL
     EXPECT_EQ(book.evicted(), 1u);
-    book.add({"c", 10, p}, t0 + 62s);  // the same id again: the newer answer counts
-    EXPECT_EQ(book.join("c", t0 + 62s).series, 10u);
+    // The same id again while the first answer is remembered: neither is joined, so a client
+    // choosing ids cannot decide which answer another's label judges.
+    book.add({"c", 10, p}, t0 + 62s);
+    EXPECT_EQ(book.join("c", t0 + 62s).status, feedback_book::join_status::ambiguous);
+    EXPECT_EQ(book.join("c", t0 + 62s).status, feedback_book::join_status::ambiguous);
+    // Once the earlier answer is past its TTL, an id used again is a new answer's own.
+    book.add({"d", 11, p}, t0 + 63s);
+    auto again = book.join("d", t0 + 63s);
+    EXPECT_EQ(again.status, feedback_book::join_status::matched);
+    EXPECT_EQ(again.series, 11u);
 }
 
 TEST(DiffHistogram, QuantilesWithinItsResolution) {
