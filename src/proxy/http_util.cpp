@@ -74,6 +74,13 @@ bool is_hop_by_hop(http::field f) {
     }
 }
 
+// The headers finish_response_head stamps on every relayed answer.
+bool is_gateway_stamp(std::string_view name) {
+    return (name.size() == 19 && beast::iequals(name, "x-stagegate-version")) ||
+           (name.size() == 17 && beast::iequals(name, "x-stagegate-stage")) ||
+           (name.size() == 12 && beast::iequals(name, "x-request-id"));
+}
+
 // One append per header line (four were a tenth of the relay's user time): the line is
 // assembled on the stack when it is short, as nearly all are.
 void append_header(std::string& out, std::string_view name, std::string_view value) {
@@ -103,6 +110,41 @@ void append_number(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
+void to_origin_form(http::request_header<fields_type>& req) {
+    const std::string_view target = req.target();
+    std::size_t scheme = 0;
+    if (target.size() >= 7 && beast::iequals(target.substr(0, 7), "http://")) {
+        scheme = 7;
+    } else if (target.size() >= 8 && beast::iequals(target.substr(0, 8), "https://")) {
+        scheme = 8;
+    } else {
+        return;
+    }
+    const auto rest = target.substr(scheme);
+    const auto path_at = rest.find_first_of("/?");
+    // Copied first: setting the target frees the string the views point into.
+    const std::string authority(rest.substr(0, path_at));
+    std::string path = path_at == std::string_view::npos ? std::string("/")
+                                                         : std::string(rest.substr(path_at));
+    if (path.front() == '?') {
+        path.insert(0, 1, '/');
+    }
+    req.set(http::field::host, authority);
+    req.target(path);
+}
+
+void drop_trailer_fields(http::request_header<fields_type>& req,
+                         const std::vector<const void*>& head_fields) {
+    for (auto it = req.begin(); it != req.end();) {
+        const void* field = &*it;
+        if (std::find(head_fields.begin(), head_fields.end(), field) == head_fields.end()) {
+            it = req.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
 void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
                             const forward_info& info, std::size_t body_size) {
     connection_tokens named(req);
@@ -110,18 +152,21 @@ void serialize_request_head(std::string& out, const http::request_header<fields_
     out.push_back(' ');
     out.append(req.target());
     out.append(" HTTP/1.1\r\n", 11);
-    std::string_view forwarded_for;
+    bool forwarded_for = false;
     std::string_view via;
     for (const auto& f : req) {
         const auto name = f.name();
         if (name == http::field::unknown) {
             const std::string_view n = f.name_string();
             if (beast::iequals(n, "x-forwarded-for")) {
-                forwarded_for = f.value();  // merged below (the last one wins if repeated)
+                forwarded_for = true;  // joined below
                 continue;
             }
+            // X-Stagegate-Mirror marks the gateway's own shadow copies: a client's would pass
+            // live traffic off as shadow traffic to the backend.
             if (beast::iequals(n, "x-forwarded-proto") || beast::iequals(n, "x-request-id") ||
-                beast::iequals(n, "x-stagegate-force-version") || (named.count && named.listed(n))) {
+                beast::iequals(n, "x-stagegate-force-version") ||
+                beast::iequals(n, "x-stagegate-mirror") || (named.count && named.listed(n))) {
                 continue;
             }
         } else {
@@ -139,10 +184,14 @@ void serialize_request_head(std::string& out, const http::request_header<fields_
         }
         append_header(out, f.name_string(), f.value());
     }
+    // Every X-Forwarded-For the client sent, in order, joined with commas as RFC 9110 5.3
+    // allows for list fields (nginx's $proxy_add_x_forwarded_for does the same), then ours.
     out.append("X-Forwarded-For: "sv);
-    if (!forwarded_for.empty()) {
-        out.append(forwarded_for);
-        out.append(", ", 2);
+    if (forwarded_for) {
+        for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+            out.append(it->value());
+            out.append(", ", 2);
+        }
     }
     out.append(info.client_address);
     out.append("\r\nX-Forwarded-Proto: "sv);
@@ -203,6 +252,11 @@ void relay_response_parser::on_field_impl(http::field name, beast::string_view n
     if (name == http::field::content_type) {
         constexpr std::string_view sse = "text/event-stream";
         event_stream_ = value.size() >= sse.size() && beast::iequals(value.substr(0, sse.size()), sse);
+    }
+    // The gateway's own stamps come from the gateway alone: a backend's copy would reach the
+    // client ahead of them, and a client reads the first.
+    if (name == http::field::unknown && is_gateway_stamp(name_string)) {
+        return;
     }
     append_header(head_, name_string, value);
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace stagegate::proxy {
 
@@ -26,6 +27,18 @@ struct forward_info {
     std::string_view request_id;
     unsigned client_version = 11;
 };
+
+// An absolute-form target ("POST http://host/path", RFC 9112 3.2.2, which a server must
+// accept) rewritten to origin form, its authority replacing any Host header as the RFC asks;
+// other targets are left as they are.
+void to_origin_form(http::request_header<fields_type>& req);
+
+// Drops the fields a chunked body's trailer section added: Beast's parser inserts trailer
+// fields among the head's, and a proxy must not make them headers (RFC 9110 6.5.1: they
+// could carry Host, Authorization or routing headers past checks made on the head). nginx
+// drops request trailers too. `head_fields`: the head's fields, as they were before the body.
+void drop_trailer_fields(http::request_header<fields_type>& req,
+                         const std::vector<const void*>& head_fields);
 
 // Writes the upstream request head (request line, the client's end-to-end headers, the
 // proxy's X-Forwarded-For/-Proto, Via and X-Request-Id, and Content-Length) into `out` as one

@@ -13,6 +13,51 @@ answer_problem problem(http::status status, std::string_view code, std::string m
 
 }  // namespace
 
+bool valid_host_value(std::string_view host) {
+    std::string_view name = host;
+    if (!host.empty() && host.front() == '[') {
+        const auto close = host.find(']');
+        if (close == std::string_view::npos) {
+            return false;
+        }
+        for (char c : host.substr(1, close - 1)) {
+            const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                            (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+            if (!ok) {
+                return false;
+            }
+        }
+        name = {};
+        host.remove_prefix(close + 1);
+    } else {
+        const auto colon = host.find(':');
+        name = host.substr(0, colon);
+        host = colon == std::string_view::npos ? std::string_view{} : host.substr(colon);
+    }
+    // reg-name: unreserved, pct-encoded and sub-delims (RFC 3986 3.2.2).
+    for (char c : name) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') ||
+                        std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
+        if (!ok) {
+            return false;
+        }
+    }
+    // What is left is the port: empty, or ':' and at most five digits.
+    if (host.empty()) {
+        return true;
+    }
+    if (host.front() != ':' || host.size() > 6) {
+        return false;
+    }
+    for (char c : host.substr(1)) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
 std::string_view sticky_key(const routing::model_route& model, const request_type& req) {
     std::string_view key;
     if (!model.sticky_header.empty()) {

@@ -14,6 +14,7 @@
 #include <boost/beast/core/string.hpp>
 
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <string_view>
 
@@ -34,16 +35,41 @@ struct route_decision {
     openai_stream stream_end = openai_stream::none;
 };
 
-// What the parser lets through but a proxy must not forward (RFC 9112 6.1): a
-// Transfer-Encoding other than exactly "chunked" (a backend may frame the body differently:
-// request smuggling). Obs-folds need nothing: the parser replaces them with spaces, which
-// RFC 9112 5.2 allows.
-template <class Fields>
-std::optional<answer_problem> check_head(const Fields& fields) {
-    auto te = fields.find(http::field::transfer_encoding);
-    if (te != fields.end() && !boost::beast::iequals(te->value(), "chunked")) {
+// A Host value a request may carry (RFC 9112 3.2, RFC 3986 3.2.2): a reg-name, IPv4 or
+// bracketed IP literal with an optional port; empty is allowed (an authority-less target).
+bool valid_host_value(std::string_view host);
+
+// What the parser lets through but a proxy must not forward:
+// - a Transfer-Encoding other than exactly "chunked" (RFC 9112 6.1: a backend may frame the
+//   body differently: request smuggling);
+// - Content-Length repeated, even with equal values (Beast accepts those; the README and
+//   nginx refuse them, and a backend that keeps a list would frame differently);
+// - an HTTP/1.1 request without Host, with two, or with one that is no host (RFC 9112 3.2:
+//   400, as nginx answers).
+// Obs-folds need nothing: the parser replaces them with spaces, which RFC 9112 5.2 allows.
+template <class Request>
+std::optional<answer_problem> check_head(const Request& req) {
+    auto te = req.find(http::field::transfer_encoding);
+    if (te != req.end() && !boost::beast::iequals(te->value(), "chunked")) {
         return answer_problem{http::status::not_implemented, "unsupported_transfer_encoding",
                               "only Transfer-Encoding: chunked is accepted"};
+    }
+    if (req.count(http::field::content_length) > 1) {
+        return answer_problem{http::status::bad_request, "invalid_content_length",
+                              "Content-Length is repeated: send it once"};
+    }
+    auto [host, hosts_end] = req.equal_range(http::field::host);
+    if (host == hosts_end) {
+        if (req.version() >= 11) {
+            return answer_problem{http::status::bad_request, "missing_host",
+                                  "an HTTP/1.1 request needs a Host header"};
+        }
+    } else if (std::next(host) != hosts_end) {
+        return answer_problem{http::status::bad_request, "bad_host",
+                              "Host is repeated: send it once"};
+    } else if (!valid_host_value(host->value())) {
+        return answer_problem{http::status::bad_request, "bad_host",
+                              "the Host header is not a host name or address"};
     }
     return std::nullopt;
 }

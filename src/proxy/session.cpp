@@ -96,6 +96,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
     beast::flat_buffer buffer;
     std::string head;          // serialized heads, reused across requests
     std::string body_scratch;  // answers kept for reading their prediction
+    std::vector<const void*> head_fields;  // a chunked request's head fields (trailers)
     std::optional<http::request_parser<request_body, cached_allocator<char>>> parser;
     for (;;) {
         slot.idle = buffer.size() == 0;
@@ -133,6 +134,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             }
         }
         auto& req = parser->get();
+        to_origin_form(req);
         rc.client_version = req.version() == 10 ? 10 : 11;
         rc.head = req.method() == http::verb::head;
         auto rid = req.find(request_id_header);
@@ -166,7 +168,20 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 buffer.reserve(buffer.size() +
                                std::min<std::uint64_t>(*length, large_relay_buffer_size));
             }
+            // A chunked body may end in trailer fields, which the parser adds to the head's:
+            // remember which fields the head had (rare: inference clients send lengths).
+            head_fields.clear();
+            if (parser->chunked()) {
+                for (const auto& f : req) {
+                    head_fields.push_back(&f);
+                }
+            }
             auto [ec, n] = co_await http::async_read(stream, buffer, *parser, nothrow_awaitable);
+            if (!ec && parser->chunked() &&
+                static_cast<std::size_t>(std::distance(req.begin(), req.end())) !=
+                    head_fields.size()) {
+                drop_trailer_fields(req, head_fields);
+            }
             if (ec) {
                 if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
                     (ec == net::error::operation_aborted && !slot.timed_out)) {

@@ -1,5 +1,7 @@
 // Security of the data plane: smuggling-shaped requests, path tricks in model routing, forged
-// forwarding headers, and the limits, each refused with nothing reaching a backend.
+// forwarding headers, trailers, Host, headers only the gateway may set, and the limits, each
+// refused with nothing reaching a backend or kept from the backend and the client.
+#include "support/raw_backend.hpp"
 #include "support/stack.hpp"
 #include "support/test_client.hpp"
 
@@ -110,6 +112,115 @@ TEST(Security, HeaderAndBodyLimits) {
     }
     EXPECT_EQ(s.v1->requests(), 0u);
     EXPECT_EQ(request(s.port, "POST", "/v1/models/m:predict", "{}").status, 200u);
+}
+
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+stack stack_on(raw_backend& backend) {
+    return stack::make(0, 1, [&](config::gateway& c) {
+        c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
+    });
+}
+
+// RFC 9110 6.5.1: trailer fields must not become header fields. Before, Beast's parser added
+// them to the head: a trailer's second Host, Authorization and force-version header reached
+// the backend as headers, and the force-version trailer chose the version (3 of 3 to v2).
+TEST(Security, RequestTrailersNeverBecomeHeadersNorRoute) {
+    raw_backend backend;
+    auto s = stack_on(backend);
+    connection c(s.port);
+    ASSERT_TRUE(c.write_raw(
+        "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Trailer: Host\r\n\r\n2\r\n{}\r\n0\r\nHost: evil\r\nAuthorization: Bearer stolen\r\n"
+        "X-User-Id: someone-else\r\nX-Stagegate-Force-Version: v2\r\n\r\n"));
+    ASSERT_TRUE(backend.read_request());  // v1's endpoint: the trailer did not route it to v2
+    const auto& forwarded = backend.last_request();
+    EXPECT_EQ(occurrences(forwarded, "Host:"), 1u) << forwarded;
+    EXPECT_NE(forwarded.find("Host: x\r\n"), std::string::npos) << forwarded;
+    for (const char* leaked : {"evil", "Authorization", "someone-else", "Force-Version"}) {
+        EXPECT_EQ(forwarded.find(leaked), std::string::npos) << leaked << " in " << forwarded;
+    }
+    EXPECT_NE(forwarded.find("\r\n\r\n{}"), std::string::npos) << forwarded;
+    ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+    const auto answer = c.read_until("{}");
+    EXPECT_NE(answer.find("X-Stagegate-Version: v1"), std::string::npos) << answer;
+}
+
+TEST(Security, HostMustBePresentOnceAndAHost) {
+    auto s = stack::make();
+    const std::vector<std::pair<std::string, std::string>> requests = {
+        {"POST /v1/models/m:predict HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", "missing_host"},
+        {"POST /v1/models/m:predict HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 2\r\n\r\n{}",
+         "bad_host"},
+        {"POST /v1/models/m:predict HTTP/1.1\r\nHost: a b\r\nContent-Length: 2\r\n\r\n{}",
+         "bad_host"},
+        // equal values too: the README promises 400 for any repeated Content-Length
+        {"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+         "Content-Length: 2\r\n\r\n{}", "invalid_content_length"},
+    };
+    for (const auto& [raw, code] : requests) {
+        connection c(s.port);
+        auto r = c.raw(raw);
+        EXPECT_EQ(r.status, 400u) << raw;
+        EXPECT_EQ(code_of(r), code) << raw;
+        EXPECT_TRUE(c.peer_closed()) << raw;
+    }
+    EXPECT_EQ(s.v1->requests() + s.v2->requests(), 0u);
+    // HTTP/1.0 needs no Host.
+    connection c(s.port);
+    EXPECT_EQ(c.raw("POST /v1/models/m:predict HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}").status,
+              200u);
+}
+
+// RFC 9112 3.2.2: a server must accept the absolute form; its authority replaces Host.
+TEST(Security, AbsoluteFormTargetsAreServedWithTheirAuthorityAsHost) {
+    raw_backend backend;
+    auto s = stack_on(backend);
+    connection c(s.port);
+    ASSERT_TRUE(c.write_raw("POST http://models.example:8080/v1/models/m:predict?x=1 HTTP/1.1\r\n"
+                            "Host: other\r\nContent-Length: 2\r\n\r\n{}"));
+    ASSERT_TRUE(backend.read_request());
+    const auto& forwarded = backend.last_request();
+    EXPECT_EQ(forwarded.rfind("POST /v1/models/m:predict?x=1 HTTP/1.1\r\n", 0), 0u) << forwarded;
+    EXPECT_NE(forwarded.find("Host: models.example:8080\r\n"), std::string::npos) << forwarded;
+    EXPECT_EQ(forwarded.find("other"), std::string::npos) << forwarded;
+    ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+    EXPECT_NE(c.read_until("{}").find("200 OK"), std::string::npos);
+}
+
+TEST(Security, HeadersOnlyTheGatewaySetsComeFromTheGatewayAlone) {
+    raw_backend backend;
+    auto s = stack_on(backend);
+    connection c(s.port);
+    ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                            "X-Stagegate-Mirror: 1\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                            "X-Forwarded-For: 10.0.0.2\r\nX-Request-Id: client-id\r\n"
+                            "Content-Length: 2\r\n\r\n{}"));
+    ASSERT_TRUE(backend.read_request());
+    const auto& forwarded = backend.last_request();
+    // A client cannot pass live traffic off as the gateway's shadow copy.
+    EXPECT_EQ(forwarded.find("Mirror"), std::string::npos) << forwarded;
+    // Every forwarded-for hop is kept, in order, then the peer the gateway saw.
+    EXPECT_NE(forwarded.find("X-Forwarded-For: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\n"),
+              std::string::npos)
+        << forwarded;
+    EXPECT_EQ(occurrences(forwarded, "X-Forwarded-For"), 1u) << forwarded;
+    // A backend's own stamps never reach the client ahead of the gateway's.
+    ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nX-Stagegate-Version: v2\r\n"
+                             "X-Stagegate-Stage: forged\r\nX-Request-Id: backend-id\r\n"
+                             "Content-Length: 2\r\n\r\n{}"));
+    const auto answer = c.read_until("{}");
+    EXPECT_EQ(occurrences(answer, "X-Stagegate-Version"), 1u) << answer;
+    EXPECT_NE(answer.find("X-Stagegate-Version: v1\r\n"), std::string::npos) << answer;
+    EXPECT_EQ(answer.find("forged"), std::string::npos) << answer;
+    EXPECT_EQ(answer.find("backend-id"), std::string::npos) << answer;
+    EXPECT_NE(answer.find("X-Request-Id: client-id\r\n"), std::string::npos) << answer;
 }
 
 }  // namespace

@@ -227,5 +227,41 @@ TEST(CheckHead, OnlyChunkedTransferEncodingPasses) {
     }
 }
 
+TEST(CheckHead, HostIsRequiredOnceAndMustBeAHost) {
+    // As nginx: 400 for an HTTP/1.1 request without Host, with two, or with a malformed one.
+    auto req = request("/v1/models/m:predict");
+    for (const char* good : {"gw", "gw:8080", "10.0.0.1:80", "[::1]:8080", "[fe80::1]", "",
+                             "my-model.svc.cluster.local"}) {
+        req.set(http::field::host, good);
+        EXPECT_FALSE(check_head(req)) << good;
+    }
+    for (const char* bad : {"a b", "gw:80:80", "gw/x", "gw:port", "[::1", "gw@evil", "gw:1234567"}) {
+        req.set(http::field::host, bad);
+        auto problem = check_head(req);
+        ASSERT_TRUE(problem) << bad;
+        EXPECT_EQ(problem->code, "bad_host") << bad;
+    }
+    req.set(http::field::host, "gw");
+    req.insert(http::field::host, "gw");
+    ASSERT_TRUE(check_head(req));
+    EXPECT_EQ(check_head(req)->code, "bad_host");
+    req.erase(http::field::host);
+    ASSERT_TRUE(check_head(req));
+    EXPECT_EQ(check_head(req)->code, "missing_host");
+    req.version(10);  // HTTP/1.0 has no Host requirement
+    EXPECT_FALSE(check_head(req));
+}
+
+TEST(CheckHead, ContentLengthRepeatedIsRefusedEvenWhenEqual) {
+    auto req = request("/v1/models/m:predict", "abc");
+    req.set(http::field::content_length, "3");
+    EXPECT_FALSE(check_head(req));
+    req.insert(http::field::content_length, "3");
+    auto problem = check_head(req);
+    ASSERT_TRUE(problem);
+    EXPECT_EQ(problem->status, http::status::bad_request);
+    EXPECT_EQ(problem->code, "invalid_content_length");
+}
+
 }  // namespace
 }  // namespace stagegate::proxy
