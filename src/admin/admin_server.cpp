@@ -1136,6 +1136,10 @@ struct admin_server::impl {
                 co_return;
             }
             if (ec) {
+                // EMFILE and friends: retrying at once spun the control thread at 100 % while
+                // descriptors were out. Back off as the workers do.
+                net::steady_timer pause(io, std::chrono::milliseconds(50));
+                co_await pause.async_wait(nothrow_awaitable);
                 continue;
             }
             net::co_spawn(io, session(std::move(socket)), net::detached);

@@ -1,6 +1,7 @@
 #include "stagegate/server/data_plane.hpp"
 #include "stagegate/core/asio.hpp"
 #include "stagegate/core/log.hpp"
+#include "stagegate/server/descriptors.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -139,6 +140,19 @@ result<void> data_plane::bind_workers(const config::gateway& cfg) {
     std::uint32_t n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
     proxy::settings s;
     s.limits = cfg.limit;
+    const auto descriptors = raise_descriptor_limit();
+    const auto fit = fit_connections(descriptors, n, cfg.limit.max_connections_per_worker);
+    s.limits.max_connections_per_worker = fit.per_worker;
+    if (fit.capped) {
+        log::warn("server",
+                  "the descriptor limit cannot hold limits.max_connections_per_worker: capped, "
+                  "so clients past it get 503 overloaded instead of waiting on a full table "
+                  "(raise RLIMIT_NOFILE, e.g. ulimit -n or LimitNOFILE=, to allow more)",
+                  {{"descriptor_limit", std::to_string(descriptors)},
+                   {"workers", std::to_string(n)},
+                   {"configured", std::to_string(cfg.limit.max_connections_per_worker)},
+                   {"per_worker", std::to_string(fit.per_worker)}});
+    }
     s.client = cfg.client;
     s.pool = cfg.pool;
     s.record_metrics = cfg.record_metrics;
