@@ -227,6 +227,23 @@ TEST(AdminApi, RollbackAbortAndRestart) {
     EXPECT_EQ(body_of(api(a.admin, "POST", base + "abort"))["phase"], "aborted");
 }
 
+// 90,000 unknown keys cost 2.9 s of the control thread when every one was listed back.
+TEST(AdminApi, ABodyOfManyUnknownFieldsNamesAFewAndCountsTheRest) {
+    admin_stack a(false, [](config::gateway& c) { c.admin_listener.max_body_bytes = 1 << 20; });
+    std::string body = "{";
+    for (int i = 0; i < 90000; ++i) {
+        body += "\"k" + std::to_string(i) + "\":1,";
+    }
+    body.back() = '}';
+    auto r = api(a.admin, "POST", "/api/v1/rollouts/m/pause", body);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(code_of(r), "invalid_argument");
+    const auto problems = body_of(r)["error"]["problems"];
+    ASSERT_EQ(problems.size(), 21u) << r.body.substr(0, 300);
+    EXPECT_EQ(problems.back()["message"], "89980 more unknown fields") << problems.back();
+    EXPECT_EQ(api(a.admin, "GET", "/healthz", "", "").status, 200);
+}
+
 TEST(AdminApi, BadBodiesGetSpecificErrors) {
     admin_stack a;
     const std::string weight = "/api/v1/rollouts/m/weight";
