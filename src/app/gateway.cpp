@@ -64,13 +64,21 @@ void gateway::stop() {
         return;
     }
     std::call_once(stop_once_, [this] {
+        // Draining from here on: /readyz answers 503 and answers close their connections;
+        // the listeners keep accepting through the drain delay.
+        data_.drain(cfg_.client.drain_delay, cfg_.client.drain,
+                    [this] { control_guard_.reset(); });
         net::post(control_io_, [this] {
             plane_.stop();
-            if (admin_) {
-                admin_->stop();
-            }
+            // The admin API stays up through the delay: probes read "draining", not a
+            // refused connection, and the last scrapes still see the traffic.
+            admin_stop_.expires_after(cfg_.client.drain_delay);
+            admin_stop_.async_wait([this](boost::system::error_code) {
+                if (admin_) {
+                    admin_->stop();
+                }
+            });
         });
-        data_.drain(cfg_.client.drain, [this] { control_guard_.reset(); });
     });
 }
 

@@ -1101,10 +1101,11 @@ result<gateway> parse(std::string_view json_text) {
                       10'000'000);
         });
         r.object("client_timeouts", [&](object_reader& t) {
-            t.reject_unknown({"idle_ms", "request_ms", "drain_ms"});
+            t.reject_unknown({"idle_ms", "request_ms", "drain_ms", "drain_delay_ms"});
             t.duration_ms("idle_ms", cfg.client.idle);
             t.duration_ms("request_ms", cfg.client.request);
             t.duration_ms("drain_ms", cfg.client.drain, 0);
+            t.duration_ms("drain_delay_ms", cfg.client.drain_delay, 0);
         });
         r.object("upstream_pool", [&](object_reader& u) {
             u.reject_unknown({"max_idle_per_endpoint", "idle_timeout_ms", "check_idle"});
@@ -1232,7 +1233,8 @@ std::vector<problem> reload_problems(const gateway& running, const gateway& next
             "/limits", "limits");
     changed(running.client.idle != next.client.idle ||
                 running.client.request != next.client.request ||
-                running.client.drain != next.client.drain,
+                running.client.drain != next.client.drain ||
+                running.client.drain_delay != next.client.drain_delay,
             "/client_timeouts", "client timeouts");
     bool hooks_same = running.webhooks.size() == next.webhooks.size();
     for (std::size_t i = 0; hooks_same && i < next.webhooks.size(); ++i) {

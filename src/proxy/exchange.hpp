@@ -263,7 +263,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     info.request_id = a.rc.id;
     info.client_version = a.rc.client_version;
     info.head_request = a.rc.head;
-    info.keep_alive = a.rc.keep_alive && !a.w.draining();
+    info.keep_alive = a.rc.keep_alive && !a.w.keep_alive_ended();
     if (a.rc.head || status == 204 || status == 304) {
         info.framing = body_framing::none;
     } else if (auto length = parser->content_length()) {

@@ -143,7 +143,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         } else {
             rc.id.generate(w);
         }
-        rc.keep_alive = parser->keep_alive() && !w.draining();
+        rc.keep_alive = parser->keep_alive() && !w.keep_alive_ended();
         if (auto bad = check_head(req)) {
             rc.keep_alive = false;
             w.shard().record_unrouted(metrics::unrouted_reason::bad_request);

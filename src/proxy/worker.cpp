@@ -87,6 +87,7 @@ void worker::unlink(session_slot& slot) {
 
 void worker::begin_drain() {
     draining_ = true;
+    keep_alive_ended_ = true;
     while (!mirrors_waiting_.empty()) {
         drop_mirror(*this, *mirrors_waiting_.front());
         mirrors_waiting_.pop_front();

@@ -336,10 +336,26 @@ worker_totals data_plane::totals() const {
     return t;
 }
 
-void data_plane::drain(std::chrono::milliseconds grace, std::function<void()> done) {
+void data_plane::drain(std::chrono::milliseconds delay, std::chrono::milliseconds grace,
+                       std::function<void()> done) {
     if (draining_.exchange(true)) {
         return;
     }
+    if (delay.count() <= 0) {
+        close_listeners(grace, std::move(done));
+        return;
+    }
+    for (auto& wt : workers_) {
+        net::post(wt->io, [w = wt.get()] { w->proxy->end_keep_alive(); });
+    }
+    auto timer = std::make_shared<net::steady_timer>(control_, delay);
+    timer->async_wait([this, grace, timer, done = std::move(done)](
+                          boost::system::error_code) mutable {
+        close_listeners(grace, std::move(done));
+    });
+}
+
+void data_plane::close_listeners(std::chrono::milliseconds grace, std::function<void()> done) {
     for (auto& wt : workers_) {
         net::post(wt->io, [w = wt.get()] {
             for (auto& a : w->acceptors) {

@@ -42,6 +42,31 @@ TEST(Drain, InFlightRequestsFinishAndIdleConnectionsClose) {
     EXPECT_FALSE(late.connected());
 }
 
+// Kubernetes takes a terminating pod out of its Service only after SIGTERM: closing the
+// listener at once refused the clients still sent here (7 requests lost in 140 ms under load).
+// Through the drain delay readiness fails, new connections are still served, and every answer
+// closes its connection so clients move on; then the listener closes.
+TEST(Drain, TheDelayKeepsServingWhileReadinessFails) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.client.drain_delay = std::chrono::milliseconds(3000);
+    });
+    connection kept(s.port);
+    ASSERT_EQ(kept.request("POST", "/v1/models/m:predict", predict_body).status, 200u);
+    ASSERT_EQ(request(s.gateway->admin_port(), "GET", "/readyz").status, 200u);
+    s.gateway->stop();
+    EXPECT_EQ(request(s.gateway->admin_port(), "GET", "/readyz").status, 503u);
+    auto fresh = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+    EXPECT_EQ(fresh.status, 200u) << fresh.error;
+    EXPECT_FALSE(fresh.keep_alive);
+    auto again = kept.request("POST", "/v1/models/m:predict", predict_body);
+    EXPECT_EQ(again.status, 200u) << again.error;
+    EXPECT_FALSE(again.keep_alive);
+    // After the delay the listener closes by itself and the process winds down.
+    EXPECT_TRUE(wait_until([&] { return !connection(s.port).connected(); },
+                           std::chrono::seconds(10)));
+    s.gateway->wait();
+}
+
 TEST(Drain, DeadlineAbortsRequestsThatWillNotFinish) {
     auto s = stack::make(0, 1, [](config::gateway& c) {
         c.client.drain = std::chrono::milliseconds(200);

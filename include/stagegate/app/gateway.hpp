@@ -14,6 +14,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <map>
@@ -97,6 +98,7 @@ private:
     server::data_plane data_;
     control::plane plane_;
     std::unique_ptr<admin::admin_server> admin_;
+    boost::asio::steady_timer admin_stop_{control_io_};  // the admin API outlives the drain delay
     std::uint16_t admin_port_ = 0;
     std::once_flag stop_once_;
     bool started_ = false;

@@ -225,6 +225,11 @@ struct client_timeouts {
     millis idle{60000};     // keep-alive wait for the next request
     millis request{30000};  // reading one request, header and body
     millis drain{10000};    // graceful shutdown: how long in-flight requests may take
+    // Before that, how long the listeners keep accepting and serving (answers close their
+    // connections, /readyz fails) while a load balancer takes the replica out: Kubernetes
+    // removes a terminating pod's endpoints only after SIGTERM, so closing at once refuses
+    // the clients still sent here. Envoy's drain time, nginx ingress's preStop sleep.
+    millis drain_delay{0};
 };
 
 struct upstream_pool {

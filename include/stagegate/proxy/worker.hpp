@@ -73,6 +73,9 @@ public:
     void set_routes(std::shared_ptr<const routing::route_snapshot> routes);
     // Starts a session on an accepted socket; `tls` non-null for a TLS listener.
     void start_session(socket_type socket, boost::asio::ssl::context* tls);
+    // The drain delay: still accepting and serving, but every answer closes its connection,
+    // so clients move to other replicas while this one leaves the load balancer.
+    void end_keep_alive() { keep_alive_ended_ = true; }
     // Stops keep-alive: idle connections close now, busy ones after their current response.
     void begin_drain();
     // Closes every client and upstream socket: the drain deadline has passed.
@@ -115,6 +118,7 @@ public:
         return series < tripped_.size() && tripped_[series];
     }
     bool draining() const { return draining_; }
+    bool keep_alive_ended() const { return keep_alive_ended_; }  // draining or delaying it
     std::uint64_t next_random();
     // Shadow traffic (mirror.cpp): mirrors running, and those waiting for a free slot.
     std::uint32_t& mirrors_in_flight() { return mirrors_in_flight_; }
@@ -139,6 +143,7 @@ private:
     metrics::shard shard_;
     std::vector<bool> tripped_;  // by series id; cleared by set_routes
     bool draining_ = false;
+    bool keep_alive_ended_ = false;
     std::uint64_t rng_state_[4];
     session_slot* sessions_ = nullptr;  // intrusive list of live sessions (and mirrors)
     std::uint32_t mirrors_in_flight_ = 0;

@@ -115,9 +115,12 @@ public:
     worker_totals totals() const;  // any thread
 
     // --- Stop --------------------------------------------------------------------------------
-    // Closes the listeners, lets in-flight requests finish for up to `grace`, closes what is
-    // left, stops the workers, then calls `done` on the control thread. Once; any thread.
-    void drain(std::chrono::milliseconds grace, std::function<void()> done);
+    // Draining at once (draining() is true, answers close their connections) while the
+    // listeners keep accepting for `delay`; then closes the listeners, lets in-flight requests
+    // finish for up to `grace`, closes what is left, stops the workers, then calls `done` on
+    // the control thread. Once; any thread.
+    void drain(std::chrono::milliseconds delay, std::chrono::milliseconds grace,
+               std::function<void()> done);
     bool draining() const { return draining_.load(); }
     void join();  // blocks until every worker thread has exited
 
@@ -125,6 +128,7 @@ private:
     struct worker_thread;
     routing::series_namer namer();
     result<void> bind_workers(const config::gateway& cfg);
+    void close_listeners(std::chrono::milliseconds grace, std::function<void()> done);
     void drain_step(std::chrono::steady_clock::time_point deadline, std::function<void()> done);
     void finish_step(std::chrono::steady_clock::time_point deadline, std::function<void()> done);
 
