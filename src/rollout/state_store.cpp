@@ -13,6 +13,8 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <optional>
+#include <type_traits>
 
 namespace stagegate::rollout {
 
@@ -74,18 +76,51 @@ result<state_store> state_store::open(const std::string& dir, std::uint64_t max_
 }
 
 namespace {
-// Every well-formed event line of one file, in order.
+// Every well-formed event line of one file, in order; `f(event)` or `f(event, offset, length)`
+// (the line's place in the file, its newline left out).
 template <class F>
 void for_each_event(const std::string& path, F&& f) {
     std::ifstream in(path);
+    std::uint64_t offset = 0;
     for (std::string line; std::getline(in, line);) {
         auto j = parse_json(line);
-        if (!j.is_discarded() && j.is_object()) {
-            f(j);  // a torn line after a crash is skipped
+        if (!j.is_discarded() && j.is_object()) {  // a torn line after a crash is skipped
+            if constexpr (std::is_invocable_v<F, const nlohmann::json&>) {
+                f(j);
+            } else {
+                f(j, offset, line.size());
+            }
         }
+        offset += line.size() + 1;
     }
 }
 }  // namespace
+
+std::uint32_t state_store::model_index(const std::string& model) {
+    if (index_models_.empty()) {
+        index_models_.emplace_back();
+        model_ids_.emplace("", 0);
+    }
+    auto [it, added] = model_ids_.try_emplace(model, static_cast<std::uint32_t>(index_models_.size()));
+    if (added) {
+        index_models_.push_back(model);
+    }
+    return it->second;
+}
+
+void state_store::index_event(const nlohmann::json& event, bool rotated, std::uint64_t offset,
+                              std::size_t length) {
+    const auto id = event.find("id");
+    if (id == event.end() || !id->is_number_unsigned()) {
+        return;
+    }
+    const auto model = event.find("model");
+    index_.push_back({id->get<std::uint64_t>(), offset, static_cast<std::uint32_t>(length),
+                      model_index(model != event.end() && model->is_string()
+                                      ? model->get<std::string>()
+                                      : std::string()),
+                      rotated});
+}
 
 void state_store::recover_log() {
     // A line without its newline is a write a crash cut short: its append never returned, so
@@ -117,13 +152,19 @@ void state_store::recover_log() {
         }
         ::close(fd);
     }
-    for (const std::string& path : {log_path() + ".1", log_path()}) {
-        for_each_event(path, [&](const nlohmann::json& j) {
-            if (j.contains("id") && j["id"].is_number_unsigned()) {
-                last_id_ = std::max(last_id_, j["id"].get<std::uint64_t>());
-            }
-        });
+    index_.clear();
+    for (const bool rotated : {true, false}) {
+        for_each_event(rotated ? log_path() + ".1" : log_path(),
+                       [&](const nlohmann::json& j, std::uint64_t offset, std::size_t length) {
+                           if (j.contains("id") && j["id"].is_number_unsigned()) {
+                               last_id_ = std::max(last_id_, j["id"].get<std::uint64_t>());
+                           }
+                           index_event(j, rotated, offset, length);
+                       });
     }
+    // Ids only grow in the files; sorted anyway, so a hand-edited log cannot break paging.
+    std::stable_sort(index_.begin(), index_.end(),
+                     [](const indexed_event& a, const indexed_event& b) { return a.id < b.id; });
 }
 
 std::map<std::string, nlohmann::json> state_store::logged_records() const {
@@ -252,6 +293,11 @@ result<void> state_store::append_event(nlohmann::json event) {
             return io_error("cannot rotate", path);
         }
         fsync_dir(dir_);
+        // The old rotated file is gone; the current one is the rotated one now.
+        std::erase_if(index_, [](const indexed_event& e) { return e.rotated; });
+        for (auto& e : index_) {
+            e.rotated = true;
+        }
     }
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) {
@@ -276,6 +322,11 @@ result<void> state_store::append_event(nlohmann::json event) {
     }
     ::close(fd);
     ++last_id_;
+    if (sized) {
+        index_event(event, false, static_cast<std::uint64_t>(before.st_size), line.size() - 1);
+    } else {
+        recover_log();  // where the line landed is unknown: index the files afresh
+    }
     if (listener_) {
         listener_(event);
     }
@@ -299,23 +350,64 @@ std::vector<nlohmann::json> state_store::recent_events(std::size_t limit,
 
 state_store::page state_store::events(std::size_t limit, const std::string& model,
                                       std::uint64_t before_id, std::uint64_t after_id) const {
-    std::deque<nlohmann::json> keep;
     page out;
-    for (const std::string& path : {log_path() + ".1", log_path()}) {
-        for_each_event(path, [&](const nlohmann::json& j) {
-            auto id = j.value("id", std::uint64_t{0});
-            if ((before_id && id >= before_id) || id <= after_id ||
-                (!model.empty() && j.value("model", "") != model)) {
-                return;
-            }
-            keep.push_back(j);
-            if (keep.size() > limit) {
-                keep.pop_front();
-                out.more = true;
-            }
-        });
+    std::optional<std::uint32_t> only;
+    if (!model.empty()) {
+        auto it = model_ids_.find(model);
+        if (it == model_ids_.end()) {
+            return out;
+        }
+        only = it->second;
     }
-    out.events.assign(keep.begin(), keep.end());
+    // Newest first from just below before_id, until the page is full and one more shows
+    // there are older ones.
+    auto from = before_id ? std::lower_bound(index_.begin(), index_.end(), before_id,
+                                             [](const indexed_event& e, std::uint64_t id) {
+                                                 return e.id < id;
+                                             })
+                          : index_.end();
+    std::vector<const indexed_event*> picked;
+    for (auto it = std::make_reverse_iterator(from); it != index_.rend(); ++it) {
+        if (it->id <= after_id) {
+            break;
+        }
+        if (only && it->model != *only) {
+            continue;
+        }
+        if (picked.size() == limit) {
+            out.more = true;
+            break;
+        }
+        picked.push_back(&*it);
+    }
+    // Read each picked line where the index says it is; a line that no longer parses (the
+    // file changed under us) is left out rather than failing the page.
+    int files[2] = {-1, -1};  // rotated, current
+    std::string line;
+    for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
+        const auto& e = **it;
+        int& fd = files[e.rotated ? 0 : 1];
+        if (fd < 0) {
+            fd = ::open((e.rotated ? log_path() + ".1" : log_path()).c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                continue;
+            }
+        }
+        line.resize(e.length);
+        if (::pread(fd, line.data(), e.length, static_cast<off_t>(e.offset)) !=
+            static_cast<ssize_t>(e.length)) {
+            continue;
+        }
+        auto j = parse_json(line);
+        if (!j.is_discarded() && j.is_object()) {
+            out.events.push_back(std::move(j));
+        }
+    }
+    for (int fd : files) {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
     return out;
 }
 

@@ -66,7 +66,9 @@ public:
     // The last `limit` events of the current log file, oldest first (optionally one model).
     std::vector<nlohmann::json> recent_events(std::size_t limit,
                                               const std::string& model = {}) const;
-    // From the rotated and the current log.
+    // From the rotated and the current log, by an index kept in memory: the page's lines are
+    // read, never the whole log (two viewers re-reading 2 x 16 MB on every request pushed
+    // /healthz on the same thread past Kubernetes' 1 s probe timeout).
     page events(std::size_t limit, const std::string& model, std::uint64_t before_id,
                 std::uint64_t after_id = 0) const override;
     // Called on the appending thread after each event is durable (the admin API's live feed).
@@ -92,9 +94,25 @@ private:
     // Each model's last record in the log (rotated and current file, in commit order).
     std::map<std::string, nlohmann::json> logged_records() const;
 
+    // Where one event's line lies: which file (rotated or current), its offset and length,
+    // and its model (an index into index_models_), so a page is found without reading.
+    struct indexed_event {
+        std::uint64_t id = 0;
+        std::uint64_t offset = 0;
+        std::uint32_t length = 0;
+        std::uint32_t model = 0;
+        bool rotated = false;
+    };
+    void index_event(const nlohmann::json& event, bool rotated, std::uint64_t offset,
+                     std::size_t length);
+    std::uint32_t model_index(const std::string& model);
+
     std::string dir_;
     std::uint64_t max_log_bytes_;
     std::uint64_t last_id_ = 0;
+    std::vector<indexed_event> index_;         // both files, in id order
+    std::vector<std::string> index_models_;    // [0] is "" (an event naming no model)
+    std::map<std::string, std::uint32_t> model_ids_;
     std::function<void(const nlohmann::json&)> listener_;
 };
 

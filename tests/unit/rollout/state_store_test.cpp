@@ -117,6 +117,66 @@ TEST(StateStore, EventsPageBackwardsAcrossRotation) {
     EXPECT_EQ(after.events[0]["id"], 10);
 }
 
+// Pages come from an index kept in memory (the lines of a page are read, not the log): over
+// many rotations every page equals what a scan of both files gives, in the store that
+// appended and in one that reopened the directory.
+TEST(StateStore, IndexedPagesMatchAScanOfTheFiles) {
+    temp_dir d;
+    auto store = state_store::open(d.path, /*max_log_bytes=*/2000);
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 300; ++i) {
+        nlohmann::json e = {{"n", i}, {"pad", std::string(static_cast<std::size_t>(i % 37), 'x')}};
+        if (i % 5 != 0) {
+            e["model"] = i % 3 ? "a" : "b";  // every fifth names no model
+        }
+        ASSERT_TRUE(store->append_event(e));
+    }
+    std::vector<nlohmann::json> scanned;
+    for (const char* file : {"/events.jsonl.1", "/events.jsonl"}) {
+        std::ifstream in(d.path + file);
+        for (std::string line; std::getline(in, line);) {
+            scanned.push_back(nlohmann::json::parse(line));
+        }
+    }
+    ASSERT_GT(scanned.size(), 20u);
+    auto expected = [&](std::size_t limit, const std::string& model, std::uint64_t before,
+                        std::uint64_t after) {
+        std::vector<nlohmann::json> all;
+        for (const auto& e : scanned) {
+            const auto id = e["id"].get<std::uint64_t>();
+            if ((before && id >= before) || id <= after ||
+                (!model.empty() && e.value("model", "") != model)) {
+                continue;
+            }
+            all.push_back(e);
+        }
+        const bool more = all.size() > limit;
+        if (more) {
+            all.erase(all.begin(), all.end() - static_cast<std::ptrdiff_t>(limit));
+        }
+        return std::pair{all, more};
+    };
+    auto reopened = state_store::open(d.path, 2000);
+    ASSERT_TRUE(reopened);
+    const auto last = scanned.back()["id"].get<std::uint64_t>();
+    for (const std::string model : {"", "a", "b", "nobody"}) {
+        for (std::uint64_t before : {std::uint64_t{0}, last, last - 3, last - 17}) {
+            for (std::uint64_t after : {std::uint64_t{0}, last - 25}) {
+                for (std::size_t limit : {std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+                    const auto [events, more] = expected(limit, model, before, after);
+                    for (const auto* s : {&*store, &*reopened}) {
+                        auto page = s->events(limit, model, before, after);
+                        EXPECT_EQ(page.events, events)
+                            << model << " " << before << " " << after << " " << limit;
+                        EXPECT_EQ(page.more, more)
+                            << model << " " << before << " " << after << " " << limit;
+                    }
+                }
+            }
+        }
+    }
+}
+
 // A decision is one record: its event carries the state. When the snapshot could not follow
 // (a crash right after the log line, or a snapshot write that failed), the log's record wins
 // at the next load; the newest record of each model wins, in the log's order.
