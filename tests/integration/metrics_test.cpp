@@ -1,5 +1,6 @@
 // Live metrics end to end: counts per version and stage, the admin listener's /metrics and
 // JSON views, promtool's verdict on the exposition, and a real Prometheus server scraping it.
+#include "support/ports.hpp"
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
@@ -94,9 +95,9 @@ TEST(Metrics, CountsPerVersionAndStageAreExact) {
 }
 
 TEST(Metrics, UpstreamFailuresAreCountedByKind) {
-    auto dead = closed_port();
+    refused_port dead;  // held for the whole test: connects to it are refused, never accepted
     auto s = stack::make(0, 1, [&](config::gateway& c) {
-        c.models[0].versions[1].endpoints[0].port = dead;
+        c.models[0].versions[1].endpoints[0].port = dead.port();
         c.models[0].timeouts.first_byte = std::chrono::milliseconds(200);
     });
     request(s.port, "POST", "/v1/models/m:predict", predict_body,
