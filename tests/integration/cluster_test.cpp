@@ -362,10 +362,9 @@ struct replica_process {
 
     replica_process(const std::string& dir, const std::string& name, const etcd_process& etcd,
                     std::uint16_t v1, std::uint16_t v2) {
-        admin = closed_port();
         const std::string config = dir + "/" + name + ".json";
         write_file(config, R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
-          "admin": {"address": "127.0.0.1", "port": )" + std::to_string(admin) + R"(},
+          "admin": {"address": "127.0.0.1", "port": 0},
           "workers": 1,
           "state": {"store": "etcd", "endpoints": [")" + etcd.url() + R"("],
                     "prefix": "/stagegate/test", "lease_ttl_ms": 2000, "replica": ")" + name + R"("},
@@ -377,6 +376,7 @@ struct replica_process {
                                    {"weight_bp": 2500, "min_bake_ms": 3600000},
                                    {"weight_bp": 5000, "min_bake_ms": 3600000}]}}]})");
         const std::string port_file = dir + "/" + name + ".port";
+        const std::string admin_port_file = dir + "/" + name + ".admin-port";
         const std::string log = dir + "/" + name + ".log";
         const std::string binary = std::string(STAGEGATE_BIN_DIR) + "/stagegate";
         pid = ::fork();
@@ -384,10 +384,14 @@ struct replica_process {
             int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
             ::dup2(fd, 2);
             ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), "--port-file",
-                    port_file.c_str(), static_cast<char*>(nullptr));
+                    port_file.c_str(), "--admin-port-file", admin_port_file.c_str(),
+                    static_cast<char*>(nullptr));
             ::_exit(127);
         }
         port = read_port_file(port_file);
+        if (port != 0) {
+            admin = read_port_file(admin_port_file);  // written before port_file
+        }
     }
     ~replica_process() { kill(); }
     void kill() {
@@ -431,6 +435,7 @@ TEST(Cluster, ALeaderKilledMidRolloutIsReplacedWithinTheLeaseAndNoDecisionIsLost
         replicas.push_back(
             std::make_unique<replica_process>(dir.path, name, etcd, v1->port(), v2->port()));
         ASSERT_NE(replicas.back()->port, 0) << read_file(dir.path + "/" + name + ".log");
+        ASSERT_NE(replicas.back()->admin, 0) << read_file(dir.path + "/" + name + ".log");
     }
     auto leader_index = [&]() -> std::optional<std::size_t> {
         for (std::size_t i = 0; i < replicas.size(); ++i) {
