@@ -6,24 +6,43 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <thread>
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <vector>
 
 namespace {
 
 constexpr const char* usage =
-    "usage: stagegate --config FILE [--port-file FILE]\n"
+    "usage: stagegate --config FILE [--port-file FILE] [--admin-port-file FILE]\n"
     "       stagegate --check-config FILE\n"
     "\n"
     "  --config FILE        run the gateway with this JSON config\n"
     "  --check-config FILE  validate FILE, print every problem with its JSON path, exit 1 if any\n"
     "  --port-file FILE     after binding, write the bound port of each listener (one a line)\n"
+    "  --admin-port-file FILE\n"
+    "                       after binding, write the admin listener's bound port (one line);\n"
+    "                       written before --port-file, so once that file exists this one does\n"
     "  --workers N          override the config's worker thread count\n"
     "  --log-level LEVEL    debug, info (default), warn or error; log lines are logfmt on stderr\n";
+
+// Writes `ports`, one a line, to `path` by rename: a reader polling for the file never sees
+// a partial one.
+void write_port_file(const std::string& path, const std::vector<std::uint16_t>& ports) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp);
+        for (auto p : ports) {
+            out << p << "\n";
+        }
+    }
+    std::rename(tmp.c_str(), path.c_str());
+}
 
 int check_config(const std::string& path) {
     auto cfg = stagegate::config::load_file(path);
@@ -48,6 +67,7 @@ int check_config(const std::string& path) {
 int main(int argc, char** argv) {
     std::string config_path;
     std::string port_file;
+    std::string admin_port_file;
     long workers = -1;
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i];
@@ -64,6 +84,8 @@ int main(int argc, char** argv) {
             config_path = next();
         } else if (arg == "--port-file") {
             port_file = next();
+        } else if (arg == "--admin-port-file") {
+            admin_port_file = next();
         } else if (arg == "--workers") {
             std::string v = next();
             char* end = nullptr;
@@ -100,6 +122,12 @@ int main(int argc, char** argv) {
     }
     if (workers >= 0) {
         cfg->workers = static_cast<std::uint32_t>(workers);
+    }
+    if (!admin_port_file.empty() && !cfg->admin_listener.enabled) {
+        // An empty or "0" file would read as a port to a script; refusing says what is wrong.
+        std::cerr << "stagegate: --admin-port-file given, but " << config_path
+                  << " disables the admin listener\n";
+        return 2;
     }
     stagegate::app::gateway gw(std::move(*cfg));
     gw.set_config_path(config_path);
@@ -141,15 +169,13 @@ int main(int argc, char** argv) {
                          {{"workers", std::to_string(gw.worker_count())},
                           {"ports", ports},
                           {"admin_port", std::to_string(gw.admin_port())}});
+    // The admin port first: a reader that waits for --port-file (the traffic listeners, the
+    // usual sign that the gateway is up) finds the admin port already there.
+    if (!admin_port_file.empty()) {
+        write_port_file(admin_port_file, {gw.admin_port()});
+    }
     if (!port_file.empty()) {
-        std::string tmp = port_file + ".tmp";
-        {
-            std::ofstream out(tmp);
-            for (auto p : gw.ports()) {
-                out << p << "\n";
-            }
-        }
-        std::rename(tmp.c_str(), port_file.c_str());  // readers never see a partial file
+        write_port_file(port_file, gw.ports());
     }
     gw.wait();
     hup.cancel();

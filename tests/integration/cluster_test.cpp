@@ -3,6 +3,7 @@
 // decisions, commands sent to any replica land once, a new leader takes over at the same
 // stage, and with etcd out of reach the replicas keep routing and nothing advances.
 #include "support/admin.hpp"
+#include "support/ports.hpp"
 
 #include "stagegate/cluster/etcd.hpp"
 #include "stagegate/core/http_client.hpp"
@@ -20,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,11 +44,16 @@ std::string find_tool(const std::string& name) {
     return {};
 }
 
-// A single-node etcd on two ephemeral loopback ports; start() again after kill() resumes it
-// from the same data dir and ports.
+// A single-node etcd on two loopback ports; start() again after kill() resumes it from the
+// same data dir and ports.
+//
+// etcd cannot be given port 0 and say which port it got, so its ports are picked before it
+// binds them (pick_port), and another test may take one in between. The first start tries
+// again on fresh ports when etcd exits saying its address is in use; a restart must keep its
+// ports (the replicas know etcd by its URL), so it tries the same ones again, which helps when
+// the taker was a short-lived connection. Either way a bounded number of times.
 class etcd_process {
 public:
-    etcd_process() : client_port_(closed_port()), peer_port_(closed_port()) {}
     ~etcd_process() { kill(); }
 
     std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
@@ -57,30 +64,33 @@ public:
         if (etcd.empty()) {
             return false;
         }
-        const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
-        std::vector<std::string> args = {etcd,
-                                         "--name", "test",
-                                         "--data-dir", dir_.path + "/data",
-                                         "--listen-client-urls", url(),
-                                         "--advertise-client-urls", url(),
-                                         "--listen-peer-urls", peer,
-                                         "--initial-advertise-peer-urls", peer,
-                                         "--initial-cluster", "test=" + peer};
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            int fd = ::open((dir_.path + "/etcd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-            std::vector<char*> argv;
-            for (auto& a : args) {
-                argv.push_back(a.data());
+        const bool first = client_port_ == 0;
+        for (int attempt = 0; attempt < port_attempts; ++attempt) {
+            if (first) {
+                client_port_ = pick_port();
+                peer_port_ = pick_port();
+                // A failed first start may have written a member with the old peer URL.
+                std::filesystem::remove_all(dir_.path + "/data");
             }
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
+            const auto log_from = file_size_or_zero(log());
+            launch(etcd);
+            switch (await_listening(pid_, {client_port_, peer_port_}, std::chrono::seconds(20))) {
+                case listen_outcome::listening:
+                    return wait_until([&] { return answers(); }, std::chrono::seconds(20));
+                case listen_outcome::exited:
+                    pid_ = -1;  // reaped
+                    if (!log_says_address_in_use(log(), log_from)) {
+                        return false;
+                    }
+                    break;  // a port was taken between pick and bind: again
+                case listen_outcome::timed_out:
+                    return false;
+            }
         }
-        return wait_until([&] { return answers(); }, std::chrono::seconds(20));
+        return false;
     }
+
+    std::string log() const { return dir_.path + "/etcd.log"; }
 
     bool answers() const {
         http_call c;
@@ -101,11 +111,37 @@ public:
     }
 
 private:
+    void launch(const std::string& etcd) {
+        const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
+        std::vector<std::string> args = {etcd,
+                                         "--name", "test",
+                                         "--data-dir", dir_.path + "/data",
+                                         "--listen-client-urls", url(),
+                                         "--advertise-client-urls", url(),
+                                         "--listen-peer-urls", peer,
+                                         "--initial-advertise-peer-urls", peer,
+                                         "--initial-cluster", "test=" + peer};
+        const std::string log_path = log();
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            std::vector<char*> argv;
+            for (auto& a : args) {
+                argv.push_back(a.data());
+            }
+            argv.push_back(nullptr);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+    }
+
     // etcd fsyncs every write: on tmpfs, so that other tests busy with the disk (crash tests,
     // state stores) cannot stall it; what it tests is the protocol, not the disk.
     temp_dir dir_{"/dev/shm"};
-    std::uint16_t client_port_;
-    std::uint16_t peer_port_;
+    std::uint16_t client_port_ = 0;  // 0 until the first start picks them
+    std::uint16_t peer_port_ = 0;
     pid_t pid_ = -1;
 };
 
@@ -189,8 +225,9 @@ struct cluster {
 };
 
 #define REQUIRE_ETCD(etcd)                                                                     \
-    ASSERT_TRUE((etcd).start()) << "etcd did not start: install Debian's etcd-server "          \
-                                   "(.ci/run does)"
+    ASSERT_TRUE((etcd).start()) << "etcd did not start (is Debian's etcd-server installed? "    \
+                                   ".ci/run installs it); its log:\n"                           \
+                                << read_file((etcd).log())
 
 TEST(Cluster, ReplicasRouteByTheOneLeadersDecisions) {
     etcd_process etcd;
@@ -362,10 +399,9 @@ struct replica_process {
 
     replica_process(const std::string& dir, const std::string& name, const etcd_process& etcd,
                     std::uint16_t v1, std::uint16_t v2) {
-        admin = closed_port();
         const std::string config = dir + "/" + name + ".json";
         write_file(config, R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
-          "admin": {"address": "127.0.0.1", "port": )" + std::to_string(admin) + R"(},
+          "admin": {"address": "127.0.0.1", "port": 0},
           "workers": 1,
           "state": {"store": "etcd", "endpoints": [")" + etcd.url() + R"("],
                     "prefix": "/stagegate/test", "lease_ttl_ms": 2000, "replica": ")" + name + R"("},
@@ -377,6 +413,7 @@ struct replica_process {
                                    {"weight_bp": 2500, "min_bake_ms": 3600000},
                                    {"weight_bp": 5000, "min_bake_ms": 3600000}]}}]})");
         const std::string port_file = dir + "/" + name + ".port";
+        const std::string admin_port_file = dir + "/" + name + ".admin-port";
         const std::string log = dir + "/" + name + ".log";
         const std::string binary = std::string(STAGEGATE_BIN_DIR) + "/stagegate";
         pid = ::fork();
@@ -384,10 +421,14 @@ struct replica_process {
             int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
             ::dup2(fd, 2);
             ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), "--port-file",
-                    port_file.c_str(), static_cast<char*>(nullptr));
+                    port_file.c_str(), "--admin-port-file", admin_port_file.c_str(),
+                    static_cast<char*>(nullptr));
             ::_exit(127);
         }
         port = read_port_file(port_file);
+        if (port != 0) {
+            admin = read_port_file(admin_port_file);  // written before port_file
+        }
     }
     ~replica_process() { kill(); }
     void kill() {
@@ -431,6 +472,7 @@ TEST(Cluster, ALeaderKilledMidRolloutIsReplacedWithinTheLeaseAndNoDecisionIsLost
         replicas.push_back(
             std::make_unique<replica_process>(dir.path, name, etcd, v1->port(), v2->port()));
         ASSERT_NE(replicas.back()->port, 0) << read_file(dir.path + "/" + name + ".log");
+        ASSERT_NE(replicas.back()->admin, 0) << read_file(dir.path + "/" + name + ".log");
     }
     auto leader_index = [&]() -> std::optional<std::size_t> {
         for (std::size_t i = 0; i < replicas.size(); ++i) {

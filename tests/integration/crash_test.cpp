@@ -20,12 +20,16 @@ namespace {
 
 using json = nlohmann::json;
 
-pid_t spawn_gateway(const std::string& config, const std::string& port_file) {
+// The admin listener binds port 0 at every start: a fixed port would be free again between a
+// kill and the restart, for any other test to take.
+pid_t spawn_gateway(const std::string& config, const std::string& port_file,
+                    const std::string& admin_port_file) {
     pid_t pid = ::fork();
     if (pid == 0) {
         const std::string bin = std::string(STAGEGATE_BIN_DIR) + "/stagegate";
         ::execl(bin.c_str(), bin.c_str(), "--config", config.c_str(), "--port-file",
-                port_file.c_str(), static_cast<char*>(nullptr));
+                port_file.c_str(), "--admin-port-file", admin_port_file.c_str(),
+                static_cast<char*>(nullptr));
         ::_exit(127);
     }
     return pid;
@@ -49,10 +53,9 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
     temp_dir dir;
     auto v1 = start_mock("v1");
     auto v2 = start_mock("v2");
-    const std::uint16_t admin_port = closed_port();
     write_file(dir.path + "/gw.json", R"({
       "listeners": [{"address": "127.0.0.1", "port": 0}],
-      "admin": {"address": "127.0.0.1", "port": )" + std::to_string(admin_port) + R"(},
+      "admin": {"address": "127.0.0.1", "port": 0},
       "state": {"dir": ")" + dir.path + R"(/state"},
       "workers": 2,
       "models": [{"name": "m", "stable": "v1",
@@ -81,9 +84,12 @@ TEST(CrashConsistency, RandomSigkillsNeverLoseAnAcknowledgedStateOrTearTheLog) {
     for (int round = 0; round < kills; ++round) {
         gateway_process gw;
         const std::string port_file = dir.path + "/port-" + std::to_string(round);
-        gw.pid = spawn_gateway(dir.path + "/gw.json", port_file);
+        const std::string admin_port_file = dir.path + "/admin-port-" + std::to_string(round);
+        gw.pid = spawn_gateway(dir.path + "/gw.json", port_file, admin_port_file);
         const auto port = read_port_file(port_file);
         ASSERT_NE(port, 0) << "round " << round;
+        const auto admin_port = read_port_file(admin_port_file);  // written before port_file
+        ASSERT_NE(admin_port, 0) << "round " << round;
 
         if (!before_restart.is_null()) {
             // The restarted gateway resumed from the persisted state (or has since moved on

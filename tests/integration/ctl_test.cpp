@@ -2,6 +2,7 @@
 // captured) and as the real executable.
 #include "stagegate/ctl/ctl.hpp"
 #include "support/admin.hpp"
+#include "support/ports.hpp"
 
 #include <gtest/gtest.h>
 
@@ -198,8 +199,9 @@ TEST(Ctl, ExitCodesForUsageRefusalAndUnreachable) {
 
     std::ostringstream out;
     std::ostringstream err;
+    refused_port nobody;  // held: no other test's server can answer on it
     const int code = ctl::run(
-        {"--server", "http://127.0.0.1:" + std::to_string(closed_port()), "models"}, out, err);
+        {"--server", "http://127.0.0.1:" + std::to_string(nobody.port()), "models"}, out, err);
     EXPECT_EQ(code, ctl::exit_unreachable);
     EXPECT_NE(err.str().find("cannot reach"), std::string::npos) << err.str();
     EXPECT_EQ(ctl::run({"--server", "ftp://x", "models"}, out, err), ctl::exit_usage);

@@ -1,5 +1,6 @@
 // Every error the data plane answers, each with its status and JSON body, and the process
 // still serving afterwards.
+#include "support/ports.hpp"
 #include "support/raw_backend.hpp"
 #include "support/stack.hpp"
 #include "support/test_client.hpp"
@@ -119,9 +120,9 @@ TEST(Errors, InvalidContentLengthIs400) {
 // A version's only endpoint is never ejected (nginx ignores max_fails for a group of one
 // server): each request makes a fresh connect attempt and gets 502 while it is down, never 503.
 TEST(Errors, ConnectFailureIs502AndAnOnlyEndpointIsTriedAgain) {
-    auto dead = closed_port();
+    refused_port dead;  // held for the whole test: no other test's listener can appear on it
     auto s = stack::make(0, 1, [&](config::gateway& c) {
-        c.models[0].versions[0].endpoints[0].port = dead;
+        c.models[0].versions[0].endpoints[0].port = dead.port();
     });
     for (std::uint64_t attempt = 1; attempt <= 3; ++attempt) {
         SCOPED_TRACE(attempt);

@@ -1,5 +1,6 @@
 // Live metrics end to end: counts per version and stage, the admin listener's /metrics and
 // JSON views, promtool's verdict on the exposition, and a real Prometheus server scraping it.
+#include "support/ports.hpp"
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
@@ -13,6 +14,7 @@
 #include <functional>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,9 +96,9 @@ TEST(Metrics, CountsPerVersionAndStageAreExact) {
 }
 
 TEST(Metrics, UpstreamFailuresAreCountedByKind) {
-    auto dead = closed_port();
+    refused_port dead;  // held for the whole test: connects to it are refused, never accepted
     auto s = stack::make(0, 1, [&](config::gateway& c) {
-        c.models[0].versions[1].endpoints[0].port = dead;
+        c.models[0].versions[1].endpoints[0].port = dead.port();
         c.models[0].timeouts.first_byte = std::chrono::milliseconds(200);
     });
     request(s.port, "POST", "/v1/models/m:predict", predict_body,
@@ -127,27 +129,31 @@ TEST(Metrics, AdminListenerServesPrometheusTextAndJson) {
     request(s.port, "GET", "/nowhere");
     request(s.port, "POST", "/v1/models/nope:predict", predict_body);
     request(s.port, "POST", "/v1/chat/completions", R"({"model":"nope"})");
-    read_when(*s.gateway, [](const auto& a) {
-        return find(a, "v1")->since_stage_start.requests() >= 30 &&
-               find(a, "v2")->since_stage_start.requests() >= 20;
-    });
-    auto m = request(s.gateway->admin_port(), "GET", "/metrics");
+    // Every count below moves after its answer has gone out (and the pooled connection goes
+    // back idle after the last v1 answer): wait until the exposition shows them all.
+    const std::vector<std::string> counted = {
+        R"(stagegate_requests_total{model="m",version="v1",stage="canary",code="200"} 30)",
+        R"(stagegate_requests_total{model="m",version="v2",stage="canary",code="200"} 20)",
+        R"(stagegate_unrouted_requests_total{reason="no_route"} 1)",
+        R"(stagegate_unrouted_requests_total{reason="unknown_model"} 2)",
+        R"(stagegate_upstream_connections{model="m",version="v1",state="idle"} 1)"};
+    reply m;
+    EXPECT_TRUE(wait_until([&] {
+        m = request(s.gateway->admin_port(), "GET", "/metrics");
+        for (const auto& line : counted) {
+            if (m.body.find(line) == std::string::npos) {
+                return false;
+            }
+        }
+        return true;
+    })) << m.body.substr(0, 4000);
     ASSERT_EQ(m.status, 200u);
     EXPECT_EQ(m.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-    EXPECT_NE(m.body.find(R"(stagegate_requests_total{model="m",version="v1",stage="canary",code="200"} 30)"),
-              std::string::npos)
-        << m.body.substr(0, 2000);
     EXPECT_NE(m.body.find(R"(stagegate_traffic_weight_ratio{model="m",version="v1"} 1)"),
               std::string::npos);
     EXPECT_NE(m.body.find("stagegate_request_duration_seconds_bucket"), std::string::npos);
     EXPECT_NE(m.body.find(R"(stagegate_build_info{version="0.1.0",commit=")"), std::string::npos);
     EXPECT_NE(m.body.find("process_resident_memory_bytes"), std::string::npos);
-    EXPECT_NE(m.body.find(R"(stagegate_unrouted_requests_total{reason="no_route"} 1)"),
-              std::string::npos);
-    EXPECT_NE(m.body.find(R"(stagegate_unrouted_requests_total{reason="unknown_model"} 2)"),
-              std::string::npos);
-    EXPECT_NE(m.body.find(R"(stagegate_upstream_connections{model="m",version="v1",state="idle"} 1)"),
-              std::string::npos);
 
     auto j = request(s.gateway->admin_port(), "GET", "/api/v1/models/m/metrics");
     ASSERT_EQ(j.status, 200u) << j.body;
@@ -207,6 +213,13 @@ TEST(Metrics, ExpositionPassesPromtool) {
 
 // --- A real Prometheus server -----------------------------------------------------------
 
+std::string read_log(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
 std::string url_encode(const std::string& s) {
     std::string out;
     char hex[4];
@@ -234,43 +247,96 @@ double query(std::uint16_t port, const std::string& promql) {
     return std::stod(j["data"]["result"][0]["value"][1].get<std::string>());
 }
 
+// A Prometheus server scraping one target every second, its files in `dir`. Prometheus cannot
+// be given port 0 and say which port it got, so its port is picked before it binds it
+// (pick_port) and another test may take it in between: then it exits saying so, and
+// await_up() starts it again on a fresh port, a bounded number of times.
+class prometheus_server {
+public:
+    prometheus_server(std::string binary, std::string dir, std::uint16_t target)
+        : binary_(std::move(binary)), dir_(std::move(dir)) {
+        std::ofstream cfg(dir_ + "/prometheus.yml");
+        cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+               "scrape_configs:\n  - job_name: stagegate\n    static_configs:\n"
+               "      - targets: ['127.0.0.1:"
+            << target << "']\n";
+        cfg.close();
+        launch();
+    }
+    ~prometheus_server() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    prometheus_server(const prometheus_server&) = delete;
+    prometheus_server& operator=(const prometheus_server&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    std::string log() const { return dir_ + "/prometheus.log"; }
+
+    // True once it listens on port(); false when it cannot come up.
+    bool await_up() {
+        for (int attempt = 1;; ++attempt) {
+            switch (await_listening(pid_, {port_}, std::chrono::seconds(30))) {
+                case listen_outcome::listening:
+                    return true;
+                case listen_outcome::exited:
+                    pid_ = -1;  // reaped
+                    if (attempt == port_attempts || !log_says_address_in_use(log(), log_from_)) {
+                        return false;
+                    }
+                    launch();  // its port was taken between pick and bind
+                    break;
+                case listen_outcome::timed_out:
+                    return false;
+            }
+        }
+    }
+
+private:
+    void launch() {
+        port_ = pick_port();
+        log_from_ = file_size_or_zero(log());
+        ++launches_;
+        const std::string config = "--config.file=" + dir_ + "/prometheus.yml";
+        // A fresh TSDB each time: nothing of an exited try's lock or head is in the way.
+        const std::string storage =
+            "--storage.tsdb.path=" + dir_ + "/data-" + std::to_string(launches_);
+        const std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+        const std::string log_path = log();
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            std::freopen(log_path.c_str(), "a", stderr);
+            ::execl(binary_.c_str(), binary_.c_str(), config.c_str(), storage.c_str(),
+                    listen.c_str(), "--log.level=warn", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+    }
+
+    std::string binary_;
+    std::string dir_;
+    std::uint16_t port_ = 0;
+    pid_t pid_ = -1;
+    std::uintmax_t log_from_ = 0;  // where the running try's log lines begin
+    int launches_ = 0;
+};
+
 TEST(Metrics, RealPrometheusScrapesExactCountsAndQuantiles) {
     auto prometheus = tool("prometheus");
     ASSERT_FALSE(prometheus.empty())
         << "prometheus not found: install Debian's prometheus package (.ci/run does)";
     auto s = stack::make(0, 2);
     temp_dir tmp;
-    const std::string dir = tmp.path;
-    std::uint16_t prom_port = closed_port();
-    {
-        std::ofstream cfg(dir + "/prometheus.yml");
-        cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-               "scrape_configs:\n  - job_name: stagegate\n    static_configs:\n"
-               "      - targets: ['127.0.0.1:"
-            << s.gateway->admin_port() << "']\n";
-    }
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        std::string config = "--config.file=" + dir + "/prometheus.yml";
-        std::string storage = "--storage.tsdb.path=" + dir + "/data";
-        std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(prom_port);
-        std::freopen((dir + "/prometheus.log").c_str(), "w", stderr);
-        ::execl(prometheus.c_str(), prometheus.c_str(), config.c_str(), storage.c_str(),
-                listen.c_str(), "--log.level=warn", static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    struct reaper {
-        pid_t pid;
-        ~reaper() {
-            ::kill(pid, SIGTERM);
-            ::waitpid(pid, nullptr, 0);
-        }
-    } reap{pid};
+    prometheus_server prom(prometheus, tmp.path, s.gateway->admin_port());
 
-    // Known traffic: v1 gets 400 requests (10 % of them 40 ms slow), v2 gets 150.
+    // Known traffic: v1 gets 400 requests (10 % of them 40 ms slow), v2 gets 150. Sent while
+    // Prometheus starts: it scrapes totals, so it need not be up before.
     send(s.port, "v1", 360, "2");
     send(s.port, "v1", 40, "40");
     send(s.port, "v2", 150, "2");
+    ASSERT_TRUE(prom.await_up()) << read_log(prom.log());
+    const auto prom_port = prom.port();
     const std::string v1 = R"(sum(stagegate_requests_total{model="m",version="v1"}))";
     const std::string v2 = R"(sum(stagegate_requests_total{model="m",version="v2"}))";
     ASSERT_TRUE(wait_until([&] { return query(prom_port, v1) == 400 && query(prom_port, v2) == 150; },

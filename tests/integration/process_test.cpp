@@ -125,16 +125,39 @@ TEST(Process, ServesAndExitsZeroOnSigterm) {
       "models": [{"name": "demo", "stable": "v1",
                   "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << mock_port << R"("]}]}]})";
     pid_t gw = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file",
-                      dir + "/gw.port"});
+                      dir + "/gw.port", "--admin-port-file", dir + "/admin.port"});
     auto port = read_port_file(dir + "/gw.port");
     ASSERT_NE(port, 0);
     auto r = request(port, "POST", "/v1/models/demo:predict", R"({"instances":[[1,2]]})");
     EXPECT_EQ(r.status, 200u) << r.error;
     EXPECT_EQ(r.header("x-stagegate-version"), "v1");
+    // The admin listener asked for port 0 and says which one it got, in a file written before
+    // the port file: it is there, whole, once the port file is.
+    std::uint16_t admin = 0;
+    std::ifstream admin_file(dir + "/admin.port");
+    admin_file >> admin;
+    ASSERT_NE(admin, 0);
+    EXPECT_NE(admin, port);
+    EXPECT_EQ(request(admin, "GET", "/healthz").status, 200u);
     ::kill(gw, SIGTERM);
     EXPECT_EQ(wait_exit(gw), 0);
     ::kill(mock, SIGTERM);
     EXPECT_EQ(wait_exit(mock), 0);
+}
+
+// A file for an admin port that does not exist would be read as one: refused at start.
+TEST(Process, AdminPortFileNeedsAnAdminListener) {
+    temp_dir tmp;
+    const std::string dir = tmp.path;
+    std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
+      "admin": {"enabled": false},
+      "models": [{"name": "demo", "stable": "v1",
+                  "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9"]}]}]})";
+    auto r = run(bin("stagegate") + " --config " + dir + "/gw.json --admin-port-file " + dir +
+                 "/admin.port");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("disables the admin listener"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::ifstream(dir + "/admin.port").is_open());
 }
 
 // nginx's reload signal: the config file is read again and applied; a broken file is refused

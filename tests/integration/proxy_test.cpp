@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <future>
+#include <latch>
 #include <regex>
 
 namespace stagegate::test {
@@ -148,22 +149,33 @@ int idle_upstream_connections(const stack& s) {
 }
 
 TEST(Proxy, UpstreamPoolKeepsAtMostItsIdleLimitAndDropsIdleConnectionsOnTime) {
+    // The idle timeout is the time the test has to see the 2 idle connections before they go:
+    // long enough for a loaded machine's scheduling, short enough to wait out.
     auto s = stack::make(0, 1, [](config::gateway& c) {
         c.pool.max_idle_per_endpoint = 2;
-        c.pool.idle_timeout = std::chrono::milliseconds(300);
+        c.pool.idle_timeout = std::chrono::milliseconds(1000);
     });
+    // Six requests at once (connected first, then released together, so a slow thread start
+    // cannot make them one after the other): each needs an upstream connection of its own.
+    constexpr int n = 6;
+    std::latch go(n);
     std::vector<std::future<reply>> concurrent;
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < n; ++i) {
         concurrent.push_back(std::async(std::launch::async, [&] {
-            return request(s.port, "POST", "/v1/models/m:predict", predict_body,
-                           {{"X-Mock-Delay-Ms", "200"}});
+            connection c(s.port);
+            go.arrive_and_wait();
+            return c.request("POST", "/v1/models/m:predict", predict_body,
+                             {{"X-Mock-Delay-Ms", "200"}});
         }));
     }
     for (auto& f : concurrent) {
         ASSERT_EQ(f.get().status, 200u);
     }
     EXPECT_EQ(s.v1->connections_accepted(), 6u);
-    EXPECT_EQ(idle_upstream_connections(s), 2);  // 4 of the 6 were closed, not pooled
+    // A connection goes back to the pool after its answer has gone out: wait for it.
+    int idle = -1;
+    EXPECT_TRUE(wait_until([&] { return (idle = idle_upstream_connections(s)) == 2; }))
+        << idle;  // 4 of the 6 were closed, not pooled
     EXPECT_TRUE(wait_until([&] { return idle_upstream_connections(s) == 0; }));
 }
 

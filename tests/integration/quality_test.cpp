@@ -460,12 +460,16 @@ TEST(Quality, AnswersOverMaxBodyBytesAreRelayedWholeAndCountedUnread) {
     ASSERT_EQ(big.status, 200u);
     EXPECT_EQ(big.body.size(), 2000u);
     EXPECT_TRUE(json::parse(big.body, nullptr, false).is_object());
+    // An answer's prediction is read (and counted) after the answer has gone out.
     metrics::prediction_counts counts;
-    for (const auto& v : s.gateway->read_metrics()) {
-        if (v.version == "v1") {
-            counts = v.since_stage_start.predictions;
+    EXPECT_TRUE(wait_until([&] {
+        for (const auto& v : s.gateway->read_metrics()) {
+            if (v.version == "v1") {
+                counts = v.since_stage_start.predictions;
+            }
         }
-    }
+        return counts.parsed + counts.unread + counts.invalid + counts.missing >= 2;
+    }));
     EXPECT_EQ(counts.parsed, 1u);
     EXPECT_EQ(counts.unread, 1u);
     EXPECT_EQ(counts.invalid + counts.missing, 0u);

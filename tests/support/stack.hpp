@@ -73,7 +73,4 @@ struct stack {
     }
 };
 
-// A loopback port with nothing listening on it.
-std::uint16_t closed_port();
-
 }  // namespace stagegate::test

@@ -193,12 +193,3 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
 
 }  // namespace stagegate::test
 
-#include "support/stack.hpp"
-
-namespace stagegate::test {
-std::uint16_t closed_port() {
-    net::io_context io;
-    tcp::acceptor a(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
-    return a.local_endpoint().port();  // closed when `a` goes out of scope
-}
-}  // namespace stagegate::test
