@@ -250,7 +250,15 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             co_return fail(ec, "reading the response header from");
         }
         const unsigned status = parser->status();
-        if (status < 100 || status >= 200 || status == 101) {
+        if (status == 101) {
+            // Upgrade is hop-by-hop and never forwarded, so a 101 was not asked for: relaying
+            // it handed the client a "chunked 101" on a connection neither side can use.
+            // 502, as HAProxy answers.
+            co_return fail(boost::system::errc::make_error_code(
+                               boost::system::errc::protocol_error),
+                           "an unrequested 101 Switching Protocols from");
+        }
+        if (status < 100 || status >= 200) {
             break;  // 1xx interim answers are consumed here; we never send Expect upstream
         }
     }

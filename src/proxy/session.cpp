@@ -98,6 +98,10 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
     std::string body_scratch;  // answers kept for reading their prediction
     std::vector<const void*> head_fields;  // a chunked request's head fields (trailers)
     std::optional<http::request_parser<request_body, cached_allocator<char>>> parser;
+    // A new connection's first request gets the request timeout, not the keep-alive idle one
+    // (as nginx's client_header_timeout): a client that connects and trickles a head held it
+    // for 60 s instead of 30.
+    bool first = true;
     for (;;) {
         slot.idle = buffer.size() == 0;
         if (slot.idle && w.draining()) {
@@ -106,7 +110,8 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         parser.emplace();
         parser->header_limit(cfg.limits.max_header_bytes);
         parser->body_limit(cfg.limits.max_request_body_bytes);
-        slot.expire_in(slot.idle ? cfg.client.idle : cfg.client.request);
+        slot.expire_in(slot.idle && !first ? cfg.client.idle : cfg.client.request);
+        first = false;
         request_context rc;
         {
             auto [ec, n] = co_await http::async_read_header(stream, buffer, *parser,

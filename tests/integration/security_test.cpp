@@ -90,6 +90,18 @@ TEST(Security, ForwardingHeadersCannotBeForged) {
     EXPECT_FALSE(echoed.contains("x-secret"));
 }
 
+// A new connection's first head is read under the request timeout, not the idle one.
+TEST(Security, ANewConnectionsFirstHeadIsUnderTheRequestTimeout) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.client.request = std::chrono::milliseconds(300);
+        c.client.idle = std::chrono::seconds(60);
+    });
+    connection c(s.port, false, std::chrono::seconds(5));
+    ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHo"));
+    auto r = c.read_reply();
+    EXPECT_EQ(r.status, 408u) << r.error;
+}
+
 TEST(Security, HeaderAndBodyLimits) {
     auto s = stack::make(0, 1, [](config::gateway& c) {
         c.limit.max_header_bytes = 4096;
@@ -192,6 +204,26 @@ TEST(Security, AbsoluteFormTargetsAreServedWithTheirAuthorityAsHost) {
     EXPECT_EQ(forwarded.find("other"), std::string::npos) << forwarded;
     ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
     EXPECT_NE(c.read_until("{}").find("200 OK"), std::string::npos);
+}
+
+// The gateway never forwards Upgrade (hop-by-hop), so a backend's 101 is unsolicited: 502, as
+// HAProxy answers, not a "chunked 101" relayed to the client.
+TEST(Security, AnUnrequested101FromABackendIsA502) {
+    raw_backend backend;
+    auto s = stack_on(backend);
+    connection c(s.port);
+    ASSERT_TRUE(c.write_raw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Content-Length: 2\r\n\r\n{}"));
+    ASSERT_TRUE(backend.read_request());
+    EXPECT_EQ(backend.last_request().find("websocket"), std::string::npos)
+        << backend.last_request();
+    ASSERT_TRUE(backend.send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n"));
+    auto r = c.read_reply();
+    EXPECT_EQ(r.status, 502u) << r.body;
+    EXPECT_EQ(code_of(r), "upstream_protocol_error") << r.body;
+    EXPECT_NE(r.body.find("101"), std::string::npos) << r.body;
 }
 
 TEST(Security, HeadersOnlyTheGatewaySetsComeFromTheGatewayAlone) {
