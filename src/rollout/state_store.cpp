@@ -97,15 +97,8 @@ void for_each_event(const std::string& path, F&& f) {
 }  // namespace
 
 std::uint32_t state_store::model_index(const std::string& model) {
-    if (index_models_.empty()) {
-        index_models_.emplace_back();
-        model_ids_.emplace("", 0);
-    }
-    auto [it, added] = model_ids_.try_emplace(model, static_cast<std::uint32_t>(index_models_.size()));
-    if (added) {
-        index_models_.push_back(model);
-    }
-    return it->second;
+    return model_ids_.try_emplace(model, static_cast<std::uint32_t>(model_ids_.size()))
+        .first->second;
 }
 
 void state_store::index_event(const nlohmann::json& event, bool rotated, std::uint64_t offset,

@@ -95,7 +95,7 @@ private:
     std::map<std::string, nlohmann::json> logged_records() const;
 
     // Where one event's line lies: which file (rotated or current), its offset and length,
-    // and its model (an index into index_models_), so a page is found without reading.
+    // and its model (a number from model_ids_), so a page is found without reading.
     struct indexed_event {
         std::uint64_t id = 0;
         std::uint64_t offset = 0;
@@ -110,9 +110,8 @@ private:
     std::string dir_;
     std::uint64_t max_log_bytes_;
     std::uint64_t last_id_ = 0;
-    std::vector<indexed_event> index_;         // both files, in id order
-    std::vector<std::string> index_models_;    // [0] is "" (an event naming no model)
-    std::map<std::string, std::uint32_t> model_ids_;
+    std::vector<indexed_event> index_;  // both files, in id order
+    std::map<std::string, std::uint32_t> model_ids_;  // "" for events naming no model
     std::function<void(const nlohmann::json&)> listener_;
 };
 
