@@ -66,6 +66,7 @@ int check_config(const std::string& path) {
 
 int main(int argc, char** argv) {
     std::string config_path;
+    bool log_level_given = false;
     std::string port_file;
     std::string admin_port_file;
     long workers = -1;
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
                 return 2;
             }
             stagegate::log::set_level(*l);
+            log_level_given = true;
         } else if (arg == "--help" || arg == "-h") {
             std::cout << usage;
             return 0;
@@ -122,6 +124,9 @@ int main(int argc, char** argv) {
     }
     if (workers >= 0) {
         cfg->workers = static_cast<std::uint32_t>(workers);
+    }
+    if (!log_level_given) {
+        stagegate::log::set_level(*stagegate::log::parse_level(cfg->log.level));  // validated
     }
     if (!admin_port_file.empty() && !cfg->admin_listener.enabled) {
         // An empty or "0" file would read as a port to a script; refusing says what is wrong.

@@ -2,6 +2,7 @@
 #include "stagegate/core/json.hpp"
 
 #include "stagegate/core/http_client.hpp"
+#include "stagegate/core/log.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -962,7 +963,25 @@ result<gateway> parse(std::string_view json_text) {
     object_reader r(root, "", problems);
     if (r.ok()) {
         r.reject_unknown({"listeners", "admin", "metrics", "state", "workers", "limits",
-                          "client_timeouts", "upstream_pool", "models", "notifications"});
+                          "client_timeouts", "upstream_pool", "models", "notifications",
+                          "logging"});
+        r.object("logging", [&](object_reader& l) {
+            l.reject_unknown({"level", "access_log"});
+            l.string("level", cfg.log.level, false);
+            if (!log::parse_level(cfg.log.level)) {
+                l.fail("level", "expected debug, info, warn or error, got \"" + cfg.log.level +
+                                    "\"");
+            }
+            l.object("access_log", [&](object_reader& a) {
+                a.reject_unknown({"path", "format", "sample"});
+                a.string("path", cfg.log.access.path, true);
+                a.string("format", cfg.log.access.format, false);
+                a.real("sample", cfg.log.access.sample, 0.0, 1.0);
+                if (auto bad = access_log_format_problem(cfg.log.access.format)) {
+                    a.fail("format", *bad);
+                }
+            });
+        });
         r.object("notifications", [&](object_reader& n) {
             n.reject_unknown({"webhooks"});
             n.array("webhooks", [&](const json& e, const std::string& p) {
@@ -1159,8 +1178,45 @@ result<rollout> parse_rollout(std::string_view json_text, const std::string& pat
     return spec;
 }
 
+std::optional<std::string> access_log_format_problem(std::string_view format) {
+    if (format == "json") {
+        return std::nullopt;
+    }
+    if (format.empty()) {
+        return "must not be empty: \"json\" or a template of %field%s";
+    }
+    for (std::size_t i = 0; i < format.size(); ++i) {
+        if (format[i] != '%') {
+            continue;
+        }
+        const auto close = format.find('%', i + 1);
+        if (close == std::string_view::npos) {
+            return "a % at offset " + std::to_string(i) + " is not closed: write %field% or %%";
+        }
+        const auto name = format.substr(i + 1, close - i - 1);
+        if (!name.empty() && std::find(access_log_fields.begin(), access_log_fields.end(),
+                                       name) == access_log_fields.end()) {
+            std::string known;
+            for (auto f : access_log_fields) {
+                known += (known.empty() ? "" : ", ") + std::string(f);
+            }
+            return "unknown field %" + std::string(name) + "%; known: " + known;
+        }
+        i = close;
+    }
+    return std::nullopt;
+}
+
 std::vector<problem> check_files(const gateway& cfg) {
     std::vector<problem> problems;
+    if (const auto& path = cfg.log.access.path;
+        !path.empty() && path != "stdout" && path != "stderr") {
+        std::ofstream out(path, std::ios::app);
+        if (!out) {
+            problems.push_back({"/logging/access_log/path",
+                                "cannot open the access log " + path + " for appending"});
+        }
+    }
     auto readable = [&](const std::string& file, const std::string& path, const char* what) {
         std::ifstream in(file, std::ios::binary);
         std::string text;
@@ -1227,6 +1283,10 @@ std::vector<problem> reload_problems(const gateway& running, const gateway& next
             "/state", "the state store");
     changed(running.record_metrics != next.record_metrics, "/metrics", "metrics recording");
     changed(running.workers != next.workers, "/workers", "the worker count");
+    changed(running.log.level != next.log.level || running.log.access.path != next.log.access.path ||
+                running.log.access.format != next.log.access.format ||
+                running.log.access.sample != next.log.access.sample,
+            "/logging", "logging");
     changed(running.limit.max_header_bytes != next.limit.max_header_bytes ||
                 running.limit.max_request_body_bytes != next.limit.max_request_body_bytes ||
                 running.limit.max_connections_per_worker != next.limit.max_connections_per_worker,

@@ -64,6 +64,9 @@ struct exchange_outcome {
         std::uint32_t events = 0;
     };
     std::optional<stream_timing> stream;
+    // For the access log: when the backend's answer head was read, and the body bytes relayed.
+    clock::time_point head_at{};
+    std::uint64_t body_bytes = 0;
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,
@@ -264,6 +267,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     }
     const unsigned status = parser->status();
     out.status = static_cast<http::status>(status);
+    out.head_at = clock::now();
     const bool upstream_keep_alive = parser->keep_alive();
     response_info info;
     info.version = a.version.name;
@@ -358,6 +362,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             // only the total cap runs.
             slot.upstream_expire_at(total_deadline);
             got = buffer.size() - parser->buffer_left();
+            out.body_bytes += got;
             if (a.capture) {
                 a.capture->append(buffer.data(), got);
             }

@@ -1,9 +1,11 @@
 // Private to proxy: the per-request facts every step of handling shares (request id, client
-// HTTP version, keep-alive, HEAD), and the session registration with the worker.
+// HTTP version, keep-alive, HEAD, what the access log will say), and the session registration with the worker.
 // Must not touch: sockets or routes; this is plain data.
 #pragma once
 
 #include "upstream_pool.hpp"
+
+#include "stagegate/proxy/access_log.hpp"
 
 #include <algorithm>
 #include <array>
@@ -53,6 +55,10 @@ struct request_context {
     bool keep_alive = true;
     unsigned client_version = 11;
     bool head = false;
+    // What the access log says of this request: each step fills in what it learns (routing,
+    // the exchange, the gateway's own answers). Views point at the request, the route
+    // snapshot or literals, and are read before handle_request lets go of them.
+    access_entry log;
 };
 
 // Registers a session with its worker for the session's lifetime (drain finds idle ones,

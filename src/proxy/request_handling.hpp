@@ -25,9 +25,11 @@ namespace stagegate::proxy {
 
 // `routed`: the version and stage the request was routed to (empty before routing decided).
 template <class Stream>
-task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
+task<bool> send_error(Stream& stream, worker& w, session_slot& slot, request_context& rc,
                       http::status status, std::string_view code, std::string_view message,
                       routed_to routed = {}) {
+    rc.log.status = static_cast<unsigned>(status);
+    rc.log.code = code;  // a literal (answer_problem::code)
     auto res =
         error_response(status, code, message, rc.id, rc.keep_alive, rc.client_version, routed);
     if (rc.head) {
@@ -42,7 +44,8 @@ task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const reque
 // A JSON answer the gateway gives itself (200), such as OpenAI's model list.
 template <class Stream>
 task<bool> send_local_answer(Stream& stream, worker& w, session_slot& slot,
-                             const request_context& rc, const std::string& json_body) {
+                             request_context& rc, const std::string& json_body) {
+    rc.log.status = 200;
     http::response<http::string_body> res{http::status::ok, rc.client_version};
     res.set(http::field::server, "stagegate");
     res.set(http::field::content_type, "application/json");
@@ -62,7 +65,7 @@ task<bool> send_local_answer(Stream& stream, worker& w, session_slot& slot,
 
 // The same for a problem found before or instead of an exchange.
 template <class Stream>
-task<bool> send_error(Stream& stream, worker& w, session_slot& slot, const request_context& rc,
+task<bool> send_error(Stream& stream, worker& w, session_slot& slot, request_context& rc,
                       const answer_problem& problem, routed_to routed = {}) {
     return send_error(stream, w, slot, rc, problem.status, problem.code, problem.message,
                       routed);
@@ -76,6 +79,48 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
                      clock::time_point started, std::uint32_t unit, bool cut_short = false,
                      const exchange_outcome::stream_timing* stream = nullptr);
 
+// Completes the request's access log entry and hands it to the worker's access log (a no-op
+// when it is off). `method` and `path` are empty when the request's head could not be read.
+inline void log_request(worker& w, request_context& rc, std::string_view method,
+                        std::string_view path, std::uint64_t body_bytes,
+                        std::string_view client_address, clock::time_point started) {
+    if (!w.access_log_on()) {
+        return;
+    }
+    auto& e = rc.log;
+    e.request_id = rc.id;
+    e.client = client_address;
+    e.method = method;
+    e.path = path;
+    e.client_version = rc.client_version;
+    e.bytes_received = body_bytes;
+    e.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started)
+                        .count();
+    w.log_access(e);
+}
+
+// Logs the request handle_request was given when it ends, on every path, while the route
+// snapshot the entry's names point into is still held (declare it after the snapshot).
+class access_line {
+public:
+    access_line(worker& w, request_context& rc, const request_type& req,
+                std::string_view client_address, clock::time_point started)
+        : w_(w), rc_(rc), req_(req), client_(client_address), started_(started) {}
+    ~access_line() {
+        log_request(w_, rc_, std::string_view(req_.method_string()),
+                    std::string_view(req_.target()), req_.body().size(), client_, started_);
+    }
+    access_line(const access_line&) = delete;
+    access_line& operator=(const access_line&) = delete;
+
+private:
+    worker& w_;
+    request_context& rc_;
+    const request_type& req_;
+    std::string_view client_;
+    clock::time_point started_;
+};
+
 // Routes and forwards one fully read request. Returns whether the client connection stays.
 template <class Stream>
 task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_type& req,
@@ -83,6 +128,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
                           const std::string& client_address, bool client_tls,
                           clock::time_point started) {
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
+    const access_line logged(w, rc, req, client_address, started);
     if (!routes) {
         co_return co_await send_error(stream, w, slot, rc, http::status::service_unavailable,
                                       "not_ready", "no routes are loaded yet");
@@ -92,11 +138,18 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         co_return co_await send_local_answer(stream, w, slot, rc, *decision.local_answer);
     }
     if (decision.problem) {
+        if (decision.model) {
+            rc.log.model = decision.model->name;  // a forced version it does not have
+        }
         w.shard().record_unrouted(decision.unrouted);
         co_return co_await send_error(stream, w, slot, rc, *decision.problem);
     }
     const auto& model = *decision.model;
     const auto& version = model.versions[decision.version];
+    rc.log.model = model.name;
+    rc.log.version = version.name;
+    rc.log.stage = model.stage;
+    rc.log.route = decision.route;
     const routed_to routed{version.name, model.stage};  // for the gateway's own error answers
     // A mirror goes out once this request's answer has: whatever becomes of it, the client
     // neither waits for it nor shares its time with it.
@@ -145,6 +198,21 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         }
         if (out.failure) {
             w.shard().record_failure(version.series, *out.failure);
+        }
+        if (w.access_log_on()) {
+            const auto us = [&](clock::time_point t) {
+                return std::chrono::duration_cast<std::chrono::microseconds>(t - started).count();
+            };
+            rc.log.upstream = got->endpoint->authority;
+            rc.log.status = static_cast<unsigned>(out.status);
+            rc.log.bytes_sent = out.body_bytes;
+            rc.log.cut_short = out.cut_short;
+            if (out.head_at != clock::time_point{}) {
+                rc.log.upstream_head_us = us(out.head_at);
+            }
+            if (out.stream) {
+                rc.log.ttft_us = us(out.stream->first_event);
+            }
         }
         bool keep = out.result == exchange_result::done_keep_alive;
         if (out.result == exchange_result::failed_before_response) {

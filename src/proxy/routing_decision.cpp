@@ -129,6 +129,7 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
     if (m.allow_force_version) {
         auto forced = req.find(force_version_header);
         if (forced != req.end()) {
+            d.route = "forced";
             d.version = m.find_version(forced->value());
             if (d.version == routing::no_version) {
                 d.problem = problem(http::status::bad_request, "unknown_version",
@@ -143,9 +144,11 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
         key.empty() ? w.next_random() : routing::sticky_hash(key, m.hash_salt);
     // The point takes the hash's top bits, the unit bucket its low ones.
     d.unit = static_cast<std::uint32_t>(hash);
+    d.route = key.empty() ? "random" : "sticky";
     d.version = routing::pick_version(m, routing::point_from_u64(hash));
     if (d.version != m.stable && w.tripped(m.versions[d.version].series)) {
         d.version = m.stable;
+        d.route = "tripped";
     }
     return d;
 }

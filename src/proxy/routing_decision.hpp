@@ -33,6 +33,10 @@ struct route_decision {
     metrics::unrouted_reason unrouted = metrics::unrouted_reason::bad_request;
     // An OpenAI request routed by its body's model: how its stream, if it streams, must end.
     openai_stream stream_end = openai_stream::none;
+    // How the version was chosen, for the access log: "forced" (X-Stagegate-Force-Version),
+    // "sticky" (the user's key), "random", or "tripped" (the drawn version had failed too often
+    // on this worker: stable instead).
+    std::string_view route;
 };
 
 // A Host value a request may carry (RFC 9112 3.2, RFC 3986 3.2.2): a reg-name, IPv4 or

@@ -130,11 +130,12 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 if (slot.timed_out) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout", "the request was not received in time");
-                    break;
+                } else {
+                    auto why = classify_request_error(ec);
+                    co_await send_error(stream, w, slot, rc, why.status, why.code,
+                                        "cannot read the request: " + ec.message());
                 }
-                auto why = classify_request_error(ec);
-                co_await send_error(stream, w, slot, rc, why.status, why.code,
-                                    "cannot read the request: " + ec.message());
+                log_request(w, rc, {}, {}, 0, client_address, clock::now());
                 break;
             }
         }
@@ -149,10 +150,13 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             rc.id.generate(w);
         }
         rc.keep_alive = parser->keep_alive() && !w.keep_alive_ended();
+        const auto head_read = clock::now();
         if (auto bad = check_head(req)) {
             rc.keep_alive = false;
             w.shard().record_unrouted(metrics::unrouted_reason::bad_request);
             co_await send_error(stream, w, slot, rc, *bad);
+            log_request(w, rc, std::string_view(req.method_string()),
+                        std::string_view(req.target()), 0, client_address, head_read);
             break;
         }
         if (!parser->is_done()) {
@@ -198,11 +202,13 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout",
                                         "the request body was not received in time");
-                    break;
+                } else {
+                    auto why = classify_request_error(ec);
+                    co_await send_error(stream, w, slot, rc, why.status, why.code,
+                                        "cannot read the request body: " + ec.message());
                 }
-                auto why = classify_request_error(ec);
-                co_await send_error(stream, w, slot, rc, why.status, why.code,
-                                    "cannot read the request body: " + ec.message());
+                log_request(w, rc, std::string_view(req.method_string()),
+                            std::string_view(req.target()), 0, client_address, head_read);
                 break;
             }
         }
@@ -234,6 +240,7 @@ task<void> shed(stream_type stream, worker& w) {
     rc.id.generate(w);
     co_await send_error(stream, w, slot, rc, http::status::service_unavailable, "overloaded",
                         "too many connections; retry later");
+    log_request(w, rc, {}, {}, 0, {}, clock::now());
     boost::system::error_code ec;
     stream.shutdown(tcp::socket::shutdown_send, ec);
 }

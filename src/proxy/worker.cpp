@@ -3,6 +3,7 @@
 // deadline ticker. Must not touch: request handling (session.cpp), relaying (exchange) or
 // mirroring (mirror.cpp); it starts sessions and drops queued mirrors, nothing more.
 #include "stagegate/proxy/worker.hpp"
+#include "stagegate/proxy/access_log.hpp"
 
 #include "mirror.hpp"
 #include "session.hpp"
@@ -27,8 +28,17 @@ worker::worker(net::io_context& io, settings s, std::uint32_t index)
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
         word = z ^ (z >> 31);
     }
+    if (settings_.access_log) {
+        access_log_ = &settings_.access_log->buffer(index);
+    }
     pool_->start();
     net::co_spawn(io_.get_executor(), enforce_deadlines(), net::detached);
+}
+
+void worker::log_access(const access_entry& e) {
+    if (access_log_) {
+        access_log_->add(e, static_cast<double>(next_random() >> 11) * 0x1.0p-53);
+    }
 }
 
 worker::~worker() = default;
@@ -130,6 +140,9 @@ task<void> worker::enforce_deadlines() {
     for (;;) {
         timer.expires_after(tick);
         [[maybe_unused]] auto [ec] = co_await timer.async_wait(nothrow_awaitable);
+        if (access_log_) {
+            access_log_->tick();
+        }
         if (draining_ && !sessions_) {
             co_return;
         }

@@ -1,4 +1,5 @@
 #include "stagegate/server/data_plane.hpp"
+#include "stagegate/proxy/access_log.hpp"
 #include "stagegate/core/asio.hpp"
 #include "stagegate/core/log.hpp"
 #include "stagegate/server/descriptors.hpp"
@@ -106,6 +107,7 @@ result<void> data_plane::bind(const config::gateway& cfg) {
         // Nothing half-started may keep accepting connections that no thread will serve.
         workers_.clear();
         ports_.clear();
+        access_log_.reset();
     }
     return bound;
 }
@@ -156,6 +158,15 @@ result<void> data_plane::bind_workers(const config::gateway& cfg) {
     s.client = cfg.client;
     s.pool = cfg.pool;
     s.record_metrics = cfg.record_metrics;
+    if (!cfg.log.access.path.empty()) {
+        std::string problem;
+        access_log_ = std::make_unique<proxy::access_log_writer>(cfg.log.access, n, problem);
+        if (!problem.empty()) {
+            access_log_.reset();
+            return error::make("access_log_failed", problem);
+        }
+        s.access_log = access_log_.get();
+    }
     // A worker reports a tripped rollout candidate; the control thread decides what it means.
     s.on_broken = [this](std::uint32_t series, std::uint32_t count) {
         net::post(control_, [this, series, count] {

@@ -7,11 +7,13 @@
 #include "stagegate/config/vocabulary.hpp"
 #include "stagegate/core/error.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace stagegate::config {
@@ -293,6 +295,29 @@ struct etcd_store {
     millis timeout{2000};                // each etcd call
 };
 
+// The access log's fields, by the names its template and JSON lines use. proxy's formatter
+// indexes them in this order.
+inline constexpr std::array<std::string_view, 19> access_log_fields = {
+    "time",      "request_id", "client",      "method",         "path",
+    "protocol",  "model",      "version",     "stage",          "route",
+    "status",    "code",       "bytes_received", "bytes_sent",  "upstream",
+    "upstream_head_ms", "duration_ms", "ttft_ms", "cut_short"};
+
+// One line per request, off unless `path` is set (nginx's access_log, Envoy's access logs).
+struct access_log {
+    std::string path;             // "stdout", "stderr" or a file, appended to; empty: off
+    std::string format = "json";  // "json": one object per line; else a template of %field%s
+    // Share of requests logged (drawn per request); answers of 500 and more, cut-short answers
+    // and the gateway's own errors are always logged.
+    double sample = 1.0;
+};
+
+// "logging": the process log's level (--log-level overrides it) and the access log.
+struct logging {
+    std::string level = "info";
+    access_log access;
+};
+
 struct gateway {
     std::vector<listener> listeners;
     admin admin_listener;
@@ -305,6 +330,7 @@ struct gateway {
     upstream_pool pool;
     std::vector<model> models;
     std::vector<webhook> webhooks;
+    logging log;
 };
 
 // Parses and validates; on failure the error lists every problem with its JSON path.
@@ -334,6 +360,10 @@ result<rollout> parse_rollout(std::string_view json_text, const std::string& pat
 // The files a config names (admin tokens, webhook secrets) that cannot be read: for
 // --check-config and start. (parse() itself reads nothing but the config.)
 std::vector<problem> check_files(const gateway& cfg);
+
+// What is wrong with an access log format ("json", or text with %field% placeholders from
+// access_log_fields and %% for a percent sign), if anything.
+std::optional<std::string> access_log_format_problem(std::string_view format);
 
 // What a running gateway cannot take from a reloaded config without a restart (listeners,
 // admin, workers, state, metrics, limits, timeouts, pool): one problem per changed section.

@@ -28,11 +28,17 @@ class context;
 
 namespace stagegate::proxy {
 
+class access_log_writer;
+class access_log_buffer;
+struct access_entry;
+
 struct settings {
     config::limits limits;
     config::client_timeouts client;
     config::upstream_pool pool;
     bool record_metrics = true;
+    // Null: no access log. Outlives the worker; worker i writes into its buffer(i).
+    access_log_writer* access_log = nullptr;
     // Called on the worker's thread when a watched version (version_route::trip_after) trips;
     // the callee posts elsewhere.
     std::function<void(std::uint32_t series, std::uint32_t count)> on_broken;
@@ -128,6 +134,9 @@ public:
     std::vector<predictions::served_record>& served() { return served_; }
     void link(session_slot& slot);
     void unlink(session_slot& slot);
+    // One access log line for a request that ended (when the access log is on).
+    void log_access(const access_entry& e);
+    bool access_log_on() const { return access_log_ != nullptr; }
 
 private:
     boost::asio::awaitable<void, boost::asio::io_context::executor_type> enforce_deadlines();
@@ -149,6 +158,7 @@ private:
     std::uint32_t mirrors_in_flight_ = 0;
     std::deque<std::unique_ptr<mirror_job>> mirrors_waiting_;
     std::vector<predictions::served_record> served_;
+    access_log_buffer* access_log_ = nullptr;
 };
 
 }  // namespace stagegate::proxy

@@ -137,6 +137,8 @@ private:
     routing::endpoint_registry registry_;
     mutable std::mutex routes_mutex_;  // control side only
     std::shared_ptr<const routing::route_snapshot> routes_;
+    // Before workers_: destroyed after them, so its last flush sees every line they wrote.
+    std::unique_ptr<proxy::access_log_writer> access_log_;
     std::vector<std::unique_ptr<worker_thread>> workers_;
     std::vector<std::uint16_t> ports_;
     std::vector<std::shared_ptr<boost::asio::ssl::context>> tls_contexts_;

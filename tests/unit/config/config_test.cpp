@@ -501,3 +501,63 @@ TEST(Vocabulary, EveryPhaseAndEventTypeRoundTripsThroughItsName) {
 
 }  // namespace
 }  // namespace stagegate::config
+
+namespace stagegate::config {
+namespace {
+
+std::string with_logging(const std::string& logging) {
+    return R"({"listeners": [{"port": 8080}], "logging": )" + logging + R"(,
+      "models": [{"name": "m", "versions": [{"name": "v1", "endpoints": ["h:1"]}],
+                  "stable": "v1"}]})";
+}
+
+TEST(ConfigLogging, AccessLogOffByDefaultAndReadWhenGiven) {
+    auto plain = parse(minimal);
+    ASSERT_TRUE(plain) << plain.error().describe();
+    EXPECT_EQ(plain->log.access.path, "");
+    EXPECT_EQ(plain->log.level, "info");
+    auto on = parse(with_logging(
+        R"({"level": "debug", "access_log": {"path": "stdout", "format": "%status% %path%", "sample": 0.5}})"));
+    ASSERT_TRUE(on) << on.error().describe();
+    EXPECT_EQ(on->log.level, "debug");
+    EXPECT_EQ(on->log.access.path, "stdout");
+    EXPECT_EQ(on->log.access.format, "%status% %path%");
+    EXPECT_EQ(on->log.access.sample, 0.5);
+}
+
+TEST(ConfigLogging, ProblemsSayWhatIsWrongAndWhere) {
+    auto r = parse(with_logging(
+        R"({"level": "loud", "access_log": {"format": "%status% %latency%", "sample": 2, "rotate": 1}})"));
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(has_problem(r.error(), "/logging/level", "debug, info, warn or error"))
+        << r.error().describe();
+    EXPECT_TRUE(has_problem(r.error(), "/logging/access_log/path", "required"));
+    EXPECT_TRUE(has_problem(r.error(), "/logging/access_log/format", "unknown field %latency%"));
+    EXPECT_TRUE(has_problem(r.error(), "/logging/access_log/format", "duration_ms"));  // the list
+    EXPECT_TRUE(has_problem(r.error(), "/logging/access_log/sample", ""));
+    EXPECT_TRUE(has_problem(r.error(), "/logging/access_log/rotate", "unknown key"));
+    EXPECT_EQ(access_log_format_problem("%status"),
+              "a % at offset 0 is not closed: write %field% or %%");
+    EXPECT_EQ(access_log_format_problem("100%% %status%"), std::nullopt);
+    EXPECT_NE(access_log_format_problem(""), std::nullopt);
+}
+
+TEST(ConfigLogging, ChangingItNeedsARestart) {
+    auto a = parse(minimal);
+    auto b = parse(with_logging(R"({"access_log": {"path": "stdout"}})"));
+    ASSERT_TRUE(a && b);
+    auto problems = reload_problems(*a, *b);
+    EXPECT_TRUE(std::any_of(problems.begin(), problems.end(),
+                            [](const problem& p) { return p.path == "/logging"; }));
+}
+
+TEST(ConfigLogging, CheckFilesNamesAnAccessLogThatCannotBeOpened) {
+    auto cfg = parse(with_logging(R"({"access_log": {"path": "/nonexistent-dir/a.log"}})"));
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    auto problems = check_files(*cfg);
+    ASSERT_EQ(problems.size(), 1u);
+    EXPECT_EQ(problems[0].path, "/logging/access_log/path");
+}
+
+}  // namespace
+}  // namespace stagegate::config
