@@ -130,7 +130,33 @@ void plane::stop() {
     }
 }
 
+namespace {
+
+// One process log line per rollout event, so `kubectl logs` tells what the controller did
+// (the event log and the API hold the whole record): rollbacks, failed checks and stuck
+// stages as warnings, the rest as info.
+void log_event(const nlohmann::json& event) {
+    auto text = [&](const char* key) {
+        auto it = event.find(key);
+        return it != event.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    const std::string type = text("type");
+    const auto parsed = config::parse_event_type(type);
+    const bool bad = parsed && (*parsed == config::event_type::rolled_back ||
+                                *parsed == config::event_type::check_failed ||
+                                *parsed == config::event_type::stuck);
+    log::write(bad ? log::level::warn : log::level::info, "rollout", text("text"),
+               {{"event", type},
+                {"model", text("model")},
+                {"candidate", text("candidate")},
+                {"stage", text("stage")},
+                {"id", event.contains("id") ? event["id"].dump() : std::string()}});
+}
+
+}  // namespace
+
 void plane::notify_event(const nlohmann::json& event) {
+    log_event(event);
     for (const auto& listener : event_listeners_) {
         listener(event);
     }
@@ -183,6 +209,7 @@ void plane::start_cluster(std::string admin_url) {
         }
     };
     cb.event = [this](const nlohmann::json& event) {  // the leader's: webhooks, once
+        log_event(event);
         for (const auto& listener : event_listeners_) {
             listener(event);
         }

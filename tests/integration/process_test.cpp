@@ -220,6 +220,7 @@ TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
     ASSERT_TRUE(p1 && p2);
     std::ofstream(dir + "/gw.json") << R"({"listeners": [{"address": "127.0.0.1", "port": 0}],
       "admin": {"port": 0}, "workers": 2, "state": {"dir": ")" << dir << R"(/state"},
+      "logging": {"access_log": {"path": ")" << dir << R"(/access.log", "format": "%status% %version% %stage%"}},
       "models": [{"name": "m", "stable": "v1",
         "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" << p1 << R"("]},
                      {"name": "v2", "endpoints": ["127.0.0.1:)" << p2 << R"("]}],
@@ -230,7 +231,8 @@ TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
     // (Two mock processes on a loaded machine differ in latency for real; this test is about
     // resuming after SIGKILL, so the latency test is off and only errors are judged.)
     auto start_gateway = [&](const std::string& port_file) {
-        pid_t pid = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file", port_file});
+        pid_t pid = spawn({bin("stagegate"), "--config", dir + "/gw.json", "--port-file", port_file},
+                          port_file + ".log");
         return std::make_pair(pid, read_port_file(port_file));
     };
     const auto started = start_gateway(dir + "/gw1.port");
@@ -250,6 +252,24 @@ TEST(Process, KilledMidRolloutComesBackAtTheSameStage) {
                return std::string((std::istreambuf_iterator<char>(in)),
                                   std::istreambuf_iterator<char>());
            }();
+    // The promotion is one line of the process log (what kubectl logs shows), and every
+    // request one line of the access log, written while the process runs.
+    auto file_text = [](const std::string& path) {
+        std::ifstream in(path);
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    std::string process_log;
+    EXPECT_TRUE(wait_until([&] {
+        process_log = file_text(dir + "/gw1.port.log");
+        return process_log.find("event=promoted model=m candidate=v2 stage=canary-25") !=
+               std::string::npos;
+    })) << process_log;
+    std::string access;
+    EXPECT_TRUE(wait_until([&] {
+        access = file_text(dir + "/access.log");
+        return access.find("200 v2 canary-10\n") != std::string::npos &&
+               access.find(" canary-25\n") != std::string::npos;
+    })) << access;
     ::kill(gw, SIGKILL);
     EXPECT_EQ(wait_exit(gw), 128 + SIGKILL);
 
