@@ -9,6 +9,8 @@
 #                           the candidate (shadow traffic) and comparing the answers
 #   gateway-canary-nopeek:  the canary without the liveness peek before reusing a pooled
 #                           upstream connection (upstream_pool.check_idle: false; its cost)
+#   gateway-canary-accesslog: the canary with a JSON access log line per request, written to a
+#                           file in the run directory (its cost)
 set -eu
 bin="${STAGEGATE_BIN:?STAGEGATE_BIN must point to the stagegate binary}"
 cfg="$GATEWAY_RUNDIR/stagegate.json"
@@ -29,6 +31,10 @@ predictions=
 if [ "$GATEWAY_SCENARIO" = gateway-canary-predict ] || [ "$GATEWAY_SCENARIO" = gateway-canary-mirror ]; then
   predictions='"predictions": {"label": "/prediction", "value": "/prediction"},'
 fi
+logging=
+if [ "$GATEWAY_SCENARIO" = gateway-canary-accesslog ]; then
+  logging="\"logging\": {\"access_log\": {\"path\": \"$GATEWAY_RUNDIR/access.log\"}},"
+fi
 rollout=
 if [ "$GATEWAY_SCENARIO" = gateway-canary-mirror ]; then
   # Never promoted during a run: the stage bakes for an hour.
@@ -47,7 +53,7 @@ cat >"$cfg" <<CFG
   "limits": {"max_connections_per_worker": 16000},
   "client_timeouts": {"idle_ms": 75000},
   "upstream_pool": {"max_idle_per_endpoint": 1024, "idle_timeout_ms": 75000, "check_idle": $check_idle},
-  "state": {"dir": "$GATEWAY_RUNDIR/state"},
+  "state": {"dir": "$GATEWAY_RUNDIR/state"}, $logging
   "models": [{"name": "m", "stable": "v1", $predictions "versions": [$versions], "traffic": $traffic $rollout}]
 }
 CFG
