@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, then runs the demo: stagegate (config/demo.json) on
-# :8080 in front of two stagegate-mockmodel processes playing v1 (stable, :9001) and v2
-# (the candidate of a rollout, :9002, starting at 5 %). Ctrl-C stops everything.
+# :8080 in front of three stagegate-mockmodel processes playing v1 (stable, :9001), v2 (a
+# good candidate, as fast and as right as v1: its rollout starts at 5 %) and v3 (a bad build:
+# 5 % errors and twice as slow, for the second act). The script sends traffic itself (about
+# 200 requests a second from 500 sticky users), so v2 is seen promoted stage by stage within a
+# few minutes. Ctrl-C stops everything.
 # Rollout state lives in demo-state/ (delete it to start the rollout over).
 # --with-prometheus also runs Debian's Prometheus on 127.0.0.1:9090 with deploy/prometheus/
 # (scrape config, recording and alerting rules) scraping the demo gateway.
@@ -21,7 +24,10 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 "$bin/stagegate-mockmodel" --version v1 --listen 127.0.0.1:9001 --latency-ms 2 --jitter-ms 1 &
 pids+=($!)
-"$bin/stagegate-mockmodel" --version v2 --listen 127.0.0.1:9002 --latency-ms 3 --jitter-ms 1 --bias 0.02 &
+"$bin/stagegate-mockmodel" --version v2 --listen 127.0.0.1:9002 --latency-ms 2 --jitter-ms 1 --bias 0.02 &
+pids+=($!)
+"$bin/stagegate-mockmodel" --version v3 --listen 127.0.0.1:9003 --latency-ms 4 --jitter-ms 2 \
+  --error-rate 0.05 --error-status 503 &
 pids+=($!)
 "$bin/stagegate" --config config/demo.json &
 gw=$!
@@ -37,10 +43,24 @@ for _ in $(seq 100); do
   curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}' && break
   sleep 0.1
 done
+# Traffic: batches of 50 requests over one keep-alive connection, each batch from one of 500
+# users (sticky: a user keeps their version), about 200 requests a second.
+traffic() {
+  local urls=()
+  for _ in $(seq 50); do urls+=(http://127.0.0.1:8080/v1/models/demo:predict); done
+  while :; do
+    curl -s -o /dev/null -X POST -H "X-User-Id: user-$((RANDOM % 500))" \
+      -d '{"instances":[[1,2]]}' "${urls[@]}" >/dev/null 2>&1 || sleep 1
+    sleep 0.2
+  done
+}
+traffic &
+pids+=($!)
 cat <<'MSG'
 
 stagegate demo is up: model "demo", stable v1, rollout of v2 in progress (5 % -> 25 % -> 50 %
--> stable; each stage needs 20 s and enough candidate requests, and passing gates).
+-> stable; each stage needs 20 s, enough candidate requests, and passing gates). This script
+sends about 200 requests a second, so v2 becomes stable within a few minutes: watch it.
   curl -i -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-User-Id: alice' -d '{"instances":[[1,2]]}'
   curl -i -X POST localhost:8080/v1/models/demo:predict -H 'X-Stagegate-Force-Version: v2' -d '{"instances":[[1,2]]}'
@@ -50,7 +70,9 @@ Steer it:   build/stagegatectl pause demo --reason "look first"; build/stagegate
 History:    build/stagegatectl events demo --follow
 Metrics:    curl -s localhost:9901/api/v1/models/demo/metrics    (Prometheus: :9901/metrics)
 Feedback:   curl -s -X POST localhost:9901/api/v1/feedback -d '{"request_id":"<X-Request-Id of an answer>","label":0.8}'
-Drive it:   for i in $(seq 3000); do curl -s -o /dev/null -X POST localhost:8080/v1/models/demo:predict -d '{"instances":[[1,2]]}'; done
+Act two:    once v2 is stable, roll out the bad v3 and watch the gates roll it back, with why:
+            build/stagegatectl start demo -f config/demo-bad-rollout.json
+            build/stagegatectl status demo --watch;  build/stagegatectl events demo
 Versions that answered 200 sample requests:
 MSG
 for _ in $(seq 200); do

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include <algorithm>
@@ -216,6 +218,12 @@ TEST(ConfigParse, DemoConfigIsValid) {
     ASSERT_TRUE(cfg->models[0].rollout_spec);
     EXPECT_EQ(cfg->models[0].rollout_spec->candidate, "v2");
     EXPECT_EQ(cfg->models[0].rollout_spec->stages[0].weight, 500u);
+    // The demo's second act: the bad v3's rollout, started once v2 is stable.
+    std::ifstream in(std::string(STAGEGATE_SOURCE_DIR) + "/config/demo-bad-rollout.json");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto bad = parse_rollout(text, "");
+    ASSERT_TRUE(bad) << bad.error().describe();
+    EXPECT_TRUE(validate_rollout(*bad, {"v1", "v2", "v3"}, "v2", "").empty());
 }
 
 TEST(ConfigParse, UnknownKeysAreErrorsWithTheirPath) {
