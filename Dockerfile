@@ -1,8 +1,14 @@
-# Multi-stage build on Debian bookworm, same build commands as README.md.
+# Multi-stage build on Debian bookworm, same build commands as README.md, tests off.
+# docker build -t stagegate:latest .   (.dockerignore keeps the host's build trees out)
 FROM debian:bookworm AS build
 WORKDIR /src
+# Only what building the binaries takes (install-deps.sh --build: no promtool, etcd, GoogleTest
+# or Node.js, which only the test suite uses), installed before the sources are copied so that
+# a source change reuses this layer.
+COPY scripts/install-deps.sh scripts/
+RUN ./scripts/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN apt-get update && ./scripts/install-deps.sh && ./scripts/build.sh -DSTAGEGATE_TESTS=OFF
+RUN ./scripts/build.sh -DSTAGEGATE_TESTS=OFF
 
 # The runtime packages are what scripts/runtime-packages.sh derives from ldd of the binaries;
 # tests/deploy/check_dockerfile.sh fails the test suite when this list misses one.

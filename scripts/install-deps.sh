@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages stagegate needs to build, test and benchmark, skipping any
 # already present. Never pulls Debian's default Boost 1.74 dev packages (they conflict).
+# usage: install-deps.sh [--build | --bench | --fuzz] [--list]
+#   --build  only what building the binaries with the tests off takes (the Dockerfile's build
+#            stage): no promtool, etcd, GoogleTest or Node.js
+#   --list   print the packages instead of installing them
 set -euo pipefail
-packages=(g++ cmake make pkg-config libboost1.81-all-dev nlohmann-json3-dev libssl-dev
-          libgtest-dev libgmock-dev prometheus-cpp-dev curl openssl prometheus python3-yaml
-          etcd-server)
-case "${1:-}" in
-  --bench) packages+=(wrk nginx-light haproxy) ;;
-  --fuzz) packages+=(clang) ;;  # clang 14 with libFuzzer, for tests/fuzz
-esac
+# Building: Boost's headers (Asio, Beast, System) are all the gateway uses of Boost.
+build_packages=(g++ cmake make libboost1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev)
+# Testing, benchmarking and development on top of that.
+packages=("${build_packages[@]}" pkg-config libboost1.81-all-dev libgtest-dev libgmock-dev curl
+          openssl prometheus python3-yaml etcd-server)
+build_only=false
+list=false
+for arg in "$@"; do
+  case "$arg" in
+    --build) build_only=true; packages=("${build_packages[@]}") ;;
+    --bench) packages+=(wrk nginx-light haproxy) ;;
+    --fuzz) packages+=(clang) ;;  # clang 14 with libFuzzer, for tests/fuzz
+    --list) list=true ;;
+    *) echo "usage: $0 [--build | --bench | --fuzz] [--list]" >&2; exit 2 ;;
+  esac
+done
 # Node.js and npm drive the real clients in tests/clients (the openai SDK); the machine's own
 # are used when present, else Debian's.
-command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+if ! $build_only; then
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+fi
+if $list; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,7 +45,7 @@ install_clients() {
   fi
 }
 if ((${#missing[@]} == 0)); then
-  install_clients
+  $build_only || install_clients
   exit 0
 fi
 echo "installing: ${missing[*]}"
@@ -42,4 +61,4 @@ if [[ ! -e $policy ]]; then
   trap '$sudo rm -f $policy' EXIT
 fi
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-install_clients
+$build_only || install_clients

@@ -51,8 +51,8 @@ int check_config(const std::string& path) {
         return 1;
     }
     if (auto missing = stagegate::config::check_files(*cfg); !missing.empty()) {
-        stagegate::error e{"unreadable_file", std::to_string(missing.size()) +
-                                                  " file(s) the config names cannot be read",
+        stagegate::error e{"bad_file", std::to_string(missing.size()) +
+                                           " problem(s) with the files the config names",
                            std::move(missing)};
         std::cerr << path << ": " << e.describe() << "\n";
         return 1;

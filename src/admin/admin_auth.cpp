@@ -1,10 +1,11 @@
 #include "admin_auth.hpp"
 
+#include "stagegate/config/admin_tokens.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#include <fstream>
-#include <sstream>
+#include <cctype>
 
 namespace stagegate::admin {
 
@@ -34,24 +35,22 @@ bool iequals(std::string_view a, std::string_view b) {
 result<token_table> token_table::load(const std::vector<config::admin_token>& tokens) {
     token_table table;
     for (const auto& t : tokens) {
-        std::ifstream in(t.file, std::ios::binary);
-        if (!in) {
-            return error::make("token_unreadable", "cannot read the token file of admin token \"" +
-                                                       t.name + "\": " + t.file);
+        const auto token = config::read_admin_token(t.file);
+        const auto problem = config::admin_token_problem("admin token \"" + t.name + "\"",
+                                                         t.file, token);
+        if (!token) {
+            return error::make("token_unreadable", problem);
         }
-        std::stringstream text;
-        text << in.rdbuf();
-        std::string token = text.str();
-        while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
-            token.pop_back();
-        }
-        if (token.size() < 16 || token.find_first_of(" \t\r\n") != std::string::npos) {
-            return error::make("token_too_weak",
-                               "the token file of admin token \"" + t.name + "\" (" + t.file +
-                                   ") must hold one token of at least 16 characters, no spaces");
+        switch (config::judge_admin_token(*token)) {
+        case config::token_verdict::ok:
+            break;
+        case config::token_verdict::too_weak:
+            return error::make("token_too_weak", problem);
+        case config::token_verdict::placeholder:
+            return error::make("token_placeholder", problem);
         }
         table.entries_.push_back(
-            {digest_of(token), principal{t.name, t.role == config::admin_role::operator_}});
+            {digest_of(*token), principal{t.name, t.role == config::admin_role::operator_}});
     }
     return table;
 }

@@ -22,7 +22,7 @@ struct principal {
 class token_table {
 public:
     // Reads every token file; fails naming the file (never the token) when one is missing,
-    // empty or shorter than 16 characters.
+    // empty, shorter than 16 characters or a placeholder (config/admin_tokens.hpp).
     static result<token_table> load(const std::vector<config::admin_token>& tokens);
 
     // No tokens configured: every caller is the anonymous operator (loopback only; config

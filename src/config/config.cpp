@@ -1,4 +1,5 @@
 #include "stagegate/config/config.hpp"
+#include "stagegate/config/admin_tokens.hpp"
 #include "stagegate/core/json.hpp"
 
 #include "stagegate/core/http_client.hpp"
@@ -1225,8 +1226,12 @@ std::vector<problem> check_files(const gateway& cfg) {
         }
     };
     for (std::size_t i = 0; i < cfg.admin_listener.tokens.size(); ++i) {
-        readable(cfg.admin_listener.tokens[i].file, "/admin/tokens/" + std::to_string(i) + "/file",
-                 "token");
+        const auto& t = cfg.admin_listener.tokens[i];
+        auto why = admin_token_problem("admin token \"" + t.name + "\"", t.file,
+                                       read_admin_token(t.file));
+        if (!why.empty()) {
+            problems.push_back({"/admin/tokens/" + std::to_string(i) + "/file", std::move(why)});
+        }
     }
     for (std::size_t i = 0; i < cfg.webhooks.size(); ++i) {
         if (!cfg.webhooks[i].secret_file.empty()) {

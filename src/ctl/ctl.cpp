@@ -56,6 +56,7 @@ constexpr const char* usage_text =
     "  --timeout SECONDS  per request (default 10)\n"
     "  --reason TEXT      recorded with a change in the event log\n"
     "  -o json            print the server's JSON instead of tables\n"
+    "  (an option's value may also follow it after '=': --server=URL, --timeout=5)\n"
     "\n"
     "exit codes: 0 ok, 1 refused by the server, 2 usage, 3 cannot connect\n";
 
@@ -106,8 +107,21 @@ options parse_args(const std::vector<std::string>& args) {
         o.server = "http://127.0.0.1:9901";
     }
     for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        auto value = [&]() -> const std::string& {
+        // GNU style: "--server=URL" is "--server URL".
+        std::string a = args[i];
+        std::optional<std::string> attached;
+        if (a.rfind("--", 0) == 0) {
+            if (auto eq = a.find('='); eq != std::string::npos) {
+                attached = a.substr(eq + 1);
+                a.resize(eq);
+            }
+        }
+        bool took_value = false;
+        auto value = [&]() -> std::string {
+            took_value = true;
+            if (attached) {
+                return *attached;
+            }
             if (i + 1 >= args.size()) {
                 throw usage_error{a + " needs a value"};
             }
@@ -153,6 +167,9 @@ options parse_args(const std::vector<std::string>& args) {
             o.command = a;
         } else {
             o.positional.push_back(a);
+        }
+        if (attached && !took_value) {
+            throw usage_error{a + " takes no value"};
         }
     }
     return o;
@@ -274,6 +291,7 @@ private:
         if (o_.positional.size() != 1 + extra) {
             throw usage_error{o_.command + ": expects MODEL" + (extra ? " and a value" : "")};
         }
+        model_ = o_.positional[0];
         return o_.positional[0];
     }
 
@@ -303,11 +321,41 @@ private:
         return j;
     }
 
+    // The server says "no rollout" for a model it does not know either: ask which it is.
+    bool model_is_unknown() {
+        if (model_.empty()) {
+            return false;
+        }
+        auto r = exchange("GET", "/api/v1/models/" + percent_encode(model_), {});
+        if (!r || r->status != 404) {
+            return false;
+        }
+        const auto j = parse_json(r->body);
+        return j.is_object() && j.contains("error") && j["error"].is_object() &&
+               str(j["error"], "code") == "unknown_model";
+    }
+
     void report_refusal(unsigned status, const json& j, const std::string& raw) {
         if (j.is_object() && j.contains("error") && j["error"].is_object()) {
             const auto& e = j["error"];
-            err_ << "stagegatectl: " << str(e, "message") << " (" << status << " "
-                 << str(e, "code") << ")\n";
+            const std::string code = str(e, "code");
+            if ((code == "unknown_model" && !model_.empty()) ||
+                (code == "unknown_rollout" && model_is_unknown())) {
+                err_ << "stagegatectl: unknown model \"" << model_ << "\" (" << status
+                     << " unknown_model); `stagegatectl models` lists the models\n";
+                return;
+            }
+            if (code == "missing_token" && o_.token_file.empty()) {
+                err_ << "stagegatectl: the admin API needs a token: pass --token-file FILE (or "
+                        "set STAGEGATE_TOKEN_FILE) (" << status << " " << code << ")\n";
+                return;
+            }
+            err_ << "stagegatectl: " << str(e, "message") << " (" << status << " " << code
+                 << ")\n";
+            if (code == "invalid_token" && !o_.token_file.empty()) {
+                err_ << "stagegatectl: the token in " << o_.token_file
+                     << " (--token-file) is not one the gateway knows\n";
+            }
             if (j.value("applied", false)) {
                 err_ << "stagegatectl: the command took effect, but is not durable yet: the "
                         "gateway keeps trying to record it\n";
@@ -729,6 +777,7 @@ private:
     std::ostream& out_;
     std::ostream& err_;
     http_call base_;
+    std::string model_;  // the command's MODEL, once read
 };
 
 }  // namespace

@@ -35,12 +35,17 @@ std::string escaped_help(const std::string& help) {
 }  // namespace
 
 family& family::add(label_set labels, double value) {
-    samples_.push_back({std::move(labels), value, {}});
+    samples_.push_back({std::move(labels), value, {}, {}});
     return *this;
 }
 
 family& family::add(label_set labels, histogram_value value) {
-    samples_.push_back({std::move(labels), 0, std::move(value)});
+    samples_.push_back({std::move(labels), 0, std::move(value), {}});
+    return *this;
+}
+
+family& family::add(label_set labels, summary_value value) {
+    samples_.push_back({std::move(labels), 0, {}, std::move(value)});
     return *this;
 }
 
@@ -68,6 +73,10 @@ family& text_writer::histogram(std::string name, std::string help) {
     return families_.emplace_back(std::move(name), std::move(help), metric_type::histogram);
 }
 
+family& text_writer::summary(std::string name, std::string help) {
+    return families_.emplace_back(std::move(name), std::move(help), metric_type::summary);
+}
+
 void text_writer::single(std::string name, std::string help, metric_type type, double value) {
     families_.emplace_back(std::move(name), std::move(help), type).add({}, value);
 }
@@ -79,9 +88,20 @@ std::string text_writer::text() const {
         prometheus::MetricFamily pf;
         pf.name = f.name();
         pf.help = escaped_help(f.help());
-        pf.type = f.type() == metric_type::counter ? prometheus::MetricType::Counter
-                  : f.type() == metric_type::gauge ? prometheus::MetricType::Gauge
-                                                   : prometheus::MetricType::Histogram;
+        switch (f.type()) {
+        case metric_type::counter:
+            pf.type = prometheus::MetricType::Counter;
+            break;
+        case metric_type::gauge:
+            pf.type = prometheus::MetricType::Gauge;
+            break;
+        case metric_type::histogram:
+            pf.type = prometheus::MetricType::Histogram;
+            break;
+        case metric_type::summary:
+            pf.type = prometheus::MetricType::Summary;
+            break;
+        }
         for (const auto& s : f.samples()) {
             prometheus::ClientMetric m;
             for (const auto& [name, value] : s.labels) {
@@ -99,6 +119,13 @@ std::string text_writer::text() const {
                 m.histogram.sample_sum = s.histogram.sum;
                 for (const auto& [bound, count] : s.histogram.buckets) {
                     m.histogram.bucket.push_back({count, bound});
+                }
+                break;
+            case metric_type::summary:
+                m.summary.sample_count = s.summary.count;
+                m.summary.sample_sum = s.summary.sum;
+                for (const auto& [q, value] : s.summary.quantiles) {
+                    m.summary.quantile.push_back({q, value});
                 }
                 break;
             }

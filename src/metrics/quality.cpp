@@ -7,6 +7,8 @@ namespace stagegate::metrics {
 
 void diff_histogram::record(double difference) {
     difference = std::fabs(difference);
+    constexpr double top = 1e9;  // lowest * 10^decades
+    sum_ += difference <= top ? difference : top;  // NaN compares false: top
     std::size_t bucket = 0;
     if (difference >= lowest) {
         const double position = std::log10(difference / lowest) * per_decade;
@@ -24,11 +26,13 @@ void diff_histogram::merge(const diff_histogram& other) {
         counts_[i] += other.counts_[i];
     }
     count_ += other.count_;
+    sum_ += other.sum_;
 }
 
 void diff_histogram::clear() {
     counts_.fill(0);
     count_ = 0;
+    sum_ = 0;
 }
 
 double diff_histogram::quantile(double q) const {

@@ -81,6 +81,8 @@ json to_wire(const series_counts& c) {
                               [&](std::size_t i) { return p.abs_diff.bucket(i); })},
           {"rel_diff", sparse(diff_histogram::bucket_count,
                               [&](std::size_t i) { return p.rel_diff.bucket(i); })},
+          {"abs_diff_sum", p.abs_diff.sum()},
+          {"rel_diff_sum", p.rel_diff.sum()},
           {"mirrors_dropped", p.mirrors_dropped},
           {"feedback", p.feedback},
           {"correct", p.correct},
@@ -155,6 +157,14 @@ bool add_from_wire(const json& wire, series_counts& into) {
                          [&](std::size_t i, std::uint64_t n) {
                              c.success_latency.restore(i, n, 0);
                          });
+    }
+    // Nor the sums of prediction differences.
+    if (p.contains("abs_diff_sum")) {
+        double abs_sum = 0;
+        double rel_sum = 0;
+        ok = ok && real(p, "abs_diff_sum", abs_sum) && real(p, "rel_diff_sum", rel_sum);
+        q.abs_diff.restore(0, 0, abs_sum);
+        q.rel_diff.restore(0, 0, rel_sum);
     }
     // Nor stream timings.
     std::uint64_t ttft_sum = 0;

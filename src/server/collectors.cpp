@@ -102,9 +102,10 @@ void write_prediction_series(metrics::text_writer& out, const metrics::store& st
     auto& agreement = out.gauge("stagegate_prediction_agreement_ratio",
                                 "Top-1 agreement of mirrored answers with stable's, since the "
                                 "stage began.");
-    auto& diff = out.gauge("stagegate_prediction_diff",
-                           "Quantiles of |candidate - stable| (kind=abs) and of that relative to "
-                           "stable (kind=rel) over mirrored answers, since the stage began.");
+    // A summary: quantiles of one observation per mirrored answer, with their count and sum.
+    auto& diff = out.summary("stagegate_prediction_diff",
+                             "Quantiles of |candidate - stable| (kind=abs) and of that relative "
+                             "to stable (kind=rel) over mirrored answers, since the stage began.");
     auto& accuracy = out.gauge("stagegate_accuracy_ratio",
                                "Share of joined labels equal to the predicted label, since the "
                                "stage began.");
@@ -144,11 +145,12 @@ void write_prediction_series(metrics::text_writer& out, const metrics::store& st
                                       static_cast<double>(q.compared_labels));
         }
         if (q.abs_diff.count() > 0) {
-            for (double quantile : {0.5, 0.9, 0.99}) {
-                for (auto [kind, h] : {std::pair{"abs", &q.abs_diff}, {"rel", &q.rel_diff}}) {
-                    diff.add(with({{"kind", kind}, {"quantile", std::to_string(quantile)}}),
-                             h->quantile(quantile));
+            for (auto [kind, h] : {std::pair{"abs", &q.abs_diff}, {"rel", &q.rel_diff}}) {
+                metrics::summary_value v{h->count(), h->sum(), {}};
+                for (double quantile : {0.5, 0.9, 0.99}) {
+                    v.quantiles.emplace_back(quantile, h->quantile(quantile));
                 }
+                diff.add(with({{"kind", kind}}), std::move(v));
             }
         }
         if (q.feedback > 0) {

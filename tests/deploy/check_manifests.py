@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Every YAML file under deploy/ parses, every Kubernetes manifest carries the keys Kubernetes
 requires for its kind, the pieces refer to each other correctly (selectors, named ports,
-volumes, the kustomization's files), and the ConfigMap's config passes stagegate --check-config.
+volumes, the kustomization's files), the ConfigMap's config passes stagegate --check-config,
+and the Secret's shipped placeholder tokens do not (the gateway refuses to start with them).
+The Prometheus Operator's kinds are an optional component (components/monitoring), off in the
+base, whose PrometheusRule holds the same rules as deploy/prometheus/. Where kubectl is
+installed, `kubectl kustomize` builds the base without them and with the component.
 
 usage: check_manifests.py SOURCE_DIR STAGEGATE_BINARY
 """
 import json
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,13 +42,21 @@ for path in sorted((src / "deploy").rglob("*.y*ml")):
         problems.append(f"{path}: does not parse: {e}")
 
 k8s = src / "deploy" / "kubernetes"
+components = k8s / "components"
+operator_kinds = {"ServiceMonitor", "PrometheusRule"}
 docs = []
-for path in sorted(k8s.glob("*.yaml")):
+base_kinds = set()
+for path in sorted(k8s.glob("*.yaml")) + sorted(components.glob("*/*.yaml")):
     if path.name == "kustomization.yaml":
         continue
     for doc in yaml.safe_load_all(path.read_text()):
         if doc:
-            docs.append((path.name, doc))
+            docs.append((str(path.relative_to(k8s)), doc))
+            if path.parent == k8s:
+                base_kinds.add(doc.get("kind"))
+for kind in sorted(base_kinds & operator_kinds):
+    problems.append(f"the base holds a {kind}: Prometheus Operator kinds belong in "
+                    "components/monitoring (apply -k fails on clusters without the CRDs)")
 
 required = {
     "Namespace": [],
@@ -54,6 +68,7 @@ required = {
     "Service": ["spec.selector", "spec.ports"],
     "PodDisruptionBudget": ["spec.selector.matchLabels"],
     "ServiceMonitor": ["spec.selector.matchLabels", "spec.endpoints"],
+    "PrometheusRule": ["spec.groups"],
 }
 by_kind = {}
 for name, doc in docs:
@@ -134,6 +149,16 @@ if deployment:
             for e in sm["spec"]["endpoints"]:
                 if e.get("port") not in names:
                     problems.append(f"ServiceMonitor: port {e.get('port')} not on the Service")
+            # The alerts name the job (up{job="stagegate"}); the operator's job label is the
+            # Service's name unless jobLabel names a label of the Service.
+            alerts = (src / "deploy" / "prometheus" / "stagegate-alerts.yml").read_text()
+            jobs = set(re.findall(r'job="([^"]+)"', alerts))
+            label = sm["spec"].get("jobLabel")
+            job = targets[0]["metadata"].get("labels", {}).get(label) if label else \
+                targets[0]["metadata"]["name"]
+            if jobs and jobs != {job}:
+                problems.append(f"ServiceMonitor: scrapes as job {job!r}, the alerts expect "
+                                f"{sorted(jobs)}")
 
     # The config the pod runs must be valid and point where the volumes are mounted.
     for cm in by_kind.get("ConfigMap", []):
@@ -153,6 +178,21 @@ if deployment:
             if r.returncode != 0:
                 problems.append(f"ConfigMap {key}: {r.stdout}{r.stderr}")
                 continue
+            # As shipped, with the Secret's own values: refused, naming each placeholder.
+            shipped = {}
+            for sec in by_kind.get("Secret", []):
+                shipped.update(sec.get("stringData") or {})
+            for token in checked.get("admin", {}).get("tokens", []):
+                name = pathlib.PurePath(token["file"]).name
+                if name in shipped:
+                    pathlib.Path(token["file"]).write_text(shipped[name] + "\n")
+            with open(f.name, "w") as again:
+                json.dump(checked, again)
+            r = subprocess.run([stagegate, "--check-config", f.name], capture_output=True, text=True)
+            refused = r.stdout + r.stderr
+            if r.returncode != 1 or refused.count("holds a placeholder") != len(shipped):
+                problems.append(f"ConfigMap {key} with the Secret's shipped tokens: --check-config "
+                                f"must refuse each placeholder (exit {r.returncode}):\n{refused}")
             cfg = json.loads(text)
             if cfg.get("state", {}).get("dir") != mounts.get("state"):
                 problems.append(f"ConfigMap {key}: state.dir is not the state volume's mountPath")
@@ -171,15 +211,76 @@ if deployment:
                     [pathlib.PurePath(a) for a in container.get("args", [])]:
                 problems.append(f"Deployment: args ({args}) do not run the ConfigMap's {key}")
 
-kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
-listed = set(kustomization.get("resources", []))
-on_disk = {p.name for p in k8s.glob("*.yaml")} - {"kustomization.yaml"}
-for missing in sorted(listed - on_disk):
-    problems.append(f"kustomization: lists {missing}, which does not exist")
-for unlisted in sorted(on_disk - listed):
-    problems.append(f"kustomization: does not list {unlisted}")
+
+def check_listing(directory, where):
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    listed = set(kustomization.get("resources", []))
+    on_disk = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"}
+    for missing in sorted(listed - on_disk):
+        problems.append(f"{where}: lists {missing}, which does not exist")
+    for unlisted in sorted(on_disk - listed):
+        problems.append(f"{where}: does not list {unlisted}")
+    return kustomization
+
+
+base = check_listing(k8s, "kustomization")
+if base.get("components"):
+    problems.append("kustomization: components are optional, off in the base (a cluster without "
+                    "the Prometheus Operator's CRDs refuses their kinds)")
+monitoring = components / "monitoring"
+component = check_listing(monitoring, "components/monitoring/kustomization")
+if component.get("kind") != "Component" or \
+        component.get("apiVersion") != "kustomize.config.k8s.io/v1alpha1":
+    problems.append("components/monitoring: must be a kustomize Component "
+                    "(kustomize.config.k8s.io/v1alpha1)")
+if "#   - components/monitoring" not in (k8s / "kustomization.yaml").read_text():
+    problems.append("kustomization: the commented line that turns components/monitoring on "
+                    "is missing")
+# The PrometheusRule holds exactly the rule files' groups (scripts/gen-prometheusrule.py).
+groups = []
+for name in ("stagegate-rules.yml", "stagegate-alerts.yml"):
+    groups += yaml.safe_load((src / "deploy" / "prometheus" / name).read_text())["groups"]
+rules = by_kind.get("PrometheusRule", [])
+if len(rules) != 1 or rules[0]["spec"]["groups"] != groups:
+    problems.append("components/monitoring/prometheusrule.yaml differs from "
+                    "deploy/prometheus/stagegate-{rules,alerts}.yml: run "
+                    "scripts/gen-prometheusrule.py")
+
+# What kustomize itself builds, where kubectl (with kustomize v4 or later) is installed.
+built = "kubectl not installed: kustomize builds not checked"
+kubectl = shutil.which("kubectl")
+if kubectl:
+    # Components need kustomize v3.7; kubectl embeds v4 from 1.21 and names it from 1.24 on.
+    v = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True).stdout
+    m = re.search(r"Kustomize Version: v(\d+)", v)
+    if not m or int(m.group(1)) < 4:
+        kubectl = None
+        built = "kubectl without kustomize v4 or later: kustomize builds not checked"
+if kubectl:
+    def kinds_built(directory):
+        r = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
+        if r.returncode != 0:
+            problems.append(f"kubectl kustomize {directory}: {r.stderr.strip()}")
+            return set()
+        return {d.get("kind") for d in yaml.safe_load_all(r.stdout) if d}
+    plain = kinds_built(k8s)
+    if plain & operator_kinds:
+        problems.append(f"kubectl kustomize deploy/kubernetes builds {sorted(plain & operator_kinds)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = pathlib.Path(tmp) / "kubernetes"
+        shutil.copytree(k8s, copy)
+        text = (copy / "kustomization.yaml").read_text()
+        text = text.replace("# components:", "components:").replace(
+            "#   - components/monitoring", "  - components/monitoring")
+        (copy / "kustomization.yaml").write_text(text)
+        with_monitoring = kinds_built(copy)
+    if not operator_kinds <= with_monitoring or not plain <= with_monitoring:
+        problems.append("kubectl kustomize with components/monitoring on: builds "
+                        f"{sorted(with_monitoring)}")
+    built = (f"kubectl kustomize: {len(plain)} kinds in the base, "
+             f"{len(with_monitoring)} with components/monitoring")
 
 if problems:
     print("\n".join(problems))
     sys.exit(1)
-print(f"deploy/: {len(docs)} Kubernetes manifests and every YAML file check out")
+print(f"deploy/: {len(docs)} Kubernetes manifests and every YAML file check out; {built}")

@@ -81,6 +81,16 @@ TEST(AdminAuth, TokenFilesAreCheckedAtStart) {
         EXPECT_EQ(started.error().code, "token_too_weak");
         EXPECT_EQ(started.error().message.find("abc"), std::string::npos);  // never the token
     }
+    // The placeholder deploy/kubernetes/secret.yaml ships: the pod does not start with it.
+    write_file(dir.path + "/operator", "replace-me-operator-token-0000000000\n");
+    cfg.admin_listener.tokens = {{"x", config::admin_role::operator_, dir.path + "/operator"}};
+    {
+        app::gateway gw(cfg);
+        auto started = gw.start();
+        ASSERT_FALSE(started);
+        EXPECT_EQ(started.error().code, "token_placeholder");
+        EXPECT_NE(started.error().message.find("holds a placeholder"), std::string::npos);
+    }
     cfg.admin_listener.tokens = {{"x", config::admin_role::operator_, dir.path + "/missing"}};
     app::gateway gw(cfg);
     auto started = gw.start();

@@ -207,6 +207,74 @@ TEST(Ctl, ExitCodesForUsageRefusalAndUnreachable) {
     EXPECT_EQ(ctl::run({"--server", "ftp://x", "models"}, out, err), ctl::exit_usage);
 }
 
+// GNU style, as kubectl and curl take them: an option's value may follow it after '='.
+TEST(Ctl, OptionValuesMayFollowAnEqualsSign) {
+    ctl_stack s;
+    std::ostringstream out;
+    std::ostringstream err;
+    const int code = ctl::run({"--server=http://127.0.0.1:" + std::to_string(s.admin),
+                               "--token-file=" + s.dir.path + "/operator.token", "--output=json",
+                               "--timeout=5", "rollouts"},
+                              out, err);
+    EXPECT_EQ(code, 0) << err.str();
+    auto j = nlohmann::json::parse(out.str(), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << out.str();
+    EXPECT_EQ(j["rollouts"][0]["model"], "m");
+
+    auto paused = s.run({"pause", "m", "--reason=a=b c"});  // only the first '=' splits
+    EXPECT_EQ(paused.code, 0) << paused.err;
+    auto events = s.run({"events", "m", "--limit=1"});
+    EXPECT_EQ(events.code, 0) << events.err;
+    EXPECT_EQ(count_of(events.out, "\n"), 1) << events.out;
+    EXPECT_NE(events.out.find("by alice (a=b c)"), std::string::npos) << events.out;
+    auto watch = s.run({"status", "m", "--watch", "--interval=0.1", "--count=2"});
+    EXPECT_EQ(watch.code, 0) << watch.err;
+    EXPECT_EQ(count_of(watch.out, "Model:       m"), 2) << watch.out;
+
+    auto flag = s.run({"--insecure=yes", "models"});
+    EXPECT_EQ(flag.code, ctl::exit_usage);
+    EXPECT_NE(flag.err.find("--insecure takes no value"), std::string::npos) << flag.err;
+    EXPECT_EQ(s.run({"--timeout=", "models"}).code, ctl::exit_usage);
+    EXPECT_EQ(s.run({"--bogus=1", "models"}).code, ctl::exit_usage);
+}
+
+// The server answers "no rollout" for a model it does not have at all; the CLI tells them apart.
+TEST(Ctl, AnUnknownModelIsSaidToBeUnknown) {
+    ctl_stack s(true, [](config::gateway& c) {
+        auto fixed = c.models[0];
+        fixed.name = "fixed";
+        fixed.rollout_spec.reset();
+        c.models.push_back(fixed);
+    });
+    for (const char* command : {"status", "pause", "events"}) {
+        auto unknown = s.run({command, "nope"});
+        EXPECT_EQ(unknown.code, ctl::exit_refused) << command;
+        EXPECT_NE(unknown.err.find("unknown model \"nope\" (404 unknown_model)"),
+                  std::string::npos) << command << ": " << unknown.err;
+        EXPECT_EQ(unknown.err.find("has no rollout"), std::string::npos) << unknown.err;
+    }
+    auto fixed = s.run({"status", "fixed"});
+    EXPECT_EQ(fixed.code, ctl::exit_refused);
+    EXPECT_NE(fixed.err.find("model \"fixed\" has no rollout (404 unknown_rollout)"),
+              std::string::npos) << fixed.err;
+}
+
+TEST(Ctl, ATokenRefusalSaysWhichFlagOrFile) {
+    ctl_stack s;
+    auto none = s.run({"models"}, "");
+    EXPECT_EQ(none.code, ctl::exit_refused);
+    EXPECT_NE(none.err.find("pass --token-file FILE"), std::string::npos) << none.err;
+    EXPECT_NE(none.err.find("401 missing_token"), std::string::npos) << none.err;
+    EXPECT_EQ(none.err.find("Authorization"), std::string::npos) << none.err;
+
+    write_file(s.dir.path + "/wrong.token", "not-the-right-token-0123456789\n");
+    auto wrong = s.run({"models"}, "wrong");
+    EXPECT_EQ(wrong.code, ctl::exit_refused);
+    EXPECT_NE(wrong.err.find("401 invalid_token"), std::string::npos) << wrong.err;
+    EXPECT_NE(wrong.err.find(s.dir.path + "/wrong.token (--token-file)"), std::string::npos)
+        << wrong.err;
+}
+
 TEST(Ctl, SpeaksHttpsAndVerifiesTheServer) {
     auto cert = make_test_certificate();
     ctl_stack s(true, [&](config::gateway& c) {

@@ -183,9 +183,40 @@ std::string tool(const std::string& name) {
     return {};
 }
 
-TEST(Metrics, ExpositionPassesPromtool) {
+// What `promtool check metrics` says of an exposition (empty when it finds nothing), and its
+// exit status.
+std::string promtool_check(const std::string& exposition, int& status) {
     auto promtool = tool("promtool");
-    ASSERT_FALSE(promtool.empty())
+    if (promtool.empty()) {
+        status = -1;
+        return "promtool not found: install Debian's prometheus package (.ci/run does)";
+    }
+    char path[] = "/tmp/stagegate-metrics-XXXXXX";
+    int fd = ::mkstemp(path);
+    if (fd < 0) {
+        status = -1;
+        return "mkstemp failed";
+    }
+    const bool written = ::write(fd, exposition.data(), exposition.size()) ==
+                         static_cast<ssize_t>(exposition.size());
+    ::close(fd);
+    std::string out;
+    status = -1;
+    if (written) {
+        std::string cmd = promtool + " check metrics < " + path + " 2>&1";
+        FILE* p = ::popen(cmd.c_str(), "r");
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, p)) {
+            out += buf;
+        }
+        status = WEXITSTATUS(::pclose(p));
+    }
+    ::unlink(path);
+    return out;
+}
+
+TEST(Metrics, ExpositionPassesPromtool) {
+    ASSERT_FALSE(tool("promtool").empty())
         << "promtool not found: install Debian's prometheus package (.ci/run does)";
     auto s = stack::make(500, 2);
     send(s.port, "v1", 20);
@@ -193,22 +224,74 @@ TEST(Metrics, ExpositionPassesPromtool) {
     request(s.port, "GET", "/nowhere");
     auto m = request(s.gateway->admin_port(), "GET", "/metrics");
     ASSERT_EQ(m.status, 200u);
-    char path[] = "/tmp/stagegate-metrics-XXXXXX";
-    int fd = ::mkstemp(path);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, m.body.data(), m.body.size()), static_cast<ssize_t>(m.body.size()));
-    ::close(fd);
-    std::string cmd = promtool + " check metrics < " + path + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, p)) {
-        out += buf;
-    }
-    int status = ::pclose(p);
-    EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+    int status = 0;
+    const auto out = promtool_check(m.body, status);
+    EXPECT_EQ(status, 0) << out;
     EXPECT_EQ(out, "") << "promtool found problems:\n" << out;
-    ::unlink(path);
+}
+
+// A shadow stage: every request stable answers is mirrored to the candidate, whose predictions
+// are stable's plus 0.25. The mirror series and the comparison of predictions
+// (stagegate_prediction_diff, a summary) pass promtool too.
+TEST(Metrics, ExpositionWithAMirrorStagePassesPromtool) {
+    ASSERT_FALSE(tool("promtool").empty())
+        << "promtool not found: install Debian's prometheus package (.ci/run does)";
+    temp_dir state;
+    mockmodel::options biased;
+    biased.bias = 0.25;
+    auto s = stack::make(
+        0, 2,
+        [&](config::gateway& c) {
+            config::predictions p;
+            p.preset = "tfserving";
+            p.label = p.value = "/predictions/0";
+            c.models[0].prediction = p;
+            config::rollout_stage shadow;
+            shadow.name = "shadow";
+            shadow.mirror = 10000;
+            shadow.min_bake = std::chrono::hours(1);  // stays in the stage for the test
+            config::rollout r;
+            r.candidate = "v2";
+            r.stages = {shadow};
+            r.gates.sequential_latency = false;
+            c.models[0].rollout_spec = r;
+            c.models[0].split.weights = {{"v1", 10000}};
+            c.state_dir = state.path;
+        },
+        biased);
+    {
+        connection c(s.port);
+        for (int i = 0; i < 30; ++i) {
+            auto r = c.request("POST", "/v1/models/m:predict", predict_body);
+            ASSERT_EQ(r.status, 200u);
+            ASSERT_EQ(r.header("x-stagegate-version"), "v1");
+        }
+    }
+    const std::string labels = R"({model="m",version="v2",stage="shadow/mirror",kind="abs")";
+    reply m;
+    // Mirrors go out after the client's answer: wait for their comparisons to be counted.
+    ASSERT_TRUE(wait_until([&] {
+        m = request(s.gateway->admin_port(), "GET", "/metrics");
+        return m.body.find("stagegate_prediction_diff_count" + labels + "} 30\n") !=
+               std::string::npos;
+    })) << m.body;
+    EXPECT_NE(m.body.find("# TYPE stagegate_prediction_diff summary\n"), std::string::npos);
+    EXPECT_NE(m.body.find("stagegate_prediction_diff" + labels + R"(,quantile="0.5"} )"),
+              std::string::npos) << m.body;
+    EXPECT_NE(m.body.find("stagegate_prediction_diff" + labels + R"(,quantile="0.99"} )"),
+              std::string::npos) << m.body;
+    EXPECT_NE(m.body.find(R"(stagegate_requests_total{model="m",version="v2",stage="shadow/mirror",code="200"} 30)"),
+              std::string::npos) << m.body;
+    // The sum is the differences' own: 30 x 0.25.
+    const std::string sum = "stagegate_prediction_diff_sum" + labels + "} ";
+    const auto at = m.body.find(sum);
+    ASSERT_NE(at, std::string::npos) << m.body;
+    EXPECT_NEAR(std::stod(m.body.substr(at + sum.size())), 7.5, 1e-6);
+
+    int status = 0;
+    const auto out = promtool_check(m.body, status);
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, "") << "promtool found problems:\n" << out;
 }
 
 // --- A real Prometheus server -----------------------------------------------------------

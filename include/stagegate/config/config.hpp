@@ -357,8 +357,9 @@ std::vector<problem> prediction_gate_problems(const rollout& r,
 // are checked by validate_rollout().
 result<rollout> parse_rollout(std::string_view json_text, const std::string& path);
 
-// The files a config names (admin tokens, webhook secrets) that cannot be read: for
-// --check-config and start. (parse() itself reads nothing but the config.)
+// The files a config names (admin tokens, webhook secrets) that cannot be read, and admin
+// tokens that are too weak or placeholders: for --check-config and start. (parse() itself
+// reads nothing but the config.)
 std::vector<problem> check_files(const gateway& cfg);
 
 // What is wrong with an access log format ("json", or text with %field% placeholders from

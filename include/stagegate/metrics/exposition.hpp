@@ -1,7 +1,8 @@
 // metrics/exposition: Prometheus text exposition by collectors.
 // Owns: the text writer (families with their HELP and TYPE lines; counter, gauge and
 // histogram samples; help and label values escaped; rendered with prometheus-cpp's
-// TextSerializer, whose Counter/Histogram types are never used on the request path), the
+// TextSerializer, whose Counter/Histogram types are never used on the request path; summaries
+// for quantiles computed by the component), the
 // registry that renders its collectors in the order they were added, and the standard
 // process_* metrics read from /proc.
 // Must not touch: what any component exposes. Each component (the data plane's series,
@@ -26,7 +27,7 @@ namespace stagegate::metrics {
 inline constexpr std::array<double, 14> duration_buckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
-enum class metric_type { counter, gauge, histogram };
+enum class metric_type { counter, gauge, histogram, summary };
 
 // Label names and values, in the order they are written.
 using label_set = std::vector<std::pair<std::string, std::string>>;
@@ -36,6 +37,14 @@ struct histogram_value {
     double sum = 0;
     // (upper bound, cumulative count), ascending; a +Inf bucket is added when missing.
     std::vector<std::pair<double, std::uint64_t>> buckets;
+};
+
+// A summary's sample: quantiles of the observations (quantile label written "0.5", "0.99"),
+// their count and their sum, as Prometheus summaries are exposed.
+struct summary_value {
+    std::uint64_t count = 0;
+    double sum = 0;
+    std::vector<std::pair<double, double>> quantiles;  // (q in [0, 1], value)
 };
 
 // One metric family: its name, help and type, and its samples in the order added. A family
@@ -49,6 +58,8 @@ public:
     family& add(label_set labels, double value);
     // A histogram's sample.
     family& add(label_set labels, histogram_value value);
+    // A summary's sample.
+    family& add(label_set labels, summary_value value);
     // A latency histogram's sample in seconds, with buckets at `bounds_seconds` and +Inf.
     family& add(label_set labels, const latency_histogram& h,
                 std::span<const double> bounds_seconds);
@@ -61,6 +72,7 @@ public:
         label_set labels;
         double value = 0;
         histogram_value histogram;  // histograms only
+        summary_value summary;      // summaries only
     };
     const std::vector<sample>& samples() const { return samples_; }
 
@@ -77,6 +89,7 @@ public:
     family& counter(std::string name, std::string help);
     family& gauge(std::string name, std::string help);
     family& histogram(std::string name, std::string help);
+    family& summary(std::string name, std::string help);
     // A family of one unlabelled sample.
     void single(std::string name, std::string help, metric_type type, double value);
 

@@ -22,12 +22,16 @@ public:
     void merge(const diff_histogram& other);
     void clear();
     std::uint64_t count() const { return count_; }
+    // The sum of the differences recorded, each clamped to the top of the scale (1e9; a NaN
+    // counts as that too), as the quantiles are: a summary's _sum.
+    double sum() const { return sum_; }
     std::uint64_t bucket(std::size_t i) const { return counts_[i]; }
-    void restore(std::size_t bucket, std::uint64_t n) {
+    void restore(std::size_t bucket, std::uint64_t n, double sum = 0) {
         if (bucket < bucket_count) {
             counts_[bucket] += n;
             count_ += n;
         }
+        sum_ += sum;
     }
     // The q-quantile, reported as its bucket's geometric midpoint (within a factor of 1.34).
     double quantile(double q) const;
@@ -35,6 +39,7 @@ public:
 private:
     std::array<std::uint64_t, bucket_count> counts_{};
     std::uint64_t count_ = 0;
+    double sum_ = 0;
 };
 
 inline constexpr std::size_t prediction_bins = 32;  // label bins, and at most this many values

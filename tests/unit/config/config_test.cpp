@@ -1,4 +1,6 @@
 #include "stagegate/config/config.hpp"
+#include "stagegate/config/admin_tokens.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 namespace stagegate::config {
 namespace {
@@ -505,6 +509,47 @@ TEST(Vocabulary, EveryPhaseAndEventTypeRoundTripsThroughItsName) {
     EXPECT_FALSE(parse_event_type("Promoted"));
     EXPECT_TRUE(is_live(rollout_phase::paused));
     EXPECT_FALSE(is_live(rollout_phase::rolled_back));
+}
+
+// deploy/kubernetes/secret.yaml ships tokens anybody can read ("replace-me-..."): the files a
+// config names are checked for them as for weak tokens, so --check-config (and start) refuse
+// them and `kubectl apply -k` as shipped fails closed.
+TEST(ConfigFiles, AdminTokensMustBeSecretsOfTheirOwn) {
+    test::temp_dir dir;
+    auto token_file = [&](const std::string& name, const std::string& text) {
+        std::ofstream(dir.path + "/" + name) << text;
+        return dir.path + "/" + name;
+    };
+    const std::string files[] = {
+        token_file("operator", "replace-me-operator-token-0000000000\n"),
+        token_file("viewer", "Replace-Me-viewer-token-00000000000"),
+        token_file("short", "abc\n"),
+        token_file("good", "0123456789abcdef0123456789abcdef\n"),
+        dir.path + "/missing"};
+    std::string tokens;
+    for (std::size_t i = 0; i < std::size(files); ++i) {
+        tokens += std::string(i ? "," : "") + R"({"name": "t)" + std::to_string(i) +
+                  R"(", "role": "operator", "file": ")" + files[i] + R"("})";
+    }
+    auto cfg = parse(R"({"listeners": [{"port": 8080}], "admin": {"tokens": [)" + tokens +
+                     R"(]}, "models": [{"name": "m", "stable": "v1",
+                        "versions": [{"name": "v1", "endpoints": ["h:1"]}]}]})");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    error e{"bad_file", "", check_files(*cfg)};
+    EXPECT_EQ(e.problems.size(), 4u) << e.describe();
+    EXPECT_TRUE(has_problem(e, "/admin/tokens/0/file", "holds a placeholder")) << e.describe();
+    EXPECT_TRUE(has_problem(e, "/admin/tokens/1/file", "holds a placeholder")) << e.describe();
+    EXPECT_TRUE(has_problem(e, "/admin/tokens/2/file", "at least 16 characters")) << e.describe();
+    EXPECT_TRUE(has_problem(e, "/admin/tokens/4/file", "cannot read")) << e.describe();
+    for (const auto& p : e.problems) {
+        EXPECT_EQ(p.message.find("replace-me-operator"), std::string::npos) << "never the token";
+    }
+
+    EXPECT_EQ(judge_admin_token("replace-me-operator-token-0000000000"),
+              token_verdict::placeholder);
+    EXPECT_EQ(judge_admin_token("0123456789abcdef"), token_verdict::ok);
+    EXPECT_EQ(judge_admin_token("not-replace-me-0123456789"), token_verdict::ok);
+    EXPECT_EQ(judge_admin_token("replace-me"), token_verdict::too_weak);
 }
 
 }  // namespace

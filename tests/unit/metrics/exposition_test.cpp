@@ -51,6 +51,22 @@ TEST(Exposition, LatencyHistogramsAreWrittenInSecondsWithAnInfBucket) {
     EXPECT_NE(text.find("d_seconds_bucket{v=\"1\",le=\"+Inf\"} 3\n"), std::string::npos) << text;
 }
 
+// As Prometheus' own clients write summaries: quantile values in their shortest form ("0.5",
+// not "0.500000"), then _sum and _count.
+TEST(Exposition, SummariesWriteTheirQuantilesSumAndCount) {
+    text_writer out;
+    out.summary("s_diff", "Differences.")
+        .add({{"kind", "abs"}}, summary_value{4, 1.5, {{0.5, 0.25}, {0.9, 0.5}, {0.99, 0.75}}});
+    EXPECT_EQ(out.text(),
+              "# HELP s_diff Differences.\n"
+              "# TYPE s_diff summary\n"
+              "s_diff_count{kind=\"abs\"} 4\n"
+              "s_diff_sum{kind=\"abs\"} 1.5\n"
+              "s_diff{kind=\"abs\",quantile=\"0.5\"} 0.25\n"
+              "s_diff{kind=\"abs\",quantile=\"0.9\"} 0.5\n"
+              "s_diff{kind=\"abs\",quantile=\"0.99\"} 0.75\n");
+}
+
 TEST(Exposition, TheRegistryRendersItsCollectorsInTheOrderAdded) {
     registry r;
     int calls = 0;

@@ -110,6 +110,26 @@ TEST(Shard, StreamTimingsAreRecordedAndCrossTheWire) {
     EXPECT_EQ(from_old.requests(), c.requests());
 }
 
+TEST(SeriesCounts, PredictionDifferenceSumsCrossTheWire) {
+    series_counts c;
+    c.predictions.abs_diff.record(0.5);
+    c.predictions.abs_diff.record(0.25);
+    c.predictions.rel_diff.record(2);
+    series_counts replica;
+    ASSERT_TRUE(add_from_wire(to_wire(c), replica));
+    EXPECT_EQ(replica.predictions.abs_diff.count(), 2u);
+    EXPECT_EQ(replica.predictions.abs_diff.sum(), 0.75);
+    EXPECT_EQ(replica.predictions.rel_diff.sum(), 2);
+    // A replica of an older release sends no sums: its differences count, summing to 0.
+    auto old = to_wire(c);
+    old["predictions"].erase("abs_diff_sum");
+    old["predictions"].erase("rel_diff_sum");
+    series_counts from_old;
+    ASSERT_TRUE(add_from_wire(old, from_old));
+    EXPECT_EQ(from_old.predictions.abs_diff.count(), 2u);
+    EXPECT_EQ(from_old.predictions.abs_diff.sum(), 0);
+}
+
 TEST(SeriesCounts, CodesOutsideTheTrackedSetCountByClass) {
     series_counts c;
     c.codes[code_slot(201)]++;

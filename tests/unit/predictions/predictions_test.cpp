@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 namespace stagegate::predictions {
@@ -204,6 +205,26 @@ TEST(DiffHistogram, QuantilesWithinItsResolution) {
     EXPECT_EQ(h.count(), 100u);
     EXPECT_EQ(h.quantile(0.5), 0);
     EXPECT_NEAR(h.quantile(0.99), 0.5, 0.5 * 0.34);
+}
+
+// The sum is a Prometheus summary's _sum: exact for what is on the scale, and what is beyond
+// it (or not a number) counts as the top of the scale, as in the quantiles.
+TEST(DiffHistogram, SumsItsDifferencesClampedToItsScale) {
+    metrics::diff_histogram h;
+    h.record(0.5);
+    h.record(-0.25);
+    EXPECT_EQ(h.sum(), 0.75);
+    h.record(1e12);
+    h.record(std::nan(""));
+    EXPECT_EQ(h.count(), 4u);
+    EXPECT_EQ(h.sum(), 0.75 + 2e9);
+    metrics::diff_histogram other;
+    other.record(2);
+    h.merge(other);
+    EXPECT_EQ(h.sum(), 2.75 + 2e9);
+    EXPECT_EQ(h.count(), 5u);
+    h.clear();
+    EXPECT_EQ(h.sum(), 0);
 }
 
 }  // namespace
