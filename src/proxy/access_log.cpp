@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -60,39 +61,64 @@ void append_ms(std::string& out, std::int64_t us) {
 
 constexpr char hex_digits[] = "0123456789abcdef";
 
+// Whether a byte must be escaped in a line: control bytes, DEL, quotes and backslashes.
+bool needs_escape(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f || c == '"' || c == '\\';
+}
+
+// Appends `v` with each byte needing an escape written by `escape`; the runs between escapes
+// (nearly always the whole value) are appended in one piece.
+template <class Escape>
+void append_escaped(std::string& out, std::string_view v, Escape&& escape) {
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (needs_escape(v[i])) {
+            out.append(v.data() + run, i - run);
+            escape(static_cast<unsigned char>(v[i]));
+            run = i + 1;
+        }
+    }
+    out.append(v.data() + run, v.size() - run);
+}
+
 // A JSON string's contents: quotes, backslashes and control bytes escaped; other bytes as
 // they are (a path's invalid UTF-8 stays what the client sent).
 void append_json_text(std::string& out, std::string_view v) {
-    for (char c : v) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out.push_back('\\');
-            out.push_back(c);
-        } else if (u < 0x20 || u == 0x7f) {
+    append_escaped(out, v, [&](unsigned char u) {
+        if (u == '"' || u == '\\') {
+            const char esc[2] = {'\\', static_cast<char>(u)};
+            out.append(esc, 2);
+        } else {
             const char esc[6] = {'\\', 'u', '0', '0', hex_digits[u >> 4], hex_digits[u & 15]};
             out.append(esc, 6);
-        } else {
-            out.push_back(c);
         }
-    }
+    });
 }
 
-// A template value: as nginx writes variables, with '"', '\\', spaces' neighbours kept, and
-// control bytes, '"' and '\\' as \xHH, so a line always splits the same way.
+// A template value: as nginx writes variables, control bytes, '"' and '\\' as \xHH, so a line
+// always splits the same way; "-" when empty.
 void append_text(std::string& out, std::string_view v) {
     if (v.empty()) {
         out.push_back('-');
         return;
     }
-    for (char c : v) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u == 0x7f || c == '"' || c == '\\') {
-            const char esc[4] = {'\\', 'x', hex_digits[u >> 4], hex_digits[u & 15]};
-            out.append(esc, 4);
-        } else {
-            out.push_back(c);
+    append_escaped(out, v, [&](unsigned char u) {
+        const char esc[4] = {'\\', 'x', hex_digits[u >> 4], hex_digits[u & 15]};
+        out.append(esc, 4);
+    });
+}
+
+// The JSON line's keys with their punctuation, built once: `{"time":`, `,"request_id":`, ...
+const std::array<std::string, field_count>& json_keys() {
+    static const auto keys = [] {
+        std::array<std::string, field_count> k;
+        for (std::size_t i = 0; i < k.size(); ++i) {
+            k[i] = (i == 0 ? "{\"" : ",\"") + std::string(config::access_log_fields[i]) + "\":";
         }
-    }
+        return k;
+    }();
+    return keys;
 }
 
 }  // namespace
@@ -247,14 +273,9 @@ void access_format::append(std::string& out, const access_entry& e,
         }
     };
     if (json_) {
-        out.push_back('{');
+        const auto& keys = json_keys();
         for (int id = 0; id < field_count; ++id) {
-            if (id > 0) {
-                out.push_back(',');
-            }
-            out.push_back('"');
-            out.append(config::access_log_fields[static_cast<std::size_t>(id)]);
-            out.append("\":");
+            out.append(keys[static_cast<std::size_t>(id)]);
             write_field(id, true);
         }
         out.append("}\n");
