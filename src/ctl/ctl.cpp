@@ -530,13 +530,55 @@ private:
         }
     }
 
+    // A model's rollout; null JSON for a model the server has without one (a fixed split),
+    // whose status is then its versions' live metrics alone.
+    std::optional<json> rollout_or_none(const std::string& target, int& code) {
+        auto r = exchange("GET", target, {});
+        if (r && r->status == 404) {
+            const auto j = parse_json(r->body);
+            if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+                str(j["error"], "code") == "unknown_rollout" && !model_is_unknown()) {
+                code = exit_ok;
+                return json(nullptr);
+            }
+        }
+        if (r && r->status < 300) {
+            auto j = parse_json(r->body);
+            if (!j.is_discarded()) {
+                code = exit_ok;
+                return j;
+            }
+        }
+        return call("GET", target, nullptr, code);  // says what went wrong
+    }
+
+    // A model without a rollout: its versions, weights and live metrics.
+    void render_fixed(const std::string& model, const json& metrics) {
+        out_ << "Model:       " << model << "\n";
+        out_ << "Rollout:     none (the config's fixed split; `stagegatectl start " << model
+             << " -f ROLLOUT.json` starts one)\n\n";
+        std::vector<std::vector<std::string>> rows{
+            {"VERSION", "ROLE", "WEIGHT", "RPS", "ERRORS", "P50", "P99"}};
+        if (metrics.is_object() && metrics.contains("versions")) {
+            for (const auto& v : metrics["versions"]) {
+                const auto& w = v["window"];
+                rows.push_back({str(v, "version"), v.value("stable", false) ? "stable" : "-",
+                                percent(num(v, "weight_bp")), fixed(num(w, "rps"), 1),
+                                fixed(num(w, "error_rate") * 100, 2) + "%",
+                                millis(num(w["latency_seconds"], "p50")),
+                                millis(num(w["latency_seconds"], "p99"))});
+            }
+        }
+        print_table(out_, rows);
+    }
+
     int status() {
         const std::string model = model_arg();
         const std::string target = "/api/v1/rollouts/" + percent_encode(model);
         const bool tty = ::isatty(STDOUT_FILENO) && &out_ == &std::cout;
         for (long n = 1;; ++n) {
             int code = 0;
-            auto st = call("GET", target, nullptr, code);
+            auto st = rollout_or_none(target, code);
             if (!st) return code;
             auto metrics = call("GET", "/api/v1/models/" + percent_encode(model) + "/metrics",
                                 nullptr, code);
@@ -552,7 +594,11 @@ private:
                         out_ << "----\n";
                     }
                 }
-                render_status(*st, *metrics);
+                if (st->is_null()) {
+                    render_fixed(model, *metrics);
+                } else {
+                    render_status(*st, *metrics);
+                }
             }
             out_.flush();
             if (!o_.watch || (o_.count && n >= o_.count)) {

@@ -253,10 +253,20 @@ TEST(Ctl, AnUnknownModelIsSaidToBeUnknown) {
                   std::string::npos) << command << ": " << unknown.err;
         EXPECT_EQ(unknown.err.find("has no rollout"), std::string::npos) << unknown.err;
     }
+    // A model with a fixed split and no rollout: its status is its versions' live view.
     auto fixed = s.run({"status", "fixed"});
-    EXPECT_EQ(fixed.code, ctl::exit_refused);
-    EXPECT_NE(fixed.err.find("model \"fixed\" has no rollout (404 unknown_rollout)"),
-              std::string::npos) << fixed.err;
+    EXPECT_EQ(fixed.code, 0) << fixed.err;
+    EXPECT_NE(fixed.out.find("Rollout:     none"), std::string::npos) << fixed.out;
+    EXPECT_NE(fixed.out.find("VERSION"), std::string::npos) << fixed.out;
+    EXPECT_NE(fixed.out.find("stable"), std::string::npos) << fixed.out;
+    auto as_json = s.run({"-o", "json", "status", "fixed"});
+    EXPECT_EQ(as_json.code, 0) << as_json.err;
+    EXPECT_TRUE(nlohmann::json::parse(as_json.out)["rollout"].is_null()) << as_json.out;
+    // Commands that need a rollout still say there is none.
+    auto pause = s.run({"pause", "fixed"});
+    EXPECT_EQ(pause.code, ctl::exit_refused);
+    EXPECT_NE(pause.err.find("model \"fixed\" has no rollout (404 unknown_rollout)"),
+              std::string::npos) << pause.err;
 }
 
 TEST(Ctl, ATokenRefusalSaysWhichFlagOrFile) {
