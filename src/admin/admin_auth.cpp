@@ -1,6 +1,7 @@
 #include "admin_auth.hpp"
 
 #include "stagegate/config/admin_tokens.hpp"
+#include "stagegate/core/secret_file.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -35,7 +36,7 @@ bool iequals(std::string_view a, std::string_view b) {
 result<token_table> token_table::load(const std::vector<config::admin_token>& tokens) {
     token_table table;
     for (const auto& t : tokens) {
-        const auto token = config::read_admin_token(t.file);
+        const auto token = read_secret_file(t.file);
         const auto problem = config::admin_token_problem("admin token \"" + t.name + "\"",
                                                          t.file, token);
         if (!token) {

@@ -1,24 +1,8 @@
 #include "stagegate/config/admin_tokens.hpp"
 
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 namespace stagegate::config {
-
-std::optional<std::string> read_admin_token(const std::string& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-        return std::nullopt;
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string token = text.str();
-    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
-        token.pop_back();
-    }
-    return token;
-}
 
 token_verdict judge_admin_token(std::string_view token) {
     if (token.size() < min_admin_token_chars || token.find_first_of(" \t\r\n") != token.npos) {

@@ -4,6 +4,7 @@
 
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/log.hpp"
+#include "stagegate/core/secret_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -1228,7 +1229,7 @@ std::vector<problem> check_files(const gateway& cfg) {
     for (std::size_t i = 0; i < cfg.admin_listener.tokens.size(); ++i) {
         const auto& t = cfg.admin_listener.tokens[i];
         auto why = admin_token_problem("admin token \"" + t.name + "\"", t.file,
-                                       read_admin_token(t.file));
+                                       read_secret_file(t.file));
         if (!why.empty()) {
             problems.push_back({"/admin/tokens/" + std::to_string(i) + "/file", std::move(why)});
         }

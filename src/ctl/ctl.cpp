@@ -2,6 +2,7 @@
 #include "stagegate/core/json.hpp"
 
 #include "stagegate/core/http_client.hpp"
+#include "stagegate/core/secret_file.hpp"
 #include "stagegate/core/text.hpp"
 
 #include "event_feed.hpp"
@@ -176,17 +177,11 @@ options parse_args(const std::vector<std::string>& args) {
 }
 
 std::string read_token(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    auto token = read_secret_file(path);
+    if (!token) {
         throw usage_error{"cannot read token file " + path};
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string token = text.str();
-    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
-        token.pop_back();
-    }
-    return token;
+    return *token;
 }
 
 std::string percent(double bp) {

@@ -1,5 +1,6 @@
 #include "stagegate/notify/notify.hpp"
 #include "stagegate/core/log.hpp"
+#include "stagegate/core/secret_file.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <openssl/evp.h>
@@ -77,14 +78,8 @@ result<std::unique_ptr<webhooks>> webhooks::create(net::io_context& io,
         }
         h->url = *url;
         if (!c.secret_file.empty()) {
-            std::ifstream in(c.secret_file, std::ios::binary);
-            std::stringstream text;
-            text << in.rdbuf();
-            h->secret = text.str();
-            while (!h->secret.empty() && std::isspace(static_cast<unsigned char>(h->secret.back()))) {
-                h->secret.pop_back();
-            }
-            if (!in || h->secret.empty()) {
+            h->secret = read_secret_file(c.secret_file).value_or("");
+            if (h->secret.empty()) {
                 return error::make("webhook_secret_unreadable", "webhook \"" + c.name +
                                                                     "\": cannot read its secret "
                                                                     "file " + c.secret_file);

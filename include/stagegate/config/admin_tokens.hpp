@@ -1,6 +1,6 @@
 // config/admin_tokens: what an admin token file must hold, checked the same way by
 // --check-config (check_files) and at start (the admin API's token table).
-// Owns: reading a token file (its content less trailing whitespace) and the rule a token
+// Owns: the rule a token (read with core/secret_file)
 // must meet: at least 16 characters, no whitespace, not a placeholder.
 // Must not touch: digests and comparison (admin/ keeps only digests of the tokens).
 #pragma once
@@ -16,9 +16,6 @@ inline constexpr std::size_t min_admin_token_chars = 16;
 // The placeholders deploy/kubernetes/secret.yaml ships begin with this (compared ignoring
 // case): a token anybody can read in the repository.
 inline constexpr std::string_view placeholder_token_prefix = "replace-me";
-
-// The token in `file`: its content less trailing whitespace; nullopt when it cannot be read.
-std::optional<std::string> read_admin_token(const std::string& file);
 
 enum class token_verdict { ok, too_weak, placeholder };
 
