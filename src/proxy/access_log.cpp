@@ -12,7 +12,6 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
-#include <mutex>
 
 namespace stagegate::proxy {
 
@@ -348,13 +347,6 @@ void access_log_buffer::give_back(std::string* s) {
 
 // --- access_log_writer ------------------------------------------------------------------
 
-namespace {
-std::mutex& writer_pass_mutex() {
-    static std::mutex m;  // the writer thread and flush_now; never a worker
-    return m;
-}
-}  // namespace
-
 access_log_writer::access_log_writer(const config::access_log& cfg, std::uint32_t workers,
                                      std::string& error_out) {
     if (cfg.path == "stdout") {
@@ -400,7 +392,7 @@ std::uint64_t access_log_writer::dropped() const {
 }
 
 void access_log_writer::flush_now() {
-    std::lock_guard lock(writer_pass_mutex());
+    std::lock_guard lock(pass_mutex_);
     for (auto& b : buffers_) {
         if (std::string* s = b->take()) {
             write_all(*s);

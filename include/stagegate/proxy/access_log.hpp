@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -131,6 +132,7 @@ private:
     std::vector<std::unique_ptr<access_log_buffer>> buffers_;
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> write_failures_{0};
+    std::mutex pass_mutex_;  // the writer thread's passes and flush_now; never a worker
     std::chrono::steady_clock::time_point last_warning_{};
     std::thread thread_;
 };
