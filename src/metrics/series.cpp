@@ -15,6 +15,18 @@ const char* failure_label(std::size_t kind) {
     return kind < upstream_failure_kinds ? names[kind] : "unknown";
 }
 
+const char* token_source_label(std::size_t source) {
+    static constexpr const char* names[] = {"usage", "counted"};
+    return source < token_sources ? names[source] : "unknown";
+}
+
+const char* stream_outcome_label(std::size_t outcome) {
+    static constexpr const char* names[] = {"completed",           "cut_by_upstream",
+                                            "cut_by_idle_timeout", "cut_by_total_timeout",
+                                            "client_gone",         "error_event"};
+    return outcome < stream_outcomes ? names[outcome] : "unknown";
+}
+
 const char* unrouted_label(std::size_t reason) {
     static constexpr const char* names[] = {"bad_request", "unknown_model", "no_route",
                                             "overloaded"};
@@ -53,6 +65,14 @@ void series_counts::merge(const series_counts& other) {
     time_per_output_token.merge(other.time_per_output_token);
     streams += other.streams;
     stream_events += other.stream_events;
+    input_tokens += other.input_tokens;
+    for (std::size_t i = 0; i < token_sources; ++i) {
+        output_tokens[i] += other.output_tokens[i];
+    }
+    for (std::size_t i = 0; i < stream_outcomes; ++i) {
+        stream_ends[i] += other.stream_ends[i];
+    }
+    output_tokens_per_second.merge(other.output_tokens_per_second);
     latency.merge(other.latency);
     success_latency.merge(other.success_latency);
     for (std::size_t i = 0; i < unit_buckets; ++i) {
@@ -71,6 +91,10 @@ void series_counts::clear() {
     time_per_output_token.clear();
     streams = 0;
     stream_events = 0;
+    input_tokens = 0;
+    output_tokens.fill(0);
+    stream_ends.fill(0);
+    output_tokens_per_second.clear();
     latency.clear();
     success_latency.clear();
     units = {};

@@ -54,6 +54,13 @@ json to_wire(const series_counts& c) {
         {"tpot_sum", c.time_per_output_token.sum_micros()},
         {"tpot", sparse(latency_histogram::bucket_count,
                         [&](std::size_t i) { return c.time_per_output_token.bucket(i); })},
+        {"input_tokens", c.input_tokens},
+        {"output_tokens", sparse(token_sources, [&](std::size_t i) { return c.output_tokens[i]; })},
+        {"stream_ends", sparse(stream_outcomes, [&](std::size_t i) { return c.stream_ends[i]; })},
+        {"token_rate_sum", c.output_tokens_per_second.sum_micros()},
+        {"token_rate", sparse(latency_histogram::bucket_count, [&](std::size_t i) {
+             return c.output_tokens_per_second.bucket(i);
+         })},
         {"latency_sum", c.latency.sum_micros()},
         {"latency", sparse(latency_histogram::bucket_count,
                            [&](std::size_t i) { return c.latency.bucket(i); })},
@@ -182,9 +189,24 @@ bool add_from_wire(const json& wire, series_counts& into) {
                              c.time_per_output_token.restore(i, n, 0);
                          });
     }
+    // Nor tokens, stream endings and token rates.
+    std::uint64_t token_rate_sum = 0;
+    if (wire.contains("input_tokens")) {
+        ok = ok && count(wire, "input_tokens", c.input_tokens) &&
+             each_sparse(wire.value("output_tokens", json()), token_sources,
+                         [&](std::size_t i, std::uint64_t n) { c.output_tokens[i] = n; }) &&
+             each_sparse(wire.value("stream_ends", json()), stream_outcomes,
+                         [&](std::size_t i, std::uint64_t n) { c.stream_ends[i] = n; }) &&
+             count(wire, "token_rate_sum", token_rate_sum) &&
+             each_sparse(wire.value("token_rate", json()), latency_histogram::bucket_count,
+                         [&](std::size_t i, std::uint64_t n) {
+                             c.output_tokens_per_second.restore(i, n, 0);
+                         });
+    }
     if (!ok) {
         return false;
     }
+    c.output_tokens_per_second.restore(0, 0, token_rate_sum);
     c.time_to_first_token.restore(0, 0, ttft_sum);
     c.time_per_output_token.restore(0, 0, tpot_sum);
     c.latency.restore(0, 0, latency_sum);

@@ -39,6 +39,33 @@ enum class upstream_failure : std::uint8_t { connect, timeout, reset, protocol }
 inline constexpr std::size_t upstream_failure_kinds = 4;
 const char* failure_label(std::size_t kind);
 
+// Where an OpenAI answer's output token count came from: the `usage` object the backend sent,
+// or (a stream without one) its data events that carried a non-empty content delta.
+enum class token_source : std::uint8_t { usage, counted };
+inline constexpr std::size_t token_sources = 2;
+const char* token_source_label(std::size_t source);
+
+// How a watched OpenAI stream (a 2xx event stream) ended. Every one but `completed` and
+// `client_gone` is a failure of the version (counted in cut_short): the backend closed or
+// reset the connection or ended the body before the API's end event, the gateway cut a stream
+// that stalled past stream_idle_ms or ran past total_ms, or the backend sent an error event.
+// `client_gone`: the client left first; the backend is not to blame.
+enum class stream_outcome : std::uint8_t {
+    completed,
+    cut_by_upstream,
+    cut_by_idle_timeout,
+    cut_by_total_timeout,
+    client_gone,
+    error_event,
+};
+inline constexpr std::size_t stream_outcomes = 6;
+const char* stream_outcome_label(std::size_t outcome);
+
+// Output tokens per second are kept in a latency_histogram in thousandths of a token per
+// second (its log-linear buckets, 1.6 % relative error, serve any positive quantity): from
+// 0.032 tokens/s up to 134,000 tokens/s.
+inline constexpr double token_rate_scale = 1000.0;
+
 // Requests and failures per unit bucket: the low bits of the sticky key's hash (a random draw
 // for requests without one). One user's requests all land in one bucket, so the spread of the
 // buckets' rates beyond what independent requests would give shows how correlated a
@@ -79,6 +106,15 @@ struct series_counts {
     latency_histogram time_per_output_token;
     std::uint64_t streams = 0;
     std::uint64_t stream_events = 0;
+    // OpenAI answers' tokens (OpenTelemetry GenAI's gen_ai.token.type input and output): input
+    // tokens from `usage` only, output tokens by where their count came from.
+    std::uint64_t input_tokens = 0;
+    std::array<std::uint64_t, token_sources> output_tokens{};
+    // Watched streams by how they ended (every one, with or without data events).
+    std::array<std::uint64_t, stream_outcomes> stream_ends{};
+    // Per completed stream with at least two output tokens: its output tokens after the first
+    // over the time from its first data event to its last, in token_rate_scale units.
+    latency_histogram output_tokens_per_second;
 
     std::uint64_t requests() const;
     // 5xx answers (including the gateway's own 502/503/504) and answers cut short. 4xx are the

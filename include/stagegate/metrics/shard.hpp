@@ -57,6 +57,29 @@ public:
             s.time_per_output_token.record(span_micros / (events - 1));
         }
     }
+    // An OpenAI answer's tokens: `input` from its usage (0 when it had none), `output` counted
+    // as `source` says.
+    void record_tokens(std::uint32_t series, std::uint64_t input, std::uint64_t output,
+                       token_source source) {
+        auto& s = at(series);
+        s.input_tokens += input;
+        s.output_tokens[static_cast<std::size_t>(source)] += output;
+    }
+    // How one watched OpenAI stream ended.
+    void record_stream_end(std::uint32_t series, stream_outcome outcome) {
+        ++at(series).stream_ends[static_cast<std::size_t>(outcome)];
+    }
+    // A completed stream's output rate: `tokens` output tokens, the last `span_micros` after
+    // the first (tokens after the first per second; nothing below two tokens or without a span).
+    void record_token_rate(std::uint32_t series, std::uint64_t tokens, std::uint64_t span_micros) {
+        if (tokens < 2 || span_micros == 0) {
+            return;
+        }
+        const double per_second = static_cast<double>(tokens - 1) * 1e6 /
+                                  static_cast<double>(span_micros);
+        at(series).output_tokens_per_second.record(
+            static_cast<std::uint64_t>(per_second * token_rate_scale + 0.5));
+    }
     void record_failure(std::uint32_t series, upstream_failure kind) {
         ++at(series).upstream_failures[static_cast<std::size_t>(kind)];
     }

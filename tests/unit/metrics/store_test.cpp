@@ -110,6 +110,61 @@ TEST(Shard, StreamTimingsAreRecordedAndCrossTheWire) {
     EXPECT_EQ(from_old.requests(), c.requests());
 }
 
+// OpenAI tokens by source, streams by outcome and completed streams' output rates: recorded
+// per series, merged, cleared and carried to other replicas (an older one sends none).
+TEST(Shard, TokensStreamEndingsAndTokenRatesAreRecordedAndCrossTheWire) {
+    shard s;
+    s.record_tokens(2, 12, 40, token_source::usage);
+    s.record_tokens(2, 0, 7, token_source::counted);
+    s.record_stream_end(2, stream_outcome::completed);
+    s.record_stream_end(2, stream_outcome::completed);
+    s.record_stream_end(2, stream_outcome::cut_by_idle_timeout);
+    s.record_stream_end(2, stream_outcome::error_event);
+    s.record_token_rate(2, 41, 2000000);  // 40 tokens after the first over 2 s: 20 tokens/s
+    s.record_token_rate(2, 1, 1000000);   // one token: no rate
+    s.record_token_rate(2, 10, 0);        // no span: no rate
+    auto c = s.take().series[0].second;
+    EXPECT_EQ(c.input_tokens, 12u);
+    EXPECT_EQ(c.output_tokens[static_cast<std::size_t>(token_source::usage)], 40u);
+    EXPECT_EQ(c.output_tokens[static_cast<std::size_t>(token_source::counted)], 7u);
+    EXPECT_EQ(c.stream_ends[static_cast<std::size_t>(stream_outcome::completed)], 2u);
+    EXPECT_EQ(c.stream_ends[static_cast<std::size_t>(stream_outcome::cut_by_idle_timeout)], 1u);
+    EXPECT_EQ(c.stream_ends[static_cast<std::size_t>(stream_outcome::error_event)], 1u);
+    ASSERT_EQ(c.output_tokens_per_second.count(), 1u);
+    EXPECT_EQ(c.output_tokens_per_second.sum_micros(), 20000u);  // 20 tokens/s x 1000
+    EXPECT_NEAR(c.output_tokens_per_second.quantile_micros(0.5) / token_rate_scale, 20.0,
+                20.0 * latency_histogram::max_relative_error);
+    EXPECT_STREQ(stream_outcome_label(static_cast<std::size_t>(stream_outcome::client_gone)),
+                 "client_gone");
+    EXPECT_STREQ(token_source_label(static_cast<std::size_t>(token_source::counted)), "counted");
+
+    series_counts replica;
+    ASSERT_TRUE(add_from_wire(to_wire(c), replica));
+    EXPECT_EQ(replica.input_tokens, 12u);
+    EXPECT_EQ(replica.output_tokens, c.output_tokens);
+    EXPECT_EQ(replica.stream_ends, c.stream_ends);
+    EXPECT_EQ(replica.output_tokens_per_second.count(), 1u);
+    EXPECT_EQ(replica.output_tokens_per_second.sum_micros(), 20000u);
+    series_counts merged = c;
+    merged.merge(replica);
+    EXPECT_EQ(merged.input_tokens, 24u);
+    EXPECT_EQ(merged.stream_ends[0], 4u);
+    EXPECT_EQ(merged.output_tokens_per_second.count(), 2u);
+    merged.clear();
+    EXPECT_EQ(merged.input_tokens, 0u);
+    EXPECT_EQ(merged.output_tokens_per_second.count(), 0u);
+
+    auto old = to_wire(c);
+    for (const char* key :
+         {"input_tokens", "output_tokens", "stream_ends", "token_rate", "token_rate_sum"}) {
+        old.erase(key);
+    }
+    series_counts from_old;
+    ASSERT_TRUE(add_from_wire(old, from_old));
+    EXPECT_EQ(from_old.input_tokens, 0u);
+    EXPECT_EQ(from_old.output_tokens_per_second.count(), 0u);
+}
+
 TEST(SeriesCounts, PredictionDifferenceSumsCrossTheWire) {
     series_counts c;
     c.predictions.abs_diff.record(0.5);
