@@ -3,7 +3,8 @@
 // for the client, and relays the body as it arrives (one read in flight, each read written
 // before the next), capturing the body for prediction reading. The client path relays to the
 // client's stream; the mirror path to a discard_sink (nothing is written, the body is still
-// captured). Both acquire the connection and lend it the same way (acquire_failure,
+// captured). An OpenAI answer's bytes also go through a stream_watch (a stream: how it ended,
+// its events and tokens) or a token_scan (its usage). Both acquire the connection and lend it the same way (acquire_failure,
 // exchange_over).
 // Must not touch: routing, metrics recording, retries, error answers (callers decide those).
 // Templated on both streams so tests drive it over in-memory streams; include it only from
@@ -13,6 +14,7 @@
 #include "http_util.hpp"
 #include "request_context.hpp"
 #include "stream_watch.hpp"
+#include "token_scan.hpp"
 #include "upstream_pool.hpp"
 
 #include "stagegate/metrics/shard.hpp"
@@ -64,6 +66,17 @@ struct exchange_outcome {
         std::uint32_t events = 0;
     };
     std::optional<stream_timing> stream;
+    // A 2xx answer of an OpenAI endpoint, read as it was relayed: its input tokens (from its
+    // usage, 0 without) and output tokens (from its usage; a stream without one: its content
+    // deltas, one token each). A non-streamed answer without usage has none.
+    struct token_count {
+        std::uint64_t input = 0;
+        std::uint64_t output = 0;
+        metrics::token_source source = metrics::token_source::usage;
+    };
+    std::optional<token_count> tokens;
+    // How a watched OpenAI stream ended, once its head reached the client.
+    std::optional<metrics::stream_outcome> stream_end;
     // For the access log: when the backend's answer head was read, and the body bytes relayed.
     clock::time_point head_at{};
     std::uint64_t body_bytes = 0;
@@ -301,6 +314,32 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
         watch.emplace(a.stream_end);
     }
     exchange_outcome::stream_timing timing;
+    // A non-streamed OpenAI answer: only its usage is read.
+    std::optional<token_scan> usage_scan;
+    if (a.stream_end != openai_stream::none && !watch && status >= 200 && status < 300 &&
+        !parser->encoded() && !a.rc.head) {
+        usage_scan.emplace(a.stream_end);
+    }
+    // What the stream or the answer said of its tokens, and how a stream ended.
+    auto read_tokens = [&](std::optional<metrics::stream_outcome> ended) {
+        if (watch) {
+            out.stream_end = ended;
+            const auto& t = watch->tokens();
+            const bool usage = t.has_output_tokens();
+            out.tokens = exchange_outcome::token_count{
+                t.has_input_tokens() ? t.input_tokens() : 0,
+                usage ? t.output_tokens() : watch->content_events(),
+                usage ? metrics::token_source::usage : metrics::token_source::counted};
+        } else if (usage_scan) {
+            usage_scan->end_line();
+            if (usage_scan->has_output_tokens() || usage_scan->has_input_tokens()) {
+                out.tokens = exchange_outcome::token_count{
+                    usage_scan->has_input_tokens() ? usage_scan->input_tokens() : 0,
+                    usage_scan->has_output_tokens() ? usage_scan->output_tokens() : 0,
+                    metrics::token_source::usage};
+            }
+        }
+    };
 
     borrowed_buffer buffer(a.w.pool(), make_room_for_body(up_buffer, *parser));
     // Whether any byte reached the client: from then on a failure can only cut the answer
@@ -329,6 +368,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                     slot.no_deadline();
                     if (ec) {
                         out.result = exchange_result::done_close;  // client went away
+                        read_tokens(metrics::stream_outcome::client_gone);
                         co_return out;
                     }
                     head_sent = true;
@@ -358,6 +398,13 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                 out.failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
                                                       : metrics::upstream_failure::reset;
                 out.cut_short = true;
+                // A stream the gateway cut (its deadline), or one the backend broke off.
+                const bool total_passed =
+                    timeouts.total.count() > 0 && coarse_now() >= total_deadline;
+                read_tokens(!slot.upstream_timed_out
+                                ? metrics::stream_outcome::cut_by_upstream
+                                : (total_passed ? metrics::stream_outcome::cut_by_total_timeout
+                                                : metrics::stream_outcome::cut_by_idle_timeout));
                 co_return out;
             }
             // While the client takes what was read, the backend is not idle but held back:
@@ -367,6 +414,9 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             out.body_bytes += got;
             if (a.capture) {
                 a.capture->append(buffer.data(), got);
+            }
+            if (usage_scan) {
+                usage_scan->feed(buffer.data(), got);
             }
             if (watch) {
                 watch->feed(buffer.data(), got);
@@ -407,6 +457,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                 slot.no_deadline();
                 if (ec) {
                     out.result = exchange_result::done_close;  // client went away; upstream dirty
+                    read_tokens(metrics::stream_outcome::client_gone);
                     co_return out;
                 }
             }
@@ -423,6 +474,12 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                     out.stream = timing;
                 }
             }
+            read_tokens(!watch ? std::nullopt
+                        : watch->error_event()
+                            ? std::optional(metrics::stream_outcome::error_event)
+                            : (watch->ended_well()
+                                   ? std::optional(metrics::stream_outcome::completed)
+                                   : std::optional(metrics::stream_outcome::cut_by_upstream)));
             break;
         }
     }

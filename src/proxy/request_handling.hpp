@@ -79,6 +79,28 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
                      clock::time_point started, std::uint32_t unit, bool cut_short = false,
                      const exchange_outcome::stream_timing* stream = nullptr);
 
+// Records what an OpenAI answer said of its tokens, how its stream ended, and a completed
+// stream's output rate: judged on completed streams only, as latency is on successful answers
+// (a cut stream is a failure already, and its rate up to the cut says little).
+inline void record_openai_answer(worker& w, std::uint32_t series, const exchange_outcome& out) {
+    if (!w.config().record_metrics) {
+        return;
+    }
+    auto& shard = w.shard();
+    if (out.tokens) {
+        shard.record_tokens(series, out.tokens->input, out.tokens->output, out.tokens->source);
+    }
+    if (out.stream_end) {
+        shard.record_stream_end(series, *out.stream_end);
+        if (*out.stream_end == metrics::stream_outcome::completed && out.stream && out.tokens) {
+            const auto span = std::chrono::duration_cast<std::chrono::microseconds>(
+                out.stream->last_event - out.stream->first_event);
+            shard.record_token_rate(series, out.tokens->output,
+                                    static_cast<std::uint64_t>(span.count()));
+        }
+    }
+}
+
 // Completes the request's access log entry and hands it to the worker's access log (a no-op
 // when it is off). `method` and `path` are empty when the request's head could not be read.
 inline void log_request(worker& w, request_context& rc, std::string_view method,
@@ -221,6 +243,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         }
         record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit,
                         out.cut_short, out.stream ? &*out.stream : nullptr);
+        record_openai_answer(w, version.series, out);
         // Read after the answer went out: the client never waits for this.
         std::optional<predictions::prediction> predicted;
         if (read_body && out.result != exchange_result::failed_before_response) {

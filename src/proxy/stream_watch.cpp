@@ -43,6 +43,7 @@ void stream_watch::feed(const char* data, std::size_t n) {
             end_line();
             continue;
         }
+        scan_.feed(c);
         if (line_size_ < line_.size()) {
             line_[line_size_] = c;
         }
@@ -60,6 +61,8 @@ void stream_watch::end_line() {
     std::string_view line(line_.data(), std::min(line_size_, line_.size()));
     const bool whole = line_size_ <= line_.size();
     line_size_ = 0;
+    const bool content = scan_.content_in_line();
+    scan_.end_line();
     if (!line.empty() && line.back() == '\r' && whole) {
         line.remove_suffix(1);
     }
@@ -85,6 +88,7 @@ void stream_watch::end_line() {
         finished_ = true;
     } else if (!value.empty()) {
         ++data_events_;
+        content_events_ += content ? 1 : 0;
     }
 }
 
