@@ -50,12 +50,12 @@ family& family::add(label_set labels, summary_value value) {
 }
 
 family& family::add(label_set labels, const latency_histogram& h,
-                    std::span<const double> bounds_seconds) {
+                    std::span<const double> bounds_seconds, double scale) {
     histogram_value v;
     v.count = h.count();
-    v.sum = static_cast<double>(h.sum_micros()) / 1e6;
+    v.sum = static_cast<double>(h.sum_micros()) / scale;
     for (double bound : bounds_seconds) {
-        v.buckets.emplace_back(bound, h.count_below(bound * 1e6));
+        v.buckets.emplace_back(bound, h.count_below(bound * scale));
     }
     v.buckets.emplace_back(std::numeric_limits<double>::infinity(), h.count());
     return add(std::move(labels), std::move(v));

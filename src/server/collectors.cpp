@@ -2,6 +2,7 @@
 
 #include "stagegate/server/data_plane.hpp"
 
+#include <algorithm>
 #include <array>
 #include <map>
 
@@ -41,6 +42,27 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
     auto& stream_events = out.counter("stagegate_stream_events_total",
                                       "Data events of OpenAI streams (token deltas, and the "
                                       "usage or finish events some servers add).");
+    // OpenTelemetry GenAI's token usage (gen_ai.client.token.usage, gen_ai.token.type) as a
+    // counter: rate() of it is the tokens per second a version serves (and what it costs),
+    // summed exactly over workers and replicas, where a histogram per answer would add a dozen
+    // series per label set for a distribution nobody gates on.
+    auto& tokens = out.counter("stagegate_gen_ai_tokens_total",
+                               "OpenAI answers' tokens by type (input, output) and where the "
+                               "count came from: source=usage, the backend's usage object "
+                               "(non-streamed answers, streams with stream_options.include_usage"
+                               "); source=counted, a stream's data events carrying a non-empty "
+                               "content delta, one token each.");
+    auto& token_rate = out.histogram("stagegate_stream_output_tokens_per_second",
+                                     "OpenAI streams that completed with at least two output "
+                                     "tokens: per stream, its output tokens after the first over "
+                                     "the time from its first data event to its last.");
+    auto& stream_ends = out.counter("stagegate_stream_outcomes_total",
+                                    "OpenAI streams (2xx event streams) by how they ended: "
+                                    "completed, cut_by_upstream (the backend closed, reset or "
+                                    "ended the body before [DONE] or response.completed), "
+                                    "cut_by_idle_timeout (stream_idle_ms), cut_by_total_timeout "
+                                    "(total_ms), client_gone, error_event. All but completed and "
+                                    "client_gone are in stagegate_responses_cut_short_total.");
     // Upstream failures are per (model, version): sum the stages.
     std::map<std::pair<std::string, std::string>,
              std::array<std::uint64_t, metrics::upstream_failure_kinds>>
@@ -69,6 +91,35 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
             tpot.add(series, t->time_per_output_token, metrics::duration_buckets);
             streams.add(series, static_cast<double>(t->streams));
             stream_events.add(series, static_cast<double>(t->stream_events));
+        }
+        const auto with = [&](std::initializer_list<std::pair<std::string, std::string>> more) {
+            auto labelled = series;
+            labelled.insert(labelled.end(), more.begin(), more.end());
+            return labelled;
+        };
+        if (t->input_tokens > 0) {
+            tokens.add(with({{"type", "input"}, {"source", "usage"}}),
+                       static_cast<double>(t->input_tokens));
+        }
+        for (std::size_t k = 0; k < metrics::token_sources; ++k) {
+            if (t->output_tokens[k] > 0) {
+                tokens.add(with({{"type", "output"}, {"source", metrics::token_source_label(k)}}),
+                           static_cast<double>(t->output_tokens[k]));
+            }
+        }
+        if (t->output_tokens_per_second.count() > 0) {
+            token_rate.add(series, t->output_tokens_per_second, metrics::token_rate_buckets,
+                           metrics::token_rate_scale);
+        }
+        // Every outcome once the series has had a stream, so that rate() of a cut kind starts
+        // from 0 rather than from its first occurrence.
+        const bool had_streams = std::any_of(t->stream_ends.begin(), t->stream_ends.end(),
+                                             [](std::uint64_t n) { return n > 0; });
+        for (std::size_t k = 0; k < metrics::stream_outcomes; ++k) {
+            if (had_streams) {
+                stream_ends.add(with({{"outcome", metrics::stream_outcome_label(k)}}),
+                                static_cast<double>(t->stream_ends[k]));
+            }
         }
         auto& f = failures[{l.model, l.version}];
         for (std::size_t k = 0; k < metrics::upstream_failure_kinds; ++k) {

@@ -26,6 +26,9 @@ namespace stagegate::metrics {
 // Upper bounds (seconds) of duration histograms: inference-shaped, 1 ms..30 s.
 inline constexpr std::array<double, 14> duration_buckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+// Upper bounds (tokens per second) of token rate histograms: a slow CPU model to a fast GPU one.
+inline constexpr std::array<double, 12> token_rate_buckets = {
+    1, 2.5, 5, 10, 25, 50, 75, 100, 150, 250, 500, 1000};
 
 enum class metric_type { counter, gauge, histogram, summary };
 
@@ -61,8 +64,10 @@ public:
     // A summary's sample.
     family& add(label_set labels, summary_value value);
     // A latency histogram's sample in seconds, with buckets at `bounds_seconds` and +Inf.
+    // `scale`: the histogram's integer units per exposed unit (microseconds per second; for
+    // another quantity kept in one, such as metrics::token_rate_scale).
     family& add(label_set labels, const latency_histogram& h,
-                std::span<const double> bounds_seconds);
+                std::span<const double> bounds_seconds, double scale = 1e6);
 
     const std::string& name() const { return name_; }
     const std::string& help() const { return help_; }
