@@ -406,7 +406,8 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
                           "max_latency_ms", "max_error_rate_delta", "max_error_rate_ratio",
                           "max_latency_ratio", "latency_slack_ms", "client_errors",
                           "max_ttft_ms", "max_ttft_ratio", "max_time_per_token_ms",
-                          "max_time_per_token_ratio",
+                          "max_time_per_token_ratio", "min_tokens_per_second",
+                          "min_tokens_per_second_ratio",
                           "prove_every_stage", "sequential", "errors", "predictions"});
         g.object("predictions", [&](object_reader& pg) {
             pg.reject_unknown({"min_samples", "min_agreement", "max_psi", "max_ks",
@@ -456,6 +457,24 @@ void read_rollout(object_reader& r, rollout& ro, std::vector<problem>& problems)
         read_quantile_map(g, "max_ttft_ratio", gt.max_ttft_ratio, 1, 1e6);
         read_ms("max_time_per_token_ms", gt.max_time_per_token_seconds);
         read_quantile_map(g, "max_time_per_token_ratio", gt.max_time_per_token_ratio, 1, 1e6);
+        read_quantile_map(g, "min_tokens_per_second", gt.min_tokens_per_second, 0.001, 1e6);
+        // A floor relative to stable: a ratio above 1 would ask the candidate to stream faster
+        // than stable, one of 0 asks nothing.
+        g.object("min_tokens_per_second_ratio", [&](object_reader& q) {
+            for (const auto& [name, value] : g.find("min_tokens_per_second_ratio")->items()) {
+                double quantile = 0;
+                if (!parse_quantile(name, quantile)) {
+                    q.fail(name, "expected a quantile name like p10, p50 or p90");
+                    continue;
+                }
+                if (!value.is_number() || !(value.get<double>() > 0 && value.get<double>() <= 1)) {
+                    q.fail(name, "must be a ratio above 0 and at most 1 (the candidate's rate "
+                                 "at least stable's x ratio)");
+                    continue;
+                }
+                gt.min_tokens_per_second_ratio[quantile] = value.get<double>();
+            }
+        });
         double slack_ms = gt.latency_slack_seconds * 1000.0;
         g.real("latency_slack_ms", slack_ms, 0, 3.6e6);
         gt.latency_slack_seconds = slack_ms / 1000.0;

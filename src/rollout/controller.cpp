@@ -191,6 +191,12 @@ gate_config controller::gates_for(const active& a) const {
     for (const auto& [q, r] : g.max_time_per_token_ratio) {
         cfg.max_time_per_token_ratio.push_back({q, r});
     }
+    for (const auto& [q, tps] : g.min_tokens_per_second) {
+        cfg.min_tokens_per_second.push_back({q, tps});
+    }
+    for (const auto& [q, r] : g.min_tokens_per_second_ratio) {
+        cfg.min_tokens_per_second_ratio.push_back({q, r});
+    }
     cfg.sequential_errors = g.sequential_errors;
     cfg.sequential_latency = g.sequential_latency;
     cfg.alpha = g.alpha;

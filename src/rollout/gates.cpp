@@ -666,6 +666,129 @@ void stream_timing_gates(judging& j, const traffic& seen, const metrics::latency
     }
 }
 
+// An output rate kept in a histogram (metrics::token_rate_scale units) as words.
+std::string rate_text(double scaled) {
+    if (!std::isfinite(scaled)) {
+        return "unbounded";
+    }
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.1f tokens/s", scaled / metrics::token_rate_scale);
+    return buf;
+}
+
+// An absolute floor on a quantile of the candidate's per-stream output rate: it fails when
+// the rate is shown below the floor (its upper bound under it), passes when shown above.
+void token_rate_floor_gate(judging& j, const evidence::latency_sample& c, double q,
+                           double floor_tokens_per_second) {
+    const std::string name = quantile_name(q) + "_tokens_per_second";
+    const double scale = metrics::token_rate_scale;
+    const double limit = floor_tokens_per_second * scale;
+    const double estimate = c.quantile_micros(q);
+    const double high = evidence::quantile_upper(c, q, j.gate_alpha);  // +infinity: unbounded
+    const double low = evidence::quantile_lower(c, q, j.cfg.beta);
+    const std::string seen = "candidate " + quantile_name(q) + " output rate " +
+                             rate_text(estimate) + " over " +
+                             std::to_string(static_cast<std::uint64_t>(c.total)) +
+                             " completed streams";
+    auto add = [&](verdict v, std::string why, bool hint_of_harm = false) {
+        j.add(name, v, estimate / scale, 0, floor_tokens_per_second, low / scale, high / scale,
+              std::move(why), hint_of_harm);
+    };
+    if (high < limit) {
+        add(verdict::fail, seen + ": slower than the floor " + rate_text(limit) + " (at most " +
+                               rate_text(high) + ")");
+    } else if (!j.enough_candidate()) {
+        add(verdict::inconclusive, j.too_little(false));
+    } else if (low >= limit) {
+        add(verdict::pass, seen + ": above the floor " + rate_text(limit) + " (at least " +
+                               rate_text(low) + ")");
+    } else {
+        add(verdict::inconclusive,
+            seen + ": between " + rate_text(low) + " and " + rate_text(high) +
+                ", not yet clearly above or below the floor " + rate_text(limit),
+            evidence::quantile_upper(c, q, widen_level) < limit);
+    }
+}
+
+// A quantile of the candidate's per-stream output rate against stable's: at least stable x
+// ratio. Each version's bound at half the level, as latency tolerances are judged.
+void token_rate_ratio_gate(judging& j, const evidence::latency_sample& c,
+                           const evidence::latency_sample& ref, double q, double ratio) {
+    const std::string name = quantile_name(q) + "_tokens_per_second_vs_stable";
+    const double scale = metrics::token_rate_scale;
+    const auto allowed = [&](double x) { return x * ratio; };
+    const double c_q = c.quantile_micros(q);
+    const double s_q = ref.quantile_micros(q);
+    const double half_alpha = j.gate_alpha / 2;
+    const double half_beta = j.cfg.beta / 2;
+    const double c_high = evidence::quantile_upper(c, q, half_alpha);
+    const double s_low = evidence::quantile_lower(ref, q, half_alpha);
+    const double c_low = evidence::quantile_lower(c, q, half_beta);
+    const double s_high = evidence::quantile_upper(ref, q, half_beta);
+    char times[32];
+    std::snprintf(times, sizeof times, "%.2fx", s_q > 0 ? c_q / s_q : 0.0);
+    const std::string tolerance = "at least stable " + ratio_text(ratio);
+    const std::string seen = quantile_name(q) + " output rate " + rate_text(c_q) +
+                             " vs stable " + rate_text(s_q) + " (" + times + ") over " +
+                             std::to_string(static_cast<std::uint64_t>(c.total)) +
+                             " candidate completed streams";
+    auto add = [&](verdict v, std::string why, bool hint_of_harm = false) {
+        j.add(name, v, c_q / scale, s_q / scale, allowed(s_q) / scale, c_low / scale,
+              c_high / scale, std::move(why), hint_of_harm);
+    };
+    if (ref.total <= 0) {
+        add(verdict::inconclusive, j.too_little(true));
+    } else if (std::isfinite(c_high) && c_high < allowed(s_low)) {
+        add(verdict::fail, seen + ": slower than allowed (" + tolerance +
+                               "): the candidate's is at most " + rate_text(c_high) +
+                               ", the allowance at least " + rate_text(allowed(s_low)));
+    } else if (!j.enough_both()) {
+        add(verdict::inconclusive, j.too_little(true));
+    } else if (std::isfinite(s_high) && c_low >= allowed(s_high)) {
+        add(verdict::pass, seen + ": within the allowance (" + tolerance +
+                               "): the candidate's is at least " + rate_text(c_low) +
+                               ", the allowance at most " + rate_text(allowed(s_high)));
+    } else {
+        add(verdict::inconclusive,
+            seen + ": not yet clear against the allowance (" + tolerance +
+                "): the candidate's is between " + rate_text(c_low) + " and " +
+                rate_text(c_high) + ", the allowance between " + rate_text(allowed(s_low)) +
+                " and " + rate_text(allowed(s_high)),
+            [&] {
+                const double hint = widen_level / 2;
+                return evidence::quantile_upper(c, q, hint) <
+                       allowed(evidence::quantile_lower(ref, q, hint));
+            }());
+    }
+}
+
+// The output rate gates of OpenAI streams, stable's figures weighted segment by segment.
+void token_rate_gates(judging& j, const gate_config& cfg, const traffic& seen,
+                      const metrics::latency_histogram& all) {
+    if (cfg.min_tokens_per_second.empty() && cfg.min_tokens_per_second_ratio.empty()) {
+        return;
+    }
+    const auto c = evidence::latency_sample::of(all);
+    for (const auto& f : cfg.min_tokens_per_second) {
+        token_rate_floor_gate(j, c, f.quantile, f.minimum);
+    }
+    if (cfg.min_tokens_per_second_ratio.empty()) {
+        return;
+    }
+    auto segments = [&](const std::vector<metrics::series_counts>& of) {
+        std::vector<evidence::segment_counts> out(of.size());
+        for (std::size_t k = 0; k < of.size(); ++k) {
+            out[k].latency = evidence::latency_sample::of(of[k].output_tokens_per_second);
+            out[k].requests = out[k].latency.total;
+        }
+        return out;
+    };
+    const auto ref = evidence::stable_reference(segments(seen.candidate), segments(seen.stable));
+    for (const auto& f : cfg.min_tokens_per_second_ratio) {
+        token_rate_ratio_gate(j, c, ref.latency, f.quantile, f.min_ratio);
+    }
+}
+
 // 4xx answers of either version: a tracked 4xx code or the 4xx class slot.
 std::uint64_t client_errors_of(const metrics::series_counts& c) {
     std::uint64_t n = 0;
@@ -722,7 +845,9 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
                               (error_gate ? 1 : 0) + (client_gate ? 1 : 0) +
                               latency_ratios.size() + cfg.max_ttft.size() +
                               cfg.max_ttft_ratio.size() + cfg.max_time_per_token.size() +
-                              cfg.max_time_per_token_ratio.size();
+                              cfg.max_time_per_token_ratio.size() +
+                              cfg.min_tokens_per_second.size() +
+                              cfg.min_tokens_per_second_ratio.size();
     j.gate_alpha = cfg.alpha / static_cast<double>(std::max<std::size_t>(gates, 1));
 
     const auto errors = [&](const metrics::series_counts& c) { return errors_of(c, cfg.error_slots); };
@@ -779,6 +904,7 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
     stream_timing_gates(j, seen, candidate.time_per_output_token,
                         &metrics::series_counts::time_per_output_token, cfg.max_time_per_token,
                         cfg.max_time_per_token_ratio, per_token);
+    token_rate_gates(j, cfg, seen, candidate.output_tokens_per_second);
     if (!seen.candidate.empty() && !seen.stable.empty()) {
         evaluate_quality(cfg, seen.candidate.back().predictions, seen.stable.back().predictions,
                          seen.mirror ? &seen.mirror->predictions : nullptr, out);

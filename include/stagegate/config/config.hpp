@@ -135,6 +135,10 @@ struct rollout_gates {
     std::map<double, double> max_ttft_ratio;
     std::map<double, double> max_time_per_token_seconds;
     std::map<double, double> max_time_per_token_ratio;
+    // "min_tokens_per_second" (quantile -> tokens/s, a floor) and "min_tokens_per_second_ratio"
+    // (quantile -> the share of stable's rate the candidate must reach, in (0, 1]).
+    std::map<double, double> min_tokens_per_second;
+    std::map<double, double> min_tokens_per_second_ratio;
     bool sequential_errors = true;
     bool sequential_latency = true;
     double latency_slack_seconds = 0.001;  // "latency_slack_ms": latency tolerances allow this much

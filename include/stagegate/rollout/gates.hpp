@@ -32,6 +32,17 @@ struct quantile_limit {
     double seconds = 0;      // absolute: at most this
 };
 
+// Floors, for quantities where less is worse (a stream's output tokens per second).
+struct quantile_floor {
+    double quantile = 0.5;
+    double minimum = 0;  // absolute: at least this
+};
+
+struct relative_quantile_floor {
+    double quantile = 0.5;
+    double min_ratio = 0.8;  // candidate quantile >= stable quantile x ratio (0 < ratio <= 1)
+};
+
 struct relative_quantile_limit {
     double quantile = 0.99;
     double max_ratio = 1.2;  // candidate quantile <= stable quantile x ratio
@@ -65,6 +76,12 @@ struct gate_config {
     std::vector<relative_quantile_limit> max_ttft_ratio;
     std::vector<quantile_limit> max_time_per_token;
     std::vector<relative_quantile_limit> max_time_per_token_ratio;
+    // The output tokens per second of completed OpenAI streams, a floor: absolute (tokens/s),
+    // and relative to stable (a candidate that streams slower, whatever its time to first
+    // token). Low quantiles are the slow streams: {"p10": 0.8} asks the candidate's slowest
+    // tenth to stream at least 0.8 x stable's.
+    std::vector<quantile_floor> min_tokens_per_second;
+    std::vector<relative_quantile_floor> min_tokens_per_second_ratio;
 
     // With no tolerance configured, errors and latency are still compared with stable, with
     // the default tolerances: errors x1.2 or +0.5 points, p50 and p90 x1.2.

@@ -416,6 +416,39 @@ TEST(ConfigRollout, EveryRolloutProblemIsReported) {
     EXPECT_TRUE(has_problem(e, "/models/0/rollout/gates/bogus", "unknown key"));
 }
 
+TEST(ConfigRollout, TokenRateFloorsAbsoluteAndRelativeToStable) {
+    auto with = [](const std::string& gates) {
+        return parse(R"({"listeners": [{"port": 0}],
+          "models": [{"name": "m", "stable": "v1",
+            "versions": [{"name": "v1", "endpoints": ["h:1"]}, {"name": "v2", "endpoints": ["h:2"]}],
+            "rollout": {"candidate": "v2", "stages": [{"weight_bp": 500}],
+                        "gates": )" + gates + "}}]}");
+    };
+    auto ok = with(R"({"min_tokens_per_second": {"p50": 20},
+                       "min_tokens_per_second_ratio": {"p10": 0.8, "p50": 1}})");
+    ASSERT_TRUE(ok) << ok.error().describe();
+    const auto& g = ok->models[0].rollout_spec->gates;
+    EXPECT_DOUBLE_EQ(g.min_tokens_per_second.at(0.5), 20);
+    EXPECT_DOUBLE_EQ(g.min_tokens_per_second_ratio.at(0.1), 0.8);
+    EXPECT_DOUBLE_EQ(g.min_tokens_per_second_ratio.at(0.5), 1);
+
+    auto bad = with(R"({"min_tokens_per_second": {"p50": 0, "fastest": 3},
+                        "min_tokens_per_second_ratio": {"p10": 1.5, "p50": 0, "p90": "half",
+                                                        "slowest": 0.5}})");
+    ASSERT_FALSE(bad);
+    const auto& e = bad.error();
+    const std::string gates = "/models/0/rollout/gates/";
+    EXPECT_TRUE(has_problem(e, gates + "min_tokens_per_second/p50", "between"));
+    EXPECT_TRUE(has_problem(e, gates + "min_tokens_per_second/fastest", "quantile"));
+    EXPECT_TRUE(has_problem(e, gates + "min_tokens_per_second_ratio/p10", "at most 1"));
+    EXPECT_TRUE(has_problem(e, gates + "min_tokens_per_second_ratio/p50", "above 0"));
+    EXPECT_TRUE(has_problem(e, gates + "min_tokens_per_second_ratio/p90", "ratio"));
+    EXPECT_TRUE(has_problem(e, gates + "min_tokens_per_second_ratio/slowest", "quantile"));
+    auto not_object = with(R"({"min_tokens_per_second_ratio": 0.8})");
+    ASSERT_FALSE(not_object);
+    EXPECT_TRUE(has_problem(not_object.error(), gates + "min_tokens_per_second_ratio", "object"));
+}
+
 TEST(ConfigRollout, CrossFieldRules) {
     auto cfg = parse(R"({"listeners": [{"port": 0}],
       "models": [{"name": "m", "stable": "v1",

@@ -319,6 +319,70 @@ TEST(Gates, StreamsAreJudgedOnTimeToFirstTokenNotTheirWholeLength) {
     EXPECT_EQ(gate(over, "p99_ttft").outcome, verdict::fail) << gate(over, "p99_ttft").explanation;
 }
 
+// `n` completed OpenAI streams at about `tokens_per_second` each (spread over +-9 %), their
+// first token after 100 ms.
+metrics::series_counts token_streams(std::uint64_t n, double tokens_per_second) {
+    auto c = streams(n, 100000, static_cast<std::uint64_t>(1e6 / tokens_per_second), 1000000);
+    for (std::uint64_t i = 0; i < n; ++i) {
+        const double rate = tokens_per_second * (0.91 + 0.02 * static_cast<double>(i % 10));
+        c.output_tokens_per_second.record(
+            static_cast<std::uint64_t>(rate * metrics::token_rate_scale));
+    }
+    return c;
+}
+
+TEST(Gates, ACandidateStreamingAtHalfStablesRateFailsTheTokenRateFloorWithTheSameTtft) {
+    gate_config cfg = errors_only();
+    cfg.max_ttft_ratio = {{0.5, 1.2}};
+    cfg.min_tokens_per_second_ratio = {{0.5, 0.8}};
+    auto slow = judge(cfg, token_streams(2000, 25), token_streams(20000, 50));
+    EXPECT_EQ(gate(slow, "p50_ttft_vs_stable").outcome, verdict::pass)
+        << gate(slow, "p50_ttft_vs_stable").explanation;
+    const auto& rate = gate(slow, "p50_tokens_per_second_vs_stable");
+    EXPECT_EQ(rate.outcome, verdict::fail) << rate.explanation;
+    // "p50 output rate 24.8 tokens/s vs stable 49.7 tokens/s (0.50x) over 2000 candidate
+    // completed streams: slower than allowed ..." (bucket midpoints: within 1.6 %)
+    EXPECT_NE(rate.explanation.find("p50 output rate 24.8 tokens/s vs stable 49.7 tokens/s "
+                                    "(0.50x) over 2000 candidate completed streams"),
+              std::string::npos)
+        << rate.explanation;
+    EXPECT_NE(rate.explanation.find("slower than allowed (at least stable x0.8)"),
+              std::string::npos)
+        << rate.explanation;
+    EXPECT_NEAR(rate.candidate, 25, 25 * 0.1);
+    EXPECT_NEAR(rate.stable, 50, 50 * 0.1);
+    EXPECT_NEAR(rate.limit, 40, 40 * 0.1);
+    // As fast as stable: passes; a little slower, within the tolerance: passes too.
+    auto same = judge(cfg, token_streams(2000, 50), token_streams(20000, 50));
+    EXPECT_TRUE(same.all_pass()) << gate(same, "p50_tokens_per_second_vs_stable").explanation;
+    auto within = judge(cfg, token_streams(2000, 47), token_streams(20000, 50));
+    EXPECT_EQ(gate(within, "p50_tokens_per_second_vs_stable").outcome, verdict::pass)
+        << gate(within, "p50_tokens_per_second_vs_stable").explanation;
+    // Too few streams to tell a small difference: neither way yet.
+    auto few = judge(cfg, token_streams(60, 39), token_streams(20000, 50));
+    EXPECT_EQ(gate(few, "p50_tokens_per_second_vs_stable").outcome, verdict::inconclusive)
+        << gate(few, "p50_tokens_per_second_vs_stable").explanation;
+    // Stable without completed streams: nothing to compare with.
+    auto no_stable = judge(cfg, token_streams(2000, 25), counts(20000, 0, 1000));
+    EXPECT_EQ(gate(no_stable, "p50_tokens_per_second_vs_stable").outcome, verdict::inconclusive);
+}
+
+TEST(Gates, AnAbsoluteTokenRateFloorJudgesTheSlowStreams) {
+    gate_config cfg = errors_only();
+    cfg.min_tokens_per_second = {{0.1, 30}};
+    auto slow = judge(cfg, token_streams(2000, 25), token_streams(20000, 50));
+    const auto& absolute = gate(slow, "p10_tokens_per_second");
+    EXPECT_EQ(absolute.outcome, verdict::fail) << absolute.explanation;
+    EXPECT_NE(absolute.explanation.find("slower than the floor 30.0 tokens/s"), std::string::npos)
+        << absolute.explanation;
+    auto fast = judge(cfg, token_streams(2000, 50), token_streams(20000, 50));
+    EXPECT_EQ(gate(fast, "p10_tokens_per_second").outcome, verdict::pass)
+        << gate(fast, "p10_tokens_per_second").explanation;
+    auto few = judge(cfg, token_streams(20, 50), token_streams(20000, 50));
+    EXPECT_EQ(gate(few, "p10_tokens_per_second").outcome, verdict::inconclusive)
+        << gate(few, "p10_tokens_per_second").explanation;
+}
+
 // Requests spread over the 32 unit buckets; `hot` buckets (a few heavy users with flaky
 // inputs) get `hot_errors` errors each, the others `errors` each.
 metrics::series_counts in_units(std::uint64_t per_bucket, std::uint64_t errors,
