@@ -31,11 +31,14 @@ std::uint64_t failures(const metrics::series_counts& c) {
     return n;
 }
 
+// An answer cut short (a stream the backend broke off or stalled, an error event after a 200)
+// is a failure whatever statuses are configured as errors: counted under its status code, it
+// would otherwise pass for a success once `errors` names codes.
 std::uint64_t errors_of(const metrics::series_counts& c, const std::vector<std::size_t>& slots) {
     if (slots.empty()) {
         return c.server_errors();
     }
-    std::uint64_t n = 0;
+    std::uint64_t n = c.cut_short;
     for (auto slot : slots) {
         n += c.codes[slot];
     }

@@ -429,6 +429,22 @@ TEST(Gates, WhatCountsAsAnErrorIsConfigurable) {
     EXPECT_EQ(four.size(), 4u);  // 400, 404, 429 and the 4xx class
 }
 
+TEST(Gates, StreamsCutShortAreErrorsWhateverStatusesAreConfigured) {
+    // 10000 answers of 200, 1000 of them streams cut mid-way (or ending in an error event).
+    metrics::series_counts c;
+    c.codes[metrics::code_slot(200)] = 10000;
+    c.cut_short = 1000;
+    gate_config cfg;
+    cfg.max_error_rate = 0.05;
+    cfg.sequential_errors = false;
+    cfg.sequential_latency = false;
+    cfg.client_errors = false;
+    EXPECT_EQ(gate(judge(cfg, c, c), "error_rate").outcome, verdict::fail);
+    cfg.error_slots = error_slots_for({"503"});
+    EXPECT_EQ(gate(judge(cfg, c, c), "error_rate").outcome, verdict::fail)
+        << gate(judge(cfg, c, c), "error_rate").explanation;
+}
+
 // --- Model quality ---------------------------------------------------------------------------
 
 gate_config quality_only() {
