@@ -30,7 +30,7 @@ constexpr const char* usage =
     "  --disagree-rate P    fraction of answers whose top class moves to the next\n"
     "  --ttft-ms X          OpenAI streams: first token this long after --latency-ms\n"
     "  --tokens-per-second X  OpenAI streams: pace of the following tokens (default 50)\n"
-    "  --answer-tokens N    OpenAI streams: tokens per answer (default 8)\n"
+    "  --answer-tokens N    OpenAI answers: tokens per answer (a stream's length, usage) (default 8)\n"
     "  --stream-cut-rate P  fraction of streams whose connection closes half-way\n"
     "  --stream-error-rate P  fraction of streams sending an error event half-way\n"
     "  --tls-cert FILE --tls-key FILE   serve TLS\n"

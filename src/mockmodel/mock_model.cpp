@@ -113,6 +113,19 @@ struct server::impl {
 
     // One instance's prediction: the score plus bias, or class scores whose top class comes
     // from the score (and moves to the next class for a disagree_rate share of them).
+    // An OpenAI answer's length in tokens, and a stream's pace: the options, or the request's
+    // X-Mock-Answer-Tokens and X-Mock-Tokens-Per-Second.
+    std::uint32_t answer_tokens(const http::request<http::string_body>& req) const {
+        const auto asked = header_number(req, "X-Mock-Answer-Tokens");
+        return std::max<std::uint32_t>(
+            1, asked > 0 ? static_cast<std::uint32_t>(std::min<std::uint64_t>(asked, 1u << 20))
+                         : opt.answer_tokens);
+    }
+    double tokens_per_second(const http::request<http::string_body>& req) const {
+        const auto asked = header_number(req, "X-Mock-Tokens-Per-Second");
+        return asked > 0 ? static_cast<double>(asked) : opt.tokens_per_second;
+    }
+
     json prediction_for(double s) {
         if (opt.classes < 2) {
             return s + opt.bias;
@@ -157,12 +170,18 @@ struct server::impl {
             } else {
                 choice["text"] = text;
             }
+            // The usage a real server reports: the answer's length in tokens (answer_tokens,
+            // or X-Mock-Answer-Tokens), whatever the text says.
+            const std::uint32_t tokens = answer_tokens(req);
             return {{"id", "cmpl-mock"},
                     {"object", path == "/v1/completions" ? "text_completion" : "chat.completion"},
                     {"model", model},
                     {"system_fingerprint", opt.version},
                     {"choices", {choice}},
-                    {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 3}, {"total_tokens", 6}}}};
+                    {"usage",
+                     {{"prompt_tokens", 3},
+                      {"completion_tokens", tokens},
+                      {"total_tokens", 3 + tokens}}}};
         }
         if (path == "/v1/embeddings") {
             std::string model = body.is_object() ? body.value("model", "") : "";
@@ -213,7 +232,7 @@ struct server::impl {
                           (opt.stream_error_rate > 0 && uniform() < opt.stream_error_rate);
         const double ttft =
             opt.ttft_ms + static_cast<double>(header_number(req, "X-Mock-Ttft-Ms"));
-        const std::uint32_t tokens = std::max<std::uint32_t>(1, opt.answer_tokens);
+        const std::uint32_t tokens = answer_tokens(req);
         auto write = [&](std::string_view data) -> net::awaitable<bool> {
             char size[24];
             const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
@@ -251,7 +270,8 @@ struct server::impl {
                           {"choices", json::array({choice})}};
             return "data: " + chunk.dump() + "\n\n";
         };
-        const double gap = opt.tokens_per_second > 0 ? 1000.0 / opt.tokens_per_second : 0;
+        const double pace = tokens_per_second(req);
+        const double gap = pace > 0 ? 1000.0 / pace : 0;
         co_await pause(ttft);
         for (std::uint32_t t = 0; t < tokens; ++t) {
             if (t > 0) {

@@ -49,7 +49,10 @@ struct options {
 // Per-request overrides, for deterministic tests: X-Mock-Status: 503, X-Mock-Delay-Ms: 200,
 // X-Mock-Hang: 1, X-Mock-Reset: 1, X-Mock-Body-Bytes: N (pad the answer), X-Mock-Echo: 1 (the
 // answer includes the request's headers), X-Mock-Close: 1 (Connection: close); for streams
-// X-Mock-Ttft-Ms: N, X-Mock-Stream-Cut: 1, X-Mock-Stream-Error: 1.
+// X-Mock-Ttft-Ms: N, X-Mock-Stream-Cut: 1, X-Mock-Stream-Error: 1; for OpenAI answers
+// X-Mock-Answer-Tokens: N (a stream's length, and every answer's usage.completion_tokens) and
+// X-Mock-Tokens-Per-Second: N. Non-streamed chat and completions answers always carry usage;
+// streams end with a usage chunk when the request set stream_options.include_usage.
 class server {
 public:
     explicit server(options o);
