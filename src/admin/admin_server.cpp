@@ -134,6 +134,40 @@ json latency_json(const metrics::latency_histogram& h) {
     return {{"p50", q(0.50)}, {"p90", q(0.90)}, {"p99", q(0.99)}};
 }
 
+// OpenAI answers' tokens and streams, only for a version that had any: "tokens" (input,
+// output, output by source) and "streams" (how they ended, time to first token, time per
+// output token, output tokens per second).
+void add_openai_json(json& out, const metrics::series_counts& c) {
+    const std::uint64_t output = c.output_tokens[0] + c.output_tokens[1];
+    if (c.input_tokens > 0 || output > 0) {
+        json by_source = json::object();
+        for (std::size_t k = 0; k < metrics::token_sources; ++k) {
+            by_source[metrics::token_source_label(k)] = c.output_tokens[k];
+        }
+        out["tokens"] = {{"input", c.input_tokens}, {"output", output}, {"output_by", by_source}};
+    }
+    std::uint64_t ended = 0;
+    json outcomes = json::object();
+    for (std::size_t k = 0; k < metrics::stream_outcomes; ++k) {
+        outcomes[metrics::stream_outcome_label(k)] = c.stream_ends[k];
+        ended += c.stream_ends[k];
+    }
+    if (ended == 0 && c.streams == 0) {
+        return;
+    }
+    const auto& rate = c.output_tokens_per_second;
+    auto tokens_per_second = [&](double q) {
+        return rate.quantile_micros(q) / metrics::token_rate_scale;
+    };
+    out["streams"] = {
+        {"count", ended},
+        {"outcomes", outcomes},
+        {"ttft_seconds", latency_json(c.time_to_first_token)},
+        {"time_per_output_token_seconds", latency_json(c.time_per_output_token)},
+        {"output_tokens_per_second",
+         {{"p10", tokens_per_second(0.1)}, {"p50", tokens_per_second(0.5)}}}};
+}
+
 json counts_json(const metrics::series_counts& c) {
     auto requests = c.requests();
     auto errors = c.server_errors();
@@ -147,13 +181,16 @@ json counts_json(const metrics::series_counts& c) {
             codes[metrics::code_label(i)] = c.codes[i];
         }
     }
-    return {{"requests", requests},
-            {"errors", errors},
-            {"error_rate", requests ? static_cast<double>(errors) / static_cast<double>(requests)
-                                    : 0.0},
-            {"codes", codes},
-            {"upstream_failures", failures},
-            {"latency_seconds", latency_json(c.latency)}};
+    json out = {{"requests", requests},
+                {"errors", errors},
+                {"error_rate", requests ? static_cast<double>(errors) /
+                                              static_cast<double>(requests)
+                                        : 0.0},
+                {"codes", codes},
+                {"upstream_failures", failures},
+                {"latency_seconds", latency_json(c.latency)}};
+    add_openai_json(out, c);
+    return out;
 }
 
 // "a=1&b=2" -> map; nullopt when malformed.

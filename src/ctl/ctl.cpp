@@ -422,6 +422,39 @@ private:
         return exit_ok;
     }
 
+    // The versions' OpenAI streams since the stage began (what the stream gates judge), for
+    // a model whose versions streamed: time to first token, time per output token (the
+    // inter-token latency), output tokens per second, and how many streams failed.
+    void render_streams(const json& metrics) {
+        if (!metrics.is_object() || !metrics.contains("versions")) {
+            return;
+        }
+        std::vector<std::vector<std::string>> rows{{"VERSION", "STREAMS", "TTFT P50", "TTFT P99",
+                                                    "ITL P99", "TOK/S P50", "FAILED"}};
+        for (const auto& v : metrics["versions"]) {
+            const auto s = v.value("since_stage_start", json::object());
+            if (!s.contains("streams") || !s["streams"].is_object()) {
+                continue;  // shown only for a version that has streamed
+            }
+            const auto& st = s["streams"];
+            const auto& ends = st.value("outcomes", json::object());
+            const double failed = num(ends, "cut_by_upstream") + num(ends, "cut_by_idle_timeout") +
+                                  num(ends, "cut_by_total_timeout") + num(ends, "error_event");
+            const double rate = num(st.value("output_tokens_per_second", json::object()), "p50");
+            rows.push_back({str(v, "version"),
+                            std::to_string(static_cast<long long>(num(st, "count"))),
+                            millis(num(st["ttft_seconds"], "p50")),
+                            millis(num(st["ttft_seconds"], "p99")),
+                            millis(num(st["time_per_output_token_seconds"], "p99")),
+                            rate > 0 ? fixed(rate, 1) : "-",
+                            std::to_string(static_cast<long long>(failed))});
+        }
+        if (rows.size() > 1) {
+            out_ << "\nStreams (since the stage began):\n";
+            print_table(out_, rows);
+        }
+    }
+
     // The compact live view, as Argo Rollouts' kubectl plugin draws it.
     void render_status(const json& st, const json& metrics) {
         const std::string model = str(st, "model");
@@ -466,6 +499,7 @@ private:
             }
         }
         print_table(out_, rows);
+        render_streams(metrics);
         out_ << "\nGates:\n";
         if (st["gates"].empty()) {
             out_ << "  (not judged yet)\n";
@@ -565,6 +599,7 @@ private:
             }
         }
         print_table(out_, rows);
+        render_streams(metrics);
     }
 
     int status() {
