@@ -4,8 +4,8 @@
 // before the next), capturing the body for prediction reading. The client path relays to the
 // client's stream; the mirror path to a discard_sink (nothing is written, the body is still
 // captured). An OpenAI answer's bytes also go through a stream_watch (a stream: how it ended,
-// its events and tokens) or a token_scan (its usage). Both acquire the connection and lend it the same way (acquire_failure,
-// exchange_over).
+// its events and tokens) or a token_scan (its usage). Both acquire the connection and lend it
+// the same way (acquire_failure, exchange_over).
 // Must not touch: routing, metrics recording, retries, error answers (callers decide those).
 // Templated on both streams so tests drive it over in-memory streams; include it only from
 // the proxy's .cpp files and tests (Beast).
@@ -217,10 +217,14 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     const auto first_byte_deadline = std::min(started + timeouts.first_byte, total_deadline);
     // Each read of the body gets the stream idle timeout from when it starts (a gap between
     // two reads, not the answer's length), within the total cap if there is one.
+    // The deadline the last body read was given: whether a stream cut by a deadline was cut
+    // by the idle timeout or by the total cap.
+    auto read_deadline = clock::time_point::max();
     auto body_read_deadline = [&] {
-        return timeouts.stream_idle.count() > 0
-                   ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
-                   : total_deadline;
+        read_deadline = timeouts.stream_idle.count() > 0
+                            ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
+                            : total_deadline;
+        return read_deadline;
     };
     auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
         const bool timeout = slot.upstream_timed_out;
@@ -400,7 +404,8 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                 out.cut_short = true;
                 // A stream the gateway cut (its deadline), or one the backend broke off.
                 const bool total_passed =
-                    timeouts.total.count() > 0 && coarse_now() >= total_deadline;
+                    timeouts.total.count() > 0 &&
+                    (read_deadline == total_deadline || coarse_now() >= total_deadline);
                 read_tokens(!slot.upstream_timed_out
                                 ? metrics::stream_outcome::cut_by_upstream
                                 : (total_passed ? metrics::stream_outcome::cut_by_total_timeout
