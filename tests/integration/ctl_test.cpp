@@ -78,6 +78,27 @@ TEST(Ctl, StatusShowsStageWeightsMetricsAndGates) {
                                  "Next decision in", "more candidate requests"}) {
         EXPECT_NE(st.out.find(expected), std::string::npos) << expected << "\n" << st.out;
     }
+    // No version streamed: no stream figures.
+    EXPECT_EQ(st.out.find("Streams"), std::string::npos) << st.out;
+}
+
+TEST(Ctl, StatusShowsStreamFiguresOnceAVersionHasStreamed) {
+    ctl_stack s;
+    for (int i = 0; i < 2; ++i) {
+        ASSERT_EQ(request(s.s.port, "POST", "/v1/chat/completions",
+                          R"({"model":"m","stream":true,"messages":[]})")
+                      .status,
+                  200);
+    }
+    ctl_result st;
+    EXPECT_TRUE(wait_until([&] {
+        st = s.run({"status", "m"});
+        return st.out.find("Streams (since the stage began):") != std::string::npos;
+    })) << st.out;
+    for (const char* expected : {"STREAMS", "TTFT P50", "TTFT P99", "ITL P99", "TOK/S P50",
+                                 "FAILED"}) {
+        EXPECT_NE(st.out.find(expected), std::string::npos) << expected << "\n" << st.out;
+    }
 }
 
 TEST(Ctl, WatchRedrawsForEachRefresh) {

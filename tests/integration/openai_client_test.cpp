@@ -79,11 +79,30 @@ TEST_F(OpenAiSdk, ListsChatsStreamsAndEmbedsThroughTheGateway) {
     auto chat = run_sdk(s.port, "chat");
     ASSERT_EQ(chat.exit_code, 0) << chat.output;
     EXPECT_EQ(chat.seen["content"], "answer from v1") << chat.output;
+    EXPECT_EQ(chat.seen["usage"]["completion_tokens"], 6) << chat.output;
+    EXPECT_EQ(chat.seen["usage"]["prompt_tokens"], 3) << chat.output;
 
     auto stream = run_sdk(s.port, "stream");
     ASSERT_EQ(stream.exit_code, 0) << stream.output;
     EXPECT_EQ(stream.seen["content"], "answer v1 v1 v1 v1 v1") << stream.output;
     EXPECT_EQ(stream.seen["usage"]["completion_tokens"], 6) << stream.output;
+    EXPECT_EQ(stream.seen["usage"]["prompt_tokens"], 3) << stream.output;
+    // The gateway read both usages as they passed (the chat's and the stream's last chunk,
+    // which stream_options.include_usage asked for) and counted no token itself.
+    metrics::series_counts v1;
+    EXPECT_TRUE(wait_until([&] {
+        for (const auto& m : s.gateway->read_metrics()) {
+            if (m.version == "v1") {
+                v1 = m.since_stage_start;
+            }
+        }
+        return v1.stream_ends[static_cast<std::size_t>(metrics::stream_outcome::completed)] >= 1 &&
+               v1.requests() >= 2;
+    }));
+    EXPECT_EQ(v1.input_tokens, 6u);
+    EXPECT_EQ(v1.output_tokens[static_cast<std::size_t>(metrics::token_source::usage)], 12u);
+    EXPECT_EQ(v1.output_tokens[static_cast<std::size_t>(metrics::token_source::counted)], 0u);
+    EXPECT_EQ(v1.output_tokens_per_second.count(), 1u);
     // The six tokens leave the backend 100 ms apart (a timer never fires early): relayed as
     // they come, the SDK's first chunk arrives at least 500 ms before its last; held back
     // and sent together, they would arrive within a few milliseconds of each other. 300 ms
