@@ -54,6 +54,10 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
     ASSERT_EQ(request(a.s.port, "POST", "/v1/models/m:predict", "{}").status, 200);
     // And one answer cut short (the backend promises more body than it sends).
     request(a.s.port, "POST", "/v1/models/m:predict", "{}", {{"X-Mock-Truncate", "1"}});
+    // And an OpenAI answer with usage (its tokens).
+    ASSERT_EQ(request(a.s.port, "POST", "/v1/chat/completions", R"({"model":"m","messages":[]})")
+                  .status,
+              200);
     // A request is counted once its last byte is out, which may be just after the client has
     // it: wait for its series.
     std::set<std::string> exposed;
@@ -62,7 +66,8 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
         exposed = exposed_names(metrics.body);
         return metrics.status == 200 && exposed.count("stagegate_requests_total") &&
                exposed.count("stagegate_predictions_total") &&
-               exposed.count("stagegate_responses_cut_short_total");
+               exposed.count("stagegate_responses_cut_short_total") &&
+               exposed.count("stagegate_gen_ai_tokens_total");
     }));
     // Cluster mode's families ("store": "etcd"), as a replica renders them.
     metrics::text_writer cluster_only;
