@@ -381,6 +381,13 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             parser->set_buffer(buffer.data(), buffer.size());
             boost::system::error_code ec;
             while (parse_buffered_body(*parser, up_buffer, ec) == body_progress::need_bytes) {
+                if (slot.upstream_timed_out) {
+                    // The total cap passed while the client took the last read, and the ticker
+                    // closed the connection: re-arming would clear the flag and the closed
+                    // socket's error would pass for a reset.
+                    ec = net::error::timed_out;
+                    break;
+                }
                 slot.upstream_expire_at(body_read_deadline());
                 auto [read_ec, n] = co_await stream.async_read_some(
                     up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
