@@ -7,10 +7,11 @@
 #   --list   print the packages instead of installing them
 set -euo pipefail
 # Building: Boost's headers (Asio, Beast, System) are all the gateway uses of Boost.
-build_packages=(g++ cmake make libboost1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev)
+build_packages=(g++ cmake make libboost1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev
+                libnghttp2-dev)
 # Testing, benchmarking and development on top of that.
 packages=("${build_packages[@]}" pkg-config libboost1.81-all-dev libgtest-dev libgmock-dev curl
-          openssl prometheus python3-yaml etcd-server)
+          openssl prometheus python3-yaml etcd-server nghttp2-client)
 build_only=false
 list=false
 for arg in "$@"; do
