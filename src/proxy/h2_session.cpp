@@ -778,6 +778,14 @@ void h2_connection::start_stream_task(h2_stream& s) {
         return;
     }
     s.started = true;
+    // Streams the client reset still run until their backend answers: without a bound, a
+    // client opening and resetting streams (rapid reset, below nghttp2's rate limit) would
+    // pile up requests to the backends. Past twice the stream limit, new ones are refused
+    // (the client may retry them: REFUSED_STREAM says nothing was processed).
+    if (live_tasks_ > 2 * w_.config().limits.max_concurrent_streams) {
+        reset(s, NGHTTP2_REFUSED_STREAM);
+        return;
+    }
     spawn_counted(serve_stream(*this, it->second));
 }
 
