@@ -9,10 +9,9 @@
 // access log for both protocols; the cost is one parse of a head this process wrote.
 #include "h2_session.hpp"
 
-#include "http_util.hpp"
-#include "request_context.hpp"
-#include "request_handling.hpp"
+#include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/append.hpp>
 #include <boost/asio/async_result.hpp>
@@ -21,14 +20,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/write.hpp>
-
-#include <nghttp2/nghttp2.h>
-
-#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
 #include <vector>
+
+#include "http_util.hpp"
+#include "request_context.hpp"
+#include "request_handling.hpp"
 
 namespace stagegate::proxy {
 
@@ -111,7 +110,7 @@ struct h2_stream;
 // fields (names lowercased, connection-specific ones left out) for HEADERS, the body without
 // its framing for DATA.
 class answer_translator final : public http::basic_parser<false> {
-public:
+  public:
     explicit answer_translator(h2_stream& s) : stream_(s) {
         header_limit(64 * 1024);
         body_limit(boost::none);
@@ -122,7 +121,7 @@ public:
     const std::string& field_bytes() const { return fields_; }
     const std::vector<std::array<std::uint32_t, 4>>& fields() const { return spans_; }
 
-private:
+  private:
     void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
                          boost::system::error_code&) override {}
     void on_response_impl(int code, beast::string_view, int, boost::system::error_code&) override {
@@ -140,8 +139,8 @@ private:
         }
         const auto value_at = static_cast<std::uint32_t>(fields_.size());
         fields_.append(value.data(), value.size());
-        spans_.push_back({name_at, value_at - name_at, value_at,
-                          static_cast<std::uint32_t>(value.size())});
+        spans_.push_back(
+            {name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
     }
     void on_header_impl(boost::system::error_code&) override {}
     void on_body_init_impl(const boost::optional<std::uint64_t>&,
@@ -179,8 +178,9 @@ struct h2_stream final : deadline_listener {
     std::string cookies;  // cookie crumbs joined with "; " (RFC 9113 8.2.3)
     std::uint64_t header_bytes = 0;
     std::optional<answer_problem> problem;  // answered instead of forwarding
-    bool request_ended = false;             // END_STREAM arrived
-    bool started = false;                   // its coroutine runs
+    metrics::unrouted_reason problem_reason = metrics::unrouted_reason::bad_request;
+    bool request_ended = false;  // END_STREAM arrived
+    bool started = false;        // its coroutine runs
     // --- the answer
     answer_translator translator{*this};
     std::string staging;  // written bytes the translator has not consumed yet
@@ -207,7 +207,7 @@ std::size_t answer_translator::on_body_impl(beast::string_view body, boost::syst
 class task_done;
 
 class h2_connection {
-public:
+  public:
     h2_connection(worker& w, session_slot& slot, const std::string& client_address, bool tls)
         : w_(w),
           slot_(slot),
@@ -219,6 +219,7 @@ public:
         if (session_) {
             nghttp2_session_del(session_);
         }
+        streams_.clear();  // while the counts their destructors update still exist
     }
     h2_connection(const h2_connection&) = delete;
     h2_connection& operator=(const h2_connection&) = delete;
@@ -270,13 +271,27 @@ public:
     void answer_finished(h2_stream& s);
     void reset(h2_stream& s, std::uint32_t error_code);
     void start_stream_task(h2_stream& s);
+    // Room for `size` more body bytes on this connection: four of the largest bodies a
+    // request may have, at least 64 MiB.
+    bool hold_body(std::size_t size) {
+        const auto cap = std::max<std::uint64_t>(4 * w_.config().limits.max_request_body_bytes,
+                                                 std::uint64_t{64} << 20);
+        if (bodies_held_ + size > cap) {
+            return false;
+        }
+        bodies_held_ += size;
+        return true;
+    }
+    void release_body(std::size_t size) {
+        bodies_held_ -= std::min<std::uint64_t>(size, bodies_held_);
+    }
     template <class Task>
     void spawn_counted(Task t) {
         ++live_tasks_;
         net::co_spawn(executor(), std::move(t), net::detached);
     }
 
-private:
+  private:
     friend class task_done;
     friend struct callbacks;
 
@@ -297,12 +312,16 @@ private:
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> wake_;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> all_done_;
     std::uint32_t live_tasks_ = 0;
+    // Request bodies held by this connection's streams: HTTP/2 lets one connection upload as
+    // many bodies at once as it has streams, so the per-request limit alone would let it hold
+    // 128 of them.
+    std::uint64_t bodies_held_ = 0;
     bool ended_ = false;
     bool goaway_sent_ = false;
 };
 
 class task_done {
-public:
+  public:
     explicit task_done(h2_connection& c) : c_(c) {}
     ~task_done() {
         if (--c_.live_tasks_ == 0) {
@@ -312,7 +331,7 @@ public:
     task_done(const task_done&) = delete;
     task_done& operator=(const task_done&) = delete;
 
-private:
+  private:
     h2_connection& c_;
 };
 
@@ -323,7 +342,10 @@ h2_stream::h2_stream(h2_connection& c, std::int32_t stream_id) : conn(c), id(str
     c.w().link(slot);
 }
 
-h2_stream::~h2_stream() { conn.w().unlink(slot); }
+h2_stream::~h2_stream() {
+    conn.w().unlink(slot);
+    conn.release_body(req.body().size());
+}
 
 void h2_stream::deadline_passed() {
     if (closed || conn.ended()) {
@@ -345,8 +367,7 @@ struct callbacks {
         return static_cast<h2_stream*>(nghttp2_session_get_stream_user_data(session, id));
     }
 
-    static int on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
-                                void* user) {
+    static int on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
         if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
             return 0;
         }
@@ -372,11 +393,10 @@ struct callbacks {
         s->header_bytes += name_size + value_size + 32;
         if (s->header_bytes > c.w().config().limits.max_header_bytes) {
             if (!s->problem) {
-                s->problem = answer_problem{http::status::request_header_fields_too_large,
-                                            "header_too_large",
-                                            "the request's header fields exceed " +
-                                                std::to_string(c.w().config().limits.max_header_bytes) +
-                                                " bytes"};
+                s->problem = answer_problem{
+                    http::status::request_header_fields_too_large, "header_too_large",
+                    "the request's header fields exceed " +
+                        std::to_string(c.w().config().limits.max_header_bytes) + " bytes"};
             }
             return 0;
         }
@@ -417,6 +437,14 @@ struct callbacks {
                 "the request body exceeds " +
                     std::to_string(c.w().config().limits.max_request_body_bytes) + " bytes"};
             c.start_stream_task(*s);  // answered now; the rest of the body is dropped
+            return 0;
+        }
+        if (!c.hold_body(size)) {
+            s->problem = answer_problem{
+                http::status::service_unavailable, "overloaded",
+                "this connection's requests hold too many body bytes at once; retry"};
+            s->problem_reason = metrics::unrouted_reason::overloaded;
+            c.start_stream_task(*s);
             return 0;
         }
         body.append(reinterpret_cast<const char*>(data), size);
@@ -616,8 +644,8 @@ void h2_connection::reset(h2_stream& s, std::uint32_t error_code) {
         return;
     }
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, error_code);
-    release_parked(s, error_code == NGHTTP2_CANCEL ? net::error::timed_out
-                                                   : net::error::connection_reset);
+    release_parked(
+        s, error_code == NGHTTP2_CANCEL ? net::error::timed_out : net::error::connection_reset);
     wake();
 }
 
@@ -705,7 +733,7 @@ void h2_connection::answer_finished(h2_stream& s) {
 // The client side of one stream, as handle_request and send_error see it: an
 // AsyncWriteStream taking the HTTP/1.1 answer they write.
 class h2_answer_writer {
-public:
+  public:
     using executor_type = proxy::executor_type;
     h2_answer_writer(h2_connection& c, h2_stream& s) : c_(c), s_(s) {}
     executor_type get_executor() { return c_.executor(); }
@@ -732,7 +760,7 @@ public:
             token, buffers);
     }
 
-private:
+  private:
     h2_connection& c_;
     h2_stream& s_;
 };
@@ -761,10 +789,10 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
     const auto started = clock::now();
     s->slot.no_deadline();
     if (s->problem) {
-        w.shard().record_unrouted(metrics::unrouted_reason::bad_request);
+        w.shard().record_unrouted(s->problem_reason);
         co_await send_error(down, w, s->slot, rc, *s->problem);
-        log_request(w, rc, std::string_view(req.method_string()), std::string_view(req.target()),
-                    0, c.client_address(), started);
+        log_request(w, rc, std::string_view(req.method_string()), std::string_view(req.target()), 0,
+                    c.client_address(), started);
     } else {
         co_await handle_request(down, w, s->slot, req, rc, head, body_scratch, c.client_address(),
                                 c.tls(), started);
@@ -880,8 +908,8 @@ task<void> serve_h2(Stream& stream, worker& w, session_slot& slot, beast::flat_b
     co_await c.wait_for_tasks();
 }
 
-template task<void> serve_h2<stream_type>(stream_type&, worker&, session_slot&,
-                                          beast::flat_buffer&, const std::string&);
+template task<void> serve_h2<stream_type>(stream_type&, worker&, session_slot&, beast::flat_buffer&,
+                                          const std::string&);
 template task<void> serve_h2<tls_stream_type>(tls_stream_type&, worker&, session_slot&,
                                               beast::flat_buffer&, const std::string&);
 

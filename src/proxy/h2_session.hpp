@@ -8,12 +8,12 @@
 // On the worker's thread; nothing here blocks or throws.
 #pragma once
 
-#include "upstream_pool.hpp"
-
 #include <openssl/ssl.h>
 
 #include <string>
 #include <string_view>
+
+#include "upstream_pool.hpp"
 
 namespace stagegate::proxy {
 

@@ -1,12 +1,12 @@
 // HTTP/2 on the listener: the client preface, then raw bytes as frames (HEADERS with HPACK,
 // DATA, CONTINUATION, SETTINGS, WINDOW_UPDATE, RST_STREAM ...). Whatever arrives, the gateway
 // answers, resets or sends GOAWAY, and keeps serving a good request afterwards.
-#include "live_gateway.hpp"
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+
+#include "live_gateway.hpp"
 
 namespace {
 constexpr const char* good_request =

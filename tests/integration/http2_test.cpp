@@ -2,20 +2,20 @@
 // for h2c, --http2 over TLS by ALPN) and h2load (Debian's nghttp2-client) for many streams on
 // one connection. Each stream is one request with everything HTTP/1.1 requests get: routing,
 // the weighted split, version stamps, streaming relay, the gateway's own error answers.
-#include "support/stack.hpp"
-#include "support/test_client.hpp"
-
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
+
+#include "support/stack.hpp"
+#include "support/test_client.hpp"
 
 namespace stagegate::test {
 namespace {
@@ -62,7 +62,7 @@ std::string body_of(const std::string& curl_output) {
 }
 
 class Http2 : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         ASSERT_TRUE(have("curl")) << "curl is missing: scripts/install-deps.sh installs it";
         ASSERT_TRUE(have("h2load") && have("nghttp"))
@@ -72,9 +72,10 @@ protected:
 
 TEST_F(Http2, PriorKnowledgeRequestIsRoutedStampedAndAnsweredOverHttp2) {
     auto s = stack::make();
-    auto r = run("curl -sS -i --http2-prior-knowledge -H 'content-type: application/json' "
-                 "-H 'x-request-id: h2-abc' --data '" +
-                 predict_body + "' " + url(s.port, "/v1/models/m:predict"));
+    auto r =
+        run("curl -sS -i --http2-prior-knowledge -H 'content-type: application/json' "
+            "-H 'x-request-id: h2-abc' --data '" +
+            predict_body + "' " + url(s.port, "/v1/models/m:predict"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("HTTP/2 200"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("x-stagegate-version: v1"), std::string::npos) << r.output;
@@ -95,8 +96,8 @@ TEST_F(Http2, PriorKnowledgeRequestIsRoutedStampedAndAnsweredOverHttp2) {
 
 TEST_F(Http2, GatewayErrorsAndHeadAnswersAreProperHttp2Answers) {
     auto s = stack::make(0, 1, [](config::gateway& c) { c.limit.max_request_body_bytes = 1024; });
-    auto missing = run("curl -sS -i --http2-prior-knowledge " + url(s.port, "/v1/models/nope:predict") +
-                       " --data '{}'");
+    auto missing = run("curl -sS -i --http2-prior-knowledge " +
+                       url(s.port, "/v1/models/nope:predict") + " --data '{}'");
     ASSERT_EQ(missing.exit_code, 0) << missing.output;
     EXPECT_NE(missing.output.find("HTTP/2 404"), std::string::npos) << missing.output;
     EXPECT_NE(body_of(missing.output).find("\"unknown_model\""), std::string::npos)
@@ -129,8 +130,7 @@ TEST_F(Http2, ConcurrentStreamsOnOneConnectionAreSplitByWeightAndAllAnswered) {
     const std::string body_file = ::testing::TempDir() + "/h2_predict_body.json";
     std::ofstream(body_file) << predict_body;
     auto r = run("h2load -n 1000 -c 1 -m 100 -d " + body_file +
-                     " -H 'content-type: application/json' " +
-                     url(s.port, "/v1/models/m:predict"),
+                     " -H 'content-type: application/json' " + url(s.port, "/v1/models/m:predict"),
                  60);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("1000 total, 1000 started, 1000 done, 1000 succeeded"),
@@ -151,7 +151,8 @@ TEST_F(Http2, StreamedAnswerIsRelayedAsItIsSent) {
     llm.ttft_ms = 20;
     llm.tokens_per_second = 10;  // 100 ms between tokens
     llm.answer_tokens = 6;
-    auto s = stack::make(0, 1, [](config::gateway&) {}, {}, llm);
+    auto s = stack::make(
+        0, 1, [](config::gateway&) {}, {}, llm);
     const std::string cmd =
         "timeout 30 curl -sS -N --http2-prior-knowledge -H 'content-type: application/json' "
         "--data '{\"model\":\"m\",\"stream\":true,\"messages\":[]}' " +
@@ -186,17 +187,18 @@ TEST_F(Http2, TlsListenerOffersHttp2ByAlpnAndKeepsHttp11) {
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         c.listeners[0].tls = config::tls_server{cert.cert_file, cert.key_file};
     });
-    auto h2 = run("curl -sS -i --http2 --cacert " + cert.cert_file +
-                  " -H 'content-type: application/json' --data '" + predict_body + "' " +
-                  "--resolve localhost:" + std::to_string(s.port) + ":127.0.0.1 https://localhost:" +
-                  std::to_string(s.port) + "/v1/models/m:predict");
+    auto h2 =
+        run("curl -sS -i --http2 --cacert " + cert.cert_file +
+            " -H 'content-type: application/json' --data '" + predict_body + "' " +
+            "--resolve localhost:" + std::to_string(s.port) +
+            ":127.0.0.1 https://localhost:" + std::to_string(s.port) + "/v1/models/m:predict");
     ASSERT_EQ(h2.exit_code, 0) << h2.output;
     EXPECT_NE(h2.output.find("HTTP/2 200"), std::string::npos) << h2.output;
     EXPECT_NE(h2.output.find("x-stagegate-version: v1"), std::string::npos) << h2.output;
-    auto h1 = run("curl -sS -i --http1.1 --cacert " + cert.cert_file + " --data '" +
-                  predict_body + "' --resolve localhost:" + std::to_string(s.port) +
-                  ":127.0.0.1 https://localhost:" + std::to_string(s.port) +
-                  "/v1/models/m:predict");
+    auto h1 =
+        run("curl -sS -i --http1.1 --cacert " + cert.cert_file + " --data '" + predict_body +
+            "' --resolve localhost:" + std::to_string(s.port) +
+            ":127.0.0.1 https://localhost:" + std::to_string(s.port) + "/v1/models/m:predict");
     ASSERT_EQ(h1.exit_code, 0) << h1.output;
     EXPECT_NE(h1.output.find("HTTP/1.1 200"), std::string::npos) << h1.output;
 }
@@ -261,7 +263,8 @@ TEST_F(Http2, DrainFinishesStreamsInFlightAndClosesIdleConnectionsWithGoaway) {
 
 // An HTTP/2 connection with no stream open is closed after the idle timeout, with a GOAWAY.
 TEST_F(Http2, IdleConnectionIsClosedWithGoawayAfterTheIdleTimeout) {
-    auto s = stack::make(0, 1, [](config::gateway& c) { c.client.idle = std::chrono::milliseconds(300); });
+    auto s = stack::make(
+        0, 1, [](config::gateway& c) { c.client.idle = std::chrono::milliseconds(300); });
     connection c(s.port, false, 10s);
     ASSERT_TRUE(c.write_raw(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
                             std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9)));
