@@ -146,11 +146,13 @@ function render() {
   for (const [name, card] of state.cards) {
     if (!names.has(name)) { card.root.remove(); state.cards.delete(name); }
   }
-  for (const model of state.models) {
+  state.models.forEach((model, i) => {
     const card = cardFor(model.name);
     drawCard(card, model, state.rollouts.get(model.name), state.metrics.get(model.name));
-    main.append(card.root);  // keeps the API's order
-  }
+    // In the API's order, moving a card only when it is out of place: moving it would take
+    // the focus from an input the operator is typing in.
+    if (main.children[i] !== card.root) main.insertBefore(card.root, main.children[i] ?? null);
+  });
   drawTimeline();
 }
 
