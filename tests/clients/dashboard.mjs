@@ -58,7 +58,7 @@ async function signIn(browser, token) {
 const browser = await puppeteer.launch({
   executablePath: chromium,
   headless: true,
-  timeout: stepMs,
+  timeout: 30000,  // CI runs the suite two tests at a time on 2 cores: a slow start is no failure
   // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
          "--disable-extensions", "--disable-background-networking"],
@@ -74,7 +74,7 @@ try {
   await step("the page shows the controller's promotion to canary-50", () =>
     page.waitForFunction((m) => document.querySelector(
       `[data-model="${m}"] [data-field="stage"]`)?.textContent === "canary-50",
-      { timeout: 15000, polling: "mutation" }, "m"));
+      { timeout: 20000, polling: "mutation" }, "m"));
   await step("the timeline shows the promotion", () =>
     page.waitForSelector('#timeline li[data-type="promoted"]', { timeout: stepMs }));
   await step("the metrics poll shows the candidate's traffic at canary-50", () =>
