@@ -157,8 +157,8 @@ json counts_json(const metrics::series_counts& c) {
             {"latency_seconds", latency_json(c.latency)}};
 }
 
-// counts_json, plus time to first token when the version answered streams.
-json window_json(const metrics::series_counts& c) {
+// counts_json, plus the streams and their time to first token when the version answered any.
+json series_json(const metrics::series_counts& c) {
     auto out = counts_json(c);
     if (c.streams > 0) {
         out["streams"] = c.streams;
@@ -757,10 +757,10 @@ struct admin_server::impl {
             if (vm.model != m->name) {
                 continue;
             }
-            auto window = window_json(vm.window.counts);
+            auto window = series_json(vm.window.counts);
             window["seconds"] = vm.window.seconds;
             window["rps"] = static_cast<double>(vm.window.counts.requests()) / vm.window.seconds;
-            auto stage = window_json(vm.since_stage_start);
+            auto stage = series_json(vm.since_stage_start);
             stage["seconds"] =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - vm.stage_started)
                     .count();

@@ -114,6 +114,46 @@ TEST(Dashboard, WhoamiNamesTheTokenAndItsRole) {
               json({{"name", "anonymous"}, {"role", "operator"}, {"tokens_required", false}}));
 }
 
+// The page shows time to first token for a version that streams: the metrics API gives it.
+TEST(Dashboard, ModelMetricsGiveTimeToFirstTokenForAVersionThatStreams) {
+    mockmodel::options llm;
+    llm.ttft_ms = 50;
+    llm.answer_tokens = 3;
+    auto s = stack::make(0, 1, [](config::gateway&) {}, {}, llm);
+    const auto admin = s.gateway->admin_port();
+    auto r = request(s.port, "POST", "/v1/chat/completions",
+                     R"({"model":"m","stream":true,"messages":[]})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    // The answer reaches the metrics when the worker's shard is next collected.
+    json v1;
+    ASSERT_TRUE(wait_until([&] {
+        const auto metrics = body_of(api(admin, "GET", "/api/v1/models/m/metrics", "", ""));
+        for (const auto& v : metrics["versions"]) {
+            if (v["version"] == "v1" && v["window"].contains("streams")) {
+                v1 = v;
+            }
+        }
+        return !v1.is_null();
+    })) << api(admin, "GET", "/api/v1/models/m/metrics", "", "").body;
+    EXPECT_EQ(v1["window"]["streams"], 1) << v1.dump(2);
+    EXPECT_GE(v1["window"]["time_to_first_token_seconds"]["p50"].get<double>(), 0.045)
+        << v1.dump(2);
+    EXPECT_EQ(v1["since_stage_start"]["streams"], 1) << v1.dump(2);
+    // A version that answered no stream has no such figure, rather than a zero.
+    auto plain = stack::make();
+    request(plain.port, "POST", "/v1/models/m:predict", "{}");
+    ASSERT_TRUE(wait_until([&] {
+        return !body_of(api(plain.gateway->admin_port(), "GET", "/api/v1/models/m/metrics", "",
+                            ""))["versions"]
+                    .empty();
+    }));
+    const auto metrics =
+        body_of(api(plain.gateway->admin_port(), "GET", "/api/v1/models/m/metrics", "", ""));
+    for (const auto& v : metrics["versions"]) {
+        EXPECT_FALSE(v["window"].contains("time_to_first_token_seconds")) << v.dump(2);
+    }
+}
+
 // --- In a real browser ---
 
 const std::string clients_dir = std::string(STAGEGATE_SOURCE_DIR) + "/tests/clients";
