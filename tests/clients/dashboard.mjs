@@ -120,6 +120,12 @@ try {
   console.log(JSON.stringify(seen));
 } catch (e) {
   seen.error = `${seen.steps.at(-1) ?? "start"}: ${e.message}`;
+  // What the pages said last, for the failure's report.
+  for (const page of await browser.pages()) {
+    seen.last_messages = (seen.last_messages ?? []).concat(await page.$$eval(
+      "[data-field=message], #notice, #feed-state", (es) => es.map((x) => x.textContent))
+      .catch(() => []));
+  }
   console.log(JSON.stringify(seen));
   process.exitCode = 1;
 } finally {

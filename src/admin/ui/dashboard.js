@@ -166,8 +166,10 @@ function cardFor(name) {
       controls: null,  // made once the model has a rollout and the token may operate
       message: el("p", { class: "message", data: { field: "message" }, role: "status" }),
     };
+    // The buttons (once made) go right under the title, above the figures: a redraw changes
+    // the figures' height, and a button that moved as the operator clicked would be missed.
     card.root = el("article", { class: "model", data: { model: name } },
-      el("h2", {}, name, " ", card.stage, " ", card.phase), card.body, card.message);
+      el("h2", {}, name, " ", card.stage, " ", card.phase), card.message, card.body);
     state.cards.set(name, card);
   }
   return card;
