@@ -5,6 +5,7 @@
 
 #include "admin_auth.hpp"
 #include "admin_error.hpp"
+#include "ui_assets.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 #include "stagegate/control/plane.hpp"
@@ -154,6 +155,16 @@ json counts_json(const metrics::series_counts& c) {
             {"codes", codes},
             {"upstream_failures", failures},
             {"latency_seconds", latency_json(c.latency)}};
+}
+
+// counts_json, plus the streams and their time to first token when the version answered any.
+json series_json(const metrics::series_counts& c) {
+    auto out = counts_json(c);
+    if (c.streams > 0) {
+        out["streams"] = c.streams;
+        out["time_to_first_token_seconds"] = latency_json(c.time_to_first_token);
+    }
+    return out;
 }
 
 // "a=1&b=2" -> map; nullopt when malformed.
@@ -557,6 +568,9 @@ struct admin_server::impl {
     static bool matches(std::string_view pattern, const std::vector<std::string>& segs,
                         std::vector<std::string>& params) {
         params.clear();
+        if (pattern == "/") {
+            return segs.empty();  // the root, the one path without a segment
+        }
         for (const auto& seg : segs) {
             if (pattern.empty()) {
                 return false;  // the path is longer
@@ -743,10 +757,10 @@ struct admin_server::impl {
             if (vm.model != m->name) {
                 continue;
             }
-            auto window = counts_json(vm.window.counts);
+            auto window = series_json(vm.window.counts);
             window["seconds"] = vm.window.seconds;
             window["rps"] = static_cast<double>(vm.window.counts.requests()) / vm.window.seconds;
-            auto stage = counts_json(vm.since_stage_start);
+            auto stage = series_json(vm.since_stage_start);
             stage["seconds"] =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - vm.stage_started)
                     .count();
@@ -905,6 +919,34 @@ struct admin_server::impl {
 
     net::awaitable<answer> on_cluster(const call& c) {
         co_return json_response(http::status::ok, gw.cluster_status(), c.version());
+    }
+
+    // Who the token is: what the dashboard shows, and whether it offers the commands.
+    net::awaitable<answer> on_whoami(const call& c) {
+        co_return json_response(http::status::ok,
+                                {{"name", c.who->name},
+                                 {"role", c.who->can_operate ? "operator" : "viewer"},
+                                 {"tokens_required", !tokens.open()}},
+                                c.version());
+    }
+
+    // "/" and "/ui" lead to "/ui/", the dashboard's page: its files are named relative to it.
+    net::awaitable<answer> on_ui_page(const call& c) {
+        const auto target = c.req.target();
+        if (target.substr(0, target.find('?')) != "/ui/") {
+            co_return ui_redirect("/ui/", c.version());
+        }
+        co_return ui_file_answer("index.html", c.req[http::field::if_none_match], c.version());
+    }
+
+    net::awaitable<answer> on_ui_file(const call& c) {
+        auto res = ui_file_answer(c.params[0], c.req[http::field::if_none_match], c.version());
+        if (!res) {
+            co_return error_json(admin_error::not_found,
+                                 "the dashboard has no file named \"" + c.params[0] + "\"",
+                                 c.version());
+        }
+        co_return std::move(*res);
     }
 
     // A follower replica hands rollout changes to the leader, the one replica that decides,
@@ -1199,6 +1241,11 @@ std::span<const admin_server::impl::route> admin_server::impl::routes() {
          {"request_id", "label", "labels"}},
         {v::get,  "/api/v1/openapi.json",                viewer, local,  &impl::on_openapi},
         {v::get,  "/api/v1/cluster",                     viewer, local,  &impl::on_cluster},
+        {v::get,  "/api/v1/whoami",                      viewer, local,  &impl::on_whoami},
+        // The dashboard (ui_assets): its page and files need no token, its calls do.
+        {v::get,  "/",                                   open,   local,  &impl::on_ui_page},
+        {v::get,  "/ui",                                 open,   local,  &impl::on_ui_page},
+        {v::get,  "/ui/{file}",                          open,   local,  &impl::on_ui_file},
     };
     // clang-format on
     return table;
