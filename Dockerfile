@@ -14,7 +14,7 @@ RUN ./scripts/build.sh -DSTAGEGATE_TESTS=OFF
 # tests/deploy/check_dockerfile.sh fails the test suite when this list misses one.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libc6 libgcc-s1 libstdc++6 libssl3 \
+ && apt-get install -y --no-install-recommends libc6 libgcc-s1 libstdc++6 libssl3 libnghttp2-14 \
       libprometheus-cpp-core1.0 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home stagegate \

@@ -3,14 +3,17 @@
 # already present. Never pulls Debian's default Boost 1.74 dev packages (they conflict).
 # usage: install-deps.sh [--build | --bench | --fuzz] [--list]
 #   --build  only what building the binaries with the tests off takes (the Dockerfile's build
-#            stage): no promtool, etcd, GoogleTest or Node.js
+#            stage): no promtool, etcd, GoogleTest, Node.js or chromium
 #   --list   print the packages instead of installing them
 set -euo pipefail
 # Building: Boost's headers (Asio, Beast, System) are all the gateway uses of Boost.
-build_packages=(g++ cmake make libboost1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev)
+build_packages=(g++ cmake make libboost1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev
+                libnghttp2-dev)
 # Testing, benchmarking and development on top of that.
+# chromium: the admin dashboard's test opens it in a real browser (headless, driven by the
+# pinned puppeteer-core in tests/clients).
 packages=("${build_packages[@]}" pkg-config libboost1.81-all-dev libgtest-dev libgmock-dev curl
-          openssl prometheus python3-yaml etcd-server)
+          openssl prometheus python3-yaml etcd-server nghttp2-client chromium)
 build_only=false
 list=false
 for arg in "$@"; do
@@ -22,8 +25,9 @@ for arg in "$@"; do
     *) echo "usage: $0 [--build | --bench | --fuzz] [--list]" >&2; exit 2 ;;
   esac
 done
-# Node.js and npm drive the real clients in tests/clients (the openai SDK); the machine's own
-# are used when present, else Debian's.
+# Node.js and npm drive the real clients in tests/clients (the openai SDK; puppeteer-core,
+# which drives chromium through the dashboard); the machine's own are used when present, else
+# Debian's.
 if ! $build_only; then
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi

@@ -5,6 +5,7 @@
 
 #include "admin_auth.hpp"
 #include "admin_error.hpp"
+#include "ui_assets.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 #include "stagegate/control/plane.hpp"
@@ -134,9 +135,10 @@ json latency_json(const metrics::latency_histogram& h) {
     return {{"p50", q(0.50)}, {"p90", q(0.90)}, {"p99", q(0.99)}};
 }
 
-// OpenAI answers' tokens and streams, only for a version that had any: "tokens" (input,
-// output, output by source) and "streams" (how they ended, time to first token, time per
-// output token, output tokens per second).
+// OpenAI answers' figures beside series_json's "streams" (streams with a data event) and
+// "time_to_first_token_seconds", for a version that had any: "tokens" (input, output, output
+// by source), "stream_outcomes" (how its streams ended), "time_per_output_token_seconds" and
+// "output_tokens_per_second" (completed streams, p10 and p50).
 void add_openai_json(json& out, const metrics::series_counts& c) {
     const std::uint64_t output = c.output_tokens[0] + c.output_tokens[1];
     if (c.input_tokens > 0 || output > 0) {
@@ -159,13 +161,10 @@ void add_openai_json(json& out, const metrics::series_counts& c) {
     auto tokens_per_second = [&](double q) {
         return rate.quantile_micros(q) / metrics::token_rate_scale;
     };
-    out["streams"] = {
-        {"count", ended},
-        {"outcomes", outcomes},
-        {"ttft_seconds", latency_json(c.time_to_first_token)},
-        {"time_per_output_token_seconds", latency_json(c.time_per_output_token)},
-        {"output_tokens_per_second",
-         {{"p10", tokens_per_second(0.1)}, {"p50", tokens_per_second(0.5)}}}};
+    out["stream_outcomes"] = outcomes;
+    out["time_per_output_token_seconds"] = latency_json(c.time_per_output_token);
+    out["output_tokens_per_second"] = {{"p10", tokens_per_second(0.1)},
+                                       {"p50", tokens_per_second(0.5)}};
 }
 
 json counts_json(const metrics::series_counts& c) {
@@ -181,14 +180,22 @@ json counts_json(const metrics::series_counts& c) {
             codes[metrics::code_label(i)] = c.codes[i];
         }
     }
-    json out = {{"requests", requests},
-                {"errors", errors},
-                {"error_rate", requests ? static_cast<double>(errors) /
-                                              static_cast<double>(requests)
-                                        : 0.0},
-                {"codes", codes},
-                {"upstream_failures", failures},
-                {"latency_seconds", latency_json(c.latency)}};
+    return {{"requests", requests},
+            {"errors", errors},
+            {"error_rate", requests ? static_cast<double>(errors) / static_cast<double>(requests)
+                                    : 0.0},
+            {"codes", codes},
+            {"upstream_failures", failures},
+            {"latency_seconds", latency_json(c.latency)}};
+}
+
+// counts_json, plus the streams and their time to first token when the version answered any.
+json series_json(const metrics::series_counts& c) {
+    auto out = counts_json(c);
+    if (c.streams > 0) {
+        out["streams"] = c.streams;
+        out["time_to_first_token_seconds"] = latency_json(c.time_to_first_token);
+    }
     add_openai_json(out, c);
     return out;
 }
@@ -594,6 +601,9 @@ struct admin_server::impl {
     static bool matches(std::string_view pattern, const std::vector<std::string>& segs,
                         std::vector<std::string>& params) {
         params.clear();
+        if (pattern == "/") {
+            return segs.empty();  // the root, the one path without a segment
+        }
         for (const auto& seg : segs) {
             if (pattern.empty()) {
                 return false;  // the path is longer
@@ -780,10 +790,10 @@ struct admin_server::impl {
             if (vm.model != m->name) {
                 continue;
             }
-            auto window = counts_json(vm.window.counts);
+            auto window = series_json(vm.window.counts);
             window["seconds"] = vm.window.seconds;
             window["rps"] = static_cast<double>(vm.window.counts.requests()) / vm.window.seconds;
-            auto stage = counts_json(vm.since_stage_start);
+            auto stage = series_json(vm.since_stage_start);
             stage["seconds"] =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - vm.stage_started)
                     .count();
@@ -942,6 +952,34 @@ struct admin_server::impl {
 
     net::awaitable<answer> on_cluster(const call& c) {
         co_return json_response(http::status::ok, gw.cluster_status(), c.version());
+    }
+
+    // Who the token is: what the dashboard shows, and whether it offers the commands.
+    net::awaitable<answer> on_whoami(const call& c) {
+        co_return json_response(http::status::ok,
+                                {{"name", c.who->name},
+                                 {"role", c.who->can_operate ? "operator" : "viewer"},
+                                 {"tokens_required", !tokens.open()}},
+                                c.version());
+    }
+
+    // "/" and "/ui" lead to "/ui/", the dashboard's page: its files are named relative to it.
+    net::awaitable<answer> on_ui_page(const call& c) {
+        const auto target = c.req.target();
+        if (target.substr(0, target.find('?')) != "/ui/") {
+            co_return ui_redirect("/ui/", c.version());
+        }
+        co_return ui_file_answer("index.html", c.req[http::field::if_none_match], c.version());
+    }
+
+    net::awaitable<answer> on_ui_file(const call& c) {
+        auto res = ui_file_answer(c.params[0], c.req[http::field::if_none_match], c.version());
+        if (!res) {
+            co_return error_json(admin_error::not_found,
+                                 "the dashboard has no file named \"" + c.params[0] + "\"",
+                                 c.version());
+        }
+        co_return std::move(*res);
     }
 
     // A follower replica hands rollout changes to the leader, the one replica that decides,
@@ -1236,6 +1274,11 @@ std::span<const admin_server::impl::route> admin_server::impl::routes() {
          {"request_id", "label", "labels"}},
         {v::get,  "/api/v1/openapi.json",                viewer, local,  &impl::on_openapi},
         {v::get,  "/api/v1/cluster",                     viewer, local,  &impl::on_cluster},
+        {v::get,  "/api/v1/whoami",                      viewer, local,  &impl::on_whoami},
+        // The dashboard (ui_assets): its page and files need no token, its calls do.
+        {v::get,  "/",                                   open,   local,  &impl::on_ui_page},
+        {v::get,  "/ui",                                 open,   local,  &impl::on_ui_page},
+        {v::get,  "/ui/{file}",                          open,   local,  &impl::on_ui_file},
     };
     // clang-format on
     return table;

@@ -1132,13 +1132,14 @@ result<gateway> parse(std::string_view json_text) {
             true);
         r.integer("workers", cfg.workers, 0, 1024);
         r.object("limits", [&](object_reader& l) {
-            l.reject_unknown(
-                {"max_header_bytes", "max_request_body_bytes", "max_connections_per_worker"});
+            l.reject_unknown({"max_header_bytes", "max_request_body_bytes",
+                              "max_connections_per_worker", "max_concurrent_streams"});
             l.integer("max_header_bytes", cfg.limit.max_header_bytes, 1024, 1024 * 1024);
             l.integer("max_request_body_bytes", cfg.limit.max_request_body_bytes, 0,
                       std::uint64_t{1} << 32);
             l.integer("max_connections_per_worker", cfg.limit.max_connections_per_worker, 1,
                       10'000'000);
+            l.integer("max_concurrent_streams", cfg.limit.max_concurrent_streams, 1, 100'000);
         });
         r.object("client_timeouts", [&](object_reader& t) {
             t.reject_unknown({"idle_ms", "request_ms", "drain_ms", "drain_delay_ms"});
@@ -1314,7 +1315,9 @@ std::vector<problem> reload_problems(const gateway& running, const gateway& next
             "/logging", "logging");
     changed(running.limit.max_header_bytes != next.limit.max_header_bytes ||
                 running.limit.max_request_body_bytes != next.limit.max_request_body_bytes ||
-                running.limit.max_connections_per_worker != next.limit.max_connections_per_worker,
+                running.limit.max_connections_per_worker !=
+                    next.limit.max_connections_per_worker ||
+                running.limit.max_concurrent_streams != next.limit.max_concurrent_streams,
             "/limits", "limits");
     changed(running.client.idle != next.client.idle ||
                 running.client.request != next.client.request ||

@@ -433,20 +433,22 @@ private:
                                                     "ITL P99", "TOK/S P50", "FAILED"}};
         for (const auto& v : metrics["versions"]) {
             const auto s = v.value("since_stage_start", json::object());
-            if (!s.contains("streams") || !s["streams"].is_object()) {
+            if (!s.contains("stream_outcomes") || !s["stream_outcomes"].is_object()) {
                 continue;  // shown only for a version that has streamed
             }
-            const auto& st = s["streams"];
-            const auto& ends = st.value("outcomes", json::object());
+            const auto& ends = s["stream_outcomes"];
+            double count = 0;
+            for (const auto& [outcome, n] : ends.items()) {
+                count += n.is_number() ? n.get<double>() : 0;
+            }
             const double failed = num(ends, "cut_by_upstream") + num(ends, "cut_by_idle_timeout") +
                                   num(ends, "cut_by_total_timeout") + num(ends, "error_event");
-            const double rate = num(st.value("output_tokens_per_second", json::object()), "p50");
-            rows.push_back({str(v, "version"),
-                            std::to_string(static_cast<long long>(num(st, "count"))),
-                            millis(num(st["ttft_seconds"], "p50")),
-                            millis(num(st["ttft_seconds"], "p99")),
-                            millis(num(st["time_per_output_token_seconds"], "p99")),
-                            rate > 0 ? fixed(rate, 1) : "-",
+            const auto ttft = s.value("time_to_first_token_seconds", json::object());
+            const auto itl = s.value("time_per_output_token_seconds", json::object());
+            const double rate = num(s.value("output_tokens_per_second", json::object()), "p50");
+            rows.push_back({str(v, "version"), std::to_string(static_cast<long long>(count)),
+                            millis(num(ttft, "p50")), millis(num(ttft, "p99")),
+                            millis(num(itl, "p99")), rate > 0 ? fixed(rate, 1) : "-",
                             std::to_string(static_cast<long long>(failed))});
         }
         if (rows.size() > 1) {

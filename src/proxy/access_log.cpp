@@ -226,7 +226,9 @@ void access_format::append(std::string& out, const access_entry& e,
                 text(e.path);
                 break;
             case f_protocol:
-                text(e.client_version == 10 ? "HTTP/1.0" : "HTTP/1.1");
+                text(e.client_version == 10   ? "HTTP/1.0"
+                     : e.client_version == 20 ? "HTTP/2.0"
+                                              : "HTTP/1.1");
                 break;
             case f_model:
                 text(e.model);

@@ -55,6 +55,9 @@ struct request_context {
     bool keep_alive = true;
     unsigned client_version = 11;
     bool head = false;
+    // An HTTP/2 stream: its answer is still written as HTTP/1.1 (client_version 11) and
+    // translated (h2_session.cpp); the access log says HTTP/2.0.
+    bool http2 = false;
     // What the access log says of this request: each step fills in what it learns (routing,
     // the exchange, the gateway's own answers). Views point at the request, the route
     // snapshot or literals, and are read before handle_request lets go of them.

@@ -114,7 +114,7 @@ inline void log_request(worker& w, request_context& rc, std::string_view method,
     e.client = client_address;
     e.method = method;
     e.path = path;
-    e.client_version = rc.client_version;
+    e.client_version = rc.http2 ? 20 : rc.client_version;
     e.bytes_received = body_bytes;
     e.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started)
                         .count();

@@ -5,6 +5,7 @@
 // On the worker's thread; nothing here blocks or throws.
 #include "session.hpp"
 
+#include "h2_session.hpp"
 #include "http_util.hpp"
 #include "request_context.hpp"
 #include "request_handling.hpp"
@@ -84,6 +85,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
     auto& slot = guard.slot();
     const auto& cfg = w.config();
 
+    beast::flat_buffer buffer;
     if constexpr (tls) {
         slot.expire_in(cfg.client.request);
         auto [ec] = co_await stream.async_handshake(net::ssl::stream_base::server,
@@ -91,9 +93,35 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         if (ec) {
             co_return;
         }
+        if (alpn_chose_h2(stream.native_handle())) {
+            co_await serve_h2(stream, w, slot, buffer, client_address);
+            co_await close_gracefully(stream, slot);
+            co_return;
+        }
+    } else {
+        // HTTP/2 with prior knowledge (h2c) opens with its preface; an HTTP/1.1 request line
+        // differs from it at its first byte, so HTTP/1.1 pays no extra read for the check.
+        slot.expire_in(cfg.client.request);
+        for (;;) {
+            const auto b = buffer.cdata();
+            const auto match = match_h2_preface(
+                std::string_view(static_cast<const char*>(b.data()), b.size()));
+            if (match == preface_match::http1) {
+                break;
+            }
+            if (match == preface_match::http2) {
+                co_await serve_h2(stream, w, slot, buffer, client_address);
+                co_await close_gracefully(stream, slot);
+                co_return;
+            }
+            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), nothrow_awaitable);
+            buffer.commit(n);
+            if (ec) {
+                co_return;  // gone, or silent past the request timeout, before a request
+            }
+        }
     }
 
-    beast::flat_buffer buffer;
     std::string head;          // serialized heads, reused across requests
     std::string body_scratch;  // answers kept for reading their prediction
     std::vector<const void*> head_fields;  // a chunked request's head fields (trailers)

@@ -48,8 +48,19 @@ inline clock::time_point coarse_now() {
 
 // A live client connection as its worker sees it: for drain, and for deadlines. A deadline is
 // a plain store per operation; the worker's ticker cancels whatever passed it.
+// What a slot without a socket of its own (one HTTP/2 stream of a connection) does when its
+// client deadline passes: the ticker calls it instead of cancelling a socket.
+class deadline_listener {
+public:
+    virtual void deadline_passed() = 0;
+
+protected:
+    ~deadline_listener() = default;
+};
+
 struct session_slot {
     stream_type* stream = nullptr;
+    deadline_listener* on_deadline = nullptr;  // an HTTP/2 stream's (its stream is null)
     stream_type* upstream = nullptr;  // while connecting or exchanging
     clock::time_point deadline = clock::time_point::max();
     clock::time_point upstream_deadline = clock::time_point::max();

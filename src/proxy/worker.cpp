@@ -148,11 +148,15 @@ task<void> worker::enforce_deadlines() {
         }
         const auto now = coarse_now();
         for (auto* s = sessions_; s; s = s->next) {
-            if (s->deadline <= now && s->stream) {
+            if (s->deadline <= now && (s->stream || s->on_deadline)) {
                 s->deadline = clock::time_point::max();
                 s->timed_out = true;
-                boost::system::error_code ignored;
-                s->stream->cancel(ignored);  // the session may still answer 408
+                if (s->stream) {
+                    boost::system::error_code ignored;
+                    s->stream->cancel(ignored);  // the session may still answer 408
+                } else {
+                    s->on_deadline->deadline_passed();
+                }
             }
             if (s->upstream && s->upstream_deadline <= now) {
                 s->upstream_deadline = clock::time_point::max();

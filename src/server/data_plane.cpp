@@ -136,6 +136,7 @@ result<void> data_plane::bind_workers(const config::gateway& cfg) {
                                                        ": cannot load certificate or key: " +
                                                        ec.message());
         }
+        proxy::offer_h2_alpn(*ctx);
         tls.push_back(std::move(ctx));
     }
 

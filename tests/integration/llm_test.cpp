@@ -151,14 +151,15 @@ TEST(LlmStreams, OutcomesAndTokensAreCountedExactlyForStreamsWithKnownFaults) {
     for (const auto& v : m["versions"]) {
         (v["version"] == "v1" ? v1 : v2) = v["since_stage_start"];
     }
-    ASSERT_TRUE(v1.contains("streams")) << m.dump(2);
-    EXPECT_EQ(v1["streams"]["count"], 8) << m.dump(2);
-    EXPECT_EQ(v1["streams"]["outcomes"]["error_event"], 2);
-    EXPECT_GT(v1["streams"]["ttft_seconds"]["p99"].get<double>(), 0);
-    EXPECT_GT(v1["streams"]["output_tokens_per_second"]["p50"].get<double>(), 0);
+    ASSERT_TRUE(v1.contains("stream_outcomes")) << m.dump(2);
+    EXPECT_EQ(v1["stream_outcomes"]["completed"], 3) << m.dump(2);
+    EXPECT_EQ(v1["stream_outcomes"]["error_event"], 2);
+    EXPECT_EQ(v1["stream_outcomes"]["cut_by_upstream"], 2);
+    EXPECT_GT(v1["time_to_first_token_seconds"]["p99"].get<double>(), 0);
+    EXPECT_GT(v1["output_tokens_per_second"]["p50"].get<double>(), 0);
     EXPECT_EQ(v1["tokens"]["output_by"]["usage"], 12);
     // A version without streams shows none.
-    EXPECT_FALSE(v2.contains("streams")) << m.dump(2);
+    EXPECT_FALSE(v2.contains("stream_outcomes")) << m.dump(2);
 
     // A client that leaves mid-stream: the backend is not to blame.
     {

@@ -1,7 +1,8 @@
 // admin: the admin HTTP listener on the control thread (optionally TLS).
 // Owns: bearer-token authentication (viewer and operator roles), the /api/v1/ endpoints
 // (models, rollouts and their commands, events paged and live as Server-Sent Events, config
-// reload, the OpenAPI document), /healthz, /readyz and /metrics. Every error is
+// reload, the OpenAPI document, whoami), /healthz, /readyz, /metrics and the dashboard (/ui/,
+// files built into the binary; admin/ui_assets). Every error is
 // {"error":{"code","message"}} plus "path" and "problems" for validation errors.
 // Must not touch: the request path or the data plane (it sees them through control::plane);
 // rollout decisions go through the controller.

@@ -225,6 +225,8 @@ struct limits {
     std::uint32_t max_header_bytes = 16 * 1024;
     std::uint64_t max_request_body_bytes = 16 * 1024 * 1024;
     std::uint32_t max_connections_per_worker = 10000;
+    // Per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS): nginx's default, 128.
+    std::uint32_t max_concurrent_streams = 128;
 };
 
 struct client_timeouts {

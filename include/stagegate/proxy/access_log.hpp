@@ -28,7 +28,7 @@ struct access_entry {
     std::string_view client;  // the client's address, as X-Forwarded-For gets it
     std::string_view method;
     std::string_view path;
-    unsigned client_version = 11;  // 10 or 11
+    unsigned client_version = 11;  // 10, 11 or 20 (HTTP/2)
     std::string_view model;        // empty: not routed
     std::string_view version;
     std::string_view stage;

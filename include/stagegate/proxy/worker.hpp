@@ -28,6 +28,9 @@ class context;
 
 namespace stagegate::proxy {
 
+// Lets a TLS listener's clients choose HTTP/2 by ALPN ("h2", else "http/1.1").
+void offer_h2_alpn(boost::asio::ssl::context& tls);
+
 class access_log_writer;
 class access_log_buffer;
 struct access_entry;

@@ -645,5 +645,24 @@ TEST(ConfigLogging, CheckFilesNamesAnAccessLogThatCannotBeOpened) {
     EXPECT_EQ(problems[0].path, "/logging/access_log/path");
 }
 
+TEST(ConfigLimits, MaxConcurrentStreamsDefaultsToNginxsAndIsBounded) {
+    auto cfg = parse(minimal);
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    EXPECT_EQ(cfg->limit.max_concurrent_streams, 128u);
+    auto with = [](const std::string& value) {
+        return parse(R"({"listeners": [{"port": 8080}], "limits": {"max_concurrent_streams": )" +
+                     value + R"(},
+          "models": [{"name": "m", "stable": "v1",
+                      "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]}]}]})");
+    };
+    auto set = with("1000");
+    ASSERT_TRUE(set) << set.error().describe();
+    EXPECT_EQ(set->limit.max_concurrent_streams, 1000u);
+    auto zero = with("0");
+    ASSERT_FALSE(zero);
+    EXPECT_TRUE(has_problem(zero.error(), "/limits/max_concurrent_streams", ""))
+        << zero.error().describe();
+}
+
 }  // namespace
 }  // namespace stagegate::config
