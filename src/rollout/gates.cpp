@@ -839,8 +839,16 @@ evaluation evaluate(const gate_config& cfg, const traffic& seen) {
         std::find(cfg.error_slots.begin(), cfg.error_slots.end(), slot_of_4xx) !=
         cfg.error_slots.end();
     const bool client_gate = cfg.client_errors && error_gate && !errors_include_4xx;
+    // The default comparison of whole answers' latency is left out where the streams' own
+    // figures are judged: a stream's latency is its whole length, so a candidate that writes
+    // longer answers (or an LLM user asking for longer ones) would look slower. Configured
+    // latency ratios still apply.
+    const bool judges_streams =
+        !cfg.max_ttft.empty() || !cfg.max_ttft_ratio.empty() || !cfg.max_time_per_token.empty() ||
+        !cfg.max_time_per_token_ratio.empty() || !cfg.min_tokens_per_second.empty() ||
+        !cfg.min_tokens_per_second_ratio.empty();
     std::vector<relative_quantile_limit> latency_ratios = cfg.max_latency_ratio;
-    if (latency_ratios.empty() && cfg.sequential_latency) {
+    if (latency_ratios.empty() && cfg.sequential_latency && !judges_streams) {
         latency_ratios = {{0.5, 1.2}, {0.9, 1.2}};
     }
     const std::size_t gates = (cfg.max_error_rate ? 1 : 0) +

@@ -645,6 +645,19 @@ TEST(ConfigLogging, CheckFilesNamesAnAccessLogThatCannotBeOpened) {
     EXPECT_EQ(problems[0].path, "/logging/access_log/path");
 }
 
+// README's "LLM serving" config: OpenAI matching only, stream timeouts, streaming gates.
+TEST(ConfigParse, LlmExampleConfigIsValid) {
+    auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/llm.json");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    const auto& m = cfg->models[0];
+    EXPECT_FALSE(m.route.kserve_v1);
+    EXPECT_TRUE(m.route.openai);
+    EXPECT_EQ(m.timeouts.total.count(), 0);
+    ASSERT_TRUE(m.rollout_spec);
+    EXPECT_FALSE(m.rollout_spec->gates.max_ttft_ratio.empty());
+    EXPECT_FALSE(m.rollout_spec->gates.min_tokens_per_second_ratio.empty());
+}
+
 TEST(ConfigLimits, MaxConcurrentStreamsDefaultsToNginxsAndIsBounded) {
     auto cfg = parse(minimal);
     ASSERT_TRUE(cfg) << cfg.error().describe();

@@ -319,6 +319,25 @@ TEST(Gates, StreamsAreJudgedOnTimeToFirstTokenNotTheirWholeLength) {
     EXPECT_EQ(gate(over, "p99_ttft").outcome, verdict::fail) << gate(over, "p99_ttft").explanation;
 }
 
+// With streaming gates configured, the default comparison of whole answers is left out: an LLM
+// candidate whose answers are twice as long, started and paced as fast, is not "slower".
+TEST(Gates, StreamingGatesReplaceTheDefaultWholeAnswerLatencyComparison) {
+    gate_config cfg;  // the defaults: sequential errors and latency
+    cfg.max_ttft_ratio = {{0.9, 1.3}};
+    auto longer = judge(cfg, streams(2000, 100000, 45000, 2000000),
+                        streams(20000, 100000, 45000, 1000000));
+    for (const auto& g : longer.gates) {
+        EXPECT_EQ(g.gate.find("latency_vs_stable"), std::string::npos) << g.gate;
+    }
+    EXPECT_EQ(gate(longer, "p90_ttft_vs_stable").outcome, verdict::pass)
+        << gate(longer, "p90_ttft_vs_stable").explanation;
+    // Without streaming gates the default comparison judges them as before.
+    auto plain = judge(gate_config{}, streams(2000, 100000, 45000, 2000000),
+                       streams(20000, 100000, 45000, 1000000));
+    EXPECT_EQ(gate(plain, "p50_latency_vs_stable").outcome, verdict::fail)
+        << gate(plain, "p50_latency_vs_stable").explanation;
+}
+
 // `n` completed OpenAI streams at about `tokens_per_second` each (spread over +-9 %), their
 // first token after 100 ms.
 metrics::series_counts token_streams(std::uint64_t n, double tokens_per_second) {
