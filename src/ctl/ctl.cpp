@@ -1,4 +1,5 @@
 #include "stagegate/ctl/ctl.hpp"
+#include "stagegate/config/vocabulary.hpp"
 #include "stagegate/core/json.hpp"
 
 #include "stagegate/core/http_client.hpp"
@@ -463,13 +464,18 @@ private:
         const auto& stages = st["stages"];
         const auto stage_index = static_cast<std::size_t>(num(st, "stage_index"));
         const std::string phase = str(st, "phase");
+        // The phase in the gateway's own vocabulary (an unknown word: neither live nor done).
+        const auto phase_is = config::parse_rollout_phase(phase);
+        const bool phase_live = phase_is && config::is_live(*phase_is);
         out_ << "Model:       " << model << "\n";
         out_ << "Rollout:     " << str(st, "candidate") << " replacing " << str(st, "stable")
              << "  [" << phase << "]\n";
         std::string line;
         for (std::size_t i = 0; i < stages.size(); ++i) {
-            const bool live = phase == "progressing" || phase == "paused";
-            std::string mark = phase == "completed" || (live && i < stage_index) ? "done"
+            const bool live = phase_live;
+            std::string mark = phase_is == config::rollout_phase::completed ||
+                                       (live && i < stage_index)
+                                   ? "done"
                                : live && i == stage_index                           ? "NOW"
                                                                                     : "-";
             if (!line.empty()) line += "  ";
@@ -532,7 +538,7 @@ private:
         } else if (st.value("checks_in_flight", false)) {
             out_ << "\nChecks:      running\n";
         }
-        if (phase == "progressing" || phase == "paused") {
+        if (phase_live) {
             std::string waits;
             if (num(st, "bake_seconds_left") > 0) {
                 waits += fixed(num(st, "bake_seconds_left"), 0) + " s more bake time";

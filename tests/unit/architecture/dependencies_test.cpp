@@ -38,7 +38,8 @@ const std::map<std::string, std::set<std::string>>& allowed() {
          {"core", "config", "predictions", "routing", "metrics", "notify", "rollout", "control"}},
         {"app", {"core", "config", "server", "control", "admin"}},
         {"main", {"core", "config", "app"}},
-        {"ctl", {"core"}},  // speaks HTTP to the admin API
+        // speaks HTTP to the admin API; reads its phases back in config's vocabulary
+        {"ctl", {"core", "config"}},
         {"mockmodel", {"core"}},
     };
     return table;
