@@ -2,6 +2,8 @@
 // the headers every answer of the dashboard carries (see ui_assets.hpp).
 #include "ui_assets.hpp"
 
+#include "stagegate/core/text.hpp"
+
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 
@@ -28,30 +30,11 @@ void set_common_headers(ui_response& res) {
     res.set("Referrer-Policy", "no-referrer");
 }
 
-// FNV-1a, 64 bits: a cache validator, not a defence against anyone.
-std::uint64_t fnv1a(std::string_view bytes) {
-    std::uint64_t h = 14695981039346656037ull;
-    for (unsigned char c : bytes) {
-        h = (h ^ c) * 1099511628211ull;
-    }
-    return h;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 // Whether an If-None-Match value ("*", or a list of tags, weak or strong) names `etag`.
 bool names_etag(std::string_view if_none_match, std::string_view etag) {
     while (!if_none_match.empty()) {
         const auto comma = if_none_match.find(',');
-        auto tag = trim(if_none_match.substr(0, comma));
+        auto tag = trim_blanks(if_none_match.substr(0, comma));
         if (tag.starts_with("W/")) {
             tag.remove_prefix(2);  // weak comparison, as RFC 9110 asks for If-None-Match
         }

@@ -1,5 +1,7 @@
 #include "http_util.hpp"
 
+#include "stagegate/core/text.hpp"
+
 #include <boost/beast/core/string.hpp>
 #include <nlohmann/json.hpp>
 
@@ -14,16 +16,6 @@ namespace beast = boost::beast;
 using namespace std::string_view_literals;
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 // Up to 8 header names listed in Connection; more are ignored (and still never forwarded by
 // name only if listed in the first 8: a client listing more gains nothing but noise).
@@ -41,7 +33,7 @@ struct connection_tokens {
     void add(std::string_view value) {
         while (!value.empty() && count < names.size()) {
             auto comma = value.find(',');
-            auto token = trim(value.substr(0, comma));
+            auto token = trim_blanks(value.substr(0, comma));
             if (!token.empty()) {
                 names[count++] = token;
             }

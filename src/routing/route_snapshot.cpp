@@ -1,4 +1,5 @@
 #include "stagegate/routing/route_snapshot.hpp"
+#include "stagegate/core/text.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -27,13 +28,6 @@ void rebuild_bands(model_route& m) {
     m.bands.push_back({total_weight, m.stable});
 }
 
-std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL) {
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 std::uint64_t fmix64(std::uint64_t k) {
     k ^= k >> 33;

@@ -162,4 +162,29 @@ inline std::string exchange(std::uint16_t port, std::string_view bytes) {
     return got;
 }
 
+// Every 256th call: a good request must still get 200 (the gateway kept serving whatever the
+// fuzzer sent before); aborts with what came back otherwise.
+inline void check_still_serving(std::uint16_t port) {
+    static constexpr const char* good_request =
+        "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        "Connection: close\r\n\r\n{}";
+    static unsigned n = 0;
+    if (++n % 256 != 0) {
+        return;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = exchange(port, good_request);
+    if (r.rfind("HTTP/1.1 200", 0) != 0) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+        auto again = exchange(port, good_request);
+        std::fprintf(stderr,
+                     "the gateway stopped serving a good request; after %lld ms it answered:\n"
+                     "%s\nand a moment later:\n%s\n",
+                     static_cast<long long>(ms), r.c_str(), again.c_str());
+        std::abort();
+    }
+}
+
 }  // namespace stagegate::fuzz

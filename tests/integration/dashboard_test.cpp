@@ -4,6 +4,7 @@
 // by puppeteer-core) following a rollout the controller promotes, pausing it, and showing a
 // viewer no buttons.
 #include "support/admin.hpp"
+#include "support/load.hpp"
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
@@ -177,41 +178,11 @@ config::rollout_stage timed_stage(std::uint32_t bp, std::chrono::milliseconds ba
     return s;
 }
 
-// Client traffic for model m, paced (about 200 requests a second) so that the gateway and the
-// browser share the machine's cores with it; stops when destroyed.
-class paced_traffic {
-public:
-    explicit paced_traffic(std::uint16_t port)
-        : thread_([this, port] {
-              auto c = std::make_unique<connection>(port);
-              while (!stop_) {
-                  auto r = c->request("POST", "/v1/models/m:predict", R"({"instances":[[1]]})",
-                                      {{"X-User", "u" + std::to_string(sent_ % 500)}});
-                  ++sent_;
-                  if (r.status == 0 || !r.keep_alive) {
-                      c = std::make_unique<connection>(port);
-                  }
-                  std::this_thread::sleep_for(5ms);  // pacing, not synchronisation
-              }
-          }) {}
-    ~paced_traffic() {
-        stop_ = true;
-        thread_.join();
-    }
-
-private:
-    std::atomic<bool> stop_{false};
-    std::atomic<int> sent_{0};
-    std::thread thread_;
-};
-
 TEST(DashboardInBrowser, FollowsAPromotionPausesAndShowsAViewerNoButtons) {
     const auto chromium = find_chromium();
-    if (chromium.empty()) {
-        GTEST_SKIP() << "chromium is not installed (apt-get install chromium; "
-                        "scripts/install-deps.sh installs it): the dashboard's browser test "
-                        "did not run";
-    }
+    ASSERT_FALSE(chromium.empty())
+        << "chromium is not installed: scripts/install-deps.sh installs it (apt-get install "
+           "chromium)";
     ASSERT_EQ(::access((clients_dir + "/node_modules/puppeteer-core/package.json").c_str(), R_OK),
               0)
         << "the puppeteer-core npm package is missing: scripts/install-deps.sh installs it (npm "
@@ -242,13 +213,15 @@ TEST(DashboardInBrowser, FollowsAPromotionPausesAndShowsAViewerNoButtons) {
     ASSERT_NE(script, nullptr);
     std::string output;
     std::string last_line;
-    std::unique_ptr<paced_traffic> traffic;
+    // Client traffic, paced (about 200 requests a second, split at random) so that the gateway
+    // and the browser share the machine's cores with it.
+    std::unique_ptr<load> traffic;
     char buf[8192];
     while (std::fgets(buf, sizeof buf, script)) {
         output += buf;
         std::string line = buf;
         if (line == "ready\n" && !traffic) {
-            traffic = std::make_unique<paced_traffic>(a.s.port);
+            traffic = std::make_unique<load>(a.s.port, 1, header_list{}, 5ms);
         } else if (!line.empty() && line != "\n") {
             last_line = line;
         }

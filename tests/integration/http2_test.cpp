@@ -47,6 +47,15 @@ run_result run(const std::string& command, int timeout = 30) {
     return r;
 }
 
+// How many times `needle` occurs in `text`.
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
 bool have(const std::string& tool) {
     return run("sh -c 'command -v " + tool + "'").exit_code == 0;
 }
@@ -110,11 +119,7 @@ TEST_F(Http2, GatewayErrorsAndHeadAnswersAreProperHttp2Answers) {
     auto too_big = run("nghttp -nv -d " + big_file + " '" + url(s.port, "/v1/models/m:predict?a") +
                        "' '" + url(s.port, "/v1/models/m:predict?b") + "'");
     ASSERT_EQ(too_big.exit_code, 0) << too_big.output;
-    std::size_t refused = 0;
-    for (auto at = too_big.output.find(":status: 413"); at != std::string::npos;
-         at = too_big.output.find(":status: 413", at + 1)) {
-        ++refused;
-    }
+    const auto refused = occurrences(too_big.output, ":status: 413");
     EXPECT_EQ(refused, 2u) << too_big.output;
     EXPECT_EQ(too_big.output.find("recv GOAWAY"), std::string::npos) << too_big.output;
 
@@ -246,11 +251,7 @@ TEST_F(Http2, DrainFinishesStreamsInFlightAndClosesIdleConnectionsWithGoaway) {
     s.gateway->stop();
     auto r = in_flight.get();
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    std::size_t answered = 0;
-    for (auto at = r.output.find(":status: 200"); at != std::string::npos;
-         at = r.output.find(":status: 200", at + 1)) {
-        ++answered;
-    }
+    const auto answered = occurrences(r.output, ":status: 200");
     EXPECT_EQ(answered, 3u) << r.output;
     // (The busy connection's GOAWAY follows its answers; nghttp may leave before reading it.)
     // GOAWAY (type 7) on stream 0, then the close.

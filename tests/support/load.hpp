@@ -15,9 +15,11 @@ namespace stagegate::test {
 
 class load {
 public:
-    explicit load(std::uint16_t port, int threads = 4, header_list headers = {}) {
+    // `pause`: each thread's wait after each answer, to pace the load (0: as fast as it goes).
+    explicit load(std::uint16_t port, int threads = 4, header_list headers = {},
+                  std::chrono::milliseconds pause = std::chrono::milliseconds(0)) {
         for (int t = 0; t < threads; ++t) {
-            threads_.emplace_back([this, port, headers] {
+            threads_.emplace_back([this, port, headers, pause] {
                 auto c = std::make_unique<connection>(port);
                 while (!stop_) {
                     header_list h;
@@ -38,6 +40,9 @@ public:
                     }
                     if (r.status == 0 || !r.keep_alive) {
                         c = std::make_unique<connection>(port);
+                    }
+                    if (pause.count() > 0) {
+                        std::this_thread::sleep_for(pause);  // pacing, not synchronisation
                     }
                 }
             });
