@@ -339,6 +339,7 @@ struct admin_server::impl {
                                 {"weight_bp", m.weights[v]},
                                 {"stable", v == m.stable},
                                 {"tls", static_cast<bool>(m.versions[v].tls)},
+                                {"protocol", m.versions[v].h2c ? "h2c" : "http1"},
                                 {"endpoints", endpoints}});
         }
         json out = {{"name", m.name}, {"stage", m.stage}, {"versions", versions}};

@@ -244,8 +244,19 @@ void read_version(const json& j, const std::string& path, version& v,
     if (!r.ok()) {
         return;
     }
-    r.reject_unknown({"name", "endpoints", "tls", "trained_at"});
+    r.reject_unknown({"name", "endpoints", "tls", "trained_at", "protocol"});
     r.string("name", v.name, true);
+    std::string protocol;
+    r.string("protocol", protocol, false);
+    if (protocol == "h2c") {
+        v.protocol = upstream_protocol::h2c;
+    } else if (protocol == "h2") {
+        r.fail("protocol", "HTTP/2 over TLS to backends is not supported yet: use \"h2c\" "
+                           "(cleartext HTTP/2) or \"http1\" with \"tls\"");
+    } else if (!protocol.empty() && protocol != "http1") {
+        r.fail("protocol", "expected \"http1\" (the default) or \"h2c\", got \"" + protocol +
+                               "\"");
+    }
     std::string trained_at;
     r.string("trained_at", trained_at, false);
     if (!trained_at.empty()) {
@@ -273,6 +284,9 @@ void read_version(const json& j, const std::string& path, version& v,
         t.string("server_name", tls.server_name, false);
         v.tls = tls;
     });
+    if (v.tls && v.protocol == upstream_protocol::h2c) {
+        r.fail("protocol", "\"h2c\" is cleartext HTTP/2: drop \"tls\" or use \"http1\"");
+    }
 }
 
 // "p99" -> 0.99

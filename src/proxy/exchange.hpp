@@ -80,6 +80,8 @@ struct exchange_outcome {
     // For the access log: when the backend's answer head was read, and the body bytes relayed.
     clock::time_point head_at{};
     std::uint64_t body_bytes = 0;
+    // A gRPC answer's grpc-status (its trailers', or its only HEADERS'), over HTTP/2 backends.
+    std::optional<unsigned> grpc_status;
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,
@@ -121,6 +123,9 @@ struct exchange_args {
     // An OpenAI request: a 2xx event stream that ends without the API's end event (or with an
     // error event) is cut short, although its framing ended cleanly.
     openai_stream stream_end = openai_stream::none;
+    // A gRPC call's grpc-timeout: the call's total deadline is the earlier of it and the
+    // model's total cap (h2_exchange).
+    std::optional<std::chrono::milliseconds> grpc_timeout = std::nullopt;
 };
 
 // The downstream of a mirrored request: nobody. The exchange writes nothing to it, and an

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "grpc_status.hpp"
 #include "http_util.hpp"
 #include "request_context.hpp"
 #include "request_handling.hpp"
@@ -120,6 +121,9 @@ class answer_translator final : public http::basic_parser<false> {
     // Name and value pairs, each stored in `fields_` (valid until the next answer).
     const std::string& field_bytes() const { return fields_; }
     const std::vector<std::array<std::uint32_t, 4>>& fields() const { return spans_; }
+    // A chunked answer's trailer fields (a gRPC answer's grpc-status), in field_bytes() too:
+    // they end the stream in a HEADERS frame of their own.
+    const std::vector<std::array<std::uint32_t, 4>>& trailers() const { return trailer_spans_; }
 
   private:
     void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
@@ -139,8 +143,9 @@ class answer_translator final : public http::basic_parser<false> {
         }
         const auto value_at = static_cast<std::uint32_t>(fields_.size());
         fields_.append(value.data(), value.size());
-        spans_.push_back(
-            {name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
+        (is_header_done() ? trailer_spans_ : spans_)
+            .push_back(
+                {name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
     }
     void on_header_impl(boost::system::error_code&) override {}
     void on_body_init_impl(const boost::optional<std::uint64_t>&,
@@ -158,6 +163,7 @@ class answer_translator final : public http::basic_parser<false> {
     unsigned status_ = 0;
     std::string fields_;
     std::vector<std::array<std::uint32_t, 4>> spans_;  // name at, length, value at, length
+    std::vector<std::array<std::uint32_t, 4>> trailer_spans_;
 };
 
 class h2_connection;
@@ -296,6 +302,7 @@ class h2_connection {
     friend struct callbacks;
 
     void submit_answer_head(h2_stream& s);
+    void submit_trailers(h2_stream& s);
     void resume(h2_stream& s) {
         if (s.deferred && s.submitted && (s.queued() > 0 || s.answer_ended)) {
             s.deferred = false;
@@ -522,6 +529,11 @@ struct callbacks {
             s.pending_at = 0;
             if (s.answer_ended) {
                 *flags |= NGHTTP2_DATA_FLAG_EOF;
+                if (!s.translator.trailers().empty()) {
+                    // The trailers end the stream instead (a gRPC answer's status).
+                    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                    static_cast<h2_connection*>(user)->submit_trailers(s);
+                }
             }
         }
         if (s.parked && s.queued() <= answer_low_water) {
@@ -670,11 +682,25 @@ void h2_connection::submit_answer_head(h2_stream& s) {
         nva.push_back(nv(bytes + f[0], f[1], bytes + f[2], f[3]));
     }
     s.submitted = true;
-    const bool no_body = s.answer_ended && s.queued() == 0;
+    const bool no_body = s.answer_ended && s.queued() == 0 && t.trailers().empty();
     nghttp2_data_provider body{};
     body.source.ptr = &s;
     body.read_callback = callbacks::read_answer;
     nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), no_body ? nullptr : &body);
+}
+
+void h2_connection::submit_trailers(h2_stream& s) {
+    const auto& t = s.translator;
+    std::vector<nghttp2_nv> nva;
+    nva.reserve(t.trailers().size());
+    const char* bytes = t.field_bytes().data();
+    for (const auto& f : t.trailers()) {
+        nva.push_back(nghttp2_nv{
+            reinterpret_cast<std::uint8_t*>(const_cast<char*>(bytes + f[0])),
+            reinterpret_cast<std::uint8_t*>(const_cast<char*>(bytes + f[2])), f[1], f[3],
+            NGHTTP2_NV_FLAG_NONE});
+    }
+    nghttp2_submit_trailer(session_, s.id, nva.data(), nva.size());
 }
 
 boost::system::error_code h2_connection::write_answer(h2_stream& s, const char* data,
@@ -774,6 +800,7 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
     rc.client_version = 11;  // the answer is written as HTTP/1.1 and translated
     rc.keep_alive = true;
     rc.head = req.method() == http::verb::head;
+    rc.grpc = is_grpc_request(req);
     if (rc.head) {
         s->translator.skip(true);
     }

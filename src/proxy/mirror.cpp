@@ -2,6 +2,7 @@
 #include "mirror.hpp"
 
 #include "exchange.hpp"
+#include "h2_upstream.hpp"
 #include "prediction_reading.hpp"
 #include "upstream_pool.hpp"
 
@@ -19,22 +20,32 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
     body_capture capture{scratch, model.prediction ? model.prediction->max_body_bytes : 0};
     std::optional<metrics::upstream_failure> failure;
     unsigned status = 0;
-    auto got = w.pool().try_idle(version);
-    if (!got) {
-        got = co_await w.pool().acquire(model, version, slot);
-    }
-    if (auto refused = acquire_failure(*got, model, version)) {
-        status = static_cast<unsigned>(refused->problem.status);
-        failure = refused->failure;
-    } else {
-        // As a client would see it: HTTP/1.1, not HEAD (HEAD is never mirrored).
-        discard_sink nobody;
-        request_context rc;
-        auto out = co_await exchange_over(
-            nobody, *got,
-            exchange_args{job.head, job.body, rc, w, slot, model, version, &capture});
-        status = static_cast<unsigned>(out.status);
+    // As a client would see it: HTTP/1.1, not HEAD (HEAD is never mirrored).
+    discard_sink nobody;
+    request_context rc;
+    rc.grpc = job.grpc;
+    if (version.h2c) {
+        std::string_view upstream;
+        auto out = co_await h2_exchange(
+            nobody, w.h2(), exchange_args{job.head, job.body, rc, w, slot, model, version, &capture},
+            upstream);
+        status = recorded_status(rc, out);
         failure = out.failure;
+    } else {
+        auto got = w.pool().try_idle(version);
+        if (!got) {
+            got = co_await w.pool().acquire(model, version, slot);
+        }
+        if (auto refused = acquire_failure(*got, model, version)) {
+            status = static_cast<unsigned>(refused->problem.status);
+            failure = refused->failure;
+        } else {
+            auto out = co_await exchange_over(
+                nobody, *got,
+                exchange_args{job.head, job.body, rc, w, slot, model, version, &capture});
+            status = static_cast<unsigned>(out.status);
+            failure = out.failure;
+        }
     }
     if (failure) {
         w.shard().record_failure(job.series, *failure);
@@ -119,6 +130,7 @@ std::unique_ptr<mirror_job> mirror_of(const std::shared_ptr<const routing::route
     // never seen by a client.
     job->head.insert(job->head.size() - 2, "X-Stagegate-Mirror: 1\r\n");
     job->body.assign(req.body().data(), req.body().size());
+    job->grpc = rc.grpc;
     job->primary = primary;
     return job;
 }

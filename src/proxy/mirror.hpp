@@ -28,6 +28,7 @@ struct mirror_job {
     std::uint32_t version = routing::no_version;
     std::uint32_t series = 0;
     std::uint32_t unit = 0;  // the mirrored request's unit bucket
+    bool grpc = false;       // a gRPC call: its grpc-status is its outcome
     std::string head;
     std::string body;
     std::optional<predictions::prediction> primary;  // stable's, to compare with

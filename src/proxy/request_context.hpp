@@ -58,6 +58,9 @@ struct request_context {
     // An HTTP/2 stream: its answer is still written as HTTP/1.1 (client_version 11) and
     // translated (h2_session.cpp); the access log says HTTP/2.0.
     bool http2 = false;
+    // A gRPC call (Content-Type application/grpc): the gateway's own errors are trailers-only
+    // gRPC answers, and the answer's grpc-status is its outcome.
+    bool grpc = false;
     // What the access log says of this request: each step fills in what it learns (routing,
     // the exchange, the gateway's own answers). Views point at the request, the route
     // snapshot or literals, and are read before handle_request lets go of them.

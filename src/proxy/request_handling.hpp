@@ -8,6 +8,8 @@
 #pragma once
 
 #include "exchange.hpp"
+#include "grpc_status.hpp"
+#include "h2_upstream.hpp"
 #include "http_util.hpp"
 #include "mirror.hpp"
 #include "prediction_reading.hpp"
@@ -30,8 +32,9 @@ task<bool> send_error(Stream& stream, worker& w, session_slot& slot, request_con
                       routed_to routed = {}) {
     rc.log.status = static_cast<unsigned>(status);
     rc.log.code = code;  // a literal (answer_problem::code)
-    auto res =
-        error_response(status, code, message, rc.id, rc.keep_alive, rc.client_version, routed);
+    auto res = rc.grpc ? grpc_error_response(status, code, message, rc.id, routed)
+                       : error_response(status, code, message, rc.id, rc.keep_alive,
+                                        rc.client_version, routed);
     if (rc.head) {
         res.body().clear();
     }
@@ -151,6 +154,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
                           clock::time_point started) {
     auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
     const access_line logged(w, rc, req, client_address, started);
+    rc.grpc = rc.grpc || is_grpc_request(req);
     if (!routes) {
         co_return co_await send_error(stream, w, slot, rc, http::status::service_unavailable,
                                       "not_ready", "no routes are loaded yet");
@@ -185,11 +189,28 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     };
     const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
     body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
+    exchange_outcome out;
+    std::string_view upstream;  // the endpoint's authority, in the route snapshot
+    if (version.h2c) {
+        head.clear();
+        serialize_request_head(head, req,
+                               forward_info{client_address, client_tls, rc.id, rc.client_version},
+                               req.body().size());
+        exchange_args args{head, std::string_view(req.body().data(), req.body().size()), rc, w,
+                           slot, model, version, read_body ? &capture : nullptr,
+                           decision.stream_end};
+        if (rc.grpc) {
+            if (auto t = req.find("grpc-timeout"); t != req.end()) {
+                args.grpc_timeout = parse_grpc_timeout(t->value());
+            }
+        }
+        out = co_await h2_exchange(stream, w.h2(), args, upstream);
+    }
     // A pooled connection the backend closed just as it was taken (after its liveness check)
     // fails the first write with nothing sent: then, and only then, the request goes out once
     // more, on a connection of its own. Once a byte may have reached the backend it never does
     // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
-    for (int attempt = 0;; ++attempt) {
+    for (int attempt = 0; !version.h2c; ++attempt) {
         auto got = w.pool().try_idle(version);
         if (!got) {
             got = co_await w.pool().acquire(model, version, slot);
@@ -208,7 +229,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         serialize_request_head(head, req,
                                forward_info{client_address, client_tls, rc.id, rc.client_version},
                                req.body().size());
-        auto out = co_await exchange_over(
+        out = co_await exchange_over(
             stream, *got,
             exchange_args{head, std::string_view(req.body().data(), req.body().size()), rc, w,
                           slot, model, version, read_body ? &capture : nullptr,
@@ -218,46 +239,48 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             w.pool().forget_idle(got->endpoint->id);
             continue;
         }
-        if (out.failure) {
-            w.shard().record_failure(version.series, *out.failure);
-        }
-        if (w.access_log_on()) {
-            const auto us = [&](clock::time_point t) {
-                return std::chrono::duration_cast<std::chrono::microseconds>(t - started).count();
-            };
-            rc.log.upstream = got->endpoint->authority;
-            rc.log.status = static_cast<unsigned>(out.status);
-            rc.log.bytes_sent = out.body_bytes;
-            rc.log.cut_short = out.cut_short;
-            if (out.head_at != clock::time_point{}) {
-                rc.log.upstream_head_us = us(out.head_at);
-            }
-            if (out.stream) {
-                rc.log.ttft_us = us(out.stream->first_event);
-            }
-        }
-        bool keep = out.result == exchange_result::done_keep_alive;
-        if (out.result == exchange_result::failed_before_response) {
-            out.problem.message.insert(0, "model " + model.name + ": ");
-            keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
-        }
-        record_response(w, version, static_cast<unsigned>(out.status), started, decision.unit,
-                        out.cut_short, out.stream ? &*out.stream : nullptr);
-        record_openai_answer(w, version.series, out);
-        // Read after the answer went out: the client never waits for this.
-        std::optional<predictions::prediction> predicted;
-        if (read_body && out.result != exchange_result::failed_before_response) {
-            predicted = read_prediction(w, model, version.series, capture);
-            if (predicted && model.prediction->feedback) {
-                remember_answer(w, rc.id, version.series, *predicted);
-            }
-        }
-        send_mirror(predicted);
-        if (body_scratch.capacity() > 64 * 1024) {
-            std::string().swap(body_scratch);
-        }
-        co_return keep;
+        upstream = got->endpoint->authority;
+        break;
     }
+    if (out.failure) {
+        w.shard().record_failure(version.series, *out.failure);
+    }
+    if (w.access_log_on()) {
+        const auto us = [&](clock::time_point t) {
+            return std::chrono::duration_cast<std::chrono::microseconds>(t - started).count();
+        };
+        rc.log.upstream = upstream;
+        rc.log.status = static_cast<unsigned>(out.status);
+        rc.log.bytes_sent = out.body_bytes;
+        rc.log.cut_short = out.cut_short;
+        if (out.head_at != clock::time_point{}) {
+            rc.log.upstream_head_us = us(out.head_at);
+        }
+        if (out.stream) {
+            rc.log.ttft_us = us(out.stream->first_event);
+        }
+    }
+    bool keep = out.result == exchange_result::done_keep_alive;
+    if (out.result == exchange_result::failed_before_response) {
+        out.problem.message.insert(0, "model " + model.name + ": ");
+        keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
+    }
+    record_response(w, version, recorded_status(rc, out), started, decision.unit,
+                    out.cut_short, out.stream ? &*out.stream : nullptr);
+    record_openai_answer(w, version.series, out);
+    // Read after the answer went out: the client never waits for this.
+    std::optional<predictions::prediction> predicted;
+    if (read_body && out.result != exchange_result::failed_before_response) {
+        predicted = read_prediction(w, model, version.series, capture);
+        if (predicted && model.prediction->feedback) {
+            remember_answer(w, rc.id, version.series, *predicted);
+        }
+    }
+    send_mirror(predicted);
+    if (body_scratch.capacity() > 64 * 1024) {
+        std::string().swap(body_scratch);
+    }
+    co_return keep;
 }
 
 }  // namespace stagegate::proxy

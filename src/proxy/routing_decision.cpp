@@ -1,6 +1,8 @@
 // Routing one request: pure decisions on the worker's route snapshot. See routing_decision.hpp.
 #include "routing_decision.hpp"
 
+#include "stagegate/routing/grpc_call.hpp"
+
 #include <string>
 
 namespace stagegate::proxy {
@@ -9,6 +11,64 @@ namespace {
 
 answer_problem problem(http::status status, std::string_view code, std::string message) {
     return answer_problem{status, code, std::move(message)};
+}
+
+// A gRPC call to an inference service: its model from the call's first message, or, for a
+// call about the server, the first model (in config order) serving that protocol, whose
+// stable version answers it. False when `d` holds the problem to answer instead; true with
+// d.version set when the call is already placed (stable), with only d.model otherwise.
+bool route_grpc_call(const routing::route_snapshot& routes, const request_type& req,
+                     const routing::grpc_path& call, route_decision& d) {
+    const bool kserve = call.service == routing::grpc_service::kserve_v2;
+    auto serves = [&](const routing::model_route& m) {
+        return kserve ? m.route.kserve_v2 : m.route.kserve_v1;
+    };
+    const std::string method(call.method);
+    if (!routing::grpc_method_names_model(call)) {
+        for (const auto& m : routes.models) {
+            if (serves(m)) {
+                d.model = &m;
+                d.version = m.stable;
+                d.route = "server";
+                return true;
+            }
+        }
+        d.unrouted = metrics::unrouted_reason::no_route;
+        d.problem = problem(http::status::not_found, "no_route",
+                            std::string("no model here serves ") +
+                                (kserve ? "KServe v2 / Triton gRPC" : "TF Serving gRPC"));
+        return false;
+    }
+    const auto read = routing::read_grpc_model_name(call, req.body());
+    switch (read.status) {
+        case routing::grpc_read::found:
+            break;
+        case routing::grpc_read::absent:
+            d.problem = problem(http::status::bad_request, "missing_model",
+                                "the " + method + " request names no model (" +
+                                    (kserve ? "field 1, name" : "model_spec.name") + ")");
+            return false;
+        case routing::grpc_read::compressed:
+            d.problem = problem(http::status::bad_request, "compressed_message",
+                                "the " + method +
+                                    " request's first message is compressed: the gateway reads "
+                                    "the model name from it, so send it uncompressed");
+            return false;
+        case routing::grpc_read::malformed:
+            d.problem = problem(http::status::bad_request, "bad_grpc_message",
+                                "the " + method +
+                                    " request is not one length-prefixed protobuf message");
+            return false;
+    }
+    d.model = routes.find_model(read.name);
+    if (!d.model || !serves(*d.model)) {
+        d.model = nullptr;
+        d.unrouted = metrics::unrouted_reason::unknown_model;
+        d.problem = problem(http::status::not_found, "unknown_model",
+                            "no model named \"" + std::string(read.name) + "\" is served here");
+        return false;
+    }
+    return true;
 }
 
 }  // namespace
@@ -94,11 +154,20 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
                                 "no model named \"" + std::string(match.name) +
                                     "\" is served here");
             return d;
-        case routing::match_outcome::no_route:
+        case routing::match_outcome::no_route: {
+            const auto call = routing::parse_grpc_path(
+                std::string_view(req.target()).substr(0, std::string_view(req.target()).find('?')));
+            if (call.service != routing::grpc_service::none) {
+                if (route_grpc_call(routes, req, call, d)) {
+                    break;
+                }
+                return d;
+            }
             d.unrouted = metrics::unrouted_reason::no_route;
             d.problem = problem(http::status::not_found, "no_route",
                                 "no model route matches " + std::string(req.target()));
             return d;
+        }
         case routing::match_outcome::model_list:
             if (req.method() != http::verb::get && req.method() != http::verb::head) {
                 d.problem = problem(http::status::method_not_allowed, "method_not_allowed",
@@ -126,6 +195,9 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
         }
     }
     const auto& m = *d.model;
+    if (d.version != routing::no_version) {
+        return d;  // a gRPC call about the server: stable answers it
+    }
     if (m.allow_force_version) {
         auto forced = req.find(force_version_header);
         if (forced != req.end()) {

@@ -124,7 +124,7 @@ task<boost::system::error_code> upstream_pool::connect(
 
 task<acquired> upstream_pool::acquire(const routing::model_route& model,
                                       const routing::version_route& version,
-                                      session_slot& slot) {
+                                      session_slot& slot, std::optional<std::size_t> first_index) {
     acquired out;
     const auto& eps = version.endpoints;
     if (eps.empty()) {
@@ -133,7 +133,8 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
         co_return out;
     }
     auto& first = state(eps.front().id);
-    const std::uint32_t start = first.round_robin++;
+    const std::uint32_t start =
+        first_index ? static_cast<std::uint32_t>(*first_index) : first.round_robin++;
     // Every endpoint ejected (record_failure never ejects a version's last one, but an endpoint
     // shared with another version, or a reload that dropped the healthy ones, can leave none):
     // try them all rather than answer 503.

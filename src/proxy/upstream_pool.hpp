@@ -120,8 +120,11 @@ public:
     // in round-robin order; a failed connect moves on to the next endpoint (nothing was sent).
     // Ejected endpoints are skipped, unless every endpoint of the version is ejected: then all
     // of them are tried (panic mode, as Envoy's panic threshold) rather than none.
+    // `first`: the index of the endpoint to try first (HTTP/2 backends keep their own turn),
+    // else the version's round-robin turn.
     task<acquired> acquire(const routing::model_route& model,
-                           const routing::version_route& version, session_slot& slot);
+                           const routing::version_route& version, session_slot& slot,
+                           std::optional<std::size_t> first = std::nullopt);
     // acquire()'s common case without a coroutine frame: the endpoint whose turn it is has an
     // idle connection. Empty when acquire() has to run (it connects, or reports the failure).
     std::optional<acquired> try_idle(const routing::version_route& version);

@@ -5,6 +5,7 @@
 #include "stagegate/proxy/worker.hpp"
 #include "stagegate/proxy/access_log.hpp"
 
+#include "h2_upstream.hpp"
 #include "mirror.hpp"
 #include "session.hpp"
 #include "upstream_pool.hpp"
@@ -19,6 +20,7 @@ namespace stagegate::proxy {
 worker::worker(net::io_context& io, settings s, std::uint32_t index)
     : io_(io), settings_(std::move(s)) {
     pool_ = std::make_unique<upstream_pool>(io_, settings_.pool, counters_);
+    h2_ = std::make_unique<h2_upstreams>(*this);
     std::uint64_t seed = std::random_device{}() ^ (std::uint64_t{index} << 32) ^
                          static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
     for (auto& word : rng_state_) {  // splitmix64 seeding for xoshiro256**
@@ -109,6 +111,7 @@ void worker::begin_drain() {
         }
     }
     pool_->stop();
+    h2_->stop();
 }
 
 metrics::shard_delta worker::take_metrics(std::vector<endpoint_connections>& connections,
@@ -129,6 +132,7 @@ void worker::abort_all() {
             s->upstream->close(ec);
         }
     }
+    h2_->abort_all();
 }
 
 task<void> worker::enforce_deadlines() {

@@ -295,6 +295,7 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
             version_route v;
             v.name = vc.name;
             v.series = series(mc.name, vc.name, m.stage);
+            v.h2c = vc.protocol == config::upstream_protocol::h2c;
             if (vc.tls) {
                 boost::system::error_code ec;
                 auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
@@ -333,7 +334,8 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
                     continue;
                 }
                 ep.address = results.begin()->endpoint();
-                ep.id = registry.id_for(ep.authority + (v.tls ? "|tls" : "|tcp"));
+                ep.id = registry.id_for(ep.authority +
+                                        (v.tls ? "|tls" : (v.h2c ? "|h2c" : "|tcp")));
                 if (v.tls && v.tls_server_name.empty()) {
                     v.tls_server_name = ep.host;
                 }

@@ -45,10 +45,16 @@ struct endpoint {
     std::uint16_t port = 0;
 };
 
+// How the gateway talks to a version's endpoints: HTTP/1.1 over a pool of keep-alive
+// connections, or HTTP/2 with prior knowledge (h2c: a few long-lived connections carrying many
+// streams each), which gRPC backends (Triton, KServe, TF Serving) need.
+enum class upstream_protocol { http1, h2c };
+
 struct version {
     std::string name;
     std::vector<endpoint> endpoints;
     std::optional<upstream_tls> tls;
+    upstream_protocol protocol = upstream_protocol::http1;
     // When the version's model was trained ("trained_at", RFC 3339), as seconds since the
     // epoch: exported as stagegate_model_age_seconds so staleness can be alerted on.
     std::optional<std::int64_t> trained_at;

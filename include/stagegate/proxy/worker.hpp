@@ -62,6 +62,7 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) {
 }
 
 class upstream_pool;
+class h2_upstreams;
 struct session_slot;
 struct mirror_job;
 
@@ -112,6 +113,7 @@ public:
     const settings& config() const { return settings_; }
     const std::shared_ptr<const routing::route_snapshot>& routes() const { return routes_; }
     upstream_pool& pool() { return *pool_; }
+    h2_upstreams& h2() { return *h2_; }  // HTTP/2 connections to "h2c" versions
     worker_counters& counters() { return counters_; }
     metrics::shard& shard() { return shard_; }
     // A watched version whose answers failed `trip_after` times in a row on this worker gets
@@ -151,6 +153,7 @@ private:
     std::shared_ptr<const routing::route_snapshot> routes_;
     std::atomic<std::uint64_t> generation_{0};
     std::unique_ptr<upstream_pool> pool_;
+    std::unique_ptr<h2_upstreams> h2_;
     worker_counters counters_;
     metrics::shard shard_;
     std::vector<bool> tripped_;  // by series id; cleared by set_routes

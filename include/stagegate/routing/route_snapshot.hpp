@@ -49,6 +49,7 @@ struct version_route {
     std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP to the upstream
     std::string tls_server_name;                      // SNI and verified name
     bool tls_verify = true;
+    bool h2c = false;  // HTTP/2 with prior knowledge to the endpoints (h2_upstream.hpp)
 };
 
 // One contiguous band of the [0, 10000) hash space, owned by one version.

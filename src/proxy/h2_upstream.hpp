@@ -1,0 +1,316 @@
+// Private to proxy: HTTP/2 to backends (a version with "protocol": "h2c"): per worker, a few
+// long-lived cleartext HTTP/2 connections per endpoint (one normally; a second only when two
+// requests raced to open the first), each carrying many concurrent streams, and the exchange
+// that sends one request as a stream and relays its answer. libnghttp2 does the framing,
+// HPACK and flow control; the answer's flow-control window opens only as the client takes
+// the bytes, so a slow client holds its backend stream back, not the connection.
+// The answer is written to the client as the HTTP/1.1 exchange writes it (status line,
+// fields, chunked body and, here, the trailer section), so the client side (HTTP/1.1, or
+// h2_session's translation into HEADERS, DATA and trailing HEADERS) is the same for both.
+// A gRPC answer's grpc-status (in its trailers, or its only HEADERS) is its outcome.
+// Must not touch: routing, metrics recording, error answers (request_handling.hpp decides).
+// Templated on the client stream as exchange.hpp; include it only from the proxy's .cpp files.
+#pragma once
+
+#include "exchange.hpp"
+#include "grpc_status.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace stagegate::proxy {
+
+class h2_client;
+
+using wake_timer = net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type>;
+
+// One stream's request and answer as nghttp2 delivers them; the exchange takes the answer
+// piece by piece. Shared by the exchange and its connection (which lets go when the stream
+// closes).
+struct h2_call {
+    explicit h2_call(executor_type ex) : wake(ex) {}
+
+    // --- the request, read by nghttp2 as the window allows
+    std::string_view body;
+    std::size_t body_sent = 0;
+    bool detached = false;  // the exchange ended: nothing more is read from `body`
+    // --- the answer
+    unsigned status = 0;
+    std::string head_fields;     // "name: value\r\n" lines: the answer's end-to-end fields
+    std::string trailer_fields;  // the same for its trailers
+    std::optional<std::uint64_t> content_length;
+    std::optional<unsigned> grpc_status;
+    bool head_done = false;
+    std::string data;  // body bytes received, not yet taken
+    bool ended = false;            // the backend ended the stream
+    bool closed = false;           // the stream is over (ended, reset, or connection gone)
+    std::uint32_t error_code = 0;  // RST_STREAM's or GOAWAY's code when closed without an end
+    bool headers_sent = false;     // our HEADERS frame went out
+    // Closed before the backend processed it: REFUSED_STREAM, past a GOAWAY's last stream id,
+    // or the connection failed before our HEADERS left: it may go out again elsewhere.
+    bool unprocessed = false;
+    std::string closed_why;  // for messages
+    wake_timer wake;         // cancelled on every change: the exchange waits on it
+    std::int32_t stream_id = -1;
+    std::weak_ptr<h2_client> client;
+
+    void changed() { wake.cancel(); }
+};
+
+// The HTTP/2 client connections of one worker, by endpoint.
+class h2_upstreams {
+public:
+    explicit h2_upstreams(worker& w);
+    ~h2_upstreams();
+    h2_upstreams(const h2_upstreams&) = delete;
+    h2_upstreams& operator=(const h2_upstreams&) = delete;
+
+    struct opened {
+        std::shared_ptr<h2_call> call;
+        std::optional<acquire_problem> refused;  // set: no connection could be had
+        std::string_view authority;  // the endpoint's (in the route snapshot), for the log
+    };
+    // Sends the request (`head`: its HTTP/1.1 head as serialize_request_head wrote it, whose
+    // fields become the stream's; `body` must outlive the call) as a new stream on a connection to one of the version's endpoints, in
+    // round-robin order, connecting when the endpoint whose turn it is has none.
+    task<opened> open(const routing::model_route& model, const routing::version_route& version,
+                      session_slot& slot, std::string_view head, std::string_view body);
+    // The call is over for the exchange: a stream still open is reset (CANCEL), and what it
+    // received and nobody took is given back to the connection's window.
+    void finish(h2_call& call);
+    // Gives `n` bytes the client took back to the stream's flow-control window.
+    void consumed(h2_call& call, std::size_t n);
+
+    // Idle connections close now, busy ones once their last stream ends (drain).
+    void stop();
+    // Every connection closes now (the drain deadline passed).
+    void abort_all();
+
+private:
+    struct endpoint_clients {
+        std::vector<std::shared_ptr<h2_client>> clients;
+        std::uint32_t connecting = 0;
+    };
+    endpoint_clients& at(std::uint32_t id) {
+        if (id >= endpoints_.size()) {
+            endpoints_.resize(id + 1);
+        }
+        return endpoints_[id];
+    }
+    std::shared_ptr<h2_client> accepting(std::uint32_t endpoint_id);
+
+    worker& w_;
+    std::vector<endpoint_clients> endpoints_;
+    std::unordered_map<std::uint32_t, std::uint32_t> round_robin_;  // by first endpoint id
+    wake_timer connected_;  // cancelled when a connect ends: waiters look again
+    bool stopped_ = false;
+};
+
+// The status an answer is recorded as: its own, except for a gRPC call, whose grpc-status is
+// its outcome (grpc_status.hpp); a gRPC answer that ended without one broke the protocol
+// (clients see INTERNAL) and counts as 500.
+inline unsigned recorded_status(const request_context& rc, const exchange_outcome& out) {
+    const auto status = static_cast<unsigned>(out.status);
+    if (!rc.grpc || out.result == exchange_result::failed_before_response || status != 200) {
+        return status;
+    }
+    return out.grpc_status ? http_status_of_grpc(*out.grpc_status) : 500;
+}
+
+// Waits until the call changes or `deadline` passes; false once the deadline has passed.
+task<bool> wait_for_change(h2_call& call, clock::time_point deadline);
+
+// The HTTP/1.1 status line and fields of the call's answer for the client, with framing and
+// stamps (finish_response_head); `info.framing` is chosen here.
+void write_h2_answer_head(std::string& out, const h2_call& call, response_info& info);
+
+// Sends one request over HTTP/2 and relays the answer to `down`, as exchange() does over
+// HTTP/1.1: `a.head` holds the serialized request head on entry and the client's answer head
+// after. A stream the backend refused unprocessed (or a connection that failed before our
+// request left) is tried once more, on another connection.
+template <class Down>
+task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange_args& a,
+                                   std::string_view& authority) {
+    constexpr bool to_client = !std::is_same_v<Down, discard_sink>;
+    exchange_outcome out;
+    const auto started = coarse_now();
+    const auto& timeouts = a.model.timeouts;
+    auto total_deadline =
+        timeouts.total.count() > 0 ? started + timeouts.total : clock::time_point::max();
+    // A gRPC client's deadline bounds the call too (the backend sees grpc-timeout as well).
+    if (a.grpc_timeout) {
+        total_deadline = std::min(total_deadline, started + *a.grpc_timeout);
+    }
+    const auto first_byte_deadline = std::min(started + timeouts.first_byte, total_deadline);
+    auto fail = [&](std::string_view code, http::status status, std::string message,
+                    metrics::upstream_failure kind) {
+        out.result = exchange_result::failed_before_response;
+        out.status = status;
+        out.problem.status = status;
+        out.problem.code = code;
+        out.problem.message = std::move(message);
+        out.failure = kind;
+        return out;
+    };
+
+    std::shared_ptr<h2_call> call;
+    for (int attempt = 0;; ++attempt) {
+        auto got = co_await ups.open(a.model, a.version, a.slot, a.head, a.body);
+        authority = got.authority;
+        if (got.refused) {
+            out.result = exchange_result::failed_before_response;
+            out.status = got.refused->problem.status;
+            out.problem = std::move(got.refused->problem);
+            out.failure = got.refused->failure;
+            // The caller names the model, as for the exchange's own failures.
+            const std::string named = "model " + a.model.name + " ";
+            if (out.problem.message.starts_with(named)) {
+                out.problem.message.erase(0, named.size());
+            }
+            co_return out;
+        }
+        call = std::move(got.call);
+        while (!call->head_done && !call->closed) {
+            if (!co_await wait_for_change(*call, first_byte_deadline)) {
+                ups.finish(*call);
+                co_return fail("upstream_timeout", http::status::gateway_timeout,
+                               "reading the response header from version " + a.version.name +
+                                   " at " + std::string(authority) + ": timed out",
+                               metrics::upstream_failure::timeout);
+            }
+        }
+        if (call->head_done) {
+            break;
+        }
+        ups.finish(*call);
+        if (call->unprocessed && attempt == 0) {
+            continue;  // nothing reached the backend: once more, on another connection
+        }
+        co_return fail("upstream_reset", http::status::bad_gateway,
+                       "reading the response header from version " + a.version.name + " at " +
+                           std::string(authority) + ": " + call->closed_why,
+                       metrics::upstream_failure::reset);
+    }
+    struct finish_on_exit {
+        h2_upstreams& ups;
+        h2_call& call;
+        ~finish_on_exit() { ups.finish(call); }
+    } finished{ups, *call};
+
+    out.status = static_cast<http::status>(call->status);
+    if (a.w.access_log_on()) {
+        out.head_at = clock::now();
+    }
+    response_info info;
+    info.version = a.version.name;
+    info.stage = a.model.stage;
+    info.request_id = a.rc.id;
+    info.client_version = a.rc.client_version;
+    info.head_request = a.rc.head;
+    info.keep_alive = a.rc.keep_alive && !a.w.keep_alive_ended();
+    a.head.clear();
+    write_h2_answer_head(a.head, *call, info);
+    if (a.capture) {
+        a.capture->start(call->status, call->head_fields.find("content-encoding: ") !=
+                                           std::string::npos);
+    }
+    bool head_sent = false;
+    auto to_down = [&](std::span<const net::const_buffer> pieces) -> task<bool> {
+        if constexpr (to_client) {
+            a.slot.expire_in(a.w.config().client.request);
+            auto [ec, n] = co_await net::async_write(down, pieces, nothrow_awaitable);
+            a.slot.no_deadline();
+            co_return !ec;
+        } else {
+            co_return true;
+        }
+    };
+    static constexpr std::string_view crlf = "\r\n";
+    static constexpr std::string_view last_chunk = "0\r\n";
+    for (;;) {
+        // Whatever arrived is relayed before the next wait: a streamed answer reaches the
+        // client as it leaves the backend.
+        std::string taken;
+        taken.swap(call->data);
+        const bool last = call->ended;
+        if (call->closed && !call->ended) {
+            // Reset or lost after the head: the client sees a cut-short answer.
+            if (!head_sent && !to_client) {
+                co_return fail("upstream_reset", http::status::bad_gateway,
+                               "version " + a.version.name + " at " + std::string(authority) +
+                                   ": " + call->closed_why,
+                               metrics::upstream_failure::reset);
+            }
+            if (!head_sent) {
+                std::array<net::const_buffer, 1> pieces{net::buffer(a.head)};
+                co_await to_down(pieces);
+            }
+            out.result = exchange_result::done_close;
+            out.failure = metrics::upstream_failure::reset;
+            out.cut_short = true;
+            co_return out;
+        }
+        std::array<net::const_buffer, 7> pieces;
+        std::size_t count = 0;
+        if (!head_sent) {
+            pieces[count++] = net::buffer(a.head);
+        }
+        char size_line[24];
+        const bool chunked = info.framing == body_framing::chunked;
+        if (!taken.empty() && info.framing != body_framing::none) {
+            if (chunked) {
+                pieces[count++] = net::buffer(size_line, format_chunk_size(size_line, taken.size()));
+                pieces[count++] = net::buffer(taken);
+                pieces[count++] = net::buffer(crlf);
+            } else {
+                pieces[count++] = net::buffer(taken);
+            }
+        }
+        if (last && chunked) {
+            pieces[count++] = net::buffer(last_chunk);
+            pieces[count++] = net::buffer(call->trailer_fields);
+            pieces[count++] = net::buffer(crlf);
+        }
+        out.body_bytes += taken.size();
+        if (a.capture) {
+            a.capture->append(taken.data(), taken.size());
+        }
+        if (count > 0) {
+            if (!co_await to_down(std::span<const net::const_buffer>(pieces.data(), count))) {
+                out.result = exchange_result::done_close;  // the client went away
+                co_return out;
+            }
+            head_sent = true;
+        }
+        if (!taken.empty()) {
+            ups.consumed(*call, taken.size());
+        }
+        if (last) {
+            break;
+        }
+        const auto idle_deadline =
+            timeouts.stream_idle.count() > 0
+                ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
+                : total_deadline;
+        while (call->data.empty() && !call->closed) {
+            if (!co_await wait_for_change(*call, idle_deadline)) {
+                out.result = exchange_result::done_close;
+                out.failure = metrics::upstream_failure::timeout;
+                out.cut_short = true;
+                co_return out;
+            }
+        }
+    }
+    if (a.capture) {
+        a.capture->complete = true;
+    }
+    out.grpc_status = call->grpc_status;
+    out.result = info.keep_alive ? exchange_result::done_keep_alive : exchange_result::done_close;
+    co_return out;
+}
+
+}  // namespace stagegate::proxy

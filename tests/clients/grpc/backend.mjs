@@ -1,0 +1,63 @@
+// A KServe v2 / Triton-style gRPC model server played by @grpc/grpc-js (pinned in
+// ../package.json), for the gateway's gRPC tests: one model version per process.
+//   node backend.mjs --version v1 --port-file FILE [--unavailable-every N] [--latency-ms N]
+// Listens on 127.0.0.1:0 (HTTP/2 cleartext) and writes its port to FILE. ModelInfer answers
+// with the version in model_version and the inputs' sum as output; every Nth ModelInfer
+// fails with UNAVAILABLE after its response headers (a 200 whose trailers carry the error,
+// as a real server's does). Exits when its parent closes stdin.
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => {
+    if (a.startsWith('--')) pairs.push([a.slice(2), all[i + 1]]);
+    return pairs;
+  }, []));
+const version = args.version ?? 'v1';
+const unavailableEvery = Number(args['unavailable-every'] ?? 0);
+const latencyMs = Number(args['latency-ms'] ?? 0);
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const definition = protoLoader.loadSync(path.join(here, 'inference.proto'),
+                                        { keepCase: true, longs: Number, defaults: true });
+const inference = grpc.loadPackageDefinition(definition).inference;
+
+let calls = 0;
+const later = (fn) => (latencyMs > 0 ? setTimeout(fn, latencyMs) : setImmediate(fn));
+const server = new grpc.Server();
+server.addService(inference.GRPCInferenceService.service, {
+  ServerLive: (_call, done) => done(null, { live: true }),
+  ServerReady: (_call, done) => done(null, { ready: true }),
+  ModelReady: (call, done) => done(null, { ready: call.request.name === 'm' }),
+  ModelInfer: (call, done) => {
+    calls += 1;
+    const fail = unavailableEvery > 0 && calls % unavailableEvery === 0;
+    later(() => {
+      if (fail) {
+        done({ code: grpc.status.UNAVAILABLE, details: `${version} is overloaded` });
+        return;
+      }
+      const values = call.request.inputs.flatMap((t) => t.contents?.fp32_contents ?? []);
+      const sum = values.reduce((a, b) => a + b, 0);
+      done(null, {
+        model_name: call.request.model_name,
+        model_version: version,
+        id: call.request.id,
+        outputs: [{ name: 'sum', datatype: 'FP32', shape: [1], contents: { fp32_contents: [sum] } }],
+      });
+    });
+  },
+});
+server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+  if (err) {
+    console.error(err.message);
+    process.exit(1);
+  }
+  writeFileSync(args['port-file'], `${port}\n`);
+});
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('close', () => process.exit(0));

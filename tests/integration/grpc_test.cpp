@@ -1,0 +1,269 @@
+// gRPC through the gateway with real clients and servers nobody here wrote: @grpc/grpc-js
+// (tests/clients, pinned) calling the KServe v2 / Triton inference service, and grpc-js
+// servers playing v1 and v2 behind the gateway's HTTP/2 (h2c) upstreams. What an application
+// sees (answers, status codes, response metadata), what the gateway counts (a grpc-status in
+// the trailers is the call's outcome), and what the rollout controller decides on it.
+#include "support/stack.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_client.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace stagegate::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string grpc_dir = std::string(STAGEGATE_SOURCE_DIR) + "/tests/clients/grpc";
+
+// A node process of tests/clients/grpc with a pipe on its stdin: it ends when the pipe closes
+// (both scripts exit then), or is killed after 10 s more. Its stdout is kept.
+class node_process {
+public:
+    explicit node_process(const std::vector<std::string>& args) {
+        int in[2];
+        int out[2];
+        if (::pipe(in) != 0 || ::pipe(out) != 0) {
+            return;
+        }
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            ::close(in[1]);
+            ::close(out[0]);
+            std::vector<char*> argv;
+            argv.push_back(const_cast<char*>("node"));
+            for (const auto& a : args) {
+                argv.push_back(const_cast<char*>(a.c_str()));
+            }
+            argv.push_back(nullptr);
+            ::execvp("node", argv.data());
+            ::_exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        stdin_ = in[1];
+        stdout_ = out[0];
+    }
+    ~node_process() { finish(); }
+    node_process(const node_process&) = delete;
+    node_process& operator=(const node_process&) = delete;
+
+    // Closes its stdin, reads what it printed and waits for it to end.
+    std::string finish() {
+        if (stdin_ >= 0) {
+            ::close(stdin_);
+            stdin_ = -1;
+        }
+        if (stdout_ >= 0) {
+            char buf[4096];
+            for (ssize_t n; (n = ::read(stdout_, buf, sizeof buf)) > 0;) {
+                output_.append(buf, static_cast<std::size_t>(n));
+            }
+            ::close(stdout_);
+            stdout_ = -1;
+        }
+        if (pid_ > 0) {
+            int status = 0;
+            const bool ended = wait_until(
+                [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, 10s);
+            if (!ended) {
+                ::kill(pid_, SIGKILL);
+                ::waitpid(pid_, &status, 0);
+            }
+            pid_ = -1;
+        }
+        return output_;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int stdin_ = -1;
+    int stdout_ = -1;
+    std::string output_;
+};
+
+// One grpc-js model server (backend.mjs) playing `version`.
+struct grpc_backend {
+    temp_dir dir;
+    std::unique_ptr<node_process> process;
+    std::uint16_t port = 0;
+
+    explicit grpc_backend(const std::string& version, int unavailable_every = 0) {
+        const std::string port_file = dir.path + "/port";
+        process = std::make_unique<node_process>(std::vector<std::string>{
+            grpc_dir + "/backend.mjs", "--version", version, "--port-file", port_file,
+            "--unavailable-every", std::to_string(unavailable_every)});
+        port = read_port_file(port_file);
+    }
+};
+
+// Runs client.mjs to its end and parses its last line.
+json run_client(std::uint16_t port, const std::vector<std::string>& args) {
+    std::vector<std::string> all{grpc_dir + "/client.mjs", "127.0.0.1:" + std::to_string(port)};
+    all.insert(all.end(), args.begin(), args.end());
+    node_process client(all);
+    std::string out = client.finish();
+    while (!out.empty() && out.back() == '\n') {
+        out.pop_back();
+    }
+    return json::parse(out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1),
+                       nullptr, false);
+}
+
+// Model "m" with versions v1 (stable) and v2 served by the two backends over h2c.
+config::gateway grpc_config(std::uint16_t v1, std::uint16_t v2, std::uint32_t v2_bp) {
+    auto cfg = stack_config(v1, v2, v2_bp);
+    for (auto& v : cfg.models[0].versions) {
+        v.protocol = config::upstream_protocol::h2c;
+    }
+    return cfg;
+}
+
+class GrpcJs : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_EQ(::access((std::string(STAGEGATE_SOURCE_DIR) +
+                            "/tests/clients/node_modules/@grpc/grpc-js/package.json")
+                               .c_str(),
+                           R_OK),
+                  0)
+            << "@grpc/grpc-js is missing: scripts/install-deps.sh installs it (npm ci in "
+               "tests/clients)";
+    }
+};
+
+std::uint64_t count_of(const json& counts, const std::string& key) {
+    return counts.contains(key) ? counts[key].get<std::uint64_t>() : 0;
+}
+
+TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses) {
+    grpc_backend v1("v1");
+    grpc_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_config(v1.port, v2.port, 10000));  // every model call to v2
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"tour"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    EXPECT_EQ(seen["live"], true) << seen;  // ServerLive: about the server, to stable
+    EXPECT_EQ(seen["ready"], true);
+    EXPECT_EQ(seen["model_ready"], true);
+    EXPECT_EQ(seen["infer"]["code"], 0) << seen;
+    EXPECT_EQ(seen["infer"]["version"], "v2");
+    EXPECT_EQ(seen["infer"]["id"], "req-1");
+    EXPECT_EQ(seen["infer"]["sum"], 6.5);
+    // The stamps arrive as response metadata, as for HTTP.
+    EXPECT_EQ(seen["infer"]["header_version"], "v2");
+    EXPECT_EQ(seen["infer"]["header_stage"], "canary");
+    // The gateway's own refusals are trailers-only answers with a gRPC status and message.
+    EXPECT_EQ(seen["unknown"]["code"], 5) << seen;  // NOT_FOUND
+    EXPECT_EQ(seen["unknown"]["details"], "no model named \"nosuch\" is served here");
+    EXPECT_EQ(seen["unnamed"]["code"], 3) << seen;  // INVALID_ARGUMENT
+    EXPECT_NE(seen["unnamed"]["details"].get<std::string>().find("names no model"),
+              std::string::npos);
+}
+
+TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
+    grpc_backend v1("v1");
+    grpc_backend v2("v2", 10);  // every 10th of v2's calls: UNAVAILABLE in the trailers
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_config(v1.port, v2.port, 5000));
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"load", "1000"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    const auto ok = count_of(seen["codes"], "0");
+    const auto unavailable = count_of(seen["codes"], "14");
+    ASSERT_EQ(ok + unavailable, 1000u) << seen;
+    const auto v2_calls = count_of(seen["versions"], "v2") + unavailable;
+    // Binomial(1000, 0.5): outside [405, 595] with probability below 1 in 10^8.
+    EXPECT_GE(v2_calls, 405u) << seen;
+    EXPECT_LE(v2_calls, 595u) << seen;
+    EXPECT_EQ(unavailable, v2_calls / 10) << seen;  // every 10th, exactly
+
+    // The gateway counted every call under its version, a 200 carrying UNAVAILABLE as 503.
+    metrics::series_counts c1;
+    metrics::series_counts c2;
+    ASSERT_TRUE(wait_until([&] {
+        for (const auto& m : gw.read_metrics()) {
+            (m.version == "v1" ? c1 : c2) = m.since_stage_start;
+        }
+        return c1.requests() + c2.requests() == 1000;
+    })) << c1.requests() << " + " << c2.requests();
+    EXPECT_EQ(c2.requests(), v2_calls);
+    EXPECT_EQ(c2.codes[metrics::code_slot(503)], unavailable);
+    EXPECT_EQ(c2.server_errors(), unavailable);
+    EXPECT_EQ(c1.server_errors(), 0u);
+}
+
+// A rollout of v2 whose traffic is gRPC calls from grpc-js.
+config::gateway grpc_rollout(std::uint16_t v1, std::uint16_t v2, const std::string& state_dir) {
+    auto cfg = grpc_config(v1, v2, 0);
+    config::rollout r;
+    r.candidate = "v2";
+    config::rollout_stage s;
+    s.weight = 5000;
+    s.name = "canary-50";
+    s.min_bake = 1s;
+    s.min_requests = 200;
+    r.stages = {s};
+    r.gates.min_requests = 200;
+    r.gates.max_error_rate_delta = 0.02;
+    // Two node processes on a loaded machine differ in latency for real: this is about errors.
+    r.gates.sequential_latency = false;
+    r.interval = 100ms;
+    cfg.models[0].rollout_spec = r;
+    cfg.models[0].split.weights = {{"v1", 10000}};
+    cfg.state_dir = state_dir;
+    return cfg;
+}
+
+TEST_F(GrpcJs, CandidateAnsweringUnavailableOnFivePercentOfCallsIsRolledBack) {
+    temp_dir state;
+    grpc_backend v1("v1");
+    grpc_backend v2("v2", 20);  // 5 % UNAVAILABLE, every HTTP status 200
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_rollout(v1.port, v2.port, state.path));
+    ASSERT_TRUE(gw.start());
+    node_process traffic({grpc_dir + "/client.mjs",
+                          "127.0.0.1:" + std::to_string(gw.ports()[0]), "flood"});
+    ASSERT_TRUE(wait_until([&] { return gw.rollout_status("m")["phase"] == "rolled_back"; }, 90s))
+        << gw.rollout_status("m").dump(2);
+    EXPECT_NE(gw.rollout_status("m")["last_reason"].get<std::string>().find("error rate"),
+              std::string::npos)
+        << gw.rollout_status("m").dump(2);
+    const auto seen = json::parse(traffic.finish(), nullptr, false);
+    EXPECT_GT(count_of(seen["codes"], "14"), 0u) << seen;
+}
+
+TEST_F(GrpcJs, HealthyCandidateIsPromoted) {
+    temp_dir state;
+    grpc_backend v1("v1");
+    grpc_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_rollout(v1.port, v2.port, state.path));
+    ASSERT_TRUE(gw.start());
+    node_process traffic({grpc_dir + "/client.mjs",
+                          "127.0.0.1:" + std::to_string(gw.ports()[0]), "flood"});
+    ASSERT_TRUE(wait_until([&] { return gw.rollout_status("m")["phase"] == "completed"; }, 90s))
+        << gw.rollout_status("m").dump(2);
+    const auto seen = json::parse(traffic.finish(), nullptr, false);
+    EXPECT_EQ(count_of(seen["codes"], "14"), 0u) << seen;
+    EXPECT_GT(count_of(seen["versions"], "v2"), 0u) << seen;
+}
+
+}  // namespace
+}  // namespace stagegate::test
