@@ -99,11 +99,15 @@ struct grpc_backend {
     std::unique_ptr<node_process> process;
     std::uint16_t port = 0;
 
-    explicit grpc_backend(const std::string& version, int unavailable_every = 0) {
+    // `max_connection_age_ms`: each connection gets a GOAWAY once that old (grpc's
+    // MAX_CONNECTION_AGE), 0 for never.
+    explicit grpc_backend(const std::string& version, int unavailable_every = 0,
+                          int max_connection_age_ms = 0) {
         const std::string port_file = dir.path + "/port";
         process = std::make_unique<node_process>(std::vector<std::string>{
             grpc_dir + "/backend.mjs", "--version", version, "--port-file", port_file,
-            "--unavailable-every", std::to_string(unavailable_every)});
+            "--unavailable-every", std::to_string(unavailable_every), "--max-connection-age-ms",
+            std::to_string(max_connection_age_ms)});
         port = read_port_file(port_file);
     }
 };
@@ -205,6 +209,26 @@ TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
     EXPECT_EQ(c2.codes[metrics::code_slot(503)], unavailable);
     EXPECT_EQ(c2.server_errors(), unavailable);
     EXPECT_EQ(c1.server_errors(), 0u);
+}
+
+TEST_F(GrpcJs, BackendsSendingGoawayMidLoadLoseNoCall) {
+    // Both backends end every connection with a GOAWAY after 100-200 ms: calls already on it
+    // finish there, streams the gateway opened after the backend's last one are refused
+    // unprocessed and go out again on a new connection. No call may fail for it.
+    grpc_backend v1("v1", 0, 100);
+    grpc_backend v2("v2", 0, 150);
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_config(v1.port, v2.port, 5000));
+    ASSERT_TRUE(gw.start());
+    // Until the gateway has had to reconnect a few times (bounded: 10 rounds of 500 calls).
+    for (int round = 0; round < 10 && gw.totals().upstream_connects < 6; ++round) {
+        const auto seen = run_client(gw.ports()[0], {"load", "500"});
+        ASSERT_TRUE(seen.is_object()) << seen;
+        ASSERT_EQ(count_of(seen["codes"], "0"), 500u) << "round " << round << ": " << seen;
+    }
+    EXPECT_GE(gw.totals().upstream_connects, 6u);
+    EXPECT_EQ(gw.totals().upstream_connect_failures, 0u);
 }
 
 // A rollout of v2 whose traffic is gRPC calls from grpc-js.

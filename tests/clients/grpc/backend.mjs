@@ -1,10 +1,14 @@
 // A KServe v2 / Triton-style gRPC model server played by @grpc/grpc-js (pinned in
 // ../package.json), for the gateway's gRPC tests: one model version per process.
 //   node backend.mjs --version v1 --port-file FILE [--unavailable-every N] [--latency-ms N]
+//                    [--max-connection-age-ms N]
 // Listens on 127.0.0.1:0 (HTTP/2 cleartext) and writes its port to FILE. ModelInfer answers
 // with the version in model_version and the inputs' sum as output; every Nth ModelInfer
 // fails with UNAVAILABLE after its response headers (a 200 whose trailers carry the error,
-// as a real server's does). Exits when its parent closes stdin.
+// as a real server's does). --max-connection-age-ms: grpc's MAX_CONNECTION_AGE, as servers
+// behind load balancers set it: each connection gets a GOAWAY once that old (calls in flight
+// finish, later streams are refused), while the server keeps listening.
+// Exits when its parent closes stdin.
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { writeFileSync } from 'node:fs';
@@ -19,6 +23,7 @@ const args = Object.fromEntries(
 const version = args.version ?? 'v1';
 const unavailableEvery = Number(args['unavailable-every'] ?? 0);
 const latencyMs = Number(args['latency-ms'] ?? 0);
+const maxAgeMs = Number(args['max-connection-age-ms'] ?? 0);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const definition = protoLoader.loadSync(path.join(here, 'inference.proto'),
@@ -27,7 +32,9 @@ const inference = grpc.loadPackageDefinition(definition).inference;
 
 let calls = 0;
 const later = (fn) => (latencyMs > 0 ? setTimeout(fn, latencyMs) : setImmediate(fn));
-const server = new grpc.Server();
+const server = new grpc.Server(maxAgeMs > 0
+  ? { 'grpc.max_connection_age_ms': maxAgeMs, 'grpc.max_connection_age_grace_ms': 10000 }
+  : {});
 server.addService(inference.GRPCInferenceService.service, {
   ServerLive: (_call, done) => done(null, { live: true }),
   ServerReady: (_call, done) => done(null, { ready: true }),
