@@ -658,6 +658,44 @@ TEST(ConfigParse, LlmExampleConfigIsValid) {
     EXPECT_FALSE(m.rollout_spec->gates.min_tokens_per_second_ratio.empty());
 }
 
+// README's "gRPC" config: two h2c versions and a rollout.
+TEST(ConfigParse, GrpcExampleConfigIsValid) {
+    auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/grpc.json");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    const auto& m = cfg->models[0];
+    ASSERT_EQ(m.versions.size(), 2u);
+    EXPECT_EQ(m.versions[0].protocol, upstream_protocol::h2c);
+    EXPECT_EQ(m.versions[1].protocol, upstream_protocol::h2c);
+    EXPECT_TRUE(m.route.kserve_v2);
+    ASSERT_TRUE(m.rollout_spec);
+}
+
+TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
+    auto with = [](const std::string& version) {
+        return parse(R"({"listeners": [{"port": 8080}], "models": [{"name": "m", "stable": "v1",
+            "versions": [)" + version + "]}]}");
+    };
+    auto plain = with(R"({"name": "v1", "endpoints": ["127.0.0.1:9001"]})");
+    ASSERT_TRUE(plain) << plain.error().describe();
+    EXPECT_EQ(plain->models[0].versions[0].protocol, upstream_protocol::http1);
+    auto h2c = with(R"({"name": "v1", "protocol": "h2c", "endpoints": ["127.0.0.1:9001"]})");
+    ASSERT_TRUE(h2c) << h2c.error().describe();
+    EXPECT_EQ(h2c->models[0].versions[0].protocol, upstream_protocol::h2c);
+    auto h2 = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"]})");
+    ASSERT_FALSE(h2);
+    EXPECT_TRUE(has_problem(h2.error(), "/models/0/versions/0/protocol", "not supported yet"))
+        << h2.error().describe();
+    auto typo = with(R"({"name": "v1", "protocol": "http2", "endpoints": ["127.0.0.1:9001"]})");
+    ASSERT_FALSE(typo);
+    EXPECT_TRUE(has_problem(typo.error(), "/models/0/versions/0/protocol", "\"h2c\""))
+        << typo.error().describe();
+    auto tls = with(R"({"name": "v1", "protocol": "h2c", "tls": {},
+                        "endpoints": ["127.0.0.1:9001"]})");
+    ASSERT_FALSE(tls);
+    EXPECT_TRUE(has_problem(tls.error(), "/models/0/versions/0/protocol", "cleartext"))
+        << tls.error().describe();
+}
+
 TEST(ConfigLimits, MaxConcurrentStreamsDefaultsToNginxsAndIsBounded) {
     auto cfg = parse(minimal);
     ASSERT_TRUE(cfg) << cfg.error().describe();
