@@ -201,6 +201,17 @@ struct h2_stream final : deadline_listener {
     session_slot slot;  // the worker's deadlines for this stream (and its upstream)
 
     std::size_t queued() const { return pending.size() - pending_at; }
+    // The stream closed (the client reset it, or the connection is gone): a backend call
+    // still running for it is told, and cancels its backend stream.
+    void client_left() {
+        closed = true;
+        if (started && !answer_ended && !slot.client_gone) {
+            slot.client_gone = true;
+            if (slot.on_client_gone) {
+                slot.on_client_gone->client_gone();
+            }
+        }
+    }
 };
 
 std::size_t answer_translator::on_body_impl(beast::string_view body, boost::system::error_code&) {
@@ -505,7 +516,7 @@ struct callbacks {
             return 0;
         }
         auto& s = *it->second;
-        s.closed = true;
+        s.client_left();
         c.release_parked(s, net::error::connection_reset);
         nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
         c.streams_.erase(it);  // its coroutine, if it runs, keeps it alive
@@ -634,7 +645,7 @@ void h2_connection::end() {
     ended_ = true;
     // The streams stay in the map (nghttp2 still points at them) until the connection goes.
     for (auto& [id, s] : streams_) {
-        s->closed = true;
+        s->client_left();
         release_parked(*s, net::error::connection_reset);
     }
     slot_.idle = false;

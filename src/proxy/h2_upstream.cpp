@@ -559,6 +559,20 @@ void h2_upstreams::consumed(h2_call& call, std::size_t n) {
     }
 }
 
+void h2_upstreams::gauges(std::vector<worker::endpoint_connections>& out) const {
+    for (std::uint32_t id = 0; id < endpoints_.size(); ++id) {
+        worker::endpoint_connections e{id, 0, 0};
+        for (const auto& c : endpoints_[id].clients) {
+            if (!c->dead()) {
+                ++(c->idle() ? e.idle : e.active);
+            }
+        }
+        if (e.idle + e.active > 0) {
+            out.push_back(e);
+        }
+    }
+}
+
 void h2_upstreams::stop() {
     stopped_ = true;
     for (auto& e : endpoints_) {

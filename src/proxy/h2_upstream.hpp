@@ -31,8 +31,9 @@ using wake_timer = net::basic_waitable_timer<clock, net::wait_traits<clock>, exe
 // One stream's request and answer as nghttp2 delivers them; the exchange takes the answer
 // piece by piece. Shared by the exchange and its connection (which lets go when the stream
 // closes).
-struct h2_call {
+struct h2_call final : client_gone_listener {
     explicit h2_call(executor_type ex) : wake(ex) {}
+    void client_gone() override { changed(); }  // the exchange sees slot.client_gone
 
     // --- the request, read by nghttp2 as the window allows
     std::string_view body;
@@ -84,6 +85,9 @@ public:
     void finish(h2_call& call);
     // Gives `n` bytes the client took back to the stream's flow-control window.
     void consumed(h2_call& call, std::size_t n);
+
+    // Connections per endpoint for the gauges: active while a stream is open on them.
+    void gauges(std::vector<worker::endpoint_connections>& out) const;
 
     // Idle connections close now, busy ones once their last stream ends (drain).
     void stop();
@@ -157,6 +161,13 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         return out;
     };
 
+    // The client reset its stream: nginx's 499, nobody's failure (a version whose clients give
+    // up more often shows it in its latency and its 4xx share).
+    auto client_left = [&] {
+        out.result = exchange_result::done_close;
+        out.status = static_cast<http::status>(499);
+        return out;
+    };
     std::shared_ptr<h2_call> call;
     for (int attempt = 0;; ++attempt) {
         auto got = co_await ups.open(a.model, a.version, a.slot, a.head, a.body);
@@ -174,14 +185,21 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             co_return out;
         }
         call = std::move(got.call);
-        while (!call->head_done && !call->closed) {
+        a.slot.on_client_gone = call.get();
+        while (!call->head_done && !call->closed && !a.slot.client_gone) {
             if (!co_await wait_for_change(*call, first_byte_deadline)) {
+                a.slot.on_client_gone = nullptr;
                 ups.finish(*call);
                 co_return fail("upstream_timeout", http::status::gateway_timeout,
                                "reading the response header from version " + a.version.name +
                                    " at " + std::string(authority) + ": timed out",
                                metrics::upstream_failure::timeout);
             }
+        }
+        a.slot.on_client_gone = nullptr;
+        if (a.slot.client_gone) {
+            ups.finish(*call);  // resets the backend's stream
+            co_return client_left();
         }
         if (call->head_done) {
             break;
@@ -198,8 +216,13 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
     struct finish_on_exit {
         h2_upstreams& ups;
         h2_call& call;
-        ~finish_on_exit() { ups.finish(call); }
-    } finished{ups, *call};
+        session_slot& slot;
+        ~finish_on_exit() {
+            slot.on_client_gone = nullptr;
+            ups.finish(call);
+        }
+    } finished{ups, *call, a.slot};
+    a.slot.on_client_gone = call.get();
 
     out.status = static_cast<http::status>(call->status);
     if (a.w.access_log_on()) {
@@ -297,6 +320,9 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
                 ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
                 : total_deadline;
         while (call->data.empty() && !call->closed) {
+            if (a.slot.client_gone) {
+                co_return client_left();  // finished resets the backend's stream
+            }
             if (!co_await wait_for_change(*call, idle_deadline)) {
                 out.result = exchange_result::done_close;
                 out.failure = metrics::upstream_failure::timeout;

@@ -58,9 +58,22 @@ protected:
     ~deadline_listener() = default;
 };
 
+// What waits on an HTTP/2 backend's stream for a client that may leave (an HTTP/2 client's
+// RST_STREAM, a gRPC client's cancel or deadline): told at once, it resets the backend's
+// stream, so a model server stops working on an answer nobody will read.
+class client_gone_listener {
+public:
+    virtual void client_gone() = 0;
+
+protected:
+    ~client_gone_listener() = default;
+};
+
 struct session_slot {
     stream_type* stream = nullptr;
     deadline_listener* on_deadline = nullptr;  // an HTTP/2 stream's (its stream is null)
+    client_gone_listener* on_client_gone = nullptr;  // while an HTTP/2 backend call runs
+    bool client_gone = false;                        // the client reset its stream
     stream_type* upstream = nullptr;  // while connecting or exchanging
     clock::time_point deadline = clock::time_point::max();
     clock::time_point upstream_deadline = clock::time_point::max();

@@ -117,6 +117,7 @@ void worker::begin_drain() {
 metrics::shard_delta worker::take_metrics(std::vector<endpoint_connections>& connections,
                                           std::vector<predictions::served_record>& served) {
     pool_->gauges(connections);
+    h2_->gauges(connections);
     served.swap(served_);
     served_.clear();
     return shard_.take();

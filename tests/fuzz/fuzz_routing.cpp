@@ -1,8 +1,9 @@
 // Route matching: request targets, bodies, cookies and URLs from any bytes. The input is split
-// at the first NUL into a target and the rest (body, cookie header).
+// at the first NUL into a target and the rest (body, cookie header, gRPC message).
 #include "stagegate/config/config.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
+#include "stagegate/routing/grpc_call.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
 
 #include <cstdint>
@@ -59,6 +60,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (auto name = routing::body_model_field(rest)) {
         (void)routing::match_body_model(snap, *name);
     }
+    // A gRPC call's model name: read in place, so it must lie inside the body.
+    for (auto service : {"/inference.GRPCInferenceService/ModelInfer",
+                         "/tensorflow.serving.PredictionService/Predict"}) {
+        const auto call = routing::parse_grpc_path(service);
+        const auto got = routing::read_grpc_model_name(call, rest);
+        if (got.status == routing::grpc_read::found &&
+            (got.name.empty() || got.name.data() < rest.data() ||
+             got.name.data() + got.name.size() > rest.data() + rest.size())) {
+            std::abort();
+        }
+    }
+    (void)routing::parse_grpc_path(target);
     (void)parse_http_url(target);
     (void)percent_decode(target, true);
     auto encoded = percent_encode(target);

@@ -3,6 +3,7 @@
 // servers playing v1 and v2 behind the gateway's HTTP/2 (h2c) upstreams. What an application
 // sees (answers, status codes, response metadata), what the gateway counts (a grpc-status in
 // the trailers is the call's outcome), and what the rollout controller decides on it.
+#include "support/admin.hpp"
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
@@ -101,13 +102,15 @@ struct grpc_backend {
 
     // `max_connection_age_ms`: each connection gets a GOAWAY once that old (grpc's
     // MAX_CONNECTION_AGE), 0 for never.
+    // `latency_ms`: each ModelInfer answers that late.
     explicit grpc_backend(const std::string& version, int unavailable_every = 0,
-                          int max_connection_age_ms = 0) {
+                          int max_connection_age_ms = 0, int latency_ms = 0) {
         const std::string port_file = dir.path + "/port";
         process = std::make_unique<node_process>(std::vector<std::string>{
             grpc_dir + "/backend.mjs", "--version", version, "--port-file", port_file,
             "--unavailable-every", std::to_string(unavailable_every), "--max-connection-age-ms",
-            std::to_string(max_connection_age_ms)});
+            std::to_string(max_connection_age_ms), "--latency-ms", std::to_string(latency_ms),
+            "--cancel-file", dir.path + "/cancelled"});
         port = read_port_file(port_file);
     }
 };
@@ -146,6 +149,18 @@ protected:
                "tests/clients)";
     }
 };
+
+std::string read_file(const std::string& path) {
+    std::string out;
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+        char buf[256];
+        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) {
+            out.append(buf, n);
+        }
+        std::fclose(f);
+    }
+    return out;
+}
 
 std::uint64_t count_of(const json& counts, const std::string& key) {
     return counts.contains(key) ? counts[key].get<std::uint64_t>() : 0;
@@ -209,6 +224,15 @@ TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
     EXPECT_EQ(c2.codes[metrics::code_slot(503)], unavailable);
     EXPECT_EQ(c2.server_errors(), unavailable);
     EXPECT_EQ(c1.server_errors(), 0u);
+    // All of it over one connection per backend, now idle (the gauges are read per interval).
+    std::string text;
+    EXPECT_TRUE(wait_until([&] {
+        text = api(gw.admin_port(), "GET", "/metrics", "", "").body;
+        return text.find(R"(stagegate_upstream_connections{model="m",version="v1",state="idle"} 1)") !=
+                   std::string::npos &&
+               text.find(R"(stagegate_upstream_connections{model="m",version="v2",state="idle"} 1)") !=
+                   std::string::npos;
+    })) << text.substr(text.find("stagegate_upstream_connections{"), 400);
 }
 
 TEST_F(GrpcJs, BackendsSendingGoawayMidLoadLoseNoCall) {
@@ -229,6 +253,38 @@ TEST_F(GrpcJs, BackendsSendingGoawayMidLoadLoseNoCall) {
     }
     EXPECT_GE(gw.totals().upstream_connects, 6u);
     EXPECT_EQ(gw.totals().upstream_connect_failures, 0u);
+}
+
+TEST_F(GrpcJs, ACallTheClientCancelsIsCancelledAtTheBackendAtOnce) {
+    // The backend would answer after 5 s; each client cancels after 300 ms (RST_STREAM), and
+    // the gateway resets the backend's stream then, so the model server stops working on an
+    // answer nobody reads (no grpc-timeout is sent: only the gateway's reset can tell it).
+    grpc_backend v1("v1", 0, 0, 5000);
+    grpc_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_config(v1.port, v2.port, 0));
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"cancel", "10"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    EXPECT_EQ(count_of(seen["codes"], "1"), 10u) << seen;  // CANCELLED, as the client asked
+    std::string cancelled;
+    EXPECT_TRUE(wait_until([&] {
+        cancelled = read_file(v1.dir.path + "/cancelled");
+        return cancelled == "10\n";
+    }, 4s)) << "the backend saw " << cancelled << " cancellations";
+    // Recorded as the client's doing (nginx's 499), not as the version's failure.
+    metrics::series_counts c1;
+    ASSERT_TRUE(wait_until([&] {
+        for (const auto& m : gw.read_metrics()) {
+            if (m.version == "v1") {
+                c1 = m.since_stage_start;
+            }
+        }
+        return c1.requests() == 10;
+    }));
+    EXPECT_EQ(c1.codes[metrics::code_slot(499)], 10u);
+    EXPECT_EQ(c1.server_errors(), 0u);
 }
 
 // A rollout of v2 whose traffic is gRPC calls from grpc-js.

@@ -1,13 +1,14 @@
 // A KServe v2 / Triton-style gRPC model server played by @grpc/grpc-js (pinned in
 // ../package.json), for the gateway's gRPC tests: one model version per process.
 //   node backend.mjs --version v1 --port-file FILE [--unavailable-every N] [--latency-ms N]
-//                    [--max-connection-age-ms N]
+//                    [--max-connection-age-ms N] [--cancel-file FILE]
 // Listens on 127.0.0.1:0 (HTTP/2 cleartext) and writes its port to FILE. ModelInfer answers
 // with the version in model_version and the inputs' sum as output; every Nth ModelInfer
 // fails with UNAVAILABLE after its response headers (a 200 whose trailers carry the error,
 // as a real server's does). --max-connection-age-ms: grpc's MAX_CONNECTION_AGE, as servers
 // behind load balancers set it: each connection gets a GOAWAY once that old (calls in flight
-// finish, later streams are refused), while the server keeps listening.
+// finish, later streams are refused), while the server keeps listening. --cancel-file: the
+// number of calls cancelled before they were answered, rewritten at each one.
 // Exits when its parent closes stdin.
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
@@ -31,6 +32,7 @@ const definition = protoLoader.loadSync(path.join(here, 'inference.proto'),
 const inference = grpc.loadPackageDefinition(definition).inference;
 
 let calls = 0;
+let cancelled = 0;
 const later = (fn) => (latencyMs > 0 ? setTimeout(fn, latencyMs) : setImmediate(fn));
 const server = new grpc.Server(maxAgeMs > 0
   ? { 'grpc.max_connection_age_ms': maxAgeMs, 'grpc.max_connection_age_grace_ms': 10000 }
@@ -41,6 +43,10 @@ server.addService(inference.GRPCInferenceService.service, {
   ModelReady: (call, done) => done(null, { ready: call.request.name === 'm' }),
   ModelInfer: (call, done) => {
     calls += 1;
+    call.on('cancelled', () => {
+      cancelled += 1;
+      if (args['cancel-file']) writeFileSync(args['cancel-file'], `${cancelled}\n`);
+    });
     const fail = unavailableEvery > 0 && calls % unavailableEvery === 0;
     later(() => {
       if (fail) {

@@ -6,6 +6,8 @@
 //                                              calls the gateway must refuse
 //   node client.mjs 127.0.0.1:PORT load N      N concurrent ModelInfer calls on one channel:
 //                                              answers per version, statuses per code
+//   node client.mjs 127.0.0.1:PORT cancel N    N ModelInfer calls, each cancelled after 300 ms
+//                                              (RST_STREAM CANCEL): their statuses per code
 //   node client.mjs 127.0.0.1:PORT flood       16 calls at a time until stdin closes (at most
 //                                              120 s): what a rollout's traffic looks like
 import grpc from '@grpc/grpc-js';
@@ -91,7 +93,21 @@ async function flood() {
   return { versions, codes };
 }
 
+async function cancel(n) {
+  const codes = {};
+  await Promise.all(Array.from({ length: n }, (_, i) => new Promise((resolve) => {
+    const c = client.ModelInfer({ model_name: 'm', id: `c${i}` }, (err) => {
+      const code = err ? err.code : 0;
+      codes[code] = (codes[code] ?? 0) + 1;
+      resolve();
+    });
+    setTimeout(() => c.cancel(), 300);
+  })));
+  return { codes };
+}
+
 const seen = scenario === 'tour' ? await tour()
+  : scenario === 'cancel' ? await cancel(Number(countText ?? 10))
   : scenario === 'flood' ? await flood() : await load(Number(countText ?? 100));
 client.close();
 console.log(JSON.stringify(seen));
