@@ -127,6 +127,9 @@ void member::tick() {
                        if (etcd_client::int_of(res, "TTL") <= 0) {
                            lease_ = 0;  // expired at etcd: a new lease, a new campaign
                            lost_leadership("its etcd lease expired");
+                           // Stopped or cut off for a whole TTL: another leader may have
+                           // decided meanwhile, and the watch may not say so for a while.
+                           resync("its etcd lease expired: reading the rollout states again");
                            return;
                        }
                        campaign();
@@ -242,6 +245,40 @@ void member::out_of_reach(const std::string& why) {
     // etcd has expired our lease by now, or will before we could write: stop deciding.
     lease_ = 0;
     lost_leadership("etcd out of reach for a whole lease TTL (" + why + ")");
+    // A watch over a cut or hung connection may stay open without news for a long time:
+    // end it, so that the states are read afresh as soon as etcd answers again.
+    resync("etcd out of reach for a whole lease TTL (" + why +
+           "): routing by the last rollout states read");
+}
+
+void member::unsynced(const std::string& why) {
+    if (synced_) {
+        synced_ = false;
+        unsynced_since_ = steady::now();
+        log::warn("cluster", "rollout states not synced with etcd: routing by the last ones read",
+                  {{"replica", replica_}, {"why", why}});
+    } else if (!synced_once_ && !told_never_synced_) {
+        told_never_synced_ = true;  // once: the read is retried every 300 ms
+        log::warn("cluster",
+                  "cannot read the rollout states from etcd yet: not ready (/readyz 503), "
+                  "routing by the config's static weights until it can",
+                  {{"replica", replica_}, {"why", why}});
+    }
+    unsynced_reason_ = why;
+}
+
+void member::resync(const std::string& why) {
+    unsynced(why);
+    if (watch_) {
+        watch_->cancel();  // its end reads every state again, then watches from there
+    }
+}
+
+std::chrono::milliseconds member::unsynced_for() const {
+    if (synced_) {
+        return std::chrono::milliseconds(0);
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - unsynced_since_);
 }
 
 void member::retry_soon(boost::asio::steady_timer& timer, void (member::*again)()) {
@@ -257,9 +294,13 @@ void member::retry_soon(boost::asio::steady_timer& timer, void (member::*again)(
 }
 
 void member::state_seen(const key_value& kv) {
+    const auto model = kv.key.substr(rollouts_prefix().size());
+    if (!revisions_.admit(model, kv.mod_revision)) {
+        return;  // routed by this state or a newer one already (late event, own write, re-read)
+    }
     auto state = parse_json(kv.value);
     if (state.is_object() && cb_.state_changed) {
-        cb_.state_changed(kv.key.substr(rollouts_prefix().size()), state);
+        cb_.state_changed(model, state, kv.mod_revision);
     }
 }
 
@@ -267,8 +308,13 @@ void member::rewatch() {
     if (stopped_) {
         return;
     }
-    auto again = [this, alive = alive_] {
+    // A watch that just ended (etcd ends idle ones) leaves the replica synced: the re-read
+    // follows at once. Only a read that fails, or a lost lease or etcd, makes it unsynced.
+    auto again = [this, alive = alive_](const std::string& why) {
         if (*alive) {
+            if (!why.empty()) {
+                unsynced(why);
+            }
             retry_soon(watch_timer_, &member::rewatch);
         }
     };
@@ -278,26 +324,46 @@ void member::rewatch() {
                        return;
                    }
                    if (!r) {
-                       again();
+                       again("etcd did not answer the read of the rollout states (" +
+                             r.error().message + ")");
                        return;
+                   }
+                   const auto store_revision = etcd_client::revision_of(*r);
+                   const auto store_id =
+                       r->contains("header") ? (*r)["header"].value("cluster_id", "") : "";
+                   if (revisions_.read_at(store_id, store_revision)) {
+                       log::warn("cluster",
+                                 "etcd's revision went back (restored from a snapshot, or a new "
+                                 "cluster): adopting its rollout states afresh",
+                                 {{"replica", replica_},
+                                  {"revision", std::to_string(store_revision)}});
                    }
                    for (const auto& kv : etcd_client::kvs_of(*r)) {
                        state_seen(kv);
                    }
-                   const auto from = etcd_client::revision_of(*r) + 1;
+                   if (!synced_) {
+                       log::info("cluster", "rollout states synced with etcd",
+                                 {{"replica", replica_},
+                                  {"revision", std::to_string(store_revision)}});
+                   }
+                   synced_ = true;
+                   synced_once_ = true;
+                   unsynced_reason_.clear();
+                   const auto from = store_revision + 1;
                    watch_ = etcd_.watch(
                        io_, rollouts_prefix(), from,
-                       [this, alive](std::vector<watch_event> events, std::int64_t) {
+                       [this, alive](std::vector<watch_event> events, std::int64_t revision) {
                            if (!*alive) {
                                return;
                            }
+                           revisions_.saw(revision);
                            for (const auto& e : events) {
                                if (!e.deleted) {
                                    state_seen(e.kv);
                                }
                            }
                        },
-                       again);
+                       [again] { again(""); });
                });
 }
 
@@ -482,6 +548,11 @@ result<void> member::append(json event, const std::string* model, const json* st
                                              " lost leadership before the decision was stored");
     }
     last_event_id_ = id;
+    if (state) {
+        // Routed by it already (the controller applies its own decision): its watch event,
+        // at this revision, is not news.
+        revisions_.admit(*model, etcd_client::revision_of(*r));
+    }
     if (id > kept && id % 100 == 0) {
         json trim = {{"key", base64(events_prefix())}, {"range_end", base64(event_key(id - kept))}};
         etcd_.call(io_, "/v3/kv/deleterange", std::move(trim), [](result<json>) {});

@@ -195,17 +195,20 @@ void plane::start_cluster(std::string admin_url) {
     cb.deposed = [] {
         log::info("control", "following: routes change only by the leader's decisions");
     };
-    cb.state_changed = [this](const std::string& model, const nlohmann::json& state) {
-        if (member_->leader()) {
-            return;  // our own decision, already applied
-        }
+    // Only ever a state stored at a newer revision than the one this replica routes by, never
+    // its own decision coming back: adopted by the leader too, since a newer state it did not
+    // write is another leader's (it was stopped or cut off across its lease) or its own write
+    // whose answer was lost; either way the stored state is the durable one.
+    cb.state_changed = [this](const std::string& model, const nlohmann::json& state,
+                              std::int64_t revision) {
         const auto* mc = model_config(model);
         auto adopted = controller_->adopt(model, state,
                                           mc && mc->rollout_spec ? &*mc->rollout_spec : nullptr,
                                           rollout::clock::now());
         if (!adopted) {
             log::error("control", "cannot follow the leader's rollout",
-                       {{"model", model}, {"error", adopted.error().describe()}});
+                       {{"model", model}, {"revision", std::to_string(revision)},
+                        {"error", adopted.error().describe()}});
         }
     };
     cb.event = [this](const nlohmann::json& event) {  // the leader's: webhooks, once

@@ -327,9 +327,12 @@ result<bool> controller::adopt(const std::string& model, const json& state,
     }
     auto it = rollouts_.find(model);
     const bool fresh = it == rollouts_.end();
-    if (!fresh && it->second.st.sequence == st->sequence &&
-        it->second.st.candidate == st->candidate) {
-        return false;  // already routing by it
+    st->model = model;
+    // Already routing by it only when it is the same document: the sequence alone does not
+    // tell, since two leaders (one stopped across its lease) can each write the same one.
+    if (!fresh && to_json(it->second.st) == to_json(*st) &&
+        it->second.spec.source == spec.source) {
+        return false;
     }
     auto& a = rollouts_[model];
     const std::string old_label = fresh ? std::string() : stage_label(a);

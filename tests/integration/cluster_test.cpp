@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -512,6 +513,65 @@ TEST(Cluster, ALeaderKilledMidRolloutIsReplacedWithinTheLeaseAndNoDecisionIsLost
     EXPECT_EQ(decisions["promote"], 2);
 }
 
+// v2's weight in a replica process's routes (basis points), or -1 when it does not answer.
+long process_candidate_weight(const replica_process& p) {
+    auto m = body_of(api(p.admin, "GET", "/api/v1/models/m"));
+    if (m.contains("versions")) {
+        for (const auto& v : m["versions"]) {
+            if (v.value("name", "") == "v2") {
+                return v.value("weight_bp", -1L);
+            }
+        }
+    }
+    return -1;
+}
+
+// A leader stopped (SIGSTOP) across its lease misses the decision the new leader makes
+// meanwhile at the same sequence it holds. Resumed, it routes by that decision within one
+// lease TTL (it used to take the watch event for its own decision and keep its old weights
+// until the watch's idle limit, 60 s).
+TEST(Cluster, ALeaderStoppedAcrossItsLeaseRoutesByTheDecisionMadeMeanwhileOnResume) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    temp_dir dir;
+    auto v1 = start_mock("v1");
+    auto v2 = start_mock("v2");
+    std::vector<std::unique_ptr<replica_process>> replicas;
+    for (const char* name : {"p0", "p1"}) {
+        replicas.push_back(
+            std::make_unique<replica_process>(dir.path, name, etcd, v1->port(), v2->port()));
+        ASSERT_NE(replicas.back()->admin, 0) << read_file(dir.path + "/" + name + ".log");
+    }
+    auto leads = [&](std::size_t i) { return replicas[i]->cluster().value("leader", false); };
+    ASSERT_TRUE(wait_until([&] { return leads(0) || leads(1); }));
+    const std::size_t leader = leads(0) ? 0 : 1;
+    const std::size_t other = 1 - leader;
+    ASSERT_TRUE(wait_until([&] {
+        return process_candidate_weight(*replicas[0]) == 500 &&
+               process_candidate_weight(*replicas[1]) == 500;
+    }));
+
+    ::kill(replicas[leader]->pid, SIGSTOP);
+    ASSERT_TRUE(wait_until([&] { return leads(other); }, std::chrono::seconds(10)));
+    auto r = api(replicas[other]->admin, "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "while the old leader is stopped"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_EQ(process_candidate_weight(*replicas[other]), 2500);
+
+    ::kill(replicas[leader]->pid, SIGCONT);
+    const auto resumed = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return process_candidate_weight(*replicas[leader]) == 2500; },
+                           std::chrono::milliseconds(2000)))
+        << "weight " << process_candidate_weight(*replicas[leader]) << "; its log:\n"
+        << read_file(dir.path + "/p" + std::to_string(leader) + ".log");
+    std::printf("leader SIGSTOPped across its lease: routing by the decision made meanwhile "
+                "%.0f ms after SIGCONT (lease TTL 2000 ms)\n",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                          resumed)
+                    .count());
+    EXPECT_TRUE(wait_until([&] { return !leads(leader) && leads(other); }));
+}
+
 // A TCP relay on loopback between one replica and etcd that the test can cut (a network
 // partition of that replica alone) and heal.
 class partitionable_relay {
@@ -670,6 +730,65 @@ TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {
                  R"({"reason": "etcd is back"})");
     ASSERT_EQ(r.status, 200) << r.body;
     ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
+}
+
+// etcd's current value of `key` (nullopt when absent).
+std::optional<stagegate::cluster::key_value> etcd_get(const etcd_process& etcd,
+                                                      const std::string& key) {
+    http_call call;
+    call.method = "POST";
+    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
+    call.body = stagegate::cluster::etcd_client::range_body(key, false).dump();
+    auto r = http_blocking(call);
+    if (!r || r->status != 200) {
+        return std::nullopt;
+    }
+    auto kvs = stagegate::cluster::etcd_client::kvs_of(json::parse(r->body));
+    if (kvs.empty()) {
+        return std::nullopt;
+    }
+    return kvs[0];
+}
+
+bool etcd_put(const etcd_process& etcd, const std::string& key, const std::string& value) {
+    http_call call;
+    call.method = "POST";
+    call.url = *parse_http_url(etcd.url() + "/v3/kv/put");
+    call.body =
+        stagegate::cluster::etcd_client::put_op(key, value)["request_put"].dump();
+    auto r = http_blocking(call);
+    return r && r->status == 200;
+}
+
+// What a leader stopped across its lease meets when it resumes: a state another leader stored
+// with the same sequence as the one it routes by (each counted on from the same record). It
+// is newer by the store's revision, so every replica adopts it, the leader too (it used to
+// take it for its own decision, and followers for the one they had).
+TEST(Cluster, EveryReplicaAdoptsAStateStoredAtANewerRevisionEvenAtTheSameSequence) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    cluster c(etcd, 2);
+    ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+    const std::string key = "/stagegate/test/rollouts/m";
+    auto before = etcd_get(etcd, key);
+    ASSERT_TRUE(before);
+    auto state = json::parse(before->value);
+    state["stage_index"] = 1;  // 25 %, at the same sequence
+    state["reason"] = "decided by another leader";
+    ASSERT_TRUE(etcd_put(etcd, key, state.dump()));
+    ASSERT_TRUE(wait_until([&] { return c.all_route(2500); })) << c.candidate_weight(0) << " "
+                                                                << c.candidate_weight(1);
+    const auto stored = etcd_get(etcd, key)->mod_revision;
+    for (std::size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(c.status(i)["revision"], stored);
+    }
+    // The leader decides on from it: the next stage reaches both.
+    auto r = api(c.replicas[*c.leader()]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "on from the adopted state"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return c.all_route(5000); }));
+    EXPECT_GT(etcd_get(etcd, key)->mod_revision, stored);
 }
 
 }  // namespace

@@ -2,14 +2,17 @@
 // and act as one gateway ("state": {"store": "etcd"}).
 // Owns: the replica's lease (granted, kept alive, known lost), the leader campaign (a key
 // created under the lease only when absent: one leader at a time), the watch on the rollout
-// states (re-read and watched again whenever the stream ends), and the controller's
-// persistence in etcd. Every write is a transaction that holds only while this replica's
+// states (re-read and watched again whenever the stream ends, or etcd or the lease was lost),
+// whether this replica has synced those states (what /readyz reports), the store revision
+// each model is routed by (a state is adopted only when newer: cluster/revisions.hpp), and
+// the controller's persistence in etcd. Every write is a transaction that holds only while this replica's
 // lease owns the leader key, so a deposed or partitioned leader cannot write.
 // Runs on the control thread; the persistence calls block it for at most the etcd timeout.
 // Must not touch: rollout decisions (the controller) or routes (the server applies states).
 #pragma once
 
 #include "stagegate/cluster/etcd.hpp"
+#include "stagegate/cluster/revisions.hpp"
 #include "stagegate/config/config.hpp"
 #include "stagegate/rollout/state_store.hpp"
 
@@ -32,8 +35,11 @@ public:
     struct callbacks {
         std::function<void()> elected;  // this replica became the leader
         std::function<void()> deposed;  // it is no longer (lease lost, etcd out of reach)
-        // A rollout's state as the leader persisted it (also each one again after a re-read).
-        std::function<void(const std::string& model, const nlohmann::json& state)> state_changed;
+        // A rollout's state as a leader persisted it, stored at `revision`: only ever one newer
+        // than the state this replica routes the model by (never this replica's own write).
+        std::function<void(const std::string& model, const nlohmann::json& state,
+                           std::int64_t revision)>
+            state_changed;
         // An event this replica (as leader) made durable.
         std::function<void(const nlohmann::json& event)> event;
         // Every event any leader stored, as etcd reports it (for the live feed on any replica).
@@ -50,6 +56,18 @@ public:
     bool leader() const { return leader_; }
     // etcd answered this replica within the last lease TTL.
     bool connected() const { return connected_; }
+    // Whether this replica routes by the rollout states etcd holds: it has read all of them
+    // since it started (`synced_once`), and since it last lost etcd, its lease or its watch
+    // (`synced`: it is watching from that read on). Until the first read it routes by the
+    // config's static weights; after a loss, by the last states it read.
+    bool synced_once() const { return synced_once_; }
+    bool synced() const { return synced_; }
+    // Why it is not synced now ("" when it is).
+    const std::string& unsynced_reason() const { return unsynced_reason_; }
+    // How long it has not been synced (0 while it is).
+    std::chrono::milliseconds unsynced_for() const;
+    // The newest store revision this replica routes any model by (0: none read yet).
+    std::int64_t routed_revision() const { return revisions_.highest(); }
     // The leader's admin API URL and name, as it published them ("" when unknown).
     const std::string& leader_admin() const { return leader_admin_; }
     const std::string& leader_name() const { return leader_name_; }
@@ -89,6 +107,10 @@ private:
     void lost_leadership(const std::string& why);
     void out_of_reach(const std::string& why);
     void rewatch();
+    // Ends the watch so that every state is read again (decisions may have been missed while
+    // etcd, the lease or the stream was lost); `why` is what /readyz says meanwhile.
+    void resync(const std::string& why);
+    void unsynced(const std::string& why);
     void state_seen(const key_value& kv);  // a rollout state read or watched: tell the server
     void rewatch_events();
     // Calls `again` in a moment (a watch ended or etcd did not answer).
@@ -124,6 +146,12 @@ private:
     std::uint64_t counts_published_ = 0;
     std::int64_t events_revision_ = 0;  // the events watch resumes here
     bool publishing_ = false;
+    revision_gate revisions_;
+    bool synced_ = false;
+    bool synced_once_ = false;
+    bool told_never_synced_ = false;
+    std::string unsynced_reason_ = "the rollout states have not been read from etcd yet";
+    std::chrono::steady_clock::time_point unsynced_since_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace stagegate::cluster

@@ -101,7 +101,9 @@ public:
 
     // A follower replica routes by the leader's decisions: `state` is a rollout's persisted
     // document (its spec inside, else `configured`). Nothing is decided or persisted here; a
-    // new stage starts its bake time and counts again. Returns whether anything changed.
+    // new stage starts its bake time and counts again. Whether the state is newer than the
+    // one routed now is the caller's to know (the store's revision, cluster/revisions.hpp);
+    // this only skips the very same document. Returns whether anything changed.
     result<bool> adopt(const std::string& model, const nlohmann::json& state,
                        const config::rollout* configured, clock::time_point now);
 
