@@ -48,6 +48,7 @@ http::status http_status(admin_error e) {
         case admin_error::header_too_large:
             return s::request_header_fields_too_large;
         case admin_error::draining:
+        case admin_error::not_synced:
         case admin_error::state_io_failed:
         case admin_error::state_corrupt:
         case admin_error::not_leader:
@@ -121,6 +122,8 @@ std::string_view wire_code(admin_error e) {
             return "feedback_not_enabled";
         case admin_error::draining:
             return "draining";
+        case admin_error::not_synced:
+            return "rollout_state_not_synced";
         case admin_error::state_io_failed:
             return "state_io_failed";
         case admin_error::state_corrupt:

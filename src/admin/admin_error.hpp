@@ -44,6 +44,7 @@ enum class admin_error {
     feedback_not_enabled,
     // The gateway cannot now.
     draining,
+    not_synced,  // a cluster replica that has not read the rollout states yet (/readyz)
     state_io_failed,
     state_corrupt,
     not_leader,

@@ -743,6 +743,35 @@ struct admin_server::impl {
             ready["rollout_state"] = {
                 {"available", false}, {"code", problem->code}, {"error", problem->describe()}};
         }
+        const auto cluster = gw.cluster_status();
+        if (cluster.value("store", "") == "etcd") {
+            if (!cluster.value("synced_once", false)) {
+                // Not ready: until it has read the cluster's rollout states it routes by the
+                // config's static weights, which may be what the others rolled back from, or
+                // an old stable after a completed rollout.
+                co_return error_json(
+                    admin_error::not_synced,
+                    "this replica has not read the rollout states from etcd since it started (" +
+                        cluster.value("unsynced_reason", std::string("not read yet")) +
+                        "): it would route by the config's static weights, not by the "
+                        "cluster's decisions",
+                    c.version());
+            }
+            // Synced once: it routes by the last states it read. Still ready while etcd is
+            // away, since every replica loses etcd at the same moment: failing them all
+            // would take the whole gateway out of the load balancer over an etcd blip.
+            ready["rollout_state"] = {{"synced", cluster.value("synced", false)},
+                                      {"revision", cluster.value("revision", 0)}};
+            if (!cluster.value("synced", false)) {
+                ready["rollout_state"]["code"] = "rollout_state_stale";
+                ready["rollout_state"]["error"] =
+                    "routing by the last rollout states read (revision " +
+                    std::to_string(cluster.value("revision", 0)) + ") for " +
+                    std::to_string(cluster.value("unsynced_for_ms", 0)) + " ms: " +
+                    cluster.value("unsynced_reason", std::string()) +
+                    "; rollout changes are refused until etcd answers";
+            }
+        }
         co_return json_response(http::status::ok, ready, c.version());
     }
 

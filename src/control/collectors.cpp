@@ -81,6 +81,15 @@ void write_cluster_metrics(metrics::text_writer& out, const cluster_gauges& c) {
               "1 while etcd answers this replica; 0: it routes with the last known weights and "
               "no rollout advances.")
         .add(replica, c.etcd_up ? 1 : 0);
+    out.gauge("stagegate_cluster_rollout_state_synced",
+              "1 while this replica has read every rollout state from etcd and watches them; 0: "
+              "not read since it started (/readyz fails) or etcd, its lease or its watch was "
+              "lost (it routes by the last states read).")
+        .add(replica, c.synced ? 1 : 0);
+    out.gauge("stagegate_cluster_rollout_state_revision",
+              "The etcd revision of the newest rollout state this replica routes by (replicas "
+              "that differ for long route differently).")
+        .add(replica, c.revision);
     out.counter("stagegate_cluster_elections_won_total", "Times this replica became the leader.")
         .add(replica, c.elections_won);
     out.counter("stagegate_cluster_counts_published_total",

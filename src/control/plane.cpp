@@ -575,12 +575,20 @@ nlohmann::json plane::cluster_status() const {
     if (!member_) {
         return {{"store", "file"}};
     }
-    return {{"store", "etcd"},
-            {"replica", member_->replica()},
-            {"leader", member_->leader()},
-            {"etcd_up", member_->connected()},
-            {"leader_replica", member_->leader_name()},
-            {"leader_admin", member_->leader_admin()}};
+    nlohmann::json out = {{"store", "etcd"},
+                          {"replica", member_->replica()},
+                          {"leader", member_->leader()},
+                          {"etcd_up", member_->connected()},
+                          {"leader_replica", member_->leader_name()},
+                          {"leader_admin", member_->leader_admin()},
+                          {"synced", member_->synced()},
+                          {"synced_once", member_->synced_once()},
+                          {"revision", member_->routed_revision()}};
+    if (!member_->synced()) {
+        out["unsynced_reason"] = member_->unsynced_reason();
+        out["unsynced_for_ms"] = member_->unsynced_for().count();
+    }
+    return out;
 }
 
 void plane::refresh_leader(std::function<void()> done) {
@@ -698,7 +706,9 @@ void plane::register_collectors() {
             write_cluster_metrics(out, {member_->replica(), member_->leader(),
                                         member_->connected(),
                                         static_cast<double>(member_->elections_won()),
-                                        static_cast<double>(member_->counts_published())});
+                                        static_cast<double>(member_->counts_published()),
+                                        member_->synced(),
+                                        static_cast<double>(member_->routed_revision())});
         }
     });
     metrics_.add(server::downstream_collector(data_));

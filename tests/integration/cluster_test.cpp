@@ -712,6 +712,8 @@ TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {
     }));
     auto metrics = api(c.replicas[0]->admin_port(), "GET", "/metrics").body;
     EXPECT_NE(metrics.find("stagegate_cluster_etcd_up{replica=\"r0\"} 0"), std::string::npos);
+    EXPECT_NE(metrics.find("stagegate_cluster_rollout_state_synced{replica=\"r0\"} 0"),
+              std::string::npos);
     // Traffic flows with the last known weights; a change is refused, not half-made.
     for (std::size_t i = 0; i < 2; ++i) {
         auto answer = request(c.replicas[i]->ports()[0], "POST", "/v1/models/m:predict", "{}");
@@ -720,11 +722,42 @@ TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {
         auto refused = api(c.replicas[i]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
                            R"({"reason": "etcd is down"})");
         EXPECT_EQ(refused.status, 503) << refused.body;
+        // Still ready: every replica loses etcd at the same moment, and failing them all would
+        // empty the load balancer; it says it routes by the last states it read.
+        auto ready = request(c.replicas[i]->admin_port(), "GET", "/readyz");
+        EXPECT_EQ(ready.status, 200) << ready.body;
+        auto state = body_of(ready)["rollout_state"];
+        EXPECT_EQ(state["synced"], false) << ready.body;
+        EXPECT_EQ(state["code"], "rollout_state_stale") << ready.body;
+        EXPECT_GT(state["revision"].get<long>(), 0) << ready.body;
     }
     EXPECT_TRUE(c.all_route(500));
 
-    // etcd returns: a leader again, and rollouts move on.
+    // A replica started now has no state to route by but the config's static weights (the
+    // candidate gets nothing, the others give it 5 %): not ready, and it says why.
+    c.add_replica(etcd.url());
+    auto fresh = request(c.replicas[2]->admin_port(), "GET", "/readyz");
+    EXPECT_EQ(fresh.status, 503) << fresh.body;
+    EXPECT_EQ(code_of(fresh), "rollout_state_not_synced") << fresh.body;
+    EXPECT_NE(fresh.body.find("etcd"), std::string::npos) << fresh.body;
+    EXPECT_EQ(c.candidate_weight(2), 0);
+
+    // etcd returns: every replica reads the states again (the new one becomes ready, routing
+    // by them), a leader again, and rollouts move on.
     ASSERT_TRUE(etcd.start());
+    ASSERT_TRUE(wait_until([&] {
+        return request(c.replicas[2]->admin_port(), "GET", "/readyz").status == 200;
+    }, std::chrono::seconds(20)));
+    EXPECT_EQ(c.candidate_weight(2), 500);
+    ASSERT_TRUE(wait_until([&] {
+        for (std::size_t i = 0; i < 3; ++i) {
+            if (!body_of(request(c.replicas[i]->admin_port(), "GET", "/readyz"))["rollout_state"]
+                     .value("synced", false)) {
+                return false;
+            }
+        }
+        return true;
+    }, std::chrono::seconds(20)));
     ASSERT_TRUE(wait_until([&] { return c.leader().has_value(); }, std::chrono::seconds(20)));
     auto r = api(c.replicas[0]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
                  R"({"reason": "etcd is back"})");

@@ -25,6 +25,8 @@ struct cluster_gauges {
     bool etcd_up = false;
     double elections_won = 0;
     double counts_published = 0;
+    bool synced = false;    // routes by the rollout states etcd holds now
+    double revision = 0;    // the store revision of the newest state it routes by
 };
 
 // 1 for each version's role: stable, candidate (in `candidates`, by model: the candidates of

@@ -73,8 +73,9 @@ public:
                                          const std::string& actor, const std::string& reason);
 
     // --- Cluster ("store": "etcd") --------------------------------------------------------
-    // This replica's part: name, leader or not, whether etcd answers, and who leads
-    // ({"store": "file"} without a cluster).
+    // This replica's part: name, leader or not, whether etcd answers, who leads, whether it
+    // has synced the rollout states (once since it started, and now) and the store revision
+    // it routes by ({"store": "file"} without a cluster).
     nlohmann::json cluster_status() const;
     // Asks etcd who leads now, then calls `done` (at once without a cluster).
     void refresh_leader(std::function<void()> done);
