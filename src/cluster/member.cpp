@@ -247,8 +247,7 @@ void member::out_of_reach(const std::string& why) {
     lost_leadership("etcd out of reach for a whole lease TTL (" + why + ")");
     // A watch over a cut or hung connection may stay open without news for a long time:
     // end it, so that the states are read afresh as soon as etcd answers again.
-    resync("etcd out of reach for a whole lease TTL (" + why +
-           "): routing by the last rollout states read");
+    resync("etcd out of reach for a whole lease TTL (" + why + ")");
 }
 
 void member::unsynced(const std::string& why) {
