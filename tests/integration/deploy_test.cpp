@@ -76,7 +76,9 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
         exposed.insert(name);
     }
     for (const char* expected :
-         {"stagegate_cluster_etcd_up", "stagegate_cluster_leader", "stagegate_rollout_phase", "stagegate_rollout_stage_max_duration_seconds",
+         {"stagegate_cluster_etcd_up", "stagegate_cluster_leader",
+          "stagegate_cluster_rollout_state_synced", "stagegate_cluster_rollout_state_revision",
+          "stagegate_rollout_phase", "stagegate_rollout_stage_max_duration_seconds",
           "stagegate_model_age_seconds", "stagegate_model_max_age_seconds",
           "stagegate_version_role", "stagegate_rollout_decisions_total",
           "stagegate_predictions_total"}) {
