@@ -708,8 +708,10 @@ struct admin_server::impl {
             }
             query.emplace();
         }
+        bool led = false;  // this replica led the cluster when the change came in
         if (found->leader_only) {
             auto cluster = gw.cluster_status();
+            led = cluster.value("store", "") == "etcd" && cluster.value("leader", false);
             if (cluster.value("store", "") == "etcd" && !cluster.value("leader", false)) {
                 co_await when_done(  // who leads right now
                     [this](std::function<void()> done) { gw.refresh_leader(std::move(done)); },
@@ -723,7 +725,23 @@ struct admin_server::impl {
         // A named call, not a temporary inside the co_await: g++ 12 mishandles that
         // temporary's lifetime when the handler suspends (it crashed freeing `params`).
         const call c{req, *found, std::move(params), *query, who ? &*who : nullptr};
-        co_return co_await (this->*found->run)(c);
+        auto res = co_await (this->*found->run)(c);
+        if (led && res && res->result() == http::status::service_unavailable &&
+            !gw.cluster_status().value("leader", false)) {
+            // It found out while making the change that it no longer leads (stopped or cut
+            // off across its lease: its write was refused and nothing was applied). Another
+            // replica leads now and decides: the change goes there, as from any follower,
+            // instead of a refusal (or a rollback applied on this replica alone).
+            co_await when_done(
+                [this](std::function<void()> done) { gw.refresh_leader(std::move(done)); },
+                net::use_awaitable);
+            auto cluster = gw.cluster_status();
+            if (!cluster.value("leader", false) &&
+                cluster.value("leader_replica", "") != cluster.value("replica", "")) {
+                co_return co_await forward_to_leader(req, cluster);
+            }
+        }
+        co_return res;
     }
 
     // The handlers, in the route table's order.

@@ -472,7 +472,11 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
         // rollback: less exposure is always the safe side, so it is applied anyway, retried
         // every tick until recorded, and reported as not durable.
         auto recorded = store_->record(a.st.model, doc, event);
-        if (!recorded && !is_rollback) {
+        // Applied anyway only when nobody can record it now. A store that answered "another
+        // replica leads" (a cluster leader stopped or cut off across its lease) has a leader
+        // that can: applied here alone, the rollback would split this replica from the others
+        // until the next stored decision, so it is refused and sent to that leader instead.
+        if (!recorded && (!is_rollback || recorded.error().code == "not_leader")) {
             a.st = before;
             return recorded.error();
         }

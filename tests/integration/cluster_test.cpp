@@ -513,6 +513,49 @@ TEST(Cluster, ALeaderKilledMidRolloutIsReplacedWithinTheLeaseAndNoDecisionIsLost
     EXPECT_EQ(decisions["promote"], 2);
 }
 
+// An HTTP request written to a process that may be stopped (SIGSTOP): the kernel accepts the
+// connection and takes the bytes, the process answers once it runs again.
+class queued_request {
+public:
+    queued_request(std::uint16_t port, const std::string& method, const std::string& target,
+                   const std::string& body) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            return;
+        }
+        timeval tv{10, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        const std::string bytes = method + " " + target +
+                                  " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                  "Content-Type: application/json\r\nContent-Length: " +
+                                  std::to_string(body.size()) + "\r\n\r\n" + body;
+        sent_ = ::write(fd_, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+    }
+    ~queued_request() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    bool sent() const { return sent_; }
+    // The whole answer (status line, headers, body), read until the server closes.
+    std::string answer() {
+        std::string out;
+        char buf[4096];
+        for (ssize_t n; (n = ::read(fd_, buf, sizeof buf)) > 0;) {
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+        return out;
+    }
+
+private:
+    int fd_ = -1;
+    bool sent_ = false;
+};
+
 // v2's weight in a replica process's routes (basis points), or -1 when it does not answer.
 long process_candidate_weight(const replica_process& p) {
     auto m = body_of(api(p.admin, "GET", "/api/v1/models/m"));
@@ -529,7 +572,7 @@ long process_candidate_weight(const replica_process& p) {
 // A leader stopped (SIGSTOP) across its lease misses the decision the new leader makes
 // meanwhile at the same sequence it holds. Resumed, it routes by that decision within one
 // lease TTL (it used to take the watch event for its own decision and keep its old weights
-// until the watch's idle limit, 60 s).
+// until the watch's idle limit, 60 s); a change queued at it meanwhile goes to the new leader.
 TEST(Cluster, ALeaderStoppedAcrossItsLeaseRoutesByTheDecisionMadeMeanwhileOnResume) {
     etcd_process etcd;
     REQUIRE_ETCD(etcd);
@@ -569,7 +612,27 @@ TEST(Cluster, ALeaderStoppedAcrossItsLeaseRoutesByTheDecisionMadeMeanwhileOnResu
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                           resumed)
                     .count());
-    EXPECT_TRUE(wait_until([&] { return !leads(leader) && leads(other); }));
+    ASSERT_TRUE(wait_until([&] { return !leads(leader) && leads(other); }));
+
+    // Again the other way round, with a rollback queued at the stopped leader: resumed, it
+    // finds it no longer leads and hands the rollback to the replica that does (it used to
+    // apply it on itself alone, 0 % against the others' stage, until the next decision).
+    ::kill(replicas[other]->pid, SIGSTOP);
+    ASSERT_TRUE(wait_until([&] { return leads(leader); }, std::chrono::seconds(10)));
+    r = api(replicas[leader]->admin, "POST", "/api/v1/rollouts/m/promote",
+            R"({"reason": "while the other leader is stopped"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    queued_request rollback(replicas[other]->admin, "POST", "/api/v1/rollouts/m/rollback",
+                            R"({"reason": "queued at the stopped leader"})");
+    ASSERT_TRUE(rollback.sent());
+    ::kill(replicas[other]->pid, SIGCONT);
+    const auto answer = rollback.answer();
+    EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
+    ASSERT_TRUE(wait_until([&] {
+        return process_candidate_weight(*replicas[0]) == 0 &&
+               process_candidate_weight(*replicas[1]) == 0;
+    })) << process_candidate_weight(*replicas[0]) << " " << process_candidate_weight(*replicas[1]);
+    EXPECT_EQ(decisions_in_etcd(etcd)["rollback"], 1);
 }
 
 // A TCP relay on loopback between one replica and etcd that the test can cut (a network
