@@ -11,6 +11,7 @@
 //                         [--gates JSON]   (the rollout's gates, instead of the plan's)
 //   stagegate-rollout-sim --check-aa --runs N   (exit 1 if A/A false rollbacks exceed alpha
 //                                                by more than 5 binomial standard deviations)
+//   STAGEGATE_SIM_REASONS=1 prints each rollback's reason and each held run's open gates.
 #include "stagegate/rollout/controller.hpp"
 
 #include <algorithm>
@@ -207,6 +208,18 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
             out.end = outcome::completed;
             return out;
         }
+    }
+    // A held run: which gates had not passed (STAGEGATE_SIM_REASONS), to see what binds.
+    if (std::getenv("STAGEGATE_SIM_REASONS")) {
+        const auto st = ctl.status("m", t);
+        std::string open;
+        for (const auto& g : st["gates"]) {
+            if (g["verdict"] != "pass") {
+                open += " " + g["gate"].get<std::string>();
+            }
+        }
+        std::fprintf(stderr, "held at %s:%s\n", st["stage"].get<std::string>().c_str(),
+                     open.c_str());
     }
     return out;
 }
