@@ -262,6 +262,7 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         const bool last = call->ended;
         if (call->closed && !call->ended) {
             // Reset or lost after the head: the client sees a cut-short answer.
+            ups.consumed(*call, taken.size());
             if (!head_sent && !to_client) {
                 co_return fail("upstream_reset", http::status::bad_gateway,
                                "version " + a.version.name + " at " + std::string(authority) +
@@ -304,8 +305,8 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         }
         if (count > 0) {
             if (!co_await to_down(std::span<const net::const_buffer>(pieces.data(), count))) {
-                out.result = exchange_result::done_close;  // the client went away
-                co_return out;
+                ups.consumed(*call, taken.size());  // dropped, but the window must reopen
+                co_return client_left();            // the client went away
             }
             head_sent = true;
         }
