@@ -46,7 +46,8 @@ TEST(GrpcCall, KServeModelNameIsFieldOneWhereverItComes) {
     const std::string message = field(2, "7") + field(3, "req-1") + std::string{0x20, 0x05} +
                                 std::string{0x2d, 1, 2, 3, 4} + field(1, "resnet") +
                                 field(5, field(1, "input0"));
-    auto got = read_grpc_model_name(call, framed(message));
+    const std::string body = framed(message);  // the name is a view into it
+    auto got = read_grpc_model_name(call, body);
     EXPECT_EQ(got.status, grpc_read::found);
     EXPECT_EQ(got.name, "resnet");
 }
@@ -54,7 +55,8 @@ TEST(GrpcCall, KServeModelNameIsFieldOneWhereverItComes) {
 TEST(GrpcCall, TfServingModelNameIsInsideModelSpec) {
     const auto call = parse_grpc_path("/tensorflow.serving.PredictionService/Predict");
     const std::string spec = field(3, "serving_default") + field(1, "half_plus_two");
-    auto got = read_grpc_model_name(call, framed(field(1, spec) + field(2, "inputs...")));
+    const std::string body = framed(field(1, spec) + field(2, "inputs..."));
+    auto got = read_grpc_model_name(call, body);
     EXPECT_EQ(got.status, grpc_read::found);
     EXPECT_EQ(got.name, "half_plus_two");
     EXPECT_EQ(read_grpc_model_name(call, framed(field(2, "no spec"))).status, grpc_read::absent);
