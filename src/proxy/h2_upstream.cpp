@@ -457,7 +457,9 @@ task<void> h2_client::write_frames(std::shared_ptr<h2_client> /*keep*/) {
 
 // --- h2_upstreams --------------------------------------------------------------------------
 
-h2_upstreams::h2_upstreams(worker& w) : w_(w), connected_(w.io().get_executor()) {}
+h2_upstreams::h2_upstreams(worker& w) : w_(w), connected_(w.io().get_executor()) {
+    connected_.expires_at(clock::time_point::max());  // only cancel() wakes its waiters
+}
 
 h2_upstreams::~h2_upstreams() { abort_all(); }
 
@@ -507,9 +509,11 @@ task<h2_upstreams::opened> h2_upstreams::open(const routing::model_route& model,
             co_return out;
         }
         if (!connect_to) {
-            connected_.expires_at(connect_deadline);
-            auto [ec] = co_await connected_.async_wait(nothrow_awaitable);
-            if (!ec) {
+            // Woken when a connect under way ends (each is bounded by the connect timeout).
+            // Never re-armed here: expires_at would cancel every other waiter, and each of
+            // those, re-arming, would cancel the rest again.
+            [[maybe_unused]] auto [ec] = co_await connected_.async_wait(nothrow_awaitable);
+            if (coarse_now() >= connect_deadline) {
                 acquired late;
                 late.status = acquire_status::connect_timeout;
                 late.detail = "no connection to version " + version.name + " in time";
