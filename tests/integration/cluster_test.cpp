@@ -603,8 +603,10 @@ TEST(Cluster, ALeaderStoppedAcrossItsLeaseRoutesByTheDecisionMadeMeanwhileOnResu
 
     ::kill(replicas[leader]->pid, SIGCONT);
     const auto resumed = std::chrono::steady_clock::now();
+    // Within a lease TTL on a plain build (1-8 ms measured, printed below); the bound is
+    // looser for the sanitizer builds' replicas, which run many times slower on a loaded CI.
     ASSERT_TRUE(wait_until([&] { return process_candidate_weight(*replicas[leader]) == 2500; },
-                           std::chrono::milliseconds(2000)))
+                           std::chrono::milliseconds(10000)))
         << "weight " << process_candidate_weight(*replicas[leader]) << "; its log:\n"
         << read_file(dir.path + "/p" + std::to_string(leader) + ".log");
     std::printf("leader SIGSTOPped across its lease: routing by the decision made meanwhile "
