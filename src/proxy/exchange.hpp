@@ -128,6 +128,18 @@ struct exchange_args {
     std::optional<std::chrono::milliseconds> grpc_timeout = std::nullopt;
 };
 
+// What the client's answer head is stamped with (framing is left to the exchange).
+inline response_info response_info_for(const exchange_args& a) {
+    response_info info;
+    info.version = a.version.name;
+    info.stage = a.model.stage;
+    info.request_id = a.rc.id;
+    info.client_version = a.rc.client_version;
+    info.head_request = a.rc.head;
+    info.keep_alive = a.rc.keep_alive && !a.w.keep_alive_ended();
+    return info;
+}
+
 // The downstream of a mirrored request: nobody. The exchange writes nothing to it, and an
 // upstream failure at any point counts as one before the answer (nothing reached a client).
 struct discard_sink {};
@@ -293,13 +305,7 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
         out.head_at = clock::now();  // only the access log reads it: no clock read otherwise
     }
     const bool upstream_keep_alive = parser->keep_alive();
-    response_info info;
-    info.version = a.version.name;
-    info.stage = a.model.stage;
-    info.request_id = a.rc.id;
-    info.client_version = a.rc.client_version;
-    info.head_request = a.rc.head;
-    info.keep_alive = a.rc.keep_alive && !a.w.keep_alive_ended();
+    response_info info = response_info_for(a);
     if (a.rc.head || status == 204 || status == 304) {
         info.framing = body_framing::none;
     } else if (auto length = parser->content_length()) {

@@ -118,6 +118,14 @@ private:
     std::uint32_t endpoint_id_;
     nghttp2_session* session_ = nullptr;
     std::unordered_map<std::int32_t, std::shared_ptr<h2_call>> calls_;
+    // submit()'s scratch, reused from call to call.
+    struct field {
+        std::size_t name_at, name_size;
+        std::string_view value;
+    };
+    std::string names_;
+    std::vector<nghttp2_nv> nva_;
+    std::vector<field> fields_;
     wake_timer wake_;
     bool dead_ = false;
     bool going_away_ = false;  // the backend sent GOAWAY: no new streams here
@@ -153,6 +161,9 @@ struct h2_client::callbacks {
         }
         if (name == "grpc-status") {
             call->grpc_status = parse_grpc_status(value);
+        }
+        if (name == "content-encoding" && !call->head_done && !iequal(value, "identity")) {
+            call->encoded = true;
         }
         if (name == "content-length" && !call->head_done) {
             std::uint64_t n = 0;
@@ -204,6 +215,7 @@ struct h2_client::callbacks {
                 call->head_fields.clear();  // a 1xx interim answer: the final one follows
                 call->grpc_status.reset();
                 call->content_length.reset();
+                call->encoded = false;
             }
         }
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
@@ -306,10 +318,14 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
     // The HTTP/1.1 head serialize_request_head wrote (its forwarding fields, hop-by-hop ones
     // left out) becomes the stream's fields: request line to pseudo-headers, Host to
     // :authority, names lowercased as HTTP/2 requires.
-    std::string names;  // lowercased names; nghttp2 copies everything submitted
+    // Scratch kept with the connection (one worker thread): nghttp2 copies what is submitted.
+    auto& names = names_;  // lowercased names
+    auto& nva = nva_;
+    auto& fields = fields_;
+    names.clear();
+    nva.clear();
+    fields.clear();
     names.reserve(head.size());
-    std::vector<nghttp2_nv> nva;
-    nva.reserve(24);
     const auto line_end = head.find("\r\n");
     const std::string_view request_line = head.substr(0, line_end);
     const auto sp1 = request_line.find(' ');
@@ -318,12 +334,6 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
     nva.push_back(make_nv(":scheme", "http"));
     nva.push_back(make_nv(":path", request_line.substr(sp1 + 1, sp2 - sp1 - 1)));
     std::string_view authority = authority_;
-    struct field {
-        std::size_t name_at, name_size;
-        std::string_view value;
-    };
-    std::vector<field> fields;
-    fields.reserve(24);
     for (auto rest = head.substr(line_end + 2); !rest.empty();) {
         const auto end = rest.find("\r\n");
         const auto line = rest.substr(0, end);
@@ -605,7 +615,11 @@ task<bool> wait_for_change(h2_call& call, clock::time_point deadline) {
 
 void write_h2_answer_head(std::string& out, const h2_call& call, response_info& info) {
     out.append("HTTP/1.1 ");
-    out.append(std::to_string(call.status));
+    const unsigned code = std::min(call.status, 999u);  // nghttp2 let only 3 digits through
+    const char digits[3] = {static_cast<char>('0' + code / 100),
+                            static_cast<char>('0' + code / 10 % 10),
+                            static_cast<char>('0' + code % 10)};
+    out.append(digits, 3);
     out.push_back(' ');
     out.append(http::obsolete_reason(http::int_to_status(call.status)));
     out.append("\r\n", 2);

@@ -45,6 +45,7 @@ struct h2_call final : client_gone_listener {
     std::string trailer_fields;  // the same for its trailers
     std::optional<std::uint64_t> content_length;
     std::optional<unsigned> grpc_status;
+    bool encoded = false;  // a Content-Encoding other than identity: its body is not read
     bool head_done = false;
     std::string data;  // body bytes received, not yet taken
     bool ended = false;            // the backend ended the stream
@@ -228,18 +229,11 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
     if (a.w.access_log_on()) {
         out.head_at = clock::now();
     }
-    response_info info;
-    info.version = a.version.name;
-    info.stage = a.model.stage;
-    info.request_id = a.rc.id;
-    info.client_version = a.rc.client_version;
-    info.head_request = a.rc.head;
-    info.keep_alive = a.rc.keep_alive && !a.w.keep_alive_ended();
+    response_info info = response_info_for(a);
     a.head.clear();
     write_h2_answer_head(a.head, *call, info);
     if (a.capture) {
-        a.capture->start(call->status, call->head_fields.find("content-encoding: ") !=
-                                           std::string::npos);
+        a.capture->start(call->status, call->encoded);
     }
     bool head_sent = false;
     auto to_down = [&](std::span<const net::const_buffer> pieces) -> task<bool> {
