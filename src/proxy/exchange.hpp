@@ -82,6 +82,9 @@ struct exchange_outcome {
     std::uint64_t body_bytes = 0;
     // A gRPC answer's grpc-status (its trailers', or its only HEADERS'), over HTTP/2 backends.
     std::optional<unsigned> grpc_status;
+    // A streaming gRPC call (request_context::feed): when its first answer bytes arrived. A
+    // stream lasts as long as its client likes, so its latency is measured to there.
+    clock::time_point first_answer_bytes_at{};
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,

@@ -64,7 +64,7 @@ unsigned grpc_code_of_problem(http::status status, std::string_view code) {
     if (code == "unknown_model" || code == "unknown_version") {
         return grpc_code::not_found;
     }
-    if (code == "no_route" || code == "method_not_allowed") {
+    if (code == "no_route" || code == "method_not_allowed" || code == "streaming_needs_h2c") {
         return grpc_code::unimplemented;
     }
     if (code == "body_too_large" || code == "header_too_large") {

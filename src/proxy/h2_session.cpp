@@ -25,10 +25,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "body_feed.hpp"
 #include "grpc_status.hpp"
 #include "http_util.hpp"
 #include "request_context.hpp"
 #include "request_handling.hpp"
+#include "stagegate/routing/grpc_call.hpp"
 
 namespace stagegate::proxy {
 
@@ -169,12 +171,13 @@ class answer_translator final : public http::basic_parser<false> {
 class h2_connection;
 
 // One request stream: its request as it arrives, then its answer on the way out.
-struct h2_stream final : deadline_listener {
+struct h2_stream final : deadline_listener, body_feed::writer {
     h2_stream(h2_connection& c, std::int32_t stream_id);
     ~h2_stream();
     h2_stream(const h2_stream&) = delete;
     h2_stream& operator=(const h2_stream&) = delete;
     void deadline_passed() override;
+    void body_taken(std::size_t n) override;
 
     h2_connection& conn;
     const std::int32_t id;
@@ -187,6 +190,11 @@ struct h2_stream final : deadline_listener {
     metrics::unrouted_reason problem_reason = metrics::unrouted_reason::bad_request;
     bool request_ended = false;  // END_STREAM arrived
     bool started = false;        // its coroutine runs
+    // A call whose client streams messages (grpc_method_streams_requests): it starts once its
+    // first message is whole, and what follows goes to `feed` instead of the body.
+    bool streams_request = false;
+    std::shared_ptr<body_feed> feed;
+    bool feed_done = false;  // no exchange takes from `feed` any more: arrivals are dropped
     // --- the answer
     answer_translator translator{*this};
     std::string staging;  // written bytes the translator has not consumed yet
@@ -288,6 +296,30 @@ class h2_connection {
     void answer_finished(h2_stream& s);
     void reset(h2_stream& s, std::uint32_t error_code);
     void start_stream_task(h2_stream& s);
+    // Reopens the flow-control windows by `n` bytes of stream `id` taken from us (the
+    // session updates no window by itself: a streamed body's bytes count only once a
+    // backend took them).
+    void consumed(std::int32_t id, std::size_t n) {
+        if (!ended_ && session_) {
+            nghttp2_session_consume(session_, id, n);
+            wake();
+        }
+    }
+    // Nothing more goes from this stream's feed to a backend (its exchange ended, or the
+    // client reset it): what it holds is dropped, and so is what still arrives, each counted
+    // as taken so the connection's window does not shrink for the other streams.
+    void drop_feed(h2_stream& s) {
+        if (!s.feed || s.feed_done) {
+            return;
+        }
+        s.feed_done = true;
+        const auto held = s.feed->available();
+        s.feed->bytes.clear();
+        s.feed->at = 0;
+        if (held > 0) {
+            consumed(s.id, held);
+        }
+    }
     // Room for `size` more body bytes on this connection: four of the largest bodies a
     // request may have, at least 64 MiB.
     bool hold_body(std::size_t size) {
@@ -363,6 +395,13 @@ h2_stream::h2_stream(h2_connection& c, std::int32_t stream_id) : conn(c), id(str
 h2_stream::~h2_stream() {
     conn.w().unlink(slot);
     conn.release_body(req.body().size());
+    if (feed) {
+        feed->from = nullptr;
+    }
+}
+
+void h2_stream::body_taken(std::size_t n) {
+    conn.consumed(id, n);  // the connection's window too, when the stream has closed
 }
 
 void h2_stream::deadline_passed() {
@@ -444,6 +483,13 @@ struct callbacks {
     static int on_data_chunk(nghttp2_session* session, std::uint8_t, std::int32_t stream_id,
                              const std::uint8_t* data, std::size_t size, void* user) {
         auto* s = stream_of(session, stream_id);
+        if (s && s->feed && !s->feed_done && !s->request_ended) {
+            // A streaming call under way: its window reopens as its backend takes the bytes.
+            s->feed->append(reinterpret_cast<const char*>(data), size);
+            return 0;
+        }
+        // Held in the body below (bounded by the body limits) or dropped: taken now.
+        nghttp2_session_consume(session, stream_id, size);
         if (!s || s->started || s->problem) {
             return 0;
         }
@@ -466,6 +512,11 @@ struct callbacks {
             return 0;
         }
         body.append(reinterpret_cast<const char*>(data), size);
+        if (s->streams_request && routing::holds_whole_grpc_message(body)) {
+            s->feed = std::make_shared<body_feed>();
+            s->feed->from = s;
+            c.start_stream_task(*s);  // routed by the first message; the rest follows it
+        }
         return 0;
     }
 
@@ -485,9 +536,16 @@ struct callbacks {
             if (!s->cookies.empty()) {
                 s->req.set(http::field::cookie, s->cookies);
             }
+            s->streams_request =
+                is_grpc_request(s->req) &&
+                routing::grpc_method_streams_requests(
+                    routing::parse_grpc_path(std::string_view(s->req.target())));
         }
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             s->request_ended = true;
+            if (s->feed) {
+                s->feed->end();
+            }
             if (!s->started) {
                 c.start_stream_task(*s);
             }
@@ -517,6 +575,7 @@ struct callbacks {
         }
         auto& s = *it->second;
         s.client_left();
+        c.drop_feed(s);
         c.release_parked(s, net::error::connection_reset);
         nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
         c.streams_.erase(it);  // its coroutine, if it runs, keeps it alive
@@ -574,6 +633,8 @@ bool h2_connection::start() {
     // resets, then 33 a second), CONTINUATION floods (8 per header block), SETTINGS floods
     // (32 in flight), and a client that does not read our control frames (1,000 queued).
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+    // Windows reopen as request bytes are taken (on_data_chunk, h2_stream::body_taken).
+    nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
@@ -812,6 +873,7 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
     rc.keep_alive = true;
     rc.head = req.method() == http::verb::head;
     rc.grpc = is_grpc_request(req);
+    rc.feed = s->feed.get();
     if (rc.head) {
         s->translator.skip(true);
     }
@@ -835,6 +897,7 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
         co_await handle_request(down, w, s->slot, req, rc, head, body_scratch, c.client_address(),
                                 c.tls(), started);
     }
+    c.drop_feed(*s);
     c.answer_finished(*s);
 }
 

@@ -62,7 +62,14 @@ public:
     h2_client& operator=(const h2_client&) = delete;
 
     bool start();
-    std::shared_ptr<h2_call> submit(std::string_view head, std::string_view body);
+    std::shared_ptr<h2_call> submit(std::string_view head, std::string_view body, body_feed* feed);
+    // A streaming call's body has more bytes (or ended): its DATA goes on.
+    void resume_body(h2_call& call) {
+        if (session_ && !dead_ && call.stream_id > 0) {
+            nghttp2_session_resume_data(session_, call.stream_id);
+            wake();
+        }
+    }
     bool accepting() const { return !dead_ && !going_away_ && !closing_; }
     bool dead() const { return dead_; }
     std::uint32_t endpoint_id() const { return endpoint_id_; }
@@ -264,12 +271,26 @@ struct h2_client::callbacks {
         if (call.detached) {
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
         }
-        const auto n = std::min(length, call.body.size() - call.body_sent);
+        auto n = std::min(length, call.body.size() - call.body_sent);
         std::memcpy(buf, call.body.data() + call.body_sent, n);
         call.body_sent += n;
-        if (call.body_sent == call.body.size()) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (call.body_sent < call.body.size()) {
+            return static_cast<ssize_t>(n);
         }
+        if (auto* feed = call.feed) {
+            n += feed->take(buf + n, length - n);
+            if (feed->available() > 0) {
+                return static_cast<ssize_t>(n);
+            }
+            if (!feed->ended) {
+                if (n > 0) {
+                    return static_cast<ssize_t>(n);
+                }
+                call.body_deferred = true;  // until body_arrived
+                return NGHTTP2_ERR_DEFERRED;
+            }
+        }
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
         return static_cast<ssize_t>(n);
     }
 };
@@ -314,7 +335,8 @@ bool h2_client::start() {
     return true;
 }
 
-std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_view body) {
+std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_view body,
+                                           body_feed* feed) {
     // The HTTP/1.1 head serialize_request_head wrote (its forwarding fields, hop-by-hop ones
     // left out) becomes the stream's fields: request line to pseudo-headers, Host to
     // :authority, names lowercased as HTTP/2 requires.
@@ -354,6 +376,9 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
         if (iequal(name, "te")) {
             continue;  // only "te: trailers" is allowed, and it goes below
         }
+        if (feed && iequal(name, "content-length")) {
+            continue;  // the length of the first message(s) only: the stream says where it ends
+        }
         fields.push_back({names.size(), name.size(), value});
         for (char c : name) {
             names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c));
@@ -372,8 +397,9 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
     nghttp2_data_provider provider{};
     provider.source.ptr = call.get();
     provider.read_callback = callbacks::read_body;
-    const auto id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
-                                           body.empty() ? nullptr : &provider, call.get());
+    const auto id =
+        nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
+                               body.empty() && !feed ? nullptr : &provider, call.get());
     if (id < 0) {
         call->closed = true;
         call->unprocessed = true;
@@ -381,13 +407,31 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
         return call;
     }
     call->stream_id = id;
+    if (feed) {
+        call->feed = feed;
+        feed->to = call.get();
+    }
     calls_.emplace(id, call);
     wake();
     return call;
 }
 
+void h2_call::body_arrived() {
+    if (!body_deferred || detached) {
+        return;
+    }
+    body_deferred = false;
+    if (auto c = client.lock()) {
+        c->resume_body(*this);
+    }
+}
+
 void h2_client::finish(h2_call& call) {
     call.detached = true;
+    if (call.feed) {
+        call.feed->to = nullptr;  // the call may outlive the exchange; the feed may not
+        call.feed = nullptr;
+    }
     if (dead_ || !session_) {
         return;
     }
@@ -487,7 +531,7 @@ std::shared_ptr<h2_client> h2_upstreams::accepting(std::uint32_t endpoint_id) {
 task<h2_upstreams::opened> h2_upstreams::open(const routing::model_route& model,
                                               const routing::version_route& version,
                                               session_slot& slot, std::string_view head,
-                                              std::string_view body) {
+                                              std::string_view body, body_feed* feed) {
     opened out;
     const auto& eps = version.endpoints;
     if (eps.empty() || stopped_) {
@@ -515,7 +559,7 @@ task<h2_upstreams::opened> h2_upstreams::open(const routing::model_route& model,
             }
         }
         if (client) {
-            out.call = client->submit(head, body);
+            out.call = client->submit(head, body, feed);
             co_return out;
         }
         if (!connect_to) {
@@ -554,7 +598,7 @@ task<h2_upstreams::opened> h2_upstreams::open(const routing::model_route& model,
             at(got.endpoint->id).clients.push_back(client_new);
         }
         out.authority = got.endpoint->authority;
-        out.call = client_new->submit(head, body);
+        out.call = client_new->submit(head, body, feed);
         co_return out;
     }
 }
@@ -564,6 +608,10 @@ void h2_upstreams::finish(h2_call& call) {
         client->finish(call);
     } else {
         call.detached = true;
+        if (call.feed) {
+            call.feed->to = nullptr;
+            call.feed = nullptr;
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 // Templated on the client stream as exchange.hpp; include it only from the proxy's .cpp files.
 #pragma once
 
+#include "body_feed.hpp"
 #include "exchange.hpp"
 #include "grpc_status.hpp"
 
@@ -31,14 +32,18 @@ using wake_timer = net::basic_waitable_timer<clock, net::wait_traits<clock>, exe
 // One stream's request and answer as nghttp2 delivers them; the exchange takes the answer
 // piece by piece. Shared by the exchange and its connection (which lets go when the stream
 // closes).
-struct h2_call final : client_gone_listener {
+struct h2_call final : client_gone_listener, body_feed::reader {
     explicit h2_call(executor_type ex) : wake(ex) {}
     void client_gone() override { changed(); }  // the exchange sees slot.client_gone
+    void body_arrived() override;               // resumes the request's DATA
 
     // --- the request, read by nghttp2 as the window allows
     std::string_view body;
     std::size_t body_sent = 0;
-    bool detached = false;  // the exchange ended: nothing more is read from `body`
+    // A streaming call's rest of the body, after `body` (null for a whole request).
+    body_feed* feed = nullptr;
+    bool body_deferred = false;  // nghttp2 waits for body_arrived
+    bool detached = false;  // the exchange ended: nothing more is read from `body` or `feed`
     // --- the answer
     unsigned status = 0;
     std::string head_fields;     // "name: value\r\n" lines: the answer's end-to-end fields
@@ -79,8 +84,10 @@ public:
     // Sends the request (`head`: its HTTP/1.1 head as serialize_request_head wrote it, whose
     // fields become the stream's; `body` must outlive the call) as a new stream on a connection to one of the version's endpoints, in
     // round-robin order, connecting when the endpoint whose turn it is has none.
+    // `feed`: a streaming call's body still arriving after `body` (null otherwise).
     task<opened> open(const routing::model_route& model, const routing::version_route& version,
-                      session_slot& slot, std::string_view head, std::string_view body);
+                      session_slot& slot, std::string_view head, std::string_view body,
+                      body_feed* feed);
     // The call is over for the exchange: a stream still open is reset (CANCEL), and what it
     // received and nobody took is given back to the connection's window.
     void finish(h2_call& call);
@@ -171,7 +178,7 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
     };
     std::shared_ptr<h2_call> call;
     for (int attempt = 0;; ++attempt) {
-        auto got = co_await ups.open(a.model, a.version, a.slot, a.head, a.body);
+        auto got = co_await ups.open(a.model, a.version, a.slot, a.head, a.body, a.rc.feed);
         authority = got.authority;
         if (got.refused) {
             out.result = exchange_result::failed_before_response;
@@ -187,8 +194,19 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         }
         call = std::move(got.call);
         a.slot.on_client_gone = call.get();
+        auto head_deadline = first_byte_deadline;
+        auto fed = a.rc.feed ? a.rc.feed->arrivals + a.rc.feed->ended : 0;
         while (!call->head_done && !call->closed && !a.slot.client_gone) {
-            if (!co_await wait_for_change(*call, first_byte_deadline)) {
+            if (!co_await wait_for_change(*call, head_deadline)) {
+                // A streaming call's first-byte timeout restarts with each message its client
+                // sends and at its end: a backend may answer only once the request is whole,
+                // as Envoy's route timeout starts when the request has been received.
+                if (a.rc.feed && a.rc.feed->arrivals + a.rc.feed->ended != fed &&
+                    head_deadline < total_deadline) {
+                    fed = a.rc.feed->arrivals + a.rc.feed->ended;
+                    head_deadline = std::min(coarse_now() + timeouts.first_byte, total_deadline);
+                    continue;
+                }
                 a.slot.on_client_gone = nullptr;
                 ups.finish(*call);
                 co_return fail("upstream_timeout", http::status::gateway_timeout,
@@ -206,8 +224,10 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             break;
         }
         ups.finish(*call);
-        if (call->unprocessed && attempt == 0) {
-            continue;  // nothing reached the backend: once more, on another connection
+        // Nothing reached the backend: once more, on another connection; not a streaming call
+        // whose later bytes were taken (they are gone with the stream).
+        if (call->unprocessed && attempt == 0 && (!a.rc.feed || a.rc.feed->taken_total == 0)) {
+            continue;
         }
         co_return fail("upstream_reset", http::status::bad_gateway,
                        "reading the response header from version " + a.version.name + " at " +
@@ -294,6 +314,9 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             pieces[count++] = net::buffer(crlf);
         }
         out.body_bytes += taken.size();
+        if (a.rc.feed && !taken.empty() && out.first_answer_bytes_at == clock::time_point{}) {
+            out.first_answer_bytes_at = clock::now();
+        }
         if (a.capture) {
             a.capture->append(taken.data(), taken.size());
         }
@@ -310,15 +333,23 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         if (last) {
             break;
         }
-        const auto idle_deadline =
-            timeouts.stream_idle.count() > 0
-                ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
-                : total_deadline;
-        while (call->data.empty() && !call->closed) {
+        auto idle_deadline = timeouts.stream_idle.count() > 0
+                                 ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
+                                 : total_deadline;
+        auto arrivals = a.rc.feed ? a.rc.feed->arrivals : 0;
+        while (call->data.empty() && !call->ended && !call->closed) {
             if (a.slot.client_gone) {
                 co_return client_left();  // finished resets the backend's stream
             }
             if (!co_await wait_for_change(*call, idle_deadline)) {
+                // A streaming call's own messages are activity too (Envoy's stream idle
+                // timeout counts both directions).
+                if (a.rc.feed && a.rc.feed->arrivals != arrivals &&
+                    idle_deadline < total_deadline) {
+                    arrivals = a.rc.feed->arrivals;
+                    idle_deadline = std::min(coarse_now() + timeouts.stream_idle, total_deadline);
+                    continue;
+                }
                 out.result = exchange_result::done_close;
                 out.failure = metrics::upstream_failure::timeout;
                 out.cut_short = true;

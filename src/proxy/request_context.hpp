@@ -14,6 +14,8 @@
 
 namespace stagegate::proxy {
 
+struct body_feed;
+
 // A request id held inline: ids are short (acceptable_request_id caps them at 128 bytes), and
 // one heap allocation per request for them is not worth it.
 class request_id {
@@ -61,6 +63,10 @@ struct request_context {
     // A gRPC call (Content-Type application/grpc): the gateway's own errors are trailers-only
     // gRPC answers, and the answer's grpc-status is its outcome.
     bool grpc = false;
+    // A streaming gRPC call's body still arriving (body_feed.hpp): the request's body holds
+    // its first message(s) only. Such a call is neither retried past its first bytes nor
+    // mirrored, and its answer is not read for predictions.
+    body_feed* feed = nullptr;
     // What the access log says of this request: each step fills in what it learns (routing,
     // the exchange, the gateway's own answers). Views point at the request, the route
     // snapshot or literals, and are read before handle_request lets go of them.

@@ -179,7 +179,8 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     const routed_to routed{version.name, model.stage};  // for the gateway's own error answers
     // A mirror goes out once this request's answer has: whatever becomes of it, the client
     // neither waits for it nor shares its time with it.
-    const bool mirrored = draw_mirror(w, model, decision.version, rc);
+    // A streaming call's body is not kept whole, so it has no copy to mirror.
+    const bool mirrored = !rc.feed && draw_mirror(w, model, decision.version, rc);
     auto send_mirror = [&](std::optional<predictions::prediction> primary) {
         if (mirrored) {
             auto job = mirror_of(routes, model, req, rc, client_address, client_tls, primary);
@@ -187,7 +188,16 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             submit_mirror(w, std::move(job));
         }
     };
-    const bool read_body = model.prediction && w.config().record_metrics && !rc.head;
+    const bool read_body = model.prediction && w.config().record_metrics && !rc.head && !rc.feed;
+    if (rc.feed && !version.h2c) {
+        // Messages that keep coming need a stream to the backend: HTTP/2 only.
+        co_return co_await send_error(
+            stream, w, slot, rc, http::status::not_implemented, "streaming_needs_h2c",
+            "model " + model.name + ": version " + version.name +
+                " is reached over HTTP/1.1, which cannot carry a streaming gRPC call; give it "
+                "\"protocol\": \"h2c\"",
+            routed);
+    }
     body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
     exchange_outcome out;
     std::string_view upstream;  // the endpoint's authority, in the route snapshot
@@ -265,7 +275,12 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         out.problem.message.insert(0, "model " + model.name + ": ");
         keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
     }
-    record_response(w, version, recorded_status(rc, out), started, decision.unit,
+    // A streaming call's latency is its time to its first answer bytes (recorded now, as
+    // though it had started that long ago).
+    const auto latency_from = rc.feed && out.first_answer_bytes_at != clock::time_point{}
+                                  ? clock::now() - (out.first_answer_bytes_at - started)
+                                  : started;
+    record_response(w, version, recorded_status(rc, out), latency_from, decision.unit,
                     out.cut_short, out.stream ? &*out.stream : nullptr);
     record_openai_answer(w, version.series, out);
     // Read after the answer went out: the client never waits for this.

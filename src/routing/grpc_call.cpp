@@ -118,6 +118,21 @@ bool grpc_method_names_model(const grpc_path& call) {
     return false;
 }
 
+bool grpc_method_streams_requests(const grpc_path& call) {
+    return call.service == grpc_service::kserve_v2 && call.method == "ModelStreamInfer";
+}
+
+bool holds_whole_grpc_message(std::string_view body) {
+    if (body.size() < 5) {
+        return false;
+    }
+    std::uint64_t size = 0;
+    for (int i = 1; i <= 4; ++i) {
+        size = (size << 8) | static_cast<unsigned char>(body[i]);
+    }
+    return body.size() - 5 >= size;
+}
+
 grpc_model_name read_grpc_model_name(const grpc_path& call, std::string_view body) {
     // The length-prefixed message (gRPC over HTTP/2): a compressed flag, a 4-byte big-endian
     // length, the message.

@@ -287,6 +287,71 @@ TEST_F(GrpcJs, ACallTheClientCancelsIsCancelledAtTheBackendAtOnce) {
     EXPECT_EQ(c1.server_errors(), 0u);
 }
 
+TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
+    // Triton's ModelStreamInfer: requests and answers interleave on one call. The client sends
+    // each message only once the last one's answer came back, so a gateway that held the
+    // request (or the answer) until the stream's end would stall every call until its deadline.
+    grpc_backend v1("v1");
+    grpc_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(grpc_config(v1.port, v2.port, 5000));
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"stream", "32", "4", "3"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    EXPECT_EQ(count_of(seen["codes"], "0"), 32u) << seen;
+    EXPECT_EQ(seen["answers"], 128) << seen;
+    EXPECT_EQ(seen["in_order"], true) << seen;
+    EXPECT_EQ(seen["sums_ok"], true) << seen;
+    EXPECT_EQ(seen["mixed"], 0) << seen;  // a call is routed once, by its first message
+    // 32 calls split 50/50: all on one version with probability 2^-31.
+    EXPECT_GT(count_of(seen["versions"], "v1"), 0u) << seen;
+    EXPECT_GT(count_of(seen["versions"], "v2"), 0u) << seen;
+
+    // 1.5 MiB written at once: more than the client's stream window at the gateway (1 MiB)
+    // and many times the backend's (64 KiB), so both fill and reopen as the backend reads.
+    const auto upload = run_client(gw.ports()[0], {"upload", "24", "16384"});
+    EXPECT_EQ(upload["code"], 0) << upload;
+    EXPECT_EQ(upload["answers"], 24) << upload;
+    EXPECT_EQ(upload["in_order"], true) << upload;
+    EXPECT_EQ(upload["sums_ok"], true) << upload;
+
+    // A stream the backend ends with UNAVAILABLE after two answers: the client gets both and
+    // the status; the call counts as its version's failure.
+    const auto failed = run_client(gw.ports()[0], {"stream", "1", "3", "1", "2"});
+    EXPECT_EQ(count_of(failed["codes"], "14"), 1u) << failed;
+    EXPECT_EQ(failed["answers"], 2) << failed;
+    metrics::series_counts c1;
+    metrics::series_counts c2;
+    ASSERT_TRUE(wait_until([&] {
+        for (const auto& m : gw.read_metrics()) {
+            (m.version == "v1" ? c1 : c2) = m.since_stage_start;
+        }
+        return c1.requests() + c2.requests() == 34;
+    })) << c1.requests() << " + " << c2.requests();
+    EXPECT_EQ(c1.server_errors() + c2.server_errors(), 1u);
+    EXPECT_EQ(c1.codes[metrics::code_slot(503)] + c2.codes[metrics::code_slot(503)], 1u);
+
+    // A client that takes 1.5 s over its messages, with a first-byte timeout of 400 ms: the
+    // backend answers only once the request has ended, and the timeout counts from there.
+    auto slow_cfg = grpc_config(v1.port, v2.port, 0);
+    slow_cfg.models[0].timeouts.first_byte = 400ms;
+    app::gateway slow_gw(std::move(slow_cfg));
+    ASSERT_TRUE(slow_gw.start());
+    const auto slow = run_client(slow_gw.ports()[0], {"slow", "6", "250"});
+    EXPECT_EQ(slow["code"], 0) << slow;
+    EXPECT_EQ(slow["answers"], 6) << slow;
+
+    // A version reached over HTTP/1.1 cannot carry one: a clear UNIMPLEMENTED, not a hang.
+    auto h1 = grpc_config(v1.port, v2.port, 0);
+    h1.models[0].versions[0].protocol = config::upstream_protocol::http1;
+    app::gateway gw1(std::move(h1));
+    ASSERT_TRUE(gw1.start());
+    const auto refused = run_client(gw1.ports()[0], {"stream", "1", "2", "1"});
+    EXPECT_EQ(count_of(refused["codes"], "12"), 1u) << refused;
+    EXPECT_NE(refused.dump().find("h2c"), std::string::npos) << refused;
+}
+
 // A rollout of v2 whose traffic is gRPC calls from grpc-js.
 config::gateway grpc_rollout(std::uint16_t v1, std::uint16_t v2, const std::string& state_dir) {
     auto cfg = grpc_config(v1, v2, 0);

@@ -30,6 +30,16 @@ grpc_path parse_grpc_path(std::string_view path);
 // the server and go to a model's stable version.
 bool grpc_method_names_model(const grpc_path& call);
 
+// Whether the client sends a stream of messages (Triton's and KServe's ModelStreamInfer,
+// bidirectional): such a call is routed by its first message and starts as soon as that has
+// arrived; the rest of its messages follow it to the backend as they come. Other methods'
+// requests are read whole before they are routed.
+bool grpc_method_streams_requests(const grpc_path& call);
+
+// Whether `body` begins with one whole length-prefixed gRPC message (its 5-byte prefix and
+// the bytes it announces).
+bool holds_whole_grpc_message(std::string_view body);
+
 enum class grpc_read {
     found,       // `name` views the model name inside the body
     absent,      // a well-formed message without the field (or with it empty)

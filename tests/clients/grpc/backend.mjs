@@ -9,6 +9,10 @@
 // behind load balancers set it: each connection gets a GOAWAY once that old (calls in flight
 // finish, later streams are refused), while the server keeps listening. --cancel-file: the
 // number of calls cancelled before they were answered, rewritten at each one.
+// ModelStreamInfer answers each request message as it arrives (its id, the version, the
+// inputs' sum); a stream whose message has id "fail" ends with UNAVAILABLE there; messages
+// whose id starts with "hold" are answered only once the client ends its stream (a
+// client-streaming call: the backend's first bytes come after the whole request).
 // Exits when its parent closes stdin.
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
@@ -62,6 +66,34 @@ server.addService(inference.GRPCInferenceService.service, {
         outputs: [{ name: 'sum', datatype: 'FP32', shape: [1], contents: { fp32_contents: [sum] } }],
       });
     });
+  },
+  ModelStreamInfer: (call) => {
+    const held = [];
+    const answer = (request) => {
+      const values = request.inputs.flatMap((t) => t.contents?.fp32_contents ?? []);
+      call.write({
+        infer_response: {
+          model_name: request.model_name,
+          model_version: version,
+          id: request.id,
+          outputs: [{ name: 'sum', datatype: 'FP32', shape: [1],
+                      contents: { fp32_contents: [values.reduce((a, b) => a + b, 0)] } }],
+        },
+      });
+    };
+    call.on('data', (request) => {
+      if (request.id === 'fail') {
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: `${version} lost the stream` });
+      } else if (request.id.startsWith('hold')) {
+        held.push(request);
+      } else {
+        later(() => answer(request));
+      }
+    });
+    call.on('end', () => later(() => {
+      held.forEach(answer);
+      call.end();
+    }));
   },
 });
 server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {

@@ -10,6 +10,19 @@
 //                                              (RST_STREAM CANCEL): their statuses per code
 //   node client.mjs 127.0.0.1:PORT flood       16 calls at a time until stdin closes (at most
 //                                              120 s): what a rollout's traffic looks like
+//   node client.mjs 127.0.0.1:PORT stream N M F [FAIL]
+//                                              N concurrent ModelStreamInfer calls (user id
+//                                              u<i>), each sending M messages of F floats one
+//                                              at a time: the next only once the answer to the
+//                                              last came back (so a relay that held messages
+//                                              back would stall); message FAIL (if given) asks
+//                                              the backend to fail the stream
+//   node client.mjs 127.0.0.1:PORT slow M GAP  one ModelStreamInfer call sending M messages
+//                                              GAP ms apart, which the backend answers only
+//                                              once the call's request has ended
+//   node client.mjs 127.0.0.1:PORT upload M F  one ModelStreamInfer call writing M messages of
+//                                              F floats at once, then ending: every answer,
+//                                              through both sides' flow control
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
@@ -106,7 +119,103 @@ async function cancel(n) {
   return { codes };
 }
 
+// One ModelStreamInfer call: `pingPong` sends each message once the last one's answer came.
+function streamCall(user, messages, floats, pingPong, failAt = -1) {
+  return new Promise((resolve) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('x-user-id', user);
+    const c = client.ModelStreamInfer(metadata, { deadline: new Date(Date.now() + 15000) });
+    const seen = { answers: 0, versions: new Set(), in_order: true, sums_ok: true, code: null,
+                   details: '' };
+    let sent = 0;
+    const request = (k) => ({
+      model_name: 'm', id: k === failAt ? 'fail' : `${user}-${k}`,
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [floats],
+                 contents: { fp32_contents: new Array(floats).fill(k + 0.5) } }],
+    });
+    const sendNext = () => {
+      if (sent === messages) {
+        c.end();
+        return;
+      }
+      c.write(request(sent));
+      sent += 1;
+    };
+    c.on('data', (r) => {
+      const a = r.infer_response;
+      const k = seen.answers;
+      if (a.id !== `${user}-${k}`) seen.in_order = false;
+      const sum = a.outputs?.[0]?.contents?.fp32_contents?.[0];
+      if (Math.abs(sum - floats * (k + 0.5)) > 1e-3 * floats) seen.sums_ok = false;
+      seen.versions.add(a.model_version);
+      seen.answers += 1;
+      if (pingPong) sendNext();
+    });
+    c.on('error', () => {});
+    c.on('status', (s) => {
+      seen.code = s.code;
+      seen.details = s.details;
+      resolve(seen);
+    });
+    if (pingPong) {
+      sendNext();
+    } else {
+      while (sent < messages) sendNext();
+      c.end();
+    }
+  });
+}
+
+async function stream(n, messages, floats, failAt) {
+  const results = await Promise.all(Array.from({ length: n },
+    (_, i) => streamCall(`u${i}`, messages, floats, true, failAt)));
+  const codes = {};
+  const versions = {};
+  let answers = 0;
+  let mixed = 0;
+  let inOrder = true;
+  let sumsOk = true;
+  for (const r of results) {
+    codes[r.code] = (codes[r.code] ?? 0) + 1;
+    answers += r.answers;
+    if (r.versions.size > 1) mixed += 1;
+    for (const v of r.versions) versions[v] = (versions[v] ?? 0) + 1;
+    inOrder &&= r.in_order;
+    sumsOk &&= r.sums_ok;
+  }
+  return { codes, versions, answers, mixed, in_order: inOrder, sums_ok: sumsOk,
+           details: results.map((r) => r.details).filter((d) => d) };
+}
+
+async function upload(messages, floats) {
+  const r = await streamCall('uploader', messages, floats, false);
+  return { code: r.code, details: r.details, answers: r.answers, in_order: r.in_order,
+           sums_ok: r.sums_ok, versions: [...r.versions] };
+}
+
+// Paced on purpose: the gaps are what the test is about (a client that takes its time).
+async function slow(messages, gapMs) {
+  const metadata = new grpc.Metadata();
+  const c = client.ModelStreamInfer(metadata, { deadline: new Date(Date.now() + 15000) });
+  let answers = 0;
+  const done = new Promise((resolve) => {
+    c.on('data', () => { answers += 1; });
+    c.on('error', () => {});
+    c.on('status', (s) => resolve({ code: s.code, details: s.details, answers }));
+  });
+  for (let k = 0; k < messages; k += 1) {
+    c.write({ model_name: 'm', id: `hold-${k}`, inputs: [] });
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  c.end();
+  return done;
+}
+
 const seen = scenario === 'tour' ? await tour()
+  : scenario === 'stream' ? await stream(Number(countText), Number(process.argv[5]),
+                                         Number(process.argv[6]), Number(process.argv[7] ?? -1))
+  : scenario === 'slow' ? await slow(Number(countText), Number(process.argv[5]))
+  : scenario === 'upload' ? await upload(Number(countText), Number(process.argv[5]))
   : scenario === 'cancel' ? await cancel(Number(countText ?? 10))
   : scenario === 'flood' ? await flood() : await load(Number(countText ?? 100));
 client.close();

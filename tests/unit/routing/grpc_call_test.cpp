@@ -80,5 +80,27 @@ TEST(GrpcCall, WhatCannotBeReadSaysWhy) {
               grpc_read::malformed);
 }
 
+TEST(GrpcCall, OnlyModelStreamInferStreamsItsRequestsAndStartsAtAWholeFirstMessage) {
+    EXPECT_TRUE(grpc_method_streams_requests(
+        parse_grpc_path("/inference.GRPCInferenceService/ModelStreamInfer")));
+    EXPECT_FALSE(
+        grpc_method_streams_requests(parse_grpc_path("/inference.GRPCInferenceService/ModelInfer")));
+    EXPECT_FALSE(grpc_method_streams_requests(
+        parse_grpc_path("/tensorflow.serving.PredictionService/Predict")));
+    EXPECT_FALSE(grpc_method_streams_requests(parse_grpc_path("/other.Service/ModelStreamInfer")));
+    // The stream's first message names the model as ModelInfer's does.
+    const auto stream = parse_grpc_path("/inference.GRPCInferenceService/ModelStreamInfer");
+    EXPECT_EQ(read_grpc_model_name(stream, framed(field(1, "m"))).name, "m");
+
+    const auto whole = framed(field(1, "m") + field(3, "id"));
+    EXPECT_TRUE(holds_whole_grpc_message(whole));
+    EXPECT_TRUE(holds_whole_grpc_message(whole + framed(field(1, "n")).substr(0, 3)));
+    EXPECT_FALSE(holds_whole_grpc_message(whole.substr(0, whole.size() - 1)));
+    EXPECT_FALSE(holds_whole_grpc_message(whole.substr(0, 4)));
+    EXPECT_TRUE(holds_whole_grpc_message(std::string(5, '\0')));  // an empty message
+    // A prefix announcing 4 GiB is not whole until they came.
+    EXPECT_FALSE(holds_whole_grpc_message(std::string{0, '\xff', '\xff', '\xff', '\xff', 'x'}));
+}
+
 }  // namespace
 }  // namespace stagegate::routing
