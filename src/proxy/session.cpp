@@ -114,7 +114,10 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 co_await close_gracefully(stream, slot);
                 co_return;
             }
-            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), nothrow_awaitable);
+            // 512 bytes, as Beast's first header read takes: the buffer keeps its size for the
+            // connection's life, so 4 KiB here cost every idle keep-alive connection 3.5 KiB
+            // (loadtest/RESULTS.md run 19).
+            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(512), nothrow_awaitable);
             buffer.commit(n);
             if (ec) {
                 co_return;  // gone, or silent past the request timeout, before a request
