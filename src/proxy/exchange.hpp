@@ -59,7 +59,8 @@ struct exchange_outcome {
     // OpenAI stream ended without its end event or with an error event: the client saw the
     // status, yet the answer failed, and counts as the version's failure.
     bool cut_short = false;
-    // A watched OpenAI stream that sent data events: when the first and the last were read.
+    // A watched OpenAI stream that sent data events, or a streaming gRPC call that sent answer
+    // messages: when the first and the last were read.
     struct stream_timing {
         clock::time_point first_event;
         clock::time_point last_event;
@@ -82,9 +83,6 @@ struct exchange_outcome {
     std::uint64_t body_bytes = 0;
     // A gRPC answer's grpc-status (its trailers', or its only HEADERS'), over HTTP/2 backends.
     std::optional<unsigned> grpc_status;
-    // A streaming gRPC call (request_context::feed): when its first answer bytes arrived. A
-    // stream lasts as long as its client likes, so its latency is measured to there.
-    clock::time_point first_answer_bytes_at{};
 };
 
 // An answer's body kept for reading its prediction once it has been relayed: only 2xx,

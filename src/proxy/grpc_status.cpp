@@ -83,6 +83,36 @@ unsigned grpc_code_of_problem(http::status status, std::string_view code) {
     return grpc_code::internal;
 }
 
+std::uint32_t grpc_message_counter::count(std::string_view bytes) {
+    std::uint32_t whole = 0;
+    while (!bytes.empty()) {
+        if (prefix_seen_ < 5) {
+            if (prefix_seen_ > 0) {  // the flag byte is not part of the length
+                length_ = (length_ << 8) | static_cast<unsigned char>(bytes.front());
+            }
+            bytes.remove_prefix(1);
+            if (++prefix_seen_ == 5) {
+                remaining_ = length_;
+                if (remaining_ == 0) {
+                    ++whole;
+                    prefix_seen_ = 0;
+                    length_ = 0;
+                }
+            }
+            continue;
+        }
+        const auto n = std::min<std::uint64_t>(remaining_, bytes.size());
+        bytes.remove_prefix(n);
+        remaining_ -= n;
+        if (remaining_ == 0) {
+            ++whole;
+            prefix_seen_ = 0;
+            length_ = 0;
+        }
+    }
+    return whole;
+}
+
 std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view value) {
     if (value.size() < 2 || value.size() > 9) {
         return std::nullopt;

@@ -31,6 +31,20 @@ inline constexpr unsigned unavailable = 14;
 inline constexpr unsigned unauthenticated = 16;
 }  // namespace grpc_code
 
+// Counts the whole length-prefixed messages (a flag byte, a 4-byte big-endian length, the
+// message) in a stream's DATA bytes, however the frames cut them: a streaming call's answer
+// messages are its events, timed as an LLM stream's tokens are.
+class grpc_message_counter {
+public:
+    // The number of messages that `bytes` completed.
+    std::uint32_t count(std::string_view bytes);
+
+private:
+    std::uint64_t remaining_ = 0;  // bytes of the current message still to come
+    std::uint32_t length_ = 0;     // the prefix's length, as far as it came
+    std::uint8_t prefix_seen_ = 0;  // of the 5 prefix bytes
+};
+
 // A gRPC call: Content-Type application/grpc, alone or with a subtype ("+proto", "+json").
 bool is_grpc_request(const request_type& req);
 

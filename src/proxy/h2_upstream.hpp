@@ -268,6 +268,7 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
     };
     static constexpr std::string_view crlf = "\r\n";
     static constexpr std::string_view last_chunk = "0\r\n";
+    grpc_message_counter messages;  // a streaming call's answer messages
     for (;;) {
         // Whatever arrived is relayed before the next wait: a streamed answer reaches the
         // client as it leaves the backend.
@@ -314,8 +315,17 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             pieces[count++] = net::buffer(crlf);
         }
         out.body_bytes += taken.size();
-        if (a.rc.feed && !taken.empty() && out.first_answer_bytes_at == clock::time_point{}) {
-            out.first_answer_bytes_at = clock::now();
+        if (a.rc.feed && !taken.empty()) {
+            // A streaming call's answer messages are its events (its first one its "first
+            // token"), as an OpenAI stream's are.
+            if (const auto whole = messages.count(taken); whole > 0) {
+                const auto now = clock::now();
+                if (!out.stream) {
+                    out.stream = exchange_outcome::stream_timing{now, now, 0};
+                }
+                out.stream->last_event = now;
+                out.stream->events += whole;
+            }
         }
         if (a.capture) {
             a.capture->append(taken.data(), taken.size());

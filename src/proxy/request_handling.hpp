@@ -275,10 +275,10 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         out.problem.message.insert(0, "model " + model.name + ": ");
         keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
     }
-    // A streaming call's latency is its time to its first answer bytes (recorded now, as
-    // though it had started that long ago).
-    const auto latency_from = rc.feed && out.first_answer_bytes_at != clock::time_point{}
-                                  ? clock::now() - (out.first_answer_bytes_at - started)
+    // A streaming gRPC call lasts as long as its client likes: its latency is its time to its
+    // first answer message (recorded now, as though it had started that long ago).
+    const auto latency_from = rc.feed && out.stream
+                                  ? clock::now() - (out.stream->first_event - started)
                                   : started;
     record_response(w, version, recorded_status(rc, out), latency_from, decision.unit,
                     out.cut_short, out.stream ? &*out.stream : nullptr);

@@ -331,6 +331,10 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
     })) << c1.requests() << " + " << c2.requests();
     EXPECT_EQ(c1.server_errors() + c2.server_errors(), 1u);
     EXPECT_EQ(c1.codes[metrics::code_slot(503)] + c2.codes[metrics::code_slot(503)], 1u);
+    // Each stream's answer messages are its events, timed as an LLM stream's tokens
+    // (stagegate_stream_time_to_first_token_seconds and time per output token).
+    EXPECT_EQ(c1.streams + c2.streams, 34u);
+    EXPECT_EQ(c1.stream_events + c2.stream_events, 128u + 24u + 2u);
 
     // A client that takes 1.5 s over its messages, with a first-byte timeout of 400 ms: the
     // backend answers only once the request has ended, and the timeout counts from there.

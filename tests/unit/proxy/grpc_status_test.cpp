@@ -81,5 +81,25 @@ TEST(GrpcStatus, OnlyGrpcContentTypesAreGrpcCalls) {
     EXPECT_FALSE(is_grpc_request(req));
 }
 
+TEST(GrpcStatus, MessagesAreCountedHoweverTheFramesCutThem) {
+    // Three messages: 3 bytes, empty, 300 bytes (a length with two significant bytes).
+    std::string stream{0, 0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0, 1, 44};
+    stream.append(300, 'x');
+    grpc_message_counter whole;
+    EXPECT_EQ(whole.count(stream), 3u);
+    for (std::size_t cut = 1; cut < stream.size(); ++cut) {  // every split into two pieces
+        grpc_message_counter split;
+        const auto first = split.count(std::string_view(stream).substr(0, cut));
+        EXPECT_EQ(first + split.count(std::string_view(stream).substr(cut)), 3u) << cut;
+    }
+    grpc_message_counter bytewise;
+    std::uint32_t n = 0;
+    for (char c : stream) {
+        n += bytewise.count(std::string_view(&c, 1));
+    }
+    EXPECT_EQ(n, 3u);
+    EXPECT_EQ(bytewise.count(std::string_view(stream).substr(0, 4)), 0u);  // a prefix alone
+}
+
 }  // namespace
 }  // namespace stagegate::proxy
