@@ -53,6 +53,15 @@ std::uint64_t series_counts::server_errors() const {
     return n;
 }
 
+const char* grpc_code_label(std::size_t code) {
+    static constexpr const char* names[grpc_codes] = {
+        "OK",       "Canceled",          "Unknown",          "InvalidArgument", "DeadlineExceeded",
+        "NotFound", "AlreadyExists",     "PermissionDenied", "ResourceExhausted",
+        "FailedPrecondition", "Aborted", "OutOfRange",       "Unimplemented",   "Internal",
+        "Unavailable", "DataLoss",       "Unauthenticated"};
+    return code < grpc_codes ? names[code] : "Unknown";
+}
+
 void series_counts::merge(const series_counts& other) {
     for (std::size_t i = 0; i < code_slots; ++i) {
         codes[i] += other.codes[i];
@@ -71,6 +80,9 @@ void series_counts::merge(const series_counts& other) {
     }
     for (std::size_t i = 0; i < stream_outcomes; ++i) {
         stream_ends[i] += other.stream_ends[i];
+    }
+    for (std::size_t i = 0; i < grpc_codes; ++i) {
+        grpc_calls[i] += other.grpc_calls[i];
     }
     output_tokens_per_second.merge(other.output_tokens_per_second);
     latency.merge(other.latency);
@@ -94,6 +106,7 @@ void series_counts::clear() {
     input_tokens = 0;
     output_tokens.fill(0);
     stream_ends.fill(0);
+    grpc_calls.fill(0);
     output_tokens_per_second.clear();
     latency.clear();
     success_latency.clear();

@@ -57,6 +57,7 @@ json to_wire(const series_counts& c) {
         {"input_tokens", c.input_tokens},
         {"output_tokens", sparse(token_sources, [&](std::size_t i) { return c.output_tokens[i]; })},
         {"stream_ends", sparse(stream_outcomes, [&](std::size_t i) { return c.stream_ends[i]; })},
+        {"grpc_calls", sparse(grpc_codes, [&](std::size_t i) { return c.grpc_calls[i]; })},
         {"token_rate_sum", c.output_tokens_per_second.sum_micros()},
         {"token_rate", sparse(latency_histogram::bucket_count, [&](std::size_t i) {
              return c.output_tokens_per_second.bucket(i);
@@ -188,6 +189,11 @@ bool add_from_wire(const json& wire, series_counts& into) {
                          [&](std::size_t i, std::uint64_t n) {
                              c.time_per_output_token.restore(i, n, 0);
                          });
+    }
+    // Nor gRPC codes.
+    if (wire.contains("grpc_calls")) {
+        ok = ok && each_sparse(wire["grpc_calls"], grpc_codes,
+                               [&](std::size_t i, std::uint64_t n) { c.grpc_calls[i] = n; });
     }
     // Nor tokens, stream endings and token rates.
     std::uint64_t token_rate_sum = 0;

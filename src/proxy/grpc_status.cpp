@@ -83,6 +83,20 @@ unsigned grpc_code_of_problem(http::status status, std::string_view code) {
     return grpc_code::internal;
 }
 
+unsigned grpc_code_of_http(unsigned status) {
+    switch (status) {
+        case 400: return grpc_code::internal;
+        case 401: return grpc_code::unauthenticated;
+        case 403: return 7;  // PERMISSION_DENIED
+        case 404: return grpc_code::unimplemented;
+        case 429:
+        case 502:
+        case 503:
+        case 504: return grpc_code::unavailable;
+        default: return grpc_code::unknown;
+    }
+}
+
 std::uint32_t grpc_message_counter::count(std::string_view bytes) {
     std::uint32_t whole = 0;
     while (!bytes.empty()) {

@@ -31,6 +31,11 @@ inline constexpr unsigned unavailable = 14;
 inline constexpr unsigned unauthenticated = 16;
 }  // namespace grpc_code
 
+// The gRPC status a client derives from an answer without grpc-status (gRPC's "HTTP to gRPC
+// status code mapping": 400 Internal, 401 Unauthenticated, 403 PermissionDenied, 404
+// Unimplemented, 429, 502, 503, 504 Unavailable, any other Unknown).
+unsigned grpc_code_of_http(unsigned status);
+
 // Counts the whole length-prefixed messages (a flag byte, a 4-byte big-endian length, the
 // message) in a stream's DATA bytes, however the frames cut them: a streaming call's answer
 // messages are its events, timed as an LLM stream's tokens are.

@@ -133,6 +133,27 @@ inline unsigned recorded_status(const request_context& rc, const exchange_outcom
     return out.grpc_status ? http_status_of_grpc(*out.grpc_status) : 500;
 }
 
+// The gRPC status a call's client got: the gateway's own answer's code; Canceled when the
+// client reset it; Internal when it broke off after its head (the client sees a reset) or a
+// 200 ended without a grpc-status; the backend's grpc-status; for a non-200 answer without
+// one, gRPC's mapping of its HTTP status.
+inline unsigned grpc_code_got(const exchange_outcome& out) {
+    const auto status = static_cast<unsigned>(out.status);
+    if (out.result == exchange_result::failed_before_response) {
+        return grpc_code_of_problem(out.problem.status, out.problem.code);
+    }
+    if (status == 499) {
+        return grpc_code::cancelled;
+    }
+    if (out.cut_short) {
+        return grpc_code::internal;
+    }
+    if (out.grpc_status) {
+        return *out.grpc_status;
+    }
+    return status == 200 ? grpc_code::internal : grpc_code_of_http(status);
+}
+
 // Waits until the call changes or `deadline` passes; false once the deadline has passed.
 task<bool> wait_for_change(h2_call& call, clock::time_point deadline);
 

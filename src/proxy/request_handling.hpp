@@ -232,6 +232,10 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
             bool keep = co_await send_error(stream, w, slot, rc, refused->problem, routed);
             record_response(w, version, static_cast<unsigned>(refused->problem.status), started,
                             decision.unit);
+            if (rc.grpc && w.config().record_metrics) {
+                w.shard().record_grpc(version.series, grpc_code_of_problem(refused->problem.status,
+                                                                           refused->problem.code));
+            }
             send_mirror(std::nullopt);
             co_return keep;
         }
@@ -283,6 +287,9 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     record_response(w, version, recorded_status(rc, out), latency_from, decision.unit,
                     out.cut_short, out.stream ? &*out.stream : nullptr);
     record_openai_answer(w, version.series, out);
+    if (rc.grpc && w.config().record_metrics) {
+        w.shard().record_grpc(version.series, grpc_code_got(out));
+    }
     // Read after the answer went out: the client never waits for this.
     std::optional<predictions::prediction> predicted;
     if (read_body && out.result != exchange_result::failed_before_response) {

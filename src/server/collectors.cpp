@@ -63,6 +63,10 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
                                     "cut_by_idle_timeout (stream_idle_ms), cut_by_total_timeout "
                                     "(total_ms), client_gone, error_event. All but completed and "
                                     "client_gone are in stagegate_responses_cut_short_total.");
+    auto& grpc_calls = out.counter("stagegate_grpc_calls_total",
+                                   "gRPC calls by the status their client got (grpc_code as "
+                                   "grpc-go names it: OK, Unavailable, ...): the backend's "
+                                   "grpc-status, or the code of the gateway's own answer.");
     // Upstream failures are per (model, version): sum the stages.
     std::map<std::pair<std::string, std::string>,
              std::array<std::uint64_t, metrics::upstream_failure_kinds>>
@@ -84,6 +88,13 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
         }
         if (t->cut_short > 0) {
             cut_short.add(series, static_cast<double>(t->cut_short));
+        }
+        for (std::size_t code = 0; code < metrics::grpc_codes; ++code) {
+            if (t->grpc_calls[code] > 0) {
+                auto with_code = series;
+                with_code.emplace_back("grpc_code", metrics::grpc_code_label(code));
+                grpc_calls.add(std::move(with_code), static_cast<double>(t->grpc_calls[code]));
+            }
         }
         duration.add(series, t->latency, metrics::duration_buckets);
         if (t->streams > 0) {

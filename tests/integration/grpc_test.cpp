@@ -233,6 +233,15 @@ TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
                text.find(R"(stagegate_upstream_connections{model="m",version="v2",state="idle"} 1)") !=
                    std::string::npos;
     })) << text.substr(text.find("stagegate_upstream_connections{"), 400);
+    // The gRPC codes the clients got, as go-grpc-prometheus labels them.
+    EXPECT_NE(text.find("stagegate_grpc_calls_total{model=\"m\",version=\"v2\",stage=\"canary\","
+                        "grpc_code=\"Unavailable\"} " + std::to_string(unavailable) + "\n"),
+              std::string::npos)
+        << text.substr(text.find("stagegate_grpc_calls_total"), 600);
+    EXPECT_NE(text.find("stagegate_grpc_calls_total{model=\"m\",version=\"v1\",stage=\"canary\","
+                        "grpc_code=\"OK\"} " + std::to_string(count_of(seen["versions"], "v1")) +
+                        "\n"),
+              std::string::npos);
 }
 
 TEST_F(GrpcJs, BackendsSendingGoawayMidLoadLoseNoCall) {

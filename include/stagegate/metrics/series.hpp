@@ -61,6 +61,11 @@ enum class stream_outcome : std::uint8_t {
 inline constexpr std::size_t stream_outcomes = 6;
 const char* stream_outcome_label(std::size_t outcome);
 
+// gRPC status codes 0..16 (OK .. UNAUTHENTICATED), named as grpc-go names them (the labels
+// go-grpc-prometheus' grpc_code uses): "OK", "Canceled", ..., "Unavailable".
+inline constexpr std::size_t grpc_codes = 17;
+const char* grpc_code_label(std::size_t code);
+
 // Output tokens per second are kept in a latency_histogram in thousandths of a token per
 // second (its log-linear buckets, 1.6 % relative error, serve any positive quantity): from
 // 0.032 tokens/s up to 134,000 tokens/s.
@@ -112,6 +117,9 @@ struct series_counts {
     std::array<std::uint64_t, token_sources> output_tokens{};
     // Watched streams by how they ended (every one, with or without data events).
     std::array<std::uint64_t, stream_outcomes> stream_ends{};
+    // gRPC calls by the status their client got: the backend's grpc-status, or the code of the
+    // gateway's own answer (a status above 16 counts as Unknown).
+    std::array<std::uint64_t, grpc_codes> grpc_calls{};
     // Per completed stream with at least two output tokens: its output tokens after the first
     // over the time from its first data event to its last, in token_rate_scale units.
     latency_histogram output_tokens_per_second;

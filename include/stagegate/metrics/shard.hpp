@@ -65,6 +65,10 @@ public:
         s.input_tokens += input;
         s.output_tokens[static_cast<std::size_t>(source)] += output;
     }
+    // One gRPC call's status as its client got it.
+    void record_grpc(std::uint32_t series, unsigned code) {
+        ++at(series).grpc_calls[code < grpc_codes ? code : 2];  // beyond 16: Unknown
+    }
     // How one watched OpenAI stream ended.
     void record_stream_end(std::uint32_t series, stream_outcome outcome) {
         ++at(series).stream_ends[static_cast<std::size_t>(outcome)];
