@@ -280,8 +280,9 @@ public:
         if (c == "weight") return weight();
         if (c == "events") return events();
         if (c == "report") {
-            return report(model_arg(), o_.json_output, out_,
-                          [&](const std::string& t, int& code) { return call("GET", t, {}, code); });
+            return report(model_arg(), o_.json_output, out_, [&](const std::string& t, int& code) {
+                return call("GET", t, nullptr, code);
+            });
         }
         if (c == "reload") return reload();
         if (c == "feedback") return feedback();
