@@ -9,6 +9,7 @@
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/text.hpp"
 #include "stagegate/control/plane.hpp"
+#include "stagegate/rollout/report.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -47,6 +48,11 @@ using response_t = http::response<http::string_body>;
 constexpr std::size_t sse_queue_limit = 1024;
 constexpr auto sse_heartbeat = std::chrono::seconds(15);
 constexpr std::size_t sse_replay_limit = 1000;
+
+// A rollout's report reads its model's events back to the rollout's start, a page at a time,
+// and stops after this many (the report then says its history is not complete).
+constexpr std::size_t report_page_size = 1000;
+constexpr std::size_t report_events_max = 20000;
 
 // Marks a change a follower forwarded to the leader: it is never forwarded twice.
 constexpr std::string_view forwarded_header = "X-Stagegate-Forwarded-By";
@@ -922,6 +928,38 @@ struct admin_server::impl {
         co_return ok_or_error(events_page(model, c.query), c.version());
     }
 
+    // The rollout's report (rollout/report), told from its events: pages back through the
+    // model's history to the latest "started" event, up to report_events_max events.
+    net::awaitable<answer> on_rollout_report(const call& c) {
+        const std::string& model = c.params[0];
+        auto* ctl = gw.rollouts();
+        if (!ctl || !ctl->has(model)) {
+            co_return error_json(admin_error::unknown_rollout,
+                                 "model \"" + model + "\" has no rollout", c.version());
+        }
+        std::vector<json> events;
+        if (auto* log = gw.event_log()) {
+            std::uint64_t before = 0;
+            while (events.size() < report_events_max) {
+                auto page = log->events(report_page_size, model, before);
+                const bool found_start = rollout::latest_start(page.events).has_value();
+                events.insert(events.begin(), std::make_move_iterator(page.events.begin()),
+                              std::make_move_iterator(page.events.end()));
+                if (found_start || !page.more || events.empty()) {
+                    break;
+                }
+                before = events.front().value("id", std::uint64_t{0});
+            }
+        }
+        const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        co_return json_response(
+            http::status::ok,
+            rollout::assemble_report(model, events, ctl->running_stage(model), now_ms),
+            c.version());
+    }
+
     net::awaitable<answer> on_events(const call& c) {
         if (c.req.method() == http::verb::get) {
             co_return std::nullopt;  // the session streams it: stream_events
@@ -1315,6 +1353,7 @@ std::span<const admin_server::impl::route> admin_server::impl::routes() {
         {v::put,  "/api/v1/rollouts/{model}/weight",     op,     leader, &impl::on_command,
          {"weight_bp", "percent"}, "set_weight"},
         {v::get,  "/api/v1/rollouts/{model}/events",     viewer, local,  &impl::on_rollout_events},
+        {v::get,  "/api/v1/rollouts/{model}/report",     viewer, local,  &impl::on_rollout_report},
         {v::get,  "/api/v1/events",                      viewer, local,  &impl::on_events},
         {v::get,  "/api/v1/webhooks",                    viewer, local,  &impl::on_webhooks},
         {v::post, "/api/v1/config/reload",               op,     local,  &impl::on_reload},

@@ -7,6 +7,7 @@
 #include "stagegate/core/text.hpp"
 
 #include "event_feed.hpp"
+#include "report.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +46,7 @@ constexpr const char* usage_text =
     "  pause|resume|rollback|abort|restart MODEL\n"
     "  promote MODEL [--full]          widen to the next stage (--full: straight to 100 %)\n"
     "  weight MODEL PERCENT            set the candidate's weight by hand (pauses automation)\n"
+    "  report MODEL                    each stage's time, requests, gate effects and decision\n"
     "  events MODEL [--limit N] [--follow] [--count N]\n"
     "                                  the rollout's history; --follow streams new events\n"
     "  reload                          re-read the gateway's config file and apply it\n"
@@ -277,6 +279,11 @@ public:
         }
         if (c == "weight") return weight();
         if (c == "events") return events();
+        if (c == "report") {
+            return report(model_arg(), o_.json_output, out_, [&](const std::string& t, int& code) {
+                return call("GET", t, nullptr, code);
+            });
+        }
         if (c == "reload") return reload();
         if (c == "feedback") return feedback();
         throw usage_error{"unknown command \"" + c + "\""};

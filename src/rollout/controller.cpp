@@ -1,4 +1,5 @@
 #include "stagegate/rollout/controller.hpp"
+#include "stagegate/rollout/report.hpp"
 #include "stagegate/core/json.hpp"
 #include "stagegate/core/log.hpp"
 
@@ -20,24 +21,6 @@ std::string percent_of(std::uint32_t bp) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g %%", bp / 100.0);
     return buf;
-}
-
-json gates_json(const evaluation& e) {
-    json out = json::array();
-    for (const auto& g : e.gates) {
-        out.push_back({{"gate", g.gate},
-                       {"verdict", verdict_name(g.outcome)},
-                       {"candidate", g.candidate},
-                       {"stable", g.stable},
-                       {"limit", g.limit},
-                       {"candidate_low", g.candidate_low},
-                       {"candidate_high", std::isfinite(g.candidate_high) ? json(g.candidate_high)
-                                                                         : json(nullptr)},
-                       {"candidate_requests", g.candidate_requests},
-                       {"stable_requests", g.stable_requests},
-                       {"explanation", g.explanation}});
-    }
-    return out;
 }
 
 json prediction_json(const metrics::series_counts& counts) {
@@ -251,6 +234,7 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
             resumed->stage < a.spec.stages.size()) {
             a.st = *resumed;
             a.st.model = m.name;
+            a.stage_started_ms = env_.wall_ms();
             auto label = stage_label(a);
             next_segment(a, label);
             auto applied = env_.apply(m.name, a.st.stable, a.st.candidate, candidate_weight(a),
@@ -370,6 +354,8 @@ result<void> controller::route_by_state(active& a, bool stage_began, clock::time
     const std::string label = stage_label(a);
     if (stage_began) {
         a.stage_started = now;
+        a.stage_started_ms = env_.wall_ms();
+        a.judged_in_stage = false;
         a.max_duration_reported = false;
         a.checks_passed_stage.reset();
         a.approval_pending = false;
@@ -448,8 +434,16 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
     next.reason = text;
     const rollout_state before = a.st;
     const std::string old_label = stage_label(a);
+    // What the stretch of the stage that this decision may end saw, read before its counts
+    // start again: the report (rollout/report) is told from these summaries.
+    std::optional<json> ended_stretch;
+    if (config::is_live(before.ph)) {
+        ended_stretch = stage_summary(facts_of(a));
+    }
     a.st = next;
     const std::string label = stage_label(a);
+    const bool stage_changed = next.stage != before.stage || next.ph != before.ph;
+    const bool stage_began = stage_changed || label != old_label;
     std::optional<error> unrecorded;
     if (store_) {
         auto doc = to_json(next);
@@ -462,11 +456,15 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
                       {"phase", phase_name(a.st.ph)},
                       {"stage", label},
                       {"candidate", a.st.candidate},
+                      {"stable", a.st.stable},
                       {"candidate_weight_bp", candidate_weight(a)},
                       {"sequence", a.st.sequence},
                       {"text", text}};
         for (auto& [k, v] : details.items()) {
             event[k] = v;
+        }
+        if (stage_began && ended_stretch) {
+            event["stage_summary"] = std::move(*ended_stretch);
         }
         // One write: the event with the state in it. Until it lands nothing happened, except a
         // rollback: less exposure is always the safe side, so it is applied anyway, retried
@@ -487,8 +485,7 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
             unrecorded = recorded.error();
         }
     }
-    const bool stage_changed = next.stage != before.stage || next.ph != before.ph;
-    if (auto applied = route_by_state(a, stage_changed || label != old_label, now); !applied) {
+    if (auto applied = route_by_state(a, stage_began, now); !applied) {
         log::error("rollout", "cannot route the rollout's traffic",
                    {{"model", a.st.model}, {"error", applied.error().describe()}});
     }
@@ -667,6 +664,8 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     seen.stable.push_back(s);
     seen.mirror = mirror ? &*mirror : nullptr;
     a.last = evaluate(gates_for(a), seen);
+    a.judged_in_stage = true;
+    a.judged_ms = env_.wall_ms();
     std::uint64_t rollout_requests = 0;
     for (const auto& k : seen.candidate) {
         rollout_requests += k.requests();
@@ -1046,6 +1045,36 @@ json controller::status(const std::string& model, clock::time_point now) const {
         }
     }
     return j;
+}
+
+stage_facts controller::facts_of(const active& a) const {
+    stage_facts f;
+    f.name = stage_label(a);
+    f.index = a.st.stage;
+    f.weight_bp = awaiting_pre_checks(a) ? 0 : a.spec.stages[a.st.stage].weight;
+    f.candidate_weight_bp = candidate_weight(a);
+    f.mirror_bp = mirror_of(a).bp;
+    f.phase = phase_name(a.st.ph);
+    f.started_ms = a.stage_started_ms;
+    f.candidate_requests = env_.stage_counts(a.st.model, a.st.candidate, f.name).requests();
+    f.stable_requests = env_.stage_counts(a.st.model, a.st.stable, f.name).requests();
+    if (f.mirror_bp > 0) {
+        f.mirror_requests =
+            env_.stage_counts(a.st.model, a.st.candidate, config::mirror_stage(f.name)).requests();
+    }
+    if (a.judged_in_stage) {
+        f.gates = &a.last;
+        f.judged_ms = a.judged_ms;
+    }
+    return f;
+}
+
+std::optional<json> controller::running_stage(const std::string& model) const {
+    auto it = rollouts_.find(model);
+    if (it == rollouts_.end() || !config::is_live(it->second.st.ph)) {
+        return std::nullopt;
+    }
+    return stage_summary(facts_of(it->second));
 }
 
 std::vector<rollout_gauge> controller::gauges(clock::time_point now) const {

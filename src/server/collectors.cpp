@@ -22,7 +22,8 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
                                    "Time from the request being read to the last byte of the "
                                    "answer.");
     auto& upstream_errors = out.counter("stagegate_upstream_errors_total",
-                                        "Upstream failures by model, version and kind.");
+                                        "Upstream failures by model, version, stage and kind "
+                                        "(a mirror stage's under stage=\"<stage>/mirror\").");
     auto& cut_short = out.counter("stagegate_responses_cut_short_total",
                                   "Answers that failed after their status reached the client: "
                                   "the body broke off (the backend closed, reset or stalled "
@@ -67,10 +68,6 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
                                    "gRPC calls by the status their client got (grpc_code as "
                                    "grpc-go names it: OK, Unavailable, ...): the backend's "
                                    "grpc-status, or the code of the gateway's own answer.");
-    // Upstream failures are per (model, version): sum the stages.
-    std::map<std::pair<std::string, std::string>,
-             std::array<std::uint64_t, metrics::upstream_failure_kinds>>
-        failures;
     for (std::uint32_t id = 0; id < labels.size(); ++id) {
         const auto* t = store.total(id);
         if (!t) {
@@ -132,16 +129,11 @@ void write_traffic_series(metrics::text_writer& out, const metrics::store& store
                                 static_cast<double>(t->stream_ends[k]));
             }
         }
-        auto& f = failures[{l.model, l.version}];
+        // Every kind of every series, so that rate() of a kind starts from 0 rather than from
+        // its first occurrence.
         for (std::size_t k = 0; k < metrics::upstream_failure_kinds; ++k) {
-            f[k] += t->upstream_failures[k];
-        }
-    }
-    for (const auto& [key, kinds] : failures) {
-        for (std::size_t k = 0; k < metrics::upstream_failure_kinds; ++k) {
-            upstream_errors.add(
-                {{"model", key.first}, {"version", key.second}, {"kind", metrics::failure_label(k)}},
-                static_cast<double>(kinds[k]));
+            upstream_errors.add(with({{"kind", metrics::failure_label(k)}}),
+                                static_cast<double>(t->upstream_failures[k]));
         }
     }
 }

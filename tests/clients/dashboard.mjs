@@ -77,6 +77,12 @@ try {
       { timeout: 20000, polling: "mutation" }, "m"));
   await step("the timeline shows the promotion", () =>
     page.waitForSelector('#timeline li[data-type="promoted"]', { timeout: stepMs }));
+  await step("the report shows canary-20 promoted and canary-50 in progress", () =>
+    page.waitForFunction((m) => [...document.querySelectorAll(
+      `[data-model="${m}"] table.report tr[data-stage]`)].map((r) => r.dataset.stage).join() ===
+      "canary-20,canary-50", { timeout: stepMs }, "m"));
+  seen.report_stages = await page.$$eval('[data-model="m"] table.report tr[data-stage]',
+    (rows) => rows.map((r) => [r.dataset.stage, r.querySelector("td.decision").textContent]));
   await step("the metrics poll shows the candidate's traffic at canary-50", () =>
     page.waitForFunction((m) => parseFloat(document.querySelector(
       `[data-model="${m}"] tr[data-version="v2"] td:nth-child(3)`)?.textContent) > 0,

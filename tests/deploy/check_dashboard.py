@@ -46,7 +46,8 @@ for title, panel in panels.items():
 
 # Families whose series carry stage="<stage>/mirror" for mirrored requests.
 client_family = re.compile(r"\b(stagegate_requests_total|stagegate_request_duration_seconds\w*|"
-                           r"stagegate_responses_cut_short_total|stagegate_stream_\w+)"
+                           r"stagegate_responses_cut_short_total|stagegate_upstream_errors_total|"
+                           r"stagegate_stream_\w+)"
                            r"(\{[^}]*\})?")
 
 

@@ -2,6 +2,7 @@
 // captured) and as the real executable.
 #include "stagegate/ctl/ctl.hpp"
 #include "support/admin.hpp"
+#include "support/load.hpp"
 #include "support/ports.hpp"
 
 #include <gtest/gtest.h>
@@ -136,6 +137,77 @@ TEST(Ctl, CommandsChangeTheRolloutAndRecordTheReason) {
     auto viewer = s.run({"rollback", "m"}, "viewer");
     EXPECT_EQ(viewer.code, ctl::exit_refused);
     EXPECT_NE(viewer.err.find("403 forbidden"), std::string::npos) << viewer.err;
+}
+
+// A short real rollout: the controller widens canary-20 to canary-50 on client traffic, an
+// operator rolls it back there; the report (API, ctl's table and -o json) tells both stages,
+// and is the same after the gateway restarts from its state directory.
+TEST(Ctl, ReportTellsEachStageOfARealRolloutAndIsTheSameAfterARestart) {
+    config::gateway saved;
+    ctl_stack s(true, [&](config::gateway& c) {
+        auto& r = *c.models[0].rollout_spec;
+        r.stages = {stage(2000), stage(5000)};
+        r.stages[0].min_bake = 200ms;  // canary-20 widens after 30 candidate answers
+        r.stages[0].min_requests = 30;
+        r.gates.min_requests = 30;
+        r.gates.max_error_rate = 0.05;
+        // Two mock servers on a loaded machine differ in latency for real: this test is about
+        // the report, not the latency test.
+        r.gates.sequential_latency = false;
+        saved = c;
+    });
+    {
+        load traffic(s.s.port, 1, header_list{}, 2ms);
+        ASSERT_TRUE(wait_until(
+            [&] { return s.s.gateway->rollout_status("m")["stage"] == "canary-50"; }, 30s))
+            << s.s.gateway->rollout_status("m").dump(2);
+    }
+    auto rolled_back = s.run({"rollback", "m", "--reason", "seen enough"});
+    ASSERT_EQ(rolled_back.code, 0) << rolled_back.err;
+
+    const auto report = body_of(api(s.admin, "GET", "/api/v1/rollouts/m/report", "", viewer_token));
+    ASSERT_TRUE(report.is_object()) << report;
+    EXPECT_EQ(report["phase"], "rolled_back") << report.dump(2);
+    EXPECT_EQ(report["candidate"], "v2");
+    EXPECT_EQ(report["stable"], "v1");
+    EXPECT_EQ(report["complete_history"], true);
+    EXPECT_FALSE(report["ended_ms"].is_null());
+    const auto& stages = report["stages"];
+    ASSERT_EQ(stages.size(), 2u) << report.dump(2);
+    EXPECT_EQ(stages[0]["name"], "canary-20");
+    EXPECT_GE(stages[0]["candidate_requests"].get<std::uint64_t>(), 30u) << report.dump(2);
+    EXPECT_GT(stages[0]["stable_requests"].get<std::uint64_t>(), 0u) << report.dump(2);
+    EXPECT_GE(stages[0]["seconds"].get<double>(), 0.2) << report.dump(2);  // its bake time
+    EXPECT_EQ(stages[0]["decision"]["type"], "promoted") << report.dump(2);
+    EXPECT_EQ(stages[0]["decision"]["next_stage"], "canary-50");
+    ASSERT_FALSE(stages[0]["gates"].empty()) << report.dump(2);
+    for (const auto& g : stages[0]["gates"]) {
+        EXPECT_NE(g["verdict"], "fail") << g.dump();
+        EXPECT_TRUE(g.contains("candidate_low") && g.contains("ratio")) << g.dump();
+    }
+    EXPECT_EQ(stages[1]["name"], "canary-50");
+    EXPECT_EQ(stages[1]["current"], false);
+    EXPECT_EQ(stages[1]["decision"]["command"], "rollback") << report.dump(2);
+    EXPECT_EQ(stages[1]["decision"]["actor"], "alice");
+    EXPECT_EQ(stages[1]["decision"]["reason"], "seen enough");
+
+    auto table = s.run({"report", "m"}, "viewer");
+    EXPECT_EQ(table.code, 0) << table.err;
+    for (const char* expected :
+         {"Rollout:   v2 replacing v1  [rolled_back]", "STAGE", "CANDIDATE REQS", "DECISION",
+          "promoted to canary-50", "rollback by alice", "error_rate", "CANDIDATE INTERVAL",
+          "decision: promoted m v2 at canary-20"}) {
+        EXPECT_NE(table.out.find(expected), std::string::npos) << expected << "\n" << table.out;
+    }
+    auto as_json = s.run({"-o", "json", "report", "m"});
+    EXPECT_EQ(nlohmann::json::parse(as_json.out, nullptr, false), report) << as_json.out;
+
+    // A restart from the same state directory: the finished rollout's report is unchanged.
+    s.s.gateway.reset();
+    s.s.gateway = std::make_unique<app::gateway>(saved);
+    ASSERT_TRUE(s.s.gateway->start());
+    s.admin = s.s.gateway->admin_port();
+    EXPECT_EQ(body_of(api(s.admin, "GET", "/api/v1/rollouts/m/report")), report);
 }
 
 TEST(Ctl, StartsARolloutFromAFile) {

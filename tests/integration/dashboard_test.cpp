@@ -1,8 +1,8 @@
 // The admin dashboard (/ui/): its routes over a real socket (redirects, content types, cache
 // validators, 404 for a file it does not have, no way out of its files, whoami), and the page
 // itself in a real browser (tests/clients/dashboard.mjs: Debian's chromium, headless, driven
-// by puppeteer-core) following a rollout the controller promotes, pausing it, and showing a
-// viewer no buttons.
+// by puppeteer-core) following a rollout the controller promotes (and its report listing the
+// stages), pausing it, and showing a viewer no buttons.
 #include "support/admin.hpp"
 #include "support/load.hpp"
 #include "support/stack.hpp"
@@ -236,6 +236,14 @@ TEST(DashboardInBrowser, FollowsAPromotionPausesAndShowsAViewerNoButtons) {
     EXPECT_EQ(seen["console_errors"], json::array()) << output;
     EXPECT_EQ(seen["feed"], "live") << output;
     EXPECT_GE(seen["gates"].get<int>(), 1) << output;
+    // The report panel: the stage the controller promoted from, with its decision, then the
+    // current one.
+    ASSERT_EQ(seen["report_stages"].size(), 2u) << output;
+    EXPECT_EQ(seen["report_stages"][0][0], "canary-20") << output;
+    EXPECT_NE(seen["report_stages"][0][1].get<std::string>().find("promoted m v2 at canary-20"),
+              std::string::npos)
+        << output;
+    EXPECT_EQ(seen["report_stages"][1], json({"canary-50", "in progress"})) << output;
     EXPECT_EQ(seen["buttons"], json({"pause", "resume", "promote", "rollback", "set_weight"}))
         << output;
     EXPECT_NE(seen["refusal"].get<std::string>().find("steps of 0.01"), std::string::npos)

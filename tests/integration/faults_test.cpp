@@ -102,7 +102,8 @@ TEST(Faults, ACandidateWithEveryEndpointDownIsRolledBack) {
     EXPECT_NE(events.back()["text"].get<std::string>().find("rolled back m v2"), std::string::npos)
         << events.back().dump();
     auto metrics = api(a.admin, "GET", "/metrics").body;
-    EXPECT_NE(metrics.find(R"(stagegate_upstream_errors_total{model="m",version="v2",kind="connect"})"),
+    EXPECT_NE(metrics.find(R"(stagegate_upstream_errors_total{model="m",version="v2",)"
+                           R"(stage="canary-5",kind="connect"})"),
               std::string::npos);
     EXPECT_EQ(metrics.find(R"(stagegate_requests_total{model="m",version="v1",stage="canary-5",code="502"})"),
               std::string::npos);

@@ -11,6 +11,7 @@
 #include "stagegate/metrics/series.hpp"
 #include "stagegate/notify/notify.hpp"
 #include "stagegate/rollout/gates.hpp"
+#include "stagegate/rollout/report.hpp"
 #include "stagegate/rollout/state_store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -142,6 +143,10 @@ public:
     std::vector<std::string> models() const;
 
     nlohmann::json status(const std::string& model, clock::time_point now) const;
+    // The stage_summary (rollout/report) of the stage a live rollout is in now, so far; nullopt
+    // for a model without a live rollout. Every decision that ends a stretch of a stage (a
+    // move, a pause, a resume) records the same summary in its event.
+    std::optional<nlohmann::json> running_stage(const std::string& model) const;
     // Every rollout for /metrics: phase, stage, time in stage, decisions counted.
     std::vector<rollout_gauge> gauges(clock::time_point now) const;
     nlohmann::json status_all(clock::time_point now) const;
@@ -170,9 +175,12 @@ private:
         config::rollout spec;
         rollout_state st;
         clock::time_point stage_started;
+        std::int64_t stage_started_ms = 0;  // the same, on the wall clock (for the report)
         clock::time_point next_eval;
         bool max_duration_reported = false;
         evaluation last;  // the last verdicts, for status
+        bool judged_in_stage = false;  // `last` was judged since the stage (stretch) began
+        std::int64_t judged_ms = 0;
         bool checks_in_flight = false;
         std::optional<std::size_t> checks_passed_stage;  // this stage's checks said go
         bool post_checks_done = false;
@@ -217,6 +225,8 @@ private:
     void on_checks_done(const std::string& model, std::uint64_t sequence, check_kind kind,
                         std::vector<notify::check_result> results, clock::time_point now);
     gate_config gates_for(const active& a) const;
+    // What the report tells of the stretch of a stage `a` is in now.
+    stage_facts facts_of(const active& a) const;
 
     environment& env_;
     persistence* store_;

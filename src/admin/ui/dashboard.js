@@ -1,6 +1,7 @@
 // The dashboard: every model with its rollout (stage, weights, each version's live rps, error
-// rate and latency, every gate's verdict and sentence), the event timeline, and the operator's
-// commands. Live through the event feed (a rollout event refreshes at once) and a poll of the
+// rate and latency, every gate's verdict and sentence, and the rollout's report: each stage's
+// time, requests, gate effects with their intervals, and decision), the event timeline, and
+// the operator's commands. Live through the event feed (a rollout event refreshes at once) and a poll of the
 // JSON API every two seconds (gates and metrics move without events). Who the token belongs
 // to comes from GET /api/v1/whoami: a viewer gets no buttons. Every text from the server goes
 // into the page as text, never as HTML.
@@ -8,12 +9,16 @@ import { ApiError, call, followEvents, forgetToken, saveToken, savedToken } from
 
 const pollMs = 2000;
 const timelineLimit = 200;
+// A report is read again when its rollout decided something, else this often while it is live
+// (its current stage's requests and gates move): it pages through the model's events.
+const reportMs = 10000;
 
 const state = {
   identity: null,        // whoami: {name, role, tokens_required}
   models: [],            // GET /api/v1/models
   rollouts: new Map(),   // model -> GET /api/v1/rollouts entry
   metrics: new Map(),    // model -> GET /api/v1/models/{model}/metrics
+  reports: new Map(),    // model -> {report, sequence, at}: GET /api/v1/rollouts/{model}/report
   events: [],            // newest first
   seen: new Set(),       // event ids in `events`
   lastEventId: 0,
@@ -108,6 +113,17 @@ async function readAll() {
   const metrics = await Promise.all(state.models.map((m) =>
     call("GET", `/api/v1/models/${encodeURIComponent(m.name)}/metrics`).catch(() => null)));
   state.metrics = new Map(state.models.map((m, i) => [m.name, metrics[i]]));
+  await Promise.all([...state.rollouts.values()].map(readReport));
+}
+
+async function readReport(rollout) {
+  const known = state.reports.get(rollout.model);
+  const live = rollout.phase === "progressing" || rollout.phase === "paused";
+  if (known && known.sequence === rollout.sequence &&
+      !(live && Date.now() - known.at >= reportMs)) return;
+  const report = await call("GET",
+    `/api/v1/rollouts/${encodeURIComponent(rollout.model)}/report`).catch(() => null);
+  if (report) state.reports.set(rollout.model, { report, sequence: rollout.sequence, at: Date.now() });
 }
 
 // Reads everything and redraws, one read at a time: a refresh asked for during one runs once
@@ -181,7 +197,8 @@ function drawCard(card, model, rollout, metrics) {
   card.phase.dataset.phase = rollout ? rollout.phase : "none";
   card.body.replaceChildren(
     weightBar(model), versionTable(model, metrics), rollout ? rolloutFacts(rollout) : "",
-    rollout ? gateTable(rollout) : "");
+    rollout ? gateTable(rollout) : "",
+    rollout ? reportPanel(state.reports.get(model.name)?.report) : "");
   if (rollout && canOperate() && !card.controls) {
     card.controls = controlsFor(model.name);
     card.root.insertBefore(card.controls.root, card.message);
@@ -254,6 +271,54 @@ function gateTable(r) {
       el("td", {}, g.gate),
       el("td", { class: `verdict ${g.verdict}` }, g.verdict),
       el("td", {}, g.explanation)))));
+}
+
+// A gate's figure in its unit, read off the gate's name as rollout/gates names them.
+function gateFigure(gate, x, signed = false) {
+  if (x === undefined || x === null) return "unbounded";
+  const sign = signed && x >= 0 ? "+" : "";
+  if (gate.includes("tokens_per_second")) return `${sign}${x.toFixed(1)} tok/s`;
+  if (/latency|ttft|time_per_token/.test(gate)) return `${sign}${(x * 1000).toFixed(1)} ms`;
+  if (/rate|accuracy|agreement/.test(gate)) {
+    return signed ? `${sign}${(x * 100).toFixed(2)} pts` : `${(x * 100).toFixed(2)} %`;
+  }
+  return `${sign}${x.toPrecision(3)}`;
+}
+
+// How the candidate compares with stable (x ratio, difference), and its confidence interval.
+function gateEffect(g) {
+  const effect = g.difference === null || g.difference === undefined ? "" :
+    `${g.ratio === null ? "" : `x${g.ratio.toFixed(2)} `}(${gateFigure(g.gate, g.difference, true)}) `;
+  return `${effect}[${gateFigure(g.gate, g.candidate_low)}, ${gateFigure(g.gate, g.candidate_high)}]`;
+}
+
+function seconds(s) {
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+// The rollout's report: one row per stage it went through (GET .../report), with how each
+// gated effect stood when the stage ended, and why it ended.
+function reportPanel(report) {
+  if (!report) return "";
+  const head = el("tr", {}, ["stage", "weight", "time", "candidate reqs", "stable reqs",
+                             "gates: verdict, effect vs stable [candidate interval]", "decision"]
+    .map((h) => el("th", {}, h)));
+  const rows = report.stages.map((s) => el("tr", { data: { stage: s.name } },
+    el("td", {}, s.name),
+    el("td", {}, percentOfBp(s.weight_bp)),
+    el("td", {}, seconds(s.seconds)),
+    el("td", {}, String(s.candidate_requests)),
+    el("td", {}, String(s.stable_requests)),
+    el("td", {}, s.gates.length ? el("ul", { class: "report-gates" }, s.gates.map((g) =>
+      el("li", { title: g.explanation, data: { gate: g.gate } }, `${g.gate} `,
+        el("span", { class: `verdict ${g.verdict}` }, g.verdict), ` ${gateEffect(g)}`)))
+      : "not judged"),
+    el("td", { class: "decision", title: s.decision?.text ?? "" },
+      s.current ? "in progress" : (s.decision?.text ?? "–"))));
+  return el("section", { class: "report" },
+    el("h3", {}, "Report", report.complete_history ? "" :
+      " (the event log no longer reaches back to the rollout's start)"),
+    el("table", { class: "report" }, el("thead", {}, head), el("tbody", {}, rows)));
 }
 
 // The operator's buttons for one model's rollout, made once (so a half-typed weight or

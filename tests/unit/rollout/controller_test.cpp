@@ -49,7 +49,8 @@ public:
     std::optional<double> version_age_seconds(const std::string&, const std::string&) override {
         return age;
     }
-    std::int64_t wall_ms() override { return 1'700'000'000'000; }
+    std::int64_t now_ms = 1'700'000'000'000;
+    std::int64_t wall_ms() override { return now_ms; }
     // Checks wait here until the test answers them.
     struct pending_checks {
         std::vector<config::http_check> checks;
@@ -175,6 +176,62 @@ TEST(Controller, HoldsUntilBakedAndSampledThenPromotesThenCompletes) {
     EXPECT_EQ(f.env.routes["m"].stable, "v2");
     EXPECT_EQ(f.persisted()["phase"], "completed");
     EXPECT_EQ(f.ctl->status("m", f.t0)["stable"], "v2");
+}
+
+// The report is told from the events: each decision that ends a stage carries what the stage
+// saw (rollout/report), and the stage running now comes from the controller.
+TEST(Controller, EventsCarryEachStagesSummaryForTheReport) {
+    fixture f;
+    f.healthy("canary-5");
+    f.env.now_ms += 5000;
+    f.ctl->on_tick(f.t0 + 5s);  // judged, held: bake time not met
+    ASSERT_TRUE(f.ctl->command("m", "pause", {}, "alice", "a look", f.t0 + 6s));
+    f.env.now_ms += 2000;
+    ASSERT_TRUE(f.ctl->command("m", "resume", {}, "alice", "", f.t0 + 7s));
+    f.healthy("canary-5");
+    f.env.now_ms += 11000;
+    f.ctl->on_tick(f.t0 + 18s);
+    ASSERT_EQ(f.env.routes["m"].stage, "canary-25");
+    f.env.traffic("v2", "canary-25", 400, 0);
+    f.env.traffic("v1", "canary-25", 1200, 1);
+    const auto running = f.ctl->running_stage("m");
+    ASSERT_TRUE(running);
+    EXPECT_EQ((*running)["stage"], "canary-25");
+    EXPECT_EQ((*running)["candidate_requests"], 400);
+    EXPECT_EQ((*running)["judged_ms"], nullptr);  // not judged in this stage yet
+    const auto live = assemble_report("m", f.events(), running, f.env.now_ms + 1000);
+    ASSERT_EQ(live["stages"].size(), 2u) << live.dump(2);
+    EXPECT_EQ(live["stages"][1]["current"], true);
+
+    f.env.now_ms += 13000;
+    f.ctl->on_tick(f.t0 + 31s);
+    ASSERT_EQ(f.persisted()["phase"], "completed");
+    EXPECT_FALSE(f.ctl->running_stage("m"));
+    const auto events = f.events();
+    ASSERT_TRUE(events.back().contains("stage_summary")) << events.back().dump(2);
+    const auto r = assemble_report("m", events, std::nullopt, f.env.now_ms);
+    ASSERT_EQ(r["stages"].size(), 2u) << r.dump(2);
+    const auto& first = r["stages"][0];
+    EXPECT_EQ(first["name"], "canary-5");
+    EXPECT_EQ(first["candidate_requests"], 4000);  // before and after the pause
+    EXPECT_EQ(first["stable_requests"], 76000);
+    EXPECT_DOUBLE_EQ(first["seconds"].get<double>(), 18.0);
+    EXPECT_EQ(first["decision"]["type"], "promoted");
+    EXPECT_EQ(first["decision"]["next_stage"], "canary-25");
+    ASSERT_EQ(first["events"].size(), 2u);  // the pause and the resume
+    EXPECT_EQ(first["events"][0]["type"], "command");
+    ASSERT_FALSE(first["gates"].empty());
+    for (const auto& g : first["gates"]) {
+        EXPECT_EQ(g["verdict"], "pass") << g.dump();
+    }
+    const auto& second = r["stages"][1];
+    EXPECT_EQ(second["name"], "canary-25");
+    EXPECT_EQ(second["candidate_requests"], 400);
+    EXPECT_EQ(second["stable_requests"], 1200);
+    EXPECT_EQ(second["decision"]["type"], "completed");
+    EXPECT_FALSE(second["gates"].empty());
+    EXPECT_EQ(r["phase"], "completed");
+    EXPECT_EQ(r["complete_history"], true);
 }
 
 TEST(Controller, FailingGateRollsBackWithAnExplanation) {
