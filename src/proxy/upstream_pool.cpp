@@ -7,6 +7,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace stagegate::proxy {
@@ -14,7 +15,8 @@ namespace stagegate::proxy {
 namespace {
 
 // True when the peer has neither closed nor sent anything unexpected while we held the
-// connection idle. A stale connection is dropped here rather than failing a request later.
+// connection idle (check_idle). The watch armed on idle connections sees the same; this peek
+// adds only what arrived in the same turn of the event loop as the request taking it.
 template <class Socket>
 bool still_open(Socket& socket) {
     char byte;
@@ -23,9 +25,16 @@ bool still_open(Socket& socket) {
 }
 
 constexpr std::uint32_t no_endpoint = UINT32_MAX;
+
+// How long an endpoint that wrote bytes after an answer gets no pooled connections: a connect
+// per request to it instead of answers mixed between clients.
+constexpr auto stray_bytes_no_reuse = std::chrono::seconds(30);
 }  // namespace
 
 upstream_connection::~upstream_connection() {
+    if (watch) {
+        watch->connection = nullptr;
+    }
     boost::system::error_code ec;
     lowest().close(ec);
 }
@@ -41,6 +50,9 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
     while (!s.idle.empty()) {
         auto c = std::move(s.idle.back());
         s.idle.pop_back();
+        // Its watch ends here: from now on what arrives is this request's answer.
+        boost::system::error_code ignored;
+        c->lowest().cancel(ignored);
         if (now - c->idle_since < cfg_.idle_timeout &&
             (!cfg_.check_idle || still_open(c->lowest()))) {
             return c;
@@ -212,6 +224,12 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
         return;
     }
     auto& s = state(connection->endpoint_id);
+    if (s.no_reuse_until > clock::time_point{}) {
+        if (coarse_now() < s.no_reuse_until) {
+            return;  // closed: this endpoint wrote bytes after an answer not long ago
+        }
+        s.no_reuse_until = {};
+    }
     if (s.idle.size() >= cfg_.max_idle_per_endpoint) {
         s.idle.erase(s.idle.begin());  // drop the oldest
     }
@@ -219,7 +237,52 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
         connection->buffer.shrink_to_fit();  // a large body grew it; idle connections stay small
     }
     connection->idle_since = coarse_now();
+    watch_idle(*connection);
     s.idle.push_back(std::move(connection));
+}
+
+void upstream_pool::watch_idle(upstream_connection& c) {
+    if (!c.watch) {
+        c.watch = new idle_watch;
+        c.watch->connection = &c;
+    }
+    // A one-byte peek rather than async_wait: Asio tries a read at once when the socket was
+    // seen readable since its last read (bytes that came while the client took the answer),
+    // where a wait would miss that edge and sleep until the next one.
+    c.lowest().async_receive(
+        net::buffer(&c.watch->peeked, 1), tcp::socket::message_peek,
+        [this, w = c.watch](const boost::system::error_code& ec, std::size_t) {
+            idle_bytes_arrived(*w, ec);
+        });
+}
+
+void upstream_pool::idle_bytes_arrived(idle_watch& w, const boost::system::error_code& ec) {
+    upstream_connection* c = w.connection;
+    if (c == nullptr || ec == net::error::operation_aborted) {
+        return;  // closed, or taken for a request (take_idle cancels the read) with nothing read
+    }
+    // A byte, a FIN or a reset while the connection sat idle. Nothing may follow an answer:
+    // such bytes could only be read as the next request's answer.
+    auto& s = state(c->endpoint_id);
+    const bool idle = std::any_of(s.idle.begin(), s.idle.end(),
+                                  [&](const auto& other) { return other.get() == c; });
+    if (!ec && !c->secure) {
+        // Bytes, not a close: this backend's answers do not end where they say. Its other idle
+        // connections may hold the same, and its next answers' connections are not pooled.
+        // (Over TLS, bytes may be the close_notify a server sends before its FIN: a close.)
+        s.no_reuse_until = coarse_now() + stray_bytes_no_reuse;
+        s.idle.clear();  // closes them, c too when it is idle
+    } else if (idle) {
+        std::erase_if(s.idle, [&](const auto& other) { return other.get() == c; });
+    }
+    if (idle) {
+        return;
+    }
+    // Taken for a request after the bytes came but before this ran (both were ready in the
+    // same turn of the event loop): they lie ahead of its answer. Closed, the request fails
+    // with a 502 instead of relaying them.
+    boost::system::error_code ignored;
+    c->lowest().close(ignored);
 }
 
 void upstream_pool::start() {
@@ -275,7 +338,8 @@ task<void> upstream_pool::sweep() {
         auto now = coarse_now();
         for (auto& s : endpoints_) {
             std::erase_if(s.idle, [&](const auto& c) {
-                return now - c->idle_since >= cfg_.idle_timeout || !still_open(c->lowest());
+                // (one the backend closed is gone already: its watch saw the FIN)
+                return now - c->idle_since >= cfg_.idle_timeout;
             });
         }
     }
