@@ -1,17 +1,18 @@
 // Private to proxy: per-worker pools of keep-alive connections to upstream endpoints, and
 // passive endpoint health. Confined to one worker thread.
 //
-// Bytes after an answer. A backend may write more after an answer has ended (a second answer,
-// a late error page): on a reused connection they would be read as the next request's answer,
-// which may be another client's. Every idle connection has a read armed on it (nginx's
-// keepalive module does the same) that closes it as soon as a byte, a FIN or a reset arrives;
-// and an endpoint that sent such bytes has its answers' connections closed instead of pooled
-// for a while (no_reuse_until), so one broken backend cannot keep mixing answers.
-// The window that remains: bytes that arrive after the connection was taken for a request,
-// before its answer, are read as that answer. HTTP/1.1 has no way to tell them apart, so no
-// proxy can close it; it lasts from the take to the backend's first answer byte. On a TLS
-// connection, a record that arrived with the answer's last read sits in the TLS engine and is
-// not seen by the watch either.
+// Bytes after an answer. A backend may write more after an answer has ended (a second answer, a
+// late error page): on a reused connection they would be read as the next request's answer, which
+// may be another client's. Every idle connection has a wait armed on it (nginx's keepalive module
+// does the same) that closes it as soon as a byte, a FIN or a reset arrives; the peek when one is
+// taken (check_idle, on by default) catches what came in the same turn of the event loop as the
+// take, before the wait reported it; and an endpoint that sent such bytes has its answers'
+// connections closed instead of pooled for a while (no_reuse_until), so one broken backend cannot
+// keep mixing answers. The windows that remain: bytes that arrive after the connection was taken
+// for a request, before its answer, are read as that answer. HTTP/1.1 has no way to tell them
+// apart, so no proxy can close it; it lasts from the take to the backend's first answer byte. On a
+// TLS connection, a record that arrived with the answer's last read sits in the TLS engine, where
+// neither the wait nor the peek sees it.
 #pragma once
 
 #include "stagegate/core/asio.hpp"
@@ -110,13 +111,12 @@ struct session_slot {
 
 struct upstream_connection;
 
-// What the read armed on an idle pooled connection shares with that connection. The read's
+// What the wait armed on an idle pooled connection shares with that connection. The wait's
 // handler may run after the connection was taken for a request or closed, so it reaches the
 // connection only through this, which lives until both are done with it (a plain count: one
 // thread).
 struct idle_watch : boost::intrusive_ref_counter<idle_watch, boost::thread_unsafe_counter> {
     upstream_connection* connection = nullptr;  // null once the connection is closed
-    char peeked = 0;  // the read peeks here (MSG_PEEK): it never consumes a byte
 };
 
 struct upstream_connection {
@@ -213,10 +213,11 @@ private:
     void record_failure(std::uint32_t id, const routing::version_route& version,
                         const config::passive_health& health, clock::time_point now);
     task<void> sweep();
-    // Arms the read that watches an idle connection (no syscall unless the socket was last
-    // seen readable: Asio tries it at once only then).
+    // Arms the wait that watches an idle connection, and judges what woke it.
     void watch_idle(upstream_connection& c);
-    void idle_bytes_arrived(idle_watch& w, const boost::system::error_code& ec);
+    void idle_readable(idle_watch& w, const boost::system::error_code& ec);
+    // An idle connection of this endpoint received bytes after an answer had ended.
+    void stray_bytes_from(endpoint_state& s);
 
     net::io_context& io_;
     config::upstream_pool cfg_;

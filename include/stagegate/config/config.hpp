@@ -251,9 +251,9 @@ struct upstream_pool {
     millis idle_timeout{30000};
     // Peek at a pooled connection before reusing it (one recv syscall) so one the backend has
     // closed, or wrote to, is dropped, not used ("check_idle"). Every idle connection is
-    // watched anyway (a read armed on it closes it when a byte, a FIN or a reset arrives), so
-    // the peek adds only what arrived in the same turn of the event loop as the request
-    // taking the connection; off, such a request fails with 502 instead.
+    // watched anyway (a wait armed on it closes it when a byte, a FIN or a reset arrives);
+    // the peek adds only what came in the same turn of the event loop as the request taking
+    // the connection (off: a FIN then fails that request with 502, bytes too, never relayed).
     bool check_idle = true;
 };
 
