@@ -282,8 +282,47 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
         if (a.rc.head) {
             parser->skip(true);
         }
-        auto [ec, n] = co_await http::async_read_header(stream, up_buffer, *parser,
-                                                        nothrow_awaitable);
+        // Read here rather than by http::async_read_header, to judge a start line as it
+        // arrives: one that cannot become a status line is a 502 at once, not after the
+        // first-byte timeout (could_be_status_line).
+        boost::system::error_code ec;
+        bool start_line_taken = false;
+        while (!parser->is_header_done()) {
+            if (up_buffer.size() > 0) {
+                const auto used = parser->put(up_buffer.data(), ec);
+                up_buffer.consume(used);
+                start_line_taken = start_line_taken || used > 0;
+                if (ec && ec != http::error::need_more) {
+                    break;
+                }
+                ec = {};
+                if (parser->is_header_done()) {
+                    break;
+                }
+                const auto rest = up_buffer.cdata();
+                if (!start_line_taken &&
+                    !could_be_status_line(std::string_view(
+                        static_cast<const char*>(rest.data()), rest.size()))) {
+                    ec = http::error::bad_version;
+                    break;
+                }
+            }
+            auto [read_ec, n] = co_await stream.async_read_some(
+                up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
+            up_buffer.commit(n);
+            if (read_ec == net::error::eof) {
+                if (parser->got_some()) {
+                    parser->put_eof(ec);  // a head cut short
+                } else {
+                    ec = http::error::end_of_stream;
+                }
+                break;
+            }
+            if (read_ec) {
+                ec = read_ec;
+                break;
+            }
+        }
         if (ec) {
             co_return fail(ec, "reading the response header from");
         }

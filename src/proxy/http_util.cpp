@@ -102,6 +102,25 @@ void append_number(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
+void request_parser::on_field_impl(http::field name, beast::string_view name_string,
+                                   beast::string_view value, boost::system::error_code& ec) {
+    // Beast hands a value that was not folded as a view of the line itself, starting at the
+    // first byte after the colon and its blanks (an empty one too: its line's CR). A folded
+    // value is Beast's copy, or starts on a later line. Only the line's own bytes are read
+    // here: the blanks after the colon, up to the first other byte, which the line has (its CR
+    // at least).
+    const char* p = name_string.data() + name_string.size() + 1;  // past the colon
+    while (p != value.data() && (*p == ' ' || *p == '\t')) {
+        ++p;
+    }
+    if (p != value.data()) {
+        obs_fold_ = true;
+        ec = http::error::bad_value;
+        return;
+    }
+    get().insert(name, name_string, value);  // what Beast's parser does with a field
+}
+
 void to_origin_form(http::request_header<fields_type>& req) {
     const std::string_view target = req.target();
     std::size_t scheme = 0;
@@ -296,6 +315,31 @@ std::size_t relay_response_parser::on_body_impl(beast::string_view body,
         ec = http::error::need_buffer;
     }
     return n;
+}
+
+bool could_be_status_line(std::string_view bytes) {
+    // As Beast's response parser: version 1.0 or 1.1, SP, three digits, SP, then a reason of
+    // anything but control characters (HTAB allowed) up to CRLF.
+    constexpr std::string_view shape = "HTTP/1.? ### ";
+    const std::size_t n = std::min(bytes.size(), shape.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        const char c = bytes[i];
+        const char want = shape[i];
+        const bool ok = want == '?'   ? (c == '0' || c == '1')
+                        : want == '#' ? (c >= '0' && c <= '9')
+                                      : c == want;
+        if (!ok) {
+            return false;
+        }
+    }
+    for (std::size_t i = n; i < bytes.size(); ++i) {
+        const auto c = static_cast<unsigned char>(bytes[i]);
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            // The line's end: only CRLF (a bare LF or another control is not)
+            return c == '\r' && (i + 1 == bytes.size() || bytes[i + 1] == '\n');
+        }
+    }
+    return true;
 }
 
 void finish_response_head(std::string& out, const response_info& info) {

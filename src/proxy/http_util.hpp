@@ -20,6 +20,24 @@ using fields_type = http::basic_fields<cached_allocator<char>>;
 using request_body = http::basic_string_body<char, std::char_traits<char>, cached_allocator<char>>;
 using request_type = http::request<request_body, fields_type>;
 
+// A client request's parser: Beast's, refusing obsolete line folding (a header line that
+// begins with a blank continues the one before). RFC 9112 5.2 lets a server refuse it with
+// 400, as nginx does, or unfold it, as Beast does without telling: unfolded,
+// "Transfer-Encoding:\r\n chunked" is chunked to us, and no Transfer-Encoding at all to a
+// server in front of us that does not unfold. A fold fails the read (bad_value) with
+// obs_fold() set, in the head and in a chunked body's trailers alike.
+class request_parser final
+    : public http::request_parser<request_body, cached_allocator<char>> {
+public:
+    bool obs_fold() const { return obs_fold_; }
+
+private:
+    void on_field_impl(http::field name, boost::beast::string_view name_string,
+                       boost::beast::string_view value, boost::system::error_code& ec) override;
+
+    bool obs_fold_ = false;
+};
+
 // What the proxy adds to a request it forwards upstream.
 struct forward_info {
     std::string_view client_address;
@@ -115,6 +133,13 @@ private:
     char* data_ = nullptr;
     std::size_t size_ = 0;
 };
+
+// Whether `bytes`, the first bytes of an answer, are or may still become a status line the
+// relay parser accepts ("HTTP/1.x ddd reason" and CRLF). The parser judges a start line only
+// once it has all of it, and once it has asked for more, only with a whole head: a backend's
+// garbage ("FOO\r\n" and silence) waited for the first-byte timeout. The exchange asks this
+// after each read of a head that is not complete, and answers 502 at once on false.
+bool could_be_status_line(std::string_view bytes);
 
 // Ends the client response head begun by relay_response_parser: framing, connection
 // management and the stamps.

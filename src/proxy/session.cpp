@@ -67,6 +67,73 @@ void record_response(worker& w, const routing::version_route& version, unsigned 
 
 namespace {
 
+// A bare LF: a line end without its CR.
+bool has_bare_lf(std::string_view bytes) {
+    for (std::size_t i = bytes.find('\n'); i != std::string_view::npos;
+         i = bytes.find('\n', i + 1)) {
+        if (i == 0 || bytes[i - 1] != '\r') {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Reads a chunked request body into the parser. Beast's parser waits for a chunk-size line's
+// CRLF, and after the last chunk for the trailers' blank line, however long that takes and
+// however many bytes come meanwhile: a client ending its lines with a bare LF got 408 after
+// the request timeout, its bytes buffered all along. What the parser leaves unread is always
+// framing still to be parsed (a chunk-size line, the CRLF after a chunk, trailers; chunk data
+// is taken as it comes), so a bare LF in it, or more of it than a head may hold, is refused
+// at once with bad_chunk.
+template <class Stream>
+task<boost::system::error_code> read_chunked_body(Stream& stream, beast::flat_buffer& buffer,
+                                                  request_parser& parser,
+                                                  std::size_t framing_limit) {
+    parser.eager(true);
+    for (;;) {
+        if (buffer.size() > 0) {
+            boost::system::error_code ec;
+            const auto used = parser.put(buffer.data(), ec);
+            buffer.consume(used);
+            if (ec && ec != http::error::need_more) {
+                co_return ec;
+            }
+            if (parser.is_done()) {
+                co_return boost::system::error_code{};
+            }
+            const auto rest = buffer.cdata();
+            const std::string_view framing(static_cast<const char*>(rest.data()), rest.size());
+            if (framing.size() > framing_limit || has_bare_lf(framing)) {
+                co_return http::error::bad_chunk;
+            }
+        }
+        auto [ec, n] = co_await stream.async_read_some(
+            buffer.prepare(beast::read_size(buffer, 65536)), nothrow_awaitable);
+        buffer.commit(n);
+        if (ec == net::error::eof) {
+            co_return http::error::partial_message;  // as Beast's read: the body was cut short
+        }
+        if (ec) {
+            co_return ec;
+        }
+    }
+}
+
+// Why a request could not be read: a folded header line has its own code, else
+// classify_request_error's.
+answer_problem unreadable_request(const request_parser& parser,
+                                  const boost::system::error_code& ec, std::string_view what) {
+    if (parser.obs_fold()) {
+        return {http::status::bad_request, "obs_fold",
+                std::string(what) +
+                    ": a header line is folded (obsolete line folding, RFC 9112 5.2); send "
+                    "each header on one line"};
+    }
+    auto why = classify_request_error(ec);
+    why.message = std::string(what) + ": " + ec.message();
+    return why;
+}
+
 template <class Stream>
 task<void> close_gracefully(Stream& stream, session_slot& slot) {
     if constexpr (std::is_same_v<Stream, tls_stream_type>) {
@@ -128,10 +195,11 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
     std::string head;          // serialized heads, reused across requests
     std::string body_scratch;  // answers kept for reading their prediction
     std::vector<const void*> head_fields;  // a chunked request's head fields (trailers)
-    std::optional<http::request_parser<request_body, cached_allocator<char>>> parser;
-    // A new connection's first request gets the request timeout, not the keep-alive idle one
-    // (as nginx's client_header_timeout): a client that connects and trickles a head held it
-    // for 60 s instead of 30.
+    std::optional<request_parser> parser;
+    // A new connection's first head must arrive within the request timeout from the accept
+    // (as nginx's client_header_timeout): its deadline, armed before the TLS handshake or the
+    // HTTP/2 preface check, runs on. Not the keep-alive idle one, and not re-armed once the
+    // first bytes came, which let a client that trickled a head hold it for twice as long.
     bool first = true;
     for (;;) {
         slot.idle = buffer.size() == 0;
@@ -141,7 +209,9 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         parser.emplace();
         parser->header_limit(cfg.limits.max_header_bytes);
         parser->body_limit(cfg.limits.max_request_body_bytes);
-        slot.expire_in(slot.idle && !first ? cfg.client.idle : cfg.client.request);
+        if (!first) {
+            slot.expire_in(slot.idle ? cfg.client.idle : cfg.client.request);
+        }
         first = false;
         request_context rc;
         {
@@ -162,9 +232,8 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout", "the request was not received in time");
                 } else {
-                    auto why = classify_request_error(ec);
-                    co_await send_error(stream, w, slot, rc, why.status, why.code,
-                                        "cannot read the request: " + ec.message());
+                    const auto why = unreadable_request(*parser, ec, "cannot read the request");
+                    co_await send_error(stream, w, slot, rc, why);
                 }
                 log_request(w, rc, {}, {}, 0, client_address, clock::now());
                 break;
@@ -216,7 +285,15 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     head_fields.push_back(&f);
                 }
             }
-            auto [ec, n] = co_await http::async_read(stream, buffer, *parser, nothrow_awaitable);
+            boost::system::error_code ec;
+            if (parser->chunked()) {
+                ec = co_await read_chunked_body(stream, buffer, *parser,
+                                                cfg.limits.max_header_bytes);
+            } else {
+                auto [read_ec, n] = co_await http::async_read(stream, buffer, *parser,
+                                                              nothrow_awaitable);
+                ec = read_ec;
+            }
             if (!ec && parser->chunked() &&
                 static_cast<std::size_t>(std::distance(req.begin(), req.end())) !=
                     head_fields.size()) {
@@ -234,9 +311,9 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                                         "request_timeout",
                                         "the request body was not received in time");
                 } else {
-                    auto why = classify_request_error(ec);
-                    co_await send_error(stream, w, slot, rc, why.status, why.code,
-                                        "cannot read the request body: " + ec.message());
+                    const auto why =
+                        unreadable_request(*parser, ec, "cannot read the request body");
+                    co_await send_error(stream, w, slot, rc, why);
                 }
                 log_request(w, rc, std::string_view(req.method_string()),
                             std::string_view(req.target()), 0, client_address, head_read);

@@ -1,5 +1,18 @@
 // Private to proxy: per-worker pools of keep-alive connections to upstream endpoints, and
 // passive endpoint health. Confined to one worker thread.
+//
+// Bytes after an answer. A backend may write more after an answer has ended (a second answer, a
+// late error page): on a reused connection they would be read as the next request's answer, which
+// may be another client's. Every idle connection has a wait armed on it (nginx's keepalive module
+// does the same) that closes it as soon as a byte, a FIN or a reset arrives; the peek when one is
+// taken (check_idle, on by default) catches what came in the same turn of the event loop as the
+// take, before the wait reported it; and an endpoint that sent such bytes has its answers'
+// connections closed instead of pooled for a while (no_reuse_until), so one broken backend cannot
+// keep mixing answers. The windows that remain: bytes that arrive after the connection was taken
+// for a request, before its answer, are read as that answer. HTTP/1.1 has no way to tell them
+// apart, so no proxy can close it; it lasts from the take to the backend's first answer byte. On a
+// TLS connection, a record that arrived with the answer's last read sits in the TLS engine, where
+// neither the wait nor the peek sees it.
 #pragma once
 
 #include "stagegate/core/asio.hpp"
@@ -11,6 +24,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/smart_ptr/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
 
 #include <chrono>
 #include <ctime>
@@ -94,6 +109,16 @@ struct session_slot {
     }
 };
 
+struct upstream_connection;
+
+// What the wait armed on an idle pooled connection shares with that connection. The wait's
+// handler may run after the connection was taken for a request or closed, so it reaches the
+// connection only through this, which lives until both are done with it (a plain count: one
+// thread).
+struct idle_watch : boost::intrusive_ref_counter<idle_watch, boost::thread_unsafe_counter> {
+    upstream_connection* connection = nullptr;  // null once the connection is closed
+};
+
 struct upstream_connection {
     std::optional<stream_type> plain;
     std::optional<tls_stream_type> secure;
@@ -101,6 +126,7 @@ struct upstream_connection {
     beast::flat_buffer buffer;
     std::uint32_t endpoint_id = 0;
     clock::time_point idle_since;
+    boost::intrusive_ptr<idle_watch> watch;  // made the first time it goes idle
 
     stream_type& lowest() { return plain ? *plain : secure->next_layer(); }
     ~upstream_connection();
@@ -164,6 +190,9 @@ private:
         clock::time_point ejected_until{};
         std::uint32_t round_robin = 0;  // used when this is a version's first endpoint
         std::uint32_t active = 0;       // lent out right now
+        // Until then, answers from this endpoint are not pooled: one of its idle connections
+        // received bytes after an answer had ended (see idle_bytes_arrived).
+        clock::time_point no_reuse_until{};
     };
 
     endpoint_state& state(std::uint32_t id) {  // on every request: inline
@@ -184,6 +213,11 @@ private:
     void record_failure(std::uint32_t id, const routing::version_route& version,
                         const config::passive_health& health, clock::time_point now);
     task<void> sweep();
+    // Arms the wait that watches an idle connection, and judges what woke it.
+    void watch_idle(upstream_connection& c);
+    void idle_readable(idle_watch& w, const boost::system::error_code& ec);
+    // An idle connection of this endpoint received bytes after an answer had ended.
+    void stray_bytes_from(endpoint_state& s);
 
     net::io_context& io_;
     config::upstream_pool cfg_;

@@ -4,6 +4,7 @@
 // no connection, and a rollout whose candidate is down is rolled back.
 #include "support/admin.hpp"
 #include "support/load.hpp"
+#include "support/raw_backend.hpp"
 
 #include <gtest/gtest.h>
 
@@ -218,6 +219,40 @@ TEST(Faults, APooledConnectionTheBackendResetIsNeverUsedForARequest) {
             }
         }
         EXPECT_EQ(failures, 0u);
+    }
+}
+
+// A backend that writes a second answer after its first had ended (#21: 2 of 5 runs handed
+// it to the next request, another client's, on the pooled connection). The idle connection's
+// watch closes it as soon as the bytes arrive, with or without the peek at reuse
+// (check_idle); the next request goes out on a new connection and gets its own answer; and
+// that endpoint's next answers are not pooled (its connection is closed after the answer).
+TEST(Faults, BytesAfterAnAnswerAreNeverAnotherRequestsAnswer) {
+    const std::string stale = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTALE";
+    for (bool check_idle : {false, true}) {
+        SCOPED_TRACE(check_idle ? "check_idle on" : "check_idle off");
+        raw_backend backend;
+        auto s = stack::make(0, 1, [&](config::gateway& c) {
+            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
+            c.pool.check_idle = check_idle;
+        });
+        auto first = std::async(std::launch::async, [&] {
+            return request(s.port, "POST", "/v1/models/m:predict", "{}");
+        });
+        ASSERT_TRUE(backend.read_request());
+        ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"));
+        ASSERT_EQ(first.get().body, "first");
+        // The answer has ended and its connection is idle in the pool: the backend writes more.
+        ASSERT_TRUE(backend.send(stale));
+        auto second = std::async(std::launch::async, [&] {
+            return request(s.port, "POST", "/v1/models/m:predict", "{}");
+        });
+        EXPECT_TRUE(backend.peer_closed());  // not the second request arriving on it
+        backend.close();
+        ASSERT_TRUE(backend.read_request());  // on a new connection
+        ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"));
+        EXPECT_EQ(second.get().body, "second");
+        EXPECT_TRUE(backend.peer_closed());  // not pooled: this endpoint is not trusted for now
     }
 }
 

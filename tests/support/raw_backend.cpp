@@ -110,6 +110,19 @@ void raw_backend::close() {
     }
 }
 
+bool raw_backend::peer_closed(std::chrono::milliseconds timeout) {
+    if (conn_ < 0 || !readable_by(conn_, std::chrono::steady_clock::now() + timeout)) {
+        return false;
+    }
+    char buf[4096];
+    const ssize_t n = ::read(conn_, buf, sizeof buf);
+    if (n > 0) {
+        pending_.append(buf, static_cast<std::size_t>(n));
+        return false;
+    }
+    return true;  // EOF, or a reset
+}
+
 std::string raw_backend::chunk(std::string_view data) {
     char size[24];
     const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());

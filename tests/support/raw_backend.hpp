@@ -30,6 +30,9 @@ public:
 
     bool send(std::string_view bytes);  // on the current connection, all of it
     void close();                        // closes the current connection (a FIN)
+    // True when the gateway closed (or reset) the current connection within `timeout`; false
+    // when it sent bytes instead (kept for read_request) or nothing came.
+    bool peer_closed(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
     // One chunk of a chunked body: size line, data, CRLF.
     static std::string chunk(std::string_view data);

@@ -98,6 +98,34 @@ TEST_F(Exchange, SendsTheRequestAndStampsTheAnswer) {
     EXPECT_TRUE(capture.complete);
 }
 
+// A start line that cannot become a status line is a 502 as soon as it is read, not after
+// the first-byte timeout (the parser judged it only once it had a whole head).
+TEST_F(Exchange, AGarbageStatusLineIsA502AtOnce) {
+    start();
+    backend_sends("FOO\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->result, exchange_result::failed_before_response);
+    EXPECT_EQ(outcome->status, http::status::bad_gateway);
+    EXPECT_EQ(outcome->problem.code, "upstream_protocol_error");
+    EXPECT_EQ(outcome->failure, metrics::upstream_failure::protocol);
+    EXPECT_EQ(ended_reusable, false);
+    EXPECT_EQ(client_got(), "");
+}
+
+// A good one may come in pieces of any size.
+TEST_F(Exchange, AStatusLineInPiecesIsStillRead) {
+    start();
+    for (std::string_view piece : {"H", "TTP/1.", "1 2", "00 O", "K\r", "\nContent-Length: 2\r\n",
+                                   "\r\nok"}) {
+        EXPECT_FALSE(outcome) << piece;
+        backend_sends(piece);
+    }
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, http::status::ok);
+    EXPECT_EQ(client_body(), "ok");
+    EXPECT_EQ(ended_reusable, true);
+}
+
 TEST_F(Exchange, ChunkedBodyIsRelayedPieceByPiece) {
     start();
     backend_sends("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");

@@ -242,5 +242,55 @@ TEST(ClassifyRequestError, MapsParserErrorsToStatuses) {
     EXPECT_EQ(classify_request_error(http::error::bad_method).status, http::status::bad_request);
 }
 
+// Every prefix of a good status line may still become one; garbage is known at its first
+// wrong byte, and a line ending in a bare LF or a control character at its end.
+TEST(CouldBeStatusLine, JudgesEachPrefix) {
+    const std::string good = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    for (std::size_t n = 0; n <= good.size(); ++n) {
+        EXPECT_TRUE(could_be_status_line(std::string_view(good).substr(0, n))) << n;
+    }
+    EXPECT_TRUE(could_be_status_line("HTTP/1.0 404 \r\n"));
+    EXPECT_TRUE(could_be_status_line("HTTP/1.1 200 Fine\tand \x80\xff dandy"));
+    for (std::string_view bad : {"FOO\r\n", "F", "http/1.1 200 OK\r\n", "HTTP/2.0 200 OK\r\n",
+                                 "HTTP/1.2 200 OK\r\n", "HTTP/1.1 20x OK\r\n", "HTTP/1.1 200\r\n",
+                                 "HTTP/1.1  200 OK\r\n", "HTTP/1.1 200 OK\n", "HTTP/1.1 200 OK\rX",
+                                 "HTTP/1.1 200 O\x01K", "\r\nHTTP/1.1 200 OK\r\n"}) {
+        EXPECT_FALSE(could_be_status_line(bad)) << bad;
+    }
+}
+
+// A folded header line fails the read with obs_fold() set; blanks after the colon, an empty
+// value and a tab inside a value are no fold.
+TEST(RequestParser, RefusesObsFoldOnly) {
+    auto parse = [](std::string_view head) {
+        request_parser p;
+        boost::system::error_code ec;
+        p.put(boost::asio::buffer(head.data(), head.size()), ec);
+        return std::pair{ec, p.obs_fold()};
+    };
+    for (std::string_view folded :
+         {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: x\r\n chunked\r\n\r\n",
+          "POST / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n\ttwo\r\n\r\n",
+          "POST / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n \r\n\r\n",
+          "POST / HTTP/1.1\r\nHost: x\r\nX-A:\r\n \r\n\r\n"}) {
+        auto [ec, fold] = parse(folded);
+        EXPECT_EQ(ec, http::error::bad_value) << folded;
+        EXPECT_TRUE(fold) << folded;
+    }
+    request_parser p;
+    const std::string_view fine =
+        "POST / HTTP/1.1\r\nHost:x\r\nX-A: \t one\ttwo \r\nX-B:\r\nX-C: \r\n\r\n";
+    boost::system::error_code ec;
+    p.put(boost::asio::buffer(fine.data(), fine.size()), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_FALSE(p.obs_fold());
+    const auto& req = p.get();
+    EXPECT_EQ(req["Host"], "x");
+    EXPECT_EQ(req["X-A"], "one\ttwo");
+    EXPECT_EQ(req["X-B"], "");
+    EXPECT_EQ(std::distance(req.begin(), req.end()), 4);
+}
+
 }  // namespace
 }  // namespace stagegate::proxy
