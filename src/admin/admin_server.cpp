@@ -925,7 +925,10 @@ struct admin_server::impl {
         if (!(ctl && ctl->has(model)) && !(snap && snap->find_model(model))) {
             co_return unknown_model(model, c.version());
         }
-        co_return ok_or_error(events_page(model, c.query), c.version());
+        co_await history_turn();
+        auto page = events_page(model, c.query);
+        history_done();
+        co_return ok_or_error(page, c.version());
     }
 
     // The rollout's report (rollout/report), told from its events: pages back through the
@@ -1137,6 +1140,64 @@ struct admin_server::impl {
         return who;
     }
 
+    // Reads of the event history (pages, replays) take turns, one at a time in arrival order:
+    // however many viewers read, a probe on this thread waits behind one page of reading,
+    // not behind every viewer's (twenty viewers replaying and paging pushed /healthz past
+    // 100 ms, and past Kubernetes' 1 s probe timeout when each read was the whole log).
+    bool history_busy = false;
+    std::deque<net::steady_timer*> history_waiting;
+
+    net::awaitable<void> history_turn() {
+        if (!history_busy) {
+            history_busy = true;
+            co_return;
+        }
+        net::steady_timer turn(io, net::steady_timer::time_point::max());
+        history_waiting.push_back(&turn);
+        co_await turn.async_wait(nothrow_awaitable);  // cancelled by history_done: our turn
+    }
+
+    void history_done() {
+        if (history_waiting.empty()) {
+            history_busy = false;
+            return;
+        }
+        auto* next = history_waiting.front();  // the turn passes on: still busy
+        history_waiting.pop_front();
+        next->cancel();
+    }
+
+    // Queues for a follower what it missed since event `since` (the newest sse_replay_limit
+    // of them), ahead of what went live meanwhile. Read a page at a time, newest first, with a
+    // turn of the control thread between pages: a replay of a thousand events in one go held
+    // the thread for tens of milliseconds, and twenty viewers replaying delayed /healthz by
+    // the sum. The first page is read at once on subscribing, so an event is either in the
+    // log's pages or in the live queue, never both nor neither; later pages are older.
+    net::awaitable<void> replay_missed(subscriber& sub, std::uint64_t since) {
+        constexpr std::size_t page_size = 50;
+        std::deque<std::string> missed;
+        std::uint64_t before = 0;  // none: from the newest
+        std::size_t left = sse_replay_limit;
+        while (left > 0 && !stopped) {
+            auto* log = gw.event_log();
+            if (!log) {
+                break;
+            }
+            auto page = log->events(std::min(left, page_size), sub.model, before, since);
+            for (auto e = page.events.rbegin(); e != page.events.rend(); ++e) {
+                missed.push_front(sse_frame(*e));
+            }
+            left -= std::min(left, page.events.size());
+            if (!page.more || page.events.empty()) {
+                break;
+            }
+            before = page.events.front().value("id", std::uint64_t{0});
+            co_await net::post(io, net::use_awaitable);  // a turn for probes and the others
+        }
+        sub.queue.insert(sub.queue.begin(), std::make_move_iterator(missed.begin()),
+                         std::make_move_iterator(missed.end()));
+    }
+
     template <class Stream>
     net::awaitable<void> stream_events(Stream& stream, const request_t& req) {
         std::string_view target = req.target();
@@ -1179,13 +1240,13 @@ struct admin_server::impl {
         }
         subscriber sub(io);
         sub.model = model;
+        if (since > 0) {
+            co_await history_turn();  // before subscribing: see replay_missed
+        }
         auto it = subscribers.insert(subscribers.end(), &sub);
-        // Replay what the follower missed, then go live; both run on this thread, so no event
-        // falls between them.
-        if (auto* log = gw.event_log(); log && since > 0) {
-            for (const auto& e : log->events(sse_replay_limit, model, 0, since).events) {
-                sub.queue.push_back(sse_frame(e));
-            }
+        if (since > 0) {
+            co_await replay_missed(sub, since);
+            history_done();
         }
         std::string head =
             "HTTP/1.1 200 OK\r\nServer: stagegate-admin\r\nContent-Type: text/event-stream\r\n"

@@ -1,6 +1,7 @@
 // Fuzz support: one in-process gateway (in front of two in-process mock versions, with a
-// rollout and an open admin API on loopback) for the whole run, and a raw exchange of bytes
-// with one of its ports: write, half-close, read until the gateway closes (bounded).
+// rollout, and an admin API on loopback that takes operator_token, started from a config file
+// so that it can reload it) for the whole run, and a raw exchange of bytes with one of its
+// ports: write, half-close, read until the gateway closes (bounded).
 #pragma once
 
 #include "stagegate/config/config.hpp"
@@ -24,6 +25,9 @@
 
 namespace stagegate::fuzz {
 
+// The admin API's one token, an operator's.
+inline constexpr const char* operator_token = "fuzz-operator-token-0123456789";
+
 struct live {
     std::unique_ptr<mockmodel::server> v1;
     std::unique_ptr<mockmodel::server> v2;
@@ -31,6 +35,15 @@ struct live {
     std::uint16_t port = 0;
     std::uint16_t admin = 0;
 };
+
+inline bool write_text(const std::string& path, const std::string& text) {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) {
+        return false;
+    }
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    return std::fclose(f) == 0 && ok;
+}
 
 inline live& live_gateway() {
     static live* l = [] {
@@ -50,10 +63,13 @@ inline live& live_gateway() {
         if (!::mkdtemp(dir)) {
             std::abort();
         }
-        auto cfg = config::parse(R"({
+        // The admin API's body limit is the default (1 MiB): the nesting that crashed the
+        // gateway came in 200 KB.
+        const std::string text = R"({
           "listeners": [{"address": "127.0.0.1", "port": 0}],
-          "admin": {"address": "127.0.0.1", "port": 0, "max_body_bytes": 65536},
-          "state": {"dir": ")" + std::string(dir) + R"("},
+          "admin": {"address": "127.0.0.1", "port": 0,
+                    "tokens": [{"name": "fuzzer", "role": "operator", "file": ")" + std::string(dir) + R"(/operator.token"}]},
+          "state": {"dir": ")" + std::string(dir) + R"(/state"},
           "workers": 1,
           "client_timeouts": {"request_ms": 2000, "idle_ms": 2000, "drain_ms": 1000},
           "limits": {"max_request_body_bytes": 65536},
@@ -66,11 +82,18 @@ inline live& live_gateway() {
             "rollout": {"candidate": "v2", "interval_ms": 500,
                         "stages": [{"weight_bp": 2000, "mirror_percent": 50, "min_bake_ms": 3600000},
                                    {"weight_bp": 5000}]}}]
-        })");
+        })";
+        const std::string config_file = std::string(dir) + "/gateway.json";
+        const std::string token_file = std::string(dir) + "/operator.token";
+        if (!write_text(config_file, text) || !write_text(token_file, operator_token)) {
+            std::abort();
+        }
+        auto cfg = config::parse(text);
         if (!cfg) {
             std::abort();
         }
         out->gw = std::make_unique<app::gateway>(std::move(*cfg));
+        out->gw->set_config_path(config_file);
         if (!out->gw->start()) {
             std::abort();
         }

@@ -135,7 +135,11 @@ std::string connection::read_until(const std::string& needle) {
     std::string got(static_cast<const char*>(impl_->buffer.data().data()), impl_->buffer.size());
     impl_->buffer.consume(impl_->buffer.size());
     char chunk[4096];
-    while (got.find(needle) == std::string::npos) {
+    // Each read searches only where the needle could newly end: a megabyte read in 4 KiB
+    // pieces is not scanned again from its start every time.
+    std::size_t from = 0;
+    while (got.find(needle, from) == std::string::npos) {
+        from = got.size() >= needle.size() ? got.size() - needle.size() + 1 : 0;
         boost::system::error_code ec;
         std::size_t n = 0;
         impl_->with_stream([&](auto& s) { n = s.read_some(net::buffer(chunk), ec); return 0; });
