@@ -330,6 +330,27 @@ TEST(Ctl, SpeaksHttpsAndVerifiesTheServer) {
     EXPECT_EQ(run({"--insecure", "rollouts"}), 0) << err.str();
 }
 
+// The options as Boost.Program_options reads them: an error names the option, and --help is
+// written from the command and option tables (the completion command included).
+TEST(Ctl, OptionErrorsNameTheOptionAndHelpIsTheTable) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(ctl::run({"--timeout", "1", "models", "--timeout=2"}, out, err), ctl::exit_usage);
+    EXPECT_NE(err.str().find("--timeout given more than once"), std::string::npos) << err.str();
+    err.str("");
+    EXPECT_EQ(ctl::run({"models", "--server"}, out, err), ctl::exit_usage);
+    EXPECT_NE(err.str().find("--server needs a value"), std::string::npos) << err.str();
+    err.str("");
+    EXPECT_EQ(ctl::run({"weight", "m", "-5"}, out, err), ctl::exit_usage);  // a number, not -5
+    EXPECT_NE(err.str().find("weight expects a number from 0 to 100, got \"-5\""),
+              std::string::npos) << err.str();
+    EXPECT_EQ(ctl::run({"--help"}, out, err), ctl::exit_ok);
+    for (const char* line : {"restart MODEL", "--token-file FILE",
+                             "--watch", "command options:"}) {
+        EXPECT_NE(out.str().find(line), std::string::npos) << line << " in\n" << out.str();
+    }
+}
+
 TEST(Ctl, TheExecutableTalksToTheGateway) {
     ctl_stack s;
     const std::string cmd = std::string(STAGEGATE_BIN_DIR) + "/stagegatectl --server http://127.0.0.1:" +
