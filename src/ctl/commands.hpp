@@ -46,4 +46,8 @@ struct command_spec {
 std::span<const option_spec> option_table();
 std::span<const command_spec> command_table();
 
+// The completion scripts, generated from the two tables (completion.cpp).
+std::string bash_completion_script();
+std::string zsh_completion_script();
+
 }  // namespace stagegate::ctl

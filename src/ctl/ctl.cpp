@@ -876,6 +876,47 @@ public:
         return exit_ok;
     }
 
+    // `completion bash|zsh`: the script, for `source <(stagegatectl completion bash)`.
+    int completion_script() {
+        const std::string shell = o_.positional.size() == 1 ? o_.positional[0] : "";
+        if (shell == "bash") {
+            out_ << bash_completion_script();
+        } else if (shell == "zsh") {
+            out_ << zsh_completion_script();
+        } else {
+            throw usage_error{"completion: expects bash or zsh"};
+        }
+        return exit_ok;
+    }
+
+    // The completion scripts' helper (hidden): a model name a line, from the models list, else
+    // from the rollouts list. Prints nothing when neither answers, so the shell offers nothing.
+    int model_names() {
+        struct source {
+            const char* target;
+            const char* list;
+            const char* name;
+        };
+        for (const auto& from : {source{"/api/v1/models", "models", "name"},
+                                 source{"/api/v1/rollouts", "rollouts", "model"}}) {
+            auto r = exchange("GET", from.target, {});
+            if (!r || r->status != 200) {
+                continue;
+            }
+            const auto j = parse_json(r->body);
+            if (!j.is_object() || !j.contains(from.list) || !j[from.list].is_array()) {
+                continue;
+            }
+            for (const auto& item : j[from.list]) {
+                if (const auto name = str(item, from.name); !name.empty()) {
+                    out_ << name << "\n";
+                }
+            }
+            return exit_ok;
+        }
+        return exit_unreachable;
+    }
+
     // One call to the admin API (a stream of events when `on_event` is set).
     result<http_reply> exchange(const std::string& method, const std::string& target,
                                 const std::string& body,
@@ -975,6 +1016,10 @@ constexpr command_spec commands_table[] = {
      "send ground-truth labels: a JSON array or JSON lines of {\"request_id\", \"label\"} "
      "(posted 10000 at a time)",
      completes::nothing, "", "file reason", [](session& s) { return s.feedback(); }},
+    {"completion", "bash|zsh", "print a shell completion script (see README)", completes::choice,
+     "bash zsh", "", [](session& s) { return s.completion_script(); }, /*offline=*/true},
+    {"__models", "", "model names, for the completion scripts", completes::nothing, "", "",
+     [](session& s) { return s.model_names(); }, /*offline=*/false, /*hidden=*/true},
 };
 
 }  // namespace
