@@ -15,7 +15,8 @@ RUN ./scripts/build.sh -DSTAGEGATE_TESTS=OFF
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libc6 libgcc-s1 libstdc++6 libssl3 libnghttp2-14 \
-      libprometheus-cpp-core1.0 ca-certificates curl \
+      libprometheus-cpp-core1.0 libboost-program-options1.81.0 libboost-url1.81.0 \
+      ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home stagegate \
  && mkdir -p /var/lib/stagegate && chown 10001:10001 /var/lib/stagegate

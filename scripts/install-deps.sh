@@ -6,8 +6,10 @@
 #            stage): no promtool, etcd, GoogleTest, Node.js or chromium
 #   --list   print the packages instead of installing them
 set -euo pipefail
-# Building: Boost's headers (Asio, Beast, System) are all the gateway uses of Boost.
-build_packages=(g++ cmake make libboost1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev
+# Building: Boost's headers (Asio, Beast, System, Math), Program_options (both executables'
+# command lines) and URL (URLs and percent-encoding on the control plane).
+build_packages=(g++ cmake make libboost1.81-dev libboost-program-options1.81-dev
+                libboost-url1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev
                 libnghttp2-dev)
 # Testing, benchmarking and development on top of that.
 # chromium: the admin dashboard's test opens it in a real browser (headless, driven by the

@@ -1,10 +1,12 @@
-// stagegate: the gateway executable. Parses flags, loads the config, runs the gateway until
-// SIGTERM/SIGINT, then drains and exits 0.
+// stagegate: the gateway executable. Parses flags (Boost.Program_options), loads the config,
+// runs the gateway until SIGTERM/SIGINT, then drains and exits 0.
 #include "stagegate/config/config.hpp"
 #include "stagegate/app/gateway.hpp"
+#include "stagegate/core/command_line.hpp"
 #include "stagegate/core/log.hpp"
 
 #include <boost/asio/signal_set.hpp>
+#include <boost/program_options.hpp>
 
 #include <cstdint>
 #include <cstdio>
@@ -13,23 +15,41 @@
 #include <thread>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace {
 
-constexpr const char* usage =
-    "usage: stagegate --config FILE [--port-file FILE] [--admin-port-file FILE]\n"
-    "       stagegate --check-config FILE\n"
-    "\n"
-    "  --config FILE        run the gateway with this JSON config\n"
-    "  --check-config FILE  validate FILE, print every problem with its JSON path, exit 1 if any\n"
-    "  --port-file FILE     after binding, write the bound port of each listener (one a line)\n"
-    "  --admin-port-file FILE\n"
-    "                       after binding, write the admin listener's bound port (one line);\n"
-    "                       written before --port-file, so once that file exists this one does\n"
-    "  --workers N          override the config's worker thread count\n"
-    "  --log-level LEVEL    debug, info (default), warn or error; log lines are logfmt on stderr\n";
+namespace po = boost::program_options;
+
+po::options_description described_options() {
+    po::options_description d("options", 100, 50);
+    d.add_options()
+        ("config", po::value<std::string>()->value_name("FILE"),
+         "run the gateway with this JSON config")
+        ("check-config", po::value<std::string>()->value_name("FILE"),
+         "validate FILE, print every problem with its JSON path, exit 1 if any")
+        ("port-file", po::value<std::string>()->value_name("FILE"),
+         "after binding, write the bound port of each listener (one a line)")
+        ("admin-port-file", po::value<std::string>()->value_name("FILE"),
+         "after binding, write the admin listener's bound port (one line); written before "
+         "--port-file, so once that file exists this one does")
+        ("workers", po::value<std::string>()->value_name("N"),
+         "override the config's worker thread count (0 to 1024)")
+        ("log-level", po::value<std::string>()->value_name("LEVEL"),
+         "debug, info (default), warn or error; log lines are logfmt on stderr")
+        ("help,h", po::bool_switch(), "print this help");
+    return d;
+}
+
+std::string usage() {
+    std::ostringstream u;
+    u << "usage: stagegate --config FILE [--port-file FILE] [--admin-port-file FILE]\n"
+         "       stagegate --check-config FILE\n\n"
+      << described_options();
+    return u.str();
+}
 
 // Writes `ports`, one a line, to `path` by rename: a reader polling for the file never sees
 // a partial one.
@@ -65,56 +85,65 @@ int check_config(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string config_path;
-    bool log_level_given = false;
-    std::string port_file;
-    std::string admin_port_file;
+    po::variables_map vm;
+    try {
+        // Every word is an option: an argument standing alone is refused by name.
+        po::options_description all = described_options();
+        all.add_options()("argument", po::value<std::vector<std::string>>());
+        po::positional_options_description positional;
+        positional.add("argument", -1);
+        po::store(po::command_line_parser(argc, argv)
+                      .options(all)
+                      .positional(positional)
+                      .style(stagegate::command_line_style)
+                      .run(),
+                  vm);
+    } catch (const po::error& e) {
+        std::cerr << "stagegate: " << stagegate::describe_option_error(e) << "\n" << usage();
+        return 2;
+    }
+    if (vm.count("argument")) {
+        std::cerr << "stagegate: unexpected argument "
+                  << vm["argument"].as<std::vector<std::string>>().front() << "\n"
+                  << usage();
+        return 2;
+    }
+    auto text = [&](const char* name) {
+        return vm.count(name) ? vm[name].as<std::string>() : std::string();
+    };
+    if (vm["help"].as<bool>()) {
+        std::cout << usage();
+        return 0;
+    }
+    if (vm.count("check-config")) {
+        return check_config(text("check-config"));
+    }
+    const std::string config_path = text("config");
+    const std::string port_file = text("port-file");
+    const std::string admin_port_file = text("admin-port-file");
     long workers = -1;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                std::cerr << "stagegate: " << arg << " needs a value\n" << usage;
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        if (arg == "--check-config") {
-            return check_config(next());
-        } else if (arg == "--config") {
-            config_path = next();
-        } else if (arg == "--port-file") {
-            port_file = next();
-        } else if (arg == "--admin-port-file") {
-            admin_port_file = next();
-        } else if (arg == "--workers") {
-            std::string v = next();
-            char* end = nullptr;
-            workers = std::strtol(v.c_str(), &end, 10);
-            if (v.empty() || *end || workers < 0 || workers > 1024) {
-                std::cerr << "stagegate: --workers expects 0..1024, got " << v << "\n";
-                return 2;
-            }
-        } else if (arg == "--log-level") {
-            std::string v = next();
-            auto l = stagegate::log::parse_level(v);
-            if (!l) {
-                std::cerr << "stagegate: --log-level expects debug, info, warn or error, got " << v
-                          << "\n";
-                return 2;
-            }
-            stagegate::log::set_level(*l);
-            log_level_given = true;
-        } else if (arg == "--help" || arg == "-h") {
-            std::cout << usage;
-            return 0;
-        } else {
-            std::cerr << "stagegate: unknown argument " << arg << "\n" << usage;
+    if (vm.count("workers")) {
+        const std::string v = text("workers");
+        char* end = nullptr;
+        workers = std::strtol(v.c_str(), &end, 10);
+        if (v.empty() || *end || workers < 0 || workers > 1024) {
+            std::cerr << "stagegate: --workers expects 0..1024, got " << v << "\n";
             return 2;
         }
     }
+    const bool log_level_given = vm.count("log-level") > 0;
+    if (log_level_given) {
+        const std::string v = text("log-level");
+        auto l = stagegate::log::parse_level(v);
+        if (!l) {
+            std::cerr << "stagegate: --log-level expects debug, info, warn or error, got " << v
+                      << "\n";
+            return 2;
+        }
+        stagegate::log::set_level(*l);
+    }
     if (config_path.empty()) {
-        std::cerr << usage;
+        std::cerr << usage();
         return 2;
     }
     auto cfg = stagegate::config::load_file(config_path);

@@ -206,7 +206,10 @@ json series_json(const metrics::series_counts& c) {
     return out;
 }
 
-// "a=1&b=2" -> map; nullopt when malformed.
+// "a=1&b=2" -> map (each part percent-decoded by core/text, '+' a space); nullopt when
+// malformed. Split here, not by boost::urls::parse_query: in Boost 1.81 its last parameter's
+// value runs past the end of a view that is not the end of its buffer (Beast's target is not),
+// so "?limit=20" read as "20 HTTP/1.1".
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view q) {
     std::map<std::string, std::string> out;
     while (!q.empty()) {

@@ -675,7 +675,9 @@ void read_model(const json& j, const std::string& path, model& m,
 }  // namespace
 
 std::optional<std::int64_t> parse_rfc3339(std::string_view text) {
-    // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+    // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), scanned here: g++ 12's <chrono> has no
+    // std::chrono::parse, and Boost.DateTime's ISO reader takes neither Z nor an offset (and
+    // throws); a facet with %z would read through an iostream and a locale for 25 characters.
     auto digits = [&](std::size_t pos, std::size_t n, int& out) {
         if (pos + n > text.size()) {
             return false;
@@ -719,18 +721,16 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view text) {
     } else {
         return std::nullopt;
     }
-    static constexpr int days_in[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month < 1 || month > 12 || day < 1 || day > days_in[month - 1] || hour > 23 ||
-        minute > 59 || second > 60) {
+    // The calendar is <chrono>'s (C++20): it knows which Februaries have a 29th, and counts
+    // days from the epoch without a time zone database.
+    namespace chrono = std::chrono;
+    const chrono::year_month_day date{chrono::year{year},
+                                      chrono::month{static_cast<unsigned>(month)},
+                                      chrono::day{static_cast<unsigned>(day)}};
+    if (!date.ok() || hour > 23 || minute > 59 || second > 60) {
         return std::nullopt;
     }
-    // Days from the civil date (Howard Hinnant's algorithm): no time zone database involved.
-    const int y = year - (month <= 2);
-    const int era = (y >= 0 ? y : y - 399) / 400;
-    const int yoe = y - era * 400;
-    const int doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-    const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    const std::int64_t days = static_cast<std::int64_t>(era) * 146097 + doe - 719468;
+    const std::int64_t days = chrono::sys_days{date}.time_since_epoch().count();
     return days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
 }
 

@@ -9,6 +9,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <charconv>
 
 #include <optional>
 
@@ -185,67 +189,54 @@ net::awaitable<void> run_exchange(net::io_context& io, std::shared_ptr<exchange>
 }  // namespace
 
 result<http_url> parse_http_url(std::string_view text, bool allow_path) {
+    namespace urls = boost::urls;
+    const std::string quoted(text);
+    // "host:port" is short for http://host:port (etcd endpoints, gate checks).
+    const std::string whole =
+        text.find("://") == std::string_view::npos ? "http://" + quoted : quoted;
+    auto parsed = urls::parse_uri(whole);
+    if (!parsed) {
+        return error::make("bad_url",
+                           "not a URL: " + quoted + " (" + parsed.error().message() + ")");
+    }
+    const urls::url_view& u = *parsed;
     http_url out;
-    std::string_view rest = text;
-    if (rest.rfind("https://", 0) == 0) {
+    if (u.scheme_id() == urls::scheme::https) {
         out.tls = true;
-        rest.remove_prefix(8);
-    } else if (rest.rfind("http://", 0) == 0) {
-        rest.remove_prefix(7);
-    } else if (rest.find("://") != std::string_view::npos) {
+    } else if (u.scheme_id() != urls::scheme::http) {
         return error::make("bad_url", "only http:// and https:// URLs are supported, got " +
-                                          std::string(text));
+                                          quoted);
     }
-    auto slash = rest.find('/');
-    if (slash != std::string_view::npos) {
-        std::string_view path = rest.substr(slash);
-        rest = rest.substr(0, slash);
-        if (!allow_path && path.find_first_not_of('/') != std::string_view::npos) {
-            return error::make("bad_url", "expected scheme://host:port without a path, got " +
-                                              std::string(text));
-        }
-        out.target = std::string(path);
+    if (u.has_userinfo()) {
+        return error::make("bad_url", "a user or password in the URL is not supported: " +
+                                          quoted);
     }
-    if (out.target.find_first_of(" \t\r\n") != std::string::npos) {
-        return error::make("bad_url", "spaces in the URL " + std::string(text));
+    out.host = u.host_address();  // an IPv6 address without its brackets
+    if (out.host.empty()) {
+        return error::make("bad_url", "missing host in " + quoted);
     }
-    std::string_view host = rest;
-    std::string_view port;
-    if (!rest.empty() && rest.front() == '[') {
-        auto close = rest.find(']');
-        if (close == std::string_view::npos) {
-            return error::make("bad_url", "unterminated [IPv6] address in " + std::string(text));
-        }
-        host = rest.substr(1, close - 1);
-        if (close + 1 < rest.size()) {
-            if (rest[close + 1] != ':') {
-                return error::make("bad_url", "expected :port after ] in " + std::string(text));
-            }
-            port = rest.substr(close + 2);
-        }
-    } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
-        host = rest.substr(0, colon);
-        port = rest.substr(colon + 1);
-        if (port.empty()) {
-            return error::make("bad_url", "empty port in " + std::string(text));
-        }
+    if (!allow_path && (u.encoded_path().find_first_not_of('/') != std::string_view::npos ||
+                        u.has_query())) {
+        return error::make("bad_url", "expected scheme://host:port without a path, got " +
+                                          quoted);
     }
-    if (host.empty()) {
-        return error::make("bad_url", "missing host in " + std::string(text));
+    // Path and query as written (still percent-encoded, as a request line wants them); a
+    // fragment is never sent.
+    const std::string_view target = u.encoded_target();
+    out.target = target.starts_with('/') ? std::string(target) : "/" + std::string(target);
+    if (!u.has_port()) {
+        out.port = out.tls ? "443" : "80";
+        return out;
     }
-    if (port.empty()) {
-        port = out.tls ? "443" : "80";
-    }
+    const std::string_view port = u.port();
     unsigned value = 0;
-    for (char c : port) {
-        if (c < '0' || c > '9' || (value = value * 10 + static_cast<unsigned>(c - '0')) > 65535) {
-            return error::make("bad_url", "bad port in " + std::string(text));
-        }
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty()) {
+        return error::make("bad_url", "empty port in " + quoted);
     }
-    if (value == 0) {
-        return error::make("bad_url", "bad port in " + std::string(text));
+    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+        return error::make("bad_url", "bad port in " + quoted);
     }
-    out.host = std::string(host);
     out.port = std::string(port);
     return out;
 }

@@ -2,17 +2,22 @@
 #include "stagegate/config/vocabulary.hpp"
 #include "stagegate/core/json.hpp"
 
+#include "stagegate/core/command_line.hpp"
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/secret_file.hpp"
 #include "stagegate/core/text.hpp"
 
+#include "commands.hpp"
 #include "event_feed.hpp"
 #include "report.hpp"
 
+#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -31,43 +36,14 @@
 namespace stagegate::ctl {
 
 using json = nlohmann::json;
+namespace po = boost::program_options;
 
-namespace {
-
-constexpr const char* usage_text =
-    "usage: stagegatectl [--server URL] [--token-file FILE] [-o text|json] COMMAND ...\n"
-    "\n"
-    "commands:\n"
-    "  models                          models, versions, weights and stages\n"
-    "  rollouts                        every rollout and its phase\n"
-    "  status MODEL [--watch] [--interval SECONDS] [--count N]\n"
-    "                                  a rollout's stage, weights, live metrics and gates\n"
-    "  start MODEL -f ROLLOUT.json     start a rollout (the file holds candidate, stages, gates)\n"
-    "  pause|resume|rollback|abort|restart MODEL\n"
-    "  promote MODEL [--full]          widen to the next stage (--full: straight to 100 %)\n"
-    "  weight MODEL PERCENT            set the candidate's weight by hand (pauses automation)\n"
-    "  report MODEL                    each stage's time, requests, gate effects and decision\n"
-    "  events MODEL [--limit N] [--follow] [--count N]\n"
-    "                                  the rollout's history; --follow streams new events\n"
-    "  reload                          re-read the gateway's config file and apply it\n"
-    "  feedback -f LABELS              send ground-truth labels: a JSON array or JSON lines of\n"
-    "                                  {\"request_id\", \"label\"} (posted 10000 at a time)\n"
-    "\n"
-    "options:\n"
-    "  --server URL       admin API (default $STAGEGATE_SERVER or http://127.0.0.1:9901)\n"
-    "  --token-file FILE  bearer token (default $STAGEGATE_TOKEN_FILE)\n"
-    "  --ca-file FILE     https: trust this CA;  --insecure: skip verification\n"
-    "  --timeout SECONDS  per request (default 10)\n"
-    "  --reason TEXT      recorded with a change in the event log\n"
-    "  -o json            print the server's JSON instead of tables\n"
-    "  (an option's value may also follow it after '=': --server=URL, --timeout=5)\n"
-    "\n"
-    "exit codes: 0 ok, 1 refused by the server, 2 usage, 3 cannot connect\n";
-
+// A command line stagegatectl cannot run: said on stderr with exit code 2.
 struct usage_error {
     std::string message;
 };
 
+// The command line, read.
 struct options {
     std::string server;
     std::string token_file;
@@ -87,6 +63,8 @@ struct options {
     long limit = 20;
 };
 
+namespace {
+
 double parse_number(const std::string& flag, const std::string& value, double min, double max) {
     char* end = nullptr;
     double d = std::strtod(value.c_str(), &end);
@@ -97,6 +75,82 @@ double parse_number(const std::string& flag, const std::string& value, double mi
         throw usage_error{msg.str()};
     }
     return d;
+}
+
+// The option table as Boost.Program_options descriptions: the global options, or the ones
+// only some commands use. A flag is a bool_switch (a value after it is refused); every other
+// option's value is kept as text and checked below, so its error names the accepted range.
+po::options_description described_options(bool global) {
+    po::options_description d(global ? "options" : "command options", 100, 50);
+    for (const auto& s : option_table()) {
+        if (s.global != global) {
+            continue;
+        }
+        std::string names = s.long_name;
+        if (s.short_name) {
+            names += ',';
+            names += s.short_name;
+        }
+        if (s.value_name) {
+            d.add_options()(names.c_str(), po::value<std::string>()->value_name(s.value_name),
+                            s.help);
+        } else {
+            d.add_options()(names.c_str(), po::bool_switch(), s.help);
+        }
+    }
+    return d;
+}
+
+// "-5" is an argument (a number), not an option: `weight m -5` is then refused for its range.
+std::vector<po::option> negative_number_is_an_argument(std::vector<std::string>& args) {
+    if (args.empty() || args.front().size() < 2 || args.front()[0] != '-' ||
+        !std::isdigit(static_cast<unsigned char>(args.front()[1]))) {
+        return {};
+    }
+    po::option argument;
+    argument.value.push_back(args.front());
+    argument.original_tokens.push_back(args.front());
+    args.erase(args.begin());
+    return {argument};
+}
+
+std::string usage_text() {
+    std::ostringstream u;
+    u << "usage: stagegatectl [OPTIONS] COMMAND [ARGS]\n\ncommands:\n";
+    for (const auto& c : command_table()) {
+        if (c.hidden) {
+            continue;
+        }
+        std::string head = std::string("  ") + c.name + (*c.synopsis ? " " : "") + c.synopsis;
+        constexpr std::size_t column = 34;
+        if (head.size() + 2 > column) {
+            u << head << "\n" << std::string(column, ' ');
+        } else {
+            u << head << std::string(column - head.size(), ' ');
+        }
+        // The summary in words, wrapped at 100 columns.
+        std::istringstream words(c.summary);
+        std::size_t at = column;
+        bool first = true;
+        for (std::string word; words >> word; first = false) {
+            if (!first && at + 1 + word.size() > 100) {
+                u << "\n" << std::string(column, ' ');
+                at = column;
+            } else if (!first) {
+                u << ' ';
+                ++at;
+            }
+            u << word;
+            at += word.size();
+        }
+        u << "\n";
+    }
+    u << "\n"
+      << described_options(true) << "\n"
+      << described_options(false) << "\n"
+      << "An option's value may also follow it after '=': --server=URL, --timeout=5.\n"
+      << "exit codes: 0 ok, 1 refused by the server, 2 usage, 3 cannot connect\n";
+    return u.str();
 }
 
 options parse_args(const std::vector<std::string>& args) {
@@ -110,71 +164,54 @@ options parse_args(const std::vector<std::string>& args) {
     if (o.server.empty()) {
         o.server = "http://127.0.0.1:9901";
     }
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        // GNU style: "--server=URL" is "--server URL".
-        std::string a = args[i];
-        std::optional<std::string> attached;
-        if (a.rfind("--", 0) == 0) {
-            if (auto eq = a.find('='); eq != std::string::npos) {
-                attached = a.substr(eq + 1);
-                a.resize(eq);
-            }
+    po::options_description all;
+    all.add(described_options(true)).add(described_options(false));
+    // The command and its arguments: options may come before, between or after them.
+    all.add_options()("arguments", po::value<std::vector<std::string>>());
+    po::positional_options_description positional;
+    positional.add("arguments", -1);
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(args)
+                      .options(all)
+                      .positional(positional)
+                      .style(command_line_style)
+                      .extra_style_parser(negative_number_is_an_argument)
+                      .run(),
+                  vm);
+    } catch (const po::error& e) {
+        throw usage_error{describe_option_error(e)};
+    }
+    auto text = [&](const char* name) -> const std::string* {
+        return vm.count(name) ? &vm[name].as<std::string>() : nullptr;
+    };
+    auto flag = [&](const char* name) { return vm[name].as<bool>(); };
+    if (auto v = text("server")) o.server = *v;
+    if (auto v = text("token-file")) o.token_file = *v;
+    if (auto v = text("ca-file")) o.ca_file = *v;
+    if (auto v = text("timeout")) o.timeout_s = parse_number("--timeout", *v, 0.1, 3600);
+    if (auto v = text("output")) {
+        if (*v != "json" && *v != "text") {
+            throw usage_error{"-o expects text or json, got \"" + *v + "\""};
         }
-        bool took_value = false;
-        auto value = [&]() -> std::string {
-            took_value = true;
-            if (attached) {
-                return *attached;
-            }
-            if (i + 1 >= args.size()) {
-                throw usage_error{a + " needs a value"};
-            }
-            return args[++i];
-        };
-        if (a == "--server" || a == "-s") {
-            o.server = value();
-        } else if (a == "--token-file") {
-            o.token_file = value();
-        } else if (a == "--ca-file") {
-            o.ca_file = value();
-        } else if (a == "--insecure") {
-            o.insecure = true;
-        } else if (a == "--timeout") {
-            o.timeout_s = parse_number(a, value(), 0.1, 3600);
-        } else if (a == "-o" || a == "--output") {
-            const auto& v = value();
-            if (v != "json" && v != "text") {
-                throw usage_error{"-o expects text or json, got \"" + v + "\""};
-            }
-            o.json_output = v == "json";
-        } else if (a == "-f" || a == "--file") {
-            o.file = value();
-        } else if (a == "--reason") {
-            o.reason = value();
-        } else if (a == "--full") {
-            o.full = true;
-        } else if (a == "--watch" || a == "-w") {
-            o.watch = true;
-        } else if (a == "--follow" || a == "-F") {
-            o.follow = true;
-        } else if (a == "--interval") {
-            o.interval_s = parse_number(a, value(), 0.1, 3600);
-        } else if (a == "--count") {
-            o.count = static_cast<long>(parse_number(a, value(), 1, 1e9));
-        } else if (a == "--limit") {
-            o.limit = static_cast<long>(parse_number(a, value(), 1, 1000));
-        } else if (a == "--help" || a == "-h") {
-            o.command = "help";
-        } else if (a.size() > 1 && a[0] == '-' && !(a.size() > 1 && std::isdigit(a[1]))) {
-            throw usage_error{"unknown option " + a};
-        } else if (o.command.empty()) {
-            o.command = a;
-        } else {
-            o.positional.push_back(a);
-        }
-        if (attached && !took_value) {
-            throw usage_error{a + " takes no value"};
-        }
+        o.json_output = *v == "json";
+    }
+    if (auto v = text("file")) o.file = *v;
+    if (auto v = text("reason")) o.reason = *v;
+    if (auto v = text("interval")) o.interval_s = parse_number("--interval", *v, 0.1, 3600);
+    if (auto v = text("count")) o.count = static_cast<long>(parse_number("--count", *v, 1, 1e9));
+    if (auto v = text("limit")) o.limit = static_cast<long>(parse_number("--limit", *v, 1, 1000));
+    o.insecure = flag("insecure");
+    o.full = flag("full");
+    o.watch = flag("watch");
+    o.follow = flag("follow");
+    if (vm.count("arguments")) {
+        const auto& words = vm["arguments"].as<std::vector<std::string>>();
+        o.command = words.front();
+        o.positional.assign(words.begin() + 1, words.end());
+    }
+    if (flag("help")) {
+        o.command = "help";
     }
     return o;
 }
@@ -246,6 +283,9 @@ double num(const json& j, const char* key) {
     return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
 }
 
+}  // namespace
+
+// One run of a command: its options, the connection to the admin API, the output streams.
 class session {
 public:
     session(options o, std::ostream& out, std::ostream& err)
@@ -254,8 +294,17 @@ public:
     int run() {
         const auto& c = o_.command;
         if (c.empty() || c == "help") {
-            (c.empty() ? err_ : out_) << usage_text;
+            (c.empty() ? err_ : out_) << usage_text();
             return c.empty() ? exit_usage : exit_ok;
+        }
+        const auto table = command_table();
+        const auto spec = std::find_if(table.begin(), table.end(),
+                                       [&](const command_spec& s) { return c == s.name; });
+        if (spec == table.end()) {
+            throw usage_error{"unknown command \"" + c + "\""};
+        }
+        if (spec->offline) {
+            return spec->run(*this);
         }
         auto url = parse_http_url(o_.server, /*allow_path=*/false);
         if (!url) {
@@ -268,28 +317,10 @@ public:
         if (!o_.token_file.empty()) {
             base_.headers.emplace_back("Authorization", "Bearer " + read_token(o_.token_file));
         }
-
-        if (c == "models") return models();
-        if (c == "rollouts") return rollouts();
-        if (c == "status") return status();
-        if (c == "start") return start();
-        if (c == "pause" || c == "resume" || c == "rollback" || c == "abort" ||
-            c == "restart" || c == "promote") {
-            return command(c);
-        }
-        if (c == "weight") return weight();
-        if (c == "events") return events();
-        if (c == "report") {
-            return report(model_arg(), o_.json_output, out_, [&](const std::string& t, int& code) {
-                return call("GET", t, nullptr, code);
-            });
-        }
-        if (c == "reload") return reload();
-        if (c == "feedback") return feedback();
-        throw usage_error{"unknown command \"" + c + "\""};
+        return spec->run(*this);
     }
 
-private:
+    // Below: the commands (command_table() names them, so they are public) and their helpers.
     const std::string& model_arg(std::size_t extra = 0) {
         if (o_.positional.size() != 1 + extra) {
             throw usage_error{o_.command + ": expects MODEL" + (extra ? " and a value" : "")};
@@ -693,7 +724,9 @@ private:
         return print_result(*j, "started rollout of " + model + " " + str(*j, "candidate"));
     }
 
-    int command(const std::string& name) {
+    // pause, resume, promote, rollback, abort, restart: a POST named as the command.
+    int command() {
+        const std::string& name = o_.command;
         const std::string model = model_arg();
         json body = json::object();
         if (name == "promote" && o_.full) {
@@ -728,6 +761,12 @@ private:
                  << str(e, "type") << " " << str(e, "text") << "\n";
         }
         out_.flush();
+    }
+
+    int rollout_report() {
+        return report(model_arg(), o_.json_output, out_, [&](const std::string& t, int& code) {
+            return call("GET", t, nullptr, code);
+        });
     }
 
     int events() {
@@ -844,6 +883,47 @@ private:
         return exit_ok;
     }
 
+    // `completion bash|zsh`: the script, for `source <(stagegatectl completion bash)`.
+    int completion_script() {
+        const std::string shell = o_.positional.size() == 1 ? o_.positional[0] : "";
+        if (shell == "bash") {
+            out_ << bash_completion_script();
+        } else if (shell == "zsh") {
+            out_ << zsh_completion_script();
+        } else {
+            throw usage_error{"completion: expects bash or zsh"};
+        }
+        return exit_ok;
+    }
+
+    // The completion scripts' helper (hidden): a model name a line, from the models list, else
+    // from the rollouts list. Prints nothing when neither answers, so the shell offers nothing.
+    int model_names() {
+        struct source {
+            const char* target;
+            const char* list;
+            const char* name;
+        };
+        for (const auto& from : {source{"/api/v1/models", "models", "name"},
+                                 source{"/api/v1/rollouts", "rollouts", "model"}}) {
+            auto r = exchange("GET", from.target, {});
+            if (!r || r->status != 200) {
+                continue;
+            }
+            const auto j = parse_json(r->body);
+            if (!j.is_object() || !j.contains(from.list) || !j[from.list].is_array()) {
+                continue;
+            }
+            for (const auto& item : j[from.list]) {
+                if (const auto name = str(item, from.name); !name.empty()) {
+                    out_ << name << "\n";
+                }
+            }
+            return exit_ok;
+        }
+        return exit_unreachable;
+    }
+
     // One call to the admin API (a stream of events when `on_event` is set).
     result<http_reply> exchange(const std::string& method, const std::string& target,
                                 const std::string& body,
@@ -864,6 +944,7 @@ private:
         return http_blocking(std::move(c));
     }
 
+private:
     options o_;
     std::ostream& out_;
     std::ostream& err_;
@@ -871,7 +952,89 @@ private:
     std::string model_;  // the command's MODEL, once read
 };
 
+namespace {
+
+constexpr option_spec options_table[] = {
+    {.long_name = "server", .short_name = 's', .value_name = "URL",
+     .help = "admin API (default $STAGEGATE_SERVER or http://127.0.0.1:9901)",
+     .connection = true},
+    {.long_name = "token-file", .short_name = 0, .value_name = "FILE",
+     .help = "bearer token (default $STAGEGATE_TOKEN_FILE)", .value = completes::file,
+     .connection = true},
+    {.long_name = "ca-file", .short_name = 0, .value_name = "FILE",
+     .help = "https: trust this CA", .value = completes::file, .connection = true},
+    {.long_name = "insecure", .short_name = 0, .value_name = nullptr,
+     .help = "https: skip certificate verification", .connection = true},
+    {.long_name = "timeout", .short_name = 0, .value_name = "SECONDS",
+     .help = "per request (default 10)"},
+    {.long_name = "output", .short_name = 'o', .value_name = "FORMAT",
+     .help = "text (tables, the default) or json (the server's JSON)",
+     .value = completes::choice, .choices = "text json"},
+    {.long_name = "help", .short_name = 'h', .value_name = nullptr, .help = "print this help"},
+    {.long_name = "file", .short_name = 'f', .value_name = "FILE",
+     .help = "start: the rollout; feedback: the labels", .value = completes::file,
+     .global = false},
+    {.long_name = "reason", .short_name = 0, .value_name = "TEXT",
+     .help = "recorded with a change in the event log", .global = false},
+    {.long_name = "full", .short_name = 0, .value_name = nullptr,
+     .help = "promote: straight to 100 %", .global = false},
+    {.long_name = "watch", .short_name = 'w', .value_name = nullptr,
+     .help = "status: redraw every --interval seconds", .global = false},
+    {.long_name = "interval", .short_name = 0, .value_name = "SECONDS",
+     .help = "status --watch: seconds between views (default 2)", .global = false},
+    {.long_name = "count", .short_name = 0, .value_name = "N",
+     .help = "status --watch, events --follow: stop after N views or events", .global = false},
+    {.long_name = "follow", .short_name = 'F', .value_name = nullptr,
+     .help = "events: then stream new events as they happen", .global = false},
+    {.long_name = "limit", .short_name = 0, .value_name = "N",
+     .help = "events: how many past events (default 20)", .global = false},
+};
+
+constexpr command_spec commands_table[] = {
+    {"models", "", "models, versions, weights and stages", completes::nothing, "", "",
+     [](session& s) { return s.models(); }},
+    {"rollouts", "", "every rollout and its phase", completes::nothing, "", "",
+     [](session& s) { return s.rollouts(); }},
+    {"status", "MODEL [--watch] [--interval SECONDS] [--count N]",
+     "a rollout's stage, weights, live metrics and gates (a model without one: its versions)",
+     completes::model, "", "watch interval count", [](session& s) { return s.status(); }},
+    {"start", "MODEL -f ROLLOUT.json", "start a rollout (the file holds candidate, stages, gates)",
+     completes::model, "", "file reason", [](session& s) { return s.start(); }},
+    {"pause", "MODEL", "hold at the current stage (gates still judged, rollback stays armed)",
+     completes::model, "", "reason", [](session& s) { return s.command(); }},
+    {"resume", "MODEL", "resume automation (also ends a manual weight)", completes::model, "",
+     "reason", [](session& s) { return s.command(); }},
+    {"promote", "MODEL [--full]", "widen to the next stage (--full: straight to 100 %)",
+     completes::model, "", "full reason", [](session& s) { return s.command(); }},
+    {"rollback", "MODEL", "send all traffic back to the stable version", completes::model, "",
+     "reason", [](session& s) { return s.command(); }},
+    {"abort", "MODEL", "stop the rollout without judging the candidate", completes::model, "",
+     "reason", [](session& s) { return s.command(); }},
+    {"restart", "MODEL", "start a rolled-back or aborted rollout again from its first stage",
+     completes::model, "", "reason", [](session& s) { return s.command(); }},
+    {"weight", "MODEL PERCENT", "set the candidate's weight by hand (pauses automation)",
+     completes::model, "", "reason", [](session& s) { return s.weight(); }},
+    {"events", "MODEL [--limit N] [--follow] [--count N]",
+     "the rollout's history; --follow streams new events", completes::model, "",
+     "limit follow count", [](session& s) { return s.events(); }},
+    {"report", "MODEL", "each stage's time, requests, gate effects and decision",
+     completes::model, "", "", [](session& s) { return s.rollout_report(); }},
+    {"reload", "", "re-read the gateway's config file and apply it", completes::nothing, "",
+     "reason", [](session& s) { return s.reload(); }},
+    {"feedback", "-f LABELS",
+     "send ground-truth labels: a JSON array or JSON lines of {\"request_id\", \"label\"} "
+     "(posted 10000 at a time)",
+     completes::nothing, "", "file reason", [](session& s) { return s.feedback(); }},
+    {"completion", "bash|zsh", "print a shell completion script (see README)", completes::choice,
+     "bash zsh", "", [](session& s) { return s.completion_script(); }, /*offline=*/true},
+    {"__models", "", "model names, for the completion scripts", completes::nothing, "", "",
+     [](session& s) { return s.model_names(); }, /*offline=*/false, /*hidden=*/true},
+};
+
 }  // namespace
+
+std::span<const option_spec> option_table() { return options_table; }
+std::span<const command_spec> command_table() { return commands_table; }
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     try {

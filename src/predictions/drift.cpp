@@ -1,5 +1,10 @@
 #include "stagegate/predictions/drift.hpp"
 
+#include <boost/math/distributions/chi_squared.hpp>
+#include <boost/math/distributions/complement.hpp>
+#include <boost/math/distributions/kolmogorov_smirnov.hpp>
+#include <boost/math/distributions/normal.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -7,6 +12,15 @@
 namespace stagegate::predictions {
 
 namespace {
+
+namespace math = boost::math;
+
+// The gates run on the control thread, which must not throw: a domain error (it cannot
+// happen with the arguments clamped below) gives NaN and errno instead of an exception.
+namespace policies = boost::math::policies;
+using no_throw = policies::policy<policies::domain_error<policies::errno_on_error>,
+                                  policies::overflow_error<policies::errno_on_error>,
+                                  policies::evaluation_error<policies::errno_on_error>>;
 
 double total(std::span<const std::uint64_t> bins) {
     return static_cast<double>(std::accumulate(bins.begin(), bins.end(), std::uint64_t{0}));
@@ -58,8 +72,9 @@ double ks_noise(std::uint64_t nc, std::uint64_t ns, double alpha) {
     if (nc == 0 || ns == 0) {
         return INFINITY;
     }
-    return std::sqrt(std::log(2 / alpha) / 2 *
-                     (1 / static_cast<double>(nc) + 1 / static_cast<double>(ns)));
+    const double n_eff = static_cast<double>(nc) * static_cast<double>(ns) /
+                         (static_cast<double>(nc) + static_cast<double>(ns));
+    return kolmogorov_upper_quantile(alpha, n_eff);
 }
 
 double repeated_alpha(std::uint64_t n, double alpha) {
@@ -80,42 +95,24 @@ double mean_radius(std::uint64_t n, double alpha) {
 }
 
 double normal_quantile(double p) {
-    // Acklam's rational approximation (relative error < 1.2e-9).
-    static constexpr double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
-                                   -2.759285104469687e+02, 1.383577518672690e+02,
-                                   -3.066479806614716e+01, 2.506628277459239e+00};
-    static constexpr double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
-                                   -1.556989798598866e+02, 6.680131188771972e+01,
-                                   -1.328068155288572e+01};
-    static constexpr double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
-                                   -2.400758277161838e+00, -2.549732539343734e+00,
-                                   4.374664141464968e+00, 2.938163982698783e+00};
-    static constexpr double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                                   2.445134137142996e+00, 3.754408661907416e+00};
     p = std::clamp(p, 1e-300, 1 - 1e-16);
-    constexpr double low = 0.02425;
-    if (p < low) {
-        const double q = std::sqrt(-2 * std::log(p));
-        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
-               ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
-    }
-    if (p > 1 - low) {
-        const double q = std::sqrt(-2 * std::log(1 - p));
-        return -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
-               ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
-    }
-    const double q = p - 0.5;
-    const double r = q * q;
-    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
-           (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+    return quantile(math::normal_distribution<double, no_throw>(), p);
 }
 
 double chi_square_quantile(double p, double dof) {
-    // Wilson-Hilferty: accurate to a few percent for dof >= 3, conservative enough below.
-    const double z = normal_quantile(p);
-    const double h = 2 / (9 * dof);
-    const double x = dof * std::pow(1 - h + z * std::sqrt(h), 3);
-    return std::max(x, 0.0);
+    if (!(dof > 0)) {
+        return 0;
+    }
+    p = std::clamp(p, 0.0, 1 - 1e-16);
+    return quantile(math::chi_squared_distribution<double, no_throw>(dof), p);
+}
+
+double kolmogorov_upper_quantile(double alpha, double n) {
+    if (!(n > 0)) {
+        return INFINITY;
+    }
+    alpha = std::clamp(alpha, 1e-300, 1.0);
+    return quantile(complement(math::kolmogorov_smirnov_distribution<double, no_throw>(n), alpha));
 }
 
 }  // namespace stagegate::predictions

@@ -402,6 +402,62 @@ TEST(Ctl, SpeaksHttpsAndVerifiesTheServer) {
     EXPECT_EQ(run({"--insecure", "rollouts"}), 0) << err.str();
 }
 
+// The options as Boost.Program_options reads them: an error names the option, and --help is
+// written from the command and option tables (the completion command included).
+TEST(Ctl, OptionErrorsNameTheOptionAndHelpIsTheTable) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(ctl::run({"--timeout", "1", "models", "--timeout=2"}, out, err), ctl::exit_usage);
+    EXPECT_NE(err.str().find("--timeout given more than once"), std::string::npos) << err.str();
+    err.str("");
+    EXPECT_EQ(ctl::run({"models", "--server"}, out, err), ctl::exit_usage);
+    EXPECT_NE(err.str().find("--server needs a value"), std::string::npos) << err.str();
+    err.str("");
+    EXPECT_EQ(ctl::run({"weight", "m", "-5"}, out, err), ctl::exit_usage);  // a number, not -5
+    EXPECT_NE(err.str().find("weight expects a number from 0 to 100, got \"-5\""),
+              std::string::npos) << err.str();
+    EXPECT_EQ(ctl::run({"--help"}, out, err), ctl::exit_ok);
+    for (const char* line : {"completion bash|zsh", "restart MODEL", "--token-file FILE",
+                             "--watch", "command options:"}) {
+        EXPECT_NE(out.str().find(line), std::string::npos) << line << " in\n" << out.str();
+    }
+}
+
+// What a shell completes with the bash script sourced: `line` typed (up to the cursor), then
+// the completion function; its candidates, sorted, a line each.
+std::string bash_completions(const std::string& line) {
+    const std::string ctl = std::string(STAGEGATE_BIN_DIR) + "/stagegatectl";
+    const std::string cmd =
+        "bash -c 'source <(\"$0\" completion bash) && COMP_LINE=$1 && COMP_POINT=${#1} && "
+        "_stagegatectl && for w in \"${COMPREPLY[@]}\"; do echo \"$w\"; done | sort' " +
+        ctl + " '" + ctl + " " + line + "' 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[512];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) {
+        out.append(buf, n);
+    }
+    ::pclose(p);
+    return out;
+}
+
+TEST(Ctl, BashCompletionOffersCommandsOptionsAndTheServersModels) {
+    ctl_stack s;
+    EXPECT_EQ(bash_completions("sta"), "start\nstatus\n");
+    EXPECT_EQ(bash_completions("status m --w"), "--watch\n");  // status's own option
+    EXPECT_EQ(bash_completions("-o j"), "json\n");
+    EXPECT_EQ(bash_completions("completion "), "bash\nzsh\n");
+    // Models from the server the line names (its URL holds ':', which COMP_WORDS splits at).
+    const std::string server = "--server=http://127.0.0.1:" + std::to_string(s.admin) +
+                               " --token-file " + s.dir.path + "/viewer.token";
+    EXPECT_EQ(bash_completions(server + " pause "), "m\n");
+    EXPECT_EQ(bash_completions(server + " events m "), "");  // MODEL is given already
+    refused_port nobody;
+    EXPECT_EQ(bash_completions("--server http://127.0.0.1:" + std::to_string(nobody.port()) +
+                               " status "),
+              "");
+}
+
 TEST(Ctl, TheExecutableTalksToTheGateway) {
     ctl_stack s;
     const std::string cmd = std::string(STAGEGATE_BIN_DIR) + "/stagegatectl --server http://127.0.0.1:" +

@@ -101,6 +101,26 @@ TEST(Process, CheckConfigAcceptsTheDemo) {
     EXPECT_NE(r.output.find("ok"), std::string::npos);
 }
 
+// The gateway's flags as Program_options reads them: a value after '=', an unknown option or a
+// stray word named in the error (exit 2), and --help generated from the option descriptions.
+TEST(Process, FlagsTakeValuesAfterAnEqualsSignAndNameWhatIsWrong) {
+    auto attached = run(bin("stagegate") + " --check-config=" + source("config/demo.json"));
+    EXPECT_EQ(attached.status, 0) << attached.output;
+    auto unknown = run(bin("stagegate") + " --frobnicate=1 --config x.json");
+    EXPECT_EQ(unknown.status, 2);
+    EXPECT_NE(unknown.output.find("stagegate: unknown option --frobnicate\n"), std::string::npos)
+        << unknown.output;
+    auto stray = run(bin("stagegate") + " --config x.json extra");
+    EXPECT_EQ(stray.status, 2);
+    EXPECT_NE(stray.output.find("unexpected argument extra"), std::string::npos) << stray.output;
+    auto missing = run(bin("stagegate") + " --config");
+    EXPECT_EQ(missing.status, 2);
+    EXPECT_NE(missing.output.find("--config needs a value"), std::string::npos) << missing.output;
+    auto help = run(bin("stagegate") + " --help");
+    EXPECT_EQ(help.status, 0);
+    EXPECT_NE(help.output.find("--admin-port-file FILE"), std::string::npos) << help.output;
+}
+
 TEST(Process, CheckConfigListsEveryProblemAndFails) {
     temp_dir tmp;
     const std::string dir = tmp.path;

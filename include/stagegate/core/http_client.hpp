@@ -26,8 +26,9 @@ struct http_url {
     std::string target = "/";  // path and query
 };
 
-// "http://host[:port][/path]", "https://...", or "host:port" (http); errors say what is wrong.
-// With `allow_path` false a path is an error (a server address, not an endpoint).
+// "http://host[:port][/path][?query]", "https://...", or "host:port" (http), read by
+// Boost.URL (RFC 3986: a malformed URL is refused, not guessed at); errors say what is wrong.
+// With `allow_path` false a path or a query is an error (a server address, not an endpoint).
 result<http_url> parse_http_url(std::string_view text, bool allow_path = true);
 
 struct http_call {

@@ -1,5 +1,6 @@
-// core/text: percent-encoding (RFC 3986) shared by the admin API, its CLI and the state files;
-// the small text helpers several modules need (blank trimming in header lists, FNV-1a).
+// core/text: percent-encoding (RFC 3986, by Boost.URL) shared by the admin API, its CLI and the
+// state files; the small text helpers several modules need (blank trimming in header lists,
+// FNV-1a).
 #pragma once
 
 #include <cstdint>

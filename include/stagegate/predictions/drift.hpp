@@ -23,7 +23,9 @@ double ks(std::span<const std::uint64_t> candidate, std::span<const std::uint64_
 // over k bins give n_eff * PSI ~ chi-square(k - 1), n_eff = nc ns / (nc + ns).
 double psi_noise(std::uint64_t nc, std::uint64_t ns, std::size_t bins, double alpha);
 
-// The same for KS (two-sample Dvoretzky-Kiefer-Wolfowitz).
+// The same for KS: the Kolmogorov distribution's upper alpha quantile at n_eff (the two-sample
+// statistic's limit). For the small alphas the gates use it equals the Dvoretzky-Kiefer-
+// Wolfowitz bound sqrt(ln(2 / alpha) / (2 n_eff)) to many digits.
 double ks_noise(std::uint64_t nc, std::uint64_t ns, double alpha);
 
 // The level to use for a sample of n when the gate is looked at again and again: alpha spent
@@ -36,8 +38,10 @@ double repeated_alpha(std::uint64_t n, double alpha);
 // Robbins 1970 / Howard et al. 2021), tuned to be tightest near n = 500.
 double mean_radius(std::uint64_t n, double alpha);
 
-// Quantiles used above.
+// Quantiles used above: the exact distributions' (Boost.Math), not approximations.
 double normal_quantile(double p);
 double chi_square_quantile(double p, double dof);
+// x with P(D > x) = alpha for D of Kolmogorov's limiting distribution at n observations.
+double kolmogorov_upper_quantile(double alpha, double n);
 
 }  // namespace stagegate::predictions

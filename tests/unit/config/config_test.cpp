@@ -191,6 +191,16 @@ TEST(ConfigRollout, ParsesARolloutOnItsOwn) {
     EXPECT_EQ(parse_rollout("[", "/rollout").error().code, "invalid_json");
 }
 
+// The calendar is <chrono>'s: a 29th of February only in a leap year, 31 days only where a
+// month has them.
+TEST(ConfigStaleness, TrainedAtIsACalendarDate) {
+    EXPECT_EQ(parse_rfc3339("2000-02-29T00:00:00Z"), 951782400);  // 2000 is a leap year
+    for (const char* bad : {"2025-02-29T00:00:00Z", "1900-02-29T00:00:00Z",
+                            "2026-04-31T00:00:00Z", "2026-00-10T00:00:00Z"}) {
+        EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+    }
+}
+
 TEST(ConfigStaleness, TrainedAtAndMaxAge) {
     EXPECT_EQ(parse_rfc3339("1970-01-01T00:00:00Z"), 0);
     EXPECT_EQ(parse_rfc3339("2026-11-27T12:30:15Z"), 1795782615);

@@ -160,6 +160,21 @@ TEST(Drift, MeanRadiusIsAConfidenceSequence) {
     EXPECT_NEAR(normal_quantile(0.975), 1.95996, 1e-4);
 }
 
+// The noise bounds' quantiles are the exact distributions' (Boost.Math), not approximations:
+// known values to about 1e-12 relative. Wilson-Hilferty missed the 1-dof chi-square by 28 %.
+TEST(Drift, QuantilesAreTheExactDistributions) {
+    EXPECT_NEAR(normal_quantile(0.975), 1.959963984540054, 1e-14);
+    EXPECT_NEAR(normal_quantile(1e-10), -6.361340902404056, 1e-11);
+    EXPECT_NEAR(chi_square_quantile(0.95, 1), 3.841458820694124, 1e-11);  // 1.959964^2
+    EXPECT_NEAR(chi_square_quantile(0.999, 2), 13.815510557964274, 1e-10);  // -2 ln 0.001
+    EXPECT_NEAR(chi_square_quantile(0.99, 19), 36.190869129270006, 1e-9);
+    // Kolmogorov: P(sqrt(n) D > x) = 2 sum (-1)^(k-1) exp(-2 k^2 x^2).
+    EXPECT_NEAR(kolmogorov_upper_quantile(0.05, 1), 1.3580986393225505, 1e-10);
+    EXPECT_NEAR(kolmogorov_upper_quantile(0.01, 100), 0.16276236115189502, 1e-11);
+    // Two samples of 500 and 2000 are n_eff = 400 observations.
+    EXPECT_NEAR(ks_noise(500, 2000, 0.05), 1.3580986393225505 / 20, 1e-11);
+}
+
 TEST(Feedback, JoinsOnceExpiresAndEvicts) {
     using namespace std::chrono_literals;
     feedback_book book(3, 60s);
