@@ -243,15 +243,6 @@ std::string millis(double seconds) {
     return fixed(seconds * 1000.0, seconds < 0.01 ? 2 : 1) + "ms";
 }
 
-std::string clock_time(std::int64_t ms) {
-    std::time_t t = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
 // Left-aligned columns, two spaces apart.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
     std::vector<std::size_t> width;
@@ -756,7 +747,7 @@ public:
         if (o_.json_output) {
             out_ << e.dump() << "\n";
         } else {
-            out_ << clock_time(static_cast<std::int64_t>(num(e, "time_ms"))) << "  #"
+            out_ << clock_time(num(e, "time_ms")) << "  #"
                  << static_cast<long long>(num(e, "id")) << "  " << std::left << std::setw(12)
                  << str(e, "type") << " " << str(e, "text") << "\n";
         }

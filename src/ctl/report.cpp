@@ -36,15 +36,6 @@ std::string format(const char* pattern, double v) {
     return buf;
 }
 
-std::string clock_time(double ms) {
-    std::time_t t = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
 std::string duration(double seconds) {
     if (seconds < 60) {
         return format("%.1fs", seconds);
@@ -287,6 +278,15 @@ int report(const std::string& model, bool json_output, std::ostream& out, const 
         print_report(*r, out);
     }
     return code;
+}
+
+std::string clock_time(double ms) {
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
 }
 
 }  // namespace stagegate::ctl

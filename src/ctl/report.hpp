@@ -7,6 +7,7 @@
 // way to GET a path of the admin API).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -21,6 +22,10 @@ using get_json = std::function<std::optional<nlohmann::json>(const std::string& 
 
 // Fetches MODEL's report and prints it; returns the exit code.
 int report(const std::string& model, bool json_output, std::ostream& out, const get_json& get);
+
+// A time in milliseconds since the epoch as RFC 3339 UTC, to the second (the report's and
+// the event list's timestamps).
+std::string clock_time(double ms);
 
 // The tables of one report (what `report` prints without -o json).
 void print_report(const nlohmann::json& report, std::ostream& out);
