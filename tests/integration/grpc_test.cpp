@@ -166,6 +166,18 @@ std::uint64_t count_of(const json& counts, const std::string& key) {
     return counts.contains(key) ? counts[key].get<std::uint64_t>() : 0;
 }
 
+// The counts of v1 and v2 once the gateway has recorded `calls` calls in all (false, with
+// what it had, when it has not within the deadline): its workers record after answering.
+bool counted(app::gateway& gw, std::uint64_t calls, metrics::series_counts& c1,
+             metrics::series_counts& c2) {
+    return wait_until([&] {
+        for (const auto& m : gw.read_metrics()) {
+            (m.version == "v1" ? c1 : c2) = m.since_stage_start;
+        }
+        return c1.requests() + c2.requests() == calls;
+    });
+}
+
 TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses) {
     grpc_backend v1("v1");
     grpc_backend v2("v2");
@@ -214,12 +226,7 @@ TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
     // The gateway counted every call under its version, a 200 carrying UNAVAILABLE as 503.
     metrics::series_counts c1;
     metrics::series_counts c2;
-    ASSERT_TRUE(wait_until([&] {
-        for (const auto& m : gw.read_metrics()) {
-            (m.version == "v1" ? c1 : c2) = m.since_stage_start;
-        }
-        return c1.requests() + c2.requests() == 1000;
-    })) << c1.requests() << " + " << c2.requests();
+    ASSERT_TRUE(counted(gw, 1000, c1, c2)) << c1.requests() << " + " << c2.requests();
     EXPECT_EQ(c2.requests(), v2_calls);
     EXPECT_EQ(c2.codes[metrics::code_slot(503)], unavailable);
     EXPECT_EQ(c2.server_errors(), unavailable);
@@ -332,12 +339,7 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
     EXPECT_EQ(failed["answers"], 2) << failed;
     metrics::series_counts c1;
     metrics::series_counts c2;
-    ASSERT_TRUE(wait_until([&] {
-        for (const auto& m : gw.read_metrics()) {
-            (m.version == "v1" ? c1 : c2) = m.since_stage_start;
-        }
-        return c1.requests() + c2.requests() == 34;
-    })) << c1.requests() << " + " << c2.requests();
+    ASSERT_TRUE(counted(gw, 34, c1, c2)) << c1.requests() << " + " << c2.requests();
     EXPECT_EQ(c1.server_errors() + c2.server_errors(), 1u);
     EXPECT_EQ(c1.codes[metrics::code_slot(503)] + c2.codes[metrics::code_slot(503)], 1u);
     // Each stream's answer messages are its events, timed as an LLM stream's tokens
