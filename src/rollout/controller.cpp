@@ -745,13 +745,27 @@ void controller::evaluate_one(active& a, clock::time_point now) {
         }
         return;  // hold until an operator promotes
     }
+    // What held, in words: widening asks only that no gate shows harm, so a promotion whose
+    // gates were on track but not all proven says so rather than "all gates passed".
+    std::size_t passed = 0;
+    for (const auto& g : a.last.gates) {
+        passed += g.outcome == verdict::pass ? 1 : 0;
+    }
+    const std::size_t open = a.last.gates.size() - passed;
+    std::string why = "all gates passed";
+    if (past_max_duration && !proven) {
+        why = "its maximum duration passed with no gate failing";
+    } else if (open > 0) {
+        why = "no gate shows harm (" + std::to_string(passed) + " of " +
+              std::to_string(a.last.gates.size()) + " passed, the others still open)";
+    }
     auto next = a.st;
     if (a.st.stage + 1 >= a.spec.stages.size()) {
         next.ph = phase::completed;
         (void)transition(a, next, event_type::completed,
                          "completed rollout of " + a.st.model + ": " + a.st.candidate +
-                             " is stable at 100 % after passing " + label + ": all gates "
-                             "passed over " + std::to_string(rollout_requests) +
+                             " is stable at 100 % after passing " + label + ": " + why +
+                             " over " + std::to_string(rollout_requests) +
                              " candidate requests since the rollout began",
                          details, now);
     } else {
@@ -759,7 +773,7 @@ void controller::evaluate_one(active& a, clock::time_point now) {
         const auto& to = a.spec.stages[next.stage];
         (void)transition(a, next, event_type::promoted,
                          "promoted " + where + " to " + to.name + " (" + percent_of(to.weight) +
-                             "): all gates passed over " + std::to_string(rollout_requests) +
+                             "): " + why + " over " + std::to_string(rollout_requests) +
                              " candidate requests since the rollout began (" +
                              std::to_string(c.requests()) + " vs " +
                              std::to_string(s.requests()) + " stable in this stage)",

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 
 namespace stagegate::rollout::evidence {
@@ -206,6 +207,32 @@ double log_evidence_ratio_below(const std::vector<rate_split>& segments, double 
     return log_mixture_ratio(split_terms(segments), ratio, dispersion, -1);
 }
 
+double log_evidence_ratio_within(const std::vector<rate_split>& segments, double ratio,
+                                 double dispersion) {
+    const auto terms = split_terms(segments);
+    const double spread = log_mixture_ratio(terms, ratio, dispersion, -1);
+    if (terms.empty() || ratio <= 1) {
+        return spread;
+    }
+    // The likelihood ratio of "ratio 1" against "ratio `ratio`", on the same scaled
+    // log-likelihood as the mixture's alternatives.
+    const double scale = 1 / std::max(1.0, dispersion);
+    double at_one = 0;
+    double at_null = 0;
+    for (const auto& t : terms) {
+        const double x1 = t.offset;
+        const double x0 = std::log(ratio) + t.offset;
+        at_one +=
+            t.candidate_events * log_sigmoid(x1) + t.stable_events * log_one_minus_sigmoid(x1);
+        at_null +=
+            t.candidate_events * log_sigmoid(x0) + t.stable_events * log_one_minus_sigmoid(x0);
+    }
+    const double point = (at_one - at_null) * scale;
+    // ln(0.5 e^point + 0.5 e^spread) without overflow.
+    const double top = std::max(point, spread);
+    return top + std::log(0.5 * std::exp(point - top) + 0.5 * std::exp(spread - top));
+}
+
 double ratio_lower(const std::vector<rate_split>& segments, double level, double dispersion) {
     const auto terms = split_terms(segments);
     const double threshold = std::log(1 / level);
@@ -234,6 +261,123 @@ double ratio_upper(const std::vector<rate_split>& segments, double level, double
         return std::exp(-widest_log_ratio);
     }
     return std::exp(log_ratio_edge(widest_log_ratio, -widest_log_ratio, rejected));
+}
+
+namespace {
+
+// Cochran's Q of one version's buckets (weights n_b / p(1-p)), its degrees of freedom, and what
+// a relative between-bucket variance of 1 would add to Q's expectation: E[Q] = df + v * slope,
+// v relative to the squared rate. All 0 when the version says nothing about the spread (no
+// events, every request an event, or fewer than two buckets in use).
+struct bucket_spread {
+    double q = 0;
+    double df = 0;
+    double slope = 0;
+};
+
+bucket_spread spread_of(const std::vector<double>& requests, const std::vector<double>& events) {
+    double n = 0;
+    double e = 0;
+    double n_squared = 0;
+    int used = 0;
+    for (std::size_t b = 0; b < requests.size(); ++b) {
+        n += requests[b];
+        e += events[b];
+        n_squared += requests[b] * requests[b];
+        used += requests[b] > 0 ? 1 : 0;
+    }
+    if (n <= 0 || e <= 0 || e >= n || used < 2) {
+        return {};
+    }
+    const double p = e / n;
+    const double binomial = p * (1 - p);
+    bucket_spread s;
+    for (std::size_t b = 0; b < requests.size(); ++b) {
+        if (requests[b] > 0) {
+            const double d = events[b] - requests[b] * p;
+            s.q += d * d / (requests[b] * binomial);
+        }
+    }
+    s.df = used - 1;
+    s.slope = (n - n_squared / n) / binomial * p * p;
+    return s;
+}
+
+// The moment estimate (DerSimonian & Laird) from one or more versions' spreads: 0 when the
+// buckets vary as chance alone would make them.
+double moment_estimate(std::initializer_list<bucket_spread> spreads) {
+    double q = 0;
+    double df = 0;
+    double slope = 0;
+    for (const auto& s : spreads) {
+        q += s.q;
+        df += s.df;
+        slope += s.slope;
+    }
+    return slope > 0 ? std::max(0.0, (q - df) / slope) : 0.0;
+}
+
+}  // namespace
+
+double pooled_relative_between(const std::vector<double>& candidate_requests,
+                               const std::vector<double>& candidate_events,
+                               const std::vector<double>& stable_requests,
+                               const std::vector<double>& stable_events) {
+    return moment_estimate(
+        {spread_of(candidate_requests, candidate_events), spread_of(stable_requests, stable_events)});
+}
+
+unit_weighting weigh_units(const std::vector<double>& requests, const std::vector<double>& events) {
+    return weigh_units(requests, events, moment_estimate({spread_of(requests, events)}));
+}
+
+unit_weighting weigh_units(const std::vector<double>& requests, const std::vector<double>& events,
+                           double relative_between) {
+    unit_weighting w;
+    w.scale.assign(requests.size(), 1.0);
+    double n = 0;
+    double e = 0;
+    int used = 0;
+    for (std::size_t b = 0; b < requests.size(); ++b) {
+        n += requests[b];
+        e += events[b];
+        used += requests[b] > 0 ? 1 : 0;
+    }
+    if (n <= 0 || e <= 0 || e >= n) {
+        return w;
+    }
+    if (used < 2) {
+        for (std::size_t b = 0; b < requests.size(); ++b) {
+            w.scale[b] = requests[b] > 1 ? 1 / requests[b] : 1.0;
+        }
+        return w;
+    }
+    const double p = e / n;
+    const double binomial = p * (1 - p);
+    const double between = relative_between * p * p;
+    w.relative_between = relative_between;
+    double scaled_n = 0;
+    double scaled_e = 0;
+    for (std::size_t b = 0; b < requests.size(); ++b) {
+        w.scale[b] = 1 / (1 + requests[b] * between / binomial);
+        scaled_n += w.scale[b] * requests[b];
+        scaled_e += w.scale[b] * events[b];
+    }
+    // What is left among the scaled buckets: about 1 when the model holds, more when this
+    // version's units vary more than the variance used says (a candidate that fails some users
+    // only): the bounds divide by it, so a version never counts as more independent than its
+    // own buckets show.
+    const double pw = scaled_e / scaled_n;
+    double left = 0;
+    for (std::size_t b = 0; b < requests.size(); ++b) {
+        const double m = w.scale[b] * requests[b];
+        if (m > 0) {
+            const double d = w.scale[b] * events[b] - m * pw;
+            left += d * d / (m * pw * (1 - pw));
+        }
+    }
+    w.dispersion = std::max(1.0, left / (used - 1));
+    return w;
 }
 
 latency_sample latency_sample::of(const metrics::latency_histogram& h) {

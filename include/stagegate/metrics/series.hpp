@@ -75,8 +75,11 @@ inline constexpr double token_rate_scale = 1000.0;
 // for requests without one). One user's requests all land in one bucket, so the spread of the
 // buckets' rates beyond what independent requests would give shows how correlated a
 // version's requests are (heavy users, tenants with flaky inputs), and the gates widen their
-// bounds by it.
-inline constexpr std::size_t unit_buckets = 32;
+// bounds by it. 256 buckets, so that the gates can judge a version per unit (rollout/evidence
+// weigh_units) over a few hundred units rather than 32: a heavy user's bucket is then mostly
+// theirs alone, and with 32 a sticky A/A rollout could rarely be shown within a x1.5
+// tolerance (docs/rollout-simulation.md). 6 KiB a series.
+inline constexpr std::size_t unit_buckets = 256;
 struct unit_counts {
     std::array<std::uint64_t, unit_buckets> requests{};
     std::array<std::uint64_t, unit_buckets> server_errors{};  // 5xx

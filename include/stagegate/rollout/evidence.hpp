@@ -58,10 +58,57 @@ double log_evidence_ratio_above(const std::vector<rate_split>& segments, double 
 double log_evidence_ratio_below(const std::vector<rate_split>& segments, double ratio,
                                 double dispersion = 1);
 
+// ln of the evidence that the candidate's rate is below `ratio` (> 1) x stable's, for proving a
+// tolerance met: half the mixture on the candidate being exactly as good as stable (ratio 1),
+// the other half as log_evidence_ratio_below. Still a mixture of likelihood ratios fixed in
+// advance (so as valid), but it pays ln 2 of the level for the alternative a pass is about
+// instead of ln 20 (the 1/(j(j+1)) weight of a shift of ln 1.5): a healthy candidate is shown
+// within x1.5 on about a fifth less evidence (1 nat of about 4.5), a worse one gains nothing.
+double log_evidence_ratio_within(const std::vector<rate_split>& segments, double ratio,
+                                 double dispersion = 1);
+
 // Bounds on candidate rate / stable rate that hold at every sample size at once:
 // P(the ratio is ever above upper) <= level. 0 and +infinity until the data say otherwise.
 double ratio_lower(const std::vector<rate_split>& segments, double level, double dispersion = 1);
 double ratio_upper(const std::vector<rate_split>& segments, double level, double dispersion = 1);
+
+// How much each unit bucket's requests count, when requests of one unit (a user, a tenant: one
+// bucket) are correlated. A random-effects model (DerSimonian & Laird): the buckets' rates
+// vary around the version's by a between-bucket variance estimated from their spread beyond
+// what independent requests give; a bucket of n requests then carries the information of
+// n / (1 + n * variance / (p(1-p))) independent ones. A heavy user's bucket counts for about as
+// much as any other bucket instead of for all its requests, so the version's rate is judged
+// per unit rather than per request, and the bounds narrow with the number of units seen, not
+// only with traffic. Without spread beyond chance every scale is 1 (requests are independent).
+struct unit_weighting {
+    std::vector<double> scale;  // per bucket, in (0, 1]: multiply its requests and events
+    // What spread is left among the scaled buckets (quasi-binomial, at least 1): the bounds
+    // divide their log-likelihood by it, for what the model misses.
+    double dispersion = 1;
+    // The between-bucket variance used, relative to the squared rate (the buckets' squared
+    // coefficient of variation beyond chance).
+    double relative_between = 0;
+};
+// `requests[b]` and `events[b]`: the version's counts in bucket b over the whole rollout,
+// weighed by the between-bucket variance its own buckets show.
+// With a single bucket in use nothing says its requests are independent: its scale leaves
+// one request's worth.
+unit_weighting weigh_units(const std::vector<double>& requests, const std::vector<double>& events);
+// The same with a given relative between-bucket variance (pooled_relative_between).
+unit_weighting weigh_units(const std::vector<double>& requests, const std::vector<double>& events,
+                           double relative_between);
+// How much units differ is a property of the users, not of the version: the relative
+// between-bucket variance estimated from both versions' buckets at once (one moment estimate
+// over their pooled Cochran's Q, each version about its own rate). A version seen on few units
+// (a candidate at 5 %, most of its traffic one heavy, flaky user) cannot show the spread
+// itself: weighed by its own estimate, such a user counted as all its requests. Pooling, rather
+// than taking the larger of two versions' estimates, keeps the estimate's noise from adding to
+// it: the larger of two noisy estimates is biased upward, most where events are few (low
+// traffic), and every bit of it caps what a unit can count for.
+double pooled_relative_between(const std::vector<double>& candidate_requests,
+                               const std::vector<double>& candidate_events,
+                               const std::vector<double>& stable_requests,
+                               const std::vector<double>& stable_events);
 
 // Latency samples as counts per histogram bucket, possibly weighted (see reference below).
 struct latency_sample {

@@ -42,7 +42,7 @@ TEST(Shard, SuccessLatencyAndUnitBucketsKeepWhatTheGatesJudge) {
     shard s;
     s.record(1, 200, 20000, 5);
     s.record(1, 503, 100, 5);
-    s.record(1, 400, 200, 37);  // units wrap at 32: bucket 5 again
+    s.record(1, 400, 200, 261);  // units wrap at 256: bucket 5 again
     s.record(1, 200, 30000, 6);
     const auto c = s.take().series[0].second;
     EXPECT_EQ(c.latency.count(), 4u);

@@ -140,6 +140,22 @@ struct fixture {
     std::vector<json> events() { return store->recent_events(100, "m"); }
 };
 
+// Widening asks only for no hint of harm: a promotion on gates that are on track but not yet
+// proven says so, instead of "all gates passed".
+TEST(Controller, APromotionOnGatesNotYetProvenSaysWhichHeld) {
+    fixture f;
+    f.env.traffic("v2", "canary-5", 300, 1);
+    f.env.traffic("v1", "canary-5", 5700, 19);
+    f.ctl->on_tick(f.t0 + 11s);
+    ASSERT_EQ(f.env.routes["m"].stage, "canary-25");
+    const auto text = f.events().back()["text"].get<std::string>();
+    EXPECT_EQ(text.find("all gates passed"), std::string::npos) << text;
+    EXPECT_NE(text.find(": no gate shows harm ("), std::string::npos) << text;
+    EXPECT_NE(text.find(" passed, the others still open) over 300 candidate requests"),
+              std::string::npos)
+        << text;
+}
+
 TEST(Controller, StartsAtTheFirstStageAndPersistsIt) {
     fixture f;
     EXPECT_EQ(f.env.routes["m"].candidate_bp, 500u);
@@ -164,6 +180,8 @@ TEST(Controller, HoldsUntilBakedAndSampledThenPromotesThenCompletes) {
     EXPECT_EQ(e["type"], "promoted");
     EXPECT_NE(e["text"].get<std::string>().find("promoted m v2 at canary-5 (5 %) to canary-25"),
               std::string::npos)
+        << e["text"];
+    EXPECT_NE(e["text"].get<std::string>().find(": all gates passed over"), std::string::npos)
         << e["text"];
     // The new stage's own minimum starts from zero: without new traffic, nothing happens
     // (although the evidence from the first stage still counts).
