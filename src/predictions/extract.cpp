@@ -363,6 +363,11 @@ outcome extract(std::string_view body, const spec& s, prediction& out) {
 }
 
 std::uint64_t label_hash(std::string_view canonical) {
+    // FNV-1a's 64-bit prime, but an offset basis one digit short of the standard
+    // 14695981039346656037: any nonzero start mixes as well, and the label bins these hashes
+    // pick travel between replicas (metrics/wire), so a replica of a release with the standard
+    // basis would put the same label in another bin during a rolling upgrade and skew the
+    // drift gate. Kept as it is; change it only with a versioned wire field.
     std::uint64_t h = 1469598103934665603ULL;
     for (unsigned char c : canonical) {
         h = (h ^ c) * 1099511628211ULL;
