@@ -251,11 +251,10 @@ void read_version(const json& j, const std::string& path, version& v,
     if (protocol == "h2c") {
         v.protocol = upstream_protocol::h2c;
     } else if (protocol == "h2") {
-        r.fail("protocol", "HTTP/2 over TLS to backends is not supported yet: use \"h2c\" "
-                           "(cleartext HTTP/2) or \"http1\" with \"tls\"");
+        v.protocol = upstream_protocol::h2;
     } else if (!protocol.empty() && protocol != "http1") {
-        r.fail("protocol", "expected \"http1\" (the default) or \"h2c\", got \"" + protocol +
-                               "\"");
+        r.fail("protocol", "expected \"http1\" (the default), \"h2c\" (cleartext HTTP/2) or "
+                           "\"h2\" (HTTP/2 over TLS), got \"" + protocol + "\"");
     }
     std::string trained_at;
     r.string("trained_at", trained_at, false);
@@ -285,7 +284,13 @@ void read_version(const json& j, const std::string& path, version& v,
         v.tls = tls;
     });
     if (v.tls && v.protocol == upstream_protocol::h2c) {
-        r.fail("protocol", "\"h2c\" is cleartext HTTP/2: drop \"tls\" or use \"http1\"");
+        r.fail("protocol", "\"h2c\" is cleartext HTTP/2: drop \"tls\", or use \"h2\" for "
+                           "HTTP/2 over TLS");
+    }
+    // HTTP/2 over TLS without a "tls" block: TLS with its defaults (the system's trust store,
+    // the endpoint's host verified), as an https URL would get.
+    if (!v.tls && v.protocol == upstream_protocol::h2) {
+        v.tls = upstream_tls{};
     }
 }
 

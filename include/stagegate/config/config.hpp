@@ -46,9 +46,10 @@ struct endpoint {
 };
 
 // How the gateway talks to a version's endpoints: HTTP/1.1 over a pool of keep-alive
-// connections, or HTTP/2 with prior knowledge (h2c: a few long-lived connections carrying many
-// streams each), which gRPC backends (Triton, KServe, TF Serving) need.
-enum class upstream_protocol { http1, h2c };
+// connections, or HTTP/2 (a few long-lived connections carrying many streams each), which gRPC
+// backends (Triton, KServe, TF Serving) need: cleartext with prior knowledge (h2c), or over
+// TLS (h2: the version's `tls` settings, ALPN offering only "h2").
+enum class upstream_protocol { http1, h2c, h2 };
 
 struct version {
     std::string name;

@@ -49,7 +49,9 @@ struct version_route {
     std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP to the upstream
     std::string tls_server_name;                      // SNI and verified name
     bool tls_verify = true;
-    bool h2c = false;  // HTTP/2 with prior knowledge to the endpoints (h2_upstream.hpp)
+    // HTTP/2 to the endpoints (h2_upstream.hpp): cleartext with prior knowledge (h2c), or over
+    // TLS when `tls` is set (h2: its context offers only "h2" by ALPN).
+    bool http2 = false;
 };
 
 // One contiguous band of the [0, 10000) hash space, owned by one version.

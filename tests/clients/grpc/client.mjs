@@ -84,7 +84,7 @@ async function load(n) {
     codes[r.code] = (codes[r.code] ?? 0) + 1;
     if (r.code === 0) versions[r.response.model_version] = (versions[r.response.model_version] ?? 0) + 1;
   }
-  return { versions, codes };
+  return { versions, codes, details: [...new Set(results.map((r) => r.details).filter((d) => d))] };
 }
 
 async function flood() {

@@ -691,10 +691,16 @@ TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
     auto h2c = with(R"({"name": "v1", "protocol": "h2c", "endpoints": ["127.0.0.1:9001"]})");
     ASSERT_TRUE(h2c) << h2c.error().describe();
     EXPECT_EQ(h2c->models[0].versions[0].protocol, upstream_protocol::h2c);
+    // "h2" is HTTP/2 over TLS: the version's "tls" settings, or TLS's defaults without them.
     auto h2 = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"]})");
-    ASSERT_FALSE(h2);
-    EXPECT_TRUE(has_problem(h2.error(), "/models/0/versions/0/protocol", "not supported yet"))
-        << h2.error().describe();
+    ASSERT_TRUE(h2) << h2.error().describe();
+    EXPECT_EQ(h2->models[0].versions[0].protocol, upstream_protocol::h2);
+    ASSERT_TRUE(h2->models[0].versions[0].tls);
+    EXPECT_TRUE(h2->models[0].versions[0].tls->verify);
+    auto h2_tls = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"],
+                           "tls": {"ca_file": "/etc/ca.pem", "server_name": "triton"}})");
+    ASSERT_TRUE(h2_tls) << h2_tls.error().describe();
+    EXPECT_EQ(h2_tls->models[0].versions[0].tls->server_name, "triton");
     auto typo = with(R"({"name": "v1", "protocol": "http2", "endpoints": ["127.0.0.1:9001"]})");
     ASSERT_FALSE(typo);
     EXPECT_TRUE(has_problem(typo.error(), "/models/0/versions/0/protocol", "\"h2c\""))
