@@ -270,6 +270,7 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
     using tcp = net::ip::tcp;
     auto snap = std::make_shared<route_snapshot>();
     snap->generation = generation;
+    snap->grpc_model_header = cfg.grpc.model_header;
     std::vector<problem> problems;
     net::io_context resolver_context;
     tcp::resolver resolver(resolver_context);

@@ -189,7 +189,9 @@ TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses
     grpc_backend v2("v2");
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    app::gateway gw(grpc_config(v1.port, v2.port, 10000));  // every model call to v2
+    auto cfg = grpc_config(v1.port, v2.port, 10000);  // every model call to v2
+    cfg.grpc.model_header = "x-model-name";
+    app::gateway gw(std::move(cfg));
     ASSERT_TRUE(gw.start());
     const auto seen = run_client(gw.ports()[0], {"tour"});
     ASSERT_TRUE(seen.is_object()) << seen;
@@ -209,6 +211,14 @@ TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses
     EXPECT_EQ(seen["unnamed"]["code"], 3) << seen;  // INVALID_ARGUMENT
     EXPECT_NE(seen["unnamed"]["details"].get<std::string>().find("names no model"),
               std::string::npos);
+    // A service the gateway does not read is routed by the configured metadata, split as any
+    // call of its model; without the metadata, UNIMPLEMENTED says which would route it.
+    EXPECT_EQ(seen["other"]["code"], 0) << seen;
+    EXPECT_EQ(seen["other"]["version"], "v2") << seen;
+    EXPECT_EQ(seen["other_unnamed"]["code"], 12) << seen;
+    EXPECT_NE(seen["other_unnamed"]["details"].get<std::string>().find("\"x-model-name\""),
+              std::string::npos)
+        << seen;
 }
 
 TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {

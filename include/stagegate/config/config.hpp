@@ -332,6 +332,15 @@ struct logging {
     access_log access;
 };
 
+// "grpc": how the gateway routes gRPC calls beyond the services it reads (KServe v2 / Triton,
+// TF Serving).
+struct grpc_routing {
+    // The request metadata (a header) whose value names the model of a call of any other
+    // gRPC service ("model_header", e.g. "x-model-name"); empty: such calls are routed by a
+    // model's match.path_prefixes only.
+    std::string model_header;
+};
+
 struct gateway {
     std::vector<listener> listeners;
     admin admin_listener;
@@ -343,6 +352,7 @@ struct gateway {
     client_timeouts client;
     upstream_pool pool;
     std::vector<model> models;
+    grpc_routing grpc;
     std::vector<webhook> webhooks;
     logging log;
 };

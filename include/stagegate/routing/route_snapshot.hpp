@@ -96,6 +96,9 @@ struct route_snapshot {
     // The answer to OpenAI's GET /v1/models (the models matched by their OpenAI "model"
     // field, in OpenAI's list format), built with the snapshot so serving it costs one write.
     std::string openai_model_list;
+    // The metadata whose value names the model of a gRPC call of a service the gateway does not
+    // read (config "grpc": {"model_header"}); empty: none.
+    std::string grpc_model_header;
 
     const model_route* find_model(std::string_view name) const;
 };

@@ -678,9 +678,10 @@ TEST(ConfigParse, GrpcExampleConfigIsValid) {
     EXPECT_EQ(m.versions[1].protocol, upstream_protocol::h2c);
     EXPECT_TRUE(m.route.kserve_v2);
     ASSERT_TRUE(m.rollout_spec);
+    EXPECT_EQ(cfg->grpc.model_header, "x-model-name");
 }
 
-TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
+TEST(ConfigParse, VersionProtocolIsHttp1H2cOrH2OverTls) {
     auto with = [](const std::string& version) {
         return parse(R"({"listeners": [{"port": 8080}], "models": [{"name": "m", "stable": "v1",
             "versions": [)" + version + "]}]}");
@@ -710,6 +711,27 @@ TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
     ASSERT_FALSE(tls);
     EXPECT_TRUE(has_problem(tls.error(), "/models/0/versions/0/protocol", "cleartext"))
         << tls.error().describe();
+}
+
+TEST(ConfigParse, GrpcModelHeaderIsAPlainMetadataKey) {
+    auto with = [](const std::string& header) {
+        return parse(R"({"listeners": [{"port": 8080}], "grpc": {"model_header": ")" + header +
+                     R"("}, "models": [{"name": "m", "stable": "v1",
+            "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]}]}]})");
+    };
+    auto plain = parse(minimal);
+    ASSERT_TRUE(plain) << plain.error().describe();
+    EXPECT_EQ(plain->grpc.model_header, "");  // off unless set
+    auto named = with("x-model-name");
+    ASSERT_TRUE(named) << named.error().describe();
+    EXPECT_EQ(named->grpc.model_header, "x-model-name");
+    // The protocol's own keys, binary metadata and non-key characters are refused.
+    for (const std::string bad : {"grpc-model", "x-model-bin", "x model", "x:model"}) {
+        auto refused = with(bad);
+        ASSERT_FALSE(refused) << bad;
+        EXPECT_TRUE(has_problem(refused.error(), "/grpc/model_header", "metadata key"))
+            << refused.error().describe();
+    }
 }
 
 TEST(ConfigLimits, MaxConcurrentStreamsDefaultsToNginxsAndIsBounded) {
