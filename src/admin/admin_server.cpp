@@ -344,11 +344,13 @@ struct admin_server::impl {
             for (const auto& ep : m.versions[v].endpoints) {
                 endpoints.push_back(ep.authority);
             }
+            const auto& version = m.versions[v];
+            const char* protocol = !version.http2 ? "http1" : (version.tls ? "h2" : "h2c");
             versions.push_back({{"name", m.versions[v].name},
                                 {"weight_bp", m.weights[v]},
                                 {"stable", v == m.stable},
                                 {"tls", static_cast<bool>(m.versions[v].tls)},
-                                {"protocol", m.versions[v].h2c ? "h2c" : "http1"},
+                                {"protocol", protocol},
                                 {"endpoints", endpoints}});
         }
         json out = {{"name", m.name}, {"stage", m.stage}, {"versions", versions}};

@@ -251,11 +251,10 @@ void read_version(const json& j, const std::string& path, version& v,
     if (protocol == "h2c") {
         v.protocol = upstream_protocol::h2c;
     } else if (protocol == "h2") {
-        r.fail("protocol", "HTTP/2 over TLS to backends is not supported yet: use \"h2c\" "
-                           "(cleartext HTTP/2) or \"http1\" with \"tls\"");
+        v.protocol = upstream_protocol::h2;
     } else if (!protocol.empty() && protocol != "http1") {
-        r.fail("protocol", "expected \"http1\" (the default) or \"h2c\", got \"" + protocol +
-                               "\"");
+        r.fail("protocol", "expected \"http1\" (the default), \"h2c\" (cleartext HTTP/2) or "
+                           "\"h2\" (HTTP/2 over TLS), got \"" + protocol + "\"");
     }
     std::string trained_at;
     r.string("trained_at", trained_at, false);
@@ -285,7 +284,13 @@ void read_version(const json& j, const std::string& path, version& v,
         v.tls = tls;
     });
     if (v.tls && v.protocol == upstream_protocol::h2c) {
-        r.fail("protocol", "\"h2c\" is cleartext HTTP/2: drop \"tls\" or use \"http1\"");
+        r.fail("protocol", "\"h2c\" is cleartext HTTP/2: drop \"tls\", or use \"h2\" for "
+                           "HTTP/2 over TLS");
+    }
+    // HTTP/2 over TLS without a "tls" block: TLS with its defaults (the system's trust store,
+    // the endpoint's host verified), as an https URL would get.
+    if (!v.tls && v.protocol == upstream_protocol::h2) {
+        v.tls = upstream_tls{};
     }
 }
 
@@ -672,6 +677,28 @@ void read_model(const json& j, const std::string& path, model& m,
     });
 }
 
+// What is wrong with a metadata key naming gRPC calls' models, if anything: gRPC's keys are
+// letters, digits, '-', '_' and '.' (HTTP/2 sends them lowercased; the lookup ignores case);
+// "grpc-" ones belong to the protocol, and "-bin" ones carry base64-encoded bytes, not a name.
+std::optional<std::string> grpc_model_header_problem(std::string_view name) {
+    if (name.empty()) {
+        return std::nullopt;  // not set
+    }
+    const bool key_chars = std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '.';
+    });
+    std::string lower(name);
+    for (auto& c : lower) {
+        c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    if (!key_chars || lower.starts_with("grpc-") || lower.ends_with("-bin")) {
+        return "expected a gRPC metadata key such as \"x-model-name\" (letters, digits, '-', "
+               "'_', '.'; not grpc-* nor *-bin), got \"" + std::string(name) + "\"";
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::int64_t> parse_rfc3339(std::string_view text) {
@@ -879,6 +906,9 @@ std::vector<problem> validate(const gateway& cfg) {
                 {"/listeners/" + std::to_string(i) + "/tls", "needs cert_file and key_file"});
         }
     }
+    if (auto why = grpc_model_header_problem(cfg.grpc.model_header)) {
+        problems.push_back({"/grpc/model_header", *why});
+    }
     const auto& adm = cfg.admin_listener;
     if (adm.enabled && adm.tokens.empty() && adm.address != "127.0.0.1" &&
         adm.address != "::1" && adm.address != "localhost") {
@@ -998,8 +1028,12 @@ result<gateway> parse(std::string_view json_text) {
     object_reader r(root, "", problems);
     if (r.ok()) {
         r.reject_unknown({"listeners", "admin", "metrics", "state", "workers", "limits",
-                          "client_timeouts", "upstream_pool", "models", "notifications",
+                          "client_timeouts", "upstream_pool", "models", "grpc", "notifications",
                           "logging"});
+        r.object("grpc", [&](object_reader& g) {
+            g.reject_unknown({"model_header"});
+            g.string("model_header", cfg.grpc.model_header, false);
+        });
         r.object("logging", [&](object_reader& l) {
             l.reject_unknown({"level", "access_log"});
             l.string("level", cfg.log.level, false);

@@ -61,6 +61,9 @@ std::optional<acquire_problem> acquire_failure(const acquired& got,
     acquire_problem p;
     p.problem.status = no_healthy ? http::status::service_unavailable : http::status::bad_gateway;
     p.problem.code = no_healthy ? "no_healthy_upstream" : "upstream_connect_failed";
+    if (got.status == acquire_status::h2_not_negotiated) {
+        p.problem.code = "upstream_h2_not_negotiated";  // a misconfigured backend: say so
+    }
     p.problem.message = "model " + model.name + " version " + version.name + ": " + got.detail;
     if (!no_healthy) {
         p.failure = got.status == acquire_status::connect_timeout

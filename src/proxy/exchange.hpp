@@ -568,7 +568,8 @@ task<exchange_outcome> exchange_over(Down& down, acquired& got, const exchange_a
 // the endpoint whose turn it is, without a coroutine frame), else co_await its acquire (a
 // connect); then acquire_failure says whether there is one to exchange over.
 // Why a failed acquire gets no exchange: 503 no_healthy_upstream (the version has no
-// endpoint), else 502 upstream_connect_failed, counted as a connect failure or timeout.
+// endpoint), else 502 upstream_connect_failed (upstream_h2_not_negotiated when an "h2"
+// backend's TLS handshake did not select HTTP/2), counted as a connect failure or timeout.
 struct acquire_problem {
     answer_problem problem;
     std::optional<metrics::upstream_failure> failure;

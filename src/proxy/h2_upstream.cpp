@@ -1,6 +1,8 @@
 // HTTP/2 client connections to backends (see h2_upstream.hpp). An h2_client owns one
 // connection's nghttp2 client session, a reader and a writer coroutine, and the calls open on
 // it; nghttp2's callbacks fill in each call's answer and wake the exchange waiting on it.
+// The transport is the pool's connection, cleartext (h2c) or TLS whose ALPN chose h2 (the pool
+// checked): only the reader's and writer's stream differs, everything above it is the same.
 #include "h2_upstream.hpp"
 
 #include <nghttp2/nghttp2.h>
@@ -51,6 +53,7 @@ public:
         : w_(w),
           connection_(std::move(connection)),
           authority_(endpoint.authority),
+          scheme_(connection_->secure ? "https" : "http"),
           endpoint_id_(endpoint.id),
           wake_(w.io().get_executor()) {}
     ~h2_client() {
@@ -116,12 +119,17 @@ private:
         calls_.clear();
         wake();
     }
-    task<void> read_frames(std::shared_ptr<h2_client> self);
-    task<void> write_frames(std::shared_ptr<h2_client> self);
+    // On the connection's stream: stream_type (h2c) or tls_stream_type (h2). One read and one
+    // write may be under way at once on either (Asio's SSL stream allows it, as serve_h2 does).
+    template <class Stream>
+    task<void> read_frames(std::shared_ptr<h2_client> self, Stream& stream);
+    template <class Stream>
+    task<void> write_frames(std::shared_ptr<h2_client> self, Stream& stream);
 
     worker& w_;
     std::unique_ptr<upstream_connection> connection_;
     std::string authority_;
+    std::string_view scheme_;  // :scheme of every request
     std::uint32_t endpoint_id_;
     nghttp2_session* session_ = nullptr;
     std::unordered_map<std::int32_t, std::shared_ptr<h2_call>> calls_;
@@ -330,8 +338,15 @@ bool h2_client::start() {
         return false;
     }
     auto self = shared_from_this();
-    net::co_spawn(w_.io().get_executor(), read_frames(self), net::detached);
-    net::co_spawn(w_.io().get_executor(), write_frames(self), net::detached);
+    if (auto& secure = connection_->secure) {
+        net::co_spawn(w_.io().get_executor(), read_frames(self, *secure), net::detached);
+        net::co_spawn(w_.io().get_executor(), write_frames(self, *secure), net::detached);
+    } else {
+        net::co_spawn(w_.io().get_executor(), read_frames(self, *connection_->plain),
+                      net::detached);
+        net::co_spawn(w_.io().get_executor(), write_frames(self, *connection_->plain),
+                      net::detached);
+    }
     return true;
 }
 
@@ -353,7 +368,7 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
     const auto sp1 = request_line.find(' ');
     const auto sp2 = request_line.rfind(' ');
     nva.push_back(make_nv(":method", request_line.substr(0, sp1)));
-    nva.push_back(make_nv(":scheme", "http"));
+    nva.push_back(make_nv(":scheme", scheme_));
     nva.push_back(make_nv(":path", request_line.substr(sp1 + 1, sp2 - sp1 - 1)));
     std::string_view authority = authority_;
     for (auto rest = head.substr(line_end + 2); !rest.empty();) {
@@ -446,11 +461,12 @@ void h2_client::finish(h2_call& call) {
 }
 
 // `keep`: the connection lives as long as its coroutines run.
-task<void> h2_client::read_frames(std::shared_ptr<h2_client> /*keep*/) {
-    auto& socket = *connection_->plain;
+template <class Stream>
+task<void> h2_client::read_frames(std::shared_ptr<h2_client> /*keep*/, Stream& stream) {
     auto& buffer = connection_->buffer;
     while (!dead_) {
-        auto [ec, n] = co_await socket.async_read_some(buffer.prepare(16 * 1024), nothrow_awaitable);
+        auto [ec, n] =
+            co_await stream.async_read_some(buffer.prepare(16 * 1024), nothrow_awaitable);
         buffer.commit(n);
         if (n > 0 && !dead_) {
             const auto bytes = buffer.cdata();
@@ -465,8 +481,10 @@ task<void> h2_client::read_frames(std::shared_ptr<h2_client> /*keep*/) {
             wake();
         }
         if (ec) {
-            connection_lost(ec == net::error::eof ? "the backend closed the connection"
-                                                  : "the connection failed: " + ec.message());
+            // (Over TLS, a close without close_notify reads as stream_truncated.)
+            const bool closed = ec == net::error::eof || ec == net::ssl::error::stream_truncated;
+            connection_lost(closed ? "the backend closed the connection"
+                                   : "the connection failed: " + ec.message());
             break;
         }
     }
@@ -475,8 +493,8 @@ task<void> h2_client::read_frames(std::shared_ptr<h2_client> /*keep*/) {
     wake();
 }
 
-task<void> h2_client::write_frames(std::shared_ptr<h2_client> /*keep*/) {
-    auto& socket = *connection_->plain;
+template <class Stream>
+task<void> h2_client::write_frames(std::shared_ptr<h2_client> /*keep*/, Stream& stream) {
     std::string out;
     while (!dead_) {
         out.clear();
@@ -489,7 +507,7 @@ task<void> h2_client::write_frames(std::shared_ptr<h2_client> /*keep*/) {
             out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
         }
         if (!out.empty()) {
-            auto [ec, n] = co_await net::async_write(socket, net::buffer(out), nothrow_awaitable);
+            auto [ec, n] = co_await net::async_write(stream, net::buffer(out), nothrow_awaitable);
             if (ec) {
                 connection_lost("writing to the backend failed: " + ec.message());
                 break;

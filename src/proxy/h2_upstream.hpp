@@ -1,9 +1,11 @@
-// Private to proxy: HTTP/2 to backends (a version with "protocol": "h2c"): per worker, a few
-// long-lived cleartext HTTP/2 connections per endpoint (one normally; a second only when two
-// requests raced to open the first), each carrying many concurrent streams, and the exchange
-// that sends one request as a stream and relays its answer. libnghttp2 does the framing,
-// HPACK and flow control; the answer's flow-control window opens only as the client takes
-// the bytes, so a slow client holds its backend stream back, not the connection.
+// Private to proxy: HTTP/2 to backends (a version with "protocol": "h2c", or "h2" over TLS):
+// per worker, a few long-lived HTTP/2 connections per endpoint (one normally; a second only
+// when two requests raced to open the first), each carrying many concurrent streams, and the
+// exchange that sends one request as a stream and relays its answer. libnghttp2 does the
+// framing, HPACK and flow control; the answer's flow-control window opens only as the client
+// takes the bytes, so a slow client holds its backend stream back, not the connection.
+// Over TLS the connection is the pool's (upstream_pool.cpp: handshake, verification, ALPN
+// "h2" checked); only the stream the reader and writer use differs from h2c.
 // The answer is written to the client as the HTTP/1.1 exchange writes it (status line,
 // fields, chunked body and, here, the trailer section), so the client side (HTTP/1.1, or
 // h2_session's translation into HEADERS, DATA and trailing HEADERS) is the same for both.

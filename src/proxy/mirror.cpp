@@ -24,7 +24,7 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
     discard_sink nobody;
     request_context rc;
     rc.grpc = job.grpc;
-    if (version.h2c) {
+    if (version.http2) {
         std::string_view upstream;
         auto out = co_await h2_exchange(
             nobody, w.h2(), exchange_args{job.head, job.body, rc, w, slot, model, version, &capture},

@@ -189,19 +189,19 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
         }
     };
     const bool read_body = model.prediction && w.config().record_metrics && !rc.head && !rc.feed;
-    if (rc.feed && !version.h2c) {
+    if (rc.feed && !version.http2) {
         // Messages that keep coming need a stream to the backend: HTTP/2 only.
         co_return co_await send_error(
             stream, w, slot, rc, http::status::not_implemented, "streaming_needs_h2c",
             "model " + model.name + ": version " + version.name +
                 " is reached over HTTP/1.1, which cannot carry a streaming gRPC call; give it "
-                "\"protocol\": \"h2c\"",
+                "\"protocol\": \"h2c\" (or \"h2\" over TLS)",
             routed);
     }
     body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
     exchange_outcome out;
     std::string_view upstream;  // the endpoint's authority, in the route snapshot
-    if (version.h2c) {
+    if (version.http2) {
         head.clear();
         serialize_request_head(head, req,
                                forward_info{client_address, client_tls, rc.id, rc.client_version},
@@ -220,7 +220,7 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     // fails the first write with nothing sent: then, and only then, the request goes out once
     // more, on a connection of its own. Once a byte may have reached the backend it never does
     // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
-    for (int attempt = 0; !version.h2c; ++attempt) {
+    for (int attempt = 0; !version.http2; ++attempt) {
         auto got = w.pool().try_idle(version);
         if (!got) {
             got = co_await w.pool().acquire(model, version, slot);

@@ -1,6 +1,8 @@
 // Routing one request: pure decisions on the worker's route snapshot. See routing_decision.hpp.
 #include "routing_decision.hpp"
 
+#include "grpc_status.hpp"
+
 #include "stagegate/routing/grpc_call.hpp"
 
 #include <string>
@@ -66,6 +68,33 @@ bool route_grpc_call(const routing::route_snapshot& routes, const request_type& 
         d.unrouted = metrics::unrouted_reason::unknown_model;
         d.problem = problem(http::status::not_found, "unknown_model",
                             "no model named \"" + std::string(read.name) + "\" is served here");
+        return false;
+    }
+    return true;
+}
+
+// A gRPC call of a service the gateway does not read: the configured metadata
+// (route_snapshot::grpc_model_header) names its model, routed then as any request for it is.
+// Without that metadata the call has no route (UNIMPLEMENTED), and the answer says which
+// metadata would route it. False when `d` holds the problem to answer.
+bool route_grpc_by_metadata(const routing::route_snapshot& routes, const request_type& req,
+                            std::string_view path, route_decision& d) {
+    const auto& header = routes.grpc_model_header;
+    const auto named = req.find(header);
+    if (named == req.end() || named->value().empty()) {
+        d.unrouted = metrics::unrouted_reason::no_route;
+        d.problem = problem(http::status::not_found, "no_route",
+                            "the gateway does not read the messages of " + std::string(path) +
+                                ": name the call's model in its \"" + header + "\" metadata");
+        return false;
+    }
+    const std::string_view name = named->value();
+    d.model = routes.find_model(name);
+    if (!d.model) {
+        d.unrouted = metrics::unrouted_reason::unknown_model;
+        d.problem = problem(http::status::not_found, "unknown_model",
+                            "no model named \"" + std::string(name) + "\" (metadata \"" +
+                                header + "\") is served here");
         return false;
     }
     return true;
@@ -155,10 +184,17 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
                                     "\" is served here");
             return d;
         case routing::match_outcome::no_route: {
-            const auto call = routing::parse_grpc_path(
-                std::string_view(req.target()).substr(0, std::string_view(req.target()).find('?')));
+            const std::string_view path =
+                std::string_view(req.target()).substr(0, std::string_view(req.target()).find('?'));
+            const auto call = routing::parse_grpc_path(path);
             if (call.service != routing::grpc_service::none) {
                 if (route_grpc_call(routes, req, call, d)) {
+                    break;
+                }
+                return d;
+            }
+            if (!routes.grpc_model_header.empty() && is_grpc_request(req)) {
+                if (route_grpc_by_metadata(routes, req, path, d)) {
                     break;
                 }
                 return d;

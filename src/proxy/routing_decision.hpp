@@ -1,6 +1,7 @@
 // Private to proxy: what to do with one fully read request before anything goes upstream:
 // refuse its head (check_head), or pick the model and version (route_request: path or body
-// model, forced version, sticky header or cookie, weights, tripped versions).
+// model, a gRPC call's message or configured metadata, forced version, sticky header or
+// cookie, weights, tripped versions).
 // Must not touch: sockets, the pool, metrics (the caller records what was decided).
 #pragma once
 

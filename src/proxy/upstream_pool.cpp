@@ -27,6 +27,22 @@ bool nothing_to_read(ssize_t peeked) {
 
 constexpr std::uint32_t no_endpoint = UINT32_MAX;
 
+// What an HTTP/2-over-TLS backend's handshake settled on by ALPN, when it is not "h2": why the
+// connection cannot carry HTTP/2, for the error message. Empty when it is h2.
+std::string alpn_refusal(tls_stream_type& secure) {
+    const unsigned char* name = nullptr;
+    unsigned int size = 0;
+    SSL_get0_alpn_selected(secure.native_handle(), &name, &size);
+    const std::string_view chosen(reinterpret_cast<const char*>(name), name ? size : 0);
+    if (chosen == "h2") {
+        return {};
+    }
+    return "the backend did not select HTTP/2 by ALPN in the TLS handshake (" +
+           (chosen.empty() ? std::string("it selected no protocol")
+                           : "it selected \"" + std::string(chosen) + "\"") +
+           "): \"protocol\": \"h2\" needs a backend serving HTTP/2 over TLS";
+}
+
 // How long an endpoint that wrote bytes after an answer gets no pooled connections: a connect
 // per request to it instead of answers mixed between clients.
 constexpr auto stray_bytes_no_reuse = std::chrono::seconds(30);
@@ -183,6 +199,16 @@ task<acquired> upstream_pool::acquire(const routing::model_route& model,
         auto ec = co_await connect(*c, ep, version, model.timeouts.connect, slot);
         slot.upstream = nullptr;
         slot.upstream_expire_at(clock::time_point::max());
+        if (!ec && version.http2 && c->secure) {
+            if (auto refusal = alpn_refusal(*c->secure); !refusal.empty()) {
+                // Unusable for this version: the endpoint's connect failure (passive health),
+                // and the next endpoint is tried, which may serve h2.
+                record_failure(ep.id, version, model.health, coarse_now());
+                out.status = acquire_status::h2_not_negotiated;
+                out.detail = "connect to " + ep.authority + " failed: " + refusal;
+                continue;
+            }
+        }
         if (!ec) {
             auto& healthy = state(ep.id);
             healthy.consecutive_failures = 0;

@@ -140,7 +140,15 @@ inline constexpr std::size_t large_relay_buffer_size = 64 * 1024;
 using relay_buffer = std::unique_ptr<char[]>;
 
 // no_healthy_upstream: the version has no endpoint at all (ejected ones are still tried).
-enum class acquire_status { ok, no_healthy_upstream, connect_failed, connect_timeout };
+// h2_not_negotiated: an "h2" version's TLS handshake succeeded, but the backend did not select
+// HTTP/2 by ALPN (it speaks HTTP/1.1 only, or ignores ALPN): a connect failure of its own.
+enum class acquire_status {
+    ok,
+    no_healthy_upstream,
+    connect_failed,
+    connect_timeout,
+    h2_not_negotiated
+};
 
 struct acquired {
     acquire_status status = acquire_status::connect_failed;

@@ -270,6 +270,7 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
     using tcp = net::ip::tcp;
     auto snap = std::make_shared<route_snapshot>();
     snap->generation = generation;
+    snap->grpc_model_header = cfg.grpc.model_header;
     std::vector<problem> problems;
     net::io_context resolver_context;
     tcp::resolver resolver(resolver_context);
@@ -295,7 +296,7 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
             version_route v;
             v.name = vc.name;
             v.series = series(mc.name, vc.name, m.stage);
-            v.h2c = vc.protocol == config::upstream_protocol::h2c;
+            v.http2 = vc.protocol != config::upstream_protocol::http1;
             if (vc.tls) {
                 boost::system::error_code ec;
                 auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
@@ -312,6 +313,12 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
                                         "cannot load CA certificates: " + ec.message()});
                 }
                 ctx->set_verify_mode(vc.tls->verify ? net::ssl::verify_peer : net::ssl::verify_none);
+                if (vc.protocol == config::upstream_protocol::h2) {
+                    // ALPN offers only "h2": a backend that cannot speak it over TLS selects
+                    // nothing, and the pool refuses the connection (upstream_pool.cpp).
+                    static constexpr unsigned char h2_only[] = {2, 'h', '2'};
+                    SSL_CTX_set_alpn_protos(ctx->native_handle(), h2_only, sizeof h2_only);
+                }
                 v.tls = std::move(ctx);
                 v.tls_verify = vc.tls->verify;
                 v.tls_server_name = vc.tls->server_name;
@@ -334,8 +341,11 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
                     continue;
                 }
                 ep.address = results.begin()->endpoint();
-                ep.id = registry.id_for(ep.authority +
-                                        (v.tls ? "|tls" : (v.h2c ? "|h2c" : "|tcp")));
+                // One id per transport: pools index by it, so an HTTP/1.1-over-TLS version's
+                // idle connections never serve an "h2" version of the same host:port.
+                const char* transport =
+                    v.tls ? (v.http2 ? "|h2" : "|tls") : (v.http2 ? "|h2c" : "|tcp");
+                ep.id = registry.id_for(ep.authority + transport);
                 if (v.tls && v.tls_server_name.empty()) {
                     v.tls_server_name = ep.host;
                 }

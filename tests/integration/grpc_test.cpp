@@ -1,6 +1,6 @@
 // gRPC through the gateway with real clients and servers nobody here wrote: @grpc/grpc-js
 // (tests/clients, pinned) calling the KServe v2 / Triton inference service, and grpc-js
-// servers playing v1 and v2 behind the gateway's HTTP/2 (h2c) upstreams. What an application
+// servers playing v1 and v2 behind the gateway's HTTP/2 upstreams (h2c, and h2 over TLS). What an application
 // sees (answers, status codes, response metadata), what the gateway counts (a grpc-status in
 // the trailers is the call's outcome), and what the rollout controller decides on it.
 #include "support/admin.hpp"
@@ -103,14 +103,20 @@ struct grpc_backend {
     // `max_connection_age_ms`: each connection gets a GOAWAY once that old (grpc's
     // MAX_CONNECTION_AGE), 0 for never.
     // `latency_ms`: each ModelInfer answers that late.
+    // `tls`: serves HTTP/2 over TLS with that certificate (ALPN "h2"), else h2c.
     explicit grpc_backend(const std::string& version, int unavailable_every = 0,
-                          int max_connection_age_ms = 0, int latency_ms = 0) {
+                          int max_connection_age_ms = 0, int latency_ms = 0,
+                          const test_certificate* tls = nullptr) {
         const std::string port_file = dir.path + "/port";
-        process = std::make_unique<node_process>(std::vector<std::string>{
+        std::vector<std::string> args{
             grpc_dir + "/backend.mjs", "--version", version, "--port-file", port_file,
             "--unavailable-every", std::to_string(unavailable_every), "--max-connection-age-ms",
             std::to_string(max_connection_age_ms), "--latency-ms", std::to_string(latency_ms),
-            "--cancel-file", dir.path + "/cancelled"});
+            "--cancel-file", dir.path + "/cancelled"};
+        if (tls) {
+            args.insert(args.end(), {"--cert", tls->cert_file, "--key", tls->key_file});
+        }
+        process = std::make_unique<node_process>(args);
         port = read_port_file(port_file);
     }
 };
@@ -183,7 +189,9 @@ TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses
     grpc_backend v2("v2");
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    app::gateway gw(grpc_config(v1.port, v2.port, 10000));  // every model call to v2
+    auto cfg = grpc_config(v1.port, v2.port, 10000);  // every model call to v2
+    cfg.grpc.model_header = "x-model-name";
+    app::gateway gw(std::move(cfg));
     ASSERT_TRUE(gw.start());
     const auto seen = run_client(gw.ports()[0], {"tour"});
     ASSERT_TRUE(seen.is_object()) << seen;
@@ -203,6 +211,14 @@ TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses
     EXPECT_EQ(seen["unnamed"]["code"], 3) << seen;  // INVALID_ARGUMENT
     EXPECT_NE(seen["unnamed"]["details"].get<std::string>().find("names no model"),
               std::string::npos);
+    // A service the gateway does not read is routed by the configured metadata, split as any
+    // call of its model; without the metadata, UNIMPLEMENTED says which would route it.
+    EXPECT_EQ(seen["other"]["code"], 0) << seen;
+    EXPECT_EQ(seen["other"]["version"], "v2") << seen;
+    EXPECT_EQ(seen["other_unnamed"]["code"], 12) << seen;
+    EXPECT_NE(seen["other_unnamed"]["details"].get<std::string>().find("\"x-model-name\""),
+              std::string::npos)
+        << seen;
 }
 
 TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
@@ -365,6 +381,65 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
     const auto refused = run_client(gw1.ports()[0], {"stream", "1", "2", "1"});
     EXPECT_EQ(count_of(refused["codes"], "12"), 1u) << refused;
     EXPECT_NE(refused.dump().find("h2c"), std::string::npos) << refused;
+}
+
+TEST_F(GrpcJs, BackendsOverTlsSelectH2ByAlpnAndCarryEveryKindOfCall) {
+    // "protocol": "h2": HTTP/2 over TLS, the certificate verified against the version's CA and
+    // name, as an "http1" version's "tls" is. v2 ends each connection with a GOAWAY after
+    // 100 ms, so later calls go out on new TLS connections.
+    const auto cert = make_test_certificate();
+    grpc_backend v1("v1", 0, 0, 0, &cert);
+    grpc_backend v2("v2", 0, 100, 0, &cert);
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    auto over_tls = [&](std::uint16_t p1, std::uint16_t p2) {
+        auto cfg = grpc_config(p1, p2, 10000);  // every model call to v2; the server's to v1
+        for (auto& v : cfg.models[0].versions) {
+            v.protocol = config::upstream_protocol::h2;
+            v.tls = config::upstream_tls{true, cert.cert_file, "localhost"};
+        }
+        return cfg;
+    };
+    app::gateway gw(over_tls(v1.port, v2.port));
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"tour"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    EXPECT_EQ(seen["live"], true) << seen;
+    EXPECT_EQ(seen["infer"]["code"], 0) << seen;
+    EXPECT_EQ(seen["infer"]["version"], "v2");
+    EXPECT_EQ(seen["infer"]["sum"], 6.5);
+    EXPECT_EQ(seen["infer"]["header_version"], "v2");
+    const auto streamed = run_client(gw.ports()[0], {"stream", "4", "3", "2"});
+    EXPECT_EQ(count_of(streamed["codes"], "0"), 4u) << streamed;
+    EXPECT_EQ(streamed["answers"], 12) << streamed;
+    EXPECT_EQ(streamed["in_order"], true) << streamed;
+    // v2's first connection got its GOAWAY before the streams (a client process starts in
+    // more than 100 ms), which went out on a new one: v1's, v2's two. Else load until then.
+    for (int round = 0; round < 5 && gw.totals().upstream_connects < 3; ++round) {
+        const auto load = run_client(gw.ports()[0], {"load", "200"});
+        ASSERT_EQ(count_of(load["codes"], "0"), 200u) << "round " << round << ": " << load;
+    }
+    EXPECT_GE(gw.totals().upstream_connects, 3u);
+    EXPECT_EQ(gw.totals().upstream_connect_failures, 0u);
+
+    // A backend serving HTTP/1.1 over TLS only (its handshake selects no ALPN protocol): a
+    // clear UNAVAILABLE naming the cause, counted against the version as a connect failure.
+    mockmodel::options http1_tls;
+    http1_tls.cert_file = cert.cert_file;
+    http1_tls.key_file = cert.key_file;
+    auto http1_only = start_mock("v2", http1_tls);
+    app::gateway wrong(over_tls(v1.port, http1_only->port()));
+    ASSERT_TRUE(wrong.start());
+    const auto refused = run_client(wrong.ports()[0], {"load", "3"});
+    EXPECT_EQ(count_of(refused["codes"], "14"), 3u) << refused;
+    EXPECT_NE(refused["details"].dump().find("did not select HTTP/2 by ALPN"), std::string::npos)
+        << refused;
+    metrics::series_counts c1;
+    metrics::series_counts c2;
+    ASSERT_TRUE(counted(wrong, 3, c1, c2)) << c1.requests() << " + " << c2.requests();
+    EXPECT_EQ(c2.codes[metrics::code_slot(502)], 3u);
+    EXPECT_EQ(c2.upstream_failures[static_cast<std::size_t>(metrics::upstream_failure::connect)],
+              3u);
 }
 
 // A rollout of v2 whose traffic is gRPC calls from grpc-js.

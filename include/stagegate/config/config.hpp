@@ -46,9 +46,10 @@ struct endpoint {
 };
 
 // How the gateway talks to a version's endpoints: HTTP/1.1 over a pool of keep-alive
-// connections, or HTTP/2 with prior knowledge (h2c: a few long-lived connections carrying many
-// streams each), which gRPC backends (Triton, KServe, TF Serving) need.
-enum class upstream_protocol { http1, h2c };
+// connections, or HTTP/2 (a few long-lived connections carrying many streams each), which gRPC
+// backends (Triton, KServe, TF Serving) need: cleartext with prior knowledge (h2c), or over
+// TLS (h2: the version's `tls` settings, ALPN offering only "h2").
+enum class upstream_protocol { http1, h2c, h2 };
 
 struct version {
     std::string name;
@@ -331,6 +332,15 @@ struct logging {
     access_log access;
 };
 
+// "grpc": how the gateway routes gRPC calls beyond the services it reads (KServe v2 / Triton,
+// TF Serving).
+struct grpc_routing {
+    // The request metadata (a header) whose value names the model of a call of any other
+    // gRPC service ("model_header", e.g. "x-model-name"); empty: such calls are routed by a
+    // model's match.path_prefixes only.
+    std::string model_header;
+};
+
 struct gateway {
     std::vector<listener> listeners;
     admin admin_listener;
@@ -342,6 +352,7 @@ struct gateway {
     client_timeouts client;
     upstream_pool pool;
     std::vector<model> models;
+    grpc_routing grpc;
     std::vector<webhook> webhooks;
     logging log;
 };

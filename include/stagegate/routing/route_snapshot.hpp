@@ -49,7 +49,9 @@ struct version_route {
     std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP to the upstream
     std::string tls_server_name;                      // SNI and verified name
     bool tls_verify = true;
-    bool h2c = false;  // HTTP/2 with prior knowledge to the endpoints (h2_upstream.hpp)
+    // HTTP/2 to the endpoints (h2_upstream.hpp): cleartext with prior knowledge (h2c), or over
+    // TLS when `tls` is set (h2: its context offers only "h2" by ALPN).
+    bool http2 = false;
 };
 
 // One contiguous band of the [0, 10000) hash space, owned by one version.
@@ -94,6 +96,9 @@ struct route_snapshot {
     // The answer to OpenAI's GET /v1/models (the models matched by their OpenAI "model"
     // field, in OpenAI's list format), built with the snapshot so serving it costs one write.
     std::string openai_model_list;
+    // The metadata whose value names the model of a gRPC call of a service the gateway does not
+    // read (config "grpc": {"model_header"}); empty: none.
+    std::string grpc_model_header;
 
     const model_route* find_model(std::string_view name) const;
 };

@@ -1,8 +1,9 @@
 // A KServe v2 / Triton-style gRPC model server played by @grpc/grpc-js (pinned in
 // ../package.json), for the gateway's gRPC tests: one model version per process.
 //   node backend.mjs --version v1 --port-file FILE [--unavailable-every N] [--latency-ms N]
-//                    [--max-connection-age-ms N] [--cancel-file FILE]
-// Listens on 127.0.0.1:0 (HTTP/2 cleartext) and writes its port to FILE. ModelInfer answers
+//                    [--max-connection-age-ms N] [--cancel-file FILE] [--cert FILE --key FILE]
+// Listens on 127.0.0.1:0 (HTTP/2 cleartext, or over TLS with --cert and --key: grpc-js then
+// selects "h2" by ALPN) and writes its port to FILE. ModelInfer answers
 // with the version in model_version and the inputs' sum as output; every Nth ModelInfer
 // fails with UNAVAILABLE after its response headers (a 200 whose trailers carry the error,
 // as a real server's does). --max-connection-age-ms: grpc's MAX_CONNECTION_AGE, as servers
@@ -13,10 +14,12 @@
 // inputs' sum); a stream whose message has id "fail" ends with UNAVAILABLE there; messages
 // whose id starts with "hold" are answered only once the client ends its stream (a
 // client-streaming call: the backend's first bytes come after the whole request).
+// /test.Echo/Say, a service without a schema (raw bytes), answers with its version's name:
+// what the gateway routes by a metadata header, as it reads none of its messages.
 // Exits when its parent closes stdin.
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -96,7 +99,17 @@ server.addService(inference.GRPCInferenceService.service, {
     }));
   },
 });
-server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+const raw = (b) => b;
+server.addService({
+  Say: { path: '/test.Echo/Say', requestStream: false, responseStream: false,
+         requestSerialize: raw, requestDeserialize: raw,
+         responseSerialize: raw, responseDeserialize: raw },
+}, { Say: (_call, done) => done(null, Buffer.from(version)) });
+const credentials = args.cert
+  ? grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(args.key),
+                                               cert_chain: readFileSync(args.cert) }], false)
+  : grpc.ServerCredentials.createInsecure();
+server.bindAsync('127.0.0.1:0', credentials, (err, port) => {
   if (err) {
     console.error(err.message);
     process.exit(1);

@@ -2,10 +2,13 @@
 // calling the KServe v2 / Triton inference service through the gateway, as an application
 // would. Prints one JSON line with what it saw.
 //   node client.mjs 127.0.0.1:PORT tour        ServerLive, ServerReady, ModelReady, one
-//                                              ModelInfer (with its response metadata), and
-//                                              calls the gateway must refuse
+//                                              ModelInfer (with its response metadata), a
+//                                              call of another service (/test.Echo/Say) with
+//                                              and without x-model-name metadata, and calls
+//                                              the gateway must refuse
 //   node client.mjs 127.0.0.1:PORT load N      N concurrent ModelInfer calls on one channel:
-//                                              answers per version, statuses per code
+//                                              answers per version, statuses per code, the
+//                                              distinct error messages
 //   node client.mjs 127.0.0.1:PORT cancel N    N ModelInfer calls, each cancelled after 300 ms
 //                                              (RST_STREAM CANCEL): their statuses per code
 //   node client.mjs 127.0.0.1:PORT flood       16 calls at a time until stdin closes (at most
@@ -52,6 +55,18 @@ const infer = (model, id) => call('ModelInfer', {
   inputs: [{ name: 'x', datatype: 'FP32', shape: [3], contents: { fp32_contents: [1, 2, 3.5] } }],
 });
 
+// /test.Echo/Say (raw bytes, no schema): the backend answers with its version's name.
+const echo = (model) => new Promise((resolve) => {
+  const metadata = new grpc.Metadata();
+  if (model) metadata.set('x-model-name', model);
+  const raw = (b) => b;
+  client.makeUnaryRequest('/test.Echo/Say', raw, raw, Buffer.alloc(0), metadata,
+                          { deadline: new Date(Date.now() + 10000) }, (err, response) => {
+    resolve({ code: err ? err.code : 0, details: err ? err.details : '',
+              version: response ? response.toString() : null });
+  });
+});
+
 async function tour() {
   const live = await call('ServerLive', {});
   const ready = await call('ServerReady', {});
@@ -59,6 +74,8 @@ async function tour() {
   const one = await infer('m', 'req-1');
   const unknown = await infer('nosuch', 'req-2');
   const unnamed = await call('ModelInfer', { id: 'req-3' });
+  const other = await echo('m');
+  const otherUnnamed = await echo('');
   return {
     live: live.response?.live ?? null,
     ready: ready.response?.ready ?? null,
@@ -73,6 +90,8 @@ async function tour() {
     },
     unknown: { code: unknown.code, details: unknown.details },
     unnamed: { code: unnamed.code, details: unnamed.details },
+    other,
+    other_unnamed: otherUnnamed,
   };
 }
 
@@ -84,7 +103,7 @@ async function load(n) {
     codes[r.code] = (codes[r.code] ?? 0) + 1;
     if (r.code === 0) versions[r.response.model_version] = (versions[r.response.model_version] ?? 0) + 1;
   }
-  return { versions, codes };
+  return { versions, codes, details: [...new Set(results.map((r) => r.details).filter((d) => d))] };
 }
 
 async function flood() {

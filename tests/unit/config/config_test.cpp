@@ -678,9 +678,10 @@ TEST(ConfigParse, GrpcExampleConfigIsValid) {
     EXPECT_EQ(m.versions[1].protocol, upstream_protocol::h2c);
     EXPECT_TRUE(m.route.kserve_v2);
     ASSERT_TRUE(m.rollout_spec);
+    EXPECT_EQ(cfg->grpc.model_header, "x-model-name");
 }
 
-TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
+TEST(ConfigParse, VersionProtocolIsHttp1H2cOrH2OverTls) {
     auto with = [](const std::string& version) {
         return parse(R"({"listeners": [{"port": 8080}], "models": [{"name": "m", "stable": "v1",
             "versions": [)" + version + "]}]}");
@@ -691,10 +692,16 @@ TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
     auto h2c = with(R"({"name": "v1", "protocol": "h2c", "endpoints": ["127.0.0.1:9001"]})");
     ASSERT_TRUE(h2c) << h2c.error().describe();
     EXPECT_EQ(h2c->models[0].versions[0].protocol, upstream_protocol::h2c);
+    // "h2" is HTTP/2 over TLS: the version's "tls" settings, or TLS's defaults without them.
     auto h2 = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"]})");
-    ASSERT_FALSE(h2);
-    EXPECT_TRUE(has_problem(h2.error(), "/models/0/versions/0/protocol", "not supported yet"))
-        << h2.error().describe();
+    ASSERT_TRUE(h2) << h2.error().describe();
+    EXPECT_EQ(h2->models[0].versions[0].protocol, upstream_protocol::h2);
+    ASSERT_TRUE(h2->models[0].versions[0].tls);
+    EXPECT_TRUE(h2->models[0].versions[0].tls->verify);
+    auto h2_tls = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"],
+                           "tls": {"ca_file": "/etc/ca.pem", "server_name": "triton"}})");
+    ASSERT_TRUE(h2_tls) << h2_tls.error().describe();
+    EXPECT_EQ(h2_tls->models[0].versions[0].tls->server_name, "triton");
     auto typo = with(R"({"name": "v1", "protocol": "http2", "endpoints": ["127.0.0.1:9001"]})");
     ASSERT_FALSE(typo);
     EXPECT_TRUE(has_problem(typo.error(), "/models/0/versions/0/protocol", "\"h2c\""))
@@ -704,6 +711,27 @@ TEST(ConfigParse, VersionProtocolIsHttp1OrH2cAndSaysWhatElseIsMissing) {
     ASSERT_FALSE(tls);
     EXPECT_TRUE(has_problem(tls.error(), "/models/0/versions/0/protocol", "cleartext"))
         << tls.error().describe();
+}
+
+TEST(ConfigParse, GrpcModelHeaderIsAPlainMetadataKey) {
+    auto with = [](const std::string& header) {
+        return parse(R"({"listeners": [{"port": 8080}], "grpc": {"model_header": ")" + header +
+                     R"("}, "models": [{"name": "m", "stable": "v1",
+            "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9001"]}]}]})");
+    };
+    auto plain = parse(minimal);
+    ASSERT_TRUE(plain) << plain.error().describe();
+    EXPECT_EQ(plain->grpc.model_header, "");  // off unless set
+    auto named = with("x-model-name");
+    ASSERT_TRUE(named) << named.error().describe();
+    EXPECT_EQ(named->grpc.model_header, "x-model-name");
+    // The protocol's own keys, binary metadata and non-key characters are refused.
+    for (const std::string bad : {"grpc-model", "x-model-bin", "x model", "x:model"}) {
+        auto refused = with(bad);
+        ASSERT_FALSE(refused) << bad;
+        EXPECT_TRUE(has_problem(refused.error(), "/grpc/model_header", "metadata key"))
+            << refused.error().describe();
+    }
 }
 
 TEST(ConfigLimits, MaxConcurrentStreamsDefaultsToNginxsAndIsBounded) {

@@ -27,8 +27,10 @@ std::uint32_t test_series(std::string_view model, std::string_view version,
 }
 
 // Model "m" (v1 stable, v2) with the given weights, sticky by header X-User or cookie uid.
+// `grpc_model_header`: the "grpc": {"model_header"} setting.
 std::shared_ptr<const routing::route_snapshot> snapshot(std::uint32_t v2_bp,
-                                                        bool allow_force = true) {
+                                                        bool allow_force = true,
+                                                        std::string grpc_model_header = {}) {
     auto cfg = config::parse(R"({
       "listeners": [{"port": 0}],
       "models": [
@@ -42,6 +44,7 @@ std::shared_ptr<const routing::route_snapshot> snapshot(std::uint32_t v2_bp,
     EXPECT_TRUE(cfg) << cfg.error().describe();
     cfg->models[0].split.weights = {{"v1", 10000 - v2_bp}, {"v2", v2_bp}};
     cfg->models[0].split.allow_force_version = allow_force;
+    cfg->grpc.model_header = std::move(grpc_model_header);
     routing::endpoint_registry registry;
     auto snap = routing::build_snapshot(*cfg, registry, test_series);
     EXPECT_TRUE(snap) << snap.error().describe();
@@ -211,6 +214,49 @@ TEST_F(RoutingDecision, UnroutableRequestsSayWhy) {
     auto d = route_request(w, *routes, request("/v1/chat/completions", R"({"model":"m"})"));
     ASSERT_FALSE(d.problem);
     EXPECT_EQ(d.model->name, "m");
+}
+
+TEST_F(RoutingDecision, GrpcCallOfAnotherServiceIsRoutedByTheConfiguredMetadata) {
+    auto call = [](std::string_view model) {
+        auto req = request("/my.pkg.Echo/Say", std::string("\0\0\0\0\0", 5));
+        req.set(http::field::content_type, "application/grpc");
+        if (!model.empty()) {
+            req.set("x-model-name", model);
+        }
+        return req;
+    };
+    auto routes = snapshot(10000, true, "x-model-name");
+    auto d = route_request(w, *routes, call("m"));
+    ASSERT_FALSE(d.problem) << d.problem->message;
+    EXPECT_EQ(d.model->name, "m");
+    EXPECT_EQ(d.model->versions[d.version].name, "v2");  // then split by the weights as usual
+    auto forced = call("m");
+    forced.set(force_version_header, "v1");
+    EXPECT_EQ(version_of(*routes, forced), "v1");
+
+    // Without the metadata: no route (UNIMPLEMENTED), and the answer says what would route it.
+    auto unnamed = route_request(w, *routes, call(""));
+    ASSERT_TRUE(unnamed.problem);
+    EXPECT_EQ(unnamed.problem->code, "no_route");
+    EXPECT_EQ(unnamed.problem->message, "the gateway does not read the messages of "
+                                        "/my.pkg.Echo/Say: name the call's model in its "
+                                        "\"x-model-name\" metadata");
+    EXPECT_EQ(unnamed.unrouted, metrics::unrouted_reason::no_route);
+    auto unknown = route_request(w, *routes, call("zzz"));
+    ASSERT_TRUE(unknown.problem);
+    EXPECT_EQ(unknown.problem->code, "unknown_model");  // NOT_FOUND
+    EXPECT_EQ(unknown.problem->message,
+              "no model named \"zzz\" (metadata \"x-model-name\") is served here");
+
+    // Only gRPC calls are routed by it, and only when it is configured.
+    auto not_grpc = request("/my.pkg.Echo/Say");
+    not_grpc.set("x-model-name", "m");
+    auto plain = route_request(w, *routes, not_grpc);
+    ASSERT_TRUE(plain.problem);
+    EXPECT_EQ(plain.problem->message, "no model route matches /my.pkg.Echo/Say");
+    auto off = route_request(w, *snapshot(10000), call("m"));
+    ASSERT_TRUE(off.problem);
+    EXPECT_EQ(off.problem->message, "no model route matches /my.pkg.Echo/Say");
 }
 
 TEST(CheckHead, OnlyChunkedTransferEncodingPasses) {
