@@ -156,8 +156,10 @@ std::string bash_completion_script() {
     for (const auto& c : command_table()) {
         const auto own = vocabulary::own_options(c);
         if (!c.hidden && !own.empty()) {
-            s << "            " << c.name << ") options+=" << quoted(" " + joined(own, " "))
-              << " ;;\n";
+            // Not `" " + joined(...)`: GCC 12 at -O3 reports a false -Wrestrict on it.
+            std::string spaced(1, ' ');
+            spaced += joined(own, " ");
+            s << "            " << c.name << ") options+=" << quoted(spaced) << " ;;\n";
         }
     }
     s << "        esac\n"
