@@ -275,17 +275,27 @@ struct bucket_spread {
     double slope = 0;
 };
 
-bucket_spread spread_of(const std::vector<double>& requests, const std::vector<double>& events) {
+// A version's totals over its buckets: requests, events, squared requests, buckets in use.
+struct bucket_sums {
     double n = 0;
     double e = 0;
     double n_squared = 0;
     int used = 0;
+};
+
+bucket_sums sums_of(const std::vector<double>& requests, const std::vector<double>& events) {
+    bucket_sums t;
     for (std::size_t b = 0; b < requests.size(); ++b) {
-        n += requests[b];
-        e += events[b];
-        n_squared += requests[b] * requests[b];
-        used += requests[b] > 0 ? 1 : 0;
+        t.n += requests[b];
+        t.e += events[b];
+        t.n_squared += requests[b] * requests[b];
+        t.used += requests[b] > 0 ? 1 : 0;
     }
+    return t;
+}
+
+bucket_spread spread_of(const std::vector<double>& requests, const std::vector<double>& events) {
+    const auto [n, e, n_squared, used] = sums_of(requests, events);
     if (n <= 0 || e <= 0 || e >= n || used < 2) {
         return {};
     }
@@ -335,14 +345,7 @@ unit_weighting weigh_units(const std::vector<double>& requests, const std::vecto
                            double relative_between) {
     unit_weighting w;
     w.scale.assign(requests.size(), 1.0);
-    double n = 0;
-    double e = 0;
-    int used = 0;
-    for (std::size_t b = 0; b < requests.size(); ++b) {
-        n += requests[b];
-        e += events[b];
-        used += requests[b] > 0 ? 1 : 0;
-    }
+    const auto [n, e, n_squared, used] = sums_of(requests, events);
     if (n <= 0 || e <= 0 || e >= n) {
         return w;
     }
