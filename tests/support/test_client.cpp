@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <fstream>
@@ -28,6 +29,18 @@ struct connection::impl {
     std::unique_ptr<net::ssl::stream<tcp::socket&>> tls;
     beast::flat_buffer buffer;
     bool ok = false;
+    std::chrono::milliseconds timeout{10000};
+
+    // Whether something can be read within the timeout. Asio's blocking reads wait in poll()
+    // with no limit once SO_RCVTIMEO's EAGAIN comes back, so the socket option alone bounds
+    // nothing: a stream that never sends what a test waits for would hang it for good.
+    bool readable() {
+        if (tls && SSL_pending(tls->native_handle()) > 0) {
+            return true;
+        }
+        pollfd p{socket.native_handle(), POLLIN, 0};
+        return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+    }
 
     template <class F>
     auto with_stream(F&& f) {
@@ -45,6 +58,7 @@ connection::connection(std::uint16_t port, bool tls, std::chrono::milliseconds t
     if (ec) {
         return;
     }
+    impl_->timeout = timeout;
     timeval tv{};
     tv.tv_sec = timeout.count() / 1000;
     tv.tv_usec = (timeout.count() % 1000) * 1000;
@@ -142,6 +156,9 @@ std::string connection::read_until(const std::string& needle) {
         from = got.size() >= needle.size() ? got.size() - needle.size() + 1 : 0;
         boost::system::error_code ec;
         std::size_t n = 0;
+        if (!impl_->readable()) {
+            break;  // timed out
+        }
         impl_->with_stream([&](auto& s) { n = s.read_some(net::buffer(chunk), ec); return 0; });
         if (ec) {
             break;
@@ -163,6 +180,9 @@ bool connection::peer_closed() {
     char c;
     boost::system::error_code ec;
     std::size_t n = 0;
+    if (!impl_->readable()) {
+        return false;  // still open at the timeout
+    }
     impl_->with_stream([&](auto& s) { n = s.read_some(net::buffer(&c, 1), ec); return 0; });
     return n == 0 && (ec == net::error::eof || ec == net::error::connection_reset ||
                       ec == net::ssl::error::stream_truncated);
