@@ -889,8 +889,27 @@ struct admin_server::impl {
         co_return json_response(http::status::created, *started, c.version());
     }
 
+    // A follower's own view of a rollout has its own counts only and no gates (the leader
+    // alone sums every replica's and judges them), so it answers with the leader's view; when
+    // the leader cannot answer, with its own, saying so ("view").
     net::awaitable<answer> on_rollout(const call& c) {
         const std::string& model = c.params[0];
+        const auto cluster = gw.cluster_status();
+        json view = json::object();
+        if (cluster.value("store", "") == "etcd") {
+            view = {{"replica", cluster.value("replica", "")},
+                    {"leader", cluster.value("leader", false)}};
+            if (!cluster.value("leader", false) && c.req[forwarded_header].empty()) {
+                std::string why;
+                auto from_leader = co_await leader_view(c.req, cluster, why);
+                if (from_leader) {
+                    co_return from_leader;
+                }
+                view["partial"] = true;
+                view["why"] = why + ": this replica's own counts, no gates (the leader alone "
+                                    "judges the sum of every replica's)";
+            }
+        }
         auto* ctl = gw.rollouts();
         if (!ctl || !ctl->has(model)) {
             co_return error_json(admin_error::unknown_rollout,
@@ -911,7 +930,45 @@ struct admin_server::impl {
             }
         }
         status["webhooks"] = std::move(hooks);
+        if (!view.empty()) {
+            status["view"] = std::move(view);
+        }
         co_return json_response(http::status::ok, status, c.version());
+    }
+
+    // The leader's answer to this read (a 2xx or 404, relayed with X-Stagegate-Leader), or
+    // none with `why` (no leader, no URL, no answer).
+    net::awaitable<answer> leader_view(const request_t& req, const json& cluster,
+                                       std::string& why) {
+        const auto leader = cluster.value("leader_admin", "");
+        const auto name = cluster.value("leader_replica", "");
+        auto url = parse_http_url(leader, false);
+        if (name.empty() || !url) {
+            why = name.empty() ? "no replica leads the cluster now"
+                               : "the leader " + name + " publishes no admin API URL";
+            co_return std::nullopt;
+        }
+        http_call exchange;
+        exchange.url = *url;
+        exchange.url.target = std::string(req.target());
+        exchange.timeout = std::chrono::seconds(2);
+        if (auto token = req[http::field::authorization]; !token.empty()) {
+            exchange.headers.emplace_back("Authorization", std::string(token));
+        }
+        exchange.headers.emplace_back(std::string(forwarded_header), cluster.value("replica", ""));
+        auto r = co_await async_exchange(io, std::move(exchange), net::use_awaitable);
+        if (!r || (r->status / 100 != 2 && r->status != 404)) {
+            why = "the leader " + name + " at " + leader + " did not answer (" +
+                  (r ? "HTTP " + std::to_string(r->status) : r.error().message) + ")";
+            co_return std::nullopt;
+        }
+        response_t res{static_cast<http::status>(r->status), req.version()};
+        res.set(http::field::server, "stagegate-admin");
+        res.set(http::field::content_type, "application/json");
+        res.set("X-Stagegate-Leader", name);
+        res.body() = std::move(r->body);
+        res.prepare_payload();
+        co_return res;
     }
 
     // pause, resume, promote, rollback, abort, restart, weight: the route names the command.

@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace stagegate::cluster {
@@ -53,18 +54,69 @@ std::string prefix_end(const std::string& prefix) {
     return std::string(1, '\0');  // every key
 }
 
-etcd_client::etcd_client(const config::etcd_store& cfg) : cfg_(cfg) {
+struct etcd_client::endpoint_state {
+    struct open_watch {
+        std::size_t endpoint;
+        std::weak_ptr<http_exchange> exchange;
+        std::shared_ptr<watch_end> end;
+    };
+
+    std::size_t current = 0;
+    std::vector<char> up;  // the last call to each endpoint got an answer
+    std::vector<std::chrono::steady_clock::time_point> probed;
+    std::uint64_t failovers = 0;
+    std::vector<open_watch> watches;
+
+    void answered(std::size_t which) { up[which] = 1; }
+
+    // No answer from `which`: the next call goes to the next endpoint (unless another failure
+    // moved on already), and every watch on it ends. A hung member (stopped, or cut off from
+    // its peers) keeps a watch open and silent, so the watch alone would not notice for its
+    // whole idle limit; any other call there (the keepalive, TTL/4 apart) does within its
+    // timeout.
+    void failed(std::size_t which) {
+        up[which] = 0;
+        if (current == which && up.size() > 1) {
+            current = (which + 1) % up.size();
+            ++failovers;
+        }
+        std::erase_if(watches, [](const open_watch& w) { return w.exchange.expired(); });
+        for (auto& w : watches) {
+            auto x = w.exchange.lock();
+            if (w.endpoint == which && x && !w.end->endpoint_failed && !w.end->failed_itself) {
+                w.end->endpoint_failed = true;
+                x->cancel();
+            }
+        }
+    }
+};
+
+etcd_client::etcd_client(const config::etcd_store& cfg)
+    : cfg_(cfg), endpoints_(std::make_shared<endpoint_state>()) {
     for (const auto& e : cfg_.endpoints) {
         if (auto url = parse_http_url(e, false)) {
             urls_.push_back(*url);
         }
     }
+    endpoints_->up.assign(std::max<std::size_t>(1, urls_.size()), 1);
+    endpoints_->probed.resize(endpoints_->up.size());
 }
 
+bool etcd_client::endpoint_up(std::size_t i) const {
+    return i < endpoints_->up.size() && endpoints_->up[i] != 0;
+}
+
+std::uint64_t etcd_client::failovers() const { return endpoints_->failovers; }
+
 http_call etcd_client::make_call(const std::string& path, json body) const {
+    return make_call_to(endpoints_->current, path, std::move(body));
+}
+
+http_call etcd_client::make_call_to(std::size_t endpoint, const std::string& path,
+                                    json body) const {
     http_call c;
     c.method = "POST";
-    c.url = urls_.empty() ? http_url{} : urls_[*current_ % urls_.size()];
+    c.url = urls_.empty() ? http_url{} : urls_[endpoint % urls_.size()];
     c.url.target = path;
     c.headers = {{"Content-Type", "application/json"}};
     c.body = body.dump();
@@ -73,17 +125,11 @@ http_call etcd_client::make_call(const std::string& path, json body) const {
     c.cert_file = cfg_.cert_file;
     c.key_file = cfg_.key_file;
     c.max_body = 64 * 1024 * 1024;
+    c.keep_alive = pool_;
     return c;
 }
 
 namespace {
-
-// The next call goes to the next endpoint (unless another failure moved on already).
-void move_on(std::size_t& current, std::size_t which) {
-    if (current == which) {
-        ++current;
-    }
-}
 
 result<json> answer_of(result<http_reply> r, const std::string& path) {
     if (!r) {
@@ -102,45 +148,90 @@ result<json> answer_of(result<http_reply> r, const std::string& path) {
     return result<json>(boost::system::in_place_value, std::move(j));
 }
 
+// A watch as its watcher holds it: the watcher's cancel is not news about the endpoint.
+class watch_handle : public http_exchange {
+public:
+    watch_handle(std::shared_ptr<http_exchange> exchange, std::shared_ptr<bool> cancelled)
+        : exchange_(std::move(exchange)), cancelled_(std::move(cancelled)) {}
+    void cancel() override {
+        *cancelled_ = true;
+        exchange_->cancel();
+    }
+
+private:
+    std::shared_ptr<http_exchange> exchange_;
+    std::shared_ptr<bool> cancelled_;
+};
+
+// Whether the endpoint answered as a working member does: any answer but a 5xx one (etcd's
+// gateway answers 503 when the member has no raft leader, 504 when a request timed out).
+bool member_answered(const result<http_reply>& r) { return r && r->status < 500; }
+
 }  // namespace
 
 void etcd_client::call(boost::asio::io_context& io, const std::string& path, json body,
                        std::function<void(result<json>)> done) const {
-    const std::size_t which = *current_;
+    const std::size_t which = endpoints_->current;
     async_http(io, make_call(path, std::move(body)),
-               [current = current_, which, path, done = std::move(done)](result<http_reply> r) {
-                   if (!r) {
-                       move_on(*current, which);
+               [endpoints = endpoints_, which, path, done = std::move(done)](result<http_reply> r) {
+                   if (member_answered(r)) {
+                       endpoints->answered(which);
+                   } else {
+                       endpoints->failed(which);
                    }
                    done(answer_of(std::move(r), path));
                });
 }
 
 result<json> etcd_client::call_blocking(const std::string& path, json body) const {
-    const std::size_t which = *current_;
-    auto r = http_blocking(make_call(path, std::move(body)));
-    if (!r) {
-        move_on(*current_, which);
+    const std::size_t which = endpoints_->current;
+    auto c = make_call(path, std::move(body));
+    c.keep_alive = blocking_pool_;
+    auto r = http_blocking(*blocking_io_, std::move(c));
+    if (member_answered(r)) {
+        endpoints_->answered(which);
+    } else {
+        endpoints_->failed(which);
     }
     return answer_of(std::move(r), path);
+}
+
+void etcd_client::probe_down_endpoints(boost::asio::io_context& io,
+                                       std::chrono::milliseconds every) const {
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < endpoints_->up.size() && i < urls_.size(); ++i) {
+        if (endpoints_->up[i] || now - endpoints_->probed[i] < every) {
+            continue;
+        }
+        endpoints_->probed[i] = now;
+        async_http(io, make_call_to(i, "/v3/maintenance/status", json::object()),
+                   [endpoints = endpoints_, i](result<http_reply> r) {
+                       if (member_answered(r)) {
+                           endpoints->answered(i);
+                       }
+                   });
+    }
 }
 
 std::shared_ptr<http_exchange> etcd_client::watch(
     boost::asio::io_context& io, const std::string& prefix, std::int64_t revision,
     std::function<void(std::vector<watch_event>, std::int64_t)> on_events,
-    std::function<void()> ended) const {
-    const std::size_t which = *current_;
+    std::function<void(watch_end)> ended) const {
+    const std::size_t which = endpoints_->current;
     auto c = make_call("/v3/watch", {{"create_request",
                                       {{"key", base64(prefix)},
                                        {"range_end", base64(prefix_end(prefix))},
                                        {"start_revision", std::to_string(revision)}}}});
-    auto on_line = [on_events = std::move(on_events)](const std::string& line) {
+    auto end = std::make_shared<watch_end>();
+    auto on_line = [on_events = std::move(on_events), end](const std::string& line) {
         auto j = parse_json(line);
         if (!j.is_object() || !j.contains("result") || !j["result"].is_object()) {
-            return false;  // an error from etcd (such as a compacted revision): read again
+            return false;  // an error from etcd: read again
         }
         const auto& r = j["result"];
-        if (r.value("canceled", false)) {
+        // A start revision older than etcd's history: {"compact_revision": N, "canceled": true}.
+        end->compacted = int_of(r, "compact_revision");
+        if (end->compacted > 0 || r.value("canceled", false)) {
             return false;
         }
         std::vector<watch_event> events;
@@ -163,13 +254,25 @@ std::shared_ptr<http_exchange> etcd_client::watch(
         return true;
     };
     c.on_body = watch_lines(c.max_body, std::move(on_line));
-    return async_http(io, std::move(c),
-                      [current = current_, which, ended = std::move(ended)](result<http_reply> r) {
-                          if (!r) {
-                              move_on(*current, which);
-                          }
-                          ended();
-                      });
+    auto cancelled = std::make_shared<bool>(false);
+    auto exchange = async_http(
+        io, std::move(c),
+        [endpoints = endpoints_, which, end, cancelled,
+         ended = std::move(ended)](result<http_reply> r) {
+            // No answer at all (not even the stream's head, which etcd sends at once), and
+            // not cancelled: the endpoint is down, as for any other call. That ends the other
+            // watches on it at once, not this one: its watcher retries after a pause (an
+            // endpoint that refuses every connection must not be retried in a busy loop).
+            if (!r && !*cancelled && !end->endpoint_failed) {
+                end->failed_itself = true;
+                endpoints->failed(which);
+            }
+            ended(*end);
+        });
+    std::erase_if(endpoints_->watches,
+                  [](const endpoint_state::open_watch& w) { return w.exchange.expired(); });
+    endpoints_->watches.push_back({which, exchange, end});
+    return std::make_shared<watch_handle>(std::move(exchange), std::move(cancelled));
 }
 
 json etcd_client::range_body(const std::string& key, bool prefix) {

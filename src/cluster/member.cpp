@@ -108,6 +108,7 @@ void member::tick() {
         ok(*r);
         schedule_tick(period);
     };
+    etcd_.probe_down_endpoints(io_, cfg_.lease_ttl);
     if (lease_ == 0) {
         const auto ttl_s =
             std::max<std::int64_t>(1, (cfg_.lease_ttl.count() + 999) / 1000);
@@ -132,6 +133,9 @@ void member::tick() {
                            resync("its etcd lease expired: reading the rollout states again");
                            return;
                        }
+                       if (leader_) {
+                           compact_history(etcd_client::revision_of(res));
+                       }
                        campaign();
                    });
                });
@@ -141,7 +145,29 @@ json member::leader_guard() const {
     return {{"key", base64(leader_key())}, {"target", "LEASE"}, {"lease", std::to_string(lease_)}};
 }
 
+// A read first: while someone leads (nearly always) campaigning writes nothing. A read is
+// not a raft proposal, while a transaction is one even when its comparison fails (each
+// replica campaigned by transaction every TTL/4: 0.8 proposals/s each at a 5 s TTL).
 void member::campaign() {
+    if (lease_ == 0 || stopped_) {
+        return;
+    }
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(leader_key(), false),
+               [this, alive = alive_](result<json> r) {
+                   if (!*alive || !r || stopped_) {
+                       return;
+                   }
+                   auto kvs = etcd_client::kvs_of(*r);
+                   if (kvs.empty()) {
+                       claim_leadership();
+                   } else {
+                       leader_is(kvs[0]);
+                   }
+               });
+}
+
+// The leader key, created under this replica's lease only when absent (one leader at a time).
+void member::claim_leadership() {
     if (lease_ == 0 || stopped_) {
         return;
     }
@@ -171,15 +197,57 @@ void member::campaign() {
                 holder = kvs[0];
             }
         }
-        auto v = parse_json(holder.value);
-        leader_name_ = v.is_object() ? v.value("replica", "") : "";
-        leader_admin_ = v.is_object() ? v.value("admin", "") : "";
-        if (holder.lease == lease_ && lease_ != 0) {
-            became_leader();  // our key, from an earlier round
-        } else if (leader_) {
-            lost_leadership("another replica holds the leader key");
-        }
+        leader_is(holder);
     });
+}
+
+void member::leader_is(const key_value& holder) {
+    auto v = parse_json(holder.value);
+    leader_name_ = v.is_object() ? v.value("replica", "") : "";
+    leader_admin_ = v.is_object() ? v.value("admin", "") : "";
+    if (holder.lease == lease_ && lease_ != 0) {
+        became_leader();  // our key, from an earlier round
+    } else if (leader_) {
+        lost_leadership("another replica holds the leader key");
+    }
+}
+
+// etcd keeps every revision until compacted: with each replica's counts put every second, its
+// database would grow until its quota (2 GiB by default) stops every write, decisions and
+// elections included. The leader notes the store's revision once per `history` period and
+// compacts to the one it noted a period before, so etcd holds between one and two periods of
+// history: watches and re-reads need seconds of it (a watch starts right after the read it
+// follows; the events watch resumes from its last event); a watch that falls behind anyway is
+// told so (`compact_revision`) and its keys are read again. Not physical: etcd compacts in the
+// background and the call does not wait. Independent of etcd's own
+// --auto-compaction-retention, which does the same when an operator sets it.
+void member::compact_history(std::int64_t store_revision) {
+    const auto now = steady::now();
+    if (store_revision <= 0 || now < next_history_mark_) {
+        return;
+    }
+    if (history_mark_ > compacted_to_) {
+        const auto to = history_mark_;
+        etcd_.call(io_, "/v3/kv/compaction",
+                   {{"revision", std::to_string(to)}, {"physical", false}},
+                   [this, alive = alive_, to](result<json> r) {
+                       if (!*alive) {
+                           return;
+                       }
+                       if (r) {
+                           ++compactions_;
+                       } else if (r.error().message.find("compacted") == std::string::npos) {
+                           log::warn("cluster", "cannot compact etcd's history",
+                                     {{"revision", std::to_string(to)},
+                                      {"error", r.error().message}});
+                           return;
+                       }
+                       // Compacted (by us, or beyond already: another leader, etcd's own).
+                       compacted_to_ = std::max(compacted_to_, to);
+                   });
+    }
+    history_mark_ = store_revision;
+    next_history_mark_ = now + cfg_.history;
 }
 
 void member::lookup_leader(std::function<void()> done) {
@@ -222,6 +290,8 @@ void member::became_leader() {
     }
     leader_ = true;
     ++elections_won_;
+    history_mark_ = 0;  // notes a revision at its next keepalive, compacts a period later
+    next_history_mark_ = steady::now();
     log::info("cluster", "this replica is the leader", {{"replica", replica_}});
     if (cb_.elected) {
         cb_.elected();
@@ -348,6 +418,12 @@ void member::rewatch() {
                    synced_ = true;
                    synced_once_ = true;
                    unsynced_reason_.clear();
+                   // The live feed's "from now on" starts here at the latest: an events read
+                   // that fails meanwhile (etcd cut off just after this read) must not move it
+                   // past the events stored until it succeeds.
+                   if (events_revision_ == 0) {
+                       events_revision_ = store_revision + 1;
+                   }
                    const auto from = store_revision + 1;
                    watch_ = etcd_.watch(
                        io_, rollouts_prefix(), from,
@@ -362,7 +438,22 @@ void member::rewatch() {
                                }
                            }
                        },
-                       [again] { again(""); });
+                       [this, alive, again](watch_end end) {
+                           if (!*alive) {
+                               return;
+                           }
+                           if (end.endpoint_failed) {
+                               log::warn("cluster",
+                                         "the etcd endpoint the rollout states were watched on "
+                                         "stopped answering: reading them again from the next",
+                                         {{"replica", replica_}});
+                           }
+                           if (end.compacted > 0 || end.endpoint_failed) {
+                               rewatch();  // now: history is gone, or the watch went silent
+                               return;
+                           }
+                           again("");
+                       });
                });
 }
 
@@ -370,17 +461,24 @@ void member::publish_counts(const json& counts) {
     if (lease_ == 0 || publishing_ || stopped_) {
         return;
     }
+    auto doc = counts.dump();
+    if (doc == published_counts_ && lease_ == published_lease_) {
+        return;  // etcd holds these under this lease already
+    }
     publishing_ = true;
-    json body = etcd_client::put_op(counts_prefix() + replica_, counts.dump(), lease_)["request_put"];
-    etcd_.call(io_, "/v3/kv/put", std::move(body), [this, alive = alive_](result<json> r) {
-        if (!*alive) {
-            return;
-        }
-        publishing_ = false;
-        if (r) {
-            ++counts_published_;
-        }
-    });
+    json body = etcd_client::put_op(counts_prefix() + replica_, doc, lease_)["request_put"];
+    etcd_.call(io_, "/v3/kv/put", std::move(body),
+               [this, alive = alive_, doc, lease = lease_](result<json> r) mutable {
+                   if (!*alive) {
+                       return;
+                   }
+                   publishing_ = false;
+                   if (r) {
+                       ++counts_published_;
+                       published_counts_ = std::move(doc);
+                       published_lease_ = lease;
+                   }
+               });
 }
 
 void member::fetch_counts(std::function<void(std::map<std::string, json>)> done) {
@@ -404,51 +502,82 @@ void member::fetch_counts(std::function<void(std::map<std::string, json>)> done)
 }
 
 // The live feed: every event stored from now on (a re-watch after a failure resumes where the
-// last one left off, so none is skipped or repeated).
+// last one left off, so none is skipped or repeated; one that fell behind a compaction reads
+// the events stored since from their keys, then watches on).
 void member::rewatch_events() {
     if (stopped_) {
         return;
     }
-    auto watch_from = [this, alive = alive_](std::int64_t revision) {
-        events_watch_ = etcd_.watch(
-            io_, events_prefix(), revision,
-            [this, alive](std::vector<watch_event> events, std::int64_t) {
-                if (!*alive) {
-                    return;
-                }
-                for (const auto& e : events) {
-                    events_revision_ = std::max(events_revision_, e.kv.mod_revision + 1);
-                    auto event = parse_json(e.kv.value);
-                    if (!e.deleted && event.is_object() && cb_.event_seen) {
-                        cb_.event_seen(event);
-                    }
-                }
-            },
-            [this, alive] {
-                if (*alive) {
-                    retry_soon(events_timer_, &member::rewatch_events);
-                }
-            });
-    };
-    if (events_revision_ > 0) {
-        watch_from(events_revision_);
+    if (events_revision_ > 0 && !events_behind_) {
+        watch_events_from(events_revision_);
         return;
     }
     // First watch: from the store's current revision (history is read with events()).
-    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(events_prefix(), true),
-               [this, alive = alive_, watch_from](result<json> r) {
-                   if (!*alive || stopped_) {
-                       return;
-                   }
-                   if (r) {
-                       events_revision_ = etcd_client::revision_of(*r) + 1;
-                   }
-                   if (events_revision_ > 0) {
-                       watch_from(events_revision_);
-                       return;
-                   }
-                   retry_soon(events_timer_, &member::rewatch_events);
-               });
+    json body = etcd_client::range_body(events_prefix(), true);
+    if (events_behind_) {
+        body["min_mod_revision"] = std::to_string(events_revision_);  // in key (id) order
+    } else {
+        body["count_only"] = true;
+    }
+    etcd_.call(io_, "/v3/kv/range", std::move(body), [this, alive = alive_](result<json> r) {
+        if (!*alive || stopped_) {
+            return;
+        }
+        if (!r) {
+            retry_soon(events_timer_, &member::rewatch_events);
+            return;
+        }
+        const auto after_read = etcd_client::revision_of(*r) + 1;
+        if (events_behind_) {
+            for (const auto& kv : etcd_client::kvs_of(*r)) {
+                auto event = parse_json(kv.value);
+                if (event.is_object() && cb_.event_seen) {
+                    cb_.event_seen(event);
+                }
+            }
+            events_behind_ = false;
+            events_revision_ = after_read;
+        } else if (events_revision_ == 0) {
+            events_revision_ = after_read;  // unless the states' read set it meanwhile
+        }
+        watch_events_from(events_revision_);
+    });
+}
+
+void member::watch_events_from(std::int64_t revision) {
+    events_watch_ = etcd_.watch(
+        io_, events_prefix(), revision,
+        [this, alive = alive_](std::vector<watch_event> events, std::int64_t) {
+            if (!*alive) {
+                return;
+            }
+            for (const auto& e : events) {
+                events_revision_ = std::max(events_revision_, e.kv.mod_revision + 1);
+                auto event = parse_json(e.kv.value);
+                if (!e.deleted && event.is_object() && cb_.event_seen) {
+                    cb_.event_seen(event);
+                }
+            }
+        },
+        [this, alive = alive_](watch_end end) {
+            if (!*alive) {
+                return;
+            }
+            if (end.endpoint_failed) {
+                rewatch_events();  // from where it was, on the next endpoint
+                return;
+            }
+            if (end.compacted > 0) {
+                events_behind_ = true;
+                log::info("cluster", "the events watch fell behind etcd's compacted history: "
+                                     "reading the events stored since",
+                          {{"replica", replica_},
+                           {"from_revision", std::to_string(events_revision_)}});
+                rewatch_events();
+                return;
+            }
+            retry_soon(events_timer_, &member::rewatch_events);
+        });
 }
 
 rollout::persistence::page member::events(std::size_t limit, const std::string& model,
@@ -514,6 +643,25 @@ result<void> member::record(const std::string& model, const json& state, json ev
 
 result<void> member::append_event(json event) { return append(std::move(event), nullptr, nullptr); }
 
+namespace {
+
+// Whether a failed append's answer (its failure branch read the event's key) shows the event
+// stored as it was sent.
+bool stored_already(const json& txn_answer, const std::string& event_text) {
+    const auto responses = txn_answer.find("responses");
+    if (responses == txn_answer.end() || !responses->is_array() || responses->empty()) {
+        return false;
+    }
+    const auto& first = (*responses)[0];
+    if (!first.is_object() || !first.contains("response_range")) {
+        return false;
+    }
+    const auto kvs = etcd_client::kvs_of(first["response_range"]);
+    return kvs.size() == 1 && kvs[0].value == event_text;
+}
+
+}  // namespace
+
 result<void> member::append(json event, const std::string* model, const json* state) {
     if (!leader_ || lease_ == 0) {
         return error::make("not_leader",
@@ -527,21 +675,27 @@ result<void> member::append(json event, const std::string* model, const json* st
     event["replica"] = replica_;
     const auto key = event_key(id);
     // One transaction: the event and the state it records land together or not at all.
-    json puts = json::array({etcd_client::put_op(key, event.dump())});
+    const auto event_text = event.dump();
+    json puts = json::array({etcd_client::put_op(key, event_text)});
     if (state) {
         puts.push_back(etcd_client::put_op(rollouts_prefix() + *model, state->dump()));
     }
+    // A failed comparison reads the event's key: a call sent twice (the first on a kept-alive
+    // connection etcd closed as it went out, yet applied) finds this very event stored, which
+    // is success, not a lost leadership.
     json body = {{"compare", json::array({leader_guard(),
                                           {{"key", base64(key)},
                                            {"target", "CREATE"},
                                            {"create_revision", "0"}}})},
-                 {"success", std::move(puts)}};
+                 {"success", std::move(puts)},
+                 {"failure", json::array({{{"request_range",
+                                            etcd_client::range_body(key, false)}}})}};
     auto r = etcd_.call_blocking("/v3/kv/txn", std::move(body));
     if (!r) {
         return error::make("state_io_failed", std::string(state ? "the decision" : "the event") +
                                                   " was not stored: " + r.error().message);
     }
-    if (!r->value("succeeded", false)) {
+    if (!r->value("succeeded", false) && !stored_already(*r, event_text)) {
         lost_leadership("its lease no longer holds the leader key");
         return error::make("not_leader", "replica " + replica_ +
                                              " lost leadership before the decision was stored");

@@ -1095,14 +1095,14 @@ result<gateway> parse(std::string_view json_text) {
         r.object("state", [&](object_reader& st) {
             st.reject_unknown({"store", "dir", "endpoints", "prefix", "lease_ttl_ms", "replica",
                                "advertise_admin", "ca_file", "cert_file", "key_file",
-                               "timeout_ms"});
+                               "timeout_ms", "history_ms"});
             std::string store = "file";
             st.string("store", store, false);
             if (store == "file") {
                 st.string("dir", cfg.state_dir, true);
                 for (const char* key : {"endpoints", "prefix", "lease_ttl_ms", "replica",
                                         "advertise_admin", "ca_file", "cert_file", "key_file",
-                                        "timeout_ms"}) {
+                                        "timeout_ms", "history_ms"}) {
                     if (st.find(key)) {
                         st.fail(key, "only for \"store\": \"etcd\"");
                     }
@@ -1141,6 +1141,7 @@ result<gateway> parse(std::string_view json_text) {
             }
             st.duration_ms("lease_ttl_ms", e.lease_ttl, 2000, 60000);
             st.duration_ms("timeout_ms", e.timeout, 100, 30000);
+            st.duration_ms("history_ms", e.history, 1000, 86400000);
             st.string("replica", e.replica, false);
             st.string("advertise_admin", e.advertise_admin, false);
             if (!e.advertise_admin.empty() && !parse_http_url(e.advertise_admin, false)) {

@@ -94,8 +94,32 @@ void write_cluster_metrics(metrics::text_writer& out, const cluster_gauges& c) {
         .add(replica, c.elections_won);
     out.counter("stagegate_cluster_counts_published_total",
                 "Times this replica wrote its stage counts to etcd for the leader to sum (its "
-                "etcd write rate, with the leader's decisions).")
+                "etcd write rate, with the leader's decisions; unchanged counts are not "
+                "written again).")
         .add(replica, c.counts_published);
+    out.counter("stagegate_cluster_etcd_compactions_total",
+                "Times this replica, as leader, compacted etcd's history (to the revision it "
+                "noted one history_ms before).")
+        .add(replica, c.compactions);
+    out.counter("stagegate_cluster_etcd_requests_total",
+                "Calls this replica made to etcd (watches included).")
+        .add(replica, c.etcd_calls);
+    out.counter("stagegate_cluster_etcd_connections_opened_total",
+                "TCP connections this replica opened to etcd: calls reuse a few kept-alive ones "
+                "per endpoint, each watch has its own.")
+        .add(replica, c.etcd_connections_opened);
+    auto& up = out.gauge("stagegate_cluster_etcd_endpoint_up",
+                         "1 while this etcd endpoint answers this replica's calls; 0: its last "
+                         "call got no answer or a 5xx (a member stopped, hung or cut off from "
+                         "its peers), so this replica calls and watches the next one, and "
+                         "probes this one once per lease TTL.");
+    for (const auto& [endpoint, answering] : c.endpoints_up) {
+        up.add({{"replica", c.replica}, {"endpoint", endpoint}}, answering ? 1 : 0);
+    }
+    out.counter("stagegate_cluster_etcd_failovers_total",
+                "Times this replica moved on to the next etcd endpoint because one stopped "
+                "answering (its watches there end and the states are read again).")
+        .add(replica, c.failovers);
 }
 
 void write_build_info(metrics::text_writer& out, const std::string& version,

@@ -583,7 +583,10 @@ nlohmann::json plane::cluster_status() const {
                           {"leader_admin", member_->leader_admin()},
                           {"synced", member_->synced()},
                           {"synced_once", member_->synced_once()},
-                          {"revision", member_->routed_revision()}};
+                          {"revision", member_->routed_revision()},
+                          {"history_compacted_to", member_->compacted_to()},
+                          {"etcd_calls", member_->etcd_calls()},
+                          {"etcd_connections_opened", member_->etcd_connections_opened()}};
     if (!member_->synced()) {
         out["unsynced_reason"] = member_->unsynced_reason();
         out["unsynced_for_ms"] = member_->unsynced_for().count();
@@ -703,12 +706,22 @@ void plane::register_collectors() {
     });
     metrics_.add([this](metrics::text_writer& out) {
         if (member_) {
+            std::vector<std::pair<std::string, bool>> endpoints;
+            for (std::size_t i = 0; i < member_->etcd_endpoints().size(); ++i) {
+                endpoints.emplace_back(member_->etcd_endpoints()[i],
+                                       member_->etcd_endpoint_up(i));
+            }
             write_cluster_metrics(out, {member_->replica(), member_->leader(),
                                         member_->connected(),
                                         static_cast<double>(member_->elections_won()),
                                         static_cast<double>(member_->counts_published()),
                                         member_->synced(),
-                                        static_cast<double>(member_->routed_revision())});
+                                        static_cast<double>(member_->routed_revision()),
+                                        static_cast<double>(member_->compactions()),
+                                        static_cast<double>(member_->etcd_calls()),
+                                        static_cast<double>(member_->etcd_connections_opened()),
+                                        std::move(endpoints),
+                                        static_cast<double>(member_->etcd_failovers())});
         }
     });
     metrics_.add(server::downstream_collector(data_));

@@ -12,9 +12,13 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
-#include <charconv>
+#include <sys/socket.h>
 
+#include <cerrno>
+#include <charconv>
+#include <map>
 #include <optional>
+#include <vector>
 
 namespace stagegate {
 
@@ -33,11 +37,91 @@ error unreachable(const std::string& what, const boost::system::error_code& ec) 
     return error::make("unreachable", what + ": " + ec.message());
 }
 
+// How long a kept-alive connection may wait idle: servers and the boxes between them close
+// quiet connections sooner or later, and a closed one is only noticed when reused.
+constexpr auto keepalive_idle_limit = std::chrono::seconds(30);
+
+// Whether `ec` says the peer closed or reset the connection (not a timeout or our cancel).
+bool closed_by_peer(const boost::system::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == net::error::eof ||
+           ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+           ec == net::error::connection_aborted || ec == net::ssl::error::stream_truncated;
+}
+
+}  // namespace
+
+struct http_keepalive::idle_set {
+    // One connection, plain or TLS (its context lives as long as it).
+    struct connection {
+        std::unique_ptr<beast::tcp_stream> plain;
+        std::shared_ptr<net::ssl::context> ctx;
+        std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+        std::chrono::steady_clock::time_point idle_since;
+
+        beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+    };
+
+    std::size_t max_per_host;
+    std::map<std::string, std::vector<std::unique_ptr<connection>>> by_server;
+
+    // The most recently used idle connection to `server` that is still open: nothing waits to
+    // be read on it (a waiting EOF or reset is the server's close; stray bytes make it unfit).
+    std::unique_ptr<connection> take(const std::string& server) {
+        auto it = by_server.find(server);
+        if (it == by_server.end()) {
+            return nullptr;
+        }
+        auto& idle = it->second;
+        const auto now = std::chrono::steady_clock::now();
+        while (!idle.empty()) {
+            auto c = std::move(idle.back());
+            idle.pop_back();
+            if (now - c->idle_since > keepalive_idle_limit) {
+                continue;
+            }
+            char byte;
+            const auto n = ::recv(c->lowest().socket().native_handle(), &byte, 1,
+                                  MSG_PEEK | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                return c;
+            }
+        }
+        return nullptr;
+    }
+
+    void give_back(const std::string& server, std::unique_ptr<connection> c) {
+        auto& idle = by_server[server];
+        if (idle.size() >= max_per_host) {
+            return;  // closed
+        }
+        c->lowest().expires_never();
+        c->idle_since = std::chrono::steady_clock::now();
+        idle.push_back(std::move(c));
+    }
+};
+
+http_keepalive::http_keepalive(std::size_t max_idle_per_host)
+    : idle_(std::make_unique<idle_set>(idle_set{max_idle_per_host, {}})) {}
+
+http_keepalive::~http_keepalive() = default;
+
+namespace {
+
+using pooled_connection = http_keepalive::idle_set::connection;
+
+std::string server_of(const http_url& url) {
+    return (url.tls ? "https://" : "http://") + url.host + ":" + url.port;
+}
+
 struct exchange : http_exchange {
     http_call call;
     std::function<void(result<http_reply>)> done;
     beast::tcp_stream* active = nullptr;  // the connection while there is one
     bool cancelled = false;
+    bool reusable = false;  // the answer was read whole and the server keeps the connection
+    // The connection ended (closed or reset) before any byte of the answer: on a reused one,
+    // the server closed it while idle, and the request went nowhere.
+    bool closed_unanswered = false;
 
     exchange(http_call c, std::function<void(result<http_reply>)> d)
         : call(std::move(c)), done(std::move(d)) {}
@@ -51,6 +135,9 @@ struct exchange : http_exchange {
             active->cancel();
         }
     }
+    // Whether this call's connection may be kept for the next one.
+    bool kept() const { return !call.on_body && !call.keep_alive.expired(); }
+
     boost::system::error_code or_aborted(const boost::system::error_code& ec) const {
         return ec ? ec : make_error_code(net::error::operation_aborted);
     }
@@ -64,7 +151,7 @@ struct exchange : http_exchange {
             req.set(name, value);
         }
         req.body() = call.body;
-        req.keep_alive(false);
+        req.keep_alive(kept());
         if (!call.body.empty() || call.method == "POST" || call.method == "PUT") {
             req.prepare_payload();
         }
@@ -102,6 +189,7 @@ struct exchange : http_exchange {
         lowest.expires_after(call.timeout);
         auto [wec, wn] = co_await http::async_write(stream, req, nothrow_awaitable);
         if (wec || cancelled) {
+            closed_unanswered = !cancelled && closed_by_peer(wec);
             co_return unreachable("cannot send the request", or_aborted(wec));
         }
         beast::flat_buffer buffer;
@@ -110,6 +198,8 @@ struct exchange : http_exchange {
         lowest.expires_after(call.timeout);
         auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, nothrow_awaitable);
         if (hec || cancelled) {
+            closed_unanswered = !cancelled && hn == 0 && buffer.size() == 0 &&
+                                !parser.got_some() && closed_by_peer(hec);
             co_return unreachable("no answer", or_aborted(hec));
         }
         if (call.on_body && parser.get().result() == http::status::ok) {
@@ -120,28 +210,35 @@ struct exchange : http_exchange {
         if (rec) {
             co_return unreachable("cannot read the answer", rec);
         }
+        reusable = parser.is_done() && parser.get().keep_alive() && buffer.size() == 0;
         co_return http_reply{parser.get().result_int(), parser.get().body()};
     }
 
-    net::awaitable<result<http_reply>> run(net::io_context& io) {
+    // A new connection to the call's server, TLS handshake done.
+    net::awaitable<result<std::unique_ptr<pooled_connection>>> connect(net::io_context& io) {
         tcp::resolver resolver(io);
         auto [rec, endpoints] =
             co_await resolver.async_resolve(call.url.host, call.url.port, nothrow_awaitable);
         if (rec || cancelled) {
             co_return unreachable("cannot resolve " + call.url.host, rec);
         }
-        beast::tcp_stream tcp_stream(io);
-        active = &tcp_stream;
-        tcp_stream.expires_after(call.timeout);
-        auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, nothrow_awaitable);
+        auto conn = std::make_unique<pooled_connection>();
+        conn->plain = std::make_unique<beast::tcp_stream>(io);
+        active = conn->plain.get();
+        conn->plain->expires_after(call.timeout);
+        auto [cec, ep] = co_await conn->plain->async_connect(endpoints, nothrow_awaitable);
         if (cec || cancelled) {
             co_return unreachable("cannot connect to " + call.url.host + ":" + call.url.port,
                                   or_aborted(cec));
         }
-        if (!call.url.tls) {
-            co_return co_await talk(tcp_stream);
+        if (auto pool = call.keep_alive.lock()) {
+            pool->count_opened();
         }
-        net::ssl::context ctx(net::ssl::context::tls_client);
+        if (!call.url.tls) {
+            co_return std::move(conn);
+        }
+        conn->ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+        auto& ctx = *conn->ctx;
         boost::system::error_code ec;
         if (call.insecure) {
             ctx.set_verify_mode(net::ssl::verify_none, ec);
@@ -167,16 +264,67 @@ struct exchange : http_exchange {
                                       "cannot load the client certificate: " + ec.message());
             }
         }
-        beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), ctx);
-        active = &beast::get_lowest_layer(stream);
-        SSL_set_tlsext_host_name(stream.native_handle(), call.url.host.c_str());
-        beast::get_lowest_layer(stream).expires_after(call.timeout);
-        auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::client,
-                                                     nothrow_awaitable);
+        conn->tls =
+            std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*conn->plain), ctx);
+        conn->plain.reset();
+        active = &conn->lowest();
+        SSL_set_tlsext_host_name(conn->tls->native_handle(), call.url.host.c_str());
+        conn->lowest().expires_after(call.timeout);
+        auto [hec] = co_await conn->tls->async_handshake(net::ssl::stream_base::client,
+                                                         nothrow_awaitable);
         if (hec || cancelled) {
             co_return unreachable("TLS handshake failed", or_aborted(hec));
         }
-        co_return co_await talk(stream);
+        co_return std::move(conn);
+    }
+
+    net::awaitable<result<http_reply>> run(net::io_context& io) {
+        const std::string server = server_of(call.url);
+        std::unique_ptr<pooled_connection> conn;
+        if (auto pool = call.keep_alive.lock()) {
+            pool->count_call();
+            if (kept()) {
+                conn = pool->idle().take(server);
+            }
+        }
+        // A kept-alive connection the server closed as the request went out (after take()'s
+        // check, or a close still in flight) ends before any answer byte: the request went
+        // nowhere, so it goes once more on a new connection (Go's transport does the same),
+        // where it used to pass for the server being down.
+        bool reused = conn != nullptr;
+        result<http_reply> r = error::make("unreachable", "not sent");
+        for (;;) {
+            if (!conn) {
+                auto made = co_await connect(io);
+                if (!made) {
+                    active = nullptr;  // it went with the connection
+                    co_return made.error();
+                }
+                conn = std::move(*made);
+            }
+            active = &conn->lowest();
+            closed_unanswered = false;
+            if (conn->tls) {
+                r = co_await talk(*conn->tls);
+            } else {
+                r = co_await talk(*conn->plain);
+            }
+            active = nullptr;
+            if (r || !reused || !closed_unanswered || cancelled) {
+                break;
+            }
+            if (auto pool = call.keep_alive.lock()) {
+                pool->count_stale();
+            }
+            conn.reset();
+            reused = false;
+        }
+        if (r && reusable && kept() && !cancelled) {
+            if (auto pool = call.keep_alive.lock()) {
+                pool->idle().give_back(server, std::move(conn));
+            }
+        }
+        co_return r;
     }
 };
 
@@ -250,8 +398,13 @@ std::shared_ptr<http_exchange> async_http(net::io_context& io, http_call call,
 
 result<http_reply> http_blocking(http_call call) {
     net::io_context io;
+    return http_blocking(io, std::move(call));
+}
+
+result<http_reply> http_blocking(net::io_context& io, http_call call) {
     std::optional<result<http_reply>> outcome;
     async_http(io, std::move(call), [&](result<http_reply> r) { outcome = std::move(r); });
+    io.restart();
     io.run();
     if (!outcome) {
         return error::make("unreachable", "the exchange did not finish");

@@ -497,6 +497,10 @@ public:
         const auto phase_is = config::parse_rollout_phase(phase);
         const bool phase_live = phase_is && config::is_live(*phase_is);
         out_ << "Model:       " << model << "\n";
+        if (st.contains("view") && st["view"].value("partial", false)) {
+            out_ << "WARNING:     partial view from replica " << str(st["view"], "replica") << ": "
+                 << str(st["view"], "why") << "\n";
+        }
         out_ << "Rollout:     " << str(st, "candidate") << " replacing " << str(st, "stable")
              << "  [" << phase << "]\n";
         std::string line;

@@ -230,6 +230,26 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
         if (it != persisted.end()) {
             resumed = from_json(it->second);
         }
+        if (resumed) {
+            resumed->model = m.name;
+        }
+        // A new leader in a cluster already routes by this state: it followed it since the
+        // stage began, so its bake time and stage counts go on where a restart's start again.
+        if (auto tracked = rollouts_.find(m.name); resumed && tracked != rollouts_.end() &&
+                                                   to_json(tracked->second.st) == to_json(*resumed)) {
+            if (store_ && (resumed->ph == phase::progressing || resumed->ph == phase::paused)) {
+                const auto label = stage_label(tracked->second);
+                (void)store_->append_event(
+                    {{"time_ms", env_.wall_ms()},
+                     {"model", m.name},
+                     {"type", to_string(event_type::resumed)},
+                     {"phase", phase_name(resumed->ph)}, {"stage", label},
+                     {"text", "resumed rollout of " + m.name + " " + resumed->candidate + " " +
+                                  phase_name(resumed->ph) + " at " + label +
+                                  " under a new leader (bake time and stage counts go on)"}});
+            }
+            continue;
+        }
         if (resumed && resumed->candidate == a.spec.candidate &&
             resumed->stage < a.spec.stages.size()) {
             a.st = *resumed;

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -153,6 +154,8 @@ struct cluster {
     std::vector<std::unique_ptr<app::gateway>> replicas;
 
     config::rollout rollout;
+    std::chrono::milliseconds history{300000};  // etcd history the leader keeps (history_ms)
+    std::chrono::milliseconds lease_ttl{2000};
 
     // `count` replicas of etcd at `endpoint` (default: etcd's own URL).
     explicit cluster(const etcd_process& etcd, std::size_t count = 3,
@@ -165,14 +168,18 @@ struct cluster {
     }
 
     void add_replica(const std::string& endpoint, bool admin_api = true) {
+        add_replica_with({endpoint}, admin_api);
+    }
+    void add_replica_with(const std::vector<std::string>& endpoints, bool admin_api = true) {
         auto cfg = stack_config(v1->port(), v2->port(), 0);
         cfg.admin_listener.enabled = admin_api;
         config::etcd_store e;
-        e.endpoints = {endpoint};
+        e.endpoints = endpoints;
         e.prefix = "/stagegate/test";
-        e.lease_ttl = std::chrono::milliseconds(2000);
+        e.lease_ttl = lease_ttl;
         e.timeout = std::chrono::milliseconds(1000);
         e.replica = "r" + std::to_string(replicas.size());
+        e.history = history;
         cfg.etcd = e;
         cfg.models[0].split.weights = {{"v1", 10000}};
         cfg.models[0].rollout_spec = rollout;
@@ -259,9 +266,17 @@ TEST(Cluster, ReplicasRouteByTheOneLeadersDecisions) {
     std::printf("command to a follower: acknowledged after %.1f ms, all 3 replicas routing by "
                 "it after %.1f ms\n",
                 ms(acknowledged - sent).count(), ms(all - sent).count());
+    // Any replica answers the rollout's status with the leader's view (its summed counts and
+    // gates), not its own counts.
     for (std::size_t i = 0; i < 3; ++i) {
-        auto st = body_of(api(c.replicas[i]->admin_port(), "GET", "/api/v1/rollouts/m"));
+        auto answer = api(c.replicas[i]->admin_port(), "GET", "/api/v1/rollouts/m");
+        auto st = body_of(answer);
         EXPECT_EQ(st["stage_index"], 1) << "replica r" << i << ": " << st.dump();
+        EXPECT_EQ(st["view"]["replica"], "r" + std::to_string(leader)) << st.dump();
+        EXPECT_FALSE(st["view"].contains("partial")) << st.dump();
+        if (i != leader) {
+            EXPECT_EQ(answer.header("x-stagegate-leader"), "r" + std::to_string(leader));
+        }
     }
     // Every replica shows the one event log, read back from etcd.
     for (std::size_t i = 0; i < 3; ++i) {
@@ -273,6 +288,13 @@ TEST(Cluster, ReplicasRouteByTheOneLeadersDecisions) {
         }
         EXPECT_EQ(types, (std::vector<std::string>{"started", "promote"})) << page.dump();
     }
+    // The leader calls etcd many times a second (keepalives, reads of the leader key, the
+    // others' counts every evaluation) over a few kept-alive connections, where each call
+    // used to open one.
+    ASSERT_TRUE(wait_until([&] { return c.status(leader).value("etcd_calls", 0) >= 30; }));
+    const auto st = c.status(leader);
+    EXPECT_LE(st.value("etcd_connections_opened", 0), 8) << st.dump();
+
     // The metrics say who leads.
     auto metrics = api(c.replicas[leader]->admin_port(), "GET", "/metrics").body;
     EXPECT_NE(metrics.find("stagegate_cluster_leader{replica=\"r" + std::to_string(leader) +
@@ -298,6 +320,11 @@ TEST(Cluster, AFollowerSaysWhenTheLeaderHasNoAdminApiToForwardTo) {
     EXPECT_EQ(code_of(r), "leader_unreachable");
     EXPECT_NE(r.body.find("advertise_admin"), std::string::npos) << r.body;
     EXPECT_TRUE(c.all_route(500));  // nothing changed
+    // Its status is its own then, and says so.
+    auto st = body_of(api(c.replicas[1]->admin_port(), "GET", "/api/v1/rollouts/m"));
+    EXPECT_EQ(st["view"]["replica"], "r1") << st.dump();
+    EXPECT_EQ(st["view"]["partial"], true) << st.dump();
+    EXPECT_NE(st["view"].value("why", "").find("r0"), std::string::npos) << st.dump();
 }
 
 TEST(Cluster, ANewLeaderTakesOverAtTheSameStage) {
@@ -310,18 +337,31 @@ TEST(Cluster, ANewLeaderTakesOverAtTheSameStage) {
                  R"({"reason": "test"})");
     ASSERT_EQ(r.status, 200) << r.body;
     ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
-
+    const auto all_in_stage = std::chrono::steady_clock::now();  // each saw it begin by now
     const auto old_leader = *c.leader();
+    const auto seconds_in_stage = [&](std::size_t i) {
+        return body_of(api(c.replicas[i]->admin_port(), "GET", "/api/v1/rollouts/m"))
+            .value("seconds_in_stage", 0.0);
+    };
+    // The stage has baked a while before the failover, so a bake restarted by it would show.
+    ASSERT_TRUE(wait_until([&] { return seconds_in_stage(old_leader) >= 1.0; }));
+
     c.stop(old_leader);
     ASSERT_TRUE(wait_until([&] {
         auto l = c.leader();
         return l && *l != old_leader;
     }));
     const auto leader = *c.leader();
+    const auto asked = std::chrono::steady_clock::now();
     auto st = body_of(api(c.replicas[leader]->admin_port(), "GET", "/api/v1/rollouts/m"));
     EXPECT_EQ(st["stage_index"], 1) << st.dump();
     EXPECT_EQ(st["phase"], "progressing");
     EXPECT_TRUE(c.all_route(2500));
+    // The new leader's bake time goes on from when it saw the stage begin (as a follower): a
+    // failover does not restart it (Argo Rollouts keeps a pause's start across a restart too).
+    EXPECT_GE(st.value("seconds_in_stage", 0.0),
+              std::chrono::duration<double>(asked - all_in_stage).count())
+        << st.dump();
 
     // It decides from here: the next promotion reaches the remaining replicas.
     std::size_t other = 0;
@@ -620,7 +660,9 @@ TEST(Cluster, ALeaderStoppedAcrossItsLeaseRoutesByTheDecisionMadeMeanwhileOnResu
     // finds it no longer leads and hands the rollback to the replica that does (it used to
     // apply it on itself alone, 0 % against the others' stage, until the next decision).
     ::kill(replicas[other]->pid, SIGSTOP);
-    ASSERT_TRUE(wait_until([&] { return leads(leader); }, std::chrono::seconds(10)));
+    ASSERT_TRUE(wait_until([&] { return leads(leader); }, std::chrono::seconds(10)))
+        << replicas[leader]->cluster().dump() << "\nits log:\n"
+        << read_file(dir.path + "/p" + std::to_string(leader) + ".log");
     r = api(replicas[leader]->admin, "POST", "/api/v1/rollouts/m/promote",
             R"({"reason": "while the other leader is stopped"})");
     ASSERT_EQ(r.status, 200) << r.body;
@@ -661,8 +703,12 @@ public:
         ::close(listener_);
         acceptor_.join();
         cut();
-        std::lock_guard lock(mutex_);
-        for (auto& t : pumps_) {
+        std::vector<std::thread> pumps;
+        {
+            std::lock_guard lock(mutex_);  // a pump held by freeze() needs it to see the cut
+            pumps.swap(pumps_);
+        }
+        for (auto& t : pumps) {
             t.join();
         }
     }
@@ -671,6 +717,7 @@ public:
     void cut() {
         std::lock_guard lock(mutex_);
         cut_ = true;
+        thaw_.notify_all();
         for (int fd : open_) {
             ::shutdown(fd, SHUT_RDWR);
         }
@@ -678,6 +725,12 @@ public:
     void heal() {
         std::lock_guard lock(mutex_);
         cut_ = false;
+    }
+    // A hung member (SIGSTOP): connections are still taken and bytes accepted, as the kernel
+    // does for a stopped process, but nothing is relayed either way until cut().
+    void freeze() {
+        std::lock_guard lock(mutex_);
+        frozen_ = true;
     }
 
 private:
@@ -692,6 +745,10 @@ private:
                 ::close(client);  // partitioned: the connection goes nowhere
                 continue;
             }
+            if (frozen_) {
+                open_.push_back(client);  // taken, never answered
+                continue;
+            }
             int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
             sockaddr_in a{};
             a.sin_family = AF_INET;
@@ -704,14 +761,18 @@ private:
             }
             open_.push_back(client);
             open_.push_back(upstream);
-            pumps_.emplace_back([client, upstream] { pump(client, upstream); });
-            pumps_.emplace_back([client, upstream] { pump(upstream, client); });
+            pumps_.emplace_back([this, client, upstream] { pump(client, upstream); });
+            pumps_.emplace_back([this, client, upstream] { pump(upstream, client); });
         }
     }
-    static void pump(int from, int to) {
+    void pump(int from, int to) {
         char buf[16384];
         for (;;) {
             auto n = ::recv(from, buf, sizeof buf, 0);
+            if (n > 0) {
+                std::unique_lock lock(mutex_);
+                thaw_.wait(lock, [&] { return !frozen_ || cut_; });  // held while frozen
+            }
             if (n <= 0 || ::send(to, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) {
                 break;
             }
@@ -727,6 +788,8 @@ private:
     std::thread acceptor_;
     std::mutex mutex_;
     bool cut_ = false;
+    bool frozen_ = false;
+    std::condition_variable thaw_;
     std::vector<int> open_;  // closed with the process: a test's worth of descriptors
     std::vector<std::thread> pumps_;
 };
@@ -887,6 +950,133 @@ TEST(Cluster, EveryReplicaAdoptsAStateStoredAtANewerRevisionEvenAtTheSameSequenc
     ASSERT_EQ(r.status, 200) << r.body;
     ASSERT_TRUE(wait_until([&] { return c.all_route(5000); }));
     EXPECT_GT(etcd_get(etcd, key)->mod_revision, stored);
+}
+
+// The store's current revision.
+std::int64_t etcd_revision(const etcd_process& etcd) {
+    http_call call;
+    call.method = "POST";
+    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
+    call.body = R"({"key": "Lw==", "count_only": true})";
+    auto r = http_blocking(call);
+    return r && r->status == 200
+               ? stagegate::cluster::etcd_client::revision_of(json::parse(r->body))
+               : 0;
+}
+
+// Whether etcd has compacted its history past `revision` (a read at it is refused).
+bool etcd_compacted_past(const etcd_process& etcd, std::int64_t revision) {
+    http_call call;
+    call.method = "POST";
+    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
+    call.body = json{{"key", "Lw=="}, {"revision", std::to_string(revision)}}.dump();
+    auto r = http_blocking(call);
+    return r && r->status != 200 && r->body.find("compacted") != std::string::npos;
+}
+
+// How many times `key` was written since it was created (etcd's version; 0: absent).
+std::int64_t etcd_key_version(const etcd_process& etcd, const std::string& key) {
+    http_call call;
+    call.method = "POST";
+    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
+    call.body = stagegate::cluster::etcd_client::range_body(key, false).dump();
+    auto r = http_blocking(call);
+    if (!r || r->status != 200) {
+        return 0;
+    }
+    auto j = json::parse(r->body);
+    return j.contains("kvs") ? stagegate::cluster::etcd_client::int_of(j["kvs"][0], "version") : 0;
+}
+
+// etcd keeps every revision until compacted, so each replica's counts put would grow it until
+// its quota stops every write. The leader compacts history every history_ms (1 s here) to the
+// revision it noted a period before; a follower's live feed whose watch fell behind that
+// (cut off meanwhile) reads the events stored since from their keys, where it used to retry
+// the compacted revision for ever; and counts that did not change are not written again.
+TEST(Cluster, TheLeaderCompactsEtcdHistoryAndAFeedBehindItCatchesUp) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    partitionable_relay relay(etcd.port());
+    cluster c(etcd, 0);
+    c.history = std::chrono::milliseconds(1000);
+    c.add_replica(etcd.url());
+    ASSERT_TRUE(wait_until([&] { return c.leader() == std::size_t{0}; }));
+    c.add_replica(relay.url());  // r1 follows, through the relay
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+    connection feed(c.replicas[1]->admin_port(), false, std::chrono::seconds(5));
+    ASSERT_TRUE(feed.write_raw("GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n"));
+    feed.read_until(": stagegate event feed\n\n");
+
+    relay.cut();
+    auto r = api(c.replicas[0]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "behind the compaction"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(etcd_put(etcd, "/elsewhere", "a revision after the promotion"));
+    const auto promoted = etcd_revision(etcd);
+    ASSERT_TRUE(wait_until([&] { return etcd_compacted_past(etcd, promoted - 1); },
+                           std::chrono::seconds(10)));
+    ASSERT_TRUE(wait_until([&] {
+        return c.status(0).value("history_compacted_to", 0L) >= promoted;
+    }));
+    EXPECT_EQ(c.status(1).value("history_compacted_to", 0L), 0);  // only the leader compacts
+
+    relay.heal();
+    const auto seen = feed.read_until("behind the compaction");
+    EXPECT_NE(seen.find("behind the compaction"), std::string::npos) << seen;
+    ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
+
+    // r0 served no request: its counts were put when its rollout started and when its stage
+    // changed, not once a second (the test ran for seconds).
+    EXPECT_LE(etcd_key_version(etcd, "/stagegate/test/counts/r0"), 2);
+}
+
+// A hung etcd member (SIGSTOPped, one of three: connections and bytes taken, nothing
+// answered) used to blind the followers watching through it until the watch's idle limit
+// (60 s: 54 s measured) while stagegate_cluster_etcd_up stayed 1. The first other call that
+// gets no answer there (the keepalive, TTL/4 apart, within its timeout) now ends the watches
+// on it: the follower reads the states again from the next endpoint and routes by the
+// leader's decision within seconds, and its metrics name the endpoint that is down.
+TEST(Cluster, AFollowerWatchingThroughAHungEtcdMemberFollowsWithinSeconds) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    partitionable_relay member(etcd.port());  // one member, as r1 reaches it
+    cluster c(etcd, 0);
+    // A lease that outlives the test's wait: its expiry (which re-reads) cannot be what
+    // rescues r1, as it is not in a cluster whose other members keep the lease alive.
+    c.lease_ttl = std::chrono::milliseconds(8000);
+    c.add_replica(etcd.url());  // r0 leads, straight to etcd
+    ASSERT_TRUE(wait_until([&] { return c.leader() == std::size_t{0}; }));
+    c.add_replica_with({member.url(), etcd.url()});
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+    // r1 watches through the member: a decision reaches it that way.
+    auto r = api(c.replicas[0]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+                 R"({"reason": "before the member hangs"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(wait_until([&] { return c.all_route(2500); }));
+
+    member.freeze();
+    const auto hung = std::chrono::steady_clock::now();
+    r = api(c.replicas[0]->admin_port(), "POST", "/api/v1/rollouts/m/promote",
+            R"({"reason": "while a member hangs"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    // A keepalive round (2 s) and a call timeout (1 s), then one read: 3 s at most.
+    ASSERT_TRUE(wait_until([&] { return c.candidate_weight(1) == 5000; },
+                           std::chrono::seconds(6)))
+        << c.status(1).dump();
+    std::printf("one etcd member hung: the follower watching through it routed by the "
+                "leader's decision %.0f ms later (watch idle limit 60 s)\n",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - hung)
+                    .count());
+    const auto metrics = api(c.replicas[1]->admin_port(), "GET", "/metrics").body;
+    EXPECT_NE(metrics.find("stagegate_cluster_etcd_endpoint_up{replica=\"r1\",endpoint=\"" +
+                           member.url() + "\"} 0"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("stagegate_cluster_etcd_endpoint_up{replica=\"r1\",endpoint=\"" +
+                           etcd.url() + "\"} 1"),
+              std::string::npos);
+    EXPECT_NE(metrics.find("stagegate_cluster_etcd_failovers_total{replica=\"r1\"} 1"),
+              std::string::npos);
 }
 
 }  // namespace

@@ -71,7 +71,12 @@ TEST(Deploy, DashboardAndRulesUseOnlyExposedMetricNames) {
     }));
     // Cluster mode's families ("store": "etcd"), as a replica renders them.
     metrics::text_writer cluster_only;
-    control::write_cluster_metrics(cluster_only, {"r0", true, true, 1, 1});
+    control::cluster_gauges replica;
+    replica.replica = "r0";
+    replica.leader = true;
+    replica.etcd_up = true;
+    replica.endpoints_up = {{"http://127.0.0.1:2379", true}};
+    control::write_cluster_metrics(cluster_only, replica);
     for (const auto& name : exposed_names(cluster_only.text())) {
         exposed.insert(name);
     }

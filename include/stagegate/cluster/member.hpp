@@ -5,8 +5,9 @@
 // states (re-read and watched again whenever the stream ends, or etcd or the lease was lost),
 // whether this replica has synced those states (what /readyz reports), the store revision
 // each model is routed by (a state is adopted only when newer: cluster/revisions.hpp), and
-// the controller's persistence in etcd. Every write is a transaction that holds only while this replica's
-// lease owns the leader key, so a deposed or partitioned leader cannot write.
+// the controller's persistence in etcd, and (as leader) the compaction of etcd's history. Every
+// write is a transaction that holds only while this replica's lease owns the leader key, so a
+// deposed or partitioned leader cannot write.
 // Runs on the control thread; the persistence calls block it for at most the etcd timeout.
 // Must not touch: rollout decisions (the controller) or routes (the server applies states).
 #pragma once
@@ -88,11 +89,25 @@ public:
                 std::uint64_t after_id = 0) const override;
 
     // This replica's counts for the stages in progress, under its lease (a dead replica's
-    // expire with it). Skipped while a publication is still on its way.
+    // expire with it). Skipped while a publication is still on its way, and when they are the
+    // ones etcd holds already under this lease (no traffic since): each put is a raft proposal
+    // and a revision kept in history.
     void publish_counts(const nlohmann::json& counts);
     // Every other replica's published counts, by replica name.
     void fetch_counts(std::function<void(std::map<std::string, nlohmann::json>)> done);
     std::uint64_t counts_published() const { return counts_published_; }
+    // Compactions of etcd's history this replica made as leader, and the revision below which
+    // it compacted history last (0: none yet).
+    std::uint64_t compactions() const { return compactions_; }
+    std::int64_t compacted_to() const { return compacted_to_; }
+    // Calls to etcd so far, and the TCP connections they opened (kept alive and reused).
+    std::uint64_t etcd_calls() const { return etcd_.calls(); }
+    std::uint64_t etcd_connections_opened() const { return etcd_.connections_opened(); }
+    // The etcd endpoints, whether each answered its last call (a hung member does not), and
+    // how many times this replica moved on from one that stopped answering.
+    const std::vector<std::string>& etcd_endpoints() const { return etcd_.endpoints(); }
+    bool etcd_endpoint_up(std::size_t i) const { return etcd_.endpoint_up(i); }
+    std::uint64_t etcd_failovers() const { return etcd_.failovers(); }
 
     std::string leader_key() const { return cfg_.prefix + "/leader"; }
     std::string counts_prefix() const { return cfg_.prefix + "/counts/"; }
@@ -103,6 +118,11 @@ private:
     void schedule_tick(std::chrono::milliseconds after);
     void tick();
     void campaign();
+    void claim_leadership();
+    void leader_is(const key_value& holder);
+    // As leader, every `history` period: compacts etcd to the revision noted one period ago.
+    void compact_history(std::int64_t store_revision);
+    void watch_events_from(std::int64_t revision);
     void became_leader();
     void lost_leadership(const std::string& why);
     void out_of_reach(const std::string& why);
@@ -145,7 +165,16 @@ private:
     std::uint64_t elections_won_ = 0;
     std::uint64_t counts_published_ = 0;
     std::int64_t events_revision_ = 0;  // the events watch resumes here
+    // The events watch fell behind a compaction: the events since events_revision_ are read
+    // from their keys before it watches again.
+    bool events_behind_ = false;
     bool publishing_ = false;
+    std::string published_counts_;     // the counts document etcd holds for this replica ...
+    std::int64_t published_lease_ = 0;  // ... under this lease
+    std::chrono::steady_clock::time_point next_history_mark_{};
+    std::int64_t history_mark_ = 0;  // the store revision noted one `history` period ago
+    std::int64_t compacted_to_ = 0;
+    std::uint64_t compactions_ = 0;
     revision_gate revisions_;
     bool synced_ = false;
     bool synced_once_ = false;

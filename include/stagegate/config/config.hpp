@@ -307,6 +307,9 @@ struct etcd_store {
     std::string cert_file;               // https endpoints: client certificate and key
     std::string key_file;
     millis timeout{2000};                // each etcd call
+    // How much of etcd's history the leader keeps: it compacts the revisions older than this
+    // (watches and re-reads need seconds of it; 5 minutes leaves room to spare).
+    millis history{300000};
 };
 
 // The access log's fields, by the names its template and JSON lines use. proxy's formatter

@@ -27,6 +27,11 @@ struct cluster_gauges {
     double counts_published = 0;
     bool synced = false;    // routes by the rollout states etcd holds now
     double revision = 0;    // the store revision of the newest state it routes by
+    double compactions = 0;  // of etcd's history, made as leader
+    double etcd_calls = 0;
+    double etcd_connections_opened = 0;  // by those calls (kept alive and reused)
+    std::vector<std::pair<std::string, bool>> endpoints_up;  // each etcd endpoint, answering?
+    double failovers = 0;  // moves to the next endpoint, one having stopped answering
 };
 
 // 1 for each version's role: stable, candidate (in `candidates`, by model: the candidates of

@@ -1,8 +1,10 @@
 // core/http_client: one outgoing HTTP(S) exchange on a caller's io_context, every step bounded
 // by a timeout: for stagegatectl, event webhooks, gate checks and etcd. A fresh connection per
-// call (these are control-plane calls, seconds apart). Never blocks and never throws.
-// Owns: URLs, connecting (TLS included), the request and the answer's bytes. Must not touch:
-// what a streamed body holds: ctl reads its event feed, cluster its etcd watch, from the pieces.
+// call (these are control-plane calls, seconds apart), unless the call names an
+// http_keepalive (etcd: several calls a second per replica). Never blocks and never throws.
+// Owns: URLs, connecting (TLS included), kept-alive idle connections, the request and the
+// answer's bytes. Must not touch: what a streamed body holds: ctl reads its event feed, cluster
+// its etcd watch, from the pieces.
 #pragma once
 
 #include "stagegate/core/error.hpp"
@@ -10,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,6 +34,44 @@ struct http_url {
 // With `allow_path` false a path or a query is an error (a server address, not an endpoint).
 result<http_url> parse_http_url(std::string_view text, bool allow_path = true);
 
+// Idle keep-alive connections for calls that repeat to the same few servers. A call that names
+// one takes an idle connection to its scheme, host and port when there is one the server has
+// not closed meanwhile (nothing to read on it, idle under 30 s), and gives it back after a
+// whole answer that allows reuse; at most `max_idle_per_host` wait per server, the rest close.
+// A taken connection that ends before any byte of the answer (the server closed it while it
+// was idle, just as the request went out) sends the request once more on a new connection, as
+// Go's transport does: so calls through a keepalive set must be safe to repeat in the rare case
+// where the server did read the first one and died before answering (etcd's are: reads,
+// keepalives, puts of the same value, and compare-guarded transactions that check what a
+// failed comparison found). Any other failure fails the call. Streamed answers (on_body) get a
+// connection of their own, counted here, never kept. Confined to the thread of the io_context its calls run
+// on (no lock); the calls hold it weakly, so it may go before them.
+class http_keepalive {
+public:
+    explicit http_keepalive(std::size_t max_idle_per_host = 4);
+    ~http_keepalive();
+    http_keepalive(const http_keepalive&) = delete;
+    http_keepalive& operator=(const http_keepalive&) = delete;
+
+    // Calls that named it, the connections they opened (the rest reused one), and the reused
+    // ones found closed by the server as a request went out (each call then sent once more).
+    std::uint64_t calls() const { return calls_; }
+    std::uint64_t opened() const { return opened_; }
+    std::uint64_t stale() const { return stale_; }
+
+    struct idle_set;  // http_client.cpp's
+    idle_set& idle() { return *idle_; }
+    void count_call() { ++calls_; }
+    void count_opened() { ++opened_; }
+    void count_stale() { ++stale_; }
+
+private:
+    std::unique_ptr<idle_set> idle_;
+    std::uint64_t calls_ = 0;
+    std::uint64_t opened_ = 0;
+    std::uint64_t stale_ = 0;
+};
+
 struct http_call {
     std::string method = "GET";
     http_url url;
@@ -49,6 +90,8 @@ struct http_call {
     // max_body still bounds the whole body, and the stream may stay silent for a minute at
     // most between pieces.
     std::function<bool(std::string_view piece)> on_body;
+    // Keep the connection for the next call (see http_keepalive); none: closed after this one.
+    std::weak_ptr<http_keepalive> keep_alive;
 };
 
 struct http_reply {
@@ -71,5 +114,8 @@ std::shared_ptr<http_exchange> async_http(boost::asio::io_context& io, http_call
 
 // The same, running a private io_context until it is done (for command-line tools).
 result<http_reply> http_blocking(http_call call);
+// The same on `io`, which has no other work and no thread running it, so that a keep_alive
+// set made on it serves call after call (etcd's durable writes on the control thread).
+result<http_reply> http_blocking(boost::asio::io_context& io, http_call call);
 
 }  // namespace stagegate

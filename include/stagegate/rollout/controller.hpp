@@ -89,7 +89,8 @@ public:
     void set_store(persistence* store) { store_ = store; }
 
     // Starts the rollouts declared in the config, resuming any persisted state (the stage is
-    // kept; bake time and stage counts start again).
+    // kept; bake time and stage counts start again), except one this controller already routes
+    // by (a cluster's new leader followed it): that one goes on as it is.
     result<void> init(const config::gateway& cfg, clock::time_point now);
 
     // Starts a rollout declared at run time (what the admin API's POST /api/v1/rollouts calls).

@@ -37,23 +37,26 @@ std::string with_state(const std::string& state) {
 TEST(ConfigState, EtcdStoreForSeveralReplicas) {
     auto cfg = parse(with_state(R"({"store": "etcd", "endpoints": ["http://10.0.0.1:2379",
         "https://10.0.0.2:2379"], "prefix": "/stagegate/prod", "lease_ttl_ms": 3000,
-        "replica": "gw-1", "advertise_admin": "http://10.0.0.5:9090"})"));
+        "replica": "gw-1", "advertise_admin": "http://10.0.0.5:9090", "history_ms": 60000})"));
     ASSERT_TRUE(cfg) << cfg.error().describe();
     ASSERT_TRUE(cfg->etcd);
     EXPECT_EQ(cfg->etcd->endpoints.size(), 2u);
     EXPECT_EQ(cfg->etcd->prefix, "/stagegate/prod");
     EXPECT_EQ(cfg->etcd->lease_ttl.count(), 3000);
     EXPECT_EQ(cfg->etcd->replica, "gw-1");
+    EXPECT_EQ(cfg->etcd->history.count(), 60000);
     EXPECT_FALSE(parse(minimal)->etcd);  // the file store stays the default
 }
 
 TEST(ConfigState, EtcdStoreProblemsSayWhere) {
     auto bad = parse(with_state(R"({"store": "etcd", "endpoints": ["not a url"],
-        "prefix": "stagegate/", "lease_ttl_ms": 100, "cert_file": "/c.pem", "dir": "/x"})"));
+        "prefix": "stagegate/", "lease_ttl_ms": 100, "cert_file": "/c.pem", "dir": "/x",
+        "history_ms": 10})"));
     ASSERT_FALSE(bad);
     EXPECT_TRUE(has_problem(bad.error(), "/state/endpoints/0", "etcd client URL"));
     EXPECT_TRUE(has_problem(bad.error(), "/state/prefix", "leading slash"));
     EXPECT_TRUE(has_problem(bad.error(), "/state/lease_ttl_ms", ""));
+    EXPECT_TRUE(has_problem(bad.error(), "/state/history_ms", ""));
     EXPECT_TRUE(has_problem(bad.error(), "/state/key_file", "both"));
     EXPECT_TRUE(has_problem(bad.error(), "/state/dir", "only for"));
     auto no_endpoints = parse(with_state(R"({"store": "etcd", "prefix": "/p"})"));
