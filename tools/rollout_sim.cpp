@@ -11,6 +11,9 @@
 //                         [--gates JSON]   (the rollout's gates, instead of the plan's)
 //   stagegate-rollout-sim --check-aa --runs N   (exit 1 if A/A false rollbacks exceed alpha
 //                                                by more than 5 binomial standard deviations)
+//   --config FILE [--model NAME]: your own rollout instead of the plan: the stages, bake times,
+//   interval and gates of the model's "rollout" in a gateway config, rehearsed against the
+//   same traffic (gates on what the simulator does not model are left out, and listed).
 //   STAGEGATE_SIM_REASONS=1 prints each rollback's reason and each held run's open gates.
 #include "stagegate/rollout/controller.hpp"
 
@@ -84,7 +87,16 @@ std::string gates_json =
         "max_latency_ratio": {"p50": 1.2, "p99": 1.1},
         "sequential": {"alpha": 0.01, "beta": 0.05}})";  // --gates
 
+// The rollout being rehearsed: the plan's (model m, v1 -> v2) unless --config names one.
+std::optional<config::gateway> configured;
+std::string model_name = "m";
+std::string stable_name = "v1";
+std::string candidate_name = "v2";
+
 config::gateway plan() {
+    if (configured) {
+        return *configured;
+    }
     auto cfg = config::parse(R"({
       "listeners": [{"port": 0}],
       "models": [{"name": "m", "stable": "v1",
@@ -106,6 +118,86 @@ config::gateway plan() {
 // once into [0, 10000), with Zipf(1.1) activity over 1,000 users and an error propensity of
 // their own (lognormal, sigma 1, mean 1): a heavy user with flaky inputs moves a version's
 // error rate on their own.
+// Loads `path` and keeps the model's rollout (the only one with a rollout when `model` is
+// empty), without what the simulated traffic cannot answer: prediction-quality and version-age
+// gates, LLM stream gates and HTTP checks would hold the rollout for ever, so they go (listed
+// on stderr). Exits with the problem when there is no such rollout.
+void use_config(const std::string& path, const std::string& model) {
+    auto cfg = config::load_file(path);
+    if (!cfg) {
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), cfg.error().describe().c_str());
+        std::exit(2);
+    }
+    const config::model* chosen = nullptr;
+    for (const auto& m : cfg->models) {
+        if (m.rollout_spec && (model.empty() || m.name == model)) {
+            if (chosen) {
+                std::fprintf(stderr, "%s: several models have a rollout; name one with --model\n",
+                             path.c_str());
+                std::exit(2);
+            }
+            chosen = &m;
+        }
+    }
+    if (!chosen) {
+        std::fprintf(stderr, "%s: no model%s has a \"rollout\"\n", path.c_str(),
+                     model.empty() ? "" : (" named " + model).c_str());
+        std::exit(2);
+    }
+    config::model m = *chosen;
+    auto& spec = *m.rollout_spec;
+    auto& g = spec.gates;
+    std::string left_out;
+    auto drop = [&](bool present, const char* what) {
+        if (present) {
+            left_out += left_out.empty() ? what : std::string(", ") + what;
+        }
+    };
+    drop(g.judges_predictions(), "prediction gates");
+    g.min_agreement.reset();
+    g.max_psi.reset();
+    g.max_ks.reset();
+    g.max_accuracy_drop.reset();
+    g.max_mae_increase.reset();
+    drop(g.max_candidate_age.has_value(), "max_candidate_age");
+    g.max_candidate_age.reset();
+    const bool llm = !g.max_ttft_seconds.empty() || !g.max_ttft_ratio.empty() ||
+                     !g.max_time_per_token_seconds.empty() ||
+                     !g.max_time_per_token_ratio.empty() || !g.min_tokens_per_second.empty() ||
+                     !g.min_tokens_per_second_ratio.empty();
+    drop(llm, "LLM stream gates");
+    g.max_ttft_seconds.clear();
+    g.max_ttft_ratio.clear();
+    g.max_time_per_token_seconds.clear();
+    g.max_time_per_token_ratio.clear();
+    g.min_tokens_per_second.clear();
+    g.min_tokens_per_second_ratio.clear();
+    drop(!spec.pre_checks.empty() || !spec.post_checks.empty(), "HTTP checks");
+    spec.pre_checks.clear();
+    spec.post_checks.clear();
+    for (auto& stage : spec.stages) {
+        drop(!stage.checks.empty(), "stage checks");
+        stage.checks.clear();
+        drop(stage.approval, "approvals (taken as given at once)");
+        stage.approval = false;
+        if (stage.weight == 0) {
+            std::fprintf(stderr, "model %s: stage %s sends the candidate no traffic (mirrors "
+                                 "are not simulated): it holds until its max_duration\n",
+                         m.name.c_str(), stage.name.c_str());
+        }
+    }
+    spec.source.clear();  // its text still holds what was left out
+    if (!left_out.empty()) {
+        std::fprintf(stderr, "model %s: left out of the rehearsal (not simulated): %s\n",
+                     m.name.c_str(), left_out.c_str());
+    }
+    model_name = m.name;
+    stable_name = m.stable;
+    candidate_name = spec.candidate;
+    cfg->models = {m};
+    configured = std::move(*cfg);
+}
+
 struct population {
     bool sticky = false;
     std::vector<std::uint32_t> bucket;  // the user's hash in [0, 10000)
@@ -143,6 +235,7 @@ int horizon_seconds = 1800;  // --minutes
 outcome run_one(std::mt19937_64& rng, const version_model& stable, const version_model& cand,
                 double rps, bool sticky) {
     sim_environment env;
+    env.stable = stable_name;
     rollout::controller ctl(env, nullptr);
     auto t = rollout::clock::time_point{} + 1h;
     (void)ctl.init(plan(), t);
@@ -167,7 +260,7 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
                 unit = static_cast<std::uint32_t>(rng());
             }
             const auto& vm = to_candidate ? cand : stable;
-            auto& c = env.counts[{to_candidate ? "v2" : env.stable, env.stage}];
+            auto& c = env.counts[{to_candidate ? candidate_name : env.stable, env.stage}];
             out.candidate_requests += to_candidate;
             double ms = vm.median_ms * std::exp(vm.sigma * z(rng));
             if (u(rng) < vm.tail_rate) {
@@ -194,13 +287,13 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
         }
         t += 1s;
         ctl.on_tick(t);
-        const auto phase = ctl.status("m", t)["phase"].get<std::string>();
+        const auto phase = ctl.status(model_name, t)["phase"].get<std::string>();
         out.seconds = second;
         if (phase == "rolled_back") {
             out.end = outcome::rolled_back;
             if (std::getenv("STAGEGATE_SIM_REASONS")) {
                 std::fprintf(stderr, "%s\n",
-                             ctl.status("m", t)["last_reason"].get<std::string>().c_str());
+                             ctl.status(model_name, t)["last_reason"].get<std::string>().c_str());
             }
             return out;
         }
@@ -211,7 +304,7 @@ outcome run_one(std::mt19937_64& rng, const version_model& stable, const version
     }
     // A held run: which gates had not passed (STAGEGATE_SIM_REASONS), to see what binds.
     if (std::getenv("STAGEGATE_SIM_REASONS")) {
-        const auto st = ctl.status("m", t);
+        const auto st = ctl.status(model_name, t);
         std::string open;
         for (const auto& g : st["gates"]) {
             if (g["verdict"] != "pass") {
@@ -329,6 +422,8 @@ int main(int argc, char** argv) {
     std::uint64_t seed = 1;
     bool check_aa = false;
     std::string only;
+    std::string config_path;
+    std::string model;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--check-aa") {
@@ -345,15 +440,23 @@ int main(int argc, char** argv) {
             gates_json = argv[++i];
         } else if (i + 1 < argc && a == "--minutes") {
             horizon_seconds = 60 * std::stoi(argv[++i]);
+        } else if (i + 1 < argc && a == "--config") {
+            config_path = argv[++i];
+        } else if (i + 1 < argc && a == "--model") {
+            model = argv[++i];
         } else {
             std::fprintf(stderr, "usage: stagegate-rollout-sim [--runs N] [--rps R] [--seed S] "
-                                 "[--scenario NAME-PREFIX] [--minutes M] [--gates JSON] [--check-aa]\n");
+                                 "[--scenario NAME-PREFIX] [--minutes M] [--gates JSON] "
+                                 "[--config FILE [--model NAME]] [--check-aa]\n");
             return 2;
         }
     }
+    if (!config_path.empty()) {
+        use_config(config_path, model);
+    }
     std::mt19937_64 rng(seed);
     if (check_aa) {
-        const double alpha = 0.01;
+        const double alpha = plan().models[0].rollout_spec->gates.alpha;
         const version_model base;
         auto s = scenario(rng, runs, base, base, rps, true);
         const double rate = static_cast<double>(s.rolled_back) / runs;
@@ -364,10 +467,29 @@ int main(int argc, char** argv) {
         std::printf("%d passed, %d failed\n", rate <= bound ? 1 : 0, rate <= bound ? 0 : 1);
         return rate <= bound ? 0 : 1;
     }
-    std::printf("plan 5 %% / 25 %% / 50 %% -> 100 %%, 15 s bake each, checks every 1 s, "
-                "gates %s; %g req/s, seed %llu, %d min at most per rollout\n\n",
-                gates_json.c_str(), rps, static_cast<unsigned long long>(seed),
-                horizon_seconds / 60);
+    if (configured) {
+        const auto& spec = *configured->models[0].rollout_spec;
+        std::string stages;
+        for (const auto& st : spec.stages) {
+            char piece[96];
+            std::snprintf(piece, sizeof piece, "%s%s (%g %%, %g s bake, %llu requests)",
+                          stages.empty() ? "" : " / ", st.name.c_str(), st.weight / 100.0,
+                          std::chrono::duration<double>(st.min_bake).count(),
+                          static_cast<unsigned long long>(st.min_requests));
+            stages += piece;
+        }
+        std::printf("rollout of %s %s -> %s from %s: %s -> 100 %%, checks every %g s; %g req/s, "
+                    "seed %llu, %d min at most per rollout\n\n",
+                    model_name.c_str(), stable_name.c_str(), candidate_name.c_str(),
+                    config_path.c_str(), stages.c_str(),
+                    std::chrono::duration<double>(spec.interval).count(), rps,
+                    static_cast<unsigned long long>(seed), horizon_seconds / 60);
+    } else {
+        std::printf("plan 5 %% / 25 %% / 50 %% -> 100 %%, 15 s bake each, checks every 1 s, "
+                    "gates %s; %g req/s, seed %llu, %d min at most per rollout\n\n",
+                    gates_json.c_str(), rps, static_cast<unsigned long long>(seed),
+                    horizon_seconds / 60);
+    }
     std::printf("| scenario | expected | runs | rolled back | promoted to 100 %% | held | "
                 "candidate requests to decision: median | p95 | seconds: median | p95 |\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
