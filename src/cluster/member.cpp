@@ -501,6 +501,42 @@ void member::fetch_counts(std::function<void(std::map<std::string, json>)> done)
                });
 }
 
+void member::hand_over(const std::string& model, const json& handover,
+                       std::function<void(bool)> done) {
+    json body = etcd_client::put_op(handovers_prefix() + model, handover.dump(), 0)["request_put"];
+    etcd_.call(io_, "/v3/kv/put", std::move(body),
+               [alive = alive_, done = std::move(done)](result<json> r) {
+                   if (*alive) {
+                       done(r.has_value());
+                   }
+               });
+}
+
+void member::fetch_handovers(std::function<void(std::map<std::string, json>)> done) {
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(handovers_prefix(), true),
+               [this, alive = alive_, done = std::move(done)](result<json> r) {
+                   if (!*alive) {
+                       return;
+                   }
+                   std::map<std::string, json> out;
+                   if (r) {
+                       for (const auto& kv : etcd_client::kvs_of(*r)) {
+                           auto handover = parse_json(kv.value);
+                           if (handover.is_object()) {
+                               out.emplace(kv.key.substr(handovers_prefix().size()),
+                                           std::move(handover));
+                           }
+                       }
+                   }
+                   done(std::move(out));
+               });
+}
+
+void member::drop_handover(const std::string& model) {
+    etcd_.call(io_, "/v3/kv/deleterange",
+               etcd_client::range_body(handovers_prefix() + model, false), [](result<json>) {});
+}
+
 // The live feed: every event stored from now on (a re-watch after a failure resumes where the
 // last one left off, so none is skipped or repeated; one that fell behind a compaction reads
 // the events stored since from their keys, then watches on).

@@ -544,18 +544,70 @@ void plane::schedule_rollout_tick() {
                 return;
             }
             if (!member_->leader()) {  // followers route by the leader's decisions
+                hand_over_unrecorded();
                 schedule_rollout_tick();
                 return;
             }
             member_->fetch_counts([this](std::map<std::string, nlohmann::json> published) {
                 take_replica_counts(published);
-                if (member_->leader() && !stopped_ && !data_.draining()) {
-                    controller_->on_tick(rollout::clock::now());
-                }
-                schedule_rollout_tick();
+                member_->fetch_handovers([this](std::map<std::string, nlohmann::json> handed) {
+                    if (member_->leader() && !stopped_ && !data_.draining()) {
+                        record_handovers(handed);
+                        controller_->on_tick(rollout::clock::now());
+                    }
+                    schedule_rollout_tick();
+                });
             });
         });
     });
+}
+
+// A replica that rolled back as leader while etcd was out of reach, and lost its lease
+// meanwhile, cannot record the rollback: it leaves it in etcd for the leader (once per
+// rollback), and keeps the candidate at 0 % until the stored state says rolled back.
+void plane::hand_over_unrecorded() {
+    for (const auto& u : controller_->unrecorded_rollbacks()) {
+        const auto key = u.model + "@" + std::to_string(u.sequence);
+        if (handed_over_.count(key)) {
+            continue;
+        }
+        nlohmann::json handover = {{"model", u.model},
+                                   {"candidate", u.candidate},
+                                   {"replica", member_->replica()},
+                                   {"event", u.event}};
+        member_->hand_over(u.model, handover, [this, key, model = u.model](bool taken) {
+            if (taken) {
+                handed_over_.insert(key);
+                log::info("control", "handed the unrecorded rollback over to the leader",
+                          {{"model", model}, {"leader", member_->leader_name()}});
+            }
+        });
+    }
+}
+
+// The leader records each rollback handed over to it as its own decision (the rollout still
+// gives that candidate traffic), then drops the handover; one about a rollout that moved on
+// (ended, or another candidate) is dropped as it is.
+void plane::record_handovers(const std::map<std::string, nlohmann::json>& handed) {
+    for (const auto& [model, h] : handed) {
+        const auto now_routed = controller_->find(model);
+        if (now_routed && now_routed->live() && now_routed->candidate == h.value("candidate", "")) {
+            const auto event = h.value("event", nlohmann::json::object());
+            const auto replica = h.value("replica", std::string("another replica"));
+            auto done = controller_->command(
+                model, "rollback", nlohmann::json::object(), "replica " + replica,
+                "rolled back by replica " + replica +
+                    " while it led and etcd was out of reach (" + event.value("text", "") +
+                    "), recorded by the leader",
+                rollout::clock::now());
+            if (!done) {
+                log::warn("control", "cannot record a rollback handed over yet",
+                          {{"model", model}, {"error", done.error().describe()}});
+                continue;  // kept in etcd: the next evaluation tries again
+            }
+        }
+        member_->drop_handover(model);
+    }
 }
 
 result<nlohmann::json> plane::rollout_command(const std::string& model, const std::string& name,

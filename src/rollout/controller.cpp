@@ -332,6 +332,22 @@ result<bool> controller::adopt(const std::string& model, const json& state,
     auto it = rollouts_.find(model);
     const bool fresh = it == rollouts_.end();
     st->model = model;
+    if (!fresh && it->second.unrecorded) {
+        if (st->candidate == it->second.st.candidate && config::is_live(st->ph)) {
+            if (!it->second.unrecorded_held) {
+                it->second.unrecorded_held = true;
+                log::warn("rollout",
+                          "keeping " + model + " " + st->candidate +
+                              " at 0 %: this replica rolled it back while etcd was out of reach "
+                              "and the stored state does not know it yet (handed over to the "
+                              "leader to record)",
+                          {{"model", model}, {"stored_sequence", std::to_string(st->sequence)}});
+            }
+            return false;
+        }
+        it->second.unrecorded.reset();  // recorded by the leader, or the rollout moved on
+        it->second.unrecorded_held = false;
+    }
     // Already routing by it only when it is the same document: the sequence alone does not
     // tell, since two leaders (one stopped across its lease) can each write the same one.
     if (!fresh && to_json(it->second.st) == to_json(*st) &&
@@ -521,6 +537,16 @@ result<void> controller::transition(active& a, rollout_state next, event_type ty
                                "would not know of it");
     }
     return {};
+}
+
+std::vector<controller::unrecorded_rollback> controller::unrecorded_rollbacks() const {
+    std::vector<unrecorded_rollback> out;
+    for (const auto& [model, a] : rollouts_) {
+        if (a.unrecorded) {
+            out.push_back({model, a.st.candidate, a.st.sequence, a.unrecorded->event});
+        }
+    }
+    return out;
 }
 
 bool controller::record_pending(active& a) {

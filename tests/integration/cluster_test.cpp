@@ -911,6 +911,57 @@ std::optional<stagegate::cluster::key_value> etcd_get(const etcd_process& etcd,
     return kvs[0];
 }
 
+// A leader cut off from etcd still rolls back (less exposure is the safe side) and answers
+// 507 not_durable. Its lease runs out and another replica leads from the stored state, which
+// still gives the candidate 5 %. Healed, the old leader used to adopt that state: the rollback
+// it had applied was silently undone. Now it keeps the candidate at 0 % and hands the rollback
+// over through etcd; the new leader records it, and every replica ends rolled back.
+TEST(Cluster, ARollbackAppliedWithoutEtcdIsHandedToTheNextLeaderNotUndone) {
+    etcd_process etcd;
+    REQUIRE_ETCD(etcd);
+    partitionable_relay relay(etcd.port());
+    cluster c(etcd, 0);
+    c.add_replica(relay.url());  // r0 leads, through the relay
+    ASSERT_TRUE(wait_until([&] { return c.leader() == std::size_t{0}; }));
+    c.add_replica(etcd.url());
+    ASSERT_TRUE(wait_until([&] { return c.all_route(500); }));
+
+    relay.cut();
+    auto r = api(c.replicas[0]->admin_port(), "POST", "/api/v1/rollouts/m/rollback",
+                 R"({"reason": "bad answers seen by r0"})");
+    ASSERT_EQ(r.status, 507) << r.body;
+    EXPECT_EQ(code_of(r), "not_durable");
+    EXPECT_EQ(c.candidate_weight(0), 0);
+    ASSERT_TRUE(wait_until([&] {
+        return c.status(1).value("leader", false) && !c.status(0).value("leader", false);
+    }, std::chrono::seconds(10)));
+    EXPECT_EQ(c.candidate_weight(1), 500);  // the stored state knows nothing of it
+
+    relay.heal();
+    long most = 0;  // r0's candidate weight, from the rollback to the end
+    ASSERT_TRUE(wait_until([&] {
+        most = std::max(most, c.candidate_weight(0));
+        return c.all_route(0) &&
+               body_of(api(c.replicas[1]->admin_port(), "GET", "/api/v1/rollouts/m"))
+                       .value("phase", "") == "rolled_back";
+    }, std::chrono::seconds(15)))
+        << body_of(api(c.replicas[1]->admin_port(), "GET", "/api/v1/rollouts/m")).dump();
+    EXPECT_EQ(most, 0);
+    const auto st = body_of(api(c.replicas[1]->admin_port(), "GET", "/api/v1/rollouts/m"));
+    EXPECT_NE(st.value("last_reason", "").find("while it led and etcd was out of reach"),
+              std::string::npos)
+        << st.dump();
+    // Taken care of: nothing is left under handovers/, and r0's own view (not relayed from
+    // the leader) is durable again.
+    EXPECT_TRUE(wait_until([&] { return !etcd_get(etcd, "/stagegate/test/handovers/m"); }));
+    EXPECT_TRUE(wait_until([&] {
+        return body_of(request(c.replicas[0]->admin_port(), "GET", "/api/v1/rollouts/m", "",
+                               {{"X-Stagegate-Forwarded-By", "test"}}))
+            .value("durable", false);
+    }));
+}
+
+
 bool etcd_put(const etcd_process& etcd, const std::string& key, const std::string& value) {
     http_call call;
     call.method = "POST";

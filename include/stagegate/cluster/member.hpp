@@ -96,6 +96,16 @@ public:
     // Every other replica's published counts, by replica name.
     void fetch_counts(std::function<void(std::map<std::string, nlohmann::json>)> done);
     std::uint64_t counts_published() const { return counts_published_; }
+
+    // A rollback this replica applied while it led but could not record (etcd out of reach),
+    // and can no longer record itself (another replica leads now): left in etcd for the leader
+    // to apply and record (`handover` holds the model, candidate and the rollback's event). Not
+    // under a lease, so it outlives this replica. `done` says whether etcd took it.
+    void hand_over(const std::string& model, const nlohmann::json& handover,
+                   std::function<void(bool)> done);
+    // The handovers waiting (by model), for the leader; and one taken care of.
+    void fetch_handovers(std::function<void(std::map<std::string, nlohmann::json>)> done);
+    void drop_handover(const std::string& model);
     // Compactions of etcd's history this replica made as leader, and the revision below which
     // it compacted history last (0: none yet).
     std::uint64_t compactions() const { return compactions_; }
@@ -113,6 +123,7 @@ public:
     std::string counts_prefix() const { return cfg_.prefix + "/counts/"; }
     std::string rollouts_prefix() const { return cfg_.prefix + "/rollouts/"; }
     std::string events_prefix() const { return cfg_.prefix + "/events/"; }
+    std::string handovers_prefix() const { return cfg_.prefix + "/handovers/"; }
 
 private:
     void schedule_tick(std::chrono::milliseconds after);

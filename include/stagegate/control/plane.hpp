@@ -25,6 +25,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -122,6 +123,8 @@ private:
     class environment;
     void schedule_collection();
     void schedule_rollout_tick();
+    void hand_over_unrecorded();
+    void record_handovers(const std::map<std::string, nlohmann::json>& handed);
     void start_cluster(std::string admin_url);
     void lead();
     void publish_counts();
@@ -151,6 +154,7 @@ private:
     std::optional<rollout::state_store> state_;
     std::unique_ptr<rollout::controller> controller_;
     std::unique_ptr<cluster::member> member_;  // with "store": "etcd"
+    std::set<std::string> handed_over_;  // "model@sequence" of rollbacks handed to the leader
     // The other replicas' counts for the stages in progress, by (model, version, stage).
     std::map<std::tuple<std::string, std::string, std::string>, metrics::series_counts>
         replica_counts_;

@@ -106,8 +106,23 @@ public:
     // new stage starts its bake time and counts again. Whether the state is newer than the
     // one routed now is the caller's to know (the store's revision, cluster/revisions.hpp);
     // this only skips the very same document. Returns whether anything changed.
+    // A rollback applied here but not recorded (unrecorded_rollbacks) is not undone by a
+    // state that still gives the same candidate traffic: that one was decided without knowing
+    // of it (a leader elected while this replica could not reach etcd), and this replica keeps
+    // the candidate at 0 % until a state without it (the leader recorded the rollback handed
+    // over to it, or the rollout ended) arrives.
     result<bool> adopt(const std::string& model, const nlohmann::json& state,
                        const config::rollout* configured, clock::time_point now);
+
+    // Rollbacks applied but not recorded yet: what a replica that no longer leads hands over
+    // to the one that does (cluster::member::hand_over).
+    struct unrecorded_rollback {
+        std::string model;
+        std::string candidate;
+        std::uint64_t sequence = 0;  // the state's it was applied over, plus one
+        nlohmann::json event;
+    };
+    std::vector<unrecorded_rollback> unrecorded_rollbacks() const;
 
     // One evaluation round over the rollouts whose interval has come (metrics must be fresh).
     void on_tick(clock::time_point now);
@@ -196,6 +211,7 @@ private:
         bool segment_serving = false;
         // A rollback applied while the store could not record it: retried every interval.
         std::optional<pending_record> unrecorded;
+        bool unrecorded_held = false;  // adopt() kept it against a stored state (logged once)
     };
 
     static nlohmann::json to_json(const rollout_state& s);
