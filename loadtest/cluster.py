@@ -311,6 +311,8 @@ def main():
     ap.add_argument("--rps", type=float, default=1.0,
                     help="--long: requests per second sent to each replica")
     ap.add_argument("--out", help="--long: also write every sample here, one JSON object a line")
+    ap.add_argument("--etcd-arg", action="append", default=[],
+                    help="one more etcd flag, such as --etcd-arg=--snapshot-count=5000 (repeat)")
     ap.add_argument("--etcd-dir", default="/dev/shm",
                     help="where etcd keeps its data (default tmpfs; a disk path for a disk)")
     args = ap.parse_args()
@@ -340,7 +342,8 @@ def main():
                       "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
                       "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                       "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                      "--initial-cluster", f"bench=http://127.0.0.1:{peer}"], f"{work}/etcd.log")
+                      "--initial-cluster", f"bench=http://127.0.0.1:{peer}", *args.etcd_arg],
+                     f"{work}/etcd.log")
         if not wait(lambda: http("POST", etcd_url + "/v3/kv/range", {"key": "Lw=="})[0] == 200):
             sys.exit("etcd did not start")
         mocks = []
