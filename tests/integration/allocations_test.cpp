@@ -2,9 +2,9 @@
 // versions, a few thousand keep-alive requests after a warm-up, and the allocations the
 // gateway's worker thread made meanwhile, counted exactly (no timing): zero.
 //
-// Its own binary: it replaces the C allocator (malloc and its family, which operator new and
-// Asio's coroutine frames, allocated with aligned_alloc, both end in) with a counting front to
-// glibc's, which would disturb no other test but costs every allocation a few instructions.
+// Its own binary: it replaces the C allocator (malloc and its family, where operator new ends
+// and where Asio gets its coroutine frames, by aligned_alloc) with a counting front to glibc's,
+// which the other integration tests need not pay for.
 // Counts are per thread; the worker is found by the name data_plane gives its threads
 // ("stagegate-w0"). Sanitizer builds leave this binary out: their runtimes own malloc.
 #include "support/stack.hpp"
@@ -292,9 +292,14 @@ bool run_rounds(std::vector<std::unique_ptr<raw_client>>& clients,
 }
 
 // Request read, routing (a sticky split), the pooled upstream write, the relay and the metrics
-// record over `connections` keep-alive connections: after a warm-up, not one allocation on the
-// worker's thread over a few thousand requests.
-void expect_no_allocations(std::size_t connections, bool all_at_once) {
+// record over `connections` keep-alive connections: after a warm-up, a window of 3,072 requests
+// in which the worker's thread allocated nothing at all. With several requests in flight, a
+// pool may still grow to a new high-water mark after the warm-up (one more relay buffer, when
+// four answers happen to be relayed at once for the first time): once, not per request, and
+// when is a matter of timing. So such a test looks at up to `windows` windows in a row and
+// asserts that one of them allocated nothing, which no allocation per request, or per few
+// thousand requests, can pass.
+void expect_no_allocations(std::size_t connections, bool all_at_once, int windows) {
     auto s = stack::make(5000, 1);
     ASSERT_NE(s.port, 0);
     const control_paused paused(s.gateway->control());
@@ -320,30 +325,37 @@ void expect_no_allocations(std::size_t connections, bool all_at_once) {
 
     const auto* worker = find_thread("stagegate-w0");
     ASSERT_NE(worker, nullptr);
-    // (The warm-up's last requests may still be finishing their bookkeeping: they count too.)
-    const auto before = worker->count.load(std::memory_order_acquire);
     const int rounds = static_cast<int>(3072 / connections);
-    ASSERT_TRUE(run_rounds(clients, requests, next, rounds, all_at_once));
-    // The last answers were written before their requests' bookkeeping ended: one more round
-    // makes sure that finished too (it is counted, and must allocate nothing either).
-    ASSERT_TRUE(run_rounds(clients, requests, next, 1, all_at_once));
-    const auto after = worker->count.load(std::memory_order_acquire);
-    EXPECT_EQ(after - before, 0u) << "allocations on the worker over "
-                                  << (rounds + 1) * connections
-                                  << " requests; the latest by size: "
-                                  << sizes_between(*worker, before, after);
+    std::string seen;  // each window's allocations, for the failure message
+    for (int window = 0; window < windows; ++window) {
+        // (The last requests before may still be finishing their bookkeeping: they count too.)
+        const auto before = worker->count.load(std::memory_order_acquire);
+        ASSERT_TRUE(run_rounds(clients, requests, next, rounds, all_at_once));
+        // The last answers were written before their requests' bookkeeping ended: one more
+        // round makes sure that finished too (it is counted, and must allocate nothing either).
+        ASSERT_TRUE(run_rounds(clients, requests, next, 1, all_at_once));
+        const auto after = worker->count.load(std::memory_order_acquire);
+        if (after == before) {
+            return;
+        }
+        seen += "\n  " + std::to_string(after - before) + " over " +
+                std::to_string((rounds + 1) * connections) +
+                " requests; the latest by size: " + sizes_between(*worker, before, after);
+    }
+    ADD_FAILURE() << "allocations on the worker in each window:" << seen;
 }
 
 // One request at a time, two connections taking turns: the coroutine frames of a request
-// (handle_request, exchange) are small enough for Asio to recycle.
+// (handle_request, exchange) are small enough for Asio to recycle. Nothing grows after the
+// warm-up here: the first window must be clean.
 TEST(Allocations, KeepAliveProxyingAllocatesNothingOnTheWorker) {
-    expect_no_allocations(2, false);
+    expect_no_allocations(2, false, 1);
 }
 
 // Four requests in flight at once: Asio's per-thread cache (BOOST_ASIO_RECYCLING_ALLOCATOR_
 // CACHE_SIZE, CMakeLists.txt) holds the frames of all of them.
 TEST(Allocations, FourRequestsInFlightAllocateNothingOnTheWorker) {
-    expect_no_allocations(4, true);
+    expect_no_allocations(4, true, 3);
 }
 
 }  // namespace
