@@ -1,5 +1,5 @@
 // Private to proxy: per-thread free lists for the short-lived blocks of each request (Beast's
-// header fields, request bodies). A worker allocates and frees them on its own thread, so a
+// header fields, request bodies, the exchange's relay_state). A worker allocates and frees them on its own thread, so a
 // block goes back to the list it came from: no lock, no atomic, and no trip to malloc once the
 // lists are warm.
 #pragma once

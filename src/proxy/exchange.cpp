@@ -14,6 +14,45 @@ metrics::upstream_failure upstream_failure_of(const boost::system::error_code& e
     return reset ? metrics::upstream_failure::reset : metrics::upstream_failure::protocol;
 }
 
+void fail_before_response(exchange_outcome& out, const boost::system::error_code& ec,
+                          bool timed_out, std::string_view what,
+                          const routing::version_route& version,
+                          const routing::upstream_endpoint& endpoint) {
+    const auto kind = upstream_failure_of(ec, timed_out);
+    out.result = exchange_result::failed_before_response;
+    out.status = timed_out ? http::status::gateway_timeout : http::status::bad_gateway;
+    out.problem.status = out.status;
+    out.problem.code = timed_out ? "upstream_timeout"
+                                 : (kind == metrics::upstream_failure::reset
+                                        ? "upstream_reset"
+                                        : "upstream_protocol_error");
+    out.failure = kind;
+    out.problem.message = std::string(what) + " version " + version.name + " at " +
+                          endpoint.authority + ": " +
+                          (timed_out ? std::string("timed out") : ec.message());
+}
+
+void read_tokens(exchange_outcome& out, relay_state& state,
+                 std::optional<metrics::stream_outcome> ended) {
+    if (state.watch) {
+        out.stream_end = ended;
+        const auto& t = state.watch->tokens();
+        const bool usage = t.has_output_tokens();
+        out.tokens = exchange_outcome::token_count{
+            t.has_input_tokens() ? t.input_tokens() : 0,
+            usage ? t.output_tokens() : state.watch->content_events(),
+            usage ? metrics::token_source::usage : metrics::token_source::counted};
+    } else if (state.usage_scan) {
+        auto& scan = *state.usage_scan;
+        scan.end_line();
+        if (scan.has_output_tokens() || scan.has_input_tokens()) {
+            out.tokens = exchange_outcome::token_count{
+                scan.has_input_tokens() ? scan.input_tokens() : 0,
+                scan.has_output_tokens() ? scan.output_tokens() : 0, metrics::token_source::usage};
+        }
+    }
+}
+
 body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buffer& buffer,
                                   boost::system::error_code& ec) {
     const std::size_t room = parser.buffer_left();

@@ -6,6 +6,9 @@
 // captured). An OpenAI answer's bytes also go through a stream_watch (a stream: how it ended,
 // its events and tokens) or a token_scan (its usage). Both acquire the connection and lend it
 // the same way (acquire_failure, exchange_over).
+// Allocates nothing per answer once warm: the relay buffer and what the relay keeps besides
+// (relay_state) are lent, and the coroutine frame stays within what Asio recycles (1020 bytes;
+// the caller owns the outcome).
 // Must not touch: routing, metrics recording, retries, error answers (callers decide those).
 // Templated on both streams so tests drive it over in-memory streams; include it only from
 // the proxy's .cpp files and tests (Beast).
@@ -141,6 +144,48 @@ inline response_info response_info_for(const exchange_args& a) {
     return info;
 }
 
+// What relaying one answer keeps besides its buffer: its parser (with a copy of the answer's
+// Connection headers), the client's answer head's stamps, and for an OpenAI answer the readers
+// of its events or of its usage. Lent for one exchange from the worker's block cache: in the
+// exchange's coroutine frame they made it 2 KiB, which Asio does not recycle (frames up to
+// 1020 bytes only): a malloc per request.
+struct relay_state {
+    std::optional<relay_response_parser> parser;
+    response_info info;
+    std::optional<stream_watch> watch;    // a watched OpenAI stream
+    std::optional<token_scan> usage_scan;  // a non-streamed OpenAI answer: only its usage
+    exchange_outcome::stream_timing timing;
+};
+
+class lent_relay_state {
+public:
+    lent_relay_state()
+        : state_(new (block_cache::local().allocate(sizeof(relay_state))) relay_state) {}
+    ~lent_relay_state() {
+        state_->~relay_state();
+        block_cache::local().deallocate(state_, sizeof(relay_state));
+    }
+    lent_relay_state(const lent_relay_state&) = delete;
+    lent_relay_state& operator=(const lent_relay_state&) = delete;
+    relay_state& operator*() { return *state_; }
+
+private:
+    relay_state* state_;
+};
+
+// An upstream failure before any byte of the answer reached the client: `out` says what to
+// answer (502, or 504 when `timed_out`) and how the failure counts. `what`: what the exchange
+// was doing ("sending the request to").
+void fail_before_response(exchange_outcome& out, const boost::system::error_code& ec,
+                          bool timed_out, std::string_view what,
+                          const routing::version_route& version,
+                          const routing::upstream_endpoint& endpoint);
+
+// What an OpenAI answer said of its tokens (its watched stream's, or its usage), and how a
+// watched stream ended (`ended`), into `out`.
+void read_tokens(exchange_outcome& out, relay_state& state,
+                 std::optional<metrics::stream_outcome> ended);
+
 // The downstream of a mirrored request: nobody. The exchange writes nothing to it, and an
 // upstream failure at any point counts as one before the answer (nothing reached a client).
 struct discard_sink {};
@@ -218,12 +263,14 @@ private:
     Upstream& up_;
 };
 
-// Writes the request upstream and streams the response to `down`. Upstream::end learns
-// whether the connection ended cleanly on both sides (then it may be reused).
+// Writes the request upstream and streams the response to `down`; `out` says how it went.
+// Upstream::end learns whether the connection ended cleanly on both sides (then it may be
+// reused). `a` and `out` are the caller's, who awaits this at once (so that the frame holds
+// no copy of either).
 template <class Down, class Upstream>
-task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
+task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_outcome& out) {
     constexpr bool to_client = !std::is_same_v<Down, discard_sink>;
-    exchange_outcome out;
+    out = exchange_outcome{};
     upstream_in_use<Upstream> in_use(up);
     auto& stream = up.stream;
     auto& up_buffer = up.buffer();
@@ -233,33 +280,9 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     const auto total_deadline =
         timeouts.total.count() > 0 ? started + timeouts.total : clock::time_point::max();
     const auto first_byte_deadline = std::min(started + timeouts.first_byte, total_deadline);
-    // Each read of the body gets the stream idle timeout from when it starts (a gap between
-    // two reads, not the answer's length), within the total cap if there is one.
     // The deadline the last body read was given: whether a stream cut by a deadline was cut
     // by the idle timeout or by the total cap.
     auto read_deadline = clock::time_point::max();
-    auto body_read_deadline = [&] {
-        read_deadline = timeouts.stream_idle.count() > 0
-                            ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
-                            : total_deadline;
-        return read_deadline;
-    };
-    auto fail = [&](const boost::system::error_code& ec, std::string_view what) {
-        const bool timeout = slot.upstream_timed_out;
-        const auto kind = upstream_failure_of(ec, timeout);
-        out.result = exchange_result::failed_before_response;
-        out.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;
-        out.problem.status = out.status;
-        out.problem.code =
-            timeout ? "upstream_timeout"
-                    : (kind == metrics::upstream_failure::reset ? "upstream_reset"
-                                                                : "upstream_protocol_error");
-        out.failure = kind;
-        out.problem.message = std::string(what) + " version " + a.version.name + " at " +
-                              up.endpoint().authority + ": " +
-                              (timeout ? std::string("timed out") : ec.message());
-        return out;
-    };
 
     slot.upstream_expire_at(first_byte_deadline);
     {
@@ -267,13 +290,16 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                                                        net::buffer(a.body)};
         auto [ec, n] = co_await net::async_write(stream, request_bytes, nothrow_awaitable);
         if (ec) {
-            auto failed = fail(ec, "sending the request to");
-            failed.nothing_sent = n == 0 && !slot.upstream_timed_out;
-            co_return failed;
+            fail_before_response(out, ec, slot.upstream_timed_out, "sending the request to",
+                                 a.version, up.endpoint());
+            out.nothing_sent = n == 0 && !slot.upstream_timed_out;
+            co_return;
         }
     }
 
-    std::optional<relay_response_parser> parser;
+    lent_relay_state lent;
+    auto& state = *lent;
+    auto& parser = state.parser;
     for (;;) {
         a.head.clear();  // the request head has gone; the client's response head goes here
         parser.emplace(a.head, a.rc.client_version, a.rc.head);
@@ -324,16 +350,20 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             }
         }
         if (ec) {
-            co_return fail(ec, "reading the response header from");
+            fail_before_response(out, ec, slot.upstream_timed_out,
+                                 "reading the response header from", a.version, up.endpoint());
+            co_return;
         }
         const unsigned status = parser->status();
         if (status == 101) {
             // Upgrade is hop-by-hop and never forwarded, so a 101 was not asked for: relaying
             // it handed the client a "chunked 101" on a connection neither side can use.
             // 502, as HAProxy answers.
-            co_return fail(boost::system::errc::make_error_code(
-                               boost::system::errc::protocol_error),
-                           "an unrequested 101 Switching Protocols from");
+            fail_before_response(
+                out, boost::system::errc::make_error_code(boost::system::errc::protocol_error),
+                slot.upstream_timed_out, "an unrequested 101 Switching Protocols from", a.version,
+                up.endpoint());
+            co_return;
         }
         if (status < 100 || status >= 200) {
             break;  // 1xx interim answers are consumed here; we never send Expect upstream
@@ -345,7 +375,8 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
         out.head_at = clock::now();  // only the access log reads it: no clock read otherwise
     }
     const bool upstream_keep_alive = parser->keep_alive();
-    response_info info = response_info_for(a);
+    auto& info = state.info;
+    info = response_info_for(a);
     if (a.rc.head || status == 204 || status == 304) {
         info.framing = body_framing::none;
     } else if (auto length = parser->content_length()) {
@@ -363,38 +394,18 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     if (a.capture) {
         a.capture->start(status, parser->encoded());
     }
-    std::optional<stream_watch> watch;
+    auto& watch = state.watch;
     if (a.stream_end != openai_stream::none && status >= 200 && status < 300 &&
         parser->event_stream() && !parser->encoded() && !a.rc.head) {
         watch.emplace(a.stream_end);
     }
-    exchange_outcome::stream_timing timing;
+    auto& timing = state.timing;
     // A non-streamed OpenAI answer: only its usage is read.
-    std::optional<token_scan> usage_scan;
+    auto& usage_scan = state.usage_scan;
     if (a.stream_end != openai_stream::none && !watch && status >= 200 && status < 300 &&
         !parser->encoded() && !a.rc.head) {
         usage_scan.emplace(a.stream_end);
     }
-    // What the stream or the answer said of its tokens, and how a stream ended.
-    auto read_tokens = [&](std::optional<metrics::stream_outcome> ended) {
-        if (watch) {
-            out.stream_end = ended;
-            const auto& t = watch->tokens();
-            const bool usage = t.has_output_tokens();
-            out.tokens = exchange_outcome::token_count{
-                t.has_input_tokens() ? t.input_tokens() : 0,
-                usage ? t.output_tokens() : watch->content_events(),
-                usage ? metrics::token_source::usage : metrics::token_source::counted};
-        } else if (usage_scan) {
-            usage_scan->end_line();
-            if (usage_scan->has_output_tokens() || usage_scan->has_input_tokens()) {
-                out.tokens = exchange_outcome::token_count{
-                    usage_scan->has_input_tokens() ? usage_scan->input_tokens() : 0,
-                    usage_scan->has_output_tokens() ? usage_scan->output_tokens() : 0,
-                    metrics::token_source::usage};
-            }
-        }
-    };
 
     borrowed_buffer buffer(a.w.pool(), make_room_for_body(up_buffer, *parser));
     // Whether any byte reached the client: from then on a failure can only cut the answer
@@ -423,8 +434,8 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                     slot.no_deadline();
                     if (ec) {
                         out.result = exchange_result::done_close;  // client went away
-                        read_tokens(metrics::stream_outcome::client_gone);
-                        co_return out;
+                        read_tokens(out, state, metrics::stream_outcome::client_gone);
+                        co_return;
                     }
                     head_sent = true;
                 }
@@ -439,7 +450,13 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                     ec = net::error::timed_out;
                     break;
                 }
-                slot.upstream_expire_at(body_read_deadline());
+                // Each read of the body gets the stream idle timeout from when it starts (a gap
+                // between two reads, not the answer's length), within the total cap if any.
+                read_deadline =
+                    timeouts.stream_idle.count() > 0
+                        ? std::min(coarse_now() + timeouts.stream_idle, total_deadline)
+                        : total_deadline;
+                slot.upstream_expire_at(read_deadline);
                 auto [read_ec, n] = co_await stream.async_read_some(
                     up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
                 up_buffer.commit(n);
@@ -454,7 +471,10 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
             }
             if (ec) {
                 if (!head_sent) {
-                    co_return fail(ec, "reading the response body from");
+                    fail_before_response(out, ec, slot.upstream_timed_out,
+                                         "reading the response body from", a.version,
+                                         up.endpoint());
+                    co_return;
                 }
                 out.result = exchange_result::done_close;  // the client sees a cut-short body
                 out.failure = slot.upstream_timed_out ? metrics::upstream_failure::timeout
@@ -464,11 +484,12 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                 const bool total_passed =
                     timeouts.total.count() > 0 &&
                     (read_deadline == total_deadline || coarse_now() >= total_deadline);
-                read_tokens(!slot.upstream_timed_out
+                read_tokens(out, state,
+                            !slot.upstream_timed_out
                                 ? metrics::stream_outcome::cut_by_upstream
                                 : (total_passed ? metrics::stream_outcome::cut_by_total_timeout
                                                 : metrics::stream_outcome::cut_by_idle_timeout));
-                co_return out;
+                co_return;
             }
             // While the client takes what was read, the backend is not idle but held back:
             // only the total cap runs.
@@ -520,8 +541,8 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                 slot.no_deadline();
                 if (ec) {
                     out.result = exchange_result::done_close;  // client went away; upstream dirty
-                    read_tokens(metrics::stream_outcome::client_gone);
-                    co_return out;
+                    read_tokens(out, state, metrics::stream_outcome::client_gone);
+                    co_return;
                 }
             }
             head_sent = true;
@@ -537,7 +558,8 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
                     out.stream = timing;
                 }
             }
-            read_tokens(!watch ? std::nullopt
+            read_tokens(out, state,
+                        !watch ? std::nullopt
                         : watch->error_event()
                             ? std::optional(metrics::stream_outcome::error_event)
                             : (watch->ended_well()
@@ -550,18 +572,19 @@ task<exchange_outcome> exchange(Down& down, Upstream up, exchange_args a) {
     out.reusable = upstream_keep_alive && !parser->need_eof() && up_buffer.size() == 0;
     in_use.reusable = out.reusable;
     out.result = info.keep_alive ? exchange_result::done_keep_alive : exchange_result::done_close;
-    co_return out;
 }
 
 // The exchange over a connection the pool gave (plain or TLS), lent out while it runs and
 // handed back to the pool when it ended cleanly. Not a coroutine: no frame of its own.
 template <class Down>
-task<exchange_outcome> exchange_over(Down& down, acquired& got, const exchange_args& a) {
+task<void> exchange_over(Down& down, acquired& got, const exchange_args& a,
+                         exchange_outcome& out) {
     auto& c = *got.connection;
     if (c.secure) {
-        return exchange(down, pooled_upstream<tls_stream_type>{*c.secure, got, a.w, a.slot}, a);
+        return exchange(down, pooled_upstream<tls_stream_type>{*c.secure, got, a.w, a.slot}, a,
+                        out);
     }
-    return exchange(down, pooled_upstream<stream_type>{*c.plain, got, a.w, a.slot}, a);
+    return exchange(down, pooled_upstream<stream_type>{*c.plain, got, a.w, a.slot}, a, out);
 }
 
 // Both paths get their connection the same way: the pool's try_idle (an idle connection of

@@ -40,9 +40,10 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
             status = static_cast<unsigned>(refused->problem.status);
             failure = refused->failure;
         } else {
-            auto out = co_await exchange_over(
+            exchange_outcome out;
+            co_await exchange_over(
                 nobody, *got,
-                exchange_args{job.head, job.body, rc, w, slot, model, version, &capture});
+                exchange_args{job.head, job.body, rc, w, slot, model, version, &capture}, out);
             status = static_cast<unsigned>(out.status);
             failure = out.failure;
         }

@@ -3,6 +3,7 @@
 // gateway's own errors, record the answer, read its prediction and hand it to the mirror
 // when drawn. Must not touch: reading requests off the connection or its lifetime
 // (session.cpp), relaying bytes (exchange.hpp), routing rules, mirror scheduling.
+// Allocates nothing per request once warm (handle_request says how; allocation_tests checks).
 // Templated on the client stream so tests drive it over in-memory streams; include it only
 // from the proxy's .cpp files and tests (Beast).
 #pragma once
@@ -146,139 +147,155 @@ private:
     clock::time_point started_;
 };
 
-// Routes and forwards one fully read request. Returns whether the client connection stays.
+// What the access log says of where a routed request went.
+inline void log_route(request_context& rc, const route_decision& decision) {
+    const auto& model = *decision.model;
+    rc.log.model = model.name;
+    rc.log.version = model.versions[decision.version].name;
+    rc.log.stage = model.stage;
+    rc.log.route = decision.route;
+}
+
+// Whether a routed request goes to a backend: not when routing refused it or answers it
+// itself, nor a streaming gRPC call to a version reached over HTTP/1.1.
+inline bool goes_upstream(const route_decision& decision, const request_context& rc) {
+    return !decision.local_answer && !decision.problem &&
+           !(rc.feed && !decision.model->versions[decision.version].http2);
+}
+
+// The gateway's own answer to a request that goes to no backend (goes_upstream), or to any
+// request while no routes are loaded (`decision` null). A coroutine of its own: these rare
+// paths' locals and messages would otherwise take room in handle_request's frame, which Asio
+// recycles only up to 1020 bytes.
 template <class Stream>
-task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_type& req,
-                          request_context& rc, std::string& head, std::string& body_scratch,
-                          const std::string& client_address, bool client_tls,
-                          clock::time_point started) {
-    auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
-    const access_line logged(w, rc, req, client_address, started);
-    rc.grpc = rc.grpc || is_grpc_request(req);
-    if (!routes) {
+task<bool> answer_unforwarded(Stream& stream, worker& w, session_slot& slot, request_context& rc,
+                              const route_decision* decision) {
+    if (!decision) {
         co_return co_await send_error(stream, w, slot, rc, http::status::service_unavailable,
                                       "not_ready", "no routes are loaded yet");
     }
-    auto decision = route_request(w, *routes, req);
-    if (decision.local_answer) {
-        co_return co_await send_local_answer(stream, w, slot, rc, *decision.local_answer);
+    if (decision->local_answer) {
+        co_return co_await send_local_answer(stream, w, slot, rc, *decision->local_answer);
     }
-    if (decision.problem) {
-        if (decision.model) {
-            rc.log.model = decision.model->name;  // a forced version it does not have
+    if (decision->problem) {
+        if (decision->model) {
+            rc.log.model = decision->model->name;  // a forced version it does not have
         }
-        w.shard().record_unrouted(decision.unrouted);
-        co_return co_await send_error(stream, w, slot, rc, *decision.problem);
+        w.shard().record_unrouted(decision->unrouted);
+        co_return co_await send_error(stream, w, slot, rc, *decision->problem);
     }
-    const auto& model = *decision.model;
-    const auto& version = model.versions[decision.version];
-    rc.log.model = model.name;
-    rc.log.version = version.name;
-    rc.log.stage = model.stage;
-    rc.log.route = decision.route;
-    const routed_to routed{version.name, model.stage};  // for the gateway's own error answers
-    // A mirror goes out once this request's answer has: whatever becomes of it, the client
-    // neither waits for it nor shares its time with it.
-    // A streaming call's body is not kept whole, so it has no copy to mirror.
-    const bool mirrored = !rc.feed && draw_mirror(w, model, decision.version, rc);
-    auto send_mirror = [&](std::optional<predictions::prediction> primary) {
-        if (mirrored) {
-            auto job = mirror_of(routes, model, req, rc, client_address, client_tls, primary);
-            job->unit = decision.unit;
-            submit_mirror(w, std::move(job));
+    // Messages that keep coming need a stream to the backend: HTTP/2 only.
+    log_route(rc, *decision);
+    const auto& model = *decision->model;
+    const auto& version = model.versions[decision->version];
+    co_return co_await send_error(
+        stream, w, slot, rc, http::status::not_implemented, "streaming_needs_h2c",
+        "model " + model.name + ": version " + version.name +
+            " is reached over HTTP/1.1, which cannot carry a streaming gRPC call; give it "
+            "\"protocol\": \"h2c\" (or \"h2\" over TLS)",
+        routed_to{version.name, model.stage});
+}
+
+// The request over HTTP/2 to its backend (h2_upstream.hpp). A coroutine of its own, so that
+// the outcome h2_exchange returns takes no room in handle_request's frame.
+template <class Stream>
+task<void> forward_h2(Stream& stream, worker& w, const request_type& req,
+                      std::string_view client_address, bool client_tls, exchange_args& args,
+                      exchange_outcome& out, std::string_view& upstream) {
+    args.head.clear();
+    serialize_request_head(
+        args.head, req,
+        forward_info{client_address, client_tls, args.rc.id, args.rc.client_version},
+        req.body().size());
+    if (args.rc.grpc) {
+        if (auto t = req.find("grpc-timeout"); t != req.end()) {
+            args.grpc_timeout = parse_grpc_timeout(t->value());
         }
-    };
-    const bool read_body = model.prediction && w.config().record_metrics && !rc.head && !rc.feed;
-    if (rc.feed && !version.http2) {
-        // Messages that keep coming need a stream to the backend: HTTP/2 only.
-        co_return co_await send_error(
-            stream, w, slot, rc, http::status::not_implemented, "streaming_needs_h2c",
-            "model " + model.name + ": version " + version.name +
-                " is reached over HTTP/1.1, which cannot carry a streaming gRPC call; give it "
-                "\"protocol\": \"h2c\" (or \"h2\" over TLS)",
-            routed);
     }
-    body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
-    exchange_outcome out;
-    std::string_view upstream;  // the endpoint's authority, in the route snapshot
-    if (version.http2) {
-        head.clear();
-        serialize_request_head(head, req,
-                               forward_info{client_address, client_tls, rc.id, rc.client_version},
-                               req.body().size());
-        exchange_args args{head, std::string_view(req.body().data(), req.body().size()), rc, w,
-                           slot, model, version, read_body ? &capture : nullptr,
-                           decision.stream_end};
-        if (rc.grpc) {
-            if (auto t = req.find("grpc-timeout"); t != req.end()) {
-                args.grpc_timeout = parse_grpc_timeout(t->value());
-            }
-        }
-        out = co_await h2_exchange(stream, w.h2(), args, upstream);
+    out = co_await h2_exchange(stream, w.h2(), args, upstream);
+}
+
+// The answer when the pool gave no connection to exchange over (acquire_failure), and what it
+// counts. A coroutine of its own, as answer_unforwarded.
+template <class Stream>
+task<bool> answer_refused(Stream& stream, worker& w, session_slot& slot, request_context& rc,
+                          const acquired& got, const routing::model_route& model,
+                          const routing::version_route& version, clock::time_point started,
+                          std::uint32_t unit) {
+    const auto refused = acquire_failure(got, model, version);
+    if (refused->failure) {
+        w.shard().record_failure(version.series, *refused->failure);
     }
-    // A pooled connection the backend closed just as it was taken (after its liveness check)
-    // fails the first write with nothing sent: then, and only then, the request goes out once
-    // more, on a connection of its own. Once a byte may have reached the backend it never does
-    // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
-    for (int attempt = 0; !version.http2; ++attempt) {
-        auto got = w.pool().try_idle(version);
-        if (!got) {
-            got = co_await w.pool().acquire(model, version, slot);
-        }
-        if (auto refused = acquire_failure(*got, model, version)) {
-            if (refused->failure) {
-                w.shard().record_failure(version.series, *refused->failure);
-            }
-            bool keep = co_await send_error(stream, w, slot, rc, refused->problem, routed);
-            record_response(w, version, static_cast<unsigned>(refused->problem.status), started,
-                            decision.unit);
-            if (rc.grpc && w.config().record_metrics) {
-                w.shard().record_grpc(version.series, grpc_code_of_problem(refused->problem.status,
-                                                                           refused->problem.code));
-            }
-            send_mirror(std::nullopt);
-            co_return keep;
-        }
-        head.clear();
-        serialize_request_head(head, req,
-                               forward_info{client_address, client_tls, rc.id, rc.client_version},
-                               req.body().size());
-        out = co_await exchange_over(
-            stream, *got,
-            exchange_args{head, std::string_view(req.body().data(), req.body().size()), rc, w,
-                          slot, model, version, read_body ? &capture : nullptr,
-                          decision.stream_end});
-        if (out.nothing_sent && got->reused && attempt == 0) {
-            // its siblings were idle as long: do not trust them
-            w.pool().forget_idle(got->endpoint->id);
-            continue;
-        }
-        upstream = got->endpoint->authority;
-        break;
+    const bool keep = co_await send_error(stream, w, slot, rc, refused->problem,
+                                          routed_to{version.name, model.stage});
+    record_response(w, version, static_cast<unsigned>(refused->problem.status), started, unit);
+    if (rc.grpc && w.config().record_metrics) {
+        w.shard().record_grpc(version.series,
+                              grpc_code_of_problem(refused->problem.status, refused->problem.code));
     }
+    co_return keep;
+}
+
+// The gateway's own answer when the exchange failed before any byte of the backend's answer
+// reached the client (exchange_result::failed_before_response). A coroutine of its own, as
+// answer_unforwarded.
+template <class Stream>
+task<bool> answer_failed_exchange(Stream& stream, worker& w, session_slot& slot,
+                                  request_context& rc, exchange_outcome& out,
+                                  const routing::model_route& model,
+                                  const routing::version_route& version) {
+    out.problem.message.insert(0, "model " + model.name + ": ");
+    co_return co_await send_error(stream, w, slot, rc, out.problem,
+                                  routed_to{version.name, model.stage});
+}
+
+// Hands a copy of the request to the mirror (mirrored requests only), with stable's prediction
+// when it was read.
+inline void mirror_request(worker& w, const std::shared_ptr<const routing::route_snapshot>& routes,
+                           const route_decision& decision, const request_type& req,
+                           const request_context& rc, std::string_view client_address,
+                           bool client_tls, std::optional<predictions::prediction> primary) {
+    auto job = mirror_of(routes, *decision.model, req, rc, client_address, client_tls, primary);
+    job->unit = decision.unit;
+    submit_mirror(w, std::move(job));
+}
+
+// What the exchange tells the access log and the failure counters.
+inline void note_exchange(worker& w, request_context& rc, const routing::version_route& version,
+                          const exchange_outcome& out, std::string_view upstream,
+                          clock::time_point started) {
     if (out.failure) {
         w.shard().record_failure(version.series, *out.failure);
     }
-    if (w.access_log_on()) {
-        const auto us = [&](clock::time_point t) {
-            return std::chrono::duration_cast<std::chrono::microseconds>(t - started).count();
-        };
-        rc.log.upstream = upstream;
-        rc.log.status = static_cast<unsigned>(out.status);
-        rc.log.bytes_sent = out.body_bytes;
-        rc.log.cut_short = out.cut_short;
-        if (out.head_at != clock::time_point{}) {
-            rc.log.upstream_head_us = us(out.head_at);
-        }
-        if (out.stream) {
-            rc.log.ttft_us = us(out.stream->first_event);
-        }
+    if (!w.access_log_on()) {
+        return;
     }
-    bool keep = out.result == exchange_result::done_keep_alive;
-    if (out.result == exchange_result::failed_before_response) {
-        out.problem.message.insert(0, "model " + model.name + ": ");
-        keep = co_await send_error(stream, w, slot, rc, out.problem, routed);
+    const auto us = [&](clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(t - started).count();
+    };
+    rc.log.upstream = upstream;
+    rc.log.status = static_cast<unsigned>(out.status);
+    rc.log.bytes_sent = out.body_bytes;
+    rc.log.cut_short = out.cut_short;
+    if (out.head_at != clock::time_point{}) {
+        rc.log.upstream_head_us = us(out.head_at);
     }
+    if (out.stream) {
+        rc.log.ttft_us = us(out.stream->first_event);
+    }
+}
+
+// Once the client has its answer: records it, reads its prediction when the model asks for
+// it, and hands the request to the mirror when it was drawn. Not a coroutine: its locals stay
+// on the stack.
+inline void after_answer(worker& w, const request_context& rc,
+                         const std::shared_ptr<const routing::route_snapshot>& routes,
+                         const route_decision& decision, const exchange_outcome& out,
+                         const body_capture* capture, bool mirrored, const request_type& req,
+                         std::string_view client_address, bool client_tls,
+                         clock::time_point started) {
+    const auto& model = *decision.model;
+    const auto& version = model.versions[decision.version];
     // A streaming gRPC call lasts as long as its client likes: its latency is its time to its
     // first answer message (recorded now, as though it had started that long ago).
     const auto latency_from = rc.feed && out.stream
@@ -292,13 +309,94 @@ task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request
     }
     // Read after the answer went out: the client never waits for this.
     std::optional<predictions::prediction> predicted;
-    if (read_body && out.result != exchange_result::failed_before_response) {
-        predicted = read_prediction(w, model, version.series, capture);
+    if (capture && out.result != exchange_result::failed_before_response) {
+        predicted = read_prediction(w, model, version.series, *capture);
         if (predicted && model.prediction->feedback) {
             remember_answer(w, rc.id, version.series, *predicted);
         }
     }
-    send_mirror(predicted);
+    if (mirrored) {
+        mirror_request(w, routes, decision, req, rc, client_address, client_tls, predicted);
+    }
+}
+
+// Routes and forwards one fully read request. Returns whether the client connection stays.
+// Its frame is allocated per request: Asio recycles it only while it is at most 1020 bytes, so
+// rare paths live in coroutines of their own and bookkeeping in plain functions, and the
+// exchange lends what it keeps (exchange.hpp). The allocation test keeps this at zero
+// allocations per request (tests/integration/allocations_test.cpp).
+template <class Stream>
+task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_type& req,
+                          request_context& rc, std::string& head, std::string& body_scratch,
+                          const std::string& client_address, bool client_tls,
+                          clock::time_point started) {
+    auto routes = w.routes();  // keeps this snapshot alive for the whole exchange
+    const access_line logged(w, rc, req, client_address, started);
+    rc.grpc = rc.grpc || is_grpc_request(req);
+    route_decision decision;
+    if (routes) {
+        decision = route_request(w, *routes, req);
+    }
+    if (!routes || !goes_upstream(decision, rc)) {
+        co_return co_await answer_unforwarded(stream, w, slot, rc, routes ? &decision : nullptr);
+    }
+    const auto& model = *decision.model;
+    const auto& version = model.versions[decision.version];
+    log_route(rc, decision);
+    // A mirror goes out once this request's answer has: whatever becomes of it, the client
+    // neither waits for it nor shares its time with it.
+    // A streaming call's body is not kept whole, so it has no copy to mirror.
+    const bool mirrored = !rc.feed && draw_mirror(w, model, decision.version, rc);
+    const bool read_body = model.prediction && w.config().record_metrics && !rc.head && !rc.feed;
+    body_capture capture{body_scratch, read_body ? model.prediction->max_body_bytes : 0};
+    exchange_args args{head,    std::string_view(req.body().data(), req.body().size()),
+                       rc,      w,
+                       slot,    model,
+                       version, read_body ? &capture : nullptr,
+                       decision.stream_end};
+    exchange_outcome out;
+    std::string_view upstream;  // the endpoint's authority, in the route snapshot
+    if (version.http2) {
+        co_await forward_h2(stream, w, req, client_address, client_tls, args, out, upstream);
+    }
+    // A pooled connection the backend closed just as it was taken (after its liveness check)
+    // fails the first write with nothing sent: then, and only then, the request goes out once
+    // more, on a connection of its own. Once a byte may have reached the backend it never does
+    // (a predict call is not idempotent: nginx's rule for non-idempotent requests).
+    for (int attempt = 0; !version.http2; ++attempt) {
+        auto got = w.pool().try_idle(version);
+        if (!got) {
+            got = co_await w.pool().acquire(model, version, slot);
+        }
+        if (got->status != acquire_status::ok) {
+            const bool keep = co_await answer_refused(stream, w, slot, rc, *got, model, version,
+                                                      started, decision.unit);
+            if (mirrored) {
+                mirror_request(w, routes, decision, req, rc, client_address, client_tls,
+                               std::nullopt);
+            }
+            co_return keep;
+        }
+        head.clear();
+        serialize_request_head(head, req,
+                               forward_info{client_address, client_tls, rc.id, rc.client_version},
+                               req.body().size());
+        co_await exchange_over(stream, *got, args, out);
+        if (out.nothing_sent && got->reused && attempt == 0) {
+            // its siblings were idle as long: do not trust them
+            w.pool().forget_idle(got->endpoint->id);
+            continue;
+        }
+        upstream = got->endpoint->authority;
+        break;
+    }
+    note_exchange(w, rc, version, out, upstream, started);
+    bool keep = out.result == exchange_result::done_keep_alive;
+    if (out.result == exchange_result::failed_before_response) {
+        keep = co_await answer_failed_exchange(stream, w, slot, rc, out, model, version);
+    }
+    after_answer(w, rc, routes, decision, out, read_body ? &capture : nullptr, mirrored, req,
+                 client_address, client_tls, started);
     if (body_scratch.capacity() > 64 * 1024) {
         std::string().swap(body_scratch);
     }

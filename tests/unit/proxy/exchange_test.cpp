@@ -57,11 +57,13 @@ protected:
                            stream_end};
         // Captureless, so the coroutine frame holds copies of everything it uses.
         auto run = [](Exchange& t, Down& sink, exchange_args copied) -> task<void> {
-            t.outcome = co_await exchange(
+            exchange_outcome out;
+            co_await exchange(
                 sink,
                 memory_upstream{t.up, t.up_buffer, t.routes->models[0].versions[0].endpoints[0],
                                 t.ended_reusable},
-                copied);
+                copied, out);
+            t.outcome = std::move(out);
         };
         spawn(run(*this, to, args));
     }
