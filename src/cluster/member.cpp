@@ -482,18 +482,27 @@ void member::publish_counts(const json& counts) {
 }
 
 void member::fetch_counts(std::function<void(std::map<std::string, json>)> done) {
-    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(counts_prefix(), true),
-               [this, alive = alive_, done = std::move(done)](result<json> r) {
+    read_documents(counts_prefix(), [this, done = std::move(done)](std::map<std::string, json> all) {
+        all.erase(replica_);
+        done(std::move(all));
+    });
+}
+
+// The JSON objects stored under `prefix`, by the rest of their keys (none when etcd did not
+// answer: the caller goes on without).
+void member::read_documents(const std::string& prefix,
+                            std::function<void(std::map<std::string, json>)> done) {
+    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(prefix, true),
+               [alive = alive_, prefix, done = std::move(done)](result<json> r) {
                    if (!*alive) {
                        return;
                    }
                    std::map<std::string, json> out;
                    if (r) {
                        for (const auto& kv : etcd_client::kvs_of(*r)) {
-                           auto name = kv.key.substr(counts_prefix().size());
-                           auto counts = parse_json(kv.value);
-                           if (name != replica_ && counts.is_object()) {
-                               out.emplace(std::move(name), std::move(counts));
+                           auto doc = parse_json(kv.value);
+                           if (doc.is_object()) {
+                               out.emplace(kv.key.substr(prefix.size()), std::move(doc));
                            }
                        }
                    }
@@ -513,23 +522,7 @@ void member::hand_over(const std::string& model, const json& handover,
 }
 
 void member::fetch_handovers(std::function<void(std::map<std::string, json>)> done) {
-    etcd_.call(io_, "/v3/kv/range", etcd_client::range_body(handovers_prefix(), true),
-               [this, alive = alive_, done = std::move(done)](result<json> r) {
-                   if (!*alive) {
-                       return;
-                   }
-                   std::map<std::string, json> out;
-                   if (r) {
-                       for (const auto& kv : etcd_client::kvs_of(*r)) {
-                           auto handover = parse_json(kv.value);
-                           if (handover.is_object()) {
-                               out.emplace(kv.key.substr(handovers_prefix().size()),
-                                           std::move(handover));
-                           }
-                       }
-                   }
-                   done(std::move(out));
-               });
+    read_documents(handovers_prefix(), std::move(done));
 }
 
 void member::drop_handover(const std::string& model) {

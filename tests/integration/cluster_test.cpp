@@ -483,14 +483,22 @@ struct replica_process {
     json rollout() const { return body_of(api(admin, "GET", "/api/v1/rollouts/m")); }
 };
 
-// The decisions in etcd's event log, by type.
-std::map<std::string, int> decisions_in_etcd(const etcd_process& etcd) {
+// One call to etcd's JSON gateway (`path` such as "/v3/kv/range"), straight, not through a
+// replica.
+result<http_reply> etcd_post(const etcd_process& etcd, const std::string& path,
+                             const json& body) {
     http_call call;
     call.method = "POST";
-    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
-    call.body = stagegate::cluster::etcd_client::range_body("/stagegate/test/events/", true).dump();
+    call.url = *parse_http_url(etcd.url() + path);
+    call.body = body.dump();
+    return http_blocking(call);
+}
+
+// The decisions in etcd's event log, by type.
+std::map<std::string, int> decisions_in_etcd(const etcd_process& etcd) {
     std::map<std::string, int> out;
-    auto r = http_blocking(call);
+    auto r = etcd_post(etcd, "/v3/kv/range",
+                       stagegate::cluster::etcd_client::range_body("/stagegate/test/events/", true));
     if (!r) {
         return out;
     }
@@ -896,11 +904,8 @@ TEST(Cluster, WithEtcdOutOfReachReplicasKeepRoutingAndNothingAdvances) {
 // etcd's current value of `key` (nullopt when absent).
 std::optional<stagegate::cluster::key_value> etcd_get(const etcd_process& etcd,
                                                       const std::string& key) {
-    http_call call;
-    call.method = "POST";
-    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
-    call.body = stagegate::cluster::etcd_client::range_body(key, false).dump();
-    auto r = http_blocking(call);
+    auto r =
+        etcd_post(etcd, "/v3/kv/range", stagegate::cluster::etcd_client::range_body(key, false));
     if (!r || r->status != 200) {
         return std::nullopt;
     }
@@ -963,12 +968,8 @@ TEST(Cluster, ARollbackAppliedWithoutEtcdIsHandedToTheNextLeaderNotUndone) {
 
 
 bool etcd_put(const etcd_process& etcd, const std::string& key, const std::string& value) {
-    http_call call;
-    call.method = "POST";
-    call.url = *parse_http_url(etcd.url() + "/v3/kv/put");
-    call.body =
-        stagegate::cluster::etcd_client::put_op(key, value)["request_put"].dump();
-    auto r = http_blocking(call);
+    auto r = etcd_post(etcd, "/v3/kv/put",
+                       stagegate::cluster::etcd_client::put_op(key, value)["request_put"]);
     return r && r->status == 200;
 }
 
@@ -1005,11 +1006,7 @@ TEST(Cluster, EveryReplicaAdoptsAStateStoredAtANewerRevisionEvenAtTheSameSequenc
 
 // The store's current revision.
 std::int64_t etcd_revision(const etcd_process& etcd) {
-    http_call call;
-    call.method = "POST";
-    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
-    call.body = R"({"key": "Lw==", "count_only": true})";
-    auto r = http_blocking(call);
+    auto r = etcd_post(etcd, "/v3/kv/range", {{"key", "Lw=="}, {"count_only", true}});
     return r && r->status == 200
                ? stagegate::cluster::etcd_client::revision_of(json::parse(r->body))
                : 0;
@@ -1017,21 +1014,15 @@ std::int64_t etcd_revision(const etcd_process& etcd) {
 
 // Whether etcd has compacted its history past `revision` (a read at it is refused).
 bool etcd_compacted_past(const etcd_process& etcd, std::int64_t revision) {
-    http_call call;
-    call.method = "POST";
-    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
-    call.body = json{{"key", "Lw=="}, {"revision", std::to_string(revision)}}.dump();
-    auto r = http_blocking(call);
+    auto r = etcd_post(etcd, "/v3/kv/range",
+                       {{"key", "Lw=="}, {"revision", std::to_string(revision)}});
     return r && r->status != 200 && r->body.find("compacted") != std::string::npos;
 }
 
 // How many times `key` was written since it was created (etcd's version; 0: absent).
 std::int64_t etcd_key_version(const etcd_process& etcd, const std::string& key) {
-    http_call call;
-    call.method = "POST";
-    call.url = *parse_http_url(etcd.url() + "/v3/kv/range");
-    call.body = stagegate::cluster::etcd_client::range_body(key, false).dump();
-    auto r = http_blocking(call);
+    auto r =
+        etcd_post(etcd, "/v3/kv/range", stagegate::cluster::etcd_client::range_body(key, false));
     if (!r || r->status != 200) {
         return 0;
     }

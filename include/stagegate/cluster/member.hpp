@@ -126,6 +126,9 @@ public:
     std::string handovers_prefix() const { return cfg_.prefix + "/handovers/"; }
 
 private:
+    // The JSON objects stored under `prefix`, by the rest of their keys.
+    void read_documents(const std::string& prefix,
+                        std::function<void(std::map<std::string, nlohmann::json>)> done);
     void schedule_tick(std::chrono::milliseconds after);
     void tick();
     void campaign();
