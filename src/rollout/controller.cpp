@@ -233,10 +233,16 @@ result<void> controller::init(const config::gateway& cfg, clock::time_point now)
         if (resumed) {
             resumed->model = m.name;
         }
+        // A rollback applied here and not recorded yet stays: the next tick records it (the
+        // stored state, older, must not undo it).
+        auto tracked = rollouts_.find(m.name);
+        if (tracked != rollouts_.end() && tracked->second.unrecorded) {
+            continue;
+        }
         // A new leader in a cluster already routes by this state: it followed it since the
         // stage began, so its bake time and stage counts go on where a restart's start again.
-        if (auto tracked = rollouts_.find(m.name); resumed && tracked != rollouts_.end() &&
-                                                   to_json(tracked->second.st) == to_json(*resumed)) {
+        if (resumed && tracked != rollouts_.end() &&
+            to_json(tracked->second.st) == to_json(*resumed)) {
             if (store_ && (resumed->ph == phase::progressing || resumed->ph == phase::paused)) {
                 const auto label = stage_label(tracked->second);
                 (void)store_->append_event(

@@ -327,6 +327,34 @@ TEST(Controller, ResumesPersistedStageAfterRestart) {
     EXPECT_EQ(f.events().back()["type"], "resumed");
 }
 
+// A cluster replica that rolled back while it led without etcd: a stored state that still
+// gives the candidate traffic (what the next leader routes by) does not undo it, nor does
+// leading again (init after adopt, as plane::lead does); the next tick records it.
+TEST(Controller, AnUnrecordedRollbackIsNotUndoneByTheStoredStateOrByLeadingAgain) {
+    fixture f;
+    auto stored = f.store->load_all();  // progressing at canary-5
+    ASSERT_TRUE(stored);
+    ASSERT_TRUE(stored->count("m"));
+    std::filesystem::remove_all(f.dir);
+    auto rolled = f.ctl->command("m", "rollback", {}, "ops", "", f.t0);
+    ASSERT_FALSE(rolled);
+    ASSERT_EQ(rolled.error().code, "not_durable");
+    auto adopted = f.ctl->adopt("m", stored->at("m"), nullptr, f.t0 + 1s);
+    ASSERT_TRUE(adopted) << adopted.error().describe();
+    EXPECT_FALSE(*adopted);
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    ASSERT_EQ(f.ctl->unrecorded_rollbacks().size(), 1u);
+    EXPECT_EQ(f.ctl->unrecorded_rollbacks()[0].candidate, "v2");
+
+    std::filesystem::create_directories(f.dir);
+    ASSERT_TRUE(f.ctl->init(rollout_config(), f.t0 + 2s));
+    EXPECT_EQ(f.env.routes["m"].candidate_bp, 0u);
+    f.ctl->on_tick(f.t0 + 10s);
+    EXPECT_TRUE(f.ctl->find("m")->durable);
+    EXPECT_EQ(f.ctl->status("m", f.t0 + 10s)["phase"], "rolled_back");
+    EXPECT_TRUE(f.ctl->unrecorded_rollbacks().empty());
+}
+
 TEST(Controller, UnwritableStateRefusesCommandsAndKeepsState) {
     fixture f;
     std::filesystem::remove_all(f.dir);  // the state directory is gone
