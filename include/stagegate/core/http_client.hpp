@@ -44,8 +44,9 @@ result<http_url> parse_http_url(std::string_view text, bool allow_path = true);
 // where the server did read the first one and died before answering (etcd's are: reads,
 // keepalives, puts of the same value, and compare-guarded transactions that check what a
 // failed comparison found). Any other failure fails the call. Streamed answers (on_body) get a
-// connection of their own, counted here, never kept. Confined to the thread of the io_context its calls run
-// on (no lock); the calls hold it weakly, so it may go before them.
+// connection of their own, counted here, never kept. Confined to the thread of the io_context its
+// calls run on (no lock); the calls hold it weakly, so it may go before them, but it must go
+// before that io_context: its idle sockets are closed through the io_context's services.
 class http_keepalive {
 public:
     explicit http_keepalive(std::size_t max_idle_per_host = 4);

@@ -108,8 +108,8 @@ TEST(HttpKeepalive, AReusedConnectionClosedBeforeAnyAnswerSendsTheRequestOnceMor
         ASSERT_TRUE(scripted_server::read_request(second));
         scripted_server::answer(second, "two");
     });
+    boost::asio::io_context io;  // before the pool: its idle sockets close through io
     auto pool = std::make_shared<http_keepalive>();
-    boost::asio::io_context io;
     auto one = http_blocking(io, call_to(server, pool));
     ASSERT_TRUE(one) << one.error().message;
     EXPECT_EQ(one->body, "one");
@@ -137,8 +137,8 @@ TEST(HttpKeepalive, ANewConnectionClosedBeforeAnyAnswerFailsTheCall) {
         ASSERT_TRUE(scripted_server::read_request(third));
         ::shutdown(third, SHUT_RDWR);
     });
+    boost::asio::io_context io;  // before the pool: its idle sockets close through io
     auto pool = std::make_shared<http_keepalive>();
-    boost::asio::io_context io;
     ASSERT_TRUE(http_blocking(io, call_to(server, pool)));
     auto two = http_blocking(io, call_to(server, pool));
     ASSERT_FALSE(two);
@@ -159,8 +159,8 @@ TEST(HttpKeepalive, AReusedConnectionThatTimesOutIsNotRetried) {
         ASSERT_TRUE(scripted_server::read_request(first));
         (void)scripted_server::read_request(first);  // silent until the client gives up
     });
+    boost::asio::io_context io;  // before the pool: its idle sockets close through io
     auto pool = std::make_shared<http_keepalive>();
-    boost::asio::io_context io;
     ASSERT_TRUE(http_blocking(io, call_to(server, pool)));
     auto slow = call_to(server, pool);
     slow.timeout = std::chrono::milliseconds(200);
