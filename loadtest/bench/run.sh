@@ -50,6 +50,10 @@ RESP_BYTES=${RESP_BYTES:-0}      # > 0: the backend answers with a JSON document
 IDLE_CONNS=${IDLE_CONNS:-0}      # > 0: also measure each proxy's memory per idle keep-alive connection
 PERF_RECORD=${PERF_RECORD:-0}    # 1: perf cpu-clock samples (with call graphs) of the proxy core
                                  # during each measured run, in OUT_DIR/perf/ (needs linux-perf)
+SYSCALLS=${SYSCALLS:-0}          # 1: count the proxy core's system calls during each measured run
+                                 # (perf stat on syscall tracepoints: no ptrace, so it barely
+                                 # perturbs the run), per request, in OUT_DIR/syscalls/
+SYSCALL_NAMES=${SYSCALL_NAMES:-"epoll_wait epoll_pwait epoll_ctl read write readv writev recvfrom sendto recvmsg sendmsg accept4 connect close setsockopt getsockopt futex io_uring_enter"}
 export REQ_BYTES
 GATEWAY_CMD=${GATEWAY_CMD:-}
 GATEWAY_CANARY_CMD=${GATEWAY_CANARY_CMD:-}
@@ -80,6 +84,7 @@ for tool in wrk nginx haproxy curl taskset timeout ss awk; do
   command -v "$tool" >/dev/null || die "missing '$tool' (apt-get install -y wrk nginx-light haproxy curl)"
 done
 [ "$PERF_RECORD" != 1 ] || command -v perf >/dev/null || die "PERF_RECORD=1 needs perf (apt-get install -y linux-perf)"
+[ "$SYSCALLS" != 1 ] || command -v perf >/dev/null || die "SYSCALLS=1 needs perf (apt-get install -y linux-perf)"
 NCPU=$(nproc)
 # "0-2,5" -> "0 1 2 5"
 cpu_list() {
@@ -372,8 +377,17 @@ measure() {
         -- sleep "$d" >/dev/null 2>&1 &
       perf_pid=$!; record_pid "$perf_pid"
     fi
+    local sys_pid="" sys_out="$OUT_DIR/syscalls/$s.c$c.r$rep.csv" name events=(-e raw_syscalls:sys_enter)
+    if [ "$SYSCALLS" = 1 ]; then
+      mkdir -p "$OUT_DIR/syscalls"
+      for name in $SYSCALL_NAMES; do events+=(-e "syscalls:sys_enter_$name"); done
+      # The whole proxy core (the proxy has it alone), for as long as wrk's measured run.
+      perf stat -x, -o "$sys_out" -C "$PROXY_CPU" "${events[@]}" -- sleep "$d" >/dev/null 2>&1 &
+      sys_pid=$!; record_pid "$sys_pid"
+    fi
     run_wrk "$url" "$c" "$d" "$out"
     [ -n "$perf_pid" ] && wait "$perf_pid"
+    [ -n "$sys_pid" ] && wait "$sys_pid"
     read -r b1 i1 u1 < <(core_jiffies "$PROXY_CPU"); read -r lb1 li1 _ < <(core_jiffies "$LOAD_CPU")
     t1=$(tree_cpu_ticks "$UUT_PID"); a1=$(backend_accepts)
     hwm=$(tree_mem "$UUT_PID" VmHWM)
@@ -392,6 +406,13 @@ measure() {
             b * 1e6 / hz / (n + 1e-9), 100 * t / hz / secs, t * 1e6 / hz / (n + 1e-9),
             u * 1e6 / hz / (n + 1e-9), (b - u) * 1e6 / hz / (n + 1e-9) }')
       [ -n "$a0" ] && [ -n "$a1" ] && acc=$((a1 - a0 - 1))
+      if [ -n "$sys_pid" ] && [ -s "$sys_out" ]; then
+        # count,,event,... lines -> "event per-request" lines beside perf's own output
+        awk -F, -v n="$W_requests" '$3 ~ /sys_enter/ && $1 ~ /^[0-9]+$/ {
+            name = $3; sub(/.*sys_enter_?/, "", name); if (name == "") name = "all"
+            printf "%s %.3f\n", name, $1 / (n + 1e-9) }' "$sys_out" >"${sys_out%.csv}.per-request"
+        log "  system calls per request: $(tr '\n' ' ' <"${sys_out%.csv}.per-request")"
+      fi
     fi
   fi
   [ $status = ok ] || FAILURES=$((FAILURES + 1))
@@ -524,6 +545,19 @@ SUMMARY="$OUT_DIR/summary.md"
     echo "|---|---:|---:|---:|---:|"
     awk -F, 'NR > 1 { printf "| %s | %d%s | %d | %d | %d |\n", $1, $4, ($3 == "ok" ? "" : " (" $3 ")"), $5, $6, $7 }' "$IDLE_CSV"
     echo
+  fi
+  if [ "$SYSCALLS" = 1 ] && compgen -G "$OUT_DIR/syscalls/*.per-request" >/dev/null; then
+    echo
+    echo "System calls per request on the proxy core (perf stat, syscall tracepoints; median of the repetitions):"
+    echo
+    for f in "$OUT_DIR"/syscalls/*.per-request; do
+      b=$(basename "$f" .per-request); awk -v k="${b%.r*}" '{ print k, $1, $2 }' "$f"
+    done | sort -k1,1 -k2,2 -k3,3g | awk '
+      { key = $1 SUBSEP $2; v[key, ++n[key]] = $3; if (!(key in seen)) { seen[key] = 1; order[++m] = key } }
+      END { printf "| scenario.conns | call | per request |\n|---|---|---:|\n"
+            for (i = 1; i <= m; i++) { k = order[i]; c = n[k]
+              med = (c % 2) ? v[k, (c + 1) / 2] : (v[k, c / 2] + v[k, c / 2 + 1]) / 2
+              if (med >= 0.005) { split(k, p, SUBSEP); printf "| %s | %s | %.2f |\n", p[1], p[2], med } } }'
   fi
   for sk in ${SKIPPED[@]+"${SKIPPED[@]}"}; do echo "- skipped: $sk"; done
   echo "- raw per-run data: $CSV"
