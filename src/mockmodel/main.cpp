@@ -21,6 +21,9 @@ constexpr const char* usage =
     "  --jitter-sigma X     lognormal shape (default 0.5)\n"
     "  --error-rate P       fraction answered with --error-status (default 500)\n"
     "  --error-status N\n"
+    "  --user-error-spread S  users fail at --error-rate x their own propensity: lognormal,\n"
+    "                       shape S, mean 1, from a hash of --user-header (the same in every mock)\n"
+    "  --user-header NAME   whose value names the user (default X-User-Id)\n"
     "  --tail-rate P        fraction answered --tail-ms later (a slow tail)\n"
     "  --tail-ms X\n"
     "  --hang-rate P        fraction never answered\n"
@@ -63,6 +66,8 @@ int main(int argc, char** argv) {
             else if (arg == "--jitter-sigma") o.jitter_sigma = std::stod(next());
             else if (arg == "--error-rate") o.error_rate = std::stod(next());
             else if (arg == "--error-status") o.error_status = static_cast<unsigned>(std::stoul(next()));
+            else if (arg == "--user-error-spread") o.user_error_spread = std::stod(next());
+            else if (arg == "--user-header") o.user_header = next();
             else if (arg == "--tail-rate") o.tail_rate = std::stod(next());
             else if (arg == "--tail-ms") o.tail_ms = std::stod(next());
             else if (arg == "--hang-rate") o.hang_rate = std::stod(next());

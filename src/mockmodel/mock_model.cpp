@@ -90,6 +90,23 @@ std::uint64_t header_number(const http::request<http::string_body>& req, std::st
 }
 }  // namespace
 
+// From an FNV-1a hash of the user's id, mixed, as two 26-bit uniforms (Box-Muller): the same
+// in every process.
+double user_error_propensity(std::string_view user, double spread) {
+    std::uint64_t h = 1469598103934665603ULL;
+    for (const char c : user) {
+        h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+    }
+    h ^= h >> 29;  // FNV's low bits mix poorly
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    const double u1 = (static_cast<double>(h >> 38) + 0.5) / static_cast<double>(1ULL << 26);
+    const double u2 = (static_cast<double>((h >> 12) & ((1ULL << 26) - 1)) + 0.5) /
+                      static_cast<double>(1ULL << 26);
+    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * 3.141592653589793 * u2);
+    return std::exp(spread * z - spread * spread / 2);
+}
+
 struct server::impl {
     options opt;
     net::io_context io;
@@ -371,7 +388,14 @@ struct server::impl {
                 co_return;
             }
             unsigned status = static_cast<unsigned>(header_number(req, "X-Mock-Status"));
-            if (status == 0 && opt.error_rate > 0 && uniform() < opt.error_rate) {
+            double error_rate = opt.error_rate;
+            if (opt.user_error_spread > 0) {
+                if (auto user = req.find(opt.user_header); user != req.end()) {
+                    error_rate = std::min(1.0, error_rate * user_error_propensity(user->value(),
+                                                                            opt.user_error_spread));
+                }
+            }
+            if (status == 0 && error_rate > 0 && uniform() < error_rate) {
                 status = opt.error_status;
             }
             if (status < 400 && (path == "/v1/chat/completions" || path == "/v1/completions") &&

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace stagegate::mockmodel {
 
@@ -25,6 +26,12 @@ struct options {
     double jitter_sigma = 0.5;   // its shape
     double error_rate = 0;       // fraction answered with error_status
     unsigned error_status = 500;
+    // Users with error propensities of their own, as live traffic has (a tenant whose inputs
+    // fail more often): a request of user U fails with error_rate x propensity(U), where the
+    // propensity is lognormal with shape user_error_spread and mean 1, drawn from a hash of
+    // the user header's value, so every mock process gives a user the same one (0: none).
+    double user_error_spread = 0;
+    std::string user_header = "X-User-Id";
     double tail_rate = 0;        // fraction answered tail_ms later than the rest
     double tail_ms = 0;
     double hang_rate = 0;        // fraction never answered (until the connection closes)
@@ -45,6 +52,10 @@ struct options {
     std::string key_file;
     std::uint64_t seed = 0;      // 0: random
 };
+
+// A user's error propensity (options::user_error_spread): lognormal with shape `spread` and
+// mean 1, a function of the user's id alone.
+double user_error_propensity(std::string_view user, double spread);
 
 // Per-request overrides, for deterministic tests: X-Mock-Status: 503, X-Mock-Delay-Ms: 200,
 // X-Mock-Hang: 1, X-Mock-Reset: 1, X-Mock-Body-Bytes: N (pad the answer), X-Mock-Echo: 1 (the
