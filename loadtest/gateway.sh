@@ -11,8 +11,13 @@
 #                           upstream connection (upstream_pool.check_idle: false; its cost)
 #   gateway-canary-accesslog: the canary with a JSON access log line per request, written to a
 #                           file in the run directory (its cost)
+#   gateway-canary-base:    the canary run by STAGEGATE_BASE_BIN, a build of another commit: a
+#                           change measured against its base in the same blocks (paired A/B)
 set -eu
 bin="${STAGEGATE_BIN:?STAGEGATE_BIN must point to the stagegate binary}"
+if [ "$GATEWAY_SCENARIO" = gateway-canary-base ]; then
+  bin="${STAGEGATE_BASE_BIN:?gateway-canary-base needs STAGEGATE_BASE_BIN (the base commit's stagegate)}"
+fi
 cfg="$GATEWAY_RUNDIR/stagegate.json"
 versions="{\"name\": \"v1\", \"endpoints\": [\"$BACKEND_HOST:$BACKEND_PORT\"]}"
 traffic='{"weights": {"v1": 10000}}'

@@ -71,6 +71,7 @@ declare -A PORT_OF=(
   [gateway-canary-nometrics]=$((BASE_PORT + 17))
   [gateway-canary-predict]=$((BASE_PORT + 18)) [gateway-canary-mirror]=$((BASE_PORT + 19))
   [gateway-canary-nopeek]=$((BASE_PORT + 20)) [gateway-canary-accesslog]=$((BASE_PORT + 21))
+  [gateway-canary-base]=$((BASE_PORT + 22))
   [direct]=$BACKEND_PORT
 )
 PREDICT_PATH=/v1/models/m:predict
