@@ -16,7 +16,7 @@
 set -eu
 bin="${STAGEGATE_BIN:?STAGEGATE_BIN must point to the stagegate binary}"
 if [ "$GATEWAY_SCENARIO" = gateway-canary-base ]; then
-  bin="${STAGEGATE_BASE_BIN:?gateway-canary-base needs STAGEGATE_BASE_BIN (the base commit's stagegate)}"
+  bin="${STAGEGATE_BASE_BIN:?gateway-canary-base needs STAGEGATE_BASE_BIN (a build of the base commit)}"
 fi
 cfg="$GATEWAY_RUNDIR/stagegate.json"
 versions="{\"name\": \"v1\", \"endpoints\": [\"$BACKEND_HOST:$BACKEND_PORT\"]}"
