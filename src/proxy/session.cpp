@@ -216,7 +216,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         request_context rc;
         {
             // What Beast's async_read_header does, without its layers of composed operations
-            // (#24: a quarter of the proxy's own time per request was Asio's machinery): parse
+            // (#24: over a third of the proxy's own time per request was Asio's machinery): parse
             // what the buffer holds, read only while the head is incomplete. Most heads come
             // whole in one read, or already sit in the buffer behind a pipelined request.
             boost::system::error_code ec;
