@@ -508,6 +508,7 @@ struct rate_counts {
 struct tolerance_finding {
     tolerance_tests tests;
     std::string how;
+    std::string open;  // undecided on the split: how far its bound still is from the tolerance
 };
 
 tolerance_finding judge_tolerance(const judging& j, const rate_counts& counts, double ratio,
@@ -526,7 +527,7 @@ tolerance_finding judge_tolerance(const judging& j, const rate_counts& counts, d
             return k.candidate_trials <= 0 || k.stable_trials > 0;
         });
     if (!stable_beside_candidate) {
-        return {by_separate_bounds(events, trials, ref, allowed, j.gate_alpha, j.cfg.beta), ""};
+        return {by_separate_bounds(events, trials, ref, allowed, j.gate_alpha, j.cfg.beta), "", ""};
     }
     const bool ratio_part = ratio > 1 || delta <= 0;
     const bool delta_part = delta > 0;
@@ -540,7 +541,7 @@ tolerance_finding judge_tolerance(const judging& j, const rate_counts& counts, d
         d = by_separate_bounds(events, trials, ref, [&](double p) { return p + delta; },
                                j.gate_alpha, pass_level);
     }
-    tolerance_finding out{{r.fail && d.fail, r.pass || d.pass, r.hint && d.hint}, ""};
+    tolerance_finding out{{r.fail && d.fail, r.pass || d.pass, r.hint && d.hint}, "", ""};
     if (ratio_part && (r.fail || r.pass)) {
         const double bound =
             r.fail ? evidence::ratio_lower(split, j.gate_alpha, counts.split_dispersion)
@@ -557,6 +558,17 @@ tolerance_finding judge_tolerance(const judging& j, const rate_counts& counts, d
             std::snprintf(buf, sizeof buf, "%.0f", odds);
             out.how = std::string("; the evidence that the candidate's rate is within ") +
                       ratio_text(ratio) + " stable's is " + buf + " to 1";
+        }
+    } else if (ratio_part && !out.tests.pass) {
+        // Why it waits, where the interval of the candidate's rate alone looks clear of the
+        // allowance: the ratio is judged on how the errors split between the versions, whose
+        // bound is wider when heavy users with flaky inputs make the errors clump.
+        const double bound = evidence::ratio_upper(split, pass_level, counts.split_dispersion);
+        if (std::isfinite(bound)) {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "%.2fx", bound);
+            out.open = std::string("; its rate is at most ") + buf + " stable's so far (" +
+                       ratio_text(ratio) + " allowed)";
         }
     }
     return out;
@@ -644,7 +656,8 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
     } else {
         j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
               seen + ": not yet clear against the allowance (" + tolerance +
-                  "): the candidate's is between " + percent(c_low) + " and " + percent(c_high),
+                  "): the candidate's is between " + percent(c_low) + " and " + percent(c_high) +
+                  unit.open,
               t.hint);
     }
 }

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 namespace stagegate::rollout {
 namespace {
 
@@ -112,6 +114,22 @@ TEST(Gates, WideningAsksForNoHintOfHarmNotAnEstimateWithinTheLimit) {
     EXPECT_EQ(gate(later, "error_rate_vs_stable").outcome, verdict::inconclusive)
         << gate(later, "error_rate_vs_stable").explanation;
     EXPECT_FALSE(later.all_on_track());
+}
+
+// Waiting on a ratio says how far its bound still is: an A/A at 0.5 % over 3,000 candidate
+// requests is clear of x1.5 on the candidate's own interval's face, not yet on the split.
+TEST(Gates, AnOpenRatioToleranceSaysHowFarItsBoundIs) {
+    gate_config cfg = errors_only();
+    cfg.max_error_rate_ratio = 1.5;
+    auto aa = judge(cfg, counts(3000, 15, 1000), counts(30000, 150, 1000));
+    const auto& err = gate(aa, "error_rate_vs_stable");
+    ASSERT_EQ(err.outcome, verdict::inconclusive) << err.explanation;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(err.explanation, m,
+                                  std::regex("its rate is at most ([0-9.]+)x stable's so far "
+                                             "\\(x1\\.5 allowed\\)")))
+        << err.explanation;
+    EXPECT_GT(std::stod(m[1].str()), 1.5) << err.explanation;
 }
 
 TEST(Gates, RelativeToStableExplainsItself) {
