@@ -336,16 +336,8 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
             auto [read_ec, n] = co_await stream.async_read_some(
                 up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
             up_buffer.commit(n);
-            if (read_ec == net::error::eof) {
-                if (parser->got_some()) {
-                    parser->put_eof(ec);  // a head cut short
-                } else {
-                    ec = http::error::end_of_stream;
-                }
-                break;
-            }
             if (read_ec) {
-                ec = read_ec;
+                ec = head_read_failure(read_ec, *parser);
                 break;
             }
         }

@@ -178,4 +178,21 @@ struct answer_problem {
 // caller says what it was reading).
 answer_problem classify_request_error(const boost::system::error_code& ec);
 
+// A failed read while a head is awaited, as Beast's own head read reports it: the peer
+// closing before any byte is end_of_stream, after some a head cut short (partial_message);
+// any other error is the read's. Used by the client's and the backend's head reads alike.
+template <class Parser>
+boost::system::error_code head_read_failure(const boost::system::error_code& read_ec,
+                                            Parser& parser) {
+    if (read_ec != boost::asio::error::eof) {
+        return read_ec;
+    }
+    if (!parser.got_some()) {
+        return http::error::end_of_stream;
+    }
+    boost::system::error_code ec;
+    parser.put_eof(ec);
+    return ec ? ec : boost::system::error_code(http::error::partial_message);
+}
+
 }  // namespace stagegate::proxy

@@ -239,16 +239,8 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 auto [read_ec, got] =
                     co_await stream.async_read_some(buffer.prepare(room), nothrow_awaitable);
                 buffer.commit(got);
-                if (read_ec == net::error::eof) {
-                    if (parser->got_some()) {
-                        parser->put_eof(ec);  // a head cut short: partial_message
-                    } else {
-                        ec = http::error::end_of_stream;
-                    }
-                    break;
-                }
                 if (read_ec) {
-                    ec = read_ec;
+                    ec = head_read_failure(read_ec, *parser);
                     break;
                 }
             }
