@@ -508,11 +508,11 @@ struct rate_counts {
 struct tolerance_finding {
     tolerance_tests tests;
     std::string how;
-    std::string open;  // undecided on the split: how far its bound still is from the tolerance
+    std::string open;  // undecided on the split, when asked: how far its bound still is
 };
 
 tolerance_finding judge_tolerance(const judging& j, const rate_counts& counts, double ratio,
-                                  double delta) {
+                                  double delta, bool say_why_open) {
     double events = 0;
     double trials = 0;
     for (const auto& k : counts.candidate) {
@@ -559,7 +559,7 @@ tolerance_finding judge_tolerance(const judging& j, const rate_counts& counts, d
             out.how = std::string("; the evidence that the candidate's rate is within ") +
                       ratio_text(ratio) + " stable's is " + buf + " to 1";
         }
-    } else if (ratio_part && !out.tests.pass) {
+    } else if (say_why_open && ratio_part && !out.tests.pass) {
         // Why it waits, where the interval of the candidate's rate alone looks clear of the
         // allowance: the ratio is judged on how the errors split between the versions, whose
         // bound is wider when heavy users with flaky inputs make the errors clump.
@@ -632,13 +632,14 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
               j.too_little(true));
         return;
     }
-    const auto unit = judge_tolerance(j, by_unit, ratio, delta);
+    // Only the per-unit counting's words are shown, so only it says why a tolerance waits.
+    const auto unit = judge_tolerance(j, by_unit, ratio, delta, j.enough_both());
     // The per-request tests only matter where the per-unit ones show harm or a hint of it
     // (most ticks of a healthy rollout show neither): judged only then, which halves a tick's
     // cost.
     tolerance_tests t{false, unit.tests.pass, false};
     if (unit.tests.fail || unit.tests.hint) {
-        const auto request = judge_tolerance(j, by_request, ratio, delta);
+        const auto request = judge_tolerance(j, by_request, ratio, delta, false);
         t.fail = unit.tests.fail && request.tests.fail;
         t.hint = unit.tests.hint && request.tests.hint;
     }
