@@ -708,9 +708,13 @@ void controller::evaluate_one(active& a, clock::time_point now) {
     const auto c = mirror_only ? *mirror
                                : env_.stage_counts(a.st.model, a.st.candidate, label);
     traffic seen;
+    // room for the current segment first: a series_counts is kilobytes of histograms, and
+    // growing the copies by one moved them all again
+    seen.candidate.reserve(a.candidate_segments.size() + 1);
+    seen.stable.reserve(a.stable_segments.size() + 1);
     if (!mirror_only) {
-        seen.candidate = a.candidate_segments;
-        seen.stable = a.stable_segments;
+        seen.candidate.assign(a.candidate_segments.begin(), a.candidate_segments.end());
+        seen.stable.assign(a.stable_segments.begin(), a.stable_segments.end());
     }
     seen.candidate.push_back(c);
     seen.stable.push_back(s);

@@ -1,6 +1,7 @@
 #include "stagegate/rollout/evidence.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <initializer_list>
 #include <limits>
@@ -18,38 +19,64 @@ constexpr double step = 0.1;
 constexpr int alternatives = 80;
 constexpr double smallest_rate = 1e-12;
 
-// ln(sigmoid(x)) and ln(1 - sigmoid(x)) without cancellation.
-double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
-double log_one_minus_sigmoid(double x) { return log_sigmoid(-x); }
+// The log-likelihood of `events` events and `misses` misses at log-odds x:
+// events ln(sigmoid(x)) + misses ln(1 - sigmoid(x)), without cancellation. Both logarithms
+// share ln(1 + e^-|x|), so it costs one exp and one log1p: the bounds' bisections call it
+// millions of times (in the simulator, most of its time).
+double log_likelihood_at(double events, double misses, double x) {
+    const double tail = std::log1p(std::exp(-std::abs(x)));
+    return events * (std::min(x, 0.0) - tail) + misses * (std::min(-x, 0.0) - tail);
+}
 
 double logit(double p) { return std::log(p) - std::log1p(-p); }
 
-// The mixture weights 1/(j(j+1)), normalised over j = 1..J (their sum is 1 - 1/(J+1)).
-double log_weight(int j) {
+// The mixture weights 1/(j(j+1)), normalised over j = 1..J (their sum is 1 - 1/(J+1)); ln of
+// each, indexed by j - 1, computed once.
+const std::array<double, alternatives> log_weights = [] {
+    std::array<double, alternatives> w{};
     const double total = 1.0 - 1.0 / (alternatives + 1);
-    return -std::log(static_cast<double>(j) * (j + 1)) - std::log(total);
-}
+    for (int j = 1; j <= alternatives; ++j) {
+        w[static_cast<std::size_t>(j - 1)] =
+            -std::log(static_cast<double>(j) * (j + 1)) - std::log(total);
+    }
+    return w;
+}();
+
+// Callers that only ask whether the evidence reaches a threshold pass it as `enough`; those
+// that want its value pass no_threshold.
+constexpr double no_threshold = std::numeric_limits<double>::infinity();
 
 // ln sum_j w_j LR_j over the alternatives on the side `direction` (+1 above, -1 below) of the
 // null: `log_ratio(shift)` is ln LR of the alternative `shift` log-odds away from it.
+// Once one term reaches `enough` it returns that term, as the sum is at least its largest
+// term (top + ln(sum) with sum >= 1, also in floating point): a bisection asking "at least
+// the threshold?" gets the same answer as from the whole sum, without the rest of the terms.
 template <class LogRatio>
-double log_mixture_of(int direction, LogRatio log_ratio) {
+double log_mixture_of(int direction, LogRatio log_ratio, double enough) {
     double top = -std::numeric_limits<double>::infinity();
     std::array<double, alternatives> terms{};
     for (int j = 1; j <= alternatives; ++j) {
-        const double t = log_weight(j) + log_ratio(direction * j * step);
+        const double t =
+            log_weights[static_cast<std::size_t>(j - 1)] + log_ratio(direction * j * step);
+        if (t >= enough) {
+            return t;
+        }
         terms[static_cast<std::size_t>(j - 1)] = t;
         top = std::max(top, t);
     }
     double sum = 0;
     for (double t : terms) {
-        sum += std::exp(t - top);
+        // exp underflows to exactly 0 below -745.2: skipping it adds the same 0 without exp's
+        // slow underflow path
+        if (const double d = t - top; d > -746) {
+            sum += std::exp(d);
+        }
     }
     return top + std::log(sum);
 }
 
 // ln sum_j w_j LR_j for a rate: alternatives at log-odds logit(p0) + direction * j * step.
-double log_mixture(double events, double trials, double p0, int direction) {
+double log_mixture(double events, double trials, double p0, int direction, double enough) {
     if (trials <= 0) {
         return 0;
     }
@@ -57,12 +84,10 @@ double log_mixture(double events, double trials, double p0, int direction) {
     events = std::clamp(events, 0.0, trials);
     const double misses = trials - events;
     const double x0 = logit(p0);
-    const double null_log_likelihood =
-        events * log_sigmoid(x0) + misses * log_one_minus_sigmoid(x0);
+    const double null_log_likelihood = log_likelihood_at(events, misses, x0);
     return log_mixture_of(direction, [&](double shift) {
-        return events * log_sigmoid(x0 + shift) + misses * log_one_minus_sigmoid(x0 + shift) -
-               null_log_likelihood;
-    });
+        return log_likelihood_at(events, misses, x0 + shift) - null_log_likelihood;
+    }, enough);
 }
 
 // The segments that carry evidence on the ratio: both versions had trials, and some event.
@@ -88,7 +113,7 @@ std::vector<split_term> split_terms(const std::vector<rate_split>& segments) {
 }
 
 double log_mixture_ratio(const std::vector<split_term>& terms, double ratio, double dispersion,
-                         int direction) {
+                         int direction, double enough) {
     if (terms.empty() || ratio <= 0) {
         return 0;
     }
@@ -97,15 +122,15 @@ double log_mixture_ratio(const std::vector<split_term>& terms, double ratio, dou
     auto log_likelihood = [&](double shift) {
         double ll = 0;
         for (const auto& t : terms) {
-            const double x = log_ratio + t.offset + shift;
-            ll += t.candidate_events * log_sigmoid(x) + t.stable_events * log_one_minus_sigmoid(x);
+            ll += log_likelihood_at(t.candidate_events, t.stable_events,
+                                    log_ratio + t.offset + shift);
         }
         return ll;
     };
     const double null_log_likelihood = log_likelihood(0);
     return log_mixture_of(direction, [&](double shift) {
         return (log_likelihood(shift) - null_log_likelihood) * scale;
-    });
+    }, enough);
 }
 
 // The edge of the rejected set of log-ratios by bisection: `rejected(log r)` holds at `from`
@@ -155,20 +180,27 @@ std::array<double, histogram::bucket_count> cumulative(const latency_sample& s) 
     return c;
 }
 
+// log_evidence_above (direction +1) or log_evidence_below (-1); see log_mixture_of for `enough`.
+double log_evidence(double events, double trials, double p0, int direction, double enough) {
+    if (trials <= 0 || (direction > 0 ? p0 >= 1 : p0 <= 0)) {
+        return 0;
+    }
+    return log_mixture(events, trials, p0, direction, enough);
+}
+
+// Whether the evidence on the side `direction` of p0 reaches `threshold`.
+bool evidence_reaches(double events, double trials, double p0, int direction, double threshold) {
+    return log_evidence(events, trials, p0, direction, threshold) >= threshold;
+}
+
 }  // namespace
 
 double log_evidence_above(double events, double trials, double p0) {
-    if (trials <= 0 || p0 >= 1) {
-        return 0;
-    }
-    return log_mixture(events, trials, p0, +1);
+    return log_evidence(events, trials, p0, +1, no_threshold);
 }
 
 double log_evidence_below(double events, double trials, double p0) {
-    if (trials <= 0 || p0 <= 0) {
-        return 0;
-    }
-    return log_mixture(events, trials, p0, -1);
+    return log_evidence(events, trials, p0, -1, no_threshold);
 }
 
 double rate_lower(double events, double trials, double level) {
@@ -177,7 +209,7 @@ double rate_lower(double events, double trials, double level) {
     }
     const double threshold = std::log(1 / level);
     const double estimate = std::min(events / trials, 1 - smallest_rate);
-    auto rejected = [&](double p0) { return log_evidence_above(events, trials, p0) >= threshold; };
+    auto rejected = [&](double p0) { return evidence_reaches(events, trials, p0, +1, threshold); };
     if (!rejected(smallest_rate)) {
         return 0;
     }
@@ -190,7 +222,7 @@ double rate_upper(double events, double trials, double level) {
     }
     const double threshold = std::log(1 / level);
     const double estimate = std::max(events / trials, smallest_rate);
-    auto rejected = [&](double p0) { return log_evidence_below(events, trials, p0) >= threshold; };
+    auto rejected = [&](double p0) { return evidence_reaches(events, trials, p0, -1, threshold); };
     if (!rejected(1 - smallest_rate)) {
         return 1;
     }
@@ -199,18 +231,18 @@ double rate_upper(double events, double trials, double level) {
 
 double log_evidence_ratio_above(const std::vector<rate_split>& segments, double ratio,
                                 double dispersion) {
-    return log_mixture_ratio(split_terms(segments), ratio, dispersion, +1);
+    return log_mixture_ratio(split_terms(segments), ratio, dispersion, +1, no_threshold);
 }
 
 double log_evidence_ratio_below(const std::vector<rate_split>& segments, double ratio,
                                 double dispersion) {
-    return log_mixture_ratio(split_terms(segments), ratio, dispersion, -1);
+    return log_mixture_ratio(split_terms(segments), ratio, dispersion, -1, no_threshold);
 }
 
 double log_evidence_ratio_within(const std::vector<rate_split>& segments, double ratio,
                                  double dispersion) {
     const auto terms = split_terms(segments);
-    const double spread = log_mixture_ratio(terms, ratio, dispersion, -1);
+    const double spread = log_mixture_ratio(terms, ratio, dispersion, -1, no_threshold);
     if (terms.empty() || ratio <= 1) {
         return spread;
     }
@@ -220,12 +252,9 @@ double log_evidence_ratio_within(const std::vector<rate_split>& segments, double
     double at_one = 0;
     double at_null = 0;
     for (const auto& t : terms) {
-        const double x1 = t.offset;
-        const double x0 = std::log(ratio) + t.offset;
-        at_one +=
-            t.candidate_events * log_sigmoid(x1) + t.stable_events * log_one_minus_sigmoid(x1);
-        at_null +=
-            t.candidate_events * log_sigmoid(x0) + t.stable_events * log_one_minus_sigmoid(x0);
+        at_one += log_likelihood_at(t.candidate_events, t.stable_events, t.offset);
+        at_null += log_likelihood_at(t.candidate_events, t.stable_events,
+                                     std::log(ratio) + t.offset);
     }
     const double point = (at_one - at_null) * scale;
     // ln(0.5 e^point + 0.5 e^spread) without overflow.
@@ -237,7 +266,7 @@ double ratio_lower(const std::vector<rate_split>& segments, double level, double
     const auto terms = split_terms(segments);
     const double threshold = std::log(1 / level);
     auto rejected = [&](double log_r) {
-        return log_mixture_ratio(terms, std::exp(log_r), dispersion, +1) >= threshold;
+        return log_mixture_ratio(terms, std::exp(log_r), dispersion, +1, threshold) >= threshold;
     };
     if (terms.empty() || !rejected(-widest_log_ratio)) {
         return 0;
@@ -252,7 +281,7 @@ double ratio_upper(const std::vector<rate_split>& segments, double level, double
     const auto terms = split_terms(segments);
     const double threshold = std::log(1 / level);
     auto rejected = [&](double log_r) {
-        return log_mixture_ratio(terms, std::exp(log_r), dispersion, -1) >= threshold;
+        return log_mixture_ratio(terms, std::exp(log_r), dispersion, -1, threshold) >= threshold;
     };
     if (terms.empty() || !rejected(widest_log_ratio)) {
         return std::numeric_limits<double>::infinity();
@@ -416,7 +445,7 @@ double quantile_lower(const latency_sample& s, double q, double level) {
     // The q-quantile is at least bucket b's upper edge once the share of samples under that
     // edge is shown to be below q. The evidence falls as b grows: the last bucket with it.
     auto shown = [&](std::size_t b) {
-        return log_evidence_below(below[b], s.total, q) >= threshold;
+        return evidence_reaches(below[b], s.total, q, -1, threshold);
     };
     if (!shown(0)) {
         return 0;
@@ -443,7 +472,7 @@ double quantile_upper(const latency_sample& s, double q, double level) {
     // The q-quantile is below bucket b's upper edge once the share of samples under that edge
     // is shown to be above q: the first bucket with that evidence.
     auto shown = [&](std::size_t b) {
-        return log_evidence_above(below[b], s.total, q) >= threshold;
+        return evidence_reaches(below[b], s.total, q, +1, threshold);
     };
     const std::size_t last = histogram::bucket_count - 1;
     if (!shown(last)) {
