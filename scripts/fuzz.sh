@@ -11,7 +11,7 @@ preset=${FUZZ_PRESET:-asan}
 build_dir=build-$preset
 targets=()
 for name in config routing session h2 admin predictions; do targets+=(fuzz_"$name"); done
-./scripts/install-deps.sh --fuzz
+./scripts/install-deps.sh --build  # clang, with libFuzzer
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j"$(nproc)" --target "${targets[@]}"
 mkdir -p "$build_dir"/findings
