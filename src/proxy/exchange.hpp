@@ -19,6 +19,7 @@
 #include "stream_watch.hpp"
 #include "token_scan.hpp"
 #include "upstream_pool.hpp"
+#include "write_all.hpp"
 
 #include "stagegate/metrics/shard.hpp"
 #include "stagegate/routing/route_snapshot.hpp"
@@ -288,7 +289,7 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
     {
         std::array<net::const_buffer, 2> request_bytes{net::buffer(a.head),
                                                        net::buffer(a.body)};
-        auto [ec, n] = co_await net::async_write(stream, request_bytes, nothrow_awaitable);
+        auto [ec, n] = co_await write_all(stream, request_bytes);
         if (ec) {
             fail_before_response(out, ec, slot.upstream_timed_out, "sending the request to",
                                  a.version, up.endpoint());
@@ -421,8 +422,7 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
                     // not when the first body bytes arrive (a stream's first token may be
                     // seconds off).
                     slot.expire_in(a.w.config().client.request);
-                    auto [ec, n] = co_await net::async_write(down, net::buffer(a.head),
-                                                             nothrow_awaitable);
+                    auto [ec, n] = co_await write_all(down, net::buffer(a.head));
                     slot.no_deadline();
                     if (ec) {
                         out.result = exchange_result::done_close;  // client went away
@@ -527,9 +527,8 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
             }
             if (count > 0) {
                 slot.expire_in(a.w.config().client.request);
-                auto [ec, n] = co_await net::async_write(
-                    down, std::span<const net::const_buffer>(pieces.data(), count),
-                    nothrow_awaitable);
+                auto [ec, n] = co_await write_all(
+                    down, std::span<const net::const_buffer>(pieces.data(), count));
                 slot.no_deadline();
                 if (ec) {
                     out.result = exchange_result::done_close;  // client went away; upstream dirty

@@ -30,6 +30,7 @@
 #include "http_util.hpp"
 #include "request_context.hpp"
 #include "request_handling.hpp"
+#include "write_all.hpp"
 #include "stagegate/routing/grpc_call.hpp"
 
 namespace stagegate::proxy {
@@ -939,7 +940,7 @@ task<void> write_frames(Stream& stream, h2_connection& c, session_slot& slot) {
         if (!out.empty()) {
             // A client that stops reading holds our writes: the client timeout bounds that.
             slot.expire_in(cfg.client.request);
-            auto [ec, n] = co_await net::async_write(stream, net::buffer(out), nothrow_awaitable);
+            auto [ec, n] = co_await write_all(stream, net::buffer(out));
             if (ec) {
                 c.end();
                 boost::system::error_code ignored;

@@ -507,7 +507,7 @@ task<void> h2_client::write_frames(std::shared_ptr<h2_client> /*keep*/, Stream& 
             out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
         }
         if (!out.empty()) {
-            auto [ec, n] = co_await net::async_write(stream, net::buffer(out), nothrow_awaitable);
+            auto [ec, n] = co_await write_all(stream, net::buffer(out));
             if (ec) {
                 connection_lost("writing to the backend failed: " + ec.message());
                 break;

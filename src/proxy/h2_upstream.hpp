@@ -17,6 +17,7 @@
 #include "body_feed.hpp"
 #include "exchange.hpp"
 #include "grpc_status.hpp"
+#include "write_all.hpp"
 
 #include <memory>
 #include <optional>
@@ -282,7 +283,7 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
     auto to_down = [&](std::span<const net::const_buffer> pieces) -> task<bool> {
         if constexpr (to_client) {
             a.slot.expire_in(a.w.config().client.request);
-            auto [ec, n] = co_await net::async_write(down, pieces, nothrow_awaitable);
+            auto [ec, n] = co_await write_all(down, pieces);
             a.slot.no_deadline();
             co_return !ec;
         } else {

@@ -1,0 +1,84 @@
+// Private to proxy: writing a whole buffer sequence to a client or backend stream, first with
+// one non-blocking send on the spot. On a plain TCP socket whose send buffer has room (nearly
+// always, for a request or an answer's read), that send is the whole write: no Asio operation
+// is started, so none is allocated, posted to the scheduler and resumed from there, which was
+// a visible share of each request's instructions (loadtest/instructions). What the socket
+// does not take at once, and every write to a TLS or test stream, goes through
+// net::async_write as before. The same system calls either way: Asio's async write also
+// starts with one speculative send.
+#pragma once
+
+#include "upstream_pool.hpp"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <tuple>
+#include <type_traits>
+
+namespace stagegate::proxy {
+
+// One sendmsg(MSG_DONTWAIT) of `buffers` (at most 8 pieces; more go asynchronously) on a plain
+// socket: the bytes it took. A full send buffer is not an error (0 bytes, ec clear); a reset or
+// closed peer is. Other streams: 0, for the asynchronous path.
+template <class Stream, class Buffers>
+std::size_t send_now(Stream& stream, const Buffers& buffers, boost::system::error_code& ec) {
+    if constexpr (std::is_same_v<Stream, stream_type>) {
+        std::array<iovec, 8> pieces{};
+        std::size_t count = 0;
+        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers);
+             ++it) {
+            const net::const_buffer b = *it;
+            if (b.size() == 0) {
+                continue;
+            }
+            if (count == pieces.size()) {
+                return 0;  // unusual: the asynchronous path takes them all
+            }
+            pieces[count++] = {const_cast<void*>(b.data()), b.size()};
+        }
+        if (count == 0) {
+            return 0;
+        }
+        msghdr message{};
+        message.msg_iov = pieces.data();
+        message.msg_iovlen = count;
+        const ssize_t sent =
+            ::sendmsg(stream.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent >= 0) {
+            return static_cast<std::size_t>(sent);
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            ec.assign(errno, boost::system::system_category());
+        }
+        return 0;
+    } else {
+        (void)stream;
+        (void)buffers;
+        (void)ec;
+        return 0;
+    }
+}
+
+// net::async_write(stream, buffers) with send_now first: (error, bytes written).
+template <class Stream, class Buffers>
+task<std::tuple<boost::system::error_code, std::size_t>> write_all(Stream& stream,
+                                                                   const Buffers& buffers) {
+    boost::system::error_code ec;
+    const std::size_t now = send_now(stream, buffers, ec);
+    if (ec || now == net::buffer_size(buffers)) {
+        co_return std::tuple{ec, now};
+    }
+    boost::beast::buffers_suffix<Buffers> rest(buffers);
+    rest.consume(now);
+    auto [async_ec, n] = co_await net::async_write(stream, rest, nothrow_awaitable);
+    co_return std::tuple{async_ec, now + n};
+}
+
+}  // namespace stagegate::proxy
