@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <memory>
 #include <thread>
+#include <vector>
 
 namespace stagegate::test {
 namespace {
@@ -167,6 +169,28 @@ TEST(Security, ANewConnectionsFirstHeadIsDueWithinTheRequestTimeoutFromTheAccept
     // Due at 1.0 s (and a 10 ms tick); re-armed, it came at 1.7 s. A 400 ms stall of the
     // gateway's worker would fail this.
     EXPECT_LT(took, std::chrono::milliseconds(1500));
+}
+
+// The worker's deadline ticker looks at 1,024 sessions a tick and goes on from there on the
+// next (with 10,000 open streams, looking at every session every 10 ms cost more than relaying
+// their events). A session past the first tick's share must still meet its deadline: a
+// keep-alive connection idle for its 1 s, behind 1,500 newer connections that wait within
+// their first-head deadline (a minute), is closed. (A ticker that looked only at the first
+// 1,024 sessions of its list, the newest, never got to it: this failed then.)
+TEST(Security, ASessionPastWhatOneTickLooksAtStillMeetsItsDeadline) {
+    auto s = stack::make(0, 1, [](config::gateway& c) {
+        c.client.request = std::chrono::seconds(60);
+        c.client.idle = std::chrono::seconds(1);
+    });
+    connection idle(s.port, false, std::chrono::seconds(10));
+    ASSERT_EQ(idle.request("POST", "/v1/models/m:predict", "{}").status, 200u);
+    std::vector<std::unique_ptr<connection>> newer;
+    for (int i = 0; i < 1500; ++i) {
+        newer.push_back(std::make_unique<connection>(s.port));
+        ASSERT_TRUE(newer.back()->connected()) << "connection " << i;
+    }
+    EXPECT_TRUE(idle.peer_closed());  // within its 10 s read timeout
+    EXPECT_EQ(request(s.port, "POST", "/v1/models/m:predict", "{}").status, 200u);
 }
 
 TEST(Security, HeaderAndBodyLimits) {
