@@ -9,8 +9,9 @@ its first `data:` event (time to first token as the client sees it). One epoll l
 non-blocking sockets: at the tens of thousands of events per second a loadtest asks for, an
 asyncio loop would be the bottleneck.
 
-The connections' first requests are spread evenly over --warmup seconds (one stream's length
-is right: from then on the streams start and end evenly spread in time, not in a burst);
+The connections are opened, each with its first request, evenly spread over --warmup seconds
+(one stream's length is right: from then on the streams start and end evenly spread in time,
+not in a burst);
 what is measured (events, streams completed, time to first token) is what happens in the
 --seconds after the warm-up. At the warm-up's end it writes "open" to --open-file, and at the
 window's end "end", then waits (up to 10 s) for that file to say "sampled" before it closes
@@ -85,8 +86,10 @@ def main():
         s.sock.sendall(request)  # small: fits the socket buffer at once
         s.sent_at = time.monotonic()
 
-    # every connection first, then their first requests at evenly spread times
-    for _ in range(args.streams):
+    # each connection opened at an evenly spread time and its first request sent at once (a
+    # connection left without a request would meet the proxy's first-request timeout)
+    def open_stream():
+        nonlocal errors
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -94,14 +97,17 @@ def main():
         except OSError:
             errors += 1
             sock.close()
-            continue
+            return False
         sock.setblocking(False)
-        streams[sock.fileno()] = Stream(sock)
+        s = Stream(sock)
+        streams[sock.fileno()] = s
         ep.register(sock.fileno(), select.EPOLLIN)
-    connected = len(streams)
+        send(s)
+        return True
+
+    connected = 0
     t0 = time.monotonic()
-    first_requests = [(t0 + args.warmup * i / max(1, connected), s)
-                      for i, s in enumerate(streams.values())]
+    first_requests = [t0 + args.warmup * i / max(1, args.streams) for i in range(args.streams)]
     next_first = 0
     start = t0 + args.warmup
     end = start + args.seconds
@@ -110,15 +116,15 @@ def main():
         now = time.monotonic()
         if now >= end:
             break
-        while next_first < len(first_requests) and first_requests[next_first][0] <= now:
-            send(first_requests[next_first][1])
+        while next_first < len(first_requests) and first_requests[next_first] <= now:
+            connected += open_stream()
             next_first += 1
         if not measuring and now >= start:
             measuring = True
             if args.open_file:
                 with open(args.open_file, "w") as f:
                     f.write("open\n")
-        wake = end if next_first >= len(first_requests) else first_requests[next_first][0]
+        wake = end if next_first >= len(first_requests) else first_requests[next_first]
         if not measuring:
             wake = min(wake, start)
         for fd, _ in ep.poll(max(0.0, min(0.2, wake - now))):
