@@ -7,7 +7,7 @@
 #   --list   print the packages instead of installing them
 set -euo pipefail
 # Building: clang (scripts/build.sh's compiler: it built the tree in about 0.75x g++'s time,
-# and its request path ran 0.97x g++'s instructions; clang 14 also brings libFuzzer and the
+# and its request path ran 0.98x g++'s instructions; clang 14 also brings libFuzzer and the
 # sanitizers' runtimes, for tests/fuzz), g++ (its libstdc++, and the TSan build), Boost's
 # headers (Asio, Beast, System, Math), Program_options (both executables' command lines) and
 # URL (URLs and percent-encoding on the control plane).

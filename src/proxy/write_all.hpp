@@ -28,7 +28,8 @@ namespace stagegate::proxy {
 // socket: the bytes it took. A full send buffer is not an error (0 bytes, ec clear); a reset or
 // closed peer is. Other streams: 0, for the asynchronous path.
 template <class Stream, class Buffers>
-std::size_t send_now(Stream& stream, const Buffers& buffers, boost::system::error_code& ec) {
+std::size_t send_now([[maybe_unused]] Stream& stream, [[maybe_unused]] const Buffers& buffers,
+                     [[maybe_unused]] boost::system::error_code& ec) {
     if constexpr (std::is_same_v<Stream, stream_type>) {
         std::array<iovec, 8> pieces{};
         std::size_t count = 0;
@@ -59,9 +60,6 @@ std::size_t send_now(Stream& stream, const Buffers& buffers, boost::system::erro
         }
         return 0;
     } else {
-        (void)stream;
-        (void)buffers;
-        (void)ec;
         return 0;
     }
 }
