@@ -400,7 +400,15 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
         usage_scan.emplace(a.stream_end);
     }
 
-    borrowed_buffer buffer(a.w.pool(), make_room_for_body(up_buffer, *parser));
+    // The relay buffer is lent for each read's bytes, from the parse to the client's write,
+    // and given back while the backend is silent: an open stream between two tokens holds
+    // none (#19: memory per open stream), and a worker needs as many as it relays at once.
+    const bool large_body = make_room_for_body(up_buffer, *parser);
+    std::optional<borrowed_buffer> buffer;
+    const auto lend_buffer = [&] {
+        buffer.emplace(a.w.pool(), large_body);
+        parser->set_buffer(buffer->data(), buffer->size());
+    };
     // Whether any byte reached the client: from then on a failure can only cut the answer
     // short. Never true for a discard_sink.
     bool head_sent = false;
@@ -432,9 +440,10 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
                     head_sent = true;
                 }
             }
-            parser->set_buffer(buffer.data(), buffer.size());
+            lend_buffer();
             boost::system::error_code ec;
             while (parse_buffered_body(*parser, up_buffer, ec) == body_progress::need_bytes) {
+                buffer.reset();  // nothing of the body in it yet
                 if (slot.upstream_timed_out) {
                     // The total cap passed while the client took the last read, and the ticker
                     // closed the connection: re-arming would clear the flag and the closed
@@ -452,6 +461,7 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
                 auto [read_ec, n] = co_await stream.async_read_some(
                     up_buffer.prepare(beast::read_size(up_buffer, 65536)), nothrow_awaitable);
                 up_buffer.commit(n);
+                lend_buffer();
                 if (read_ec == net::error::eof && parser->got_some()) {
                     parser->put_eof(ec);  // the end of a close-delimited body, else too short
                     break;
@@ -486,16 +496,16 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
             // While the client takes what was read, the backend is not idle but held back:
             // only the total cap runs.
             slot.upstream_expire_at(total_deadline);
-            got = buffer.size() - parser->buffer_left();
+            got = buffer->size() - parser->buffer_left();
             out.body_bytes += got;
             if (a.capture) {
-                a.capture->append(buffer.data(), got);
+                a.capture->append(buffer->data(), got);
             }
             if (usage_scan) {
-                usage_scan->feed(buffer.data(), got);
+                usage_scan->feed(buffer->data(), got);
             }
             if (watch) {
-                watch->feed(buffer.data(), got);
+                watch->feed(buffer->data(), got);
                 if (watch->data_events() > timing.events) {
                     const auto now = clock::now();
                     if (timing.events == 0) {
@@ -517,13 +527,13 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
             if (info.framing == body_framing::chunked) {
                 if (got > 0) {
                     pieces[count++] = net::buffer(size_line, format_chunk_size(size_line, got));
-                    pieces[count++] = net::buffer(buffer.data(), got);
+                    pieces[count++] = net::buffer(buffer->data(), got);
                     pieces[count++] = net::buffer(last ? crlf_last_chunk : crlf);
                 } else if (last) {
                     pieces[count++] = net::buffer(last_chunk);
                 }
             } else if (got > 0) {
-                pieces[count++] = net::buffer(buffer.data(), got);
+                pieces[count++] = net::buffer(buffer->data(), got);
             }
             if (count > 0) {
                 slot.expire_in(a.w.config().client.request);

@@ -363,6 +363,7 @@ void upstream_pool::gauges(std::vector<worker::endpoint_connections>& out) const
 
 relay_buffer upstream_pool::borrow_buffer(bool large) {
     auto& spare = large ? spare_large_buffers_ : spare_buffers_;
+    ++buffers_lent_;
     if (spare.empty()) {  // not zeroed: it is written first
         return relay_buffer(new char[large ? large_relay_buffer_size : relay_buffer_size]);
     }
@@ -373,6 +374,7 @@ relay_buffer upstream_pool::borrow_buffer(bool large) {
 
 void upstream_pool::return_buffer(relay_buffer b, bool large) {
     auto& spare = large ? spare_large_buffers_ : spare_buffers_;
+    --buffers_lent_;
     if (spare.size() < (large ? 16u : 64u)) {
         spare.push_back(std::move(b));
     }

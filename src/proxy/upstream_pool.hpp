@@ -190,6 +190,9 @@ public:
 
     relay_buffer borrow_buffer(bool large);
     void return_buffer(relay_buffer b, bool large);
+    // Relay buffers borrowed and not yet returned: those holding bytes on their way to a
+    // client right now (an open stream between two events holds none).
+    std::size_t relay_buffers_lent() const { return buffers_lent_; }
 
 private:
     struct endpoint_state {
@@ -233,6 +236,7 @@ private:
     std::vector<endpoint_state> endpoints_;
     std::vector<relay_buffer> spare_buffers_;        // relay_buffer_size each
     std::vector<relay_buffer> spare_large_buffers_;  // large_relay_buffer_size each
+    std::size_t buffers_lent_ = 0;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> sweep_timer_;
     bool stopped_ = false;
 };

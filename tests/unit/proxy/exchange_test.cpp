@@ -222,6 +222,23 @@ TEST_F(Exchange, AnOpenAiStreamWithoutItsEndEventIsCutShortThoughItsFramingEnded
     EXPECT_TRUE(outcome->reusable);
 }
 
+// An open stream waiting for its next event holds no relay buffer (#19: memory per open
+// stream); one is lent for each read's bytes until the client has them.
+TEST_F(Exchange, AStreamBetweenTwoEventsHoldsNoRelayBuffer) {
+    stream_end = openai_stream::chat;
+    start();
+    backend_sends("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n");
+    EXPECT_EQ(w.pool().relay_buffers_lent(), 0u);
+    backend_sends("f\r\ndata: {\"a\":1}\n\n\r\n");
+    EXPECT_EQ(client_body(), "f\r\ndata: {\"a\":1}\n\n\r\n");
+    EXPECT_EQ(w.pool().relay_buffers_lent(), 0u);
+    backend_sends("e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+    ASSERT_TRUE(outcome);
+    EXPECT_FALSE(outcome->cut_short);
+    EXPECT_EQ(w.pool().relay_buffers_lent(), 0u);
+}
+
 TEST_F(Exchange, AnOpenAiStreamEndingWithDoneIsWhole) {
     stream_end = openai_stream::chat;
     start();
