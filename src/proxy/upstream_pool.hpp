@@ -63,7 +63,9 @@ inline clock::time_point coarse_now() {
 }
 
 // A live client connection as its worker sees it: for drain, and for deadlines. A deadline is
-// a plain store per operation; the worker's ticker cancels whatever passed it.
+// a plain store per operation; the worker's ticker cancels whatever passed it, looking only at
+// the slots its deadline wheel has due (deadline_wheel.hpp: a deadline earlier than the one
+// the slot waits for moves it in the wheel; a later one, the usual case, does not).
 // What a slot without a socket of its own (one HTTP/2 stream of a connection) does when its
 // client deadline passes: the ticker calls it instead of cancelling a socket.
 class deadline_listener {
@@ -85,9 +87,6 @@ protected:
     ~client_gone_listener() = default;
 };
 
-// A live client connection as its worker sees it (continued): its deadlines are plain stores,
-// and the worker's deadline wheel, once the slot is linked, learns of those earlier than the
-// bucket the slot waits in (deadline_wheel.hpp).
 struct session_slot : wheel_entry {
     stream_type* stream = nullptr;
     deadline_listener* on_deadline = nullptr;  // an HTTP/2 stream's (its stream is null)
