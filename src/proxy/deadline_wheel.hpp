@@ -18,6 +18,10 @@ namespace stagegate::proxy {
 
 struct wheel_entry {
     static constexpr std::uint64_t unscheduled = UINT64_MAX;
+    // A copy would share the original's links: the wheel would walk into either.
+    wheel_entry() = default;
+    wheel_entry(const wheel_entry&) = delete;
+    wheel_entry& operator=(const wheel_entry&) = delete;
     wheel_entry* wheel_prev = nullptr;
     wheel_entry* wheel_next = nullptr;
     std::uint64_t wheel_tick = unscheduled;  // the bucket's tick it waits in
