@@ -65,7 +65,7 @@ public:
         if (now_tick - next_tick_ >= buckets) {
             next_tick_ = now_tick - buckets + 1;  // every entry is due: each bucket once
         }
-        for (; next_tick_ <= now_tick;) {
+        while (next_tick_ <= now_tick) {
             auto& head = heads_[next_tick_ % buckets];
             ++next_tick_;  // entries scheduled meanwhile land from the next tick on
             while (head) {

@@ -20,10 +20,17 @@ using std::chrono::seconds;
 const clock::time_point t0 = clock::time_point(std::chrono::hours(1000));
 
 struct entry : wheel_entry {
+    explicit entry(int n = 0) : name(n) {}
     clock::time_point deadline = clock::time_point::max();
-    int name = 0;
+    int name;
     int visits = 0;  // times expire handed it over, due or not
 };
+
+// Sets the entry's deadline and tells the wheel, as session_slot's setters do.
+void set_deadline(deadline_wheel& w, entry& e, clock::time_point due) {
+    e.deadline = due;
+    w.schedule(e, e.deadline);
+}
 
 // The names of the entries expire hands back at `now`; each is rescheduled at its deadline
 // when that is still to come (what the worker does).
@@ -44,10 +51,8 @@ std::vector<int> expire(deadline_wheel& w, clock::time_point now) {
 
 TEST(DeadlineWheel, AnEntryComesBackWithinATickOfItsDeadlineAndNeverBefore) {
     deadline_wheel w(t0);
-    entry a;
-    a.name = 1;
-    a.deadline = t0 + milliseconds(25);
-    w.schedule(a, a.deadline);
+    entry a(1);
+    set_deadline(w, a, t0 + milliseconds(25));
     EXPECT_EQ(w.size(), 1u);
     for (auto at = t0; at < a.deadline; at += milliseconds(1)) {
         EXPECT_TRUE(expire(w, at).empty()) << (at - t0).count();
@@ -61,13 +66,10 @@ TEST(DeadlineWheel, AnEntryComesBackWithinATickOfItsDeadlineAndNeverBefore) {
 
 TEST(DeadlineWheel, ADeadlineMovedLaterStaysInPlaceAndIsRescheduledFromThere) {
     deadline_wheel w(t0);
-    entry a;
-    a.name = 1;
-    a.deadline = t0 + milliseconds(20);
-    w.schedule(a, a.deadline);
+    entry a(1);
+    set_deadline(w, a, t0 + milliseconds(20));
     const auto tick = a.wheel_tick;
-    a.deadline = t0 + milliseconds(500);  // pushed back, as a stream's idle deadline is
-    w.schedule(a, a.deadline);
+    set_deadline(w, a, t0 + milliseconds(500));  // pushed back, as a stream's idle deadline is
     EXPECT_EQ(a.wheel_tick, tick);  // no list work
     EXPECT_TRUE(expire(w, t0 + milliseconds(30)).empty());
     EXPECT_EQ(w.size(), 1u);  // looked at, and waiting again
@@ -77,24 +79,17 @@ TEST(DeadlineWheel, ADeadlineMovedLaterStaysInPlaceAndIsRescheduledFromThere) {
 
 TEST(DeadlineWheel, ADeadlineMovedEarlierIsMoved) {
     deadline_wheel w(t0);
-    entry a;
-    a.name = 1;
-    a.deadline = t0 + seconds(5);
-    w.schedule(a, a.deadline);
-    a.deadline = t0 + milliseconds(40);
-    w.schedule(a, a.deadline);
+    entry a(1);
+    set_deadline(w, a, t0 + seconds(5));
+    set_deadline(w, a, t0 + milliseconds(40));
     EXPECT_EQ(expire(w, t0 + milliseconds(40)), std::vector<int>{1});
 }
 
 TEST(DeadlineWheel, ARemovedEntryIsNeverHandedBack) {
     deadline_wheel w(t0);
-    entry a, b, c;
-    a.name = 1;
-    b.name = 2;
-    c.name = 3;
+    entry a(1), b(2), c(3);
     for (auto* e : {&a, &b, &c}) {
-        e->deadline = t0 + milliseconds(15);  // one bucket
-        w.schedule(*e, e->deadline);
+        set_deadline(w, *e, t0 + milliseconds(15));  // one bucket
     }
     w.remove(b);
     w.remove(b);  // twice is harmless
@@ -107,9 +102,8 @@ TEST(DeadlineWheel, ARemovedEntryIsNeverHandedBack) {
 TEST(DeadlineWheel, AVisitMayRemoveAnotherEntryOfItsBucket) {
     deadline_wheel w(t0);
     entry a, b;
-    a.deadline = b.deadline = t0 + milliseconds(15);
-    w.schedule(a, a.deadline);
-    w.schedule(b, b.deadline);
+    set_deadline(w, a, t0 + milliseconds(15));
+    set_deadline(w, b, t0 + milliseconds(15));
     int visits = 0;
     w.expire(t0 + milliseconds(20), [&](wheel_entry& e) {
         ++visits;
@@ -121,11 +115,9 @@ TEST(DeadlineWheel, AVisitMayRemoveAnotherEntryOfItsBucket) {
 
 TEST(DeadlineWheel, DeadlinesPastTheHorizonWaitInItsLastBucketAndComeBackOnTime) {
     deadline_wheel w(t0);
-    entry a;
-    a.name = 1;
+    entry a(1);
     const auto due = t0 + seconds(60);  // the wheel spans about 10 s
-    a.deadline = due;
-    w.schedule(a, a.deadline);
+    set_deadline(w, a, due);
     int handed_back = 0;
     for (auto at = t0; at <= due + seconds(1); at += milliseconds(10)) {
         if (!expire(w, at).empty()) {
@@ -142,10 +134,8 @@ TEST(DeadlineWheel, DeadlinesPastTheHorizonWaitInItsLastBucketAndComeBackOnTime)
 TEST(DeadlineWheel, APastDeadlineComesBackAtTheNextTick) {
     deadline_wheel w(t0);
     EXPECT_TRUE(expire(w, t0 + milliseconds(100)).empty());
-    entry a;
-    a.name = 1;
-    a.deadline = t0 + milliseconds(50);  // already past
-    w.schedule(a, a.deadline);
+    entry a(1);
+    set_deadline(w, a, t0 + milliseconds(50));  // already past
     EXPECT_EQ(expire(w, t0 + milliseconds(110)), std::vector<int>{1});
 }
 
@@ -154,8 +144,7 @@ TEST(DeadlineWheel, ATickerFarBehindHandsBackEverythingDueOnce) {
     std::vector<entry> entries(300);
     for (int i = 0; i < 300; ++i) {
         entries[i].name = i;
-        entries[i].deadline = t0 + milliseconds(37 * i);  // over about 11 s
-        w.schedule(entries[i], entries[i].deadline);
+        set_deadline(w, entries[i], t0 + milliseconds(37 * i));  // over about 11 s
     }
     // The ticker was held up for a minute: each entry once, all of them.
     auto got = expire(w, t0 + seconds(60));
@@ -172,8 +161,8 @@ TEST(DeadlineWheel, ManyEntriesEachComeBackWithinATickOfTheirDeadline) {
     std::vector<entry> entries(2000);
     for (int i = 0; i < 2000; ++i) {
         entries[i].name = i;
-        entries[i].deadline = t0 + milliseconds(1 + (i * 7919) % 15000);  // to 15 s, shuffled
-        w.schedule(entries[i], entries[i].deadline);
+        // to 15 s, shuffled
+        set_deadline(w, entries[i], t0 + milliseconds(1 + (i * 7919) % 15000));
     }
     std::vector<clock::time_point> seen(2000);
     for (auto at = t0; at <= t0 + seconds(16); at += milliseconds(10)) {
