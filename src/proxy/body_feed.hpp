@@ -1,5 +1,6 @@
 // Private to proxy: a request body that keeps arriving while its call runs (a client-streaming
-// or bidirectional gRPC call, such as Triton's ModelStreamInfer). The client's HTTP/2 stream
+// or bidirectional gRPC call: Triton's ModelStreamInfer, or a call of a service the gateway
+// does not parse whose request had not ended when it could be routed). The client's HTTP/2 stream
 // (h2_session.cpp) appends what arrives; the backend's stream (h2_upstream.cpp) takes it as
 // its flow-control window allows; the client's window reopens only by what the backend took.
 // So a slow backend holds its client back through HTTP/2 flow control, and the gateway holds

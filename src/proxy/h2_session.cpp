@@ -1,6 +1,7 @@
 // HTTP/2 client connections (see h2_session.hpp). One h2_connection per client connection
 // owns the nghttp2 server session; each request stream becomes an h2_stream and, once its
-// request has fully arrived, one coroutine that runs handle_request with an h2_answer_writer
+// request has fully arrived (a call streaming its request: once it can be routed, the rest
+// following through a body_feed), one coroutine that runs handle_request with an h2_answer_writer
 // as its client stream. The request path writes its answer as HTTP/1.1 bytes (the same code
 // serves both protocols); the writer parses them back (Beast's parser: status, fields,
 // chunked or sized body) into a HEADERS frame and DATA frames, relayed as they come, with
@@ -335,6 +336,12 @@ class h2_connection {
     void release_body(std::size_t size) {
         bodies_held_ -= std::min<std::uint64_t>(size, bodies_held_);
     }
+    // Starts the open calls of the read just taken in (open_calls_) that have not started:
+    // one whose request ended within the read already runs as any whole request; one still
+    // open streams the rest of its body through a feed, since nothing says how long its
+    // client will send (a client-streaming or bidirectional call of a service the gateway
+    // does not parse, whose client may wait for the server's first message to send one).
+    void start_open_calls();
     template <class Task>
     void spawn_counted(Task t) {
         ++live_tasks_;
@@ -360,6 +367,10 @@ class h2_connection {
     bool tls_;
     nghttp2_session* session_ = nullptr;
     std::unordered_map<std::int32_t, std::shared_ptr<h2_stream>> streams_;
+    // gRPC calls of this read routed without reading their messages (by a metadata header,
+    // or server-level calls) whose headers came without the request's end: they start once
+    // the read is taken in, so a unary call that came whole is forwarded whole.
+    std::vector<std::int32_t> open_calls_;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> wake_;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> all_done_;
     std::uint32_t live_tasks_ = 0;
@@ -537,10 +548,14 @@ struct callbacks {
             if (!s->cookies.empty()) {
                 s->req.set(http::field::cookie, s->cookies);
             }
-            s->streams_request =
-                is_grpc_request(s->req) &&
-                routing::grpc_method_streams_requests(
-                    routing::parse_grpc_path(std::string_view(s->req.target())));
+            if (is_grpc_request(s->req)) {
+                const auto call = routing::parse_grpc_path(std::string_view(s->req.target()));
+                s->streams_request = routing::grpc_method_streams_requests(call);
+                if (!routing::grpc_method_names_model(call) &&
+                    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+                    c.open_calls_.push_back(s->id);
+                }
+            }
         }
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             s->request_ended = true;
@@ -663,6 +678,7 @@ bool h2_connection::start() {
 bool h2_connection::receive(const char* data, std::size_t size) {
     const auto rv =
         nghttp2_session_mem_recv(session_, reinterpret_cast<const std::uint8_t*>(data), size);
+    start_open_calls();
     wake();
     update_idle();
     if (rv < 0) {
@@ -676,6 +692,23 @@ bool h2_connection::receive(const char* data, std::size_t size) {
         go_away(NGHTTP2_NO_ERROR);
     }
     return true;
+}
+
+void h2_connection::start_open_calls() {
+    for (const auto id : open_calls_) {
+        auto it = streams_.find(id);
+        if (it == streams_.end()) {
+            continue;  // reset or closed within the read
+        }
+        auto& s = *it->second;
+        if (s.started || s.request_ended || s.problem) {
+            continue;
+        }
+        s.feed = std::make_shared<body_feed>();
+        s.feed->from = &s;
+        start_stream_task(s);
+    }
+    open_calls_.clear();
 }
 
 void h2_connection::take_output(std::string& out) {

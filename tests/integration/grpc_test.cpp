@@ -383,6 +383,37 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
     EXPECT_NE(refused.dump().find("h2c"), std::string::npos) << refused;
 }
 
+TEST_F(GrpcJs, ACallOfAServiceTheGatewayDoesNotParseStreamsFromItsHeaders) {
+    // /test.Echo/Chat is routed by its x-model-name metadata, not by a message. Its server
+    // speaks first and each client sends nothing before that greeting, then one message per
+    // answer: a gateway that waited for a first message (as for ModelStreamInfer) or for the
+    // request's end would stall every call until its deadline.
+    grpc_backend v1("v1");
+    grpc_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    auto cfg = grpc_config(v1.port, v2.port, 5000);
+    cfg.grpc.model_header = "x-model-name";
+    app::gateway gw(std::move(cfg));
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"chat", "24", "3"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    EXPECT_EQ(count_of(seen["codes"], "0"), 24u) << seen;
+    EXPECT_EQ(seen["answers"], 72) << seen;
+    EXPECT_EQ(seen["in_order"], true) << seen;
+    // 24 calls split 50/50: all on one version with probability 2^-23.
+    EXPECT_GT(count_of(seen["versions"], "v1"), 0u) << seen;
+    EXPECT_GT(count_of(seen["versions"], "v2"), 0u) << seen;
+    // Counted as streams, the greeting and the three answers their events.
+    metrics::series_counts c1;
+    metrics::series_counts c2;
+    ASSERT_TRUE(counted(gw, 24, c1, c2)) << c1.requests() << " + " << c2.requests();
+    EXPECT_EQ(c1.requests(), count_of(seen["versions"], "v1"));
+    EXPECT_EQ(c1.server_errors() + c2.server_errors(), 0u);
+    EXPECT_EQ(c1.streams + c2.streams, 24u);
+    EXPECT_EQ(c1.stream_events + c2.stream_events, 96u);
+}
+
 TEST_F(GrpcJs, BackendsOverTlsSelectH2ByAlpnAndCarryEveryKindOfCall) {
     // "protocol": "h2": HTTP/2 over TLS, the certificate verified against the version's CA and
     // name, as an "http1" version's "tls" is. v2 ends each connection with a GOAWAY after

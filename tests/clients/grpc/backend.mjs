@@ -16,6 +16,9 @@
 // client-streaming call: the backend's first bytes come after the whole request).
 // /test.Echo/Say, a service without a schema (raw bytes), answers with its version's name:
 // what the gateway routes by a metadata header, as it reads none of its messages.
+// /test.Echo/Chat, its bidirectional call, speaks first: it sends its version's name as soon
+// as the call opens, before any request message, then answers each message M with
+// "<version>:M" and ends when the client does.
 // Exits when its parent closes stdin.
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
@@ -104,7 +107,17 @@ server.addService({
   Say: { path: '/test.Echo/Say', requestStream: false, responseStream: false,
          requestSerialize: raw, requestDeserialize: raw,
          responseSerialize: raw, responseDeserialize: raw },
-}, { Say: (_call, done) => done(null, Buffer.from(version)) });
+  Chat: { path: '/test.Echo/Chat', requestStream: true, responseStream: true,
+          requestSerialize: raw, requestDeserialize: raw,
+          responseSerialize: raw, responseDeserialize: raw },
+}, {
+  Say: (_call, done) => done(null, Buffer.from(version)),
+  Chat: (call) => {
+    call.write(Buffer.from(version));
+    call.on('data', (m) => call.write(Buffer.from(`${version}:${m.toString()}`)));
+    call.on('end', () => call.end());
+  },
+});
 const credentials = args.cert
   ? grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(args.key),
                                                cert_chain: readFileSync(args.cert) }], false)

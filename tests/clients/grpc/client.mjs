@@ -23,6 +23,11 @@
 //   node client.mjs 127.0.0.1:PORT slow M GAP  one ModelStreamInfer call sending M messages
 //                                              GAP ms apart, which the backend answers only
 //                                              once the call's request has ended
+//   node client.mjs 127.0.0.1:PORT chat N M    N concurrent /test.Echo/Chat calls (raw bytes,
+//                                              routed by x-model-name metadata, user id u<i>):
+//                                              each waits for the backend's greeting before
+//                                              sending anything, then sends M messages one at
+//                                              a time, each once the last was answered
 //   node client.mjs 127.0.0.1:PORT upload M F  one ModelStreamInfer call writing M messages of
 //                                              F floats at once, then ending: every answer,
 //                                              through both sides' flow control
@@ -206,6 +211,61 @@ async function stream(n, messages, floats, failAt) {
            details: results.map((r) => r.details).filter((d) => d) };
 }
 
+// One /test.Echo/Chat call: the server's greeting names its version; each answer after it
+// must be "<that version>:<the message sent>".
+function chatCall(user, messages) {
+  return new Promise((resolve) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('x-model-name', 'm');
+    metadata.set('x-user-id', user);
+    const raw = (b) => b;
+    const c = client.makeBidiStreamRequest('/test.Echo/Chat', raw, raw, metadata,
+                                           { deadline: new Date(Date.now() + 15000) });
+    const seen = { greeted: null, answers: 0, in_order: true, code: null, details: '' };
+    let sent = 0;
+    const sendNext = () => {
+      if (sent === messages) {
+        c.end();
+        return;
+      }
+      c.write(Buffer.from(`${user}-${sent}`));
+      sent += 1;
+    };
+    c.on('data', (b) => {
+      const text = b.toString();
+      if (seen.greeted === null) {
+        seen.greeted = text;
+      } else {
+        if (text !== `${seen.greeted}:${user}-${seen.answers}`) seen.in_order = false;
+        seen.answers += 1;
+      }
+      sendNext();
+    });
+    c.on('error', () => {});
+    c.on('status', (s) => {
+      seen.code = s.code;
+      seen.details = s.details;
+      resolve(seen);
+    });
+  });
+}
+
+async function chat(n, messages) {
+  const results = await Promise.all(Array.from({ length: n }, (_, i) => chatCall(`u${i}`, messages)));
+  const codes = {};
+  const versions = {};
+  let answers = 0;
+  let inOrder = true;
+  for (const r of results) {
+    codes[r.code] = (codes[r.code] ?? 0) + 1;
+    if (r.greeted !== null) versions[r.greeted] = (versions[r.greeted] ?? 0) + 1;
+    answers += r.answers;
+    inOrder &&= r.in_order;
+  }
+  return { codes, versions, answers, in_order: inOrder,
+           details: [...new Set(results.map((r) => r.details).filter((d) => d))] };
+}
+
 async function upload(messages, floats) {
   const r = await streamCall('uploader', messages, floats, false);
   return { code: r.code, details: r.details, answers: r.answers, in_order: r.in_order,
@@ -235,6 +295,7 @@ const seen = scenario === 'tour' ? await tour()
                                          Number(process.argv[6]), Number(process.argv[7] ?? -1))
   : scenario === 'slow' ? await slow(Number(countText), Number(process.argv[5]))
   : scenario === 'upload' ? await upload(Number(countText), Number(process.argv[5]))
+  : scenario === 'chat' ? await chat(Number(countText), Number(process.argv[5]))
   : scenario === 'cancel' ? await cancel(Number(countText ?? 10))
   : scenario === 'flood' ? await flood() : await load(Number(countText ?? 100));
 client.close();
