@@ -276,11 +276,17 @@ void read_version(const json& j, const std::string& path, version& v,
         r.fail("endpoints", "needs at least one endpoint");
     }
     r.object("tls", [&](object_reader& t) {
-        t.reject_unknown({"verify", "ca_file", "server_name"});
+        t.reject_unknown({"verify", "ca_file", "server_name", "cert_file", "key_file"});
         upstream_tls tls;
         t.boolean("verify", tls.verify);
         t.string("ca_file", tls.ca_file, false);
         t.string("server_name", tls.server_name, false);
+        t.string("cert_file", tls.cert_file, false);
+        t.string("key_file", tls.key_file, false);
+        if (tls.cert_file.empty() != tls.key_file.empty()) {
+            t.fail(tls.cert_file.empty() ? "cert_file" : "key_file",
+                   "a client certificate needs both cert_file and key_file");
+        }
         v.tls = tls;
     });
     if (v.tls && v.protocol == upstream_protocol::h2c) {
@@ -1315,6 +1321,30 @@ std::vector<problem> check_files(const gateway& cfg) {
                                  std::pair{&cfg.etcd->key_file, "key_file"}}) {
             if (!file->empty()) {
                 readable(*file, std::string("/state/") + key, "etcd TLS");
+            }
+        }
+    }
+    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+        if (const auto& tls = cfg.listeners[i].tls) {
+            const auto at = "/listeners/" + std::to_string(i) + "/tls/";
+            readable(tls->cert_file, at + "cert_file", "listener's certificate");
+            readable(tls->key_file, at + "key_file", "listener's key");
+        }
+    }
+    for (std::size_t mi = 0; mi < cfg.models.size(); ++mi) {
+        for (std::size_t vi = 0; vi < cfg.models[mi].versions.size(); ++vi) {
+            const auto& tls = cfg.models[mi].versions[vi].tls;
+            if (!tls) {
+                continue;
+            }
+            const auto at =
+                "/models/" + std::to_string(mi) + "/versions/" + std::to_string(vi) + "/tls/";
+            for (auto [file, key] : {std::pair{&tls->ca_file, "ca_file"},
+                                     std::pair{&tls->cert_file, "cert_file"},
+                                     std::pair{&tls->key_file, "key_file"}}) {
+                if (!file->empty()) {
+                    readable(*file, at + key, "backend TLS");
+                }
             }
         }
     }

@@ -37,6 +37,7 @@ constexpr const char* usage =
     "  --stream-cut-rate P  fraction of streams whose connection closes half-way\n"
     "  --stream-error-rate P  fraction of streams sending an error event half-way\n"
     "  --tls-cert FILE --tls-key FILE   serve TLS\n"
+    "  --tls-client-ca FILE             with TLS, require client certificates this CA signed\n"
     "  --seed N             fixed random seed\n";
 }
 
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
             else if (arg == "--stream-error-rate") o.stream_error_rate = std::stod(next());
             else if (arg == "--tls-cert") o.cert_file = next();
             else if (arg == "--tls-key") o.key_file = next();
+            else if (arg == "--tls-client-ca") o.client_ca_file = next();
             else if (arg == "--seed") o.seed = std::stoull(next());
             else if (arg == "--help" || arg == "-h") { std::cout << usage; return 0; }
             else throw std::invalid_argument("unknown argument " + arg);

@@ -566,6 +566,14 @@ result<void> server::start() {
         if (ec) {
             return error::make("tls_setup_failed", "cannot load certificate or key: " + ec.message());
         }
+        if (!i.opt.client_ca_file.empty()) {
+            i.tls->load_verify_file(i.opt.client_ca_file, ec);
+            if (ec) {
+                return error::make("tls_setup_failed",
+                                   "cannot load the client CA file: " + ec.message());
+            }
+            i.tls->set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert);
+        }
     }
     tcp::endpoint ep(address, i.opt.port);
     i.acceptor.open(ep.protocol(), ec);

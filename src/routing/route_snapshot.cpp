@@ -100,6 +100,25 @@ private:
     bool key_is_model_ = false;
 };
 
+// The client certificate a version presents to its backends (mutual TLS). A key that does not
+// match the certificate is refused here (OpenSSL checks it as it loads), so the config is
+// refused rather than every handshake failing later.
+void load_client_certificate(boost::asio::ssl::context& ctx, const config::upstream_tls& tls,
+                             const std::string& at, std::vector<problem>& problems) {
+    boost::system::error_code ec;
+    ctx.use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) {
+        problems.push_back({at + "cert_file", "cannot load the client certificate " +
+                                                  tls.cert_file + ": " + ec.message()});
+        return;
+    }
+    ctx.use_private_key_file(tls.key_file, boost::asio::ssl::context::pem, ec);
+    if (ec) {
+        problems.push_back(
+            {at + "key_file", "cannot load the client key " + tls.key_file + ": " + ec.message()});
+    }
+}
+
 }  // namespace
 
 std::uint32_t model_route::find_version(std::string_view version_name) const {
@@ -313,6 +332,12 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
                                         "cannot load CA certificates: " + ec.message()});
                 }
                 ctx->set_verify_mode(vc.tls->verify ? net::ssl::verify_peer : net::ssl::verify_none);
+                if (!vc.tls->cert_file.empty()) {
+                    load_client_certificate(*ctx, *vc.tls,
+                                            "/models/" + std::to_string(mi) + "/versions/" +
+                                                std::to_string(vi) + "/tls/",
+                                            problems);
+                }
                 if (vc.protocol == config::upstream_protocol::h2) {
                     // ALPN offers only "h2": a backend that cannot speak it over TLS selects
                     // nothing, and the pool refuses the connection (upstream_pool.cpp).

@@ -104,9 +104,11 @@ struct grpc_backend {
     // MAX_CONNECTION_AGE), 0 for never.
     // `latency_ms`: each ModelInfer answers that late.
     // `tls`: serves HTTP/2 over TLS with that certificate (ALPN "h2"), else h2c.
+    // `client_ca`: with `tls`, only clients presenting a certificate it signed (mutual TLS).
     explicit grpc_backend(const std::string& version, int unavailable_every = 0,
                           int max_connection_age_ms = 0, int latency_ms = 0,
-                          const test_certificate* tls = nullptr) {
+                          const test_certificate* tls = nullptr,
+                          const test_certificate* client_ca = nullptr) {
         const std::string port_file = dir.path + "/port";
         std::vector<std::string> args{
             grpc_dir + "/backend.mjs", "--version", version, "--port-file", port_file,
@@ -115,6 +117,9 @@ struct grpc_backend {
             "--cancel-file", dir.path + "/cancelled"};
         if (tls) {
             args.insert(args.end(), {"--cert", tls->cert_file, "--key", tls->key_file});
+        }
+        if (client_ca) {
+            args.insert(args.end(), {"--client-ca", client_ca->cert_file});
         }
         process = std::make_unique<node_process>(args);
         port = read_port_file(port_file);
@@ -427,7 +432,7 @@ TEST_F(GrpcJs, BackendsOverTlsSelectH2ByAlpnAndCarryEveryKindOfCall) {
         auto cfg = grpc_config(p1, p2, 10000);  // every model call to v2; the server's to v1
         for (auto& v : cfg.models[0].versions) {
             v.protocol = config::upstream_protocol::h2;
-            v.tls = config::upstream_tls{true, cert.cert_file, "localhost"};
+            v.tls = config::upstream_tls{.ca_file = cert.cert_file, .server_name = "localhost"};
         }
         return cfg;
     };
@@ -515,6 +520,38 @@ json rollout_until(const std::string& phase, int unavailable_every) {
             << gw.rollout_status("m").dump(2);
     }
     return json::parse(traffic.finish(), nullptr, false);
+}
+
+TEST_F(GrpcJs, BackendsRequiringAClientCertificateGetTheVersionsOne) {
+    // Mutual TLS with grpc-js's server: it asks for a client certificate and verifies it.
+    const auto cert = make_test_certificate();
+    const auto client_cert = make_test_certificate();
+    grpc_backend v1("v1", 0, 0, 0, &cert, &client_cert);
+    grpc_backend v2("v2", 0, 0, 0, &cert, &client_cert);
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    auto with_client_cert = [&](const std::string& cert_file, const std::string& key_file) {
+        auto cfg = grpc_config(v1.port, v2.port, 10000);
+        for (auto& v : cfg.models[0].versions) {
+            v.protocol = config::upstream_protocol::h2;
+            v.tls = config::upstream_tls{.ca_file = cert.cert_file,
+                                         .server_name = "localhost",
+                                         .cert_file = cert_file,
+                                         .key_file = key_file};
+        }
+        return cfg;
+    };
+    app::gateway gw(with_client_cert(client_cert.cert_file, client_cert.key_file));
+    ASSERT_TRUE(gw.start());
+    const auto seen = run_client(gw.ports()[0], {"load", "20"});
+    EXPECT_EQ(count_of(seen["codes"], "0"), 20u) << seen;
+    EXPECT_EQ(count_of(seen["versions"], "v2"), 20u) << seen;
+
+    // No client certificate: the backend ends the handshake, and each call fails UNAVAILABLE.
+    app::gateway without(with_client_cert("", ""));
+    ASSERT_TRUE(without.start());
+    const auto refused = run_client(without.ports()[0], {"load", "3"});
+    EXPECT_EQ(count_of(refused["codes"], "14"), 3u) << refused;
 }
 
 TEST_F(GrpcJs, CandidateAnsweringUnavailableOnFivePercentOfCallsIsRolledBack) {

@@ -287,7 +287,8 @@ TEST(Proxy, TlsToUpstreamVerifiesTheCertificate) {
     auto secure = start_mock("v2", o);
     auto s = stack::make(0, 1, [&](config::gateway& c) {
         c.models[0].versions[1].endpoints[0].port = secure->port();
-        c.models[0].versions[1].tls = config::upstream_tls{true, cert.cert_file, "localhost"};
+        c.models[0].versions[1].tls =
+            config::upstream_tls{.ca_file = cert.cert_file, .server_name = "localhost"};
     });
     for (int i = 0; i < 3; ++i) {
         auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
@@ -299,12 +300,55 @@ TEST(Proxy, TlsToUpstreamVerifiesTheCertificate) {
 
     auto wrong_name = stack::make(0, 1, [&](config::gateway& c) {
         c.models[0].versions[1].endpoints[0].port = secure->port();
-        c.models[0].versions[1].tls = config::upstream_tls{true, cert.cert_file, "not-this-host"};
+        c.models[0].versions[1].tls =
+            config::upstream_tls{.ca_file = cert.cert_file, .server_name = "not-this-host"};
     });
     auto r = request(wrong_name.port, "POST", "/v1/models/m:predict", predict_body,
                      {{"X-Stagegate-Force-Version", "v2"}});
     EXPECT_EQ(r.status, 502u);
     EXPECT_EQ(json::parse(r.body)["error"]["code"], "upstream_connect_failed");
+}
+
+TEST(Proxy, TlsToUpstreamPresentsTheClientCertificateABackendRequires) {
+    // Mutual TLS: the backend accepts only clients whose certificate it verifies (here the
+    // gateway's own self-signed one, as its CA).
+    auto server_cert = make_test_certificate();
+    auto client_cert = make_test_certificate();
+    mockmodel::options o;
+    o.cert_file = server_cert.cert_file;
+    o.key_file = server_cert.key_file;
+    o.client_ca_file = client_cert.cert_file;
+    auto secure = start_mock("v2", o);
+    auto with_tls = [&](const config::upstream_tls& tls) {
+        return stack::make(0, 1, [&](config::gateway& c) {
+            c.models[0].versions[1].endpoints[0].port = secure->port();
+            c.models[0].versions[1].tls = tls;
+        });
+    };
+    auto s = with_tls({.ca_file = server_cert.cert_file,
+                       .server_name = "localhost",
+                       .cert_file = client_cert.cert_file,
+                       .key_file = client_cert.key_file});
+    for (int i = 0; i < 3; ++i) {
+        auto r = request(s.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Stagegate-Force-Version", "v2"}});
+        ASSERT_EQ(r.status, 200u) << r.body;
+        EXPECT_EQ(json::parse(r.body)["model_version"], "v2");
+    }
+    // Without a client certificate, or with one the backend does not trust, no answer.
+    const config::upstream_tls refused_configs[] = {
+        {.ca_file = server_cert.cert_file, .server_name = "localhost"},
+        {.ca_file = server_cert.cert_file,
+         .server_name = "localhost",
+         .cert_file = server_cert.cert_file,
+         .key_file = server_cert.key_file},
+    };
+    for (const auto& tls : refused_configs) {
+        auto refused = with_tls(tls);
+        auto r = request(refused.port, "POST", "/v1/models/m:predict", predict_body,
+                         {{"X-Stagegate-Force-Version", "v2"}});
+        EXPECT_EQ(r.status, 502u) << tls.cert_file << ": " << r.body;
+    }
 }
 
 }  // namespace

@@ -38,6 +38,10 @@ struct upstream_tls {
     bool verify = true;       // verify the upstream's certificate chain and name
     std::string ca_file;      // empty: the system's default trust store
     std::string server_name;  // SNI and name to verify; empty: the endpoint's host
+    // The certificate (chain) and key this gateway presents to a backend that asks for one
+    // (mutual TLS, as nginx's proxy_ssl_certificate): both or neither.
+    std::string cert_file;
+    std::string key_file;
 };
 
 struct endpoint {

@@ -50,6 +50,7 @@ struct options {
     double stream_error_rate = 0;  // fraction sending an error event half-way (no [DONE])
     std::string cert_file;       // TLS when both are set
     std::string key_file;
+    std::string client_ca_file;  // set: TLS clients must present a certificate it verifies
     std::uint64_t seed = 0;      // 0: random
 };
 

@@ -1,9 +1,11 @@
 // A KServe v2 / Triton-style gRPC model server played by @grpc/grpc-js (pinned in
 // ../package.json), for the gateway's gRPC tests: one model version per process.
 //   node backend.mjs --version v1 --port-file FILE [--unavailable-every N] [--latency-ms N]
-//                    [--max-connection-age-ms N] [--cancel-file FILE] [--cert FILE --key FILE]
+//                    [--max-connection-age-ms N] [--cancel-file FILE] [--cert FILE --key FILE
+//                    [--client-ca FILE]]
 // Listens on 127.0.0.1:0 (HTTP/2 cleartext, or over TLS with --cert and --key: grpc-js then
-// selects "h2" by ALPN) and writes its port to FILE. ModelInfer answers
+// selects "h2" by ALPN; --client-ca: only clients whose certificate that CA signed, mutual
+// TLS) and writes its port to FILE. ModelInfer answers
 // with the version in model_version and the inputs' sum as output; every Nth ModelInfer
 // fails with UNAVAILABLE after its response headers (a 200 whose trailers carry the error,
 // as a real server's does). --max-connection-age-ms: grpc's MAX_CONNECTION_AGE, as servers
@@ -119,8 +121,10 @@ server.addService({
   },
 });
 const credentials = args.cert
-  ? grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(args.key),
-                                               cert_chain: readFileSync(args.cert) }], false)
+  ? grpc.ServerCredentials.createSsl(args['client-ca'] ? readFileSync(args['client-ca']) : null,
+                                     [{ private_key: readFileSync(args.key),
+                                        cert_chain: readFileSync(args.cert) }],
+                                     Boolean(args['client-ca']))
   : grpc.ServerCredentials.createInsecure();
 server.bindAsync('127.0.0.1:0', credentials, (err, port) => {
   if (err) {

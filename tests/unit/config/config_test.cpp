@@ -658,6 +658,28 @@ TEST(ConfigLogging, CheckFilesNamesAnAccessLogThatCannotBeOpened) {
     EXPECT_EQ(problems[0].path, "/logging/access_log/path");
 }
 
+TEST(ConfigTls, CheckFilesNamesCertificatesAndKeysThatCannotBeRead) {
+    // What --check-config reports before a start would fail on them.
+    auto cfg = parse(R"({"listeners": [{"port": 8443, "tls": {"cert_file": "/nonexistent/l.pem",
+                                                             "key_file": "/nonexistent/l.key"}}],
+        "models": [{"name": "m", "stable": "v1", "versions": [
+          {"name": "v1", "endpoints": ["h:1"]},
+          {"name": "v2", "endpoints": ["h:2"], "tls": {"ca_file": "/nonexistent/ca.pem",
+            "cert_file": "/nonexistent/c.pem", "key_file": "/nonexistent/c.key"}}]}]})");
+    ASSERT_TRUE(cfg) << cfg.error().describe();
+    error e{"bad_file", "", check_files(*cfg)};
+    EXPECT_EQ(e.problems.size(), 5u) << e.describe();
+    EXPECT_TRUE(has_problem(e, "/listeners/0/tls/cert_file", "/nonexistent/l.pem"))
+        << e.describe();
+    EXPECT_TRUE(has_problem(e, "/listeners/0/tls/key_file", "cannot read")) << e.describe();
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/1/tls/ca_file", "cannot read"))
+        << e.describe();
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/1/tls/cert_file", "/nonexistent/c.pem"))
+        << e.describe();
+    EXPECT_TRUE(has_problem(e, "/models/0/versions/1/tls/key_file", "cannot read"))
+        << e.describe();
+}
+
 // README's "LLM serving" config: OpenAI matching only, stream timeouts, streaming gates.
 TEST(ConfigParse, LlmExampleConfigIsValid) {
     auto cfg = load_file(std::string(STAGEGATE_SOURCE_DIR) + "/config/llm.json");
@@ -705,6 +727,17 @@ TEST(ConfigParse, VersionProtocolIsHttp1H2cOrH2OverTls) {
                            "tls": {"ca_file": "/etc/ca.pem", "server_name": "triton"}})");
     ASSERT_TRUE(h2_tls) << h2_tls.error().describe();
     EXPECT_EQ(h2_tls->models[0].versions[0].tls->server_name, "triton");
+    // Mutual TLS: a client certificate and its key, both or neither.
+    auto mtls = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"],
+                         "tls": {"cert_file": "/etc/gw.pem", "key_file": "/etc/gw.key"}})");
+    ASSERT_TRUE(mtls) << mtls.error().describe();
+    EXPECT_EQ(mtls->models[0].versions[0].tls->cert_file, "/etc/gw.pem");
+    EXPECT_EQ(mtls->models[0].versions[0].tls->key_file, "/etc/gw.key");
+    auto half = with(R"({"name": "v1", "protocol": "h2", "endpoints": ["127.0.0.1:9001"],
+                         "tls": {"cert_file": "/etc/gw.pem"}})");
+    ASSERT_FALSE(half);
+    EXPECT_TRUE(has_problem(half.error(), "/models/0/versions/0/tls/key_file", "both"))
+        << half.error().describe();
     auto typo = with(R"({"name": "v1", "protocol": "http2", "endpoints": ["127.0.0.1:9001"]})");
     ASSERT_FALSE(typo);
     EXPECT_TRUE(has_problem(typo.error(), "/models/0/versions/0/protocol", "\"h2c\""))

@@ -1,4 +1,5 @@
 #include "stagegate/routing/route_snapshot.hpp"
+#include "support/test_client.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -231,6 +232,28 @@ TEST(BuildSnapshot, UnresolvableHostIsAProblemWithItsPath) {
     ASSERT_FALSE(snap);
     ASSERT_FALSE(snap.error().problems.empty());
     EXPECT_EQ(snap.error().problems[0].path, "/models/0/versions/0/endpoints/0");
+}
+
+TEST(BuildSnapshot, AClientCertificateThatCannotBeUsedIsAProblemWithItsPath) {
+    const auto a = test::make_test_certificate();
+    const auto b = test::make_test_certificate();
+    auto with_client = [&](const std::string& cert, const std::string& key) {
+        auto cfg = two_version_config(0);
+        cfg.models[0].versions[1].tls =
+            config::upstream_tls{.ca_file = a.cert_file, .cert_file = cert, .key_file = key};
+        endpoint_registry registry;
+        return build_snapshot(cfg, registry, test_series);
+    };
+    ASSERT_TRUE(with_client(a.cert_file, a.key_file));
+    auto missing = with_client(a.dir + "/none.pem", a.key_file);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().problems[0].path, "/models/0/versions/1/tls/cert_file");
+    // Another certificate's key: refused when the config loads, not at every handshake.
+    auto mismatched = with_client(a.cert_file, b.key_file);
+    ASSERT_FALSE(mismatched);
+    EXPECT_EQ(mismatched.error().problems[0].path, "/models/0/versions/1/tls/key_file");
+    EXPECT_NE(mismatched.error().problems[0].message.find("mismatch"), std::string::npos)
+        << mismatched.error().problems[0].message;
 }
 
 TEST(FindCookie, ParsesPairs) {
