@@ -1,12 +1,15 @@
 // Private to proxy: per-thread free lists for the short-lived blocks of each request (Beast's
-// header fields, request bodies, the exchange's relay_state). A worker allocates and frees them on its own thread, so a
-// block goes back to the list it came from: no lock, no atomic, and no trip to malloc once the
-// lists are warm.
+// header fields, request bodies, the exchange's relay_state, nghttp2's sessions through
+// h2_memory). A worker allocates and frees them on its own thread, so a block goes back to
+// the list it came from: no lock, no atomic, and no trip to malloc once the lists are warm.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <new>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace stagegate::proxy {
@@ -16,7 +19,12 @@ public:
     static constexpr std::size_t smallest = 64;
     static constexpr std::size_t classes = 8;  // 64 B .. 8 KiB
     static constexpr std::size_t largest = smallest << (classes - 1);
-    static constexpr std::size_t max_cached_per_class = 256;
+    // Each class keeps up to 256 KiB of free blocks (and at least 256 blocks): many small
+    // blocks, since HTTP/2 holds a few per stream in flight and a worker can carry thousands.
+    static constexpr std::size_t max_cached_bytes_per_class = 256 * 1024;
+    static constexpr std::size_t max_cached_per_class(std::size_t c) {
+        return std::max<std::size_t>(256, max_cached_bytes_per_class / (smallest << c));
+    }
 
     static block_cache& local() {
         thread_local block_cache cache;
@@ -42,8 +50,9 @@ public:
             ::operator delete(p);
             return;
         }
-        auto& list = free_[class_of(bytes)];
-        if (list.size() < max_cached_per_class) {
+        const auto c = class_of(bytes);
+        auto& list = free_[c];
+        if (list.size() < max_cached_per_class(c)) {
             list.push_back(p);
         } else {
             ::operator delete(p);
@@ -89,5 +98,13 @@ struct cached_allocator {
         return true;
     }
 };
+
+// A request's own strings and lists (an HTTP/2 stream's answer fields, a backend call's).
+using cached_string = std::basic_string<char, std::char_traits<char>, cached_allocator<char>>;
+template <class T>
+using cached_vector = std::vector<T, cached_allocator<T>>;
+template <class K, class V>
+using cached_map = std::unordered_map<K, V, std::hash<K>, std::equal_to<K>,
+                                      cached_allocator<std::pair<const K, V>>>;
 
 }  // namespace stagegate::proxy

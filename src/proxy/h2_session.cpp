@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "body_feed.hpp"
+#include "h2_memory.hpp"
 #include "grpc_status.hpp"
 #include "http_util.hpp"
 #include "request_context.hpp"
@@ -120,14 +121,16 @@ class answer_translator final : public http::basic_parser<false> {
         header_limit(64 * 1024);
         body_limit(boost::none);
         eager(true);
+        fields_.reserve(448);  // with its size header, one 512-byte block of the cache
+        spans_.reserve(8);
     }
     unsigned status() const { return status_; }
     // Name and value pairs, each stored in `fields_` (valid until the next answer).
-    const std::string& field_bytes() const { return fields_; }
-    const std::vector<std::array<std::uint32_t, 4>>& fields() const { return spans_; }
+    const cached_string& field_bytes() const { return fields_; }
+    const cached_vector<std::array<std::uint32_t, 4>>& fields() const { return spans_; }
     // A chunked answer's trailer fields (a gRPC answer's grpc-status), in field_bytes() too:
     // they end the stream in a HEADERS frame of their own.
-    const std::vector<std::array<std::uint32_t, 4>>& trailers() const { return trailer_spans_; }
+    const cached_vector<std::array<std::uint32_t, 4>>& trailers() const { return trailer_spans_; }
 
   private:
     void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
@@ -165,9 +168,11 @@ class answer_translator final : public http::basic_parser<false> {
 
     h2_stream& stream_;
     unsigned status_ = 0;
-    std::string fields_;
-    std::vector<std::array<std::uint32_t, 4>> spans_;  // name at, length, value at, length
-    std::vector<std::array<std::uint32_t, 4>> trailer_spans_;
+    // From the worker's block cache, as nghttp2's own memory (h2_memory): each stream has
+    // its own, and thousands may be in flight.
+    cached_string fields_;
+    cached_vector<std::array<std::uint32_t, 4>> spans_;  // name at, length, value at, length
+    cached_vector<std::array<std::uint32_t, 4>> trailer_spans_;
 };
 
 class h2_connection;
@@ -199,8 +204,8 @@ struct h2_stream final : deadline_listener, body_feed::writer {
     bool feed_done = false;  // no exchange takes from `feed` any more: arrivals are dropped
     // --- the answer
     answer_translator translator{*this};
-    std::string staging;  // written bytes the translator has not consumed yet
-    std::string pending;  // body bytes for DATA frames; [pending_at, size) not yet taken
+    cached_string staging;  // written bytes the translator has not consumed yet
+    cached_string pending;  // body bytes for DATA frames; [pending_at, size) not yet taken
     std::size_t pending_at = 0;
     bool submitted = false;     // HEADERS went to nghttp2
     bool answer_ended = false;  // the whole body is in `pending`
@@ -333,6 +338,25 @@ class h2_connection {
         bodies_held_ += size;
         return true;
     }
+    // A stream's request head (serialize_request_head writes it), kept with its capacity for
+    // the next stream: a head grows in a few steps, each a malloc otherwise.
+    std::string take_head() {
+        if (spare_heads_.empty()) {
+            return {};
+        }
+        auto head = std::move(spare_heads_.back());
+        spare_heads_.pop_back();
+        return head;
+    }
+    void give_head(std::string head) {
+        if (spare_heads_.size() < max_spare_heads && head.capacity() <= 4096) {
+            if (spare_heads_.capacity() == 0) {
+                spare_heads_.reserve(max_spare_heads);
+            }
+            head.clear();
+            spare_heads_.push_back(std::move(head));
+        }
+    }
     void release_body(std::size_t size) {
         bodies_held_ -= std::min<std::uint64_t>(size, bodies_held_);
     }
@@ -366,11 +390,15 @@ class h2_connection {
     const std::string& client_address_;
     bool tls_;
     nghttp2_session* session_ = nullptr;
-    std::unordered_map<std::int32_t, std::shared_ptr<h2_stream>> streams_;
+    cached_map<std::int32_t, std::shared_ptr<h2_stream>> streams_;
     // gRPC calls of this read routed without reading their messages (by a metadata header,
     // or server-level calls) whose headers came without the request's end: they start once
     // the read is taken in, so a unary call that came whole is forwarded whole.
     std::vector<std::int32_t> open_calls_;
+    // At most this many heads wait (tens of KiB for a connection that had that many streams
+    // at once): answers come back in bursts, and the next burst of requests takes as many.
+    static constexpr std::size_t max_spare_heads = 64;
+    std::vector<std::string> spare_heads_;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> wake_;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> all_done_;
     std::uint32_t live_tasks_ = 0;
@@ -441,7 +469,8 @@ struct callbacks {
             return 0;
         }
         auto& c = *static_cast<h2_connection*>(user);
-        auto s = std::make_shared<h2_stream>(c, frame->hd.stream_id);
+        auto s = std::allocate_shared<h2_stream>(cached_allocator<h2_stream>{}, c,
+                                                 frame->hd.stream_id);
         nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s.get());
         c.streams_.emplace(frame->hd.stream_id, std::move(s));
         return 0;
@@ -654,7 +683,7 @@ bool h2_connection::start() {
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
-    const int rv = nghttp2_session_server_new2(&session_, cb, this, opt);
+    const int rv = nghttp2_session_server_new3(&session_, cb, this, opt, h2_memory());
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rv != 0) {
@@ -774,7 +803,7 @@ void h2_connection::submit_answer_head(h2_stream& s) {
     status[0] = static_cast<char>('0' + code / 100);
     status[1] = static_cast<char>('0' + code / 10 % 10);
     status[2] = static_cast<char>('0' + code % 10);
-    std::vector<nghttp2_nv> nva;
+    cached_vector<nghttp2_nv> nva;
     nva.reserve(t.fields().size() + 1);
     auto nv = [](const char* name, std::size_t name_size, const char* value,
                  std::size_t value_size) {
@@ -797,7 +826,7 @@ void h2_connection::submit_answer_head(h2_stream& s) {
 
 void h2_connection::submit_trailers(h2_stream& s) {
     const auto& t = s.translator;
-    std::vector<nghttp2_nv> nva;
+    cached_vector<nghttp2_nv> nva;
     nva.reserve(t.trailers().size());
     const char* bytes = t.field_bytes().data();
     for (const auto& f : t.trailers()) {
@@ -918,7 +947,7 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
         rc.id.generate(w);
     }
     h2_answer_writer down(c, *s);
-    std::string head;
+    std::string head = c.take_head();
     std::string body_scratch;
     const auto started = clock::now();
     s->slot.no_deadline();
@@ -931,6 +960,7 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
         co_await handle_request(down, w, s->slot, req, rc, head, body_scratch, c.client_address(),
                                 c.tls(), started);
     }
+    c.give_head(std::move(head));
     c.drop_feed(*s);
     c.answer_finished(*s);
 }

@@ -4,6 +4,7 @@
 // The transport is the pool's connection, cleartext (h2c) or TLS whose ALPN chose h2 (the pool
 // checked): only the reader's and writer's stream differs, everything above it is the same.
 #include "h2_upstream.hpp"
+#include "h2_memory.hpp"
 
 #include <nghttp2/nghttp2.h>
 
@@ -132,7 +133,7 @@ private:
     std::string_view scheme_;  // :scheme of every request
     std::uint32_t endpoint_id_;
     nghttp2_session* session_ = nullptr;
-    std::unordered_map<std::int32_t, std::shared_ptr<h2_call>> calls_;
+    cached_map<std::int32_t, std::shared_ptr<h2_call>> calls_;
     // submit()'s scratch, reused from call to call.
     struct field {
         std::size_t name_at, name_size;
@@ -321,7 +322,7 @@ bool h2_client::start() {
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
-    const int rv = nghttp2_session_client_new2(&session_, cb, this, opt);
+    const int rv = nghttp2_session_client_new3(&session_, cb, this, opt, h2_memory());
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rv != 0) {
@@ -406,7 +407,7 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
     // The gateway relays trailers (a gRPC answer's status is in them); gRPC servers ask for it.
     nva.push_back(make_nv("te", "trailers"));
 
-    auto call = std::make_shared<h2_call>(w_.io().get_executor());
+    auto call = std::allocate_shared<h2_call>(cached_allocator<h2_call>{}, w_.io().get_executor());
     call->body = body;
     call->client = weak_from_this();
     nghttp2_data_provider provider{};

@@ -49,13 +49,14 @@ struct h2_call final : client_gone_listener, body_feed::reader {
     bool detached = false;  // the exchange ended: nothing more is read from `body` or `feed`
     // --- the answer
     unsigned status = 0;
-    std::string head_fields;     // "name: value\r\n" lines: the answer's end-to-end fields
-    std::string trailer_fields;  // the same for its trailers
+    // From the worker's block cache (h2_memory.hpp says why), as is `data`.
+    cached_string head_fields;     // "name: value\r\n" lines: the answer's end-to-end fields
+    cached_string trailer_fields;  // the same for its trailers
     std::optional<std::uint64_t> content_length;
     std::optional<unsigned> grpc_status;
     bool encoded = false;  // a Content-Encoding other than identity: its body is not read
     bool head_done = false;
-    std::string data;  // body bytes received, not yet taken
+    cached_string data;  // body bytes received, not yet taken
     bool ended = false;            // the backend ended the stream
     bool closed = false;           // the stream is over (ended, reset, or connection gone)
     std::uint32_t error_code = 0;  // RST_STREAM's or GOAWAY's code when closed without an end
@@ -296,7 +297,7 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
     for (;;) {
         // Whatever arrived is relayed before the next wait: a streamed answer reaches the
         // client as it leaves the backend.
-        std::string taken;
+        cached_string taken;
         taken.swap(call->data);
         const bool last = call->ended;
         if (call->closed && !call->ended) {
