@@ -141,9 +141,8 @@ class answer_translator final : public http::basic_parser<false> {
     void on_field_impl(http::field, beast::string_view name, beast::string_view value,
                        boost::system::error_code&) override {
         const auto name_at = static_cast<std::uint32_t>(fields_.size());
-        for (char ch : name) {
-            fields_.push_back(static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch));
-        }
+        fields_.append(name.data(), name.size());
+        lowercase_ascii(fields_.data() + name_at, name.size());
         if (connection_specific(std::string_view(fields_).substr(name_at))) {
             fields_.resize(name_at);
             return;

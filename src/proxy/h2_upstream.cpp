@@ -396,9 +396,8 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
             continue;  // the length of the first message(s) only: the stream says where it ends
         }
         fields.push_back({names.size(), name.size(), value});
-        for (char c : name) {
-            names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c));
-        }
+        names.append(name);
+        lowercase_ascii(names.data() + names.size() - name.size(), name.size());
     }
     nva.push_back(make_nv(":authority", authority));
     for (const auto& f : fields) {
