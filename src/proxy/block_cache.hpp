@@ -32,8 +32,16 @@ public:
     }
 
     void* allocate(std::size_t bytes) {
+        if (void* p = try_allocate(bytes)) {
+            return p;
+        }
+        throw std::bad_alloc();  // as operator new
+    }
+
+    // Null when the heap is exhausted (for C callers such as nghttp2, and allocate).
+    void* try_allocate(std::size_t bytes) noexcept {
         if (bytes > largest) {
-            return ::operator new(bytes);
+            return ::operator new(bytes, std::nothrow);
         }
         auto c = class_of(bytes);
         auto& list = free_[c];
@@ -42,7 +50,7 @@ public:
             list.pop_back();
             return p;
         }
-        return ::operator new(smallest << c);
+        return ::operator new(smallest << c, std::nothrow);
     }
 
     void deallocate(void* p, std::size_t bytes) {

@@ -12,8 +12,16 @@ namespace {
 // follows aligned for any type nghttp2 stores.
 constexpr std::size_t header = 16;
 
+// Null when the heap is exhausted, as malloc: nghttp2 then fails the call with
+// NGHTTP2_ERR_NOMEM (an exception must not cross its C frames).
 void* allocate(std::size_t size, void*) {
-    auto* block = static_cast<unsigned char*>(block_cache::local().allocate(size + header));
+    if (size > static_cast<std::size_t>(-1) - header) {
+        return nullptr;
+    }
+    auto* block = static_cast<unsigned char*>(block_cache::local().try_allocate(size + header));
+    if (!block) {
+        return nullptr;
+    }
     std::memcpy(block, &size, sizeof size);
     return block + header;
 }
@@ -32,11 +40,13 @@ void release(void* ptr, void*) {
 }
 
 void* allocate_zeroed(std::size_t count, std::size_t size, void* user) {
-    if (size != 0 && count > static_cast<std::size_t>(-1) / size - header) {
+    if (size != 0 && count > (static_cast<std::size_t>(-1) - header) / size) {
         return nullptr;
     }
     void* ptr = allocate(count * size, user);
-    std::memset(ptr, 0, count * size);
+    if (ptr) {
+        std::memset(ptr, 0, count * size);
+    }
     return ptr;
 }
 
@@ -49,6 +59,9 @@ void* reallocate(void* ptr, std::size_t size, void* user) {
         return ptr;
     }
     void* moved = allocate(size, user);
+    if (!moved) {
+        return nullptr;  // as realloc: the old block stays the caller's
+    }
     std::memcpy(moved, ptr, old_size < size ? old_size : size);
     release(ptr, user);
     return moved;

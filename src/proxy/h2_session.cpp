@@ -121,7 +121,7 @@ class answer_translator final : public http::basic_parser<false> {
         header_limit(64 * 1024);
         body_limit(boost::none);
         eager(true);
-        fields_.reserve(448);  // with its size header, one 512-byte block of the cache
+        fields_.reserve(448);  // with the string's terminating NUL, one 512-byte block
         spans_.reserve(8);
     }
     unsigned status() const { return status_; }
@@ -345,13 +345,16 @@ class h2_connection {
         }
         auto head = std::move(spare_heads_.back());
         spare_heads_.pop_back();
+        spare_head_bytes_ -= head.capacity();
         return head;
     }
     void give_head(std::string head) {
-        if (spare_heads_.size() < max_spare_heads && head.capacity() <= 4096) {
+        if (spare_heads_.size() < max_spare_heads &&
+            spare_head_bytes_ + head.capacity() <= max_spare_head_bytes) {
             if (spare_heads_.capacity() == 0) {
                 spare_heads_.reserve(max_spare_heads);
             }
+            spare_head_bytes_ += head.capacity();
             head.clear();
             spare_heads_.push_back(std::move(head));
         }
@@ -394,10 +397,13 @@ class h2_connection {
     // or server-level calls) whose headers came without the request's end: they start once
     // the read is taken in, so a unary call that came whole is forwarded whole.
     std::vector<std::int32_t> open_calls_;
-    // At most this many heads wait (tens of KiB for a connection that had that many streams
-    // at once): answers come back in bursts, and the next burst of requests takes as many.
+    // At most this many heads, of at most 32 KiB together, wait (kept while the connection
+    // lives, idle or not): answers come back in bursts, and the next burst of requests takes
+    // as many. A gRPC call's head is a few hundred bytes.
     static constexpr std::size_t max_spare_heads = 64;
+    static constexpr std::size_t max_spare_head_bytes = 32 * 1024;
     std::vector<std::string> spare_heads_;
+    std::size_t spare_head_bytes_ = 0;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> wake_;
     net::basic_waitable_timer<clock, net::wait_traits<clock>, executor_type> all_done_;
     std::uint32_t live_tasks_ = 0;

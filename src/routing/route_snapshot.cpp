@@ -366,11 +366,19 @@ result<std::shared_ptr<const route_snapshot>> build_snapshot(const config::gatew
                     continue;
                 }
                 ep.address = results.begin()->endpoint();
-                // One id per transport: pools index by it, so an HTTP/1.1-over-TLS version's
-                // idle connections never serve an "h2" version of the same host:port.
+                // One id per transport and TLS identity: pools index by it, so an
+                // HTTP/1.1-over-TLS version's idle connections never serve an "h2" version of
+                // the same host:port, nor a connection made with one version's client
+                // certificate (or trust settings) a version configured with another.
                 const char* transport =
                     v.tls ? (v.http2 ? "|h2" : "|tls") : (v.http2 ? "|h2c" : "|tcp");
-                ep.id = registry.id_for(ep.authority + transport);
+                auto key = ep.authority + transport;
+                if (vc.tls) {
+                    key += "|" + std::to_string(vc.tls->verify) + "|" + vc.tls->ca_file + "|" +
+                           vc.tls->server_name + "|" + vc.tls->cert_file + "|" +
+                           vc.tls->key_file;
+                }
+                ep.id = registry.id_for(key);
                 if (v.tls && v.tls_server_name.empty()) {
                     v.tls_server_name = ep.host;
                 }

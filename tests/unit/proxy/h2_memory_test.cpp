@@ -48,8 +48,11 @@ TEST(H2Memory, ZeroedBlocksAreZeroEvenWhenReused) {
         ASSERT_EQ(zeroed[i], 0) << i;
     }
     mem->free(zeroed, mem->mem_user_data);
-    // A count times size that overflows is refused, as calloc's.
+    // A count times size that overflows is refused, as calloc's, whatever the size.
     EXPECT_EQ(mem->calloc(SIZE_MAX / 2, 4, mem->mem_user_data), nullptr);
+    EXPECT_EQ(mem->calloc(2, SIZE_MAX / 2, mem->mem_user_data), nullptr);
+    EXPECT_EQ(mem->calloc(1, SIZE_MAX - 8, mem->mem_user_data), nullptr);
+    EXPECT_EQ(mem->malloc(SIZE_MAX - 8, mem->mem_user_data), nullptr);  // past the size header
 }
 
 }  // namespace

@@ -224,6 +224,31 @@ TEST(BuildSnapshot, EndpointIdsAreStableAcrossBuilds) {
     EXPECT_EQ((*b)->endpoint_count, 4u);
 }
 
+TEST(BuildSnapshot, VersionsOfOneHostWithDifferentClientCertificatesShareNoConnection) {
+    // Pools index connections by endpoint id: a connection made with v1's client certificate
+    // must never carry v2's calls to the same host:port.
+    const auto a = test::make_test_certificate();
+    const auto b = test::make_test_certificate();
+    auto cfg = two_version_config(0);
+    cfg.models[0].versions[1].endpoints = cfg.models[0].versions[0].endpoints;
+    for (auto& v : cfg.models[0].versions) {
+        v.tls = config::upstream_tls{.ca_file = a.cert_file};
+    }
+    endpoint_registry registry;
+    auto same = build_snapshot(cfg, registry, test_series);
+    ASSERT_TRUE(same);
+    EXPECT_EQ((*same)->models[0].versions[0].endpoints[0].id,
+              (*same)->models[0].versions[1].endpoints[0].id);
+    cfg.models[0].versions[0].tls->cert_file = a.cert_file;
+    cfg.models[0].versions[0].tls->key_file = a.key_file;
+    cfg.models[0].versions[1].tls->cert_file = b.cert_file;
+    cfg.models[0].versions[1].tls->key_file = b.key_file;
+    auto apart = build_snapshot(cfg, registry, test_series);
+    ASSERT_TRUE(apart);
+    EXPECT_NE((*apart)->models[0].versions[0].endpoints[0].id,
+              (*apart)->models[0].versions[1].endpoints[0].id);
+}
+
 TEST(BuildSnapshot, UnresolvableHostIsAProblemWithItsPath) {
     auto cfg = two_version_config(0);
     cfg.models[0].versions[0].endpoints[0].host = "no-such-host.invalid";
