@@ -335,19 +335,23 @@ TEST(Proxy, TlsToUpstreamPresentsTheClientCertificateABackendRequires) {
         ASSERT_EQ(r.status, 200u) << r.body;
         EXPECT_EQ(json::parse(r.body)["model_version"], "v2");
     }
-    // Without a client certificate, or with one the backend does not trust, no answer.
-    const config::upstream_tls refused_configs[] = {
-        {.ca_file = server_cert.cert_file, .server_name = "localhost"},
-        {.ca_file = server_cert.cert_file,
-         .server_name = "localhost",
-         .cert_file = server_cert.cert_file,
-         .key_file = server_cert.key_file},
+    // Without a client certificate, or with one the backend does not trust, no answer, and
+    // the error says what the backend's TLS alert said.
+    const std::pair<config::upstream_tls, const char*> refused_configs[] = {
+        {{.ca_file = server_cert.cert_file, .server_name = "localhost"},
+         "certificate required"},
+        {{.ca_file = server_cert.cert_file,
+          .server_name = "localhost",
+          .cert_file = server_cert.cert_file,
+          .key_file = server_cert.key_file},
+         "unknown ca"},
     };
-    for (const auto& tls : refused_configs) {
+    for (const auto& [tls, alert] : refused_configs) {
         auto refused = with_tls(tls);
         auto r = request(refused.port, "POST", "/v1/models/m:predict", predict_body,
                          {{"X-Stagegate-Force-Version", "v2"}});
         EXPECT_EQ(r.status, 502u) << tls.cert_file << ": " << r.body;
+        EXPECT_NE(r.body.find(alert), std::string::npos) << r.body;
     }
 }
 
