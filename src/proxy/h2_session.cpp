@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "body_feed.hpp"
+#include "h2_fields.hpp"
 #include "h2_memory.hpp"
 #include "grpc_status.hpp"
 #include "http_util.hpp"
@@ -814,7 +815,7 @@ void h2_connection::submit_answer_head(h2_stream& s) {
                  std::size_t value_size) {
         return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name)),
                           reinterpret_cast<std::uint8_t*>(const_cast<char*>(value)), name_size,
-                          value_size, NGHTTP2_NV_FLAG_NONE};
+                          value_size, hpack_flags({name, name_size})};
     };
     nva.push_back(nv(":status", 7, status, 3));
     const char* bytes = t.field_bytes().data();
@@ -838,7 +839,7 @@ void h2_connection::submit_trailers(h2_stream& s) {
         nva.push_back(nghttp2_nv{
             reinterpret_cast<std::uint8_t*>(const_cast<char*>(bytes + f[0])),
             reinterpret_cast<std::uint8_t*>(const_cast<char*>(bytes + f[2])), f[1], f[3],
-            NGHTTP2_NV_FLAG_NONE});
+            hpack_flags({bytes + f[0], f[1]})});
     }
     nghttp2_submit_trailer(session_, s.id, nva.data(), nva.size());
 }

@@ -4,6 +4,7 @@
 // The transport is the pool's connection, cleartext (h2c) or TLS whose ALPN chose h2 (the pool
 // checked): only the reader's and writer's stream differs, everything above it is the same.
 #include "h2_upstream.hpp"
+#include "h2_fields.hpp"
 #include "h2_memory.hpp"
 
 #include <nghttp2/nghttp2.h>
@@ -28,7 +29,7 @@ constexpr std::int32_t connection_receive_window = 16 << 20;
 nghttp2_nv make_nv(std::string_view name, std::string_view value) {
     return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
                       reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())),
-                      name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
+                      name.size(), value.size(), hpack_flags(name)};
 }
 
 bool iequal(std::string_view a, std::string_view b) {

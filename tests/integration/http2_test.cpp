@@ -150,6 +150,29 @@ TEST_F(Http2, ConcurrentStreamsOnOneConnectionAreSplitByWeightAndAllAnswered) {
     EXPECT_LE(v2, 620u);
 }
 
+// HPACK: the fields that repeat from answer to answer (content-type, the version stamps) are
+// kept in the connection's dynamic table, while X-Request-Id, new on every answer, is sent
+// never indexed: indexing it would evict the fields that do repeat and, in nghttp2's encoder,
+// make every later request id a walk over a table full of earlier ones (about 8 % of a gRPC
+// call's instructions; loadtest/grpc_instructions). nghttp -v marks a never-indexed field
+// "sensitive".
+TEST_F(Http2, RequestIdsAreSentNeverIndexedAndRepeatedFieldsStayIndexed) {
+    auto s = stack::make();
+    const std::string body_file = ::testing::TempDir() + "/h2_hpack_body.json";
+    std::ofstream(body_file) << predict_body;
+    std::string urls;
+    for (int i = 0; i < 4; ++i) {
+        urls += " '" + url(s.port, "/v1/models/m:predict?n=" + std::to_string(i)) + "'";
+    }
+    auto r = run("nghttp -nv -d " + body_file + " -H 'content-type: application/json'" + urls);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(occurrences(r.output, ":status: 200"), 4u) << r.output;
+    EXPECT_EQ(occurrences(r.output, "sensitive) x-request-id: "), 4u) << r.output;
+    EXPECT_EQ(occurrences(r.output, "x-request-id: "), 4u) << r.output;
+    EXPECT_EQ(occurrences(r.output, "sensitive) x-stagegate-"), 0u) << r.output;
+    EXPECT_EQ(occurrences(r.output, "sensitive) content-type"), 0u) << r.output;
+}
+
 // A streamed answer reaches an HTTP/2 client event by event, not at its end.
 TEST_F(Http2, StreamedAnswerIsRelayedAsItIsSent) {
     mockmodel::options llm;
