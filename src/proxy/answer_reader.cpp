@@ -1,0 +1,292 @@
+#include "answer_reader.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+namespace stagegate::proxy {
+namespace {
+
+using namespace std::string_view_literals;
+
+// Whether an HTTP/1.1 field is connection-specific (RFC 9113 8.2.2: an HTTP/2 message must
+// not carry it). `lower_name` is lowercase.
+bool connection_specific(std::string_view lower_name) {
+    return lower_name == "connection"sv || lower_name == "keep-alive"sv ||
+           lower_name == "proxy-connection"sv || lower_name == "transfer-encoding"sv ||
+           lower_name == "upgrade"sv;
+}
+
+bool is_space(char c) {
+    return c == ' ' || c == '\t';
+}
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return (x | 0x20) == (y | 0x20);
+           });
+}
+
+// Decimal digits only, without overflow.
+bool parse_decimal(std::string_view text, std::uint64_t& out) {
+    if (text.empty() || text.size() > 19) {
+        return false;
+    }
+    std::uint64_t n = 0;
+    for (const char c : text) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    out = n;
+    return true;
+}
+
+// Lowercases a field name in place, 8 bytes at a time (names are short, and a byte loop
+// costs more per name than the rest of its line); false when a byte cannot be in a name
+// (controls, space, DEL, non-ASCII). Each test below works on a byte's low 7 bits, to which
+// adding a constant of at most 0x5f cannot carry into the next byte.
+bool lowercase_token(char* name, std::size_t size) {
+    static_assert(std::endian::native == std::endian::little, "the tail's mask takes low bytes");
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    constexpr std::uint64_t highs = 0x8080808080808080ull;
+    std::uint64_t bad = 0;
+    auto word = [&](std::uint64_t w, std::uint64_t used) {
+        const std::uint64_t low7 = w & ~highs;
+        const std::uint64_t at_least_a = low7 + ones * (0x80 - 'A');  // high bit: >= 'A'
+        const std::uint64_t past_z = low7 + ones * (0x7f - 'Z');      // high bit: > 'Z'
+        const std::uint64_t past_space = low7 + ones * (0x7f - ' ');  // high bit: > ' '
+        const std::uint64_t del = low7 + ones;                        // high bit: 0x7f
+        bad |= (w | ~past_space | del) & highs & used;
+        return w | (((at_least_a ^ past_z) & highs) >> 2);  // +0x20 for 'A'..'Z'
+    };
+    std::size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, name + i, 8);
+        w = word(w, ~std::uint64_t{0});
+        std::memcpy(name + i, &w, 8);
+    }
+    if (const auto rest = size - i; rest > 0) {
+        std::uint64_t w = 0;
+        std::memcpy(&w, name + i, rest);
+        w = word(w, (std::uint64_t{1} << (8 * rest)) - 1);  // the bytes after the name are 0
+        std::memcpy(name + i, &w, rest);
+    }
+    return bad == 0;
+}
+
+}  // namespace
+
+answer_reader::answer_reader() {
+    fields_.reserve(448);  // with the string's terminating NUL, one 512-byte block
+    spans_.reserve(8);
+}
+
+answer_reader::line_status answer_reader::next_line(const char*& p, const char* end,
+                                                    std::string_view& line) {
+    const auto* newline =
+        static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+    const char* const stop = newline ? newline + 1 : end;
+    line_bytes_ += static_cast<std::size_t>(stop - p);
+    if (line_bytes_ > max_head_bytes) {
+        return line_status::bad;
+    }
+    if (!newline) {
+        line_.append(p, static_cast<std::size_t>(end - p));  // the rest comes in a later write
+        p = end;
+        return line_status::more;
+    }
+    if (line_.empty()) {
+        line = std::string_view(p, static_cast<std::size_t>(stop - p));  // whole in this write
+    } else {
+        line_.append(p, static_cast<std::size_t>(stop - p));
+        line = line_;
+    }
+    p = stop;
+    if (line.size() < 2 || line[line.size() - 2] != '\r') {
+        return line_status::bad;  // a bare LF: not this process's
+    }
+    line.remove_suffix(2);
+    return line_status::ok;
+}
+
+bool answer_reader::read(const char* data, std::size_t size, cached_string& body) {
+    const char* p = data;
+    const char* const end = data + size;
+    while (p < end) {
+        switch (state_) {
+            case state::status_line:
+            case state::fields:
+            case state::chunk_size:
+            case state::trailers: {
+                std::string_view line;
+                const auto got = next_line(p, end, line);
+                if (got == line_status::bad) {
+                    return false;
+                }
+                if (got == line_status::more) {
+                    break;
+                }
+                bool ok = true;
+                if (state_ == state::status_line) {
+                    ok = parse_status_line(line);
+                    state_ = state::fields;
+                } else if (state_ == state::fields) {
+                    ok = line.empty() ? begin_body() : parse_field_line(line, false);
+                } else if (state_ == state::chunk_size) {
+                    ok = parse_chunk_size(line);
+                } else if (line.empty()) {
+                    state_ = state::done;
+                } else {
+                    ok = parse_field_line(line, true);
+                }
+                line_.clear();
+                if (!ok) {
+                    return false;
+                }
+                break;
+            }
+            case state::sized_body:
+            case state::chunk_data: {
+                const auto n = static_cast<std::size_t>(
+                    std::min<std::uint64_t>(left_, static_cast<std::size_t>(end - p)));
+                body.append(p, n);
+                p += n;
+                left_ -= n;
+                if (left_ == 0) {
+                    state_ = state_ == state::sized_body ? state::done : state::chunk_end;
+                }
+                break;
+            }
+            case state::chunk_end:
+                // The CRLF after a chunk's bytes, perhaps split between two writes.
+                if (*p != (line_.empty() ? '\r' : '\n')) {
+                    return false;
+                }
+                ++p;
+                if (line_.empty()) {
+                    line_.push_back('\r');
+                } else {
+                    line_.clear();
+                    state_ = state::chunk_size;
+                }
+                break;
+            case state::until_close:
+                body.append(p, static_cast<std::size_t>(end - p));
+                p = end;
+                break;
+            case state::done:
+                return true;  // what follows the answer is not part of it
+        }
+    }
+    return true;
+}
+
+bool answer_reader::parse_status_line(std::string_view line) {
+    // "HTTP/1.1 200 OK" (the reason may be empty).
+    if (line.size() < 12 || !line.starts_with("HTTP/1."sv) || line[8] != ' ' ||
+        (line.size() > 12 && line[12] != ' ')) {
+        return false;
+    }
+    unsigned code = 0;
+    for (std::size_t i = 9; i < 12; ++i) {
+        if (line[i] < '0' || line[i] > '9') {
+            return false;
+        }
+        code = code * 10 + static_cast<unsigned>(line[i] - '0');
+    }
+    status_ = code;
+    return code >= 100;
+}
+
+bool answer_reader::parse_field_line(std::string_view line, bool trailer) {
+    const auto colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) {
+        return false;
+    }
+    const auto name = line.substr(0, colon);
+    auto value = line.substr(colon + 1);
+    while (!value.empty() && is_space(value.front())) {
+        value.remove_prefix(1);
+    }
+    while (!value.empty() && is_space(value.back())) {
+        value.remove_suffix(1);
+    }
+    if (!trailer) {
+        // The framing this reader follows (the field itself goes, or stays, below).
+        if (equal_ignoring_case(name, "transfer-encoding"sv)) {
+            if (!equal_ignoring_case(value, "chunked"sv)) {
+                return false;
+            }
+            chunked_ = true;
+        } else if (equal_ignoring_case(name, "content-length"sv)) {
+            if (has_length_ || !parse_decimal(value, left_)) {
+                return false;
+            }
+            has_length_ = true;
+        }
+    }
+    const auto name_at = static_cast<std::uint32_t>(fields_.size());
+    fields_.append(name);
+    if (!lowercase_token(fields_.data() + name_at, name.size())) {
+        return false;
+    }
+    if (connection_specific(std::string_view(fields_).substr(name_at))) {
+        fields_.resize(name_at);
+        return true;
+    }
+    const auto value_at = static_cast<std::uint32_t>(fields_.size());
+    fields_.append(value);
+    (trailer ? trailer_spans_ : spans_)
+        .push_back({name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
+    return true;
+}
+
+bool answer_reader::begin_body() {
+    // No body: a HEAD request's answer, 1xx, 204 and 304 (RFC 9112 6.3).
+    if (head_request_ || status_ < 200 || status_ == 204 || status_ == 304) {
+        state_ = state::done;
+    } else if (chunked_) {
+        if (has_length_) {
+            return false;  // both framings: not something this process writes
+        }
+        state_ = state::chunk_size;
+    } else if (has_length_) {
+        state_ = left_ == 0 ? state::done : state::sized_body;
+    } else {
+        state_ = state::until_close;
+    }
+    return true;
+}
+
+bool answer_reader::parse_chunk_size(std::string_view line) {
+    // Hex digits, then perhaps extensions (";name=value"), which say nothing to HTTP/2.
+    std::uint64_t size = 0;
+    std::size_t digits = 0;
+    for (; digits < line.size(); ++digits) {
+        const char c = line[digits];
+        unsigned v;
+        if (c >= '0' && c <= '9') {
+            v = static_cast<unsigned>(c - '0');
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            v = static_cast<unsigned>((c | 0x20) - 'a' + 10);
+        } else {
+            break;
+        }
+        if (digits >= 15) {
+            return false;  // past any body this process would relay
+        }
+        size = size * 16 + v;
+    }
+    if (digits == 0 || (digits < line.size() && line[digits] != ';' && !is_space(line[digits]))) {
+        return false;
+    }
+    left_ = size;
+    state_ = size == 0 ? state::trailers : state::chunk_data;
+    line_bytes_ = 0;  // each size line, and then the trailers, have the head's bound afresh
+    return true;
+}
+
+}  // namespace stagegate::proxy

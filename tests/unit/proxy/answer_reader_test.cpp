@@ -1,0 +1,213 @@
+// answer_reader: the HTTP/1.1 answers this process writes for HTTP/2 streams, read back
+// into a status, fields, body bytes and trailers, however the writes split them; anything
+// else is refused (the stream is then reset).
+#include "proxy/answer_reader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace stagegate::proxy {
+namespace {
+
+using field_list = std::vector<std::pair<std::string, std::string>>;
+
+field_list listed(const answer_reader& r, const cached_vector<answer_reader::span>& spans) {
+    field_list out;
+    const std::string_view bytes(r.field_bytes());
+    for (const auto& s : spans) {
+        out.emplace_back(bytes.substr(s[0], s[1]), bytes.substr(s[2], s[3]));
+    }
+    return out;
+}
+
+const std::string chunked_grpc_answer =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: application/grpc\r\n"
+    "X-Stagegate-Version:  v2 \r\n"
+    "Connection: keep-alive\r\n"
+    "Transfer-Encoding: chunked\r\n"
+    "\r\n"
+    "5\r\nhello\r\n"
+    "1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+    "0\r\n"
+    "Grpc-Status: 0\r\n"
+    "grpc-message: fine\r\n"
+    "\r\n";
+
+void expect_grpc_answer(const answer_reader& r, const cached_string& body) {
+    EXPECT_TRUE(r.header_done());
+    EXPECT_TRUE(r.done());
+    EXPECT_EQ(r.status(), 200u);
+    // Lowercased and trimmed; Connection and Transfer-Encoding left out (RFC 9113 8.2.2).
+    EXPECT_EQ(listed(r, r.fields()),
+              (field_list{{"content-type", "application/grpc"}, {"x-stagegate-version", "v2"}}));
+    EXPECT_EQ(listed(r, r.trailers()), (field_list{{"grpc-status", "0"}, {"grpc-message", "fine"}}));
+    EXPECT_EQ(std::string(body), "helloabcdefghijklmnopqrstuvwxyz");
+}
+
+TEST(AnswerReader, AChunkedAnswerWithTrailersReadsTheSameInOneWriteAndSplitAnywhere) {
+    {
+        answer_reader r;
+        cached_string body;
+        ASSERT_TRUE(r.read(chunked_grpc_answer.data(), chunked_grpc_answer.size(), body));
+        expect_grpc_answer(r, body);
+    }
+    // Every split into two writes, and byte by byte: lines, sizes and CRLFs cut anywhere.
+    for (std::size_t cut = 1; cut < chunked_grpc_answer.size(); ++cut) {
+        answer_reader r;
+        cached_string body;
+        ASSERT_TRUE(r.read(chunked_grpc_answer.data(), cut, body)) << cut;
+        EXPECT_FALSE(r.done()) << cut;
+        ASSERT_TRUE(r.read(chunked_grpc_answer.data() + cut, chunked_grpc_answer.size() - cut,
+                           body))
+            << cut;
+        expect_grpc_answer(r, body);
+    }
+    answer_reader r;
+    cached_string body;
+    for (const char c : chunked_grpc_answer) {
+        ASSERT_TRUE(r.read(&c, 1, body));
+    }
+    expect_grpc_answer(r, body);
+}
+
+TEST(AnswerReader, TheHeadIsDoneBeforeTheBodyComesAndBodyBytesArriveAsWritten) {
+    const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    answer_reader r;
+    cached_string body;
+    ASSERT_TRUE(r.read(head.data(), head.size() - 1, body));
+    EXPECT_FALSE(r.header_done());
+    ASSERT_TRUE(r.read(head.data() + head.size() - 1, 1, body));
+    EXPECT_TRUE(r.header_done());
+    EXPECT_FALSE(r.done());
+    const std::string event = "a\r\ndata: {}\n\n\r\n";
+    ASSERT_TRUE(r.read(event.data(), 7, body));
+    EXPECT_EQ(std::string(body), "data");  // relayed before the chunk is whole
+    ASSERT_TRUE(r.read(event.data() + 7, event.size() - 7, body));
+    EXPECT_EQ(std::string(body), "data: {}\n\n");
+    EXPECT_FALSE(r.done());
+    const std::string last = "0\r\n\r\n";
+    ASSERT_TRUE(r.read(last.data(), last.size(), body));
+    EXPECT_TRUE(r.done());
+    EXPECT_TRUE(r.trailers().empty());
+}
+
+TEST(AnswerReader, SizedEmptyAndBodilessAnswers) {
+    {
+        const std::string a = "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnopeEXTRA";
+        answer_reader r;
+        cached_string body;
+        ASSERT_TRUE(r.read(a.data(), a.size(), body));
+        EXPECT_TRUE(r.done());
+        EXPECT_EQ(r.status(), 404u);
+        EXPECT_EQ(std::string(body), "nope");  // what follows the answer is not part of it
+        EXPECT_EQ(listed(r, r.fields()), (field_list{{"content-length", "4"}}));
+    }
+    for (const std::string& a : {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                                "HTTP/1.1 204 No Content\r\n\r\n",
+                                "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"}) {
+        answer_reader r;
+        cached_string body;
+        ASSERT_TRUE(r.read(a.data(), a.size(), body)) << a;
+        EXPECT_TRUE(r.done()) << a;
+        EXPECT_TRUE(body.empty()) << a;
+    }
+    // A HEAD request's answer says how long the body would be; none follows.
+    const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 57\r\n\r\n";
+    answer_reader r;
+    r.skip_body();
+    cached_string body;
+    ASSERT_TRUE(r.read(head.data(), head.size(), body));
+    EXPECT_TRUE(r.done());
+    EXPECT_EQ(listed(r, r.fields()), (field_list{{"content-length", "57"}}));
+}
+
+TEST(AnswerReader, WithoutLengthOrChunkingTheBodyRunsToTheEndAndIsNeverDone) {
+    const std::string a = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome bytes";
+    answer_reader r;
+    cached_string body;
+    ASSERT_TRUE(r.read(a.data(), a.size(), body));
+    EXPECT_TRUE(r.header_done());
+    EXPECT_FALSE(r.done());  // the stream is reset at the end: its client cannot tell it whole
+    EXPECT_EQ(std::string(body), "some bytes");
+}
+
+TEST(AnswerReader, WhatThisProcessNeverWritesIsRefused) {
+    const std::string too_long_head =
+        "HTTP/1.1 200 OK\r\nX-Big: " + std::string(answer_reader::max_head_bytes, 'a') + "\r\n\r\n";
+    for (const std::string& a : {
+             std::string("HTTP/2 200 OK\r\n\r\n"),
+             std::string("HTTP/1.1 2x0 OK\r\n\r\n"),
+             std::string("HTTP/1.1 099 Odd\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"),  // a bare LF
+             std::string("HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\n: empty name\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nNon-\xc3\xa9: x\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"),
+             std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+             std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY"),
+             std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n"),
+             too_long_head,
+         }) {
+        answer_reader r;
+        cached_string body;
+        EXPECT_FALSE(r.read(a.data(), a.size(), body)) << a.substr(0, 120);
+    }
+}
+
+// Names are lowercased and checked 8 bytes at a time, then the rest: every byte value at
+// every place of a 21-byte name (two words and a rest of 5) is checked and lowercased.
+TEST(AnswerReader, EveryByteOfANameIsCheckedAndLowercasedWhereverItFalls) {
+    const std::string base = "X-Stagegate-Versionab";
+    ASSERT_EQ(base.size(), 21u);
+    for (std::size_t at = 0; at < base.size(); ++at) {
+        for (int b = 0; b < 256; ++b) {
+            if (b == ':') {
+                continue;  // ends the name
+            }
+            std::string name = base;
+            name[at] = static_cast<char>(b);
+            const std::string a = "HTTP/1.1 204 No Content\r\n" + name + ": v\r\n\r\n";
+            answer_reader r;
+            cached_string body;
+            const bool valid = b > ' ' && b < 0x7f;
+            ASSERT_EQ(r.read(a.data(), a.size(), body), valid) << at << " " << b;
+            if (!valid) {
+                continue;
+            }
+            std::string lower = name;
+            for (auto& c : lower) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            ASSERT_EQ(listed(r, r.fields()), (field_list{{lower, "v"}})) << at << " " << b;
+        }
+    }
+}
+
+TEST(AnswerReader, ALongStreamOfChunksIsNotHeldToTheHeadsBound) {
+    answer_reader r;
+    cached_string body;
+    const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    ASSERT_TRUE(r.read(head.data(), head.size(), body));
+    const std::string chunk = "1\r\nx\r\n";
+    // More size lines than the head's bound holds bytes of: each has the bound of its own.
+    const std::size_t chunks = answer_reader::max_head_bytes / 3 + 1;
+    for (std::size_t i = 0; i < chunks; ++i) {
+        ASSERT_TRUE(r.read(chunk.data(), chunk.size(), body)) << i;
+    }
+    EXPECT_EQ(body.size(), chunks);
+    const std::string last = "0\r\ngrpc-status: 0\r\n\r\n";
+    ASSERT_TRUE(r.read(last.data(), last.size(), body));
+    EXPECT_TRUE(r.done());
+}
+
+}  // namespace
+}  // namespace stagegate::proxy
