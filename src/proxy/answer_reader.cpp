@@ -1,8 +1,9 @@
 #include "answer_reader.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
+
+#include "h2_fields.hpp"
 
 namespace stagegate::proxy {
 namespace {
@@ -41,40 +42,6 @@ bool parse_decimal(std::string_view text, std::uint64_t& out) {
     }
     out = n;
     return true;
-}
-
-// Lowercases a field name in place, 8 bytes at a time (names are short, and a byte loop
-// costs more per name than the rest of its line); false when a byte cannot be in a name
-// (controls, space, DEL, non-ASCII). Each test below works on a byte's low 7 bits, to which
-// adding a constant of at most 0x5f cannot carry into the next byte.
-bool lowercase_token(char* name, std::size_t size) {
-    static_assert(std::endian::native == std::endian::little, "the tail's mask takes low bytes");
-    constexpr std::uint64_t ones = 0x0101010101010101ull;
-    constexpr std::uint64_t highs = 0x8080808080808080ull;
-    std::uint64_t bad = 0;
-    auto word = [&](std::uint64_t w, std::uint64_t used) {
-        const std::uint64_t low7 = w & ~highs;
-        const std::uint64_t at_least_a = low7 + ones * (0x80 - 'A');  // high bit: >= 'A'
-        const std::uint64_t past_z = low7 + ones * (0x7f - 'Z');      // high bit: > 'Z'
-        const std::uint64_t past_space = low7 + ones * (0x7f - ' ');  // high bit: > ' '
-        const std::uint64_t del = low7 + ones;                        // high bit: 0x7f
-        bad |= (w | ~past_space | del) & highs & used;
-        return w | (((at_least_a ^ past_z) & highs) >> 2);  // +0x20 for 'A'..'Z'
-    };
-    std::size_t i = 0;
-    for (; i + 8 <= size; i += 8) {
-        std::uint64_t w;
-        std::memcpy(&w, name + i, 8);
-        w = word(w, ~std::uint64_t{0});
-        std::memcpy(name + i, &w, 8);
-    }
-    if (const auto rest = size - i; rest > 0) {
-        std::uint64_t w = 0;
-        std::memcpy(&w, name + i, rest);
-        w = word(w, (std::uint64_t{1} << (8 * rest)) - 1);  // the bytes after the name are 0
-        std::memcpy(name + i, &w, rest);
-    }
-    return bad == 0;
 }
 
 }  // namespace
@@ -230,7 +197,7 @@ bool answer_reader::parse_field_line(std::string_view line, bool trailer) {
     }
     const auto name_at = static_cast<std::uint32_t>(fields_.size());
     fields_.append(name);
-    if (!lowercase_token(fields_.data() + name_at, name.size())) {
+    if (!lowercase_field_name(fields_.data() + name_at, name.size())) {
         return false;
     }
     if (connection_specific(std::string_view(fields_).substr(name_at))) {

@@ -398,7 +398,7 @@ std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_vi
         }
         fields.push_back({names.size(), name.size(), value});
         names.append(name);
-        lowercase_ascii(names.data() + names.size() - name.size(), name.size());
+        lowercase_field_name(names.data() + names.size() - name.size(), name.size());
     }
     nva.push_back(make_nv(":authority", authority));
     for (const auto& f : fields) {

@@ -151,15 +151,6 @@ std::size_t format_chunk_size(char (&out)[24], std::size_t size);
 // A request id is kept only when it is short and printable (it is echoed into headers).
 bool acceptable_request_id(std::string_view id);
 
-// Lowercases ASCII letters in place (HTTP/2 field names must be lowercase); other bytes stay.
-inline void lowercase_ascii(char* bytes, std::size_t size) {
-    for (std::size_t i = 0; i < size; ++i) {
-        if (bytes[i] >= 'A' && bytes[i] <= 'Z') {
-            bytes[i] = static_cast<char>(bytes[i] + ('a' - 'A'));
-        }
-    }
-}
-
 // The version and stage routing assigned a request to; empty before routing decided.
 struct routed_to {
     std::string_view version;  // X-Stagegate-Version
