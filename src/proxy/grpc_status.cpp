@@ -9,10 +9,10 @@ namespace stagegate::proxy {
 
 bool is_grpc_request(const request_type& req) {
     auto it = req.find(http::field::content_type);
-    if (it == req.end()) {
-        return false;
-    }
-    const std::string_view type = it->value();
+    return it != req.end() && is_grpc_content_type(it->value());
+}
+
+bool is_grpc_content_type(std::string_view type) {
     constexpr std::string_view grpc = "application/grpc";
     if (type.size() < grpc.size() || !boost::beast::iequals(type.substr(0, grpc.size()), grpc)) {
         return false;

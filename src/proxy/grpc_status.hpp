@@ -52,6 +52,9 @@ private:
 
 // A gRPC call: Content-Type application/grpc, alone or with a subtype ("+proto", "+json").
 bool is_grpc_request(const request_type& req);
+// The same test on a Content-Type's value (an HTTP/2 stream makes it as its fields arrive,
+// without a search of the request's fields).
+bool is_grpc_content_type(std::string_view type);
 
 // grpc-status's value (a decimal code 0..16 as sent; larger codes are kept, as UNKNOWN
 // would lose them); nullopt when it is not a number.

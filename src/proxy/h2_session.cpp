@@ -130,6 +130,9 @@ struct h2_stream final : deadline_listener, body_feed::writer {
     // A call whose client streams messages (grpc_method_streams_requests): it starts once its
     // first message is whole, and what follows goes to `feed` instead of the body.
     bool streams_request = false;
+    // Its first Content-Type names gRPC (is_grpc_request, as its fields arrive).
+    bool grpc = false;
+    bool content_type_seen = false;
     std::shared_ptr<body_feed> feed;
     bool feed_done = false;  // no exchange takes from `feed` any more: arrivals are dropped
     // --- the answer
@@ -446,6 +449,10 @@ struct callbacks {
                 s->authority.assign(value);  // :authority wins when both came (RFC 9113 8.3.1)
             }
         } else {
+            if (!s->content_type_seen && name == "content-type") {
+                s->content_type_seen = true;
+                s->grpc = is_grpc_content_type(value);
+            }
             s->req.insert(name, value);
         }
         return 0;
@@ -507,7 +514,7 @@ struct callbacks {
             if (!s->cookies.empty()) {
                 s->req.set(http::field::cookie, s->cookies);
             }
-            if (is_grpc_request(s->req)) {
+            if (s->grpc) {
                 const auto call = routing::parse_grpc_path(std::string_view(s->req.target()));
                 s->streams_request = routing::grpc_method_streams_requests(call);
                 if (!routing::grpc_method_names_model(call) &&
@@ -847,7 +854,7 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
     rc.client_version = 11;  // the answer is written as HTTP/1.1 and translated
     rc.keep_alive = true;
     rc.head = req.method() == http::verb::head;
-    rc.grpc = is_grpc_request(req);
+    rc.grpc = s->grpc;
     rc.feed = s->feed.get();
     if (rc.head) {
         s->answer.skip_body();
