@@ -719,7 +719,13 @@ void h2_connection::release_parked(h2_stream& s, boost::system::error_code ec) {
         return;
     }
     const std::size_t n = ec ? 0 : s.parked_bytes;
-    net::post(executor(), net::append(std::move(s.parked), ec, n));
+    // Not net::append(std::move(s.parked), ...): Boost 1.81's append hands its handler on as
+    // an lvalue, and any_completion_handler's unconstrained converting constructor then wraps
+    // itself without end (a stack overflow: the worker crashed on the first answer a client's
+    // window held back).
+    net::post(executor(), [handler = std::move(s.parked), ec, n]() mutable {
+        std::move(handler)(ec, n);
+    });
     s.parked = nullptr;
 }
 
@@ -831,7 +837,10 @@ class h2_answer_writer {
                     n += b.size();
                 }
                 if (!ec && s_.queued() > answer_high_water) {
-                    s_.parked = std::move(handler);  // until the client's window takes it
+                    // Until the client's window takes it. Swapped in, not assigned: Boost
+                    // 1.81's any_completion_handler move-assigns through its unconstrained
+                    // converting constructor with an lvalue, which wraps itself without end.
+                    write_handler(std::move(handler)).swap(s_.parked);
                     s_.parked_bytes = n;
                     return;
                 }

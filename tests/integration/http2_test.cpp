@@ -173,6 +173,36 @@ TEST_F(Http2, RequestIdsAreSentNeverIndexedAndRepeatedFieldsStayIndexed) {
     EXPECT_EQ(occurrences(r.output, "sensitive) content-type"), 0u) << r.output;
 }
 
+// A client whose flow-control window holds the answer back: nghttp with 1 KiB stream and
+// 4 KiB connection windows reads a 400 KB answer. The answer queues past its high mark, the
+// exchange's write waits for the window and is released as the client reads. This crashed
+// the worker (a stack overflow in Boost 1.81's any_completion_handler move assignment) until
+// the parked write was swapped in; the answer arrives whole and the process goes on serving.
+TEST_F(Http2, ALargeAnswerHeldBackByTheClientsWindowArrivesWhole) {
+    auto s = stack::make();
+    const std::string body_file = ::testing::TempDir() + "/h2_window_body.json";
+    {
+        std::ofstream out(body_file);
+        out << R"({"instances":[)";
+        for (int i = 0; i < 20000; ++i) {
+            out << (i ? ",[1,2]" : "[1,2]");
+        }
+        out << "]}";
+    }
+    for (int round = 0; round < 2; ++round) {
+        auto r = run("nghttp -w 10 -W 12 -d " + body_file +
+                         " -H 'content-type: application/json' " +
+                         url(s.port, "/v1/models/m:predict"),
+                     60);
+        ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
+        auto answer = json::parse(r.output, nullptr, false);
+        ASSERT_FALSE(answer.is_discarded()) << r.output.substr(0, 2000);
+        EXPECT_EQ(answer["predictions"].size(), 20000u);
+    }
+    auto after = request(s.port, "POST", "/v1/models/m:predict", predict_body);
+    EXPECT_EQ(after.status, 200u) << after.error;
+}
+
 // A streamed answer reaches an HTTP/2 client event by event, not at its end.
 TEST_F(Http2, StreamedAnswerIsRelayedAsItIsSent) {
     mockmodel::options llm;
