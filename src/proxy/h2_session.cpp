@@ -849,6 +849,24 @@ class h2_answer_writer {
             token, buffers);
     }
 
+    // write_all's first try: the bytes queued for the stream at once, without an operation
+    // posted to the scheduler and a coroutine resumed from there, while the stream's queue has
+    // room (0 when it has none: the asynchronous write waits for the client's window).
+    template <class ConstBufferSequence>
+    std::size_t write_now(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
+        if (s_.queued() > answer_high_water) {
+            return 0;
+        }
+        std::size_t n = 0;
+        for (auto it = net::buffer_sequence_begin(buffers);
+             it != net::buffer_sequence_end(buffers) && !ec; ++it) {
+            const net::const_buffer b(*it);
+            ec = c_.write_answer(s_, static_cast<const char*>(b.data()), b.size());
+            n += ec ? 0 : b.size();
+        }
+        return n;
+    }
+
   private:
     h2_connection& c_;
     h2_stream& s_;

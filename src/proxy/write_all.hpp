@@ -26,7 +26,8 @@ namespace stagegate::proxy {
 
 // One sendmsg(MSG_DONTWAIT) of `buffers` (at most 8 pieces; more go asynchronously) on a plain
 // socket: the bytes it took. A full send buffer is not an error (0 bytes, ec clear); a reset or
-// closed peer is. Other streams: 0, for the asynchronous path.
+// closed peer is. A stream with a write_now of its own (an HTTP/2 stream's answer, queued in
+// memory) takes the bytes the same way. Other streams: 0, for the asynchronous path.
 template <class Stream, class Buffers>
 std::size_t send_now([[maybe_unused]] Stream& stream, [[maybe_unused]] const Buffers& buffers,
                      [[maybe_unused]] boost::system::error_code& ec) {
@@ -59,6 +60,8 @@ std::size_t send_now([[maybe_unused]] Stream& stream, [[maybe_unused]] const Buf
             ec.assign(errno, boost::system::system_category());
         }
         return 0;
+    } else if constexpr (requires { stream.write_now(buffers, ec); }) {
+        return stream.write_now(buffers, ec);  // an HTTP/2 stream's answer (h2_session.cpp)
     } else {
         return 0;
     }

@@ -114,5 +114,70 @@ TEST(WriteAll, APeerThatIsGoneIsAnError) {
     EXPECT_EQ(written, 0u);
 }
 
+// A stream with a write_now of its own (an HTTP/2 stream's answer queue): what it takes at
+// once completes the write with no asynchronous write started; what it declines (0: its queue
+// is full) goes through async_write_some, from where it stopped.
+struct queue_stream {
+    using executor_type = proxy::executor_type;
+    executor_type ex;
+    std::string queued;
+    std::size_t room = 0;  // bytes write_now takes (all or nothing, as the HTTP/2 writer)
+    int async_writes = 0;
+    executor_type get_executor() { return ex; }
+
+    template <class Buffers>
+    std::size_t write_now(const Buffers& buffers, boost::system::error_code&) {
+        const auto n = net::buffer_size(buffers);
+        if (n > room) {
+            return 0;
+        }
+        for (auto it = net::buffer_sequence_begin(buffers);
+             it != net::buffer_sequence_end(buffers); ++it) {
+            const net::const_buffer b(*it);
+            queued.append(static_cast<const char*>(b.data()), b.size());
+        }
+        return n;
+    }
+    template <class Buffers, class Token>
+    auto async_write_some(const Buffers& buffers, Token&& token) {
+        ++async_writes;
+        return net::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this](auto handler, const Buffers& bufs) {
+                std::size_t n = 0;
+                for (auto it = net::buffer_sequence_begin(bufs);
+                     it != net::buffer_sequence_end(bufs); ++it) {
+                    const net::const_buffer b(*it);
+                    queued.append(static_cast<const char*>(b.data()), b.size());
+                    n += b.size();
+                }
+                net::post(ex, [h = std::move(handler), n]() mutable {
+                    std::move(h)(boost::system::error_code{}, n);
+                });
+            },
+            token, buffers);
+    }
+};
+
+TEST(WriteAll, AStreamsOwnWriteNowTakesTheBytesWithoutAnAsynchronousWrite) {
+    net::io_context io;
+    queue_stream q{io.get_executor(), {}, 0, 0};
+    const std::string a = "head";
+    const std::string b = pattern(100, 4);
+    const std::array<net::const_buffer, 2> pieces{net::buffer(a), net::buffer(b)};
+    std::size_t first = 0;
+    std::size_t second = 0;
+    net::co_spawn(io, [&]() -> task<void> {
+        q.room = 1000;
+        first = std::get<1>(co_await write_all(q, pieces));
+        q.room = 0;  // full: the same write goes the asynchronous way
+        second = std::get<1>(co_await write_all(q, pieces));
+    }, net::detached);
+    io.run();
+    EXPECT_EQ(first, 104u);
+    EXPECT_EQ(second, 104u);
+    EXPECT_EQ(q.async_writes, 1);
+    EXPECT_EQ(q.queued, a + b + a + b);
+}
+
 }  // namespace
 }  // namespace stagegate::proxy
