@@ -199,6 +199,11 @@ TEST_F(Http2, ALargeAnswerHeldBackByTheClientsWindowArrivesWhole) {
         ASSERT_FALSE(answer.is_discarded()) << r.output.substr(0, 2000);
         EXPECT_EQ(answer["predictions"].size(), 20000u);
     }
+    // A client that goes away while its answer's write is parked (a 15-byte window makes the
+    // 400 KB take seconds; it is killed after 0.3): the parked write is released with an
+    // error, and serving goes on.
+    run("timeout -s KILL 0.3 nghttp -w 4 -W 5 -d " + body_file +
+        " -H 'content-type: application/json' " + url(s.port, "/v1/models/m:predict"));
     auto after = request(s.port, "POST", "/v1/models/m:predict", predict_body);
     EXPECT_EQ(after.status, 200u) << after.error;
 }
