@@ -289,7 +289,8 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
     {
         std::array<net::const_buffer, 2> request_bytes{net::buffer(a.head),
                                                        net::buffer(a.body)};
-        auto [ec, n] = co_await write_all(stream, request_bytes);
+        const auto w = write_at_once(stream, request_bytes);
+        auto [ec, n] = w.finished ? w.result() : co_await write_rest(stream, request_bytes, w.written);
         if (ec) {
             fail_before_response(out, ec, slot.upstream_timed_out, "sending the request to",
                                  a.version, up.endpoint());
@@ -430,7 +431,9 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
                     // not when the first body bytes arrive (a stream's first token may be
                     // seconds off).
                     slot.expire_in(a.w.config().client.request);
-                    auto [ec, n] = co_await write_all(down, net::buffer(a.head));
+                    const auto head = net::buffer(a.head);
+                    const auto w = write_at_once(down, head);
+                    auto [ec, n] = w.finished ? w.result() : co_await write_rest(down, head, w.written);
                     slot.no_deadline();
                     if (ec) {
                         out.result = exchange_result::done_close;  // client went away
@@ -537,8 +540,10 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
             }
             if (count > 0) {
                 slot.expire_in(a.w.config().client.request);
-                auto [ec, n] = co_await write_all(
-                    down, std::span<const net::const_buffer>(pieces.data(), count));
+                const std::span<const net::const_buffer> out_pieces(pieces.data(), count);
+                const auto w = write_at_once(down, out_pieces);
+                auto [ec, n] =
+                    w.finished ? w.result() : co_await write_rest(down, out_pieces, w.written);
                 slot.no_deadline();
                 if (ec) {
                     out.result = exchange_result::done_close;  // client went away; upstream dirty

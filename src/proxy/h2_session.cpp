@@ -849,7 +849,7 @@ class h2_answer_writer {
             token, buffers);
     }
 
-    // write_all's first try: the bytes queued for the stream at once, without an operation
+    // write_at_once's try: the bytes queued for the stream at once, without an operation
     // posted to the scheduler and a coroutine resumed from there, while the stream's queue has
     // room (0 when it has none: the asynchronous write waits for the client's window).
     template <class ConstBufferSequence>
@@ -949,7 +949,9 @@ task<void> write_frames(Stream& stream, h2_connection& c, session_slot& slot) {
         if (!out.empty()) {
             // A client that stops reading holds our writes: the client timeout bounds that.
             slot.expire_in(cfg.client.request);
-            auto [ec, n] = co_await write_all(stream, net::buffer(out));
+            const auto bytes = net::buffer(out);
+            const auto w = write_at_once(stream, bytes);
+            auto [ec, n] = w.finished ? w.result() : co_await write_rest(stream, bytes, w.written);
             if (ec) {
                 c.end();
                 boost::system::error_code ignored;

@@ -508,7 +508,9 @@ task<void> h2_client::write_frames(std::shared_ptr<h2_client> /*keep*/, Stream& 
             out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
         }
         if (!out.empty()) {
-            auto [ec, n] = co_await write_all(stream, net::buffer(out));
+            const auto bytes = net::buffer(out);
+            const auto w = write_at_once(stream, bytes);
+            auto [ec, n] = w.finished ? w.result() : co_await write_rest(stream, bytes, w.written);
             if (ec) {
                 connection_lost("writing to the backend failed: " + ec.message());
                 break;

@@ -281,10 +281,24 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         a.capture->start(call->status, call->encoded);
     }
     bool head_sent = false;
-    auto to_down = [&](std::span<const net::const_buffer> pieces) -> task<bool> {
+    // The client write in two halves (write_all.hpp): at once when the stream takes it, the
+    // usual case, with no coroutine frame; the rest, if any, asynchronously.
+    auto to_down_now = [&](std::span<const net::const_buffer> pieces) -> write_start {
         if constexpr (to_client) {
             a.slot.expire_in(a.w.config().client.request);
-            auto [ec, n] = co_await write_all(down, pieces);
+            auto w = write_at_once(down, pieces);
+            if (w.finished) {
+                a.slot.no_deadline();
+            }
+            return w;
+        } else {
+            return write_start{{}, 0, true};
+        }
+    };
+    auto to_down_rest = [&](std::span<const net::const_buffer> pieces,
+                            std::size_t written) -> task<bool> {
+        if constexpr (to_client) {
+            auto [ec, n] = co_await write_rest(down, pieces, written);
             a.slot.no_deadline();
             co_return !ec;
         } else {
@@ -311,7 +325,9 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             }
             if (!head_sent) {
                 std::array<net::const_buffer, 1> pieces{net::buffer(a.head)};
-                co_await to_down(pieces);
+                if (const auto w = to_down_now(pieces); !w.finished) {
+                    co_await to_down_rest(pieces, w.written);
+                }
             }
             out.result = exchange_result::done_close;
             out.failure = metrics::upstream_failure::reset;
@@ -356,7 +372,9 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             a.capture->append(taken.data(), taken.size());
         }
         if (count > 0) {
-            if (!co_await to_down(std::span<const net::const_buffer>(pieces.data(), count))) {
+            const std::span<const net::const_buffer> out_pieces(pieces.data(), count);
+            const auto w = to_down_now(out_pieces);
+            if (!(w.finished ? !w.ec : co_await to_down_rest(out_pieces, w.written))) {
                 ups.consumed(*call, taken.size());  // dropped, but the window must reopen
                 co_return client_left();            // the client went away
             }

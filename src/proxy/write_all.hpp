@@ -67,19 +67,39 @@ std::size_t send_now([[maybe_unused]] Stream& stream, [[maybe_unused]] const Buf
     }
 }
 
-// net::async_write(stream, buffers) with send_now first: (error, bytes written).
-template <class Stream, class Buffers>
-task<std::tuple<boost::system::error_code, std::size_t>> write_all(Stream& stream,
-                                                                   const Buffers& buffers) {
+// How the first, synchronous try of a write went: finished (all written, or failed), or
+// `written` bytes taken and the rest for write_rest.
+struct write_start {
     boost::system::error_code ec;
-    const std::size_t now = send_now(stream, buffers, ec);
-    if (ec || now == net::buffer_size(buffers)) {
-        co_return std::tuple{ec, now};
-    }
+    std::size_t written = 0;
+    bool finished = false;
+    std::tuple<boost::system::error_code, std::size_t> result() const { return {ec, written}; }
+};
+
+// send_now, as the first half of a write. The request path calls the halves itself,
+//   auto w = write_at_once(stream, buffers);
+//   auto [ec, n] = w.finished ? w.result() : co_await write_rest(stream, buffers, w.written);
+// so that a write finished at once costs no coroutine frame either (a coroutine doing both
+// halves was one more frame allocated, started and freed per write: two per proxied HTTP/1.1
+// request).
+template <class Stream, class Buffers>
+write_start write_at_once(Stream& stream, const Buffers& buffers) {
+    write_start w;
+    w.written = send_now(stream, buffers, w.ec);
+    w.finished = w.ec || w.written == net::buffer_size(buffers);
+    return w;
+}
+
+// The rest of a write after write_at_once took `written` bytes, through net::async_write:
+// (error, bytes written in all).
+template <class Stream, class Buffers>
+task<std::tuple<boost::system::error_code, std::size_t>> write_rest(Stream& stream,
+                                                                    const Buffers& buffers,
+                                                                    std::size_t written) {
     boost::beast::buffers_suffix<Buffers> rest(buffers);
-    rest.consume(now);
+    rest.consume(written);
     auto [async_ec, n] = co_await net::async_write(stream, rest, nothrow_awaitable);
-    co_return std::tuple{async_ec, now + n};
+    co_return std::tuple{async_ec, written + n};
 }
 
 }  // namespace stagegate::proxy

@@ -1,6 +1,7 @@
-// write_all over a real TCP connection on 127.0.0.1: the bytes arrive whole and in order
-// whether the first non-blocking send took all of them or only a part (the rest then goes
-// through net::async_write from where the send stopped), and a peer that is gone is an error.
+// write_at_once and write_rest (write_all.hpp) over a real TCP connection on 127.0.0.1: the
+// bytes arrive whole and in order whether the first non-blocking send took all of them or
+// only a part (the rest then goes through net::async_write from where the send stopped), and
+// a peer that is gone is an error.
 #include "proxy/write_all.hpp"
 
 #include <gtest/gtest.h>
@@ -37,6 +38,14 @@ struct tcp_pair {
         }
     }
 };
+
+// The two halves as the request path calls them: (error, bytes written).
+template <class Stream, class Buffers>
+task<std::tuple<boost::system::error_code, std::size_t>> write_all(Stream& stream,
+                                                                   const Buffers& buffers) {
+    const auto w = write_at_once(stream, buffers);
+    co_return w.finished ? w.result() : co_await write_rest(stream, buffers, w.written);
+}
 
 std::string pattern(std::size_t n, int seed) {
     std::string s(n, '\0');
