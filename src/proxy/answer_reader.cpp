@@ -22,12 +22,6 @@ bool is_space(char c) {
     return c == ' ' || c == '\t';
 }
 
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return (x | 0x20) == (y | 0x20);
-           });
-}
-
 // Decimal digits only, without overflow.
 bool parse_decimal(std::string_view text, std::uint64_t& out) {
     if (text.empty() || text.size() > 19) {
@@ -42,6 +36,31 @@ bool parse_decimal(std::string_view text, std::uint64_t& out) {
     }
     out = n;
     return true;
+}
+
+// A Content-Length value: one length, or a comma-separated list of the same length.
+bool parse_length_list(std::string_view value, std::uint64_t& out) {
+    bool first = true;
+    while (true) {
+        const auto comma = value.find(',');
+        auto item = value.substr(0, comma);
+        while (!item.empty() && is_space(item.front())) {
+            item.remove_prefix(1);
+        }
+        while (!item.empty() && is_space(item.back())) {
+            item.remove_suffix(1);
+        }
+        std::uint64_t n = 0;
+        if (!parse_decimal(item, n) || (!first && n != out)) {
+            return false;
+        }
+        out = n;
+        first = false;
+        if (comma == std::string_view::npos) {
+            return true;
+        }
+        value.remove_prefix(comma + 1);
+    }
 }
 
 }  // namespace
@@ -183,15 +202,19 @@ bool answer_reader::parse_field_line(std::string_view line, bool trailer) {
     }
     if (!trailer) {
         // The framing this reader follows (the field itself goes, or stays, below).
-        if (equal_ignoring_case(name, "transfer-encoding"sv)) {
-            if (!equal_ignoring_case(value, "chunked"sv)) {
+        if (ascii_iequal(name, "transfer-encoding"sv)) {
+            if (!ascii_iequal(value, "chunked"sv)) {
                 return false;
             }
             chunked_ = true;
-        } else if (equal_ignoring_case(name, "content-length"sv)) {
-            if (has_length_ || !parse_decimal(value, left_)) {
+        } else if (ascii_iequal(name, "content-length"sv)) {
+            // A HEAD request's answer carries the backend's Content-Length as it came, which
+            // Beast accepted repeated or as a list when every value is the same ("5, 5").
+            std::uint64_t length = 0;
+            if (!parse_length_list(value, length) || (has_length_ && length != left_)) {
                 return false;
             }
+            left_ = length;
             has_length_ = true;
         }
     }
@@ -207,11 +230,13 @@ bool answer_reader::parse_field_line(std::string_view line, bool trailer) {
     const auto value_at = static_cast<std::uint32_t>(fields_.size());
     fields_.append(value);
     (trailer ? trailer_spans_ : spans_)
-        .push_back({name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
+        .push_back(
+            {name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
     return true;
 }
 
 bool answer_reader::begin_body() {
+    line_bytes_ = 0;  // the head's bound is spent on the head
     // No body: a HEAD request's answer, 1xx, 204 and 304 (RFC 9112 6.3).
     if (head_request_ || status_ < 200 || status_ == 204 || status_ == 304) {
         state_ = state::done;

@@ -22,7 +22,7 @@ namespace stagegate::proxy {
 // cannot be in a name (controls, space, DEL, non-ASCII), the name then half lowercased. Each
 // test below works on a byte's low 7 bits, to which adding at most 0x5f carries into no
 // other byte.
-inline bool lowercase_field_name(char* name, std::size_t size) {
+[[nodiscard]] inline bool lowercase_field_name(char* name, std::size_t size) {
     static_assert(std::endian::native == std::endian::little, "the tail's mask takes low bytes");
     constexpr std::uint64_t ones = 0x0101010101010101ull;
     constexpr std::uint64_t highs = 0x8080808080808080ull;
@@ -50,6 +50,23 @@ inline bool lowercase_field_name(char* name, std::size_t size) {
         std::memcpy(name + i, &w, rest);
     }
     return bad == 0;
+}
+
+// Whether two strings are equal with ASCII letters compared case aside (other bytes exactly).
+inline bool ascii_iequal(std::string_view a, std::string_view b) {
+    auto lower = [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return static_cast<unsigned char>(u + (static_cast<unsigned>(u - 'A') < 26u ? 32 : 0));
+    };
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (lower(a[i]) != lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
 }
 
 // name: lowercase, as HTTP/2 sends it.

@@ -850,11 +850,13 @@ class h2_answer_writer {
     }
 
     // write_at_once's try: the bytes queued for the stream at once, without an operation
-    // posted to the scheduler and a coroutine resumed from there, while the stream's queue has
-    // room (0 when it has none: the asynchronous write waits for the client's window).
+    // posted to the scheduler and a coroutine resumed from there, when the whole write fits
+    // under the queue's high mark (else 0: the asynchronous write hands them over 64 KiB at a
+    // time and waits for the client's window, so a client that reads nothing holds at most
+    // about twice the mark, however much a backend sends).
     template <class ConstBufferSequence>
     std::size_t write_now(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
-        if (s_.queued() > answer_high_water) {
+        if (s_.queued() + net::buffer_size(buffers) > answer_high_water) {
             return 0;
         }
         std::size_t n = 0;
