@@ -290,7 +290,8 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
         std::array<net::const_buffer, 2> request_bytes{net::buffer(a.head),
                                                        net::buffer(a.body)};
         const auto w = write_at_once(stream, request_bytes);
-        auto [ec, n] = w.finished ? w.result() : co_await write_rest(stream, request_bytes, w.written);
+        auto [ec, n] =
+            w.finished ? w.result() : co_await write_rest(stream, request_bytes, w.written);
         if (ec) {
             fail_before_response(out, ec, slot.upstream_timed_out, "sending the request to",
                                  a.version, up.endpoint());
@@ -433,7 +434,8 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
                     slot.expire_in(a.w.config().client.request);
                     const auto head = net::buffer(a.head);
                     const auto w = write_at_once(down, head);
-                    auto [ec, n] = w.finished ? w.result() : co_await write_rest(down, head, w.written);
+                    auto [ec, n] =
+                        w.finished ? w.result() : co_await write_rest(down, head, w.written);
                     slot.no_deadline();
                     if (ec) {
                         out.result = exchange_result::done_close;  // client went away
