@@ -78,4 +78,11 @@ inline std::uint8_t hpack_flags(std::string_view name) {
     return unique_per_message ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
 }
 
+// One field for nghttp2 (which copies it on submit), with hpack_flags. `name`: lowercase.
+inline nghttp2_nv make_nv(std::string_view name, std::string_view value) {
+    return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
+                      reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())),
+                      name.size(), value.size(), hpack_flags(name)};
+}
+
 }  // namespace stagegate::proxy

@@ -748,16 +748,10 @@ void h2_connection::submit_answer_head(h2_stream& s) {
     status[2] = static_cast<char>('0' + code % 10);
     cached_vector<nghttp2_nv> nva;
     nva.reserve(t.fields().size() + 1);
-    auto nv = [](const char* name, std::size_t name_size, const char* value,
-                 std::size_t value_size) {
-        return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name)),
-                          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value)), name_size,
-                          value_size, hpack_flags({name, name_size})};
-    };
-    nva.push_back(nv(":status", 7, status, 3));
+    nva.push_back(make_nv(":status", {status, 3}));
     const char* bytes = t.field_bytes().data();
     for (const auto& f : t.fields()) {
-        nva.push_back(nv(bytes + f[0], f[1], bytes + f[2], f[3]));
+        nva.push_back(make_nv({bytes + f[0], f[1]}, {bytes + f[2], f[3]}));
     }
     s.submitted = true;
     const bool no_body = s.answer_ended && s.queued() == 0 && t.trailers().empty();
@@ -773,10 +767,7 @@ void h2_connection::submit_trailers(h2_stream& s) {
     nva.reserve(t.trailers().size());
     const char* bytes = t.field_bytes().data();
     for (const auto& f : t.trailers()) {
-        nva.push_back(nghttp2_nv{
-            reinterpret_cast<std::uint8_t*>(const_cast<char*>(bytes + f[0])),
-            reinterpret_cast<std::uint8_t*>(const_cast<char*>(bytes + f[2])), f[1], f[3],
-            hpack_flags({bytes + f[0], f[1]})});
+        nva.push_back(make_nv({bytes + f[0], f[1]}, {bytes + f[2], f[3]}));
     }
     nghttp2_submit_trailer(session_, s.id, nva.data(), nva.size());
 }
@@ -828,14 +819,8 @@ class h2_answer_writer {
     auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
         return net::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const ConstBufferSequence& bufs) {
-                std::size_t n = 0;
                 boost::system::error_code ec;
-                for (auto it = net::buffer_sequence_begin(bufs);
-                     it != net::buffer_sequence_end(bufs) && !ec; ++it) {
-                    const net::const_buffer b(*it);
-                    ec = c_.write_answer(s_, static_cast<const char*>(b.data()), b.size());
-                    n += b.size();
-                }
+                const std::size_t n = take(bufs, ec);
                 if (!ec && s_.queued() > answer_high_water) {
                     // Until the client's window takes it. Swapped in, not assigned: Boost
                     // 1.81's any_completion_handler move-assigns through its unconstrained
@@ -859,6 +844,13 @@ class h2_answer_writer {
         if (s_.queued() + net::buffer_size(buffers) > answer_high_water) {
             return 0;
         }
+        return take(buffers, ec);
+    }
+
+  private:
+    // Hands the bytes to the stream's answer; the bytes taken (up to a failed piece).
+    template <class ConstBufferSequence>
+    std::size_t take(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
         std::size_t n = 0;
         for (auto it = net::buffer_sequence_begin(buffers);
              it != net::buffer_sequence_end(buffers) && !ec; ++it) {
@@ -869,7 +861,6 @@ class h2_answer_writer {
         return n;
     }
 
-  private:
     h2_connection& c_;
     h2_stream& s_;
 };

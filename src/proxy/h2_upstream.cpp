@@ -26,12 +26,6 @@ namespace {
 constexpr std::int32_t stream_receive_window = 1 << 20;
 constexpr std::int32_t connection_receive_window = 16 << 20;
 
-nghttp2_nv make_nv(std::string_view name, std::string_view value) {
-    return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
-                      reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())),
-                      name.size(), value.size(), hpack_flags(name)};
-}
-
 // The answer fields the client never gets from a backend: the gateway's own stamps (the
 // backend's copy would reach the client first) and the framing, which the relay decides.
 bool dropped_answer_field(std::string_view name) {
