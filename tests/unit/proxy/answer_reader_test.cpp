@@ -24,6 +24,21 @@ field_list listed(const answer_reader& r, const cached_vector<answer_reader::spa
     return out;
 }
 
+// An answer read in one write (as the request path writes most of them).
+struct whole_read {
+    answer_reader reader;
+    cached_string body;
+    bool ok = false;
+};
+whole_read read_whole(const std::string& answer, bool head_request = false) {
+    whole_read w;
+    if (head_request) {
+        w.reader.skip_body();
+    }
+    w.ok = w.reader.read(answer.data(), answer.size(), w.body);
+    return w;
+}
+
 const std::string chunked_grpc_answer =
     "HTTP/1.1 200 OK\r\n"
     "Content-Type: application/grpc\r\n"
@@ -99,32 +114,26 @@ TEST(AnswerReader, TheHeadIsDoneBeforeTheBodyComesAndBodyBytesArriveAsWritten) {
 
 TEST(AnswerReader, SizedEmptyAndBodilessAnswers) {
     {
-        const std::string a = "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnopeEXTRA";
-        answer_reader r;
-        cached_string body;
-        ASSERT_TRUE(r.read(a.data(), a.size(), body));
-        EXPECT_TRUE(r.done());
-        EXPECT_EQ(r.status(), 404u);
-        EXPECT_EQ(std::string(body), "nope");  // what follows the answer is not part of it
-        EXPECT_EQ(listed(r, r.fields()), (field_list{{"content-length", "4"}}));
+        const auto w = read_whole("HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnopeEXTRA");
+        ASSERT_TRUE(w.ok);
+        EXPECT_TRUE(w.reader.done());
+        EXPECT_EQ(w.reader.status(), 404u);
+        EXPECT_EQ(std::string(w.body), "nope");  // what follows the answer is not part of it
+        EXPECT_EQ(listed(w.reader, w.reader.fields()), (field_list{{"content-length", "4"}}));
     }
     for (const std::string& a :
          {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n",
           "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"}) {
-        answer_reader r;
-        cached_string body;
-        ASSERT_TRUE(r.read(a.data(), a.size(), body)) << a;
-        EXPECT_TRUE(r.done()) << a;
-        EXPECT_TRUE(body.empty()) << a;
+        const auto w = read_whole(a);
+        ASSERT_TRUE(w.ok) << a;
+        EXPECT_TRUE(w.reader.done()) << a;
+        EXPECT_TRUE(w.body.empty()) << a;
     }
     // A HEAD request's answer says how long the body would be; none follows.
-    const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 57\r\n\r\n";
-    answer_reader r;
-    r.skip_body();
-    cached_string body;
-    ASSERT_TRUE(r.read(head.data(), head.size(), body));
-    EXPECT_TRUE(r.done());
-    EXPECT_EQ(listed(r, r.fields()), (field_list{{"content-length", "57"}}));
+    const auto w = read_whole("HTTP/1.1 200 OK\r\nContent-Length: 57\r\n\r\n", true);
+    ASSERT_TRUE(w.ok);
+    EXPECT_TRUE(w.reader.done());
+    EXPECT_EQ(listed(w.reader, w.reader.fields()), (field_list{{"content-length", "57"}}));
 }
 
 // A HEAD request's answer carries the backend's Content-Length as it came; Beast, reading the
@@ -134,31 +143,24 @@ TEST(AnswerReader, AHeadAnswersRepeatedContentLengthOfOneValueIsTaken) {
              std::string("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),
              std::string("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
          }) {
-        answer_reader r;
-        r.skip_body();
-        cached_string body;
-        ASSERT_TRUE(r.read(a.data(), a.size(), body)) << a;
-        EXPECT_TRUE(r.done()) << a;
+        const auto w = read_whole(a, true);
+        ASSERT_TRUE(w.ok) << a;
+        EXPECT_TRUE(w.reader.done()) << a;
     }
     for (const std::string& a : {
              std::string("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n"),
              std::string("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
              std::string("HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\n"),
          }) {
-        answer_reader r;
-        r.skip_body();
-        cached_string body;
-        EXPECT_FALSE(r.read(a.data(), a.size(), body)) << a;
+        EXPECT_FALSE(read_whole(a, true).ok) << a;
     }
 }
 
 TEST(AnswerReader, AnInterimAnswerHasNoBody) {
-    const std::string a = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
-    answer_reader r;
-    cached_string body;
-    ASSERT_TRUE(r.read(a.data(), a.size(), body));
-    EXPECT_TRUE(r.done());
-    EXPECT_EQ(r.status(), 103u);
+    const auto w = read_whole("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+    ASSERT_TRUE(w.ok);
+    EXPECT_TRUE(w.reader.done());
+    EXPECT_EQ(w.reader.status(), 103u);
 }
 
 // The head's 64 KiB bound is the head's: a head just under it is followed by chunks.
@@ -176,13 +178,11 @@ TEST(AnswerReader, AHeadNearItsBoundLeavesTheBodyItsOwn) {
 }
 
 TEST(AnswerReader, WithoutLengthOrChunkingTheBodyRunsToTheEndAndIsNeverDone) {
-    const std::string a = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome bytes";
-    answer_reader r;
-    cached_string body;
-    ASSERT_TRUE(r.read(a.data(), a.size(), body));
-    EXPECT_TRUE(r.header_done());
-    EXPECT_FALSE(r.done());  // the stream is reset at the end: its client cannot tell it whole
-    EXPECT_EQ(std::string(body), "some bytes");
+    const auto w = read_whole("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome bytes");
+    ASSERT_TRUE(w.ok);
+    EXPECT_TRUE(w.reader.header_done());
+    EXPECT_FALSE(w.reader.done());  // the stream is reset at the end: its client cannot tell
+    EXPECT_EQ(std::string(w.body), "some bytes");
 }
 
 TEST(AnswerReader, WhatThisProcessNeverWritesIsRefused) {
@@ -208,9 +208,7 @@ TEST(AnswerReader, WhatThisProcessNeverWritesIsRefused) {
                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n"),
              too_long_head,
          }) {
-        answer_reader r;
-        cached_string body;
-        EXPECT_FALSE(r.read(a.data(), a.size(), body)) << a.substr(0, 120);
+        EXPECT_FALSE(read_whole(a).ok) << a.substr(0, 120);
     }
 }
 
@@ -227,11 +225,9 @@ TEST(AnswerReader, EveryByteOfANameIsCheckedAndLowercasedWhereverItFalls) {
                 std::string name = base;
                 name[at] = static_cast<char>(b);
                 const std::string a = "HTTP/1.1 204 No Content\r\n" + name + ": v\r\n\r\n";
-                answer_reader r;
-                cached_string body;
+                const auto w = read_whole(a);
                 const bool valid = b > ' ' && b < 0x7f;
-                ASSERT_EQ(r.read(a.data(), a.size(), body), valid)
-                    << length << " " << at << " " << b;
+                ASSERT_EQ(w.ok, valid) << length << " " << at << " " << b;
                 if (!valid) {
                     continue;
                 }
@@ -239,7 +235,8 @@ TEST(AnswerReader, EveryByteOfANameIsCheckedAndLowercasedWhereverItFalls) {
                 for (auto& c : lower) {
                     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
                 }
-                ASSERT_EQ(listed(r, r.fields()), (field_list{{lower, "v"}})) << at << " " << b;
+                ASSERT_EQ(listed(w.reader, w.reader.fields()), (field_list{{lower, "v"}}))
+                    << at << " " << b;
             }
         }
     }
