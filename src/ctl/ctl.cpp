@@ -10,6 +10,7 @@
 #include "commands.hpp"
 #include "event_feed.hpp"
 #include "report.hpp"
+#include "table.hpp"
 
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
@@ -241,37 +242,6 @@ std::string millis(double seconds) {
         return "-";
     }
     return fixed(seconds * 1000.0, seconds < 0.01 ? 2 : 1) + "ms";
-}
-
-// Left-aligned columns, two spaces apart.
-void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
-    std::vector<std::size_t> width;
-    for (const auto& r : rows) {
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            if (width.size() <= i) width.push_back(0);
-            width[i] = std::max(width[i], r[i].size());
-        }
-    }
-    for (const auto& r : rows) {
-        std::string line;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            line += r[i];
-            if (i + 1 < r.size()) {
-                line += std::string(width[i] - r[i].size() + 2, ' ');
-            }
-        }
-        out << line << "\n";
-    }
-}
-
-std::string str(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-double num(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "report.hpp"
+#include "table.hpp"
 
 #include "stagegate/core/text.hpp"
 
@@ -15,20 +16,6 @@ namespace stagegate::ctl {
 using json = nlohmann::json;
 
 namespace {
-
-std::string str(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-bool has_number(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_number();
-}
-
-double num(const json& j, const char* key) {
-    return has_number(j, key) ? j[key].get<double>() : 0.0;
-}
 
 std::string format(const char* pattern, double v) {
     char buf[64];
@@ -52,30 +39,6 @@ std::string duration(double seconds) {
 
 std::string count_text(const json& j, const char* key) {
     return std::to_string(static_cast<unsigned long long>(num(j, key)));
-}
-
-// Left-aligned columns, two spaces apart, each line after `indent`.
-void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
-                 const std::string& indent = "") {
-    std::vector<std::size_t> width;
-    for (const auto& r : rows) {
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            if (width.size() <= i) {
-                width.push_back(0);
-            }
-            width[i] = std::max(width[i], r[i].size());
-        }
-    }
-    for (const auto& r : rows) {
-        std::string line = indent;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            line += r[i];
-            if (i + 1 < r.size()) {
-                line += std::string(width[i] - r[i].size() + 2, ' ');
-            }
-        }
-        out << line << "\n";
-    }
 }
 
 // What a gate's numbers measure, read off its name (rollout/gates names them).

@@ -29,8 +29,8 @@ std::uint64_t count_of(const json& j, const char* key) {
 }
 
 // A phase word in which the rollout may still decide (an unknown word is not).
-bool live_phase(const std::string& phase) {
-    const auto p = config::parse_rollout_phase(phase);
+bool live_phase(const std::string& phase_word) {
+    const auto p = config::parse_rollout_phase(phase_word);
     return p && config::is_live(*p);
 }
 
@@ -88,13 +88,13 @@ json note(const json& e) {
 }
 
 json decision(const json& e) {
-    const std::string phase = text_of(e, "phase");
+    const std::string phase_word = text_of(e, "phase");
     return {{"id", field_or_null(e, "id")},
             {"time_ms", field_or_null(e, "time_ms")},
             {"type", field_or_null(e, "type")},
             {"command", field_or_null(e, "command")},
             {"phase", field_or_null(e, "phase")},
-            {"next_stage", live_phase(phase) ? field_or_null(e, "stage") : json(nullptr)},
+            {"next_stage", live_phase(phase_word) ? field_or_null(e, "stage") : json(nullptr)},
             {"text", field_or_null(e, "text")},
             {"actor", field_or_null(e, "actor")},
             {"reason", field_or_null(e, "reason")}};
@@ -173,7 +173,7 @@ json assemble_report(const std::string& model, const std::vector<json>& events,
             continue;
         }
         const std::string type = text_of(e, "type");
-        const std::string phase = text_of(e, "phase");
+        const std::string phase_word = text_of(e, "phase");
         for (const char* key : {"candidate", "stable"}) {
             if (!text_of(e, key).empty()) {
                 report[key] = text_of(e, key);
@@ -182,9 +182,9 @@ json assemble_report(const std::string& model, const std::vector<json>& events,
         if (i == start) {
             report["started_ms"] = field_or_null(e, "time_ms");
         }
-        if (!phase.empty()) {
-            report["phase"] = phase;
-            const bool live = live_phase(phase);
+        if (!phase_word.empty()) {
+            report["phase"] = phase_word;
+            const bool live = live_phase(phase_word);
             if (was_live && !live) {
                 report["ended_ms"] = field_or_null(e, "time_ms");
             } else if (live) {
@@ -199,7 +199,7 @@ json assemble_report(const std::string& model, const std::vector<json>& events,
             }
             fold(*open, *summary);
             const bool ends =
-                text_of(e, "stage") != text_of(*summary, "stage") || !live_phase(phase);
+                text_of(e, "stage") != text_of(*summary, "stage") || !live_phase(phase_word);
             if (!ends) {  // a pause, a resume: the stage goes on
                 (*open)["events"].push_back(note(e));
                 continue;
@@ -209,12 +209,12 @@ json assemble_report(const std::string& model, const std::vector<json>& events,
             (*open)["decision"] = decision(e);
             stages.push_back(std::move(*open));
             open.reset();
-            if (live_phase(phase)) {
+            if (live_phase(phase_word)) {
                 open = new_stage(text_of(e, "stage"), ms_of(e, "time_ms"));
             }
             continue;
         }
-        if (!open && live_phase(phase) && !text_of(e, "stage").empty()) {
+        if (!open && live_phase(phase_word) && !text_of(e, "stage").empty()) {
             open = new_stage(text_of(e, "stage"), ms_of(e, "time_ms"));  // started, restarted
             continue;
         }
