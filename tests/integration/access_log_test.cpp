@@ -18,7 +18,6 @@ namespace stagegate::test {
 namespace {
 
 using json = nlohmann::json;
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 std::vector<std::string> lines_of(const std::string& path) {
     std::ifstream in(path);

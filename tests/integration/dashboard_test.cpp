@@ -3,6 +3,7 @@
 // itself in a real browser (tests/clients/dashboard.mjs: Debian's chromium, headless, driven
 // by puppeteer-core) following a rollout the controller promotes (and its report listing the
 // stages), pausing it, and showing a viewer no buttons.
+#include "support/shell.hpp"
 #include "support/admin.hpp"
 #include "support/load.hpp"
 #include "support/stack.hpp"
@@ -157,7 +158,6 @@ TEST(Dashboard, ModelMetricsGiveTimeToFirstTokenForAVersionThatStreams) {
 
 // --- In a real browser ---
 
-const std::string clients_dir = std::string(STAGEGATE_SOURCE_DIR) + "/tests/clients";
 
 std::string find_chromium() {
     for (const char* path : {"/usr/bin/chromium", "/usr/bin/chromium-browser"}) {

@@ -12,7 +12,6 @@ namespace stagegate::test {
 namespace {
 
 using json = nlohmann::json;
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 // Asserts the status and the JSON error code, and that the request id is echoed.
 void expect_error(const reply& r, unsigned status, const std::string& code) {

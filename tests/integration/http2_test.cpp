@@ -14,6 +14,7 @@
 #include <regex>
 #include <string>
 
+#include "support/shell.hpp"
 #include "support/stack.hpp"
 #include "support/test_client.hpp"
 
@@ -22,30 +23,6 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
-const std::string predict_body = R"({"instances":[[1,2]]})";
-
-struct run_result {
-    int exit_code = -1;
-    std::string output;
-};
-
-// Runs a shell command (bounded by `timeout` seconds) and collects its output.
-run_result run(const std::string& command, int timeout = 30) {
-    run_result r;
-    const std::string bounded = "timeout " + std::to_string(timeout) + " " + command + " 2>&1";
-    FILE* p = ::popen(bounded.c_str(), "r");
-    if (!p) {
-        return r;
-    }
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-        r.output.append(buf, n);
-    }
-    const int status = ::pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
 
 // How many times `needle` occurs in `text`.
 std::size_t occurrences(const std::string& text, const std::string& needle) {

@@ -12,7 +12,6 @@
 namespace stagegate::test {
 namespace {
 
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 TEST(Drain, InFlightRequestsFinishAndIdleConnectionsClose) {
     auto s = stack::make(0, 2);

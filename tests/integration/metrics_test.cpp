@@ -22,7 +22,6 @@ namespace stagegate::test {
 namespace {
 
 using json = nlohmann::json;
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 void send(std::uint16_t port, const std::string& version, int n, const std::string& delay = "") {
     connection c(port);

@@ -1,6 +1,7 @@
 // The official OpenAI Node SDK (tests/clients, pinned) through the gateway: what an
 // application built on it sees (model discovery, chat, streamed chat arriving token by token,
 // embeddings, a stream that fails mid-way) and what the gateway counts for it.
+#include "support/shell.hpp"
 #include "support/stack.hpp"
 #include "support/test_client.hpp"
 
@@ -17,7 +18,6 @@ namespace {
 
 using json = nlohmann::json;
 
-const std::string clients_dir = std::string(STAGEGATE_SOURCE_DIR) + "/tests/clients";
 
 struct sdk_result {
     int exit_code = -1;

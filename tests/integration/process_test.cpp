@@ -1,4 +1,5 @@
 // The real executables: --check-config, the demo config, and SIGTERM exiting 0.
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
 
@@ -24,24 +25,6 @@ std::string bin(const std::string& name) {
 
 std::string source(const std::string& rel) {
     return std::string(STAGEGATE_SOURCE_DIR) + "/" + rel;
-}
-
-struct run_result {
-    int status = -1;
-    std::string output;
-};
-
-run_result run(const std::string& command) {
-    run_result r;
-    FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-        r.output.append(buf, n);
-    }
-    int raw = ::pclose(p);
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    return r;
 }
 
 // Children not yet waited for: a failed assertion must not leave them running (ctest would
@@ -97,7 +80,7 @@ int wait_exit(pid_t pid) {
 
 TEST(Process, CheckConfigAcceptsTheDemo) {
     auto r = run(bin("stagegate") + " --check-config " + source("config/demo.json"));
-    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("ok"), std::string::npos);
 }
 
@@ -105,19 +88,19 @@ TEST(Process, CheckConfigAcceptsTheDemo) {
 // stray word named in the error (exit 2), and --help generated from the option descriptions.
 TEST(Process, FlagsTakeValuesAfterAnEqualsSignAndNameWhatIsWrong) {
     auto attached = run(bin("stagegate") + " --check-config=" + source("config/demo.json"));
-    EXPECT_EQ(attached.status, 0) << attached.output;
+    EXPECT_EQ(attached.exit_code, 0) << attached.output;
     auto unknown = run(bin("stagegate") + " --frobnicate=1 --config x.json");
-    EXPECT_EQ(unknown.status, 2);
+    EXPECT_EQ(unknown.exit_code, 2);
     EXPECT_NE(unknown.output.find("stagegate: unknown option --frobnicate\n"), std::string::npos)
         << unknown.output;
     auto stray = run(bin("stagegate") + " --config x.json extra");
-    EXPECT_EQ(stray.status, 2);
+    EXPECT_EQ(stray.exit_code, 2);
     EXPECT_NE(stray.output.find("unexpected argument extra"), std::string::npos) << stray.output;
     auto missing = run(bin("stagegate") + " --config");
-    EXPECT_EQ(missing.status, 2);
+    EXPECT_EQ(missing.exit_code, 2);
     EXPECT_NE(missing.output.find("--config needs a value"), std::string::npos) << missing.output;
     auto help = run(bin("stagegate") + " --help");
-    EXPECT_EQ(help.status, 0);
+    EXPECT_EQ(help.exit_code, 0);
     EXPECT_NE(help.output.find("--admin-port-file FILE"), std::string::npos) << help.output;
 }
 
@@ -128,7 +111,7 @@ TEST(Process, CheckConfigListsEveryProblemAndFails) {
       "models": [{"name": "m", "stable": "v1", "versions": [{"name": "v1", "endpoints": ["x"]}],
                   "traffic": {"weights": {"v1": 5}}}]})";
     auto r = run(bin("stagegate") + " --check-config " + dir + "/bad.json");
-    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find("/listeners/0/bogus: unknown key"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("/models/0/versions/0/endpoints/0"), std::string::npos) << r.output;
 }
@@ -175,7 +158,7 @@ TEST(Process, AdminPortFileNeedsAnAdminListener) {
                   "versions": [{"name": "v1", "endpoints": ["127.0.0.1:9"]}]}]})";
     auto r = run(bin("stagegate") + " --config " + dir + "/gw.json --admin-port-file " + dir +
                  "/admin.port");
-    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("disables the admin listener"), std::string::npos) << r.output;
     EXPECT_FALSE(std::ifstream(dir + "/admin.port").is_open());
 }

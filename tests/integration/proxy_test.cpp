@@ -13,7 +13,6 @@ namespace stagegate::test {
 namespace {
 
 using json = nlohmann::json;
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 TEST(Proxy, PredictIsProxiedAndStampedWithVersionStageAndRequestId) {
     auto s = stack::make();

@@ -20,7 +20,6 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 // Background clients sending random-user traffic until destroyed.
 class traffic {

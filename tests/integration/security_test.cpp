@@ -1,6 +1,7 @@
 // Security of the data plane: smuggling-shaped requests, path tricks in model routing, forged
 // forwarding headers, trailers, Host, headers only the gateway may set, and the limits, each
 // refused with nothing reaching a backend or kept from the backend and the client.
+#include "support/admin.hpp"
 #include "support/raw_backend.hpp"
 #include "support/stack.hpp"
 #include "support/test_client.hpp"
@@ -17,11 +18,6 @@ namespace stagegate::test {
 namespace {
 
 using json = nlohmann::json;
-
-std::string code_of(const reply& r) {
-    auto j = json::parse(r.body, nullptr, false);
-    return j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
-}
 
 TEST(Security, PathTricksNeverReachAnotherModel) {
     auto s = stack::make();

@@ -12,7 +12,6 @@
 namespace stagegate::test {
 namespace {
 
-const std::string predict_body = R"({"instances":[[1,2]]})";
 
 TEST(Split, RandomSplitWithinBinomialInterval) {
     // 20,000 requests at 5 %: mean 1,000, sd 30.8. Bound +-4.9 sd (two-sided p ~ 1e-6).

@@ -27,6 +27,9 @@ struct reply {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+// A KServe v1 predict request the mock model answers (what most proxying tests send).
+inline const std::string predict_body = R"({"instances":[[1,2]]})";
+
 // One client connection; every blocking call is bounded by `timeout`.
 class connection {
 public:

@@ -5,6 +5,8 @@
 
 #include "memory_client.hpp"
 
+#include "requests.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -41,14 +43,8 @@ protected:
     }
 };
 
-request_type request(std::string target) {
-    request_type req{http::verb::post, target, 11};
-    req.set(http::field::host, "gw");
-    return req;
-}
-
 TEST_F(RequestHandling, NoRoutesYetIs503NotReady) {
-    auto req = request("/v1/models/m:predict");
+    auto req = post_request("/v1/models/m:predict");
     auto keep = handle(req);
     ASSERT_TRUE(keep);
     EXPECT_TRUE(*keep);
@@ -61,7 +57,7 @@ TEST_F(RequestHandling, NoRoutesYetIs503NotReady) {
 
 TEST_F(RequestHandling, UnroutableRequestIsAnsweredAndCounted) {
     w.set_routes(one_model_snapshot());
-    auto req = request("/v1/models/zzz:predict");
+    auto req = post_request("/v1/models/zzz:predict");
     auto keep = handle(req);
     ASSERT_TRUE(keep);
     EXPECT_TRUE(*keep);
@@ -80,7 +76,7 @@ TEST_F(RequestHandling, ErrorAnswerToHeadHasNoBodyAndCloseIsHonoured) {
     w.set_routes(one_model_snapshot());
     rc.head = true;
     rc.keep_alive = false;
-    auto req = request("/v1/models/../m:predict");
+    auto req = post_request("/v1/models/../m:predict");
     req.method(http::verb::head);
     auto keep = handle(req);
     ASSERT_TRUE(keep);

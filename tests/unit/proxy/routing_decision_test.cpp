@@ -2,6 +2,8 @@
 // built in memory, against snapshots built from config.
 #include "proxy/routing_decision.hpp"
 
+#include "requests.hpp"
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -51,13 +53,6 @@ std::shared_ptr<const routing::route_snapshot> snapshot(std::uint32_t v2_bp,
     return *snap;
 }
 
-request_type request(std::string target, std::string body = {}) {
-    request_type req{http::verb::post, target, 11};
-    req.set(http::field::host, "gw");
-    req.body().assign(body.data(), body.size());
-    return req;
-}
-
 class RoutingDecision : public ::testing::Test {
 protected:
     boost::asio::io_context io;
@@ -72,7 +67,7 @@ protected:
     int random_to_v2(const routing::route_snapshot& routes, int n) {
         int v2 = 0;
         for (int i = 0; i < n; ++i) {
-            v2 += version_of(routes, request("/v1/models/m:predict")) == "v2" ? 1 : 0;
+            v2 += version_of(routes, post_request("/v1/models/m:predict")) == "v2" ? 1 : 0;
         }
         return v2;
     }
@@ -92,7 +87,7 @@ TEST_F(RoutingDecision, StickyHeaderKeepsAUserOnOneVersionAndBucket) {
     const auto& m = routes->models[0];
     std::map<std::string, int> versions_seen;
     for (int user = 0; user < 200; ++user) {
-        auto req = request("/v1/models/m:predict");
+        auto req = post_request("/v1/models/m:predict");
         req.set("X-User", "user-" + std::to_string(user));
         auto first = route_request(w, *routes, req);
         ASSERT_FALSE(first.problem);
@@ -113,18 +108,18 @@ TEST_F(RoutingDecision, StickyHeaderKeepsAUserOnOneVersionAndBucket) {
 TEST_F(RoutingDecision, StickyCookieWhenNoHeaderAndHeaderFirst) {
     auto routes = snapshot(5000);
     const auto& m = routes->models[0];
-    auto by_cookie = request("/v1/models/m:predict");
+    auto by_cookie = post_request("/v1/models/m:predict");
     by_cookie.set(http::field::cookie, "theme=dark; uid=alice");
     EXPECT_EQ(sticky_key(m, by_cookie), "alice");
     // A second Cookie header line is looked at too.
-    auto second_line = request("/v1/models/m:predict");
+    auto second_line = post_request("/v1/models/m:predict");
     second_line.insert(http::field::cookie, "theme=dark");
     second_line.insert(http::field::cookie, "uid=bob");
     EXPECT_EQ(sticky_key(m, second_line), "bob");
     auto both = by_cookie;
     both.set("X-User", "carol");
     EXPECT_EQ(sticky_key(m, both), "carol");
-    EXPECT_EQ(sticky_key(m, request("/v1/models/m:predict")), "");
+    EXPECT_EQ(sticky_key(m, post_request("/v1/models/m:predict")), "");
 
     const auto expected = routing::pick_version(
         m, routing::point_from_u64(routing::sticky_hash("alice", m.hash_salt)));
@@ -134,7 +129,7 @@ TEST_F(RoutingDecision, StickyCookieWhenNoHeaderAndHeaderFirst) {
 }
 
 TEST_F(RoutingDecision, ForcedVersionWinsOverWeightsWhenAllowed) {
-    auto forced = request("/v1/models/m:predict");
+    auto forced = post_request("/v1/models/m:predict");
     forced.set(force_version_header, "v2");
     auto routes = snapshot(0);
     for (int i = 0; i < 20; ++i) {
@@ -156,10 +151,10 @@ TEST_F(RoutingDecision, TrippedCandidateGetsNoRandomOrStickyTraffic) {
     const auto& m = routes->models[0];
     w.trip(m.versions[1].series);
     EXPECT_EQ(random_to_v2(*routes, 200), 0);
-    auto sticky = request("/v1/models/m:predict");
+    auto sticky = post_request("/v1/models/m:predict");
     sticky.set("X-User", "u");
     EXPECT_EQ(version_of(*routes, sticky), "v1");
-    auto forced = request("/v1/models/m:predict");
+    auto forced = post_request("/v1/models/m:predict");
     forced.set(force_version_header, "v2");
     EXPECT_EQ(version_of(*routes, forced), "v2");  // asked for by name: still served
 }
@@ -193,7 +188,7 @@ TEST_F(RoutingDecision, UnroutableRequestsSayWhy) {
          "no model named \"nope\" is served here"},
     };
     for (const auto& c : cases) {
-        auto d = route_request(w, *routes, request(c.target, c.body));
+        auto d = route_request(w, *routes, post_request(c.target, c.body));
         ASSERT_TRUE(d.problem) << c.target;
         EXPECT_EQ(d.problem->status, c.status) << c.target;
         EXPECT_EQ(d.problem->code, c.code) << c.target;
@@ -206,19 +201,19 @@ TEST_F(RoutingDecision, UnroutableRequestsSayWhy) {
     ASSERT_FALSE(listed.problem);
     ASSERT_NE(listed.local_answer, nullptr);
     EXPECT_EQ(listed.local_answer, &routes->openai_model_list);
-    auto posted = route_request(w, *routes, request("/v1/models", "{}"));
+    auto posted = route_request(w, *routes, post_request("/v1/models", "{}"));
     ASSERT_TRUE(posted.problem);
     EXPECT_EQ(posted.problem->status, http::status::method_not_allowed);
     EXPECT_EQ(posted.local_answer, nullptr);
     // The OpenAI body names a model we serve: routed like the path form.
-    auto d = route_request(w, *routes, request("/v1/chat/completions", R"({"model":"m"})"));
+    auto d = route_request(w, *routes, post_request("/v1/chat/completions", R"({"model":"m"})"));
     ASSERT_FALSE(d.problem);
     EXPECT_EQ(d.model->name, "m");
 }
 
 TEST_F(RoutingDecision, GrpcCallOfAnotherServiceIsRoutedByTheConfiguredMetadata) {
     auto call = [](std::string_view model) {
-        auto req = request("/my.pkg.Echo/Say", std::string("\0\0\0\0\0", 5));
+        auto req = post_request("/my.pkg.Echo/Say", std::string("\0\0\0\0\0", 5));
         req.set(http::field::content_type, "application/grpc");
         if (!model.empty()) {
             req.set("x-model-name", model);
@@ -249,7 +244,7 @@ TEST_F(RoutingDecision, GrpcCallOfAnotherServiceIsRoutedByTheConfiguredMetadata)
               "no model named \"zzz\" (metadata \"x-model-name\") is served here");
 
     // Only gRPC calls are routed by it, and only when it is configured.
-    auto not_grpc = request("/my.pkg.Echo/Say");
+    auto not_grpc = post_request("/my.pkg.Echo/Say");
     not_grpc.set("x-model-name", "m");
     auto plain = route_request(w, *routes, not_grpc);
     ASSERT_TRUE(plain.problem);
@@ -260,7 +255,7 @@ TEST_F(RoutingDecision, GrpcCallOfAnotherServiceIsRoutedByTheConfiguredMetadata)
 }
 
 TEST(CheckHead, OnlyChunkedTransferEncodingPasses) {
-    auto req = request("/v1/models/m:predict");
+    auto req = post_request("/v1/models/m:predict");
     EXPECT_FALSE(check_head(req));
     req.set(http::field::transfer_encoding, "Chunked");
     EXPECT_FALSE(check_head(req));
@@ -275,7 +270,7 @@ TEST(CheckHead, OnlyChunkedTransferEncodingPasses) {
 
 TEST(CheckHead, HostIsRequiredOnceAndMustBeAHost) {
     // As nginx: 400 for an HTTP/1.1 request without Host, with two, or with a malformed one.
-    auto req = request("/v1/models/m:predict");
+    auto req = post_request("/v1/models/m:predict");
     for (const char* good : {"gw", "gw:8080", "10.0.0.1:80", "[::1]:8080", "[fe80::1]", "",
                              "my-model.svc.cluster.local"}) {
         req.set(http::field::host, good);
@@ -299,7 +294,7 @@ TEST(CheckHead, HostIsRequiredOnceAndMustBeAHost) {
 }
 
 TEST(CheckHead, ContentLengthRepeatedIsRefusedEvenWhenEqual) {
-    auto req = request("/v1/models/m:predict", "abc");
+    auto req = post_request("/v1/models/m:predict", "abc");
     req.set(http::field::content_length, "3");
     EXPECT_FALSE(check_head(req));
     req.insert(http::field::content_length, "3");

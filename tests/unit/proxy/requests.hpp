@@ -1,0 +1,18 @@
+// What the proxy's unit tests build requests with: a POST of `target` to host "gw", as the
+// request path receives it once parsed.
+#pragma once
+
+#include "proxy/http_util.hpp"
+
+#include <string>
+
+namespace stagegate::proxy {
+
+inline request_type post_request(std::string target, std::string body = {}) {
+    request_type req{http::verb::post, target, 11};
+    req.set(http::field::host, "gw");
+    req.body().assign(body.data(), body.size());
+    return req;
+}
+
+}  // namespace stagegate::proxy
