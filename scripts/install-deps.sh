@@ -8,10 +8,11 @@
 set -euo pipefail
 # Building: clang (scripts/build.sh's compiler: it built the tree in about 0.75x g++'s time,
 # and its request path ran 0.98x g++'s instructions; clang 14 also brings libFuzzer and the
-# sanitizers' runtimes, for tests/fuzz), g++ (its libstdc++, and the TSan build), Boost's
+# sanitizers' runtimes, for tests/fuzz), lld (CMakeLists.txt links with it: the test binaries
+# link in about a third of GNU ld's time), g++ (its libstdc++, and the TSan build), Boost's
 # headers (Asio, Beast, System, Math), Program_options (both executables' command lines) and
 # URL (URLs and percent-encoding on the control plane).
-build_packages=(clang g++ cmake make libboost1.81-dev libboost-program-options1.81-dev
+build_packages=(clang lld g++ cmake make libboost1.81-dev libboost-program-options1.81-dev
                 libboost-url1.81-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev
                 libnghttp2-dev)
 # Testing, benchmarking and development on top of that.
