@@ -6,6 +6,8 @@
 // version stamps) from the 4 KiB dynamic table, and fills that table with entries of one
 // name, which nghttp2's encoder then walked one by one (about 60 compares) for every field of
 // that name it encoded. nghttp2 itself keeps :path, content-length and a few more out.
+// Also the format in which the request path hands a request's fields to the HTTP/2 client
+// (h2_head_writer, h2_head_entries).
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -13,6 +15,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 namespace stagegate::proxy {
@@ -83,6 +86,97 @@ inline nghttp2_nv make_nv(std::string_view name, std::string_view value) {
     return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
                       reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())),
                       name.size(), value.size(), hpack_flags(name)};
+}
+
+// A request's fields for an HTTP/2 backend, as serialize_h2_request_head (http_util.hpp)
+// writes them and h2_client::submit hands them to nghttp2: one string of entries, each its
+// kind, its name's and value's sizes, its name (lowercase) and its value, which submit reads
+// without a search; parsing an HTTP/1.1 head back into fields cost about 2k instructions a
+// gRPC call. The entries are in the request's order; the kinds set apart what HTTP/2 sends
+// as pseudo-headers, and the length, which a streamed request leaves out.
+enum class h2_entry : std::uint8_t { field, method, path, authority, content_length };
+
+struct h2_head_field {
+    h2_entry kind;
+    std::string_view name;  // lowercase; empty for the method and the path
+    std::string_view value;
+};
+
+// Appends entries to `out`: the sink of forward_request_fields (http_util.cpp).
+class h2_head_writer {
+public:
+    explicit h2_head_writer(std::string& out) : out_(out) {}
+
+    void start(std::string_view method, std::string_view target) {
+        put(h2_entry::method, {}, method);
+        put(h2_entry::path, {}, target);
+    }
+    // A field as the client sent it (its name checked by the parser: a token), or one of the
+    // gateway's own.
+    void field(std::string_view name, std::string_view value) {
+        put(h2_entry::field, name, value);
+    }
+    // The Host field (`name` as sent), which HTTP/2 sends as :authority.
+    void authority(std::string_view /*name*/, std::string_view host) {
+        put(h2_entry::authority, {}, host);
+    }
+    // A field whose value follows in pieces (add), ended by close.
+    void open(std::string_view name) {
+        open_at_ = out_.size();
+        open_name_size_ = name.size();
+        put(h2_entry::field, name, {});
+    }
+    void add(std::string_view piece) { out_.append(piece); }
+    void close() {
+        const auto value_size =
+            static_cast<std::uint32_t>(out_.size() - open_at_ - header_size - open_name_size_);
+        std::memcpy(out_.data() + open_at_ + 5, &value_size, 4);
+    }
+    void length(std::string_view digits) {
+        put(h2_entry::content_length, "content-length", digits);
+    }
+    void finish() {}
+
+    static constexpr std::size_t header_size = 9;  // kind, name size, value size
+
+private:
+    void put(h2_entry kind, std::string_view name, std::string_view value) {
+        const auto at = out_.size();
+        const auto name_size = static_cast<std::uint32_t>(name.size());
+        const auto value_size = static_cast<std::uint32_t>(value.size());
+        out_.resize(at + header_size + name.size());
+        char* p = out_.data() + at;
+        p[0] = static_cast<char>(kind);
+        std::memcpy(p + 1, &name_size, 4);
+        std::memcpy(p + 5, &value_size, 4);
+        if (!name.empty()) {
+            std::memcpy(p + header_size, name.data(), name.size());
+            // A name the parser took as a token, or one of the gateway's own: lowercasing it
+            // cannot fail.
+            static_cast<void>(lowercase_field_name(p + header_size, name.size()));
+        }
+        out_.append(value);
+    }
+    std::string& out_;
+    std::size_t open_at_ = 0;
+    std::size_t open_name_size_ = 0;
+};
+
+// Calls `f(h2_head_field)` for each entry of `head` (as h2_head_writer wrote it), in order.
+template <class F>
+void h2_head_entries(std::string_view head, F&& f) {
+    const char* p = head.data();
+    const char* const end = p + head.size();
+    while (static_cast<std::size_t>(end - p) >= h2_head_writer::header_size) {
+        std::uint32_t name_size;
+        std::uint32_t value_size;
+        std::memcpy(&name_size, p + 1, 4);
+        std::memcpy(&value_size, p + 5, 4);
+        const char* name = p + h2_head_writer::header_size;
+        f(h2_head_field{static_cast<h2_entry>(p[0]), std::string_view(name, name_size),
+                        std::string_view(name + name_size, value_size)});
+        p = name + name_size + value_size;
+    }
 }
 
 }  // namespace stagegate::proxy

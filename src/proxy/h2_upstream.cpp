@@ -55,6 +55,7 @@ public:
     h2_client& operator=(const h2_client&) = delete;
 
     bool start();
+    // `head`: the request's fields as serialize_h2_request_head wrote them.
     std::shared_ptr<h2_call> submit(std::string_view head, std::string_view body, body_feed* feed);
     // A streaming call's body has more bytes (or ended): its DATA goes on.
     void resume_body(h2_call& call) {
@@ -123,14 +124,7 @@ private:
     std::uint32_t endpoint_id_;
     nghttp2_session* session_ = nullptr;
     cached_map<std::int32_t, std::shared_ptr<h2_call>> calls_;
-    // submit()'s scratch, reused from call to call.
-    struct field {
-        std::size_t name_at, name_size;
-        std::string_view value;
-    };
-    std::string names_;
-    std::vector<nghttp2_nv> nva_;
-    std::vector<field> fields_;
+    std::vector<nghttp2_nv> nva_;  // submit()'s scratch, reused from call to call
     wake_timer wake_;
     bool dead_ = false;
     bool going_away_ = false;  // the backend sent GOAWAY: no new streams here
@@ -342,58 +336,37 @@ bool h2_client::start() {
 
 std::shared_ptr<h2_call> h2_client::submit(std::string_view head, std::string_view body,
                                            body_feed* feed) {
-    // The HTTP/1.1 head serialize_request_head wrote (its forwarding fields, hop-by-hop ones
-    // left out) becomes the stream's fields: request line to pseudo-headers, Host to
-    // :authority, names lowercased as HTTP/2 requires.
-    // Scratch kept with the connection (one worker thread): nghttp2 copies what is submitted.
-    auto& names = names_;  // lowercased names
+    // The fields serialize_h2_request_head wrote (h2_fields.hpp: names lowercased, hop-by-hop
+    // ones left out), pseudo-headers first as HTTP/2 requires. Scratch kept with the
+    // connection (one worker thread): nghttp2 copies what is submitted.
     auto& nva = nva_;
-    auto& fields = fields_;
-    names.clear();
     nva.clear();
-    fields.clear();
-    names.reserve(head.size());
-    const auto line_end = head.find("\r\n");
-    const std::string_view request_line = head.substr(0, line_end);
-    const auto sp1 = request_line.find(' ');
-    const auto sp2 = request_line.rfind(' ');
-    nva.push_back(make_nv(":method", request_line.substr(0, sp1)));
-    nva.push_back(make_nv(":scheme", scheme_));
-    nva.push_back(make_nv(":path", request_line.substr(sp1 + 1, sp2 - sp1 - 1)));
-    std::string_view authority = authority_;
-    for (auto rest = head.substr(line_end + 2); !rest.empty();) {
-        const auto end = rest.find("\r\n");
-        const auto line = rest.substr(0, end);
-        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 2);
-        const auto colon = line.find(':');
-        if (line.empty() || colon == std::string_view::npos) {
-            continue;
+    nva.resize(4);  // :method, :scheme, :path, :authority
+    nva[1] = make_nv(":scheme", scheme_);
+    nva[3] = make_nv(":authority", authority_);
+    h2_head_entries(head, [&](const h2_head_field& f) {
+        switch (f.kind) {
+            case h2_entry::method:
+                nva[0] = make_nv(":method", f.value);
+                break;
+            case h2_entry::path:
+                nva[2] = make_nv(":path", f.value);
+                break;
+            case h2_entry::authority:
+                nva[3] = make_nv(":authority", f.value);
+                break;
+            case h2_entry::content_length:
+                // A streamed call's length is its first message(s)' only: the stream says
+                // where it ends.
+                if (!feed) {
+                    nva.push_back(make_nv(f.name, f.value));
+                }
+                break;
+            case h2_entry::field:
+                nva.push_back(make_nv(f.name, f.value));
+                break;
         }
-        const auto name = line.substr(0, colon);
-        auto value = line.substr(colon + 1);
-        while (!value.empty() && value.front() == ' ') {
-            value.remove_prefix(1);
-        }
-        if (ascii_iequal(name, "host")) {
-            authority = value;
-            continue;
-        }
-        if (ascii_iequal(name, "te")) {
-            continue;  // only "te: trailers" is allowed, and it goes below
-        }
-        if (feed && ascii_iequal(name, "content-length")) {
-            continue;  // the length of the first message(s) only: the stream says where it ends
-        }
-        fields.push_back({names.size(), name.size(), value});
-        names.append(name);
-        // A name of the gateway's own head, checked as it was read: always a token.
-        static_cast<void>(
-            lowercase_field_name(names.data() + names.size() - name.size(), name.size()));
-    }
-    nva.push_back(make_nv(":authority", authority));
-    for (const auto& f : fields) {
-        nva.push_back(make_nv(std::string_view(names).substr(f.name_at, f.name_size), f.value));
-    }
+    });
     // The gateway relays trailers (a gRPC answer's status is in them); gRPC servers ask for it.
     nva.push_back(make_nv("te", "trailers"));
 

@@ -85,9 +85,9 @@ public:
         std::optional<acquire_problem> refused;  // set: no connection could be had
         std::string_view authority;  // the endpoint's (in the route snapshot), for the log
     };
-    // Sends the request (`head`: its HTTP/1.1 head as serialize_request_head wrote it, whose
-    // fields become the stream's; `body` must outlive the call) as a new stream on a connection to one of the version's endpoints, in
-    // round-robin order, connecting when the endpoint whose turn it is has none.
+    // Sends the request (`head`: its fields as serialize_h2_request_head wrote them; `body`
+    // must outlive the call) as a new stream on a connection to one of the version's
+    // endpoints, in round-robin order, connecting when the endpoint whose turn it is has none.
     // `feed`: a streaming call's body still arriving after `body` (null otherwise).
     task<opened> open(const routing::model_route& model, const routing::version_route& version,
                       session_slot& slot, std::string_view head, std::string_view body,
@@ -166,9 +166,9 @@ task<bool> wait_for_change(h2_call& call, clock::time_point deadline);
 void write_h2_answer_head(std::string& out, const h2_call& call, response_info& info);
 
 // Sends one request over HTTP/2 and relays the answer to `down`, as exchange() does over
-// HTTP/1.1: `a.head` holds the serialized request head on entry and the client's answer head
-// after. A stream the backend refused unprocessed (or a connection that failed before our
-// request left) is tried once more, on another connection.
+// HTTP/1.1: `a.head` holds the request's fields (serialize_h2_request_head) on entry and the
+// client's answer head after. A stream the backend refused unprocessed (or a connection that
+// failed before our request left) is tried once more, on another connection.
 template <class Down>
 task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange_args& a,
                                    std::string_view& authority) {

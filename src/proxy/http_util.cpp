@@ -1,5 +1,7 @@
 #include "http_util.hpp"
 
+#include "h2_fields.hpp"
+
 #include "stagegate/core/text.hpp"
 
 #include <boost/beast/core/string.hpp>
@@ -156,13 +158,47 @@ void drop_trailer_fields(http::request_header<fields_type>& req,
     }
 }
 
-void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
+namespace {
+
+// forward_request_fields' sink for an HTTP/1.1 backend: the head as it goes on the wire.
+class http1_head_writer {
+public:
+    explicit http1_head_writer(std::string& out) : out_(out) {}
+    void start(std::string_view method, std::string_view target) {
+        out_.append(method);
+        out_.push_back(' ');
+        out_.append(target);
+        out_.append(" HTTP/1.1\r\n", 11);
+    }
+    void field(std::string_view name, std::string_view value) { append_header(out_, name, value); }
+    void authority(std::string_view name, std::string_view host) {
+        append_header(out_, name, host);
+    }
+    void open(std::string_view name) {
+        out_.append(name);
+        out_.append(": ", 2);
+    }
+    void add(std::string_view piece) { out_.append(piece); }
+    void close() { out_.append("\r\n", 2); }
+    void length(std::string_view digits) {
+        out_.append("Content-Length: "sv);
+        out_.append(digits);
+        out_.append("\r\n", 2);
+    }
+    void finish() { out_.append("\r\n", 2); }
+
+private:
+    std::string& out_;
+};
+
+// The fields of a forwarded request, for either protocol's sink: the request line, the
+// client's end-to-end fields, the proxy's X-Forwarded-For/-Proto, Via and X-Request-Id (and
+// X-Stagegate-Mirror on a shadow copy), and Content-Length.
+template <class Sink>
+void forward_request_fields(Sink& sink, const http::request_header<fields_type>& req,
                             const forward_info& info, std::size_t body_size) {
     connection_tokens named(req);
-    out.append(req.method_string());
-    out.push_back(' ');
-    out.append(req.target());
-    out.append(" HTTP/1.1\r\n", 11);
+    sink.start(req.method_string(), req.target());
     bool forwarded_for = false;
     std::string_view via;
     for (const auto& f : req) {
@@ -192,38 +228,58 @@ void serialize_request_head(std::string& out, const http::request_header<fields_
             if (named.count && named.listed(f.name_string())) {
                 continue;
             }
+            if (name == http::field::host) {
+                sink.authority(f.name_string(), f.value());
+                continue;
+            }
         }
-        append_header(out, f.name_string(), f.value());
+        sink.field(f.name_string(), f.value());
     }
     // Every X-Forwarded-For the client sent, in order, joined with commas as RFC 9110 5.3
     // allows for list fields (nginx's $proxy_add_x_forwarded_for does the same), then ours.
-    out.append("X-Forwarded-For: "sv);
+    sink.open("X-Forwarded-For"sv);
     if (forwarded_for) {
         for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
-            out.append(it->value());
-            out.append(", ", 2);
+            sink.add(it->value());
+            sink.add(", "sv);
         }
     }
-    out.append(info.client_address);
-    out.append("\r\nX-Forwarded-Proto: "sv);
-    out.append(info.client_tls ? "https"sv : "http"sv);
-    out.append("\r\nVia: "sv);
+    sink.add(info.client_address);
+    sink.close();
+    sink.field("X-Forwarded-Proto"sv, info.client_tls ? "https"sv : "http"sv);
+    sink.open("Via"sv);
     if (!via.empty()) {
-        out.append(via);
-        out.append(", ", 2);
+        sink.add(via);
+        sink.add(", "sv);
     }
-    out.append(info.client_version == 10 ? "1.0 stagegate"sv : "1.1 stagegate"sv);
-    out.append("\r\nX-Request-Id: "sv);
-    out.append(info.request_id);
-    out.append("\r\n", 2);
+    sink.add(info.client_version == 10 ? "1.0 stagegate"sv : "1.1 stagegate"sv);
+    sink.close();
+    sink.field("X-Request-Id"sv, info.request_id);
+    if (info.mirror) {
+        sink.field("X-Stagegate-Mirror"sv, "1"sv);
+    }
     const auto method = req.method();
     if (body_size > 0 || method == http::verb::post || method == http::verb::put ||
         method == http::verb::patch) {
-        out.append("Content-Length: "sv);
-        append_number(out, body_size);
-        out.append("\r\n", 2);
+        char digits[20];
+        const auto end = std::to_chars(digits, digits + sizeof digits, body_size).ptr;
+        sink.length(std::string_view(digits, static_cast<std::size_t>(end - digits)));
     }
-    out.append("\r\n", 2);
+    sink.finish();
+}
+
+}  // namespace
+
+void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
+                            const forward_info& info, std::size_t body_size) {
+    http1_head_writer sink(out);
+    forward_request_fields(sink, req, info, body_size);
+}
+
+void serialize_h2_request_head(std::string& out, const http::request_header<fields_type>& req,
+                               const forward_info& info, std::size_t body_size) {
+    h2_head_writer sink(out);
+    forward_request_fields(sink, req, info, body_size);
 }
 
 void relay_response_parser::on_response_impl(int code, beast::string_view reason, int,

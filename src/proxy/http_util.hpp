@@ -44,6 +44,7 @@ struct forward_info {
     bool client_tls = false;
     std::string_view request_id;
     unsigned client_version = 11;
+    bool mirror = false;  // the gateway's shadow copy: marked X-Stagegate-Mirror: 1
 };
 
 // An absolute-form target ("POST http://host/path", RFC 9112 3.2.2, which a server must
@@ -63,6 +64,10 @@ void drop_trailer_fields(http::request_header<fields_type>& req,
 // contiguous block: one iovec for the kernel instead of one per header piece.
 void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
                             const forward_info& info, std::size_t body_size);
+// The same fields for an HTTP/2 backend, in the form h2_client::submit reads (h2_head_writer,
+// h2_fields.hpp): names lowercased, Host as :authority.
+void serialize_h2_request_head(std::string& out, const http::request_header<fields_type>& req,
+                               const forward_info& info, std::size_t body_size);
 
 enum class body_framing { none, content_length, chunked, close_delimited };
 

@@ -124,12 +124,14 @@ std::unique_ptr<mirror_job> mirror_of(const std::shared_ptr<const routing::route
     job->model = &model;
     job->version = model.mirror_version;
     job->series = model.mirror_series;
-    serialize_request_head(job->head, req,
-                           forward_info{client_address, client_tls, rc.id, rc.client_version},
-                           req.body().size());
-    // Tell the candidate this is shadow traffic (as Envoy marks its mirrors): its answer is
-    // never seen by a client.
-    job->head.insert(job->head.size() - 2, "X-Stagegate-Mirror: 1\r\n");
+    // Marked as shadow traffic (as Envoy marks its mirrors): its answer is never seen by a
+    // client.
+    const forward_info info{client_address, client_tls, rc.id, rc.client_version, true};
+    if (model.versions[model.mirror_version].http2) {
+        serialize_h2_request_head(job->head, req, info, req.body().size());
+    } else {
+        serialize_request_head(job->head, req, info, req.body().size());
+    }
     job->body.assign(req.body().data(), req.body().size());
     job->grpc = rc.grpc;
     job->primary = primary;

@@ -203,7 +203,7 @@ task<void> forward_h2(Stream& stream, worker& w, const request_type& req,
                       std::string_view client_address, bool client_tls, exchange_args& args,
                       exchange_outcome& out, std::string_view& upstream) {
     args.head.clear();
-    serialize_request_head(
+    serialize_h2_request_head(
         args.head, req,
         forward_info{client_address, client_tls, args.rc.id, args.rc.client_version},
         req.body().size());

@@ -1,7 +1,13 @@
 #include "proxy/http_util.hpp"
 
+#include "proxy/h2_fields.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace stagegate::proxy {
 namespace {
@@ -52,6 +58,48 @@ TEST(SerializeRequestHead, GetWithoutBodyHasNoContentLength) {
     EXPECT_EQ(out.find("Content-Length"), std::string::npos);
     EXPECT_NE(out.find("X-Forwarded-For: 10.0.0.1\r\n"), std::string::npos);
     EXPECT_NE(out.find("Via: 1.0 stagegate\r\n"), std::string::npos);
+}
+
+// The same request for an HTTP/2 backend: the same fields in the same order (names
+// lowercased, Host as :authority, the method and target as pseudo-header entries), and the
+// length set apart for a streamed call to leave out.
+TEST(SerializeRequestHead, ForAnHttp2BackendTheSameFieldsAsEntries) {
+    auto req = sample_request();
+    req.insert("X-Forwarded-For", "198.51.100.2");  // a second one: joined in order
+    std::string out;
+    serialize_h2_request_head(out, req, forward_info{"127.0.0.1", true, "rid-9", 11, true}, 21);
+    std::vector<std::pair<std::string, std::string>> entries;
+    std::vector<h2_entry> kinds;
+    h2_head_entries(out, [&](const h2_head_field& f) {
+        kinds.push_back(f.kind);
+        entries.emplace_back(f.name, f.value);
+    });
+    const std::vector<std::pair<std::string, std::string>> expected{
+        {"", "POST"},
+        {"", "/v1/models/m:predict?x=1"},
+        {"", "gw"},
+        {"x-keep", "yes"},
+        {"x-forwarded-for", "203.0.113.7, 198.51.100.2, 127.0.0.1"},
+        {"x-forwarded-proto", "https"},
+        {"via", "1.1 edge, 1.1 stagegate"},
+        {"x-request-id", "rid-9"},
+        {"x-stagegate-mirror", "1"},
+        {"content-length", "21"},
+    };
+    EXPECT_EQ(entries, expected);
+    const std::vector<h2_entry> expected_kinds{
+        h2_entry::method, h2_entry::path,  h2_entry::authority, h2_entry::field,
+        h2_entry::field,  h2_entry::field, h2_entry::field,     h2_entry::field,
+        h2_entry::field,  h2_entry::content_length};
+    EXPECT_EQ(kinds, expected_kinds);
+
+    // What the HTTP/1.1 head of the same request says, field for field.
+    std::string head;
+    serialize_request_head(head, req, forward_info{"127.0.0.1", true, "rid-9", 11, true}, 21);
+    EXPECT_NE(head.find("X-Forwarded-For: 203.0.113.7, 198.51.100.2, 127.0.0.1\r\n"),
+              std::string::npos)
+        << head;
+    EXPECT_NE(head.find("X-Stagegate-Mirror: 1\r\n"), std::string::npos) << head;
 }
 
 // Feeds an upstream answer's bytes to a relay parser; returns what it consumed.
