@@ -31,6 +31,10 @@ task<void> mirror_once(worker& w, mirror_job& job, session_slot& slot, std::stri
             upstream);
         status = recorded_status(rc, out);
         failure = out.failure;
+        if (job.grpc) {
+            // The status the candidate's client would have got, as for the calls it serves.
+            w.shard().record_grpc(job.series, grpc_code_got(out));
+        }
     } else {
         auto got = w.pool().try_idle(version);
         if (!got) {

@@ -554,6 +554,38 @@ TEST_F(GrpcJs, BackendsRequiringAClientCertificateGetTheVersionsOne) {
     EXPECT_EQ(count_of(refused["codes"], "14"), 3u) << refused;
 }
 
+// A shadow stage mirrors unary calls to a candidate served over HTTP/2: each copy reaches the
+// candidate as a well-formed gRPC call (grpc-js answers it OK) and is counted as the
+// candidate's shadow traffic, its gRPC status too, while every client gets stable's answer.
+TEST_F(GrpcJs, AShadowStageMirrorsUnaryCallsToACandidateOverHttp2) {
+    temp_dir state;
+    grpc_backend v1("v1");
+    grpc_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    auto cfg = grpc_rollout(v1.port, v2.port, state.path);
+    auto& shadow = cfg.models[0].rollout_spec->stages[0];
+    shadow.name = "shadow";
+    shadow.weight = 0;
+    shadow.mirror = 10000;
+    shadow.min_bake = 1h;  // stays in shadow for the test
+    app::gateway gw(std::move(cfg));
+    ASSERT_TRUE(gw.start());
+    // 100 calls at once: within the mirror's room (32 in flight, 256 waiting), none dropped.
+    const auto seen = run_client(gw.ports()[0], {"load", "100"});
+    ASSERT_TRUE(seen.is_object()) << seen;
+    EXPECT_EQ(count_of(seen["codes"], "0"), 100u) << seen;
+    EXPECT_EQ(count_of(seen["versions"], "v1"), 100u) << seen;
+    std::string text;
+    EXPECT_TRUE(wait_until([&] {
+        text = api(gw.admin_port(), "GET", "/metrics", "", "").body;
+        return text.find("stagegate_requests_total{model=\"m\",version=\"v2\","
+                         "stage=\"shadow/mirror\",code=\"200\"} 100\n") != std::string::npos &&
+               text.find("stagegate_grpc_calls_total{model=\"m\",version=\"v2\","
+                         "stage=\"shadow/mirror\",grpc_code=\"OK\"} 100\n") != std::string::npos;
+    })) << text;
+}
+
 TEST_F(GrpcJs, CandidateAnsweringUnavailableOnFivePercentOfCallsIsRolledBack) {
     const auto seen = rollout_until("rolled_back", 20);  // 5 % UNAVAILABLE, every status 200
     EXPECT_GT(count_of(seen["codes"], "14"), 0u) << seen;
