@@ -102,6 +102,31 @@ TEST(SerializeRequestHead, ForAnHttp2BackendTheSameFieldsAsEntries) {
     EXPECT_NE(head.find("X-Stagegate-Mirror: 1\r\n"), std::string::npos) << head;
 }
 
+// Fields past the room the writer makes ahead (1 KiB), one of them larger than twice that
+// room, after what `out` already held: every entry arrives whole and in order.
+TEST(SerializeRequestHead, ForAnHttp2BackendFieldsPastTheFirstKilobyteArriveWhole) {
+    request_type req{http::verb::post, "/p", 11};
+    std::vector<std::pair<std::string, std::string>> sent;
+    for (int i = 0; i < 60; ++i) {
+        sent.emplace_back("x-field-" + std::to_string(i),
+                          std::string(i == 30 ? 3000 : 20, static_cast<char>('a' + i % 26)));
+        req.insert("X-Field-" + std::to_string(i), sent.back().second);
+    }
+    std::string out = "before";
+    serialize_h2_request_head(out, req, forward_info{"10.0.0.1", false, "r", 11}, 0);
+    ASSERT_EQ(out.substr(0, 6), "before");
+    std::vector<std::pair<std::string, std::string>> fields;
+    h2_head_entries(std::string_view(out).substr(6), [&](const h2_head_field& f) {
+        if (f.name.starts_with("x-field-")) {
+            fields.emplace_back(f.name, f.value);
+        }
+    });
+    EXPECT_EQ(fields, sent);
+    std::size_t entries = 0;
+    h2_head_entries(std::string_view(out).substr(6), [&](const h2_head_field&) { ++entries; });
+    EXPECT_EQ(entries, 2 + 60 + 4 + 1u);  // method, path, fields, XFF/-Proto/Via/Id, length
+}
+
 // Feeds an upstream answer's bytes to a relay parser; returns what it consumed.
 std::size_t feed(relay_response_parser& parser, std::string_view wire,
                  boost::system::error_code& ec) {
