@@ -2,6 +2,7 @@
 #include "stagegate/core/asio.hpp"
 #include "stagegate/core/json.hpp"
 #include "stagegate/core/log.hpp"
+#include "stagegate/core/tls_files.hpp"
 
 #include "admin_auth.hpp"
 #include "admin_error.hpp"
@@ -1523,20 +1524,13 @@ result<std::uint16_t> admin_server::listen(const config::admin& cfg) {
                   {{"address", cfg.address}});
     }
     if (cfg.tls) {
-        im.tls = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
-        boost::system::error_code ec;
-        im.tls->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
-                                net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
-                                net::ssl::context::no_tlsv1_1,
-                            ec);
-        im.tls->use_certificate_chain_file(cfg.tls->cert_file, ec);
-        if (!ec) {
-            im.tls->use_private_key_file(cfg.tls->key_file, net::ssl::context::pem, ec);
+        auto ctx = tls_server_context(cfg.tls->cert_file, cfg.tls->key_file);
+        if (!ctx) {
+            auto e = ctx.error();
+            e.message = "admin listener: " + e.message;
+            return e;
         }
-        if (ec) {
-            return error::make("tls_setup_failed",
-                               "admin listener: cannot load certificate or key: " + ec.message());
-        }
+        im.tls = std::move(*ctx);
     }
     boost::system::error_code ec;
     auto addr = net::ip::make_address(cfg.address == "localhost" ? "127.0.0.1" : cfg.address, ec);

@@ -1,5 +1,6 @@
 #include "stagegate/core/http_client.hpp"
 #include "stagegate/core/asio.hpp"
+#include "stagegate/core/tls_files.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -255,13 +256,8 @@ struct exchange : http_exchange {
             ctx.set_verify_callback(net::ssl::host_name_verification(call.url.host), ec);
         }
         if (!call.cert_file.empty()) {
-            ctx.use_certificate_chain_file(call.cert_file, ec);
-            if (!ec) {
-                ctx.use_private_key_file(call.key_file, net::ssl::context::pem, ec);
-            }
-            if (ec) {
-                co_return error::make("tls_setup_failed",
-                                      "cannot load the client certificate: " + ec.message());
+            if (auto failed = load_certificate_and_key(ctx, call.cert_file, call.key_file)) {
+                co_return error::make("tls_setup_failed", std::move(failed->message));
             }
         }
         conn->tls =

@@ -1,5 +1,6 @@
 #include "stagegate/mockmodel/mock_model.hpp"
 #include "stagegate/core/asio.hpp"
+#include "stagegate/core/tls_files.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -111,7 +112,7 @@ struct server::impl {
     options opt;
     net::io_context io;
     tcp::acceptor acceptor{io};
-    std::unique_ptr<net::ssl::context> tls;
+    std::shared_ptr<net::ssl::context> tls;
     std::vector<std::thread> threads;
     std::atomic<std::uint64_t> accepted{0};
     std::atomic<std::uint64_t> requests{0};
@@ -558,14 +559,11 @@ result<void> server::start() {
         return error::make("bad_address", "invalid address " + i.opt.address);
     }
     if (!i.opt.cert_file.empty() || !i.opt.key_file.empty()) {
-        i.tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
-        i.tls->use_certificate_chain_file(i.opt.cert_file, ec);
-        if (!ec) {
-            i.tls->use_private_key_file(i.opt.key_file, net::ssl::context::pem, ec);
+        auto ctx = tls_server_context(i.opt.cert_file, i.opt.key_file);
+        if (!ctx) {
+            return ctx.error();
         }
-        if (ec) {
-            return error::make("tls_setup_failed", "cannot load certificate or key: " + ec.message());
-        }
+        i.tls = std::move(*ctx);
         if (!i.opt.client_ca_file.empty()) {
             i.tls->load_verify_file(i.opt.client_ca_file, ec);
             if (ec) {

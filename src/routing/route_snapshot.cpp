@@ -1,5 +1,6 @@
 #include "stagegate/routing/route_snapshot.hpp"
 #include "stagegate/core/text.hpp"
+#include "stagegate/core/tls_files.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -105,17 +106,8 @@ private:
 // refused rather than every handshake failing later.
 void load_client_certificate(boost::asio::ssl::context& ctx, const config::upstream_tls& tls,
                              const std::string& at, std::vector<problem>& problems) {
-    boost::system::error_code ec;
-    ctx.use_certificate_chain_file(tls.cert_file, ec);
-    if (ec) {
-        problems.push_back({at + "cert_file", "cannot load the client certificate " +
-                                                  tls.cert_file + ": " + ec.message()});
-        return;
-    }
-    ctx.use_private_key_file(tls.key_file, boost::asio::ssl::context::pem, ec);
-    if (ec) {
-        problems.push_back(
-            {at + "key_file", "cannot load the client key " + tls.key_file + ": " + ec.message()});
+    if (auto failed = load_certificate_and_key(ctx, tls.cert_file, tls.key_file)) {
+        problems.push_back({at + (failed->key ? "key_file" : "cert_file"), failed->message});
     }
 }
 

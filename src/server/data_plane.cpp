@@ -2,6 +2,7 @@
 #include "stagegate/proxy/access_log.hpp"
 #include "stagegate/core/asio.hpp"
 #include "stagegate/core/log.hpp"
+#include "stagegate/core/tls_files.hpp"
 #include "stagegate/server/descriptors.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -148,23 +149,14 @@ result<void> data_plane::bind_workers(const config::gateway& cfg) {
             tls.push_back(nullptr);
             continue;
         }
-        auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
-        boost::system::error_code ec;
-        ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
-                             net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
-                             net::ssl::context::no_tlsv1_1,
-                         ec);
-        ctx->use_certificate_chain_file(l.tls->cert_file, ec);
-        if (!ec) {
-            ctx->use_private_key_file(l.tls->key_file, net::ssl::context::pem, ec);
+        auto ctx = tls_server_context(l.tls->cert_file, l.tls->key_file);
+        if (!ctx) {
+            auto e = ctx.error();
+            e.message = "listener " + std::to_string(i) + ": " + e.message;
+            return e;
         }
-        if (ec) {
-            return error::make("tls_setup_failed", "listener " + std::to_string(i) +
-                                                       ": cannot load certificate or key: " +
-                                                       ec.message());
-        }
-        proxy::offer_h2_alpn(*ctx);
-        tls.push_back(std::move(ctx));
+        proxy::offer_h2_alpn(**ctx);
+        tls.push_back(std::move(*ctx));
     }
 
     std::uint32_t n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
