@@ -102,8 +102,8 @@ constexpr std::size_t answer_high_water = 64 * 1024;
 constexpr std::size_t answer_low_water = 16 * 1024;
 // The request body's flow-control windows: large enough that an upload is not held to one
 // 64 KiB window per round trip, bounded by limits.max_request_body_bytes per stream anyway.
-constexpr std::int32_t stream_receive_window = 1 << 20;
-constexpr std::int32_t connection_receive_window = 16 << 20;
+constexpr std::int32_t request_stream_window = 1 << 20;
+constexpr std::int32_t request_connection_window = 16 << 20;
 
 class h2_connection;
 
@@ -630,12 +630,12 @@ bool h2_connection::start() {
     const auto& limits = w_.config().limits;
     const nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(stream_receive_window)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(request_stream_window)},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_bytes},
     };
     if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0 ||
         nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                              connection_receive_window) != 0) {
+                                              request_connection_window) != 0) {
         return false;
     }
     return true;

@@ -23,8 +23,8 @@ namespace {
 // What a backend may send ahead of the client taking it: per stream one relay's worth of
 // round trips (1 MiB), per connection 16 MiB; a stream's window reopens only as its client
 // takes the bytes.
-constexpr std::int32_t stream_receive_window = 1 << 20;
-constexpr std::int32_t connection_receive_window = 16 << 20;
+constexpr std::int32_t answer_stream_window = 1 << 20;
+constexpr std::int32_t answer_connection_window = 16 << 20;
 
 // The answer fields the client never gets from a backend: the gateway's own stamps (the
 // backend's copy would reach the client first) and the framing, which the relay decides.
@@ -314,11 +314,11 @@ bool h2_client::start() {
     }
     const nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(stream_receive_window)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(answer_stream_window)},
     };
     if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0 ||
         nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                              connection_receive_window) != 0) {
+                                              answer_connection_window) != 0) {
         return false;
     }
     auto self = shared_from_this();
