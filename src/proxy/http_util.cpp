@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <vector>
 
 namespace stagegate::proxy {
@@ -160,35 +161,53 @@ void drop_trailer_fields(http::request_header<fields_type>& req,
 
 namespace {
 
-// forward_request_fields' sink for an HTTP/1.1 backend: the head as it goes on the wire.
+// forward_request_fields' sink for an HTTP/1.1 backend: the head as it goes on the wire,
+// written through a string_cursor.
 class http1_head_writer {
 public:
     explicit http1_head_writer(std::string& out) : out_(out) {}
     void start(std::string_view method, std::string_view target) {
-        out_.append(method);
-        out_.push_back(' ');
-        out_.append(target);
-        out_.append(" HTTP/1.1\r\n", 11);
+        out_.put(method);
+        out_.put(" "sv);
+        out_.put(target);
+        out_.put(" HTTP/1.1\r\n"sv);
     }
-    void field(std::string_view name, std::string_view value) { append_header(out_, name, value); }
-    void authority(std::string_view name, std::string_view host) {
-        append_header(out_, name, host);
+    void field(std::string_view name, std::string_view value) {
+        char* p = out_.room(name.size() + value.size() + 4);
+        std::memcpy(p, name.data(), name.size());
+        p += name.size();
+        *p++ = ':';
+        *p++ = ' ';
+        if (!value.empty()) {
+            std::memcpy(p, value.data(), value.size());
+            p += value.size();
+        }
+        *p++ = '\r';
+        *p = '\n';
+        out_.advance(name.size() + value.size() + 4);
     }
+    void authority(std::string_view name, std::string_view host) { field(name, host); }
     void open(std::string_view name) {
-        out_.append(name);
-        out_.append(": ", 2);
+        char* p = out_.room(name.size() + 2);
+        std::memcpy(p, name.data(), name.size());
+        p[name.size()] = ':';
+        p[name.size() + 1] = ' ';
+        out_.advance(name.size() + 2);
     }
-    void add(std::string_view piece) { out_.append(piece); }
-    void close() { out_.append("\r\n", 2); }
+    void add(std::string_view piece) { out_.put(piece); }
+    void close() { out_.put("\r\n"sv); }
     void length(std::string_view digits) {
-        out_.append("Content-Length: "sv);
-        out_.append(digits);
-        out_.append("\r\n", 2);
+        open("Content-Length"sv);
+        out_.put(digits);
+        close();
     }
-    void finish() { out_.append("\r\n", 2); }
+    void finish() {
+        out_.put("\r\n"sv);
+        out_.finish();
+    }
 
 private:
-    std::string& out_;
+    string_cursor out_;
 };
 
 // The fields of a forwarded request, for either protocol's sink: the request line, the
