@@ -127,16 +127,14 @@ public:
     // A field whose value follows in pieces (add), ended by close.
     void open(std::string_view name) {
         open_at_ = out_.written_to();
+        open_name_size_ = name.size();
         put(h2_entry::field, name, {});
     }
     void add(std::string_view piece) { out_.put(piece); }
     void close() {
-        char* entry = out_.at(open_at_);
-        std::uint32_t name_size;
-        std::memcpy(&name_size, entry + 1, 4);
         const auto value_size = static_cast<std::uint32_t>(out_.written_to() - open_at_ -
-                                                           header_size - name_size);
-        std::memcpy(entry + 5, &value_size, 4);
+                                                           header_size - open_name_size_);
+        std::memcpy(out_.at(open_at_) + 5, &value_size, 4);
     }
     void length(std::string_view digits) {
         put(h2_entry::content_length, "content-length", digits);
@@ -170,6 +168,7 @@ private:
 
     string_cursor out_;
     std::size_t open_at_ = 0;
+    std::size_t open_name_size_ = 0;
 };
 
 // Calls `f(h2_head_field)` for each entry of `head` (as h2_head_writer wrote it), in order.

@@ -1,6 +1,7 @@
 #include "http_util.hpp"
 
 #include "h2_fields.hpp"
+#include "string_cursor.hpp"
 
 #include "stagegate/core/text.hpp"
 
@@ -10,7 +11,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstring>
 #include <vector>
 
 namespace stagegate::proxy {
@@ -77,7 +77,8 @@ bool is_gateway_stamp(std::string_view name) {
 }
 
 // One append per header line (four were a tenth of the relay's user time): the line is
-// assembled on the stack when it is short, as nearly all are.
+// assembled on the stack when it is short, as nearly all are. (A string_cursor here cost 200
+// instructions a request more: it resizes twice per line.)
 void append_header(std::string& out, std::string_view name, std::string_view value) {
     const std::size_t size = name.size() + value.size() + 4;
     std::array<char, 256> line;
@@ -172,27 +173,11 @@ public:
         out_.put(target);
         out_.put(" HTTP/1.1\r\n"sv);
     }
-    void field(std::string_view name, std::string_view value) {
-        char* p = out_.room(name.size() + value.size() + 4);
-        std::memcpy(p, name.data(), name.size());
-        p += name.size();
-        *p++ = ':';
-        *p++ = ' ';
-        if (!value.empty()) {
-            std::memcpy(p, value.data(), value.size());
-            p += value.size();
-        }
-        *p++ = '\r';
-        *p = '\n';
-        out_.advance(name.size() + value.size() + 4);
-    }
+    void field(std::string_view name, std::string_view value) { out_.field_line(name, value); }
     void authority(std::string_view name, std::string_view host) { field(name, host); }
     void open(std::string_view name) {
-        char* p = out_.room(name.size() + 2);
-        std::memcpy(p, name.data(), name.size());
-        p[name.size()] = ':';
-        p[name.size() + 1] = ' ';
-        out_.advance(name.size() + 2);
+        out_.put(name);
+        out_.put(": "sv);
     }
     void add(std::string_view piece) { out_.put(piece); }
     void close() { out_.put("\r\n"sv); }

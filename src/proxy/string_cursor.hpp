@@ -36,6 +36,22 @@ public:
         }
         at_ += piece.size();
     }
+    // "name: value\r\n", with one check for room (most of what a head holds).
+    void field_line(std::string_view name, std::string_view value) {
+        const std::size_t n = name.size() + value.size() + 4;
+        char* p = room(n);
+        std::memcpy(p, name.data(), name.size());
+        p += name.size();
+        *p++ = ':';
+        *p++ = ' ';
+        if (!value.empty()) {
+            std::memcpy(p, value.data(), value.size());
+            p += value.size();
+        }
+        p[0] = '\r';
+        p[1] = '\n';
+        at_ += n;
+    }
     // Bytes at `offset` of the string, already written.
     char* at(std::size_t offset) { return out_.data() + offset; }
     std::size_t written_to() const { return at_; }
