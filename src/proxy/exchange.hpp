@@ -116,7 +116,8 @@ struct body_capture {
 
 // Everything one exchange needs besides the two streams.
 struct exchange_args {
-    // On entry the serialized request head; then scratch for the client's response head.
+    // On entry the request's head as the backend's protocol takes it (serialize_request_head,
+    // or serialize_h2_request_head's entries); then scratch for the client's response head.
     std::string& head;
     std::string_view body;  // the request body
     const request_context& rc;
