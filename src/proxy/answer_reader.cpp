@@ -66,8 +66,8 @@ bool parse_length_list(std::string_view value, std::uint64_t& out) {
 }  // namespace
 
 answer_reader::answer_reader() {
-    fields_.reserve(448);  // with the string's terminating NUL, one 512-byte block
-    spans_.reserve(8);
+    fields_.bytes.reserve(448);  // with the string's terminating NUL, one 512-byte block
+    fields_.head.reserve(8);
 }
 
 answer_reader::line_status answer_reader::next_line(const char*& p, const char* end,
@@ -160,6 +160,7 @@ bool answer_reader::read(const char* data, std::size_t size, cached_string& body
                 }
                 break;
             case state::until_close:
+            case state::given_body:
                 body.append(p, static_cast<std::size_t>(end - p));
                 p = end;
                 break;
@@ -218,20 +219,19 @@ bool answer_reader::parse_field_line(std::string_view line, bool trailer) {
             has_length_ = true;
         }
     }
-    const auto name_at = static_cast<std::uint32_t>(fields_.size());
-    fields_.append(name);
-    if (!lowercase_field_name(fields_.data() + name_at, name.size())) {
+    auto& bytes = fields_.bytes;
+    const auto name_at = bytes.size();
+    bytes.append(name);
+    if (!lowercase_field_name(bytes.data() + name_at, name.size())) {
         return false;
     }
-    if (connection_specific(std::string_view(fields_).substr(name_at))) {
-        fields_.resize(name_at);
+    if (connection_specific(std::string_view(bytes).substr(name_at))) {
+        bytes.resize(name_at);
         return true;
     }
-    const auto value_at = static_cast<std::uint32_t>(fields_.size());
-    fields_.append(value);
-    (trailer ? trailer_spans_ : spans_)
-        .push_back(
-            {name_at, value_at - name_at, value_at, static_cast<std::uint32_t>(value.size())});
+    bytes.append(value);
+    fields_.add_written(trailer ? fields_.trailers : fields_.head, name_at, name.size(),
+                        value.size());
     return true;
 }
 

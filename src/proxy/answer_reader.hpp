@@ -6,6 +6,8 @@
 // general parser's field table and callbacks (Beast's took about a tenth of a proxied gRPC
 // call's instructions), and takes anything else for a defect: the stream is reset. Names are
 // lowercased and connection-specific fields left out, as HTTP/2 requires (RFC 9113 8.2).
+// An answer relayed from an HTTP/2 backend is not read at all: h2_exchange hands over its
+// parts as they are (give_head, body bytes unframed, end_given).
 #pragma once
 
 #include <array>
@@ -13,15 +15,13 @@
 #include <cstdint>
 #include <string_view>
 
+#include "answer_fields.hpp"
 #include "block_cache.hpp"
 
 namespace stagegate::proxy {
 
 class answer_reader {
   public:
-    // name at, length, value at, length: in field_bytes().
-    using span = std::array<std::uint32_t, 4>;
-
     answer_reader();
 
     // A HEAD request's answer: its head says how long a body would be, and none follows.
@@ -32,13 +32,22 @@ class answer_reader {
     // Bytes after the end of the answer are ignored.
     bool read(const char* data, std::size_t size, cached_string& body);
 
+    // The other way in: an answer given in parts. Its status, then its fields (lowercase
+    // names, nothing connection-specific: an HTTP/2 backend's), with which its head is done;
+    // then its body through read(), taken as it is (no framing); then its end, after its
+    // trailers (fields().add_trailer).
+    void give_head(unsigned status) {
+        status_ = status;
+        state_ = state::given_body;
+    }
+    answer_fields& given_fields() { return fields_; }
+    void end_given() { state_ = state::done; }
+
     bool header_done() const { return state_ > state::fields; }
     bool done() const { return state_ == state::done; }
     unsigned status() const { return status_; }
-    const cached_string& field_bytes() const { return fields_; }
-    const cached_vector<span>& fields() const { return spans_; }
-    // A chunked answer's trailer fields (a gRPC answer's grpc-status), in field_bytes() too.
-    const cached_vector<span>& trailers() const { return trailer_spans_; }
+    // The head's fields, and a chunked answer's trailers (a gRPC answer's grpc-status).
+    const answer_fields& fields() const { return fields_; }
 
     // The longest head (and trailer section) taken, as Beast's header_limit was.
     static constexpr std::size_t max_head_bytes = 64 * 1024;
@@ -53,6 +62,7 @@ class answer_reader {
         chunk_end,    // the CRLF after a chunk's bytes
         trailers,     // field lines after the last chunk, up to the empty line
         until_close,  // neither length nor chunked: a body that ends with the connection
+        given_body,   // an answer given in parts: every byte read is the body's
         done
     };
     enum class line_status { ok, more, bad };
@@ -75,9 +85,7 @@ class answer_reader {
     // A line split between writes, as far as it has come (after a chunk's bytes: the CR of
     // its CRLF when the LF is still to come).
     cached_string line_;
-    cached_string fields_;
-    cached_vector<span> spans_;
-    cached_vector<span> trailer_spans_;
+    answer_fields fields_;
 };
 
 }  // namespace stagegate::proxy

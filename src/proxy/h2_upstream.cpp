@@ -174,11 +174,13 @@ struct h2_client::callbacks {
         if (dropped_answer_field(name)) {
             return 0;
         }
-        auto& lines = call->head_done ? call->trailer_fields : call->head_fields;
-        lines.append(name);
-        lines.append(": ", 2);
-        lines.append(value);  // nghttp2 refuses CR, LF and NUL in values
-        lines.append("\r\n", 2);
+        // nghttp2 refuses CR, LF and NUL in values, and names that are not lowercase tokens.
+        if (call->head_done) {
+            call->fields.add_trailer(name, value);
+        } else {
+            call->grpc_answer |= name == "content-type" && value.starts_with("application/grpc");
+            call->fields.add_head(name, value);
+        }
         return 0;
     }
 
@@ -211,7 +213,8 @@ struct h2_client::callbacks {
             if (call->status >= 200) {
                 call->head_done = true;
             } else {
-                call->head_fields.clear();  // a 1xx interim answer: the final one follows
+                call->fields.clear();  // a 1xx interim answer: the final one follows
+                call->grpc_answer = false;
                 call->grpc_status.reset();
                 call->content_length.reset();
                 call->encoded = false;
@@ -645,6 +648,26 @@ task<bool> wait_for_change(h2_call& call, clock::time_point deadline) {
     co_return ec == net::error::operation_aborted || coarse_now() < deadline;
 }
 
+void frame_h2_answer(const h2_call& call, response_info& info) {
+    // A trailers-only answer (a gRPC error: the status in its one HEADERS frame) stays one:
+    // no body, so the client side sends no DATA and no trailers either.
+    const bool no_body = call.ended && call.data.empty() && call.fields.trailers.empty();
+    if (info.head_request || call.status == 204 || call.status == 304) {
+        info.framing = body_framing::none;
+    } else if (no_body) {
+        info.framing = body_framing::content_length;
+        info.content_length = 0;
+    } else if (call.content_length && call.fields.trailers.empty() && !call.grpc_answer) {
+        info.framing = body_framing::content_length;
+        info.content_length = *call.content_length;
+    } else if (info.client_version >= 11) {
+        info.framing = body_framing::chunked;  // carries the trailers
+    } else {
+        info.framing = body_framing::close_delimited;
+        info.keep_alive = false;
+    }
+}
+
 void write_h2_answer_head(std::string& out, const h2_call& call, response_info& info) {
     out.append("HTTP/1.1 ");
     const unsigned code = std::min(call.status, 999u);  // nghttp2 let only 3 digits through
@@ -655,26 +678,17 @@ void write_h2_answer_head(std::string& out, const h2_call& call, response_info& 
     out.push_back(' ');
     out.append(http::obsolete_reason(http::int_to_status(call.status)));
     out.append("\r\n", 2);
-    out.append(call.head_fields);
-    // A trailers-only answer (a gRPC error: the status in its one HEADERS frame) stays one:
-    // no body, so the client side sends no DATA and no trailers either.
-    const bool no_body = call.ended && call.data.empty() && call.trailer_fields.empty();
-    if (info.head_request || call.status == 204 || call.status == 304) {
-        info.framing = body_framing::none;
-    } else if (no_body) {
-        info.framing = body_framing::content_length;
-        info.content_length = 0;
-    } else if (call.content_length && call.trailer_fields.empty() &&
-               call.head_fields.find("content-type: application/grpc") == std::string::npos) {
-        info.framing = body_framing::content_length;
-        info.content_length = *call.content_length;
-    } else if (info.client_version >= 11) {
-        info.framing = body_framing::chunked;  // carries the trailers
-    } else {
-        info.framing = body_framing::close_delimited;
-        info.keep_alive = false;
+    for (const auto& f : call.fields.head) {
+        append_header(out, call.fields.name(f), call.fields.value(f));
     }
+    frame_h2_answer(call, info);
     finish_response_head(out, info);
+}
+
+void write_h2_trailers(std::string& out, const h2_call& call) {
+    for (const auto& f : call.fields.trailers) {
+        append_header(out, call.fields.name(f), call.fields.value(f));
+    }
 }
 
 }  // namespace stagegate::proxy

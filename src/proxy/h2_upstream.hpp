@@ -14,6 +14,7 @@
 // Templated on the client stream as exchange.hpp; include it only from the proxy's .cpp files.
 #pragma once
 
+#include "answer_fields.hpp"
 #include "body_feed.hpp"
 #include "exchange.hpp"
 #include "grpc_status.hpp"
@@ -50,8 +51,8 @@ struct h2_call final : client_gone_listener, body_feed::reader {
     // --- the answer
     unsigned status = 0;
     // From the worker's block cache (h2_memory.hpp says why), as is `data`.
-    cached_string head_fields;     // "name: value\r\n" lines: the answer's end-to-end fields
-    cached_string trailer_fields;  // the same for its trailers
+    answer_fields fields;  // the answer's end-to-end fields, and its trailers
+    bool grpc_answer = false;  // its Content-Type is gRPC's (application/grpc...)
     std::optional<std::uint64_t> content_length;
     std::optional<unsigned> grpc_status;
     bool encoded = false;  // a Content-Encoding other than identity: its body is not read
@@ -161,13 +162,29 @@ inline unsigned grpc_code_got(const exchange_outcome& out) {
 // Waits until the call changes or `deadline` passes; false once the deadline has passed.
 task<bool> wait_for_change(h2_call& call, clock::time_point deadline);
 
-// The HTTP/1.1 status line and fields of the call's answer for the client, with framing and
-// stamps (finish_response_head); `info.framing` is chosen here.
+// How the call's answer is framed for the client: `info.framing` (and its length) chosen.
+void frame_h2_answer(const h2_call& call, response_info& info);
+// The HTTP/1.1 status line and fields of the call's answer for the client, with framing
+// (frame_h2_answer) and stamps (finish_response_head).
 void write_h2_answer_head(std::string& out, const h2_call& call, response_info& info);
+// The call's trailers as HTTP/1.1 field lines (a chunked answer's trailer section).
+void write_h2_trailers(std::string& out, const h2_call& call);
+
+// A client side that takes an answer in parts (an HTTP/2 client's stream, h2_session.cpp):
+// the backend's status and fields as they are, with the framing and stamps `info` says; then
+// the body's bytes, unframed, through its writes; then the end, with the trailers. An answer
+// from an HTTP/2 backend to an HTTP/2 client is then never written as HTTP/1.1 and read back
+// (which cost about 6k instructions a gRPC call: the head's lines, the body's chunk framing,
+// the trailers' lines).
+template <class Down>
+concept takes_answer_parts = requires(Down& d, const h2_call& call, const response_info& info) {
+    d.answer_head(call, info);
+    d.answer_end(call);
+};
 
 // Sends one request over HTTP/2 and relays the answer to `down`, as exchange() does over
-// HTTP/1.1: `a.head` holds the request's fields (serialize_h2_request_head) on entry and the
-// client's answer head after. A stream the backend refused unprocessed (or a connection that
+// HTTP/1.1: `a.head` holds the request's fields (serialize_h2_request_head) on entry and an
+// HTTP/1.1 client's answer head after (a client taking answers in parts gets them as parts). A stream the backend refused unprocessed (or a connection that
 // failed before our request left) is tried once more, on another connection.
 template <class Down>
 task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange_args& a,
@@ -275,8 +292,13 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         out.head_at = clock::now();
     }
     response_info info = response_info_for(a);
+    constexpr bool in_parts = takes_answer_parts<Down>;
     a.head.clear();
-    write_h2_answer_head(a.head, *call, info);
+    if constexpr (to_client && !in_parts) {
+        write_h2_answer_head(a.head, *call, info);
+    } else {
+        frame_h2_answer(*call, info);
+    }
     if (a.capture) {
         a.capture->start(call->status, call->encoded);
     }
@@ -324,9 +346,13 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
                                metrics::upstream_failure::reset);
             }
             if (!head_sent) {
-                std::array<net::const_buffer, 1> pieces{net::buffer(a.head)};
-                if (const auto w = to_down_now(pieces); !w.finished) {
-                    co_await to_down_rest(pieces, w.written);
+                if constexpr (in_parts) {
+                    down.answer_head(*call, info);
+                } else {
+                    std::array<net::const_buffer, 1> pieces{net::buffer(a.head)};
+                    if (const auto w = to_down_now(pieces); !w.finished) {
+                        co_await to_down_rest(pieces, w.written);
+                    }
                 }
             }
             out.result = exchange_result::done_close;
@@ -337,10 +363,15 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         std::array<net::const_buffer, 7> pieces;
         std::size_t count = 0;
         if (!head_sent) {
-            pieces[count++] = net::buffer(a.head);
+            if constexpr (in_parts) {
+                down.answer_head(*call, info);
+                head_sent = true;
+            } else {
+                pieces[count++] = net::buffer(a.head);
+            }
         }
         char size_line[24];
-        const bool chunked = info.framing == body_framing::chunked;
+        const bool chunked = !in_parts && info.framing == body_framing::chunked;
         if (!taken.empty() && info.framing != body_framing::none) {
             if (chunked) {
                 pieces[count++] = net::buffer(size_line, format_chunk_size(size_line, taken.size()));
@@ -350,9 +381,11 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
                 pieces[count++] = net::buffer(taken);
             }
         }
+        std::string trailers;
         if (last && chunked) {
+            write_h2_trailers(trailers, *call);
             pieces[count++] = net::buffer(last_chunk);
-            pieces[count++] = net::buffer(call->trailer_fields);
+            pieces[count++] = net::buffer(trailers);
             pieces[count++] = net::buffer(crlf);
         }
         out.body_bytes += taken.size();
@@ -384,6 +417,9 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             ups.consumed(*call, taken.size());
         }
         if (last) {
+            if constexpr (in_parts) {
+                down.answer_end(*call);
+            }
             break;
         }
         auto idle_deadline = timeouts.stream_idle.count() > 0

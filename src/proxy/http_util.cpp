@@ -76,6 +76,14 @@ bool is_gateway_stamp(std::string_view name) {
            (name.size() == 12 && beast::iequals(name, "x-request-id"));
 }
 
+void append_number(std::string& out, std::uint64_t n) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+    out.append(digits, end);
+}
+
+}  // namespace
+
 // One append per header line (four were a tenth of the relay's user time): the line is
 // assembled on the stack when it is short, as nearly all are. (A string_cursor here cost 200
 // instructions a request more: it resizes twice per line.)
@@ -97,14 +105,6 @@ void append_header(std::string& out, std::string_view name, std::string_view val
     *p++ = '\n';
     out.append(line.data(), size);
 }
-
-void append_number(std::string& out, std::uint64_t n) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
-    out.append(digits, end);
-}
-
-}  // namespace
 
 void request_parser::on_field_impl(http::field name, beast::string_view name_string,
                                    beast::string_view value, boost::system::error_code& ec) {

@@ -146,6 +146,9 @@ private:
 // after each read of a head that is not complete, and answers 502 at once on false.
 bool could_be_status_line(std::string_view bytes);
 
+// Appends one field line ("name: value" and CRLF) to a head.
+void append_header(std::string& out, std::string_view name, std::string_view value);
+
 // Ends the client response head begun by relay_response_parser: framing, connection
 // management and the stamps.
 void finish_response_head(std::string& out, const response_info& info);

@@ -4,6 +4,7 @@
 // sees (answers, status codes, response metadata), what the gateway counts (a grpc-status in
 // the trailers is the call's outcome), and what the rollout controller decides on it.
 #include "support/admin.hpp"
+#include "support/node_process.hpp"
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
@@ -25,74 +26,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 
 const std::string grpc_dir = std::string(STAGEGATE_SOURCE_DIR) + "/tests/clients/grpc";
-
-// A node process of tests/clients/grpc with a pipe on its stdin: it ends when the pipe closes
-// (both scripts exit then), or is killed after 10 s more. Its stdout is kept.
-class node_process {
-public:
-    explicit node_process(const std::vector<std::string>& args) {
-        int in[2];
-        int out[2];
-        if (::pipe(in) != 0 || ::pipe(out) != 0) {
-            return;
-        }
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(in[0], 0);
-            ::dup2(out[1], 1);
-            ::close(in[1]);
-            ::close(out[0]);
-            std::vector<char*> argv;
-            argv.push_back(const_cast<char*>("node"));
-            for (const auto& a : args) {
-                argv.push_back(const_cast<char*>(a.c_str()));
-            }
-            argv.push_back(nullptr);
-            ::execvp("node", argv.data());
-            ::_exit(127);
-        }
-        ::close(in[0]);
-        ::close(out[1]);
-        stdin_ = in[1];
-        stdout_ = out[0];
-    }
-    ~node_process() { finish(); }
-    node_process(const node_process&) = delete;
-    node_process& operator=(const node_process&) = delete;
-
-    // Closes its stdin, reads what it printed and waits for it to end.
-    std::string finish() {
-        if (stdin_ >= 0) {
-            ::close(stdin_);
-            stdin_ = -1;
-        }
-        if (stdout_ >= 0) {
-            char buf[4096];
-            for (ssize_t n; (n = ::read(stdout_, buf, sizeof buf)) > 0;) {
-                output_.append(buf, static_cast<std::size_t>(n));
-            }
-            ::close(stdout_);
-            stdout_ = -1;
-        }
-        if (pid_ > 0) {
-            int status = 0;
-            const bool ended = wait_until(
-                [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, 10s);
-            if (!ended) {
-                ::kill(pid_, SIGKILL);
-                ::waitpid(pid_, &status, 0);
-            }
-            pid_ = -1;
-        }
-        return output_;
-    }
-
-private:
-    pid_t pid_ = -1;
-    int stdin_ = -1;
-    int stdout_ = -1;
-    std::string output_;
-};
 
 // One grpc-js model server (backend.mjs) playing `version`.
 struct grpc_backend {
@@ -137,15 +70,6 @@ json run_client(std::uint16_t port, const std::vector<std::string>& args) {
     }
     return json::parse(out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1),
                        nullptr, false);
-}
-
-// Model "m" with versions v1 (stable) and v2 served by the two backends over h2c.
-config::gateway grpc_config(std::uint16_t v1, std::uint16_t v2, std::uint32_t v2_bp) {
-    auto cfg = stack_config(v1, v2, v2_bp);
-    for (auto& v : cfg.models[0].versions) {
-        v.protocol = config::upstream_protocol::h2c;
-    }
-    return cfg;
 }
 
 class GrpcJs : public ::testing::Test {
@@ -194,7 +118,7 @@ TEST_F(GrpcJs, ServerAndModelCallsReachTheRightVersionAndRefusalsAreGrpcStatuses
     grpc_backend v2("v2");
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    auto cfg = grpc_config(v1.port, v2.port, 10000);  // every model call to v2
+    auto cfg = h2c_stack_config(v1.port, v2.port, 10000);  // every model call to v2
     cfg.grpc.model_header = "x-model-name";
     app::gateway gw(std::move(cfg));
     ASSERT_TRUE(gw.start());
@@ -231,7 +155,7 @@ TEST_F(GrpcJs, ThousandCallsOnOneConnectionAreSplitByWeightAndCountedExactly) {
     grpc_backend v2("v2", 10);  // every 10th of v2's calls: UNAVAILABLE in the trailers
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    app::gateway gw(grpc_config(v1.port, v2.port, 5000));
+    app::gateway gw(h2c_stack_config(v1.port, v2.port, 5000));
     ASSERT_TRUE(gw.start());
     const auto seen = run_client(gw.ports()[0], {"load", "1000"});
     ASSERT_TRUE(seen.is_object()) << seen;
@@ -280,7 +204,7 @@ TEST_F(GrpcJs, BackendsSendingGoawayMidLoadLoseNoCall) {
     grpc_backend v2("v2", 0, 150);
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    app::gateway gw(grpc_config(v1.port, v2.port, 5000));
+    app::gateway gw(h2c_stack_config(v1.port, v2.port, 5000));
     ASSERT_TRUE(gw.start());
     // Until the gateway has had to reconnect a few times (bounded: 10 rounds of 500 calls).
     for (int round = 0; round < 10 && gw.totals().upstream_connects < 6; ++round) {
@@ -300,7 +224,7 @@ TEST_F(GrpcJs, ACallTheClientCancelsIsCancelledAtTheBackendAtOnce) {
     grpc_backend v2("v2");
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    app::gateway gw(grpc_config(v1.port, v2.port, 0));
+    app::gateway gw(h2c_stack_config(v1.port, v2.port, 0));
     ASSERT_TRUE(gw.start());
     const auto seen = run_client(gw.ports()[0], {"cancel", "10"});
     ASSERT_TRUE(seen.is_object()) << seen;
@@ -332,7 +256,7 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
     grpc_backend v2("v2");
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    app::gateway gw(grpc_config(v1.port, v2.port, 5000));
+    app::gateway gw(h2c_stack_config(v1.port, v2.port, 5000));
     ASSERT_TRUE(gw.start());
     const auto seen = run_client(gw.ports()[0], {"stream", "32", "4", "3"});
     ASSERT_TRUE(seen.is_object()) << seen;
@@ -370,7 +294,7 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
 
     // A client that takes 1.5 s over its messages, with a first-byte timeout of 400 ms: the
     // backend answers only once the request has ended, and the timeout counts from there.
-    auto slow_cfg = grpc_config(v1.port, v2.port, 0);
+    auto slow_cfg = h2c_stack_config(v1.port, v2.port, 0);
     slow_cfg.models[0].timeouts.first_byte = 400ms;
     app::gateway slow_gw(std::move(slow_cfg));
     ASSERT_TRUE(slow_gw.start());
@@ -379,7 +303,7 @@ TEST_F(GrpcJs, StreamingCallsFlowMessageByMessageBothWaysOnOneVersion) {
     EXPECT_EQ(slow["answers"], 6) << slow;
 
     // A version reached over HTTP/1.1 cannot carry one: a clear UNIMPLEMENTED, not a hang.
-    auto h1 = grpc_config(v1.port, v2.port, 0);
+    auto h1 = h2c_stack_config(v1.port, v2.port, 0);
     h1.models[0].versions[0].protocol = config::upstream_protocol::http1;
     app::gateway gw1(std::move(h1));
     ASSERT_TRUE(gw1.start());
@@ -397,7 +321,7 @@ TEST_F(GrpcJs, ACallOfAServiceTheGatewayDoesNotParseStreamsFromItsHeaders) {
     grpc_backend v2("v2");
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
-    auto cfg = grpc_config(v1.port, v2.port, 5000);
+    auto cfg = h2c_stack_config(v1.port, v2.port, 5000);
     cfg.grpc.model_header = "x-model-name";
     app::gateway gw(std::move(cfg));
     ASSERT_TRUE(gw.start());
@@ -429,7 +353,7 @@ TEST_F(GrpcJs, BackendsOverTlsSelectH2ByAlpnAndCarryEveryKindOfCall) {
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
     auto over_tls = [&](std::uint16_t p1, std::uint16_t p2) {
-        auto cfg = grpc_config(p1, p2, 10000);  // every model call to v2; the server's to v1
+        auto cfg = h2c_stack_config(p1, p2, 10000);  // every model call to v2; the server's to v1
         for (auto& v : cfg.models[0].versions) {
             v.protocol = config::upstream_protocol::h2;
             v.tls = config::upstream_tls{.ca_file = cert.cert_file, .server_name = "localhost"};
@@ -480,7 +404,7 @@ TEST_F(GrpcJs, BackendsOverTlsSelectH2ByAlpnAndCarryEveryKindOfCall) {
 
 // A rollout of v2 whose traffic is gRPC calls from grpc-js.
 config::gateway grpc_rollout(std::uint16_t v1, std::uint16_t v2, const std::string& state_dir) {
-    auto cfg = grpc_config(v1, v2, 0);
+    auto cfg = h2c_stack_config(v1, v2, 0);
     config::rollout r;
     r.candidate = "v2";
     config::rollout_stage s;
@@ -531,7 +455,7 @@ TEST_F(GrpcJs, BackendsRequiringAClientCertificateGetTheVersionsOne) {
     ASSERT_NE(v1.port, 0);
     ASSERT_NE(v2.port, 0);
     auto with_client_cert = [&](const std::string& cert_file, const std::string& key_file) {
-        auto cfg = grpc_config(v1.port, v2.port, 10000);
+        auto cfg = h2c_stack_config(v1.port, v2.port, 10000);
         for (auto& v : cfg.models[0].versions) {
             v.protocol = config::upstream_protocol::h2;
             v.tls = config::upstream_tls{.ca_file = cert.cert_file,

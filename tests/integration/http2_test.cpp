@@ -6,16 +6,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
+#include <vector>
 
+#include "support/node_process.hpp"
 #include "support/shell.hpp"
 #include "support/stack.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
 
 namespace stagegate::test {
@@ -220,6 +226,92 @@ TEST_F(Http2, StreamedAnswerIsRelayedAsItIsSent) {
     // The backend spends 500 ms between its first and last token; a relay that held the
     // answer back would deliver them all at once.
     EXPECT_GE(ended - *first_event, 300ms) << all;
+}
+
+// A node:http2 server playing one version over h2c (tests/clients/h2_backend.mjs).
+struct h2_backend {
+    temp_dir dir;
+    std::unique_ptr<node_process> process;
+    std::uint16_t port = 0;
+
+    explicit h2_backend(const std::string& version) {
+        const std::string port_file = dir.path + "/port";
+        process = std::make_unique<node_process>(std::vector<std::string>{
+            clients_dir + "/h2_backend.mjs", "--version", version, "--port-file", port_file});
+        port = read_port_file(port_file);
+    }
+};
+
+// The value of field `name` (lowercase) in curl -i's output, or "" without one.
+std::string field_of(const std::string& curl_output, const std::string& name) {
+    const std::regex line("(^|\n)" + name + ": ([^\r\n]*)", std::regex::icase);
+    std::smatch m;
+    return std::regex_search(curl_output, m, line) ? m[2].str() : std::string();
+}
+
+// What an HTTP/2 backend answers reaches HTTP/2 clients (handed over in parts, never written as
+// HTTP/1.1) and HTTP/1.1 clients (written as HTTP/1.1) alike: its status and fields, the
+// length, the gateway's stamps; a HEAD answer's head and no body; a bodiless 204; a body
+// without a length and its trailers (HTTP/2 clients get a trailing HEADERS frame, HTTP/1.1
+// clients a chunked answer's trailer section).
+TEST_F(Http2, AnHttp2BackendsAnswersReachHttp2AndHttp11ClientsWhole) {
+    h2_backend v1("v1");
+    h2_backend v2("v2");
+    ASSERT_NE(v1.port, 0);
+    ASSERT_NE(v2.port, 0);
+    app::gateway gw(h2c_stack_config(v1.port, v2.port, 0));
+    ASSERT_TRUE(gw.start());
+    const auto port = gw.ports()[0];
+    const std::string predict = url(port, "/v1/models/m:predict");
+    const std::string answer = R"({"version":"v1","method":"POST","path":"/v1/models/m:predict"})";
+    for (const std::string client : {"--http2-prior-knowledge", "--http1.1"}) {
+        SCOPED_TRACE(client);
+        const auto post =
+            run("curl -sS -i " + client + " -H 'x-request-id: rid-7' --data '{}' " + predict);
+        ASSERT_EQ(post.exit_code, 0) << post.output;
+        EXPECT_EQ(post.output.rfind(client == "--http1.1" ? "HTTP/1.1 200" : "HTTP/2 200", 0), 0u)
+            << post.output;
+        EXPECT_EQ(field_of(post.output, "x-backend"), "v1") << post.output;
+        EXPECT_EQ(field_of(post.output, "content-type"), "application/json") << post.output;
+        EXPECT_EQ(field_of(post.output, "content-length"), std::to_string(answer.size()))
+            << post.output;
+        EXPECT_EQ(field_of(post.output, "x-stagegate-version"), "v1") << post.output;
+        EXPECT_EQ(field_of(post.output, "x-stagegate-stage"), "canary") << post.output;
+        EXPECT_EQ(field_of(post.output, "x-request-id"), "rid-7") << post.output;
+        EXPECT_EQ(body_of(post.output), answer) << post.output;
+        auto lower = post.output;
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        EXPECT_EQ(occurrences(lower, "x-stagegate-version:"), 1u) << post.output;
+
+        const auto head = run("curl -sS -I " + client + " " + predict);
+        ASSERT_EQ(head.exit_code, 0) << head.output;
+        EXPECT_EQ(field_of(head.output, "x-backend"), "v1") << head.output;
+        EXPECT_EQ(body_of(head.output), "") << head.output;
+
+        const auto empty = run("curl -sS -i " + client + " '" + predict + "?answer=empty'");
+        ASSERT_EQ(empty.exit_code, 0) << empty.output;
+        EXPECT_NE(empty.output.find(" 204"), std::string::npos) << empty.output;
+        EXPECT_EQ(field_of(empty.output, "x-stagegate-version"), "v1") << empty.output;
+        EXPECT_EQ(body_of(empty.output), "") << empty.output;
+    }
+    // The trailers, as each kind of client receives them.
+    const auto h2 = run("nghttp -v '" + predict + "?answer=trailers'");
+    ASSERT_EQ(h2.exit_code, 0) << h2.output;
+    // nghttp prints each DATA frame's bytes before its own line about the frame.
+    EXPECT_NE(h2.output.find("first ["), std::string::npos) << h2.output;
+    EXPECT_NE(h2.output.find("second["), std::string::npos) << h2.output;
+    const auto trailer_at = h2.output.find("x-checksum: ok");
+    ASSERT_NE(trailer_at, std::string::npos) << h2.output;
+    EXPECT_NE(h2.output.find("END_STREAM", trailer_at), std::string::npos) << h2.output;
+    EXPECT_EQ(h2.output.find("x-stagegate-version", trailer_at), std::string::npos) << h2.output;
+    connection h1(port, false, 5s);
+    ASSERT_TRUE(h1.connected());
+    ASSERT_TRUE(h1.write_raw("GET /v1/models/m:predict?answer=trailers HTTP/1.1\r\n"
+                             "Host: x\r\nTE: trailers\r\n\r\n"));
+    const auto raw = h1.read_until("x-checksum: ok\r\n\r\n");
+    EXPECT_NE(raw.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << raw;
+    EXPECT_NE(raw.find("\r\n0\r\nx-checksum: ok\r\n\r\n"), std::string::npos) << raw;
 }
 
 TEST_F(Http2, TlsListenerOffersHttp2ByAlpnAndKeepsHttp11) {

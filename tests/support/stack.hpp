@@ -38,6 +38,16 @@ inline config::gateway stack_config(std::uint16_t v1_port, std::uint16_t v2_port
     return *cfg;
 }
 
+// The same with both versions reached over HTTP/2 cleartext (h2c).
+inline config::gateway h2c_stack_config(std::uint16_t v1_port, std::uint16_t v2_port,
+                                        std::uint32_t candidate_bp) {
+    auto cfg = stack_config(v1_port, v2_port, candidate_bp);
+    for (auto& v : cfg.models[0].versions) {
+        v.protocol = config::upstream_protocol::h2c;
+    }
+    return cfg;
+}
+
 inline std::unique_ptr<mockmodel::server> start_mock(const std::string& version,
                                                      mockmodel::options o = {}) {
     o.version = version;
