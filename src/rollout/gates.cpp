@@ -275,6 +275,17 @@ std::string ratio_text(double r) {
     return buf;
 }
 
+// The candidate's figure as a multiple of stable's, for the sentences: " (2.09x)". Nothing
+// against a stable figure of zero, where a multiple says nothing (it read "0.00x": better).
+std::string times_text(double candidate, double stable) {
+    if (!(stable > 0)) {
+        return {};
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, " (%.2fx)", candidate / stable);
+    return buf;
+}
+
 double ms_of(double micros) { return micros / 1000.0; }
 
 std::string ms_text(double micros) {
@@ -622,10 +633,8 @@ void rate_tolerance_gate(judging& j, const char* gate, const char* what,
     if (ratio > 1 && delta > 0) {
         tolerance += ", whichever is larger";
     }
-    char times[32];
-    std::snprintf(times, sizeof times, "%.2fx", s_rate > 0 ? c_rate / s_rate : 0.0);
     const std::string seen = std::string(what) + " " + percent(c_rate) + " vs stable " +
-                             percent(s_rate) + " (" + times + ") over " + j.sample();
+                             percent(s_rate) + times_text(c_rate, s_rate) + " over " + j.sample();
     const double limit = allowed(s_rate);
     if (ref.requests <= 0) {
         j.add(gate, verdict::inconclusive, c_rate, s_rate, limit, c_low, c_high,
@@ -722,13 +731,10 @@ void latency_tolerance_gate(judging& j, const evidence::latency_sample& c,
     const double c_high = evidence::quantile_upper(c, q, half_beta);
     const double s_low = evidence::quantile_lower(ref, q, half_beta);
     const double high_or_zero = c_high / 1e6;  // +infinity: not yet bounded
-    char times[32];
-    std::snprintf(times, sizeof times, "%.2fx", s_q > 0 ? c_q / s_q : 0.0);
     const std::string tolerance = "stable " + ratio_text(ratio) + " or + " + ms_text(slack) +
                                   ", whichever is larger";
     const std::string seen = quantile_name(q) + " " + what.words + " " + ms_text(c_q) +
-                             " vs stable " +
-                             ms_text(s_q) + " (" + times + ") over " +
+                             " vs stable " + ms_text(s_q) + times_text(c_q, s_q) + " over " +
                              std::to_string(static_cast<std::uint64_t>(c.total)) +
                              " candidate " + what.samples;
     const double limit = allowed(s_q) / 1e6;
@@ -852,11 +858,9 @@ void token_rate_ratio_gate(judging& j, const evidence::latency_sample& c,
     const double s_low = evidence::quantile_lower(ref, q, half_alpha);
     const double c_low = evidence::quantile_lower(c, q, half_beta);
     const double s_high = evidence::quantile_upper(ref, q, half_beta);
-    char times[32];
-    std::snprintf(times, sizeof times, "%.2fx", s_q > 0 ? c_q / s_q : 0.0);
     const std::string tolerance = "at least stable " + ratio_text(ratio);
     const std::string seen = quantile_name(q) + " output rate " + rate_text(c_q) +
-                             " vs stable " + rate_text(s_q) + " (" + times + ") over " +
+                             " vs stable " + rate_text(s_q) + times_text(c_q, s_q) + " over " +
                              std::to_string(static_cast<std::uint64_t>(c.total)) +
                              " candidate completed streams";
     auto add = [&](verdict v, std::string why, bool hint_of_harm = false) {

@@ -288,6 +288,12 @@ TEST(Gates, ARatioAloneCanPassWhenNeitherVersionHasErrors) {
     auto worse = judge(cfg, with_400s, counts(20000, 0, 1000));
     EXPECT_EQ(gate(worse, "client_error_rate_vs_stable").outcome, verdict::fail)
         << gate(worse, "client_error_rate_vs_stable").explanation;
+    // Against none, the sentence gives both rates and no multiple (it said "(0.00x)": as if
+    // the candidate were the better).
+    const auto& why = gate(worse, "client_error_rate_vs_stable").explanation;
+    EXPECT_NE(why.find("4xx rate 1.00 % vs stable 0.00 % over 20000 candidate"), std::string::npos)
+        << why;
+    EXPECT_EQ(why.find("0.00x"), std::string::npos) << why;
     // An explicit delta of 0 is taken at its word: a strict ratio, never shown met on 0 vs 0.
     cfg.max_error_rate_delta = 0.0;
     auto strict = judge(cfg, counts(20000, 0, 1000), counts(20000, 0, 1000));
