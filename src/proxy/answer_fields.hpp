@@ -17,6 +17,9 @@ namespace stagegate::proxy {
 struct answer_fields {
     // name at, length, value at, length: in `bytes`.
     using span = std::array<std::uint32_t, 4>;
+    // The most an answer's fields and trailers may take together (an HTTP/2 backend's stream
+    // past it is reset): the bound answer_reader holds an HTTP/1.1 head to.
+    static constexpr std::size_t max_bytes = 64 * 1024;
 
     cached_string bytes;
     cached_vector<span> head;

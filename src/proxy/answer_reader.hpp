@@ -50,7 +50,7 @@ class answer_reader {
     const answer_fields& fields() const { return fields_; }
 
     // The longest head (and trailer section) taken, as Beast's header_limit was.
-    static constexpr std::size_t max_head_bytes = 64 * 1024;
+    static constexpr std::size_t max_head_bytes = answer_fields::max_bytes;
 
   private:
     enum class state {

@@ -232,8 +232,9 @@ class h2_connection {
     boost::system::error_code write_answer(h2_stream& s, const char* data, std::size_t size);
     // An answer relayed from an HTTP/2 backend, given in parts (takes_answer_parts): its head,
     // its body through write_answer, then its end with its trailers.
-    void give_answer_head(h2_stream& s, const h2_call& call, const response_info& info);
-    void give_answer_end(h2_stream& s, const h2_call& call);
+    // Each false when the stream is gone (the client reset it, or the connection ended).
+    bool give_answer_head(h2_stream& s, const h2_call& call, const response_info& info);
+    bool give_answer_end(h2_stream& s, const h2_call& call);
     void release_parked(h2_stream& s, boost::system::error_code ec);
     void answer_finished(h2_stream& s);
     void reset(h2_stream& s, std::uint32_t error_code);
@@ -801,9 +802,12 @@ boost::system::error_code h2_connection::write_answer(h2_stream& s, const char* 
     return {};
 }
 
-void h2_connection::give_answer_head(h2_stream& s, const h2_call& call, const response_info& info) {
-    if (s.closed || ended_ || s.submitted) {
-        return;  // the body's writes fail, as they would have on a closed stream
+bool h2_connection::give_answer_head(h2_stream& s, const h2_call& call, const response_info& info) {
+    if (s.closed || ended_) {
+        return false;
+    }
+    if (s.submitted) {
+        return true;  // not twice
     }
     auto& t = s.answer;
     t.give_head(call.status);
@@ -830,11 +834,15 @@ void h2_connection::give_answer_head(h2_stream& s, const h2_call& call, const re
     }
     submit_answer_head(s);
     wake();
+    return true;
 }
 
-void h2_connection::give_answer_end(h2_stream& s, const h2_call& call) {
-    if (s.closed || ended_ || s.answer_ended) {
-        return;
+bool h2_connection::give_answer_end(h2_stream& s, const h2_call& call) {
+    if (s.answer_ended) {
+        return true;  // ended with its head (the stream may have closed since, as it should)
+    }
+    if (s.closed || ended_) {
+        return false;
     }
     auto& fields = s.answer.given_fields();
     for (const auto& f : call.fields.trailers) {
@@ -844,6 +852,7 @@ void h2_connection::give_answer_end(h2_stream& s, const h2_call& call) {
     s.answer_ended = true;
     resume(s);
     wake();
+    return true;
 }
 
 void h2_connection::answer_finished(h2_stream& s) {
@@ -868,10 +877,10 @@ class h2_answer_writer {
     executor_type get_executor() { return c_.executor(); }
 
     // An HTTP/2 backend's answer in parts (takes_answer_parts), not as HTTP/1.1.
-    void answer_head(const h2_call& call, const response_info& info) {
-        c_.give_answer_head(s_, call, info);
+    bool answer_head(const h2_call& call, const response_info& info) {
+        return c_.give_answer_head(s_, call, info);
     }
-    void answer_end(const h2_call& call) { c_.give_answer_end(s_, call); }
+    bool answer_end(const h2_call& call) { return c_.give_answer_end(s_, call); }
 
     template <class ConstBufferSequence, class Token>
     auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
@@ -929,7 +938,9 @@ task<void> serve_stream(h2_connection& c, std::shared_ptr<h2_stream> s) {
     auto& req = s->req;
     request_context rc;
     rc.http2 = true;
-    rc.client_version = 11;  // the answer is written as HTTP/1.1 and translated
+    // The answer is written as HTTP/1.1 and translated, unless it is an HTTP/2 backend's,
+    // handed over in parts (takes_answer_parts).
+    rc.client_version = 11;
     rc.keep_alive = true;
     rc.head = req.method() == http::verb::head;
     rc.grpc = s->grpc;

@@ -174,6 +174,10 @@ struct h2_client::callbacks {
         if (dropped_answer_field(name)) {
             return 0;
         }
+        if (call->fields.bytes.size() + name.size() + value.size() > answer_fields::max_bytes) {
+            call->closed_why = "its answer's fields passed 64 KiB";
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
+        }
         // nghttp2 refuses CR, LF and NUL in values, and names that are not lowercase tokens.
         if (call->head_done) {
             call->fields.add_trailer(name, value);
@@ -250,8 +254,10 @@ struct h2_client::callbacks {
         if (!call->ended) {
             call->error_code = error_code;
             call->unprocessed = error_code == NGHTTP2_REFUSED_STREAM || !call->headers_sent;
-            call->closed_why = std::string("the backend reset the stream (") +
-                               nghttp2_http2_strerror(error_code) + ")";
+            if (call->closed_why.empty()) {  // not reset by us (on_header says why then)
+                call->closed_why = std::string("the backend reset the stream (") +
+                                   nghttp2_http2_strerror(error_code) + ")";
+            }
         }
         call->changed();
         if (client.closing_ && client.calls_.empty()) {

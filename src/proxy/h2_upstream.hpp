@@ -6,9 +6,10 @@
 // takes the bytes, so a slow client holds its backend stream back, not the connection.
 // Over TLS the connection is the pool's (upstream_pool.cpp: handshake, verification, ALPN
 // "h2" checked); only the stream the reader and writer use differs from h2c.
-// The answer is written to the client as the HTTP/1.1 exchange writes it (status line,
-// fields, chunked body and, here, the trailer section), so the client side (HTTP/1.1, or
-// h2_session's translation into HEADERS, DATA and trailing HEADERS) is the same for both.
+// The answer goes to an HTTP/1.1 client as the HTTP/1.1 exchange writes it (status line,
+// fields, chunked body and, here, the trailer section); to an HTTP/2 client in parts
+// (takes_answer_parts: its fields, body bytes and trailers as they are, for h2_session's
+// HEADERS, DATA and trailing HEADERS).
 // A gRPC answer's grpc-status (in its trailers, or its only HEADERS) is its outcome.
 // Must not touch: routing, metrics recording, error answers (request_handling.hpp decides).
 // Templated on the client stream as exchange.hpp; include it only from the proxy's .cpp files.
@@ -20,6 +21,7 @@
 #include "grpc_status.hpp"
 #include "write_all.hpp"
 
+#include <concepts>
 #include <memory>
 #include <optional>
 #include <string>
@@ -172,14 +174,15 @@ void write_h2_trailers(std::string& out, const h2_call& call);
 
 // A client side that takes an answer in parts (an HTTP/2 client's stream, h2_session.cpp):
 // the backend's status and fields as they are, with the framing and stamps `info` says; then
-// the body's bytes, unframed, through its writes; then the end, with the trailers. An answer
-// from an HTTP/2 backend to an HTTP/2 client is then never written as HTTP/1.1 and read back
-// (which cost about 6k instructions a gRPC call: the head's lines, the body's chunk framing,
+// the body's bytes, unframed, through its writes; then the end, with the trailers. Each part
+// is false when the client's stream is gone (reset, or its connection ended). An answer from
+// an HTTP/2 backend to an HTTP/2 client is then never written as HTTP/1.1 and read back
+// (which cost about 5k instructions a gRPC call: the head's lines, the body's chunk framing,
 // the trailers' lines).
 template <class Down>
 concept takes_answer_parts = requires(Down& d, const h2_call& call, const response_info& info) {
-    d.answer_head(call, info);
-    d.answer_end(call);
+    { d.answer_head(call, info) } -> std::same_as<bool>;
+    { d.answer_end(call) } -> std::same_as<bool>;
 };
 
 // Sends one request over HTTP/2 and relays the answer to `down`, as exchange() does over
@@ -347,7 +350,7 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
             }
             if (!head_sent) {
                 if constexpr (in_parts) {
-                    down.answer_head(*call, info);
+                    static_cast<void>(down.answer_head(*call, info));  // cut short either way
                 } else {
                     std::array<net::const_buffer, 1> pieces{net::buffer(a.head)};
                     if (const auto w = to_down_now(pieces); !w.finished) {
@@ -364,7 +367,10 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         std::size_t count = 0;
         if (!head_sent) {
             if constexpr (in_parts) {
-                down.answer_head(*call, info);
+                if (!down.answer_head(*call, info)) {
+                    ups.consumed(*call, taken.size());  // dropped, but the window must reopen
+                    co_return client_left();
+                }
                 head_sent = true;
             } else {
                 pieces[count++] = net::buffer(a.head);
@@ -418,7 +424,11 @@ task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange
         }
         if (last) {
             if constexpr (in_parts) {
-                down.answer_end(*call);
+                // The client may have reset its stream as the backend ended its own, with no
+                // byte left to write that would have found out.
+                if (!down.answer_end(*call)) {
+                    co_return client_left();
+                }
             }
             break;
         }

@@ -7,6 +7,7 @@
 //   ?answer=empty     204, no body
 //   ?answer=trailers  a body without a length, sent in two writes, then the trailer
 //                     x-checksum: ok
+//   ?answer=big-head  200 with a field of 70,000 bytes (x-big), past what the gateway takes
 // Exits when its parent closes stdin.
 import http2 from 'node:http2';
 import { writeFileSync, renameSync } from 'node:fs';
@@ -18,7 +19,7 @@ const args = Object.fromEntries(
   }, []));
 const version = args.version ?? 'v1';
 
-const server = http2.createServer();
+const server = http2.createServer({ maxSendHeaderBlockLength: 1 << 20 });
 server.on('stream', (stream, headers) => {
   const method = headers[':method'];
   const path = headers[':path'];
@@ -27,6 +28,10 @@ server.on('stream', (stream, headers) => {
   const answer = new URLSearchParams(path.split('?')[1] ?? '').get('answer');
   if (answer === 'empty') {
     stream.respond({ ':status': 204, 'x-backend': version }, { endStream: true });
+    return;
+  }
+  if (answer === 'big-head') {
+    stream.respond({ ':status': 200, 'x-big': 'b'.repeat(70000) }, { endStream: true });
     return;
   }
   if (answer === 'trailers') {
