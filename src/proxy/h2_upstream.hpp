@@ -187,8 +187,9 @@ concept takes_answer_parts = requires(Down& d, const h2_call& call, const respon
 
 // Sends one request over HTTP/2 and relays the answer to `down`, as exchange() does over
 // HTTP/1.1: `a.head` holds the request's fields (serialize_h2_request_head) on entry and an
-// HTTP/1.1 client's answer head after (a client taking answers in parts gets them as parts). A stream the backend refused unprocessed (or a connection that
-// failed before our request left) is tried once more, on another connection.
+// HTTP/1.1 client's answer head after (a client taking answers in parts gets them as parts).
+// A stream the backend refused unprocessed (or a connection that failed before our request
+// left) is tried once more, on another connection.
 template <class Down>
 task<exchange_outcome> h2_exchange(Down& down, h2_upstreams& ups, const exchange_args& a,
                                    std::string_view& authority) {

@@ -423,9 +423,9 @@ void finish_response_head(std::string& out, const response_info& info) {
     } else if (!info.keep_alive) {
         out.append("Connection: close\r\n"sv);
     }
-    append_header(out, "X-Stagegate-Version", info.version);
-    append_header(out, "X-Stagegate-Stage", info.stage);
-    append_header(out, "X-Request-Id", info.request_id);
+    for_each_stamp(info, [&](std::string_view name, std::string_view, std::string_view value) {
+        append_header(out, name, value);
+    });
     out.append("\r\n", 2);
 }
 

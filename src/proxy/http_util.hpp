@@ -146,6 +146,16 @@ private:
 // after each read of a head that is not complete, and answers 502 at once on false.
 bool could_be_status_line(std::string_view bytes);
 
+// The gateway's stamps on every relayed answer, as f(HTTP/1.1 name, HTTP/2 name, value): one
+// list for both protocols' heads (finish_response_head, and h2_session's answers in parts).
+template <class F>
+void for_each_stamp(const response_info& info, F&& f) {
+    using sv = std::string_view;
+    f(sv("X-Stagegate-Version"), sv("x-stagegate-version"), info.version);
+    f(sv("X-Stagegate-Stage"), sv("x-stagegate-stage"), info.stage);
+    f(sv("X-Request-Id"), sv("x-request-id"), info.request_id);
+}
+
 // Appends one field line ("name: value" and CRLF) to a head.
 void append_header(std::string& out, std::string_view name, std::string_view value);
 
