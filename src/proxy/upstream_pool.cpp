@@ -68,8 +68,11 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(endpoint_state& s,
         auto c = std::move(s.idle.back());
         s.idle.pop_back();
         // Its watch ends here: from now on what arrives is this request's answer.
-        boost::system::error_code ignored;
-        c->lowest().cancel(ignored);
+        if (c->watched) {
+            boost::system::error_code ignored;
+            c->lowest().cancel(ignored);
+            c->watched = false;
+        }
         if (now - c->idle_since >= cfg_.idle_timeout) {
             continue;
         }
@@ -276,7 +279,9 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> connection) {
         connection->buffer.shrink_to_fit();  // a large body grew it; idle connections stay small
     }
     connection->idle_since = coarse_now();
-    watch_idle(*connection);
+    if (!cfg_.check_idle) {
+        watch_idle(*connection);  // no peek at the take: the wait is the only guard
+    }
     s.idle.push_back(std::move(connection));
 }
 
@@ -286,9 +291,9 @@ void upstream_pool::watch_idle(upstream_connection& c) {
         c.watch->connection = &c;
     }
     // A wait, not a peeking read: Asio arms it with one epoll_ctl (EPOLL_CTL_MOD), which also
-    // reports bytes that came before it was armed, while the client took the answer (a read
-    // would cost a recv, EAGAIN, each time instead). Measured: one epoll_ctl per reused
-    // connection, nothing else per request.
+    // reports bytes that came before it was armed (a read would cost a recv, EAGAIN, each time
+    // instead).
+    c.watched = true;
     c.lowest().async_wait(tcp::socket::wait_read,
                           [this, w = c.watch](const boost::system::error_code& ec) {
                               idle_readable(*w, ec);
@@ -300,6 +305,7 @@ void upstream_pool::idle_readable(idle_watch& w, const boost::system::error_code
     if (c == nullptr || ec == net::error::operation_aborted) {
         return;  // closed, or taken for a request (take_idle cancels the wait) before it fired
     }
+    c->watched = false;
     auto& s = state(c->endpoint_id);
     const bool idle = std::any_of(s.idle.begin(), s.idle.end(),
                                   [&](const auto& other) { return other.get() == c; });
@@ -393,6 +399,11 @@ task<void> upstream_pool::sweep() {
                 // (one the backend closed is gone already: its watch saw the FIN)
                 return now - c->idle_since >= cfg_.idle_timeout;
             });
+            for (auto& c : s.idle) {
+                if (!c->watched && now - c->idle_since >= watch_after) {
+                    watch_idle(*c);
+                }
+            }
         }
     }
 }

@@ -3,12 +3,16 @@
 //
 // Bytes after an answer. A backend may write more after an answer has ended (a second answer, a
 // late error page): on a reused connection they would be read as the next request's answer, which
-// may be another client's. Every idle connection has a wait armed on it (nginx's keepalive module
-// does the same) that closes it as soon as a byte, a FIN or a reset arrives; the peek when one is
-// taken (check_idle, on by default) catches what came in the same turn of the event loop as the
-// take, before the wait reported it; and an endpoint that sent such bytes has its answers'
-// connections closed instead of pooled for a while (no_reuse_until), so one broken backend cannot
-// keep mixing answers. The windows that remain: bytes that arrive after the connection was taken
+// may be another client's. The peek when a connection is taken (check_idle, on by default) sees
+// everything that came while it sat idle; an idle connection also gets a wait armed on it (nginx's
+// keepalive module does the same) that closes it as soon as a byte, a FIN or a reset arrives, so
+// one the backend closed does not linger until its next use; and an endpoint that sent such bytes
+// has its answers' connections closed instead of pooled for a while (no_reuse_until), so one
+// broken backend cannot keep mixing answers. With the peek on, the wait is armed only once a
+// connection has sat idle for a second (the sweeper arms it): arming costs an epoll_ctl, and under
+// load a connection is taken again within milliseconds, so arming it at every release cost one
+// system call per request that the peek made redundant. With the peek off, the wait is armed at
+// once and is the only guard. The windows that remain: bytes that arrive after the connection was taken
 // for a request, before its answer, are read as that answer. HTTP/1.1 has no way to tell them
 // apart, so no proxy can close it; it lasts from the take to the backend's first answer byte. On a
 // TLS connection, a record that arrived with the answer's last read sits in the TLS engine, where
@@ -137,6 +141,7 @@ struct upstream_connection {
     std::uint32_t endpoint_id = 0;
     clock::time_point idle_since;
     boost::intrusive_ptr<idle_watch> watch;  // made the first time it goes idle
+    bool watched = false;                     // its wait is armed
 
     stream_type& lowest() { return plain ? *plain : secure->next_layer(); }
     ~upstream_connection();
@@ -212,7 +217,7 @@ private:
         std::uint32_t round_robin = 0;  // used when this is a version's first endpoint
         std::uint32_t active = 0;       // lent out right now
         // Until then, answers from this endpoint are not pooled: one of its idle connections
-        // received bytes after an answer had ended (see idle_bytes_arrived).
+        // received bytes after an answer had ended (see stray_bytes_from).
         clock::time_point no_reuse_until{};
     };
 
@@ -236,6 +241,9 @@ private:
     task<void> sweep();
     // Arms the wait that watches an idle connection, and judges what woke it.
     void watch_idle(upstream_connection& c);
+    // How long a connection sits idle before its wait is armed, where the take's peek covers
+    // the time before (see the header comment).
+    static constexpr auto watch_after = std::chrono::seconds(1);
     void idle_readable(idle_watch& w, const boost::system::error_code& ec);
     // An idle connection of this endpoint received bytes after an answer had ended.
     void stray_bytes_from(endpoint_state& s);

@@ -255,10 +255,11 @@ struct upstream_pool {
     std::uint32_t max_idle_per_endpoint = 64;  // per worker thread
     millis idle_timeout{30000};
     // Peek at a pooled connection before reusing it (one recv syscall) so one the backend has
-    // closed, or wrote to, is dropped, not used ("check_idle"). Every idle connection is
-    // watched anyway (a wait armed on it closes it when a byte, a FIN or a reset arrives);
-    // the peek adds only what came in the same turn of the event loop as the request taking
-    // the connection (off: a FIN then fails that request with 502, bytes too, never relayed).
+    // closed, or wrote to, is dropped, not used ("check_idle"). Idle connections are watched
+    // too (a wait armed on each closes it when a byte, a FIN or a reset arrives): with the
+    // peek, from a second of idleness on; without it, at once, and a FIN that came in the same
+    // turn of the event loop as the request taking the connection fails that request with 502
+    // (bytes too, never relayed).
     bool check_idle = true;
 };
 
