@@ -264,5 +264,31 @@ TEST(Faults, BytesAfterAnAnswerAreNeverAnotherRequestsAnswer) {
     }
 }
 
+// A backend that closes a pooled connection while it sits idle: the gateway closes its end
+// too, without a request coming to take it and long before the idle timeout, with or without
+// the peek at reuse (check_idle; with it, the wait that sees the FIN is armed after a second
+// of idleness).
+TEST(Faults, AnIdleConnectionTheBackendClosesIsClosedWithoutARequest) {
+    for (bool check_idle : {true, false}) {
+        SCOPED_TRACE(check_idle ? "check_idle on" : "check_idle off");
+        raw_backend backend;
+        auto s = stack::make(0, 1, [&](config::gateway& c) {
+            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
+            c.pool.check_idle = check_idle;
+            c.pool.idle_timeout = std::chrono::minutes(5);
+        });
+        auto first = std::async(std::launch::async, [&] {
+            return request(s.port, "POST", "/v1/models/m:predict", "{}");
+        });
+        ASSERT_TRUE(backend.read_request());
+        ASSERT_TRUE(backend.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+        ASSERT_EQ(first.get().status, 200u);
+        ASSERT_TRUE(wait_until([&] { return s.idle_upstream_connections() == 1; }));
+        backend.close();
+        EXPECT_TRUE(wait_until([&] { return s.idle_upstream_connections() <= 0; },
+                               std::chrono::seconds(20)));
+    }
+}
+
 }  // namespace
 }  // namespace stagegate::test

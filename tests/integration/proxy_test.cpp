@@ -139,14 +139,6 @@ TEST(Proxy, UpstreamConnectionsAreReused) {
     EXPECT_EQ(s.gateway->totals().upstream_connects, 1u);
 }
 
-// The idle-connection gauge for v1, read from the admin listener.
-int idle_upstream_connections(const stack& s) {
-    auto m = request(s.gateway->admin_port(), "GET", "/metrics");
-    const std::string key = R"(stagegate_upstream_connections{model="m",version="v1",state="idle"} )";
-    auto at = m.body.find(key);
-    return at == std::string::npos ? -1 : std::stoi(m.body.substr(at + key.size()));
-}
-
 TEST(Proxy, UpstreamPoolKeepsAtMostItsIdleLimitAndDropsIdleConnectionsOnTime) {
     // The idle timeout is the time the test has to see the 2 idle connections before they go:
     // long enough for a loaded machine's scheduling, short enough to wait out.
@@ -173,9 +165,9 @@ TEST(Proxy, UpstreamPoolKeepsAtMostItsIdleLimitAndDropsIdleConnectionsOnTime) {
     EXPECT_EQ(s.v1->connections_accepted(), 6u);
     // A connection goes back to the pool after its answer has gone out: wait for it.
     int idle = -1;
-    EXPECT_TRUE(wait_until([&] { return (idle = idle_upstream_connections(s)) == 2; }))
+    EXPECT_TRUE(wait_until([&] { return (idle = s.idle_upstream_connections()) == 2; }))
         << idle;  // 4 of the 6 were closed, not pooled
-    EXPECT_TRUE(wait_until([&] { return idle_upstream_connections(s) == 0; }));
+    EXPECT_TRUE(wait_until([&] { return s.idle_upstream_connections() == 0; }));
 }
 
 TEST(Proxy, UpstreamClosingConnectionIsNotReused) {

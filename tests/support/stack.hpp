@@ -5,6 +5,7 @@
 #include "stagegate/config/config.hpp"
 #include "stagegate/mockmodel/mock_model.hpp"
 #include "stagegate/app/gateway.hpp"
+#include "test_client.hpp"
 
 #include <gtest/gtest.h>
 
@@ -80,6 +81,16 @@ struct stack {
     }
     static stack make(std::uint32_t candidate_bp = 0, std::uint32_t workers = 1) {
         return make(candidate_bp, workers, [](config::gateway&) {});
+    }
+
+    // The gauge of idle upstream connections to one of model m's versions, read from the admin
+    // listener: -1 when it shows none.
+    int idle_upstream_connections(const std::string& version = "v1") const {
+        auto m = request(gateway->admin_port(), "GET", "/metrics");
+        const std::string key = R"(stagegate_upstream_connections{model="m",version=")" +
+                                version + R"(",state="idle"} )";
+        auto at = m.body.find(key);
+        return at == std::string::npos ? -1 : std::stoi(m.body.substr(at + key.size()));
     }
 };
 
