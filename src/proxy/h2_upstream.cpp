@@ -6,6 +6,7 @@
 #include "h2_upstream.hpp"
 #include "h2_fields.hpp"
 #include "h2_memory.hpp"
+#include "http_util.hpp"
 
 #include <nghttp2/nghttp2.h>
 
@@ -29,8 +30,7 @@ constexpr std::int32_t answer_connection_window = 16 << 20;
 // The answer fields the client never gets from a backend: the gateway's own stamps (the
 // backend's copy would reach the client first) and the framing, which the relay decides.
 bool dropped_answer_field(std::string_view name) {
-    return name == "x-stagegate-version" || name == "x-stagegate-stage" ||
-           name == "x-request-id" || name == "content-length" || name == "connection" ||
+    return is_gateway_stamp(name) || name == "content-length" || name == "connection" ||
            name == "transfer-encoding" || name == "keep-alive";
 }
 

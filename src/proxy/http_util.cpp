@@ -69,13 +69,6 @@ bool is_hop_by_hop(http::field f) {
     }
 }
 
-// The headers finish_response_head stamps on every relayed answer.
-bool is_gateway_stamp(std::string_view name) {
-    return (name.size() == 19 && beast::iequals(name, "x-stagegate-version")) ||
-           (name.size() == 17 && beast::iequals(name, "x-stagegate-stage")) ||
-           (name.size() == 12 && beast::iequals(name, "x-request-id"));
-}
-
 void append_number(std::string& out, std::uint64_t n) {
     char digits[24];
     auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
@@ -375,6 +368,12 @@ std::size_t relay_response_parser::on_body_impl(beast::string_view body,
         ec = http::error::need_buffer;
     }
     return n;
+}
+
+bool is_gateway_stamp(std::string_view name) {
+    return std::any_of(gateway_stamps.begin(), gateway_stamps.end(), [&](const stamp_name& s) {
+        return name.size() == s.h2.size() && beast::iequals(name, s.h2);
+    });
 }
 
 bool could_be_status_line(std::string_view bytes) {

@@ -146,15 +146,32 @@ private:
 // after each read of a head that is not complete, and answers 502 at once on false.
 bool could_be_status_line(std::string_view bytes);
 
-// The gateway's stamps on every relayed answer, as f(HTTP/1.1 name, HTTP/2 name, value): one
-// list for both protocols' heads (finish_response_head, and h2_session's answers in parts).
+// The gateway's stamps on every relayed answer, in HTTP/1.1's spelling and HTTP/2's: one list
+// for both protocols' heads (finish_response_head, h2_session's answers in parts) and for
+// dropping a backend's own copies of them (is_gateway_stamp), so a stamp added here reaches
+// every client and no backend can forge it.
+struct stamp_name {
+    std::string_view http1;
+    std::string_view h2;
+};
+inline constexpr std::array<stamp_name, 3> gateway_stamps{{
+    {"X-Stagegate-Version", "x-stagegate-version"},
+    {"X-Stagegate-Stage", "x-stagegate-stage"},
+    {"X-Request-Id", "x-request-id"},
+}};
+
+// Calls f(HTTP/1.1 name, HTTP/2 name, value) for each stamp, its value from `info`.
 template <class F>
 void for_each_stamp(const response_info& info, F&& f) {
-    using sv = std::string_view;
-    f(sv("X-Stagegate-Version"), sv("x-stagegate-version"), info.version);
-    f(sv("X-Stagegate-Stage"), sv("x-stagegate-stage"), info.stage);
-    f(sv("X-Request-Id"), sv("x-request-id"), info.request_id);
+    const std::array<std::string_view, gateway_stamps.size()> values{info.version, info.stage,
+                                                                     info.request_id};
+    for (std::size_t i = 0; i < gateway_stamps.size(); ++i) {
+        f(gateway_stamps[i].http1, gateway_stamps[i].h2, values[i]);
+    }
 }
+
+// Whether a field name (any case) is one of the gateway's stamps.
+bool is_gateway_stamp(std::string_view name);
 
 // Appends one field line ("name: value" and CRLF) to a head.
 void append_header(std::string& out, std::string_view name, std::string_view value);
