@@ -2,6 +2,7 @@
 #include "stream_watch.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace stagegate::proxy {
 
@@ -37,17 +38,24 @@ openai_stream openai_stream_of(std::string_view target) {
 }
 
 void stream_watch::feed(const char* data, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-        const char c = data[i];
-        if (c == '\n') {
-            end_line();
-            continue;
-        }
-        scan_.feed(c);
+    // A line at a time: its bytes to the scan in one run, its first bytes kept for end_line.
+    const char* p = data;
+    const char* const end = data + n;
+    while (p < end) {
+        const auto* newline =
+            static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+        const char* stop = newline != nullptr ? newline : end;
+        const auto size = static_cast<std::size_t>(stop - p);
+        scan_.feed(p, size);
         if (line_size_ < line_.size()) {
-            line_[line_size_] = c;
+            std::memcpy(line_.data() + line_size_, p, std::min(size, line_.size() - line_size_));
         }
-        ++line_size_;
+        line_size_ += size;
+        if (newline == nullptr) {
+            return;
+        }
+        end_line();
+        p = newline + 1;
     }
 }
 

@@ -25,11 +25,10 @@ public:
     explicit token_scan(openai_stream kind) : kind_(kind) {}
 
     void feed(char c);
-    void feed(const char* data, std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) {
-            feed(data[i]);
-        }
-    }
+    // The same as feeding each byte, with the JSON structure between strings and a string's
+    // plain bytes taken a run at a time: a streamed chunk is mostly those, and byte by byte
+    // they cost about 40 instructions each (9,800 for a 233-byte vLLM chunk).
+    void feed(const char* data, std::size_t n);
     // A stream's line ended: the lexer starts afresh (an SSE data line holds one JSON value,
     // and a JSON string never holds a raw newline), and the line's content flag is cleared.
     void end_line();
@@ -57,6 +56,7 @@ private:
 
     key key_of() const;
     void finish_number();
+    void keep_string_bytes(const char* from, std::size_t n);  // a string's first bytes
 
     openai_stream kind_;
     state state_ = state::structure;

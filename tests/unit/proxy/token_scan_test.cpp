@@ -114,6 +114,25 @@ TEST(TokenScan, GeneratedTextCanNeverPassForUsage) {
     expect_any_split(openai_stream::chat, body, {true, false, 2, 2, false, false, 0, 0});
 }
 
+// Strings are taken a run at a time up to their next quote or escape, eight bytes at once:
+// escapes at every offset of such a run, a key longer than the storage for key bytes that
+// begins with a known key, and an escaped quote followed by what looks like usage must read
+// as they do byte by byte.
+TEST(TokenScan, EscapesAtAnyOffsetAndLongKeysReadAsByteByByte) {
+    std::string body;
+    for (int at = 0; at < 10; ++at) {
+        const std::string text = std::string(static_cast<std::size_t>(at), 'a') +
+                                 R"(\"prompt_tokens\": 5, \\)" + std::string(9, 'b') +
+                                 R"(\u00e9)";
+        body += chat_chunk(R"({"content":")" + text + R"("})");
+    }
+    body += R"(data: {"usage":{"completion_tokens_details_and_more":77,"prompt_tokens":4,)"
+            R"("completion_tokens":10}})"
+            "\n\n"
+            "data: [DONE]\n\n";
+    expect_any_split(openai_stream::chat, body, {true, false, 11, 10, true, true, 4, 10});
+}
+
 TEST(TokenScan, AResponsesStreamCountsDeltasAndReadsUsageFromItsCompletedEvent) {
     const std::string body =
         "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{}}\n\n"
