@@ -27,9 +27,10 @@ struct connection_tokens {
     std::size_t count = 0;
 
     explicit connection_tokens(const fields_type& fields) {
-        for (auto it = fields.find(http::field::connection);
-             it != fields.end() && it->name() == http::field::connection; ++it) {
-            add(it->value());
+        for (const auto& f : fields) {
+            if (f.name() == http::field::connection) {
+                add(f.value());
+            }
         }
     }
     explicit connection_tokens(std::string_view values) { add(values); }

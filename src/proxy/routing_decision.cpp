@@ -80,7 +80,7 @@ bool route_grpc_call(const routing::route_snapshot& routes, const request_type& 
 bool route_grpc_by_metadata(const routing::route_snapshot& routes, const request_type& req,
                             std::string_view path, route_decision& d) {
     const auto& header = routes.grpc_model_header;
-    const auto named = req.find(header);
+    const auto named = first_field(req, std::string_view(header));
     if (named == req.end() || named->value().empty()) {
         d.unrouted = metrics::unrouted_reason::no_route;
         d.problem = problem(http::status::not_found, "no_route",
@@ -150,15 +150,16 @@ bool valid_host_value(std::string_view host) {
 std::string_view sticky_key(const routing::model_route& model, const request_type& req) {
     std::string_view key;
     if (!model.sticky_header.empty()) {
-        auto it = req.find(model.sticky_header);
+        auto it = first_field(req, std::string_view(model.sticky_header));
         if (it != req.end()) {
             key = it->value();
         }
     }
     if (key.empty() && !model.sticky_cookie.empty()) {
-        for (auto it = req.find(http::field::cookie);
-             it != req.end() && it->name() == http::field::cookie && key.empty(); ++it) {
-            key = routing::find_cookie(it->value(), model.sticky_cookie);
+        for (auto it = req.begin(); it != req.end() && key.empty(); ++it) {
+            if (it->name() == http::field::cookie) {
+                key = routing::find_cookie(it->value(), model.sticky_cookie);
+            }
         }
     }
     return key;
@@ -235,7 +236,7 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
         return d;  // a gRPC call about the server: stable answers it
     }
     if (m.allow_force_version) {
-        auto forced = req.find(force_version_header);
+        auto forced = first_field(req, force_version_header);
         if (forced != req.end()) {
             d.route = "forced";
             d.version = m.find_version(forced->value());

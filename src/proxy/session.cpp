@@ -270,7 +270,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         to_origin_form(req);
         rc.client_version = req.version() == 10 ? 10 : 11;
         rc.head = req.method() == http::verb::head;
-        auto rid = req.find(request_id_header);
+        auto rid = first_field(req, request_id_header);
         if (rid != req.end() && acceptable_request_id(rid->value())) {
             rc.id.assign(rid->value());
         } else {
@@ -287,7 +287,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             break;
         }
         if (!parser->is_done()) {
-            auto expect = req.find(http::field::expect);
+            auto expect = first_field(req, http::field::expect);
             if (expect != req.end() && beast::iequals(expect->value(), "100-continue")) {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
                 auto [ec, n] = co_await net::async_write(
