@@ -141,6 +141,27 @@ response_info stamps() {
     return info;
 }
 
+// A field is found by its known name or by its name in any case; where a name repeats, the
+// first as sent; a name that is only a prefix or an extension of another is not it.
+TEST(FirstField, FindsTheFirstAsSentByKnownNameOrByNameInAnyCase) {
+    request_type req{http::verb::post, "/p", 11};
+    req.insert("X-User-Ids", "longer");
+    req.insert("x-user-id", "first");
+    req.insert("Cookie", "a=1");
+    req.insert("X-USER-ID", "second");
+    req.insert(http::field::cookie, "b=2");
+    req.insert("X-User", "shorter");
+    const auto user = first_field(req, std::string_view("X-User-Id"));
+    ASSERT_NE(user, req.end());
+    EXPECT_EQ(user->value(), "first");
+    const auto cookie = first_field(req, http::field::cookie);
+    ASSERT_NE(cookie, req.end());
+    EXPECT_EQ(cookie->value(), "a=1");
+    EXPECT_EQ(first_field(req, std::string_view("cookie"))->value(), "a=1");
+    EXPECT_EQ(first_field(req, http::field::content_type), req.end());
+    EXPECT_EQ(first_field(req, std::string_view("X-Request-Id")), req.end());
+}
+
 TEST(RelayResponseParser, WritesTheClientHeadWithoutHopByHopHeaders) {
     const std::string_view wire =
         "HTTP/1.1 200 OK\r\nX-Hop: 1\r\nContent-Type: application/json\r\n"
