@@ -272,11 +272,12 @@ TEST(CheckHead, HostIsRequiredOnceAndMustBeAHost) {
     // As nginx: 400 for an HTTP/1.1 request without Host, with two, or with a malformed one.
     auto req = post_request("/v1/models/m:predict");
     for (const char* good : {"gw", "gw:8080", "10.0.0.1:80", "[::1]:8080", "[fe80::1]", "",
-                             "my-model.svc.cluster.local"}) {
+                             "my-model.svc.cluster.local", "a-b_c.d~e%41!$&'()*+,;=:80"}) {
         req.set(http::field::host, good);
         EXPECT_FALSE(check_head(req)) << good;
     }
-    for (const char* bad : {"a b", "gw:80:80", "gw/x", "gw:port", "[::1", "gw@evil", "gw:1234567"}) {
+    for (const char* bad : {"a b", "gw:80:80", "gw/x", "gw:port", "[::1", "gw@evil", "gw:1234567",
+                            "gw\xc3\xa9", "gw\x7f", "gw\"x"}) {
         req.set(http::field::host, bad);
         auto problem = check_head(req);
         ASSERT_TRUE(problem) << bad;
