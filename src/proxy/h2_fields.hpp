@@ -12,6 +12,8 @@
 
 #include "string_cursor.hpp"
 
+#include "stagegate/core/text.hpp"
+
 #include <nghttp2/nghttp2.h>
 
 #include <bit>
@@ -55,23 +57,6 @@ namespace stagegate::proxy {
         std::memcpy(name + i, &w, rest);
     }
     return bad == 0;
-}
-
-// Whether two strings are equal with ASCII letters compared case aside (other bytes exactly).
-inline bool ascii_iequal(std::string_view a, std::string_view b) {
-    auto lower = [](char c) {
-        const auto u = static_cast<unsigned char>(c);
-        return static_cast<unsigned char>(u + (static_cast<unsigned>(u - 'A') < 26u ? 32 : 0));
-    };
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 // name: lowercase, as HTTP/2 sends it.

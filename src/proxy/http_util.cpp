@@ -373,7 +373,7 @@ std::size_t relay_response_parser::on_body_impl(beast::string_view body,
 
 bool is_gateway_stamp(std::string_view name) {
     return std::any_of(gateway_stamps.begin(), gateway_stamps.end(), [&](const stamp_name& s) {
-        return name.size() == s.h2.size() && beast::iequals(name, s.h2);
+        return ascii_iequal(name, s.h2);
     });
 }
 

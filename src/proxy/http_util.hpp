@@ -3,6 +3,8 @@
 
 #include "block_cache.hpp"
 
+#include "stagegate/core/text.hpp"
+
 #include <boost/beast/http.hpp>
 
 #include <array>
@@ -154,12 +156,11 @@ typename Fields::const_iterator first_field(const Fields& fields, http::field na
 }
 
 // The same by a name as written, in any case (a configured one: the sticky header, the
-// request id, the forced version): the sizes first, the letters only where they agree.
+// request id, the forced version).
 template <class Fields>
 typename Fields::const_iterator first_field(const Fields& fields, std::string_view name) {
     auto it = fields.begin();
-    while (it != fields.end() && !(it->name_string().size() == name.size() &&
-                                   boost::beast::iequals(it->name_string(), name))) {
+    while (it != fields.end() && !ascii_iequal(it->name_string(), name)) {
         ++it;
     }
     return it;

@@ -62,13 +62,17 @@ std::optional<answer_problem> check_head(const Request& req) {
     for (auto it = req.begin(); it != req.end(); ++it) {
         switch (it->name()) {
         case http::field::transfer_encoding:
-            te = te == req.end() ? it : te;
+            if (te == req.end()) {
+                te = it;
+            }
             break;
         case http::field::content_length:
             ++lengths;
             break;
         case http::field::host:
-            host = hosts++ == 0 ? it : host;
+            if (hosts++ == 0) {
+                host = it;
+            }
             break;
         default:
             break;

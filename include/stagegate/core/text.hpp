@@ -1,6 +1,6 @@
 // core/text: percent-encoding (RFC 3986, by Boost.URL) shared by the admin API, its CLI and the
 // state files; the small text helpers several modules need (blank trimming in header lists,
-// FNV-1a).
+// ASCII case-insensitive equality of field names and tokens, FNV-1a).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,24 @@ inline std::string_view trim_blanks(std::string_view s) {
         s.remove_suffix(1);
     }
     return s;
+}
+
+// Whether two strings are equal with ASCII letters compared case aside (other bytes exactly);
+// the sizes first, so names of other lengths cost one compare.
+inline bool ascii_iequal(std::string_view a, std::string_view b) {
+    auto lower = [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return static_cast<unsigned char>(u + (static_cast<unsigned>(u - 'A') < 26u ? 32 : 0));
+    };
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (lower(a[i]) != lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
 }
 
 // FNV-1a, 64 bits, from `basis` (the standard offset basis by default): a fast hash for keys
