@@ -200,6 +200,17 @@ private:
     std::thread thread_;
 };
 
+// A gateway whose v1 is the test's backend on `port` alone, with or without the peek at reuse
+// (check_idle), and idle connections kept for `idle_timeout`.
+stack pooled_to(std::uint16_t port, bool check_idle,
+                std::chrono::milliseconds idle_timeout = config::upstream_pool{}.idle_timeout) {
+    return stack::make(0, 1, [&](config::gateway& c) {
+        c.models[0].versions[0].endpoints = {{"127.0.0.1", port}};
+        c.pool.check_idle = check_idle;
+        c.pool.idle_timeout = idle_timeout;
+    });
+}
+
 // The gateway pools the connection after the first answer; the backend then resets it. With
 // the liveness check the dead connection is dropped before use; without it the request's
 // first write fails with nothing sent and goes out again on a fresh connection. Either way
@@ -209,10 +220,7 @@ TEST(Faults, APooledConnectionTheBackendResetIsNeverUsedForARequest) {
     for (bool check_idle : {true, false}) {
         SCOPED_TRACE(check_idle ? "check_idle on" : "check_idle off");
         resetting_backend backend;
-        auto s = stack::make(0, 1, [&](config::gateway& c) {
-            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
-            c.pool.check_idle = check_idle;
-        });
+        auto s = pooled_to(backend.port(), check_idle);
         for (int i = 1; i <= 3; ++i) {
             auto r = request(s.port, "POST", "/v1/models/m:predict", "{}");
             ASSERT_EQ(r.status, 200u) << r.body;
@@ -240,10 +248,7 @@ TEST(Faults, BytesAfterAnAnswerAreNeverAnotherRequestsAnswer) {
     for (bool check_idle : {false, true}) {
         SCOPED_TRACE(check_idle ? "check_idle on" : "check_idle off");
         raw_backend backend;
-        auto s = stack::make(0, 1, [&](config::gateway& c) {
-            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
-            c.pool.check_idle = check_idle;
-        });
+        auto s = pooled_to(backend.port(), check_idle);
         auto first = std::async(std::launch::async, [&] {
             return request(s.port, "POST", "/v1/models/m:predict", "{}");
         });
@@ -272,11 +277,7 @@ TEST(Faults, AnIdleConnectionTheBackendClosesIsClosedWithoutARequest) {
     for (bool check_idle : {true, false}) {
         SCOPED_TRACE(check_idle ? "check_idle on" : "check_idle off");
         raw_backend backend;
-        auto s = stack::make(0, 1, [&](config::gateway& c) {
-            c.models[0].versions[0].endpoints = {{"127.0.0.1", backend.port()}};
-            c.pool.check_idle = check_idle;
-            c.pool.idle_timeout = std::chrono::minutes(5);
-        });
+        auto s = pooled_to(backend.port(), check_idle, std::chrono::minutes(5));
         auto first = std::async(std::launch::async, [&] {
             return request(s.port, "POST", "/v1/models/m:predict", "{}");
         });
