@@ -7,8 +7,8 @@
 
 namespace stagegate::proxy {
 
-bool is_grpc_request(const request_type& req) {
-    auto it = first_field(req, http::field::content_type);
+bool is_grpc_request(const client_request& req) {
+    auto it = req.find(http::field::content_type);
     return it != req.end() && is_grpc_content_type(it->value());
 }
 

@@ -51,7 +51,7 @@ private:
 };
 
 // A gRPC call: Content-Type application/grpc, alone or with a subtype ("+proto", "+json").
-bool is_grpc_request(const request_type& req);
+bool is_grpc_request(const client_request& req);
 // The same test on a Content-Type's value (an HTTP/2 stream makes it as its fields arrive,
 // without a search of the request's fields).
 bool is_grpc_content_type(std::string_view type);

@@ -123,7 +123,7 @@ struct h2_stream final : deadline_listener, body_feed::writer {
     h2_connection& conn;
     const std::int32_t id;
     // --- the request
-    request_type req;
+    client_request req;
     std::string authority;
     std::string cookies;  // cookie crumbs joined with "; " (RFC 9113 8.2.3)
     std::uint64_t header_bytes = 0;
@@ -424,7 +424,7 @@ struct callbacks {
                          void* user) {
         auto* s = stream_of(session, frame->hd.stream_id);
         if (!s || s->started || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-            return 0;  // trailer fields are dropped, as for HTTP/1.1 (drop_trailer_fields)
+            return 0;  // trailer fields are dropped, as for HTTP/1.1 (request_parser)
         }
         auto& c = *static_cast<h2_connection*>(user);
         const std::string_view name(reinterpret_cast<const char*>(name_bytes), name_size);

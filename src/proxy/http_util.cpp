@@ -26,8 +26,8 @@ struct connection_tokens {
     std::array<std::string_view, 8> names;
     std::size_t count = 0;
 
-    explicit connection_tokens(const fields_type& fields) {
-        for (const auto& f : fields) {
+    explicit connection_tokens(const client_request& req) {
+        for (const auto f : req) {
             if (f.name() == http::field::connection) {
                 add(f.value());
             }
@@ -100,26 +100,7 @@ void append_header(std::string& out, std::string_view name, std::string_view val
     out.append(line.data(), size);
 }
 
-void request_parser::on_field_impl(http::field name, beast::string_view name_string,
-                                   beast::string_view value, boost::system::error_code& ec) {
-    // Beast hands a value that was not folded as a view of the line itself, starting at the
-    // first byte after the colon and its blanks (an empty one too: its line's CR). A folded
-    // value is Beast's copy, or starts on a later line. Only the line's own bytes are read
-    // here: the blanks after the colon, up to the first other byte, which the line has (its CR
-    // at least).
-    const char* p = name_string.data() + name_string.size() + 1;  // past the colon
-    while (p != value.data() && (*p == ' ' || *p == '\t')) {
-        ++p;
-    }
-    if (p != value.data()) {
-        obs_fold_ = true;
-        ec = http::error::bad_value;
-        return;
-    }
-    get().insert(name, name_string, value);  // what Beast's parser does with a field
-}
-
-void to_origin_form(http::request_header<fields_type>& req) {
+void to_origin_form(client_request& req) {
     const std::string_view target = req.target();
     std::size_t scheme = 0;
     if (target.size() >= 7 && beast::iequals(target.substr(0, 7), "http://")) {
@@ -131,7 +112,7 @@ void to_origin_form(http::request_header<fields_type>& req) {
     }
     const auto rest = target.substr(scheme);
     const auto path_at = rest.find_first_of("/?");
-    // Copied first: setting the target frees the string the views point into.
+    // Copied first: the views point into the request's bytes, which setting Host may move.
     const std::string authority(rest.substr(0, path_at));
     std::string path = path_at == std::string_view::npos ? std::string("/")
                                                          : std::string(rest.substr(path_at));
@@ -140,18 +121,6 @@ void to_origin_form(http::request_header<fields_type>& req) {
     }
     req.set(http::field::host, authority);
     req.target(path);
-}
-
-void drop_trailer_fields(http::request_header<fields_type>& req,
-                         const std::vector<const void*>& head_fields) {
-    for (auto it = req.begin(); it != req.end();) {
-        const void* field = &*it;
-        if (std::find(head_fields.begin(), head_fields.end(), field) == head_fields.end()) {
-            it = req.erase(it);
-        } else {
-            ++it;
-        }
-    }
 }
 
 namespace {
@@ -193,13 +162,13 @@ private:
 // client's end-to-end fields, the proxy's X-Forwarded-For/-Proto, Via and X-Request-Id (and
 // X-Stagegate-Mirror on a shadow copy), and Content-Length.
 template <class Sink>
-void forward_request_fields(Sink& sink, const http::request_header<fields_type>& req,
+void forward_request_fields(Sink& sink, const client_request& req,
                             const forward_info& info, std::size_t body_size) {
     connection_tokens named(req);
     sink.start(req.method_string(), req.target());
     bool forwarded_for = false;
     std::string_view via;
-    for (const auto& f : req) {
+    for (const auto f : req) {
         const auto name = f.name();
         if (name == http::field::unknown) {
             const std::string_view n = f.name_string();
@@ -237,9 +206,12 @@ void forward_request_fields(Sink& sink, const http::request_header<fields_type>&
     // allows for list fields (nginx's $proxy_add_x_forwarded_for does the same), then ours.
     sink.open("X-Forwarded-For"sv);
     if (forwarded_for) {
-        for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
-            sink.add(it->value());
-            sink.add(", "sv);
+        for (const auto f : req) {
+            if (f.name() == http::field::unknown &&
+                ascii_iequal(f.name_string(), "x-forwarded-for"sv)) {
+                sink.add(f.value());
+                sink.add(", "sv);
+            }
         }
     }
     sink.add(info.client_address);
@@ -268,13 +240,13 @@ void forward_request_fields(Sink& sink, const http::request_header<fields_type>&
 
 }  // namespace
 
-void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
+void serialize_request_head(std::string& out, const client_request& req,
                             const forward_info& info, std::size_t body_size) {
     http1_head_writer sink(out);
     forward_request_fields(sink, req, info, body_size);
 }
 
-void serialize_h2_request_head(std::string& out, const http::request_header<fields_type>& req,
+void serialize_h2_request_head(std::string& out, const client_request& req,
                                const forward_info& info, std::size_t body_size) {
     h2_head_writer sink(out);
     forward_request_fields(sink, req, info, body_size);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "block_cache.hpp"
+#include "client_request.hpp"
 
 #include "stagegate/core/text.hpp"
 
@@ -17,29 +18,6 @@ namespace stagegate::proxy {
 
 namespace http = boost::beast::http;
 
-// Per-request HTTP structures draw their memory from the worker's block cache.
-using fields_type = http::basic_fields<cached_allocator<char>>;
-using request_body = http::basic_string_body<char, std::char_traits<char>, cached_allocator<char>>;
-using request_type = http::request<request_body, fields_type>;
-
-// A client request's parser: Beast's, refusing obsolete line folding (a header line that
-// begins with a blank continues the one before). RFC 9112 5.2 lets a server refuse it with
-// 400, as nginx does, or unfold it, as Beast does without telling: unfolded,
-// "Transfer-Encoding:\r\n chunked" is chunked to us, and no Transfer-Encoding at all to a
-// server in front of us that does not unfold. A fold fails the read (bad_value) with
-// obs_fold() set, in the head and in a chunked body's trailers alike.
-class request_parser final
-    : public http::request_parser<request_body, cached_allocator<char>> {
-public:
-    bool obs_fold() const { return obs_fold_; }
-
-private:
-    void on_field_impl(http::field name, boost::beast::string_view name_string,
-                       boost::beast::string_view value, boost::system::error_code& ec) override;
-
-    bool obs_fold_ = false;
-};
-
 // What the proxy adds to a request it forwards upstream.
 struct forward_info {
     std::string_view client_address;
@@ -52,23 +30,16 @@ struct forward_info {
 // An absolute-form target ("POST http://host/path", RFC 9112 3.2.2, which a server must
 // accept) rewritten to origin form, its authority replacing any Host header as the RFC asks;
 // other targets are left as they are.
-void to_origin_form(http::request_header<fields_type>& req);
-
-// Drops the fields a chunked body's trailer section added: Beast's parser inserts trailer
-// fields among the head's, and a proxy must not make them headers (RFC 9110 6.5.1: they
-// could carry Host, Authorization or routing headers past checks made on the head). nginx
-// drops request trailers too. `head_fields`: the head's fields, as they were before the body.
-void drop_trailer_fields(http::request_header<fields_type>& req,
-                         const std::vector<const void*>& head_fields);
+void to_origin_form(client_request& req);
 
 // Writes the upstream request head (request line, the client's end-to-end headers, the
 // proxy's X-Forwarded-For/-Proto, Via and X-Request-Id, and Content-Length) into `out` as one
 // contiguous block: one iovec for the kernel instead of one per header piece.
-void serialize_request_head(std::string& out, const http::request_header<fields_type>& req,
+void serialize_request_head(std::string& out, const client_request& req,
                             const forward_info& info, std::size_t body_size);
 // The same fields for an HTTP/2 backend, in the form h2_client::submit reads (h2_head_writer,
 // h2_fields.hpp): names lowercased, Host as :authority.
-void serialize_h2_request_head(std::string& out, const http::request_header<fields_type>& req,
+void serialize_h2_request_head(std::string& out, const client_request& req,
                                const forward_info& info, std::size_t body_size);
 
 enum class body_framing { none, content_length, chunked, close_delimited };
@@ -140,31 +111,6 @@ private:
     char* data_ = nullptr;
     std::size_t size_ = 0;
 };
-
-// The first field of a head with a known name, or end(). A walk over the head's few fields
-// comparing the name each stores as an enum: Beast's own find spells the name out and walks
-// its tree comparing whole names case aside, about 500 instructions for one Content-Type in a
-// seven-field request (and a request looked up seven), where the walk takes a few dozen. Also
-// deterministic where a name repeats: the first as sent, not whichever the tree meets first.
-template <class Fields>
-typename Fields::const_iterator first_field(const Fields& fields, http::field name) {
-    auto it = fields.begin();
-    while (it != fields.end() && it->name() != name) {
-        ++it;
-    }
-    return it;
-}
-
-// The same by a name as written, in any case (a configured one: the sticky header, the
-// request id, the forced version).
-template <class Fields>
-typename Fields::const_iterator first_field(const Fields& fields, std::string_view name) {
-    auto it = fields.begin();
-    while (it != fields.end() && !ascii_iequal(it->name_string(), name)) {
-        ++it;
-    }
-    return it;
-}
 
 // Whether `bytes`, the first bytes of an answer, are or may still become a status line the
 // relay parser accepts ("HTTP/1.x ddd reason" and CRLF). The parser judges a start line only

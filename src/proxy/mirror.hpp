@@ -40,7 +40,7 @@ bool draw_mirror(worker& w, const routing::model_route& model, std::uint32_t ver
 
 // A copy of `req` for the model's mirror version, marked X-Stagegate-Mirror.
 std::unique_ptr<mirror_job> mirror_of(const std::shared_ptr<const routing::route_snapshot>& routes,
-                                      const routing::model_route& model, const request_type& req,
+                                      const routing::model_route& model, const client_request& req,
                                       const request_context& rc, std::string_view client_address,
                                       bool client_tls,
                                       std::optional<predictions::prediction> primary);

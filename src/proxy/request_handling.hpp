@@ -129,7 +129,7 @@ inline void log_request(worker& w, request_context& rc, std::string_view method,
 // snapshot the entry's names point into is still held (declare it after the snapshot).
 class access_line {
 public:
-    access_line(worker& w, request_context& rc, const request_type& req,
+    access_line(worker& w, request_context& rc, const client_request& req,
                 std::string_view client_address, clock::time_point started)
         : w_(w), rc_(rc), req_(req), client_(client_address), started_(started) {}
     ~access_line() {
@@ -142,7 +142,7 @@ public:
 private:
     worker& w_;
     request_context& rc_;
-    const request_type& req_;
+    const client_request& req_;
     std::string_view client_;
     clock::time_point started_;
 };
@@ -199,7 +199,7 @@ task<bool> answer_unforwarded(Stream& stream, worker& w, session_slot& slot, req
 // The request over HTTP/2 to its backend (h2_upstream.hpp). A coroutine of its own, so that
 // the outcome h2_exchange returns takes no room in handle_request's frame.
 template <class Stream>
-task<void> forward_h2(Stream& stream, worker& w, const request_type& req,
+task<void> forward_h2(Stream& stream, worker& w, const client_request& req,
                       std::string_view client_address, bool client_tls, exchange_args& args,
                       exchange_outcome& out, std::string_view& upstream) {
     args.head.clear();
@@ -252,7 +252,7 @@ task<bool> answer_failed_exchange(Stream& stream, worker& w, session_slot& slot,
 // Hands a copy of the request to the mirror (mirrored requests only), with stable's prediction
 // when it was read.
 inline void mirror_request(worker& w, const std::shared_ptr<const routing::route_snapshot>& routes,
-                           const route_decision& decision, const request_type& req,
+                           const route_decision& decision, const client_request& req,
                            const request_context& rc, std::string_view client_address,
                            bool client_tls, std::optional<predictions::prediction> primary) {
     auto job = mirror_of(routes, *decision.model, req, rc, client_address, client_tls, primary);
@@ -291,7 +291,7 @@ inline void note_exchange(worker& w, request_context& rc, const routing::version
 inline void after_answer(worker& w, const request_context& rc,
                          const std::shared_ptr<const routing::route_snapshot>& routes,
                          const route_decision& decision, const exchange_outcome& out,
-                         const body_capture* capture, bool mirrored, const request_type& req,
+                         const body_capture* capture, bool mirrored, const client_request& req,
                          std::string_view client_address, bool client_tls,
                          clock::time_point started) {
     const auto& model = *decision.model;
@@ -326,7 +326,7 @@ inline void after_answer(worker& w, const request_context& rc,
 // exchange lends what it keeps (exchange.hpp). The allocation test keeps this at zero
 // allocations per request (tests/integration/allocations_test.cpp).
 template <class Stream>
-task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, request_type& req,
+task<bool> handle_request(Stream& stream, worker& w, session_slot& slot, client_request& req,
                           request_context& rc, std::string& head, std::string& body_scratch,
                           const std::string& client_address, bool client_tls,
                           clock::time_point started) {

@@ -20,7 +20,7 @@ answer_problem problem(http::status status, std::string_view code, std::string m
 // call about the server, the first model (in config order) serving that protocol, whose
 // stable version answers it. False when `d` holds the problem to answer instead; true with
 // d.version set when the call is already placed (stable), with only d.model otherwise.
-bool route_grpc_call(const routing::route_snapshot& routes, const request_type& req,
+bool route_grpc_call(const routing::route_snapshot& routes, const client_request& req,
                      const routing::grpc_path& call, route_decision& d) {
     const bool kserve = call.service == routing::grpc_service::kserve_v2;
     auto serves = [&](const routing::model_route& m) {
@@ -78,10 +78,10 @@ bool route_grpc_call(const routing::route_snapshot& routes, const request_type& 
 // (route_snapshot::grpc_model_header) names its model, routed then as any request for it is.
 // Without that metadata the call has no route (UNIMPLEMENTED), and the answer says which
 // metadata would route it. False when `d` holds the problem to answer.
-bool route_grpc_by_metadata(const routing::route_snapshot& routes, const request_type& req,
+bool route_grpc_by_metadata(const routing::route_snapshot& routes, const client_request& req,
                             std::string_view path, route_decision& d) {
     const auto& header = routes.grpc_model_header;
-    const auto named = first_field(req, std::string_view(header));
+    const auto named = req.find(std::string_view(header));
     if (named == req.end() || named->value().empty()) {
         d.unrouted = metrics::unrouted_reason::no_route;
         d.problem = problem(http::status::not_found, "no_route",
@@ -156,10 +156,10 @@ bool valid_host_value(std::string_view host) {
     return true;
 }
 
-std::string_view sticky_key(const routing::model_route& model, const request_type& req) {
+std::string_view sticky_key(const routing::model_route& model, const client_request& req) {
     std::string_view key;
     if (!model.sticky_header.empty()) {
-        auto it = first_field(req, std::string_view(model.sticky_header));
+        auto it = req.find(std::string_view(model.sticky_header));
         if (it != req.end()) {
             key = it->value();
         }
@@ -175,7 +175,7 @@ std::string_view sticky_key(const routing::model_route& model, const request_typ
 }
 
 route_decision route_request(worker& w, const routing::route_snapshot& routes,
-                             const request_type& req) {
+                             const client_request& req) {
     route_decision d;
     if (!routing::safe_request_path(req.target())) {
         d.problem = problem(http::status::bad_request, "bad_path",
@@ -245,7 +245,7 @@ route_decision route_request(worker& w, const routing::route_snapshot& routes,
         return d;  // a gRPC call about the server: stable answers it
     }
     if (m.allow_force_version) {
-        auto forced = first_field(req, force_version_header);
+        auto forced = req.find(force_version_header);
         if (forced != req.end()) {
             d.route = "forced";
             d.version = m.find_version(forced->value());

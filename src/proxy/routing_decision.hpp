@@ -54,7 +54,7 @@ bool valid_host_value(std::string_view host);
 // Obs-folds need nothing: the parser replaces them with spaces, which RFC 9112 5.2 allows.
 template <class Request>
 std::optional<answer_problem> check_head(const Request& req) {
-    // One walk over the fields for all three (see first_field).
+    // One walk over the fields for all three (see client_request::find).
     auto te = req.end();
     auto host = req.end();
     std::size_t lengths = 0;
@@ -103,11 +103,11 @@ std::optional<answer_problem> check_head(const Request& req) {
 
 // The request's sticky key for `model`: its sticky header, else its sticky cookie; empty when
 // it has neither (the request is then placed at random).
-std::string_view sticky_key(const routing::model_route& model, const request_type& req);
+std::string_view sticky_key(const routing::model_route& model, const client_request& req);
 
 // Routes one request on `routes`. Draws from the worker's random generator for requests
 // without a sticky key, and keeps random and sticky traffic off versions tripped on it.
 route_decision route_request(worker& w, const routing::route_snapshot& routes,
-                             const request_type& req);
+                             const client_request& req);
 
 }  // namespace stagegate::proxy

@@ -24,7 +24,6 @@ namespace {
 
 constexpr std::string_view request_id_header = "X-Request-Id";
 
-using request_t = request_type;
 
 template <class Stream>
 stream_type& lowest_of(Stream& s) {
@@ -194,7 +193,6 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
 
     std::string head;          // serialized heads, reused across requests
     std::string body_scratch;  // answers kept for reading their prediction
-    std::vector<const void*> head_fields;  // a chunked request's head fields (trailers)
     std::optional<request_parser> parser;
     // A new connection's first head must arrive within the request timeout from the accept
     // (as nginx's client_header_timeout): its deadline, armed before the TLS handshake or the
@@ -270,7 +268,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         to_origin_form(req);
         rc.client_version = req.version() == 10 ? 10 : 11;
         rc.head = req.method() == http::verb::head;
-        auto rid = first_field(req, request_id_header);
+        auto rid = req.find(request_id_header);
         if (rid != req.end() && acceptable_request_id(rid->value())) {
             rc.id.assign(rid->value());
         } else {
@@ -287,7 +285,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             break;
         }
         if (!parser->is_done()) {
-            auto expect = first_field(req, http::field::expect);
+            auto expect = req.find(http::field::expect);
             if (expect != req.end() && beast::iequals(expect->value(), "100-continue")) {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
                 auto [ec, n] = co_await net::async_write(
@@ -303,14 +301,6 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                 length && *length > buffer.capacity() - buffer.size()) {
                 buffer.reserve(buffer.size() +
                                std::min<std::uint64_t>(*length, large_relay_buffer_size));
-            }
-            // A chunked body may end in trailer fields, which the parser adds to the head's:
-            // remember which fields the head had (rare: inference clients send lengths).
-            head_fields.clear();
-            if (parser->chunked()) {
-                for (const auto& f : req) {
-                    head_fields.push_back(&f);
-                }
             }
             boost::system::error_code ec;
             if (parser->chunked()) {
@@ -331,11 +321,6 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                                                                   nothrow_awaitable);
                     ec = read_ec;
                 }
-            }
-            if (!ec && parser->chunked() &&
-                static_cast<std::size_t>(std::distance(req.begin(), req.end())) !=
-                    head_fields.size()) {
-                drop_trailer_fields(req, head_fields);
             }
             if (ec) {
                 if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||

@@ -69,7 +69,7 @@ TEST(GrpcStatus, ErrorAnswersAreTrailersOnlyWithAnEncodedMessage) {
 }
 
 TEST(GrpcStatus, OnlyGrpcContentTypesAreGrpcCalls) {
-    request_type req;
+    client_request req;
     EXPECT_FALSE(is_grpc_request(req));
     req.set(http::field::content_type, "application/grpc");
     EXPECT_TRUE(is_grpc_request(req));

@@ -12,8 +12,8 @@
 namespace stagegate::proxy {
 namespace {
 
-request_type sample_request() {
-    request_type req{http::verb::post, "/v1/models/m:predict?x=1", 11};
+client_request sample_request() {
+    client_request req{http::verb::post, "/v1/models/m:predict?x=1", 11};
     req.set(http::field::host, "gw");
     req.set(http::field::connection, "keep-alive, X-Secret, Content-Length");
     req.set("Keep-Alive", "timeout=5");
@@ -52,7 +52,7 @@ TEST(SerializeRequestHead, DropsHopByHopAndAddsProxyHeaders) {
 }
 
 TEST(SerializeRequestHead, GetWithoutBodyHasNoContentLength) {
-    request_type req{http::verb::get, "/v2/models/m", 11};
+    client_request req{http::verb::get, "/v2/models/m", 11};
     std::string out;
     serialize_request_head(out, req, forward_info{"10.0.0.1", false, "r", 10}, 0);
     EXPECT_EQ(out.find("Content-Length"), std::string::npos);
@@ -105,7 +105,7 @@ TEST(SerializeRequestHead, ForAnHttp2BackendTheSameFieldsAsEntries) {
 // Fields past the room the writer makes ahead (1 KiB), one of them larger than twice that
 // room, after what `out` already held: every entry arrives whole and in order.
 TEST(SerializeRequestHead, ForAnHttp2BackendFieldsPastTheFirstKilobyteArriveWhole) {
-    request_type req{http::verb::post, "/p", 11};
+    client_request req{http::verb::post, "/p", 11};
     std::vector<std::pair<std::string, std::string>> sent;
     for (int i = 0; i < 60; ++i) {
         sent.emplace_back("x-field-" + std::to_string(i),
@@ -139,27 +139,6 @@ response_info stamps() {
     info.stage = "canary-5";
     info.request_id = "rid";
     return info;
-}
-
-// A field is found by its known name or by its name in any case; where a name repeats, the
-// first as sent; a name that is only a prefix or an extension of another is not it.
-TEST(FirstField, FindsTheFirstAsSentByKnownNameOrByNameInAnyCase) {
-    request_type req{http::verb::post, "/p", 11};
-    req.insert("X-User-Ids", "longer");
-    req.insert("x-user-id", "first");
-    req.insert("Cookie", "a=1");
-    req.insert("X-USER-ID", "second");
-    req.insert(http::field::cookie, "b=2");
-    req.insert("X-User", "shorter");
-    const auto user = first_field(req, std::string_view("X-User-Id"));
-    ASSERT_NE(user, req.end());
-    EXPECT_EQ(user->value(), "first");
-    const auto cookie = first_field(req, http::field::cookie);
-    ASSERT_NE(cookie, req.end());
-    EXPECT_EQ(cookie->value(), "a=1");
-    EXPECT_EQ(first_field(req, std::string_view("cookie"))->value(), "a=1");
-    EXPECT_EQ(first_field(req, http::field::content_type), req.end());
-    EXPECT_EQ(first_field(req, std::string_view("X-Request-Id")), req.end());
 }
 
 TEST(RelayResponseParser, WritesTheClientHeadWithoutHopByHopHeaders) {
@@ -351,39 +330,6 @@ TEST(CouldBeStatusLine, JudgesEachPrefix) {
                                  "HTTP/1.1 200 O\x01K", "\r\nHTTP/1.1 200 OK\r\n"}) {
         EXPECT_FALSE(could_be_status_line(bad)) << bad;
     }
-}
-
-// A folded header line fails the read with obs_fold() set; blanks after the colon, an empty
-// value and a tab inside a value are no fold.
-TEST(RequestParser, RefusesObsFoldOnly) {
-    auto parse = [](std::string_view head) {
-        request_parser p;
-        boost::system::error_code ec;
-        p.put(boost::asio::buffer(head.data(), head.size()), ec);
-        return std::pair{ec, p.obs_fold()};
-    };
-    for (std::string_view folded :
-         {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
-          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: x\r\n chunked\r\n\r\n",
-          "POST / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n\ttwo\r\n\r\n",
-          "POST / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n \r\n\r\n",
-          "POST / HTTP/1.1\r\nHost: x\r\nX-A:\r\n \r\n\r\n"}) {
-        auto [ec, fold] = parse(folded);
-        EXPECT_EQ(ec, http::error::bad_value) << folded;
-        EXPECT_TRUE(fold) << folded;
-    }
-    request_parser p;
-    const std::string_view fine =
-        "POST / HTTP/1.1\r\nHost:x\r\nX-A: \t one\ttwo \r\nX-B:\r\nX-C: \r\n\r\n";
-    boost::system::error_code ec;
-    p.put(boost::asio::buffer(fine.data(), fine.size()), ec);
-    EXPECT_FALSE(ec) << ec.message();
-    EXPECT_FALSE(p.obs_fold());
-    const auto& req = p.get();
-    EXPECT_EQ(req["Host"], "x");
-    EXPECT_EQ(req["X-A"], "one\ttwo");
-    EXPECT_EQ(req["X-B"], "");
-    EXPECT_EQ(std::distance(req.begin(), req.end()), 4);
 }
 
 }  // namespace

@@ -25,9 +25,9 @@ protected:
 
     // Handles `req` to the end (error answers never wait on anything); whether the
     // connection stays.
-    std::optional<bool> handle(request_type& req) {
+    std::optional<bool> handle(client_request& req) {
         std::optional<bool> keep;
-        auto run = [](RequestHandling& t, request_type& r,
+        auto run = [](RequestHandling& t, client_request& r,
                       std::optional<bool>& result) -> task<void> {
             result = co_await handle_request(t.down, t.w, t.slot, r, t.rc, t.head,
                                              t.body_scratch, std::string("192.0.2.1"), false,

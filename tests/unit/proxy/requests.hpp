@@ -8,8 +8,8 @@
 
 namespace stagegate::proxy {
 
-inline request_type post_request(std::string target, std::string body = {}) {
-    request_type req{http::verb::post, target, 11};
+inline client_request post_request(std::string target, std::string body = {}) {
+    client_request req{http::verb::post, target, 11};
     req.set(http::field::host, "gw");
     req.body().assign(body.data(), body.size());
     return req;

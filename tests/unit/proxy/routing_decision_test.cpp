@@ -58,7 +58,7 @@ protected:
     boost::asio::io_context io;
     worker w{io, settings{}, 0};
 
-    std::string version_of(const routing::route_snapshot& routes, const request_type& req) {
+    std::string version_of(const routing::route_snapshot& routes, const client_request& req) {
         auto d = route_request(w, routes, req);
         EXPECT_FALSE(d.problem) << d.problem->message;
         return d.problem ? std::string() : d.model->versions[d.version].name;
@@ -196,7 +196,7 @@ TEST_F(RoutingDecision, UnroutableRequestsSayWhy) {
         EXPECT_EQ(d.unrouted, c.reason) << c.target;
     }
     // OpenAI's model list is answered by the gateway itself, for GET (and HEAD) only.
-    request_type list{http::verb::get, "/v1/models", 11};
+    client_request list{http::verb::get, "/v1/models", 11};
     auto listed = route_request(w, *routes, list);
     ASSERT_FALSE(listed.problem);
     ASSERT_NE(listed.local_answer, nullptr);
