@@ -1,7 +1,10 @@
 #include "client_request.hpp"
 
 #include <algorithm>
+#include <array>
 #include <boost/beast/http/error.hpp>
+#include <cstring>
+#include <limits>
 
 #include "stagegate/core/text.hpp"
 
@@ -188,6 +191,255 @@ std::size_t request_parser::on_body_impl(boost::beast::string_view body,
                                          boost::system::error_code&) {
     request_.body_.append(body.data(), body.size());
     return body.size();
+}
+
+namespace {
+
+// RFC 9110 5.6.2's tchar: what a method and a field name are made of.
+constexpr std::array<bool, 256> token_chars = [] {
+    std::array<bool, 256> table{};
+    for (unsigned c = '0'; c <= '9'; ++c) {
+        table[c] = true;
+    }
+    for (unsigned c = 'a'; c <= 'z'; ++c) {
+        table[c] = true;
+        table[c - 'a' + 'A'] = true;
+    }
+    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) {
+        table[c] = true;
+    }
+    return table;
+}();
+
+bool token_char(char c) {
+    return token_chars[static_cast<unsigned char>(c)];
+}
+
+// Visible ASCII: a target's bytes, and a value's other than its blanks.
+bool visible(char c) {
+    return c > 0x20 && c < 0x7f;
+}
+
+bool blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+// A Content-Length the one pass takes: 1 to 18 digits (no sign, list or blank).
+std::optional<std::uint64_t> plain_length(std::string_view digits) {
+    if (digits.empty() || digits.size() > 18) {
+        return std::nullopt;
+    }
+    std::uint64_t n = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') {
+            return std::nullopt;
+        }
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return n;
+}
+
+}  // namespace
+
+request_reader::request_reader(std::size_t header_limit, std::uint64_t body_limit)
+    : header_limit_(header_limit), body_limit_(body_limit) {
+    parser_.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(header_limit, std::numeric_limits<std::uint32_t>::max())));
+    parser_.body_limit(body_limit);
+}
+
+std::size_t request_reader::put(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
+    if (mode_ == mode::undecided) {
+        if (bytes.size() == 0) {
+            ec = http::error::need_more;
+            return 0;
+        }
+        if (read_head(std::string_view(static_cast<const char*>(bytes.data()), bytes.size()))) {
+            mode_ = mode::one_pass;
+            ec = {};
+            return head_size_;
+        }
+        mode_ = mode::parser;
+    }
+    if (mode_ == mode::parser) {
+        return parser_.put(bytes, ec);
+    }
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), body_left_));
+    parser_.get().body_.append(static_cast<const char*>(bytes.data()), n);
+    body_left_ -= n;
+    ec = {};
+    return n;
+}
+
+void request_reader::put_eof(boost::system::error_code& ec) {
+    if (mode_ == mode::one_pass) {
+        ec = body_left_ > 0 ? boost::system::error_code(http::error::partial_message)
+                            : boost::system::error_code{};
+        return;
+    }
+    parser_.put_eof(ec);
+}
+
+bool request_reader::got_some() const {
+    return mode_ == mode::one_pass || parser_.got_some();
+}
+
+bool request_reader::is_header_done() const {
+    return mode_ == mode::one_pass || parser_.is_header_done();
+}
+
+bool request_reader::is_done() const {
+    return mode_ == mode::one_pass ? body_left_ == 0 : parser_.is_done();
+}
+
+bool request_reader::keep_alive() const {
+    return mode_ == mode::one_pass ? keep_alive_ : parser_.keep_alive();
+}
+
+bool request_reader::chunked() const {
+    return mode_ == mode::one_pass ? false : parser_.chunked();
+}
+
+std::optional<std::uint64_t> request_reader::content_length() const {
+    if (mode_ == mode::one_pass) {
+        return length_;
+    }
+    const auto length = parser_.content_length();
+    return length ? std::optional<std::uint64_t>(*length) : std::nullopt;
+}
+
+// Declines (false) at the first byte outside what the class comment lists, having kept
+// nothing: the parser then reads the head from its start.
+bool request_reader::read_head(std::string_view bytes) {
+    const char* const first = bytes.data();
+    // The parser judges a head within its first header_limit bytes only.
+    const char* const last = first + std::min(bytes.size(), header_limit_);
+    const char* p = first;
+    while (p != last && token_char(*p)) {
+        ++p;
+    }
+    if (p == first || p == last || *p != ' ') {
+        return false;
+    }
+    const std::string_view method(first, static_cast<std::size_t>(p - first));
+    const char* const target = ++p;
+    while (p != last && visible(*p)) {
+        ++p;
+    }
+    if (p == target || p == last || *p != ' ') {
+        return false;
+    }
+    const auto target_size = static_cast<std::size_t>(p - target);
+    ++p;
+    if (last - p < 10 || std::memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
+        p[8] != '\r' || p[9] != '\n') {
+        return false;
+    }
+    const unsigned version = p[7] == '1' ? 11 : 10;
+    p += 10;
+
+    client_request& req = parser_.get();
+    auto& fields = req.fields_;
+    fields.reserve(16);
+    std::optional<std::uint64_t> length;
+    bool close = false;
+    bool keep = false;
+    const auto decline = [&fields] {
+        fields.clear();
+        return false;
+    };
+    for (;;) {
+        if (last - p < 2) {
+            return decline();
+        }
+        if (p[0] == '\r') {
+            if (p[1] != '\n') {
+                return decline();
+            }
+            p += 2;
+            break;
+        }
+        const char* const name = p;
+        while (p != last && token_char(*p)) {
+            ++p;
+        }
+        if (p == name || p == last || *p != ':') {
+            return decline();
+        }
+        const std::string_view name_string(name, static_cast<std::size_t>(p - name));
+        ++p;
+        while (p != last && blank(*p)) {
+            ++p;
+        }
+        const char* const value = p;
+        const char* value_end = p;  // past its last byte that is not blank
+        while (p != last) {
+            if (visible(*p)) {
+                value_end = ++p;
+            } else if (blank(*p)) {
+                ++p;
+            } else {
+                break;
+            }
+        }
+        // CRLF. (A next line that begins with a blank, a fold, fails the name's check.)
+        if (last - p < 2 || p[0] != '\r' || p[1] != '\n') {
+            return decline();
+        }
+        p += 2;
+        const std::string_view value_string(value, static_cast<std::size_t>(value_end - value));
+        const http::field known = http::string_to_field(name_string);
+        switch (known) {
+            case http::field::content_length:
+                if (length) {
+                    return decline();  // repeated: the parser's and check_head's to judge
+                }
+                length = plain_length(value_string);
+                if (!length || *length > body_limit_) {
+                    return decline();
+                }
+                break;
+            case http::field::connection:
+            case http::field::proxy_connection:
+                if (ascii_iequal(value_string, "close")) {
+                    close = true;
+                } else if (ascii_iequal(value_string, "keep-alive")) {
+                    keep = true;
+                } else {
+                    return decline();
+                }
+                break;
+            case http::field::transfer_encoding:
+            case http::field::upgrade:
+                return decline();
+            default:
+                break;
+        }
+        client_request::entry e{};
+        e.name = known;
+        e.name_at = static_cast<std::uint32_t>(name - first);
+        e.name_size = static_cast<std::uint32_t>(name_string.size());
+        e.value_at = static_cast<std::uint32_t>(value - first);
+        e.value_size = static_cast<std::uint32_t>(value_string.size());
+        fields.push_back(e);
+    }
+    head_size_ = static_cast<std::size_t>(p - first);
+    // The head's bytes, once: the fields' offsets above are into them.
+    req.bytes_.assign(first, head_size_);
+    req.method_ = http::string_to_verb(method);
+    req.method_at_ = 0;
+    req.method_size_ = static_cast<std::uint32_t>(method.size());
+    req.target_at_ = static_cast<std::uint32_t>(target - first);
+    req.target_size_ = static_cast<std::uint32_t>(target_size);
+    req.version_ = version;
+    length_ = length;
+    body_left_ = length.value_or(0);
+    if (body_left_ > 0) {
+        req.body_.reserve(static_cast<std::size_t>(body_left_));
+    }
+    // As basic_parser::keep_alive: HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
+    keep_alive_ = version == 11 ? !close : keep;
+    return true;
 }
 
 }  // namespace stagegate::proxy

@@ -77,27 +77,29 @@ bool has_bare_lf(std::string_view bytes) {
     return false;
 }
 
-// Reads a chunked request body into the parser. Beast's parser waits for a chunk-size line's
-// CRLF, and after the last chunk for the trailers' blank line, however long that takes and
-// however many bytes come meanwhile: a client ending its lines with a bare LF got 408 after
-// the request timeout, its bytes buffered all along. What the parser leaves unread is always
-// framing still to be parsed (a chunk-size line, the CRLF after a chunk, trailers; chunk data
-// is taken as it comes), so a bare LF in it, or more of it than a head may hold, is refused
-// at once with bad_chunk.
+// Reads a request's body, after its head, into the reader. Most bodies came with their head
+// and are taken from the buffer at once; reads (each as large as the buffer allows) wait
+// only for the rest.
+// A chunked body's framing is watched as it comes: Beast's parser waits for a chunk-size
+// line's CRLF, and after the last chunk for the trailers' blank line, however long that takes
+// and however many bytes come meanwhile: a client ending its lines with a bare LF got 408
+// after the request timeout, its bytes buffered all along. What the parser leaves unread is
+// always framing still to be parsed (a chunk-size line, the CRLF after a chunk, trailers;
+// chunk data is taken as it comes), so a bare LF in it, or more of it than a head may hold,
+// is refused at once with bad_chunk. (A body of known length leaves nothing unread.)
 template <class Stream>
-task<boost::system::error_code> read_chunked_body(Stream& stream, beast::flat_buffer& buffer,
-                                                  request_parser& parser,
-                                                  std::size_t framing_limit) {
-    parser.eager(true);
+task<boost::system::error_code> read_body(Stream& stream, beast::flat_buffer& buffer,
+                                          request_reader& reader, std::size_t framing_limit) {
+    reader.eager(true);
     for (;;) {
         if (buffer.size() > 0) {
             boost::system::error_code ec;
-            const auto used = parser.put(buffer.data(), ec);
+            const auto used = reader.put(buffer.data(), ec);
             buffer.consume(used);
             if (ec && ec != http::error::need_more) {
                 co_return ec;
             }
-            if (parser.is_done()) {
+            if (reader.is_done()) {
                 co_return boost::system::error_code{};
             }
             const auto rest = buffer.cdata();
@@ -120,9 +122,9 @@ task<boost::system::error_code> read_chunked_body(Stream& stream, beast::flat_bu
 
 // Why a request could not be read: a folded header line has its own code, else
 // classify_request_error's.
-answer_problem unreadable_request(const request_parser& parser,
+answer_problem unreadable_request(const request_reader& reader,
                                   const boost::system::error_code& ec, std::string_view what) {
-    if (parser.obs_fold()) {
+    if (reader.obs_fold()) {
         return {http::status::bad_request, "obs_fold",
                 std::string(what) +
                     ": a header line is folded (obsolete line folding, RFC 9112 5.2); send "
@@ -193,7 +195,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
 
     std::string head;          // serialized heads, reused across requests
     std::string body_scratch;  // answers kept for reading their prediction
-    std::optional<request_parser> parser;
+    std::optional<request_reader> reader;
     // A new connection's first head must arrive within the request timeout from the accept
     // (as nginx's client_header_timeout): its deadline, armed before the TLS handshake or the
     // HTTP/2 preface check, runs on. Not the keep-alive idle one, and not re-armed once the
@@ -204,9 +206,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         if (slot.idle && w.draining()) {
             break;
         }
-        parser.emplace();
-        parser->header_limit(cfg.limits.max_header_bytes);
-        parser->body_limit(cfg.limits.max_request_body_bytes);
+        reader.emplace(cfg.limits.max_header_bytes, cfg.limits.max_request_body_bytes);
         if (!first) {
             slot.expire_in(slot.idle ? cfg.client.idle : cfg.client.request);
         }
@@ -221,7 +221,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             std::size_t n = 0;
             for (bool parse = buffer.size() > 0;; parse = true) {
                 if (parse) {
-                    const auto used = parser->put(buffer.data(), ec);
+                    const auto used = reader->put(buffer.data(), ec);
                     buffer.consume(used);
                     n += used;
                     if (ec != http::error::need_more) {
@@ -238,7 +238,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     co_await stream.async_read_some(buffer.prepare(room), nothrow_awaitable);
                 buffer.commit(got);
                 if (read_ec) {
-                    ec = head_read_failure(read_ec, *parser);
+                    ec = head_read_failure(read_ec, *reader);
                     break;
                 }
             }
@@ -257,14 +257,14 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                     co_await send_error(stream, w, slot, rc, http::status::request_timeout,
                                         "request_timeout", "the request was not received in time");
                 } else {
-                    const auto why = unreadable_request(*parser, ec, "cannot read the request");
+                    const auto why = unreadable_request(*reader, ec, "cannot read the request");
                     co_await send_error(stream, w, slot, rc, why);
                 }
                 log_request(w, rc, {}, {}, 0, client_address, clock::now());
                 break;
             }
         }
-        auto& req = parser->get();
+        auto& req = reader->get();
         to_origin_form(req);
         rc.client_version = req.version() == 10 ? 10 : 11;
         rc.head = req.method() == http::verb::head;
@@ -274,7 +274,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         } else {
             rc.id.generate(w);
         }
-        rc.keep_alive = parser->keep_alive() && !w.keep_alive_ended();
+        rc.keep_alive = reader->keep_alive() && !w.keep_alive_ended();
         const auto head_read = clock::now();
         if (auto bad = check_head(req)) {
             rc.keep_alive = false;
@@ -284,7 +284,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                         std::string_view(req.target()), 0, client_address, head_read);
             break;
         }
-        if (!parser->is_done()) {
+        if (!reader->is_done()) {
             auto expect = req.find(http::field::expect);
             if (expect != req.end() && beast::iequals(expect->value(), "100-continue")) {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -297,31 +297,12 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
             slot.expire_in(cfg.client.request);
             // Room for the body (up to a large relay buffer's worth) so it arrives in a few
             // reads, not 512-byte ones.
-            if (auto length = parser->content_length();
+            if (auto length = reader->content_length();
                 length && *length > buffer.capacity() - buffer.size()) {
                 buffer.reserve(buffer.size() +
                                std::min<std::uint64_t>(*length, large_relay_buffer_size));
             }
-            boost::system::error_code ec;
-            if (parser->chunked()) {
-                ec = co_await read_chunked_body(stream, buffer, *parser,
-                                                cfg.limits.max_header_bytes);
-            } else {
-                // Most bodies came with their head: what the buffer holds is parsed here at
-                // once, and Beast's read (whose completion without a read is one more turn of
-                // the event loop) only waits for the rest.
-                if (buffer.size() > 0) {
-                    buffer.consume(parser->put(buffer.data(), ec));
-                    if (ec == http::error::need_more) {
-                        ec = {};
-                    }
-                }
-                if (!ec && !parser->is_done()) {
-                    auto [read_ec, n] = co_await http::async_read(stream, buffer, *parser,
-                                                                  nothrow_awaitable);
-                    ec = read_ec;
-                }
-            }
+            const auto ec = co_await read_body(stream, buffer, *reader, cfg.limits.max_header_bytes);
             if (ec) {
                 if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
                     (ec == net::error::operation_aborted && !slot.timed_out)) {
@@ -335,7 +316,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
                                         "the request body was not received in time");
                 } else {
                     const auto why =
-                        unreadable_request(*parser, ec, "cannot read the request body");
+                        unreadable_request(*reader, ec, "cannot read the request body");
                     co_await send_error(stream, w, slot, rc, why);
                 }
                 log_request(w, rc, std::string_view(req.method_string()),
@@ -347,7 +328,7 @@ task<void> run_session(Stream stream, worker& w, std::string client_address) {
         const auto started = clock::now();
         bool keep = co_await handle_request(stream, w, slot, req, rc, head, body_scratch,
                                             client_address, tls, started);
-        parser.reset();
+        reader.reset();
         if (!keep || w.draining()) {
             break;
         }

@@ -1,0 +1,94 @@
+// What the request path's readers make of some bytes, for comparing request_reader's one pass
+// with Beast's parser (request_parser) in the unit tests and fuzz_request_head: the outcome and
+// everything the gateway reads of a request.
+#pragma once
+
+#include <boost/asio/buffer.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "proxy/client_request.hpp"
+
+namespace stagegate::proxy::testing {
+
+struct read_request {
+    boost::system::error_code ec;  // need_more: the bytes end before the request does
+    bool done = false;
+    http::verb method = http::verb::unknown;
+    std::string method_string;
+    std::string target;
+    unsigned version = 0;
+    std::vector<std::tuple<http::field, std::string, std::string>> fields;
+    std::optional<std::uint64_t> content_length;
+    bool keep_alive = false;
+    bool chunked = false;
+    std::string body;
+    std::size_t used = 0;  // bytes taken
+
+    bool operator==(const read_request&) const = default;
+};
+
+template <class Reader>
+read_request summary_of(const Reader& r, const boost::system::error_code& ec, std::size_t used) {
+    read_request out;
+    out.ec = ec;
+    out.used = used;
+    out.done = r.is_done();
+    if (ec || !r.is_header_done()) {
+        return out;
+    }
+    const client_request& req = r.get();
+    out.method = req.method();
+    out.method_string = req.method_string();
+    out.target = req.target();
+    out.version = req.version();
+    for (const auto f : req) {
+        out.fields.emplace_back(f.name(), f.name_string(), f.value());
+    }
+    const auto length = r.content_length();
+    out.content_length = length ? std::optional<std::uint64_t>(*length) : std::nullopt;
+    out.keep_alive = r.keep_alive();
+    out.chunked = r.chunked();
+    out.body.assign(req.body().data(), req.body().size());
+    return out;
+}
+
+// Feeds `bytes` (all there is so far) to a reader as the session does: the head, then the body
+// eagerly, stopping at an error or when the request is done.
+template <class Reader>
+read_request read_with(Reader& r, std::string_view bytes) {
+    boost::system::error_code ec;
+    std::size_t used = 0;
+    while (!r.is_done()) {
+        const auto n = r.put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+        used += n;
+        if (ec && ec != http::error::need_more) {
+            break;
+        }
+        if (r.is_header_done()) {
+            r.eager(true);
+        }
+        if (n == 0) {
+            if (!ec) {
+                ec = http::error::need_more;
+            }
+            break;
+        }
+        ec = {};
+    }
+    return summary_of(r, ec, used);
+}
+
+inline read_request read_by_parser(std::string_view bytes, std::size_t header_limit,
+                                   std::uint64_t body_limit) {
+    request_parser p;
+    p.header_limit(static_cast<std::uint32_t>(header_limit));
+    p.body_limit(body_limit);
+    return read_with(p, bytes);
+}
+
+}  // namespace stagegate::proxy::testing
