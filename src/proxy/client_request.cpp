@@ -40,15 +40,6 @@ std::uint32_t client_request::keep(std::string_view s) {
     return at;
 }
 
-client_request::field_ref client_request::at(std::size_t index) const {
-    const entry& e = fields_[index];
-    field_ref f;
-    f.name_ = e.name;
-    f.name_string_ = slice(e.name_at, e.name_size);
-    f.value_ = slice(e.value_at, e.value_size);
-    return f;
-}
-
 bool client_request::named(const entry& e, http::field name, std::string_view name_string) const {
     if (name != http::field::unknown) {
         return e.name == name;

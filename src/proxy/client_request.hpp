@@ -133,7 +133,14 @@ class client_request {
   private:
     friend class request_parser;
     friend class request_reader;
-    field_ref at(std::size_t index) const;
+    field_ref at(std::size_t index) const {  // inline: every walk over the fields calls it
+        const entry& e = fields_[index];
+        field_ref f;
+        f.name_ = e.name;
+        f.name_string_ = slice(e.name_at, e.name_size);
+        f.value_ = slice(e.value_at, e.value_size);
+        return f;
+    }
     std::string_view slice(std::uint32_t at, std::size_t size) const {
         return {bytes_.data() + at, size};
     }

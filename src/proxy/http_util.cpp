@@ -46,7 +46,7 @@ struct connection_tokens {
     }
     bool listed(std::string_view name) const {
         for (std::size_t i = 0; i < count; ++i) {
-            if (beast::iequals(names[i], name)) {
+            if (ascii_iequal(names[i], name)) {
                 return true;
             }
         }
@@ -172,15 +172,15 @@ void forward_request_fields(Sink& sink, const client_request& req,
         const auto name = f.name();
         if (name == http::field::unknown) {
             const std::string_view n = f.name_string();
-            if (beast::iequals(n, "x-forwarded-for")) {
+            if (ascii_iequal(n, "x-forwarded-for"sv)) {
                 forwarded_for = true;  // joined below
                 continue;
             }
             // X-Stagegate-Mirror marks the gateway's own shadow copies: a client's would pass
             // live traffic off as shadow traffic to the backend.
-            if (beast::iequals(n, "x-forwarded-proto") || beast::iequals(n, "x-request-id") ||
-                beast::iequals(n, "x-stagegate-force-version") ||
-                beast::iequals(n, "x-stagegate-mirror") || (named.count && named.listed(n))) {
+            if (ascii_iequal(n, "x-forwarded-proto"sv) || ascii_iequal(n, "x-request-id"sv) ||
+                ascii_iequal(n, "x-stagegate-force-version"sv) ||
+                ascii_iequal(n, "x-stagegate-mirror"sv) || (named.count && named.listed(n))) {
                 continue;
             }
         } else {
