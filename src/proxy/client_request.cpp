@@ -4,7 +4,9 @@
 #include <array>
 #include <boost/beast/http/error.hpp>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <tuple>
 
 #include "stagegate/core/text.hpp"
 
@@ -35,9 +37,30 @@ void client_request::target(std::string_view t) {
 }
 
 std::uint32_t client_request::keep(std::string_view s) {
-    const auto at = static_cast<std::uint32_t>(bytes_.size());
-    bytes_.append(s.data(), s.size());
-    return at;
+    return keep_both(s, {}).first;
+}
+
+std::pair<std::uint32_t, std::uint32_t> client_request::keep_both(std::string_view a,
+                                                                  std::string_view b) {
+    const char* const block = bytes_.data();
+    const std::size_t at = bytes_.size();
+    const auto offset_in_block = [&](std::string_view s) {
+        const bool inside = !s.empty() && std::less_equal<const char*>{}(block, s.data()) &&
+                            std::less<const char*>{}(s.data(), block + at);
+        return inside ? static_cast<std::size_t>(s.data() - block) : std::string_view::npos;
+    };
+    const std::size_t a_from = offset_in_block(a);
+    const std::size_t b_from = offset_in_block(b);
+    bytes_.reserve(at + a.size() + b.size());  // may move the block; the appends will not
+    if (a_from != std::string_view::npos) {
+        a = std::string_view(bytes_.data() + a_from, a.size());
+    }
+    if (b_from != std::string_view::npos) {
+        b = std::string_view(bytes_.data() + b_from, b.size());
+    }
+    bytes_.append(a.data(), a.size());
+    bytes_.append(b.data(), b.size());
+    return {static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(at + a.size())};
 }
 
 bool client_request::named(const entry& e, http::field name, std::string_view name_string) const {
@@ -81,10 +104,9 @@ void client_request::insert(http::field name, std::string_view name_string,
                             std::string_view value) {
     entry e{};
     e.name = name;
-    e.name_at = keep(name_string);
     e.name_size = static_cast<std::uint32_t>(name_string.size());
-    e.value_at = keep(value);
     e.value_size = static_cast<std::uint32_t>(value.size());
+    std::tie(e.name_at, e.value_at) = keep_both(name_string, value);
     fields_.push_back(e);
 }
 
@@ -105,11 +127,13 @@ void client_request::replace(http::field name, std::string_view name_string,
         insert(name, name_string, value);
         return;
     }
-    first->value_at = keep(value);
-    first->value_size = static_cast<std::uint32_t>(value.size());
+    // The others go first: `name_string` may be a view into the block, which keeping the
+    // value may move.
     fields_.erase(std::remove_if(std::next(first), fields_.end(),
                                  [&](const entry& e) { return named(e, name, name_string); }),
                   fields_.end());
+    first->value_at = keep(value);
+    first->value_size = static_cast<std::uint32_t>(value.size());
 }
 
 void client_request::set(http::field name, std::string_view value) {

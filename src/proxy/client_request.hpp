@@ -21,6 +21,7 @@
 #include <iterator>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include "block_cache.hpp"
 
@@ -144,9 +145,12 @@ class client_request {
     std::string_view slice(std::uint32_t at, std::size_t size) const {
         return {bytes_.data() + at, size};
     }
-    // Appends bytes to the block (a view into it too: std::string's append reads its source
-    // before it frees a buffer it outgrew) and returns where they start.
+    // Appends bytes to the block and returns where they start; keep_both appends two and
+    // returns where each starts. Any of them may be a view into the block itself (a value
+    // copied from another field, a name from a field_ref): it is taken as an offset before
+    // the block grows, since growing moves the bytes such a view points at.
     std::uint32_t keep(std::string_view s);
+    std::pair<std::uint32_t, std::uint32_t> keep_both(std::string_view a, std::string_view b);
     bool named(const entry& e, http::field name, std::string_view name_string) const;
     void replace(http::field name, std::string_view name_string, std::string_view value);
 

@@ -3,6 +3,7 @@
 // everything the gateway reads of a request.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <cstdint>
 #include <optional>
@@ -57,38 +58,57 @@ read_request summary_of(const Reader& r, const boost::system::error_code& ec, st
     return out;
 }
 
-// Feeds `bytes` (all there is so far) to a reader as the session does: the head, then the body
-// eagerly, stopping at an error or when the request is done.
+// How the bytes reach a reader, as the session's buffer hands them over: `first` of them at
+// once (0: all), then `piece` more each time the reader wants more (0: all the rest). With
+// `eof`, the peer closes after the last byte (put_eof tells what the request then lacks);
+// without, a request still short of bytes ends the reading with need_more.
+struct delivery {
+    std::size_t first = 0;
+    std::size_t piece = 0;
+    bool eof = false;
+};
+
+// Feeds `bytes` to a reader as the session does: all that has arrived and is not yet taken,
+// the head, then the body eagerly, stopping at an error or when the request is done.
 template <class Reader>
-read_request read_with(Reader& r, std::string_view bytes) {
+read_request read_with(Reader& r, std::string_view bytes, delivery how = {}) {
     boost::system::error_code ec;
+    std::size_t arrived = how.first == 0 ? bytes.size() : std::min(how.first, bytes.size());
     std::size_t used = 0;
     while (!r.is_done()) {
-        const auto n = r.put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+        const auto n = r.put(boost::asio::buffer(bytes.data() + used, arrived - used), ec);
         used += n;
         if (ec && ec != http::error::need_more) {
             break;
         }
+        ec = {};
         if (r.is_header_done()) {
             r.eager(true);
         }
-        if (n == 0) {
-            if (!ec) {
+        if (r.is_done() || (n > 0 && used < arrived)) {
+            continue;  // done, or more of what arrived to take
+        }
+        if (arrived == bytes.size()) {
+            if (how.eof && !r.got_some()) {
+                ec = http::error::end_of_stream;  // as head_read_failure: nothing came
+            } else if (how.eof) {
+                r.put_eof(ec);
+            } else {
                 ec = http::error::need_more;
             }
             break;
         }
-        ec = {};
+        arrived = how.piece == 0 ? bytes.size() : std::min(arrived + how.piece, bytes.size());
     }
     return summary_of(r, ec, used);
 }
 
 inline read_request read_by_parser(std::string_view bytes, std::size_t header_limit,
-                                   std::uint64_t body_limit) {
+                                   std::uint64_t body_limit, delivery how = {}) {
     request_parser p;
     p.header_limit(static_cast<std::uint32_t>(header_limit));
     p.body_limit(body_limit);
-    return read_with(p, bytes);
+    return read_with(p, bytes, how);
 }
 
 }  // namespace stagegate::proxy::testing

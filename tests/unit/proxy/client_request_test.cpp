@@ -67,10 +67,6 @@ TEST(ClientRequest, SetReplacesEveryFieldOfANameInTheFirstOnesPlace) {
     req.erase("x-A");
     req.erase(http::field::host);
     EXPECT_EQ(fields_of(req), (fields_list{{"Content-Type", "application/json"}}));
-    // A value taken from the request itself survives the bytes' growth.
-    req.target(req.target());
-    req.set("X-Copy", req[http::field::content_type]);
-    EXPECT_EQ(req["X-Copy"], "application/json");
     req.method_string("BREW");
     EXPECT_EQ(req.method(), http::verb::unknown);
     EXPECT_EQ(req.method_string(), "BREW");
@@ -164,10 +160,32 @@ using testing::read_with;
 constexpr std::size_t header_limit = 8192;
 constexpr std::uint64_t body_limit = 1 << 20;
 
-std::pair<read_request, bool> read_by_reader(std::string_view bytes) {
+std::pair<read_request, bool> read_by_reader(std::string_view bytes, testing::delivery how = {}) {
     request_reader r(header_limit, body_limit);
-    auto got = read_with(r, bytes);
+    auto got = read_with(r, bytes, how);
     return {got, r.read_in_one_pass()};
+}
+
+// Views into the request itself (a field's name or value, the target) given back to it:
+// copied before its bytes move. A one-pass read leaves the block exactly full, so the first
+// addition moves it (under ASan, a read of the old block would be reported).
+TEST(ClientRequest, TakesViewsIntoItselfAcrossItsBytesGrowth) {
+    request_reader r(header_limit, body_limit);
+    read_with(r, "GET /some/path HTTP/1.1\r\nHost: example.org\r\nX-Long-Name: v\r\n\r\n");
+    ASSERT_TRUE(r.read_in_one_pass());
+    auto& req = r.get();
+    req.insert("X-Orig-Host", req[http::field::host]);
+    EXPECT_EQ(req["X-Orig-Host"], "example.org");
+    const auto named = *req.find("x-long-name");
+    req.set(named.name_string(), req.target());
+    EXPECT_EQ(req["X-Long-Name"], "/some/path");
+    req.insert(req.find("X-Orig-Host")->name_string(), req.find("X-Long-Name")->value());
+    req.target(req[http::field::host]);
+    EXPECT_EQ(req.target(), "example.org");
+    EXPECT_EQ(fields_of(req), (fields_list{{"Host", "example.org"},
+                                           {"X-Long-Name", "/some/path"},
+                                           {"X-Orig-Host", "example.org"},
+                                           {"X-Orig-Host", "/some/path"}}));
 }
 
 // Heads as clients send them: curl, h2load, the openai SDK, Python requests, an HTTP/1.0
@@ -206,20 +224,31 @@ TEST(RequestReader, ReadsCommonHeadsInOnePassAsTheParserReadsThem) {
         EXPECT_FALSE(got.ec) << got.ec.message() << "\n" << bytes;
         EXPECT_TRUE(got.done) << bytes;
         EXPECT_EQ(got, read_by_parser(bytes, header_limit, body_limit)) << bytes;
-        const auto cut = bytes.substr(0, bytes.size() - 1);
-        if (bytes.ends_with("\r\n\r\n")) {
-            const auto pipelined = bytes + "GET /next HTTP/1.1\r\n\r\n";
-            auto [behind, one] = read_by_reader(pipelined);
-            EXPECT_TRUE(one);
-            EXPECT_EQ(behind.used, bytes.size());
-            EXPECT_EQ(behind, read_by_parser(pipelined, header_limit, body_limit)) << bytes;
+        // A request behind it stays unread.
+        const auto pipelined = bytes + "GET /next HTTP/1.1\r\n\r\n";
+        auto [behind, one] = read_by_reader(pipelined);
+        EXPECT_TRUE(one);
+        EXPECT_EQ(behind.used, bytes.size());
+        EXPECT_EQ(behind, read_by_parser(pipelined, header_limit, body_limit)) << bytes;
+        const auto head_size = bytes.find("\r\n\r\n") + 4;
+        if (head_size == bytes.size()) {
             continue;
         }
-        auto [partial, one] = read_by_reader(cut);
-        EXPECT_TRUE(one);
-        EXPECT_FALSE(partial.done);
-        EXPECT_EQ(partial.ec, http::error::need_more);
-        EXPECT_EQ(partial, read_by_parser(cut, header_limit, body_limit)) << bytes;
+        // The body byte by byte after the head; cut short, with the peer closing or not.
+        const testing::delivery trickle{head_size, 1, false};
+        auto [slow, one_slow] = read_by_reader(bytes, trickle);
+        EXPECT_TRUE(one_slow);
+        EXPECT_EQ(slow, got) << bytes;
+        EXPECT_EQ(slow, read_by_parser(bytes, header_limit, body_limit, trickle));
+        const auto cut = bytes.substr(0, bytes.size() - 1);
+        for (const bool eof : {false, true}) {
+            const testing::delivery how{head_size, 1, eof};
+            auto [partial, one_cut] = read_by_reader(cut, how);
+            EXPECT_TRUE(one_cut);
+            EXPECT_FALSE(partial.done);
+            EXPECT_EQ(partial.ec, eof ? http::error::partial_message : http::error::need_more);
+            EXPECT_EQ(partial, read_by_parser(cut, header_limit, body_limit, how)) << bytes;
+        }
     }
     auto [got, one_pass] = read_by_reader(common_requests[0]);
     ASSERT_TRUE(one_pass);
