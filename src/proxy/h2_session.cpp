@@ -369,6 +369,7 @@ class task_done {
 
 h2_stream::h2_stream(h2_connection& c, std::int32_t stream_id) : conn(c), id(stream_id) {
     req.version(11);
+    req.reserve(480, 16);  // a call's fields at once, not a block doubling field by field
     slot.on_deadline = this;
     slot.expire_in(c.w().config().client.request);  // the whole request must arrive by then
     c.w().link(slot);
