@@ -215,8 +215,8 @@ class request_parser final : public http::basic_parser<true> {
 };
 
 // Reads one client request: its head in one pass when it is of the common kind, else with
-// request_parser; the body after it. The one pass (#24: Beast's parser, its field-name table
-// aside, was a quarter of a request's instructions, loadtest/RESULTS.md run 35) takes a head
+// request_parser; the body after it. The one pass (#24: Beast's request-head parser was a
+// fifth of a request's instructions, loadtest/RESULTS.md run 33; 1.5k fewer, run 35) takes a head
 // that came whole in the first bytes and holds nothing but a request line of a token method,
 // a target of visible ASCII and HTTP/1.0 or 1.1; field lines of a token name, a colon, and a
 // value of visible ASCII, spaces and tabs; CRLF line ends; at most one Content-Length, of
