@@ -10,12 +10,12 @@ seconds=${1:-60}
 preset=${FUZZ_PRESET:-asan}
 build_dir=build-$preset
 targets=()
-for name in config routing session h2 admin predictions request_head; do targets+=(fuzz_"$name"); done
+for name in config routing session h2 admin predictions request_head answer_head; do targets+=(fuzz_"$name"); done
 ./scripts/install-deps.sh --build  # clang, with libFuzzer
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j"$(nproc)" --target "${targets[@]}"
 mkdir -p "$build_dir"/findings
-for name in config routing session h2 admin predictions request_head; do
+for name in config routing session h2 admin predictions request_head answer_head; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/"$name"/* "$work"/
   echo "fuzz_$name: ${seconds}s"

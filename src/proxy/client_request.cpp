@@ -8,6 +8,7 @@
 #include <limits>
 #include <tuple>
 
+#include "head_scan.hpp"
 #include "stagegate/core/text.hpp"
 
 namespace stagegate::proxy {
@@ -208,54 +209,6 @@ std::size_t request_parser::on_body_impl(boost::beast::string_view body,
     return body.size();
 }
 
-namespace {
-
-// RFC 9110 5.6.2's tchar: what a method and a field name are made of.
-constexpr std::array<bool, 256> token_chars = [] {
-    std::array<bool, 256> table{};
-    for (unsigned c = '0'; c <= '9'; ++c) {
-        table[c] = true;
-    }
-    for (unsigned c = 'a'; c <= 'z'; ++c) {
-        table[c] = true;
-        table[c - 'a' + 'A'] = true;
-    }
-    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) {
-        table[c] = true;
-    }
-    return table;
-}();
-
-bool token_char(char c) {
-    return token_chars[static_cast<unsigned char>(c)];
-}
-
-// Visible ASCII: a target's bytes, and a value's other than its blanks.
-bool visible(char c) {
-    return c > 0x20 && c < 0x7f;
-}
-
-bool blank(char c) {
-    return c == ' ' || c == '\t';
-}
-
-// A Content-Length the one pass takes: 1 to 18 digits (no sign, list or blank).
-std::optional<std::uint64_t> plain_length(std::string_view digits) {
-    if (digits.empty() || digits.size() > 18) {
-        return std::nullopt;
-    }
-    std::uint64_t n = 0;
-    for (char c : digits) {
-        if (c < '0' || c > '9') {
-            return std::nullopt;
-        }
-        n = n * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return n;
-}
-
-}  // namespace
-
 request_reader::request_reader(std::size_t header_limit, std::uint64_t body_limit)
     : header_limit_(header_limit), body_limit_(body_limit) {
     parser_.header_limit(static_cast<std::uint32_t>(
@@ -328,25 +281,29 @@ std::optional<std::uint64_t> request_reader::content_length() const {
 bool request_reader::read_head(std::string_view bytes) {
     const char* const first = bytes.data();
     // The parser judges a head within its first header_limit bytes only.
-    const char* const last = first + std::min(bytes.size(), header_limit_);
+    const char* const end =
+        head_scan::head_end(first, first + std::min(bytes.size(), header_limit_));
+    if (end == nullptr) {
+        return false;  // not whole (or past the limit): the parser's to wait for or refuse
+    }
     const char* p = first;
-    while (p != last && token_char(*p)) {
+    while (head_scan::token_char(*p)) {
         ++p;
     }
-    if (p == first || p == last || *p != ' ') {
+    if (p == first || *p != ' ') {
         return false;
     }
     const std::string_view method(first, static_cast<std::size_t>(p - first));
     const char* const target = ++p;
-    while (p != last && visible(*p)) {
+    while (head_scan::visible(*p)) {
         ++p;
     }
-    if (p == target || p == last || *p != ' ') {
+    if (p == target || *p != ' ') {
         return false;
     }
     const auto target_size = static_cast<std::size_t>(p - target);
     ++p;
-    if (last - p < 10 || std::memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
+    if (end - p < 10 || std::memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
         p[8] != '\r' || p[9] != '\n') {
         return false;
     }
@@ -364,52 +321,22 @@ bool request_reader::read_head(std::string_view bytes) {
         return false;
     };
     for (;;) {
-        if (last - p < 2) {
-            return decline();
-        }
-        if (p[0] == '\r') {
-            if (p[1] != '\n') {
-                return decline();
-            }
-            p += 2;
+        std::string_view name_string;
+        std::string_view value_string;
+        const auto got = head_scan::next_field(p, name_string, value_string);
+        if (got == head_scan::line::end_of_head) {
             break;
         }
-        const char* const name = p;
-        while (p != last && token_char(*p)) {
-            ++p;
-        }
-        if (p == name || p == last || *p != ':') {
+        if (got == head_scan::line::decline) {
             return decline();
         }
-        const std::string_view name_string(name, static_cast<std::size_t>(p - name));
-        ++p;
-        while (p != last && blank(*p)) {
-            ++p;
-        }
-        const char* const value = p;
-        const char* value_end = p;  // past its last byte that is not blank
-        while (p != last) {
-            if (visible(*p)) {
-                value_end = ++p;
-            } else if (blank(*p)) {
-                ++p;
-            } else {
-                break;
-            }
-        }
-        // CRLF. (A next line that begins with a blank, a fold, fails the name's check.)
-        if (last - p < 2 || p[0] != '\r' || p[1] != '\n') {
-            return decline();
-        }
-        p += 2;
-        const std::string_view value_string(value, static_cast<std::size_t>(value_end - value));
         const http::field known = http::string_to_field(name_string);
         switch (known) {
             case http::field::content_length:
                 if (length) {
                     return decline();  // repeated: the parser's and check_head's to judge
                 }
-                length = plain_length(value_string);
+                length = head_scan::plain_length(value_string);
                 if (!length || *length > body_limit_) {
                     return decline();
                 }
@@ -432,9 +359,9 @@ bool request_reader::read_head(std::string_view bytes) {
         }
         client_request::entry e{};
         e.name = known;
-        e.name_at = static_cast<std::uint32_t>(name - first);
+        e.name_at = static_cast<std::uint32_t>(name_string.data() - first);
         e.name_size = static_cast<std::uint32_t>(name_string.size());
-        e.value_at = static_cast<std::uint32_t>(value - first);
+        e.value_at = static_cast<std::uint32_t>(value_string.data() - first);
         e.value_size = static_cast<std::uint32_t>(value_string.size());
         fields.push_back(e);
     }

@@ -53,7 +53,7 @@ void read_tokens(exchange_outcome& out, relay_state& state,
     }
 }
 
-body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buffer& buffer,
+body_progress parse_buffered_body(relay_reader& parser, beast::flat_buffer& buffer,
                                   boost::system::error_code& ec) {
     const std::size_t room = parser.buffer_left();
     while (buffer.size() > 0 && !parser.is_done()) {
@@ -78,7 +78,7 @@ body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buf
     return parser.is_done() ? body_progress::relay : body_progress::need_bytes;
 }
 
-bool make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser) {
+bool make_room_for_body(beast::flat_buffer& buffer, const relay_reader& parser) {
     if (parser.is_done()) {
         return false;
     }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include "http_util.hpp"
+#include "relay_reader.hpp"
 #include "request_context.hpp"
 #include "stream_watch.hpp"
 #include "token_scan.hpp"
@@ -152,7 +153,7 @@ inline response_info response_info_for(const exchange_args& a) {
 // exchange's coroutine frame they made it 2 KiB, which Asio does not recycle (frames up to
 // 1020 bytes only): a malloc per request.
 struct relay_state {
-    std::optional<relay_response_parser> parser;
+    std::optional<relay_reader> parser;
     response_info info;
     std::optional<stream_watch> watch;    // a watched OpenAI stream
     std::optional<token_scan> usage_scan;  // a non-streamed OpenAI answer: only its usage
@@ -215,14 +216,14 @@ enum class body_progress { relay, need_bytes };
 // body bytes were delivered, the body ended or the relay buffer is full; `need_bytes` when
 // the buffer holds nothing more to deliver (all of it consumed, or an incomplete chunk line).
 // A framing error is left in `ec` (with `relay`).
-body_progress parse_buffered_body(relay_response_parser& parser, beast::flat_buffer& buffer,
+body_progress parse_buffered_body(relay_reader& parser, beast::flat_buffer& buffer,
                                   boost::system::error_code& ec);
 
 // Beast reads at most the read buffer's free capacity per call (512 bytes at least): a large
 // body through the small buffer a head needs took hundreds of recv calls. Makes room for one
 // relay buffer's worth (the pool shrinks the buffer again when the connection goes back idle)
 // and says whether the body is large enough for a large relay buffer.
-bool make_room_for_body(beast::flat_buffer& buffer, const relay_response_parser& parser);
+bool make_room_for_body(beast::flat_buffer& buffer, const relay_reader& parser);
 
 // The upstream side of one exchange: its stream, its read buffer (kept with the connection,
 // it may hold bytes read ahead), the endpoint (for messages), and what happens around the
@@ -306,12 +307,7 @@ task<void> exchange(Down& down, Upstream up, const exchange_args& a, exchange_ou
     auto& parser = state.parser;
     for (;;) {
         a.head.clear();  // the request head has gone; the client's response head goes here
-        parser.emplace(a.head, a.rc.client_version, a.rc.head);
-        parser->body_limit(boost::none);
-        parser->header_limit(64 * 1024);
-        if (a.rc.head) {
-            parser->skip(true);
-        }
+        parser.emplace(a.head, a.rc.client_version, a.rc.head, 64 * 1024);
         // Read here rather than by http::async_read_header, to judge a start line as it
         // arrives: one that cannot become a status line is a 502 at once, not after the
         // first-byte timeout (could_be_status_line).

@@ -79,6 +79,10 @@ public:
     std::size_t buffer_left() const { return size_; }
 
 private:
+    // It feeds the callbacks below a head it read in one pass, so that the client's head is
+    // written by the same code whichever read the backend's.
+    friend class relay_reader;
+
     void on_request_impl(http::verb, boost::beast::string_view, boost::beast::string_view, int,
                          boost::system::error_code&) override {}
     void on_response_impl(int code, boost::beast::string_view reason, int version,
