@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "h2_fields.hpp"
+#include "head_scan.hpp"
 
 namespace stagegate::proxy {
 namespace {
@@ -16,10 +17,6 @@ bool connection_specific(std::string_view lower_name) {
     return lower_name == "connection"sv || lower_name == "keep-alive"sv ||
            lower_name == "proxy-connection"sv || lower_name == "transfer-encoding"sv ||
            lower_name == "upgrade"sv;
-}
-
-bool is_space(char c) {
-    return c == ' ' || c == '\t';
 }
 
 // Decimal digits only, without overflow.
@@ -44,10 +41,10 @@ bool parse_length_list(std::string_view value, std::uint64_t& out) {
     while (true) {
         const auto comma = value.find(',');
         auto item = value.substr(0, comma);
-        while (!item.empty() && is_space(item.front())) {
+        while (!item.empty() && head_scan::blank(item.front())) {
             item.remove_prefix(1);
         }
-        while (!item.empty() && is_space(item.back())) {
+        while (!item.empty() && head_scan::blank(item.back())) {
             item.remove_suffix(1);
         }
         std::uint64_t n = 0;
@@ -195,10 +192,10 @@ bool answer_reader::parse_field_line(std::string_view line, bool trailer) {
     }
     const auto name = line.substr(0, colon);
     auto value = line.substr(colon + 1);
-    while (!value.empty() && is_space(value.front())) {
+    while (!value.empty() && head_scan::blank(value.front())) {
         value.remove_prefix(1);
     }
-    while (!value.empty() && is_space(value.back())) {
+    while (!value.empty() && head_scan::blank(value.back())) {
         value.remove_suffix(1);
     }
     if (!trailer) {
@@ -272,7 +269,7 @@ bool answer_reader::parse_chunk_size(std::string_view line) {
         }
         size = size * 16 + v;
     }
-    if (digits == 0 || (digits < line.size() && line[digits] != ';' && !is_space(line[digits]))) {
+    if (digits == 0 || (digits < line.size() && line[digits] != ';' && !head_scan::blank(line[digits]))) {
         return false;
     }
     left_ = size;
