@@ -225,6 +225,10 @@ std::size_t request_reader::put(boost::asio::const_buffer bytes, boost::system::
         if (read_head(std::string_view(static_cast<const char*>(bytes.data()), bytes.size()))) {
             mode_ = mode::one_pass;
             ec = {};
+            // As the parser: eager, the call that completes the head goes on into the body.
+            if (parser_.eager() && body_left_ > 0 && bytes.size() > head_size_) {
+                return head_size_ + take_body(bytes + head_size_, ec);
+            }
             return head_size_;
         }
         mode_ = mode::parser;
@@ -232,6 +236,15 @@ std::size_t request_reader::put(boost::asio::const_buffer bytes, boost::system::
     if (mode_ == mode::parser) {
         return parser_.put(bytes, ec);
     }
+    if (body_left_ == 0) {
+        ec = http::error::stale_parser;  // as the parser, given bytes after its message
+        return 0;
+    }
+    return take_body(bytes, ec);
+}
+
+std::size_t request_reader::take_body(boost::asio::const_buffer bytes,
+                                      boost::system::error_code& ec) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), body_left_));
     parser_.get().body_.append(static_cast<const char*>(bytes.data()), n);
     body_left_ -= n;

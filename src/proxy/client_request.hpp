@@ -257,6 +257,7 @@ class request_reader {
   private:
     enum class mode { undecided, one_pass, parser };
     bool read_head(std::string_view bytes);
+    std::size_t take_body(boost::asio::const_buffer bytes, boost::system::error_code& ec);
 
     request_parser parser_;
     mode mode_ = mode::undecided;

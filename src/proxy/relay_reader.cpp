@@ -32,6 +32,10 @@ std::size_t relay_reader::put(boost::asio::const_buffer bytes, boost::system::er
         if (read_head(std::string_view(static_cast<const char*>(bytes.data()), bytes.size()))) {
             mode_ = mode::one_pass;
             ec = {};
+            // As the parser: eager, the call that completes the head goes on into the body.
+            if (parser_.eager() && body_left_ > 0 && bytes.size() > head_size_) {
+                return head_size_ + take_body(bytes + head_size_, ec);
+            }
             return head_size_;
         }
         mode_ = mode::parser;
@@ -39,12 +43,18 @@ std::size_t relay_reader::put(boost::asio::const_buffer bytes, boost::system::er
     if (mode_ == mode::parser) {
         return parser_.put(bytes, ec);
     }
-    ec = {};
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), body_left_));
-    if (n == 0) {
+    if (body_left_ == 0) {
+        ec = http::error::stale_parser;  // as the parser, given bytes after its message
         return 0;
     }
-    // The parser's own copy into the lent buffer (need_buffer once it is full).
+    return take_body(bytes, ec);
+}
+
+std::size_t relay_reader::take_body(boost::asio::const_buffer bytes,
+                                    boost::system::error_code& ec) {
+    ec = {};
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), body_left_));
+    // The parser's own copy into the lent buffer (need_buffer once it is full, or if none).
     const auto used = parser_.on_body_impl(
         boost::beast::string_view(static_cast<const char*>(bytes.data()), n), ec);
     body_left_ -= used;

@@ -57,6 +57,7 @@ class relay_reader {
   private:
     enum class mode { undecided, one_pass, parser };
     bool read_head(std::string_view bytes);
+    std::size_t take_body(boost::asio::const_buffer bytes, boost::system::error_code& ec);
 
     relay_response_parser parser_;
     mode mode_ = mode::undecided;

@@ -3,7 +3,8 @@
 // parser) makes of it (the client's head it writes, status, length, keep-alive, body, bytes
 // used, outcome, what a close mid-answer leaves); a difference aborts. The first four bytes
 // say how the rest arrive: how many at first (0: all at once), how many each time after (0:
-// all the rest), the client's HTTP version (odd: 1.0), and the size of the lent buffers.
+// all the rest; the low bit: eager from the start), the client's HTTP version (odd: 1.0), and
+// the size of the lent buffers.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -16,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 4) {
         return 0;
     }
-    const testing::delivery how{data[0], data[1], true};
+    const testing::delivery how{data[0], std::size_t{data[1]} >> 1, true, (data[1] & 1) != 0};
     const unsigned client_version = (data[2] & 1) != 0 ? 10 : 11;
     const std::size_t buffer_size = 1 + data[3];
     constexpr std::size_t header_limit = 1024;

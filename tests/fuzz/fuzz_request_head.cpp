@@ -2,8 +2,8 @@
 // what it makes of the request must be what Beast's parser makes of it (request line, fields,
 // length, keep-alive, body, bytes used, outcome, what a close mid-request leaves); a
 // difference aborts. The first three bytes say how the rest arrive: how many at first (the
-// head may come in pieces; 0: all at once), how many each time after (0: all the rest), and
-// the head limit.
+// head may come in pieces; 0: all at once), how many each time after (0: all the rest; the
+// low bit: eager from the start), and the head limit.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 3) {
         return 0;
     }
-    const testing::delivery how{data[0], data[1], true};
+    const testing::delivery how{data[0], std::size_t{data[1]} >> 1, true, (data[1] & 1) != 0};
     const std::size_t header_limit = 64 + std::size_t{data[2]} * 8;
     const std::uint64_t body_limit = 256;
     const std::string_view bytes(reinterpret_cast<const char*>(data) + 3, size - 3);

@@ -1,16 +1,15 @@
 // Test support: a stack whose admin API has tokens and a rollout, and helpers to call it.
 #pragma once
 
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
 #include "support/stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_client.hpp"
-
-#include <nlohmann/json.hpp>
-
-#include <fstream>
-#include <functional>
-#include <sstream>
-#include <string>
 
 namespace stagegate::test {
 
@@ -101,6 +100,5 @@ struct admin_stack {
         admin = s.gateway->admin_port();
     }
 };
-
 
 }  // namespace stagegate::test

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/http_util.hpp"
@@ -30,6 +31,8 @@ struct read_answer {
     bool event_stream = false;
     std::string body;
     std::size_t used = 0;
+    // Each call: the bytes it took and the body bytes it put into its lent buffer.
+    std::vector<std::pair<std::size_t, std::string>> steps;
 
     bool operator==(const read_answer&) const = default;
 };
@@ -61,6 +64,9 @@ read_answer read_answer_with(Reader& r, const std::string& head, std::string_vie
         }
         return true;
     };
+    if (how.eager) {
+        r.eager(true);
+    }
     while (!r.is_done()) {
         if (used == arrived) {
             if (out_of_bytes()) {
@@ -75,11 +81,16 @@ read_answer read_answer_with(Reader& r, const std::string& head, std::string_vie
         if (body_phase) {
             r.set_buffer(lent.data(), lent.size());
         }
+        if (how.eager && !body_phase) {
+            r.set_buffer(lent.data(), lent.size());  // an eager head call may reach the body
+        }
         const auto n = r.put(boost::asio::buffer(bytes.data() + used, arrived - used), ec);
         used += n;
-        if (body_phase) {
-            out.body.append(lent.data(), lent.size() - r.buffer_left());
+        const std::string_view put_in(lent.data(), lent.size() - r.buffer_left());
+        if (body_phase || how.eager) {
+            out.body.append(put_in);
         }
+        out.steps.emplace_back(n, body_phase || how.eager ? std::string(put_in) : std::string());
         if (ec == http::error::need_buffer) {
             ec = {};
             continue;  // a fresh buffer

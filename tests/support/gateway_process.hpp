@@ -4,8 +4,6 @@
 // object goes (a failed assertion) is killed, so ctest never waits on it.
 #pragma once
 
-#include "support/test_client.hpp"
-
 #include <fcntl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -18,16 +16,23 @@
 #include <string>
 #include <vector>
 
+#include "support/test_client.hpp"
+
 namespace stagegate::test {
 
 class gateway_process {
-public:
+  public:
     // Starts build/stagegate with `config`; its files are `prefix` + ".port", ".admin-port"
     // and ".log" (stderr). port() is 0 when it did not come up within read_port_file's 10 s.
     gateway_process(const std::string& config, const std::string& prefix) {
         const std::string bin = std::string(STAGEGATE_BIN_DIR) + "/stagegate";
-        std::vector<std::string> args = {bin, "--config", config, "--port-file", prefix + ".port",
-                                         "--admin-port-file", prefix + ".admin-port"};
+        std::vector<std::string> args = {bin,
+                                         "--config",
+                                         config,
+                                         "--port-file",
+                                         prefix + ".port",
+                                         "--admin-port-file",
+                                         prefix + ".admin-port"};
         const std::string log = prefix + ".log";
         // Everything the child needs is built before fork(): the test may run other threads,
         // and the child may only make async-signal-safe calls until execv.
@@ -74,8 +79,8 @@ public:
             return exit_status_;
         }
         int status = 0;
-        const bool exited = wait_until(
-            [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+        const bool exited =
+            wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
         if (!exited) {
             return std::nullopt;
         }
@@ -84,7 +89,7 @@ public:
         return exit_status_;
     }
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> exit_status_;
     std::uint16_t port_ = 0;

@@ -2,8 +2,6 @@
 // requests and anything but a 200, and keeps the slowest answer.
 #pragma once
 
-#include "support/test_client.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -11,10 +9,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/test_client.hpp"
+
 namespace stagegate::test {
 
 class load {
-public:
+  public:
     // `pause`: each thread's wait after each answer, to pace the load (0: as fast as it goes).
     explicit load(std::uint16_t port, int threads = 4, header_list headers = {},
                   std::chrono::milliseconds pause = std::chrono::milliseconds(0)) {
@@ -52,7 +52,8 @@ public:
     void stop() {
         stop_ = true;
         for (auto& t : threads_) {
-            if (t.joinable()) t.join();
+            if (t.joinable())
+                t.join();
         }
     }
     // From now on every request carries these headers.
@@ -67,7 +68,7 @@ public:
         return slowest_;
     }
 
-private:
+  private:
     std::atomic<bool> stop_{false};
     std::atomic<int> requests_{0};
     std::atomic<int> failures_{0};

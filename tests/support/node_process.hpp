@@ -17,7 +17,7 @@ namespace stagegate::test {
 
 // `node ARGS...`: it ends when its stdin closes, or is killed 10 s after. Its stdout is kept.
 class node_process {
-public:
+  public:
     explicit node_process(const std::vector<std::string>& args) {
         int in[2];
         int out[2];
@@ -64,8 +64,8 @@ public:
         }
         if (pid_ > 0) {
             int status = 0;
-            const bool ended = wait_until(
-                [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(10));
+            const bool ended = wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; },
+                                          std::chrono::seconds(10));
             if (!ended) {
                 ::kill(pid_, SIGKILL);
                 ::waitpid(pid_, &status, 0);
@@ -75,7 +75,7 @@ public:
         return output_;
     }
 
-private:
+  private:
     pid_t pid_ = -1;
     int stdin_ = -1;
     int stdout_ = -1;

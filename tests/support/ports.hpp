@@ -25,7 +25,7 @@ namespace stagegate::test {
 // A loopback port that refuses connections (connect gets ECONNREFUSED) for as long as this
 // object lives: a socket bound to it that never listens, so no other test can take the port.
 class refused_port {
-public:
+  public:
     refused_port();
     ~refused_port();
     refused_port(const refused_port&) = delete;
@@ -33,7 +33,7 @@ public:
 
     std::uint16_t port() const { return port_; }
 
-private:
+  private:
     int fd_ = -1;
     std::uint16_t port_ = 0;
 };

@@ -12,7 +12,7 @@
 namespace stagegate::test {
 
 class raw_backend {
-public:
+  public:
     // Binds 127.0.0.1:0 and listens; with `listening` false the port is held but refuses
     // connections (a backend that is down) until listen().
     explicit raw_backend(bool listening = true);
@@ -29,7 +29,7 @@ public:
     const std::string& last_request() const { return request_; }
 
     bool send(std::string_view bytes);  // on the current connection, all of it
-    void close();                        // closes the current connection (a FIN)
+    void close();                       // closes the current connection (a FIN)
     // True when the gateway closed (or reset) the current connection within `timeout`; false
     // when it sent bytes instead (kept for read_request) or nothing came.
     bool peer_closed(std::chrono::milliseconds timeout = std::chrono::seconds(5));
@@ -37,7 +37,7 @@ public:
     // One chunk of a chunked body: size line, data, CRLF.
     static std::string chunk(std::string_view data);
 
-private:
+  private:
     int listener_ = -1;
     int conn_ = -1;
     std::uint16_t port_ = 0;

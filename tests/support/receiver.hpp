@@ -32,7 +32,7 @@ struct answer {
 };
 
 class receiver {
-public:
+  public:
     // `policy` sees each request and the number of requests before it.
     explicit receiver(std::function<answer(const received&, std::size_t)> policy =
                           [](const received&, std::size_t) { return answer{}; });
@@ -42,7 +42,7 @@ public:
     std::vector<received> requests() const;
     std::size_t count() const;
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
     std::uint16_t port_ = 0;

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "proxy/client_request.hpp"
@@ -28,7 +29,8 @@ struct read_request {
     bool keep_alive = false;
     bool chunked = false;
     std::string body;
-    std::size_t used = 0;  // bytes taken
+    std::size_t used = 0;           // bytes taken
+    std::vector<std::size_t> puts;  // bytes taken by each call
 
     bool operator==(const read_request&) const = default;
 };
@@ -61,11 +63,13 @@ read_request summary_of(const Reader& r, const boost::system::error_code& ec, st
 // How the bytes reach a reader, as the session's buffer hands them over: `first` of them at
 // once (0: all), then `piece` more each time the reader wants more (0: all the rest). With
 // `eof`, the peer closes after the last byte (put_eof tells what the request then lacks);
-// without, a request still short of bytes ends the reading with need_more.
+// without, a request still short of bytes ends the reading with need_more. With `eager`, the
+// reader is eager from the start (the call that completes the head goes on into the body).
 struct delivery {
     std::size_t first = 0;
     std::size_t piece = 0;
     bool eof = false;
+    bool eager = false;  // from the first byte, not from the body on
 };
 
 // Feeds `bytes` to a reader as the session does: all that has arrived and is not yet taken,
@@ -75,9 +79,14 @@ read_request read_with(Reader& r, std::string_view bytes, delivery how = {}) {
     boost::system::error_code ec;
     std::size_t arrived = how.first == 0 ? bytes.size() : std::min(how.first, bytes.size());
     std::size_t used = 0;
+    std::vector<std::size_t> puts;
+    if (how.eager) {
+        r.eager(true);
+    }
     while (!r.is_done()) {
         const auto n = r.put(boost::asio::buffer(bytes.data() + used, arrived - used), ec);
         used += n;
+        puts.push_back(n);
         if (ec && ec != http::error::need_more) {
             break;
         }
@@ -100,7 +109,9 @@ read_request read_with(Reader& r, std::string_view bytes, delivery how = {}) {
         }
         arrived = how.piece == 0 ? bytes.size() : std::min(arrived + how.piece, bytes.size());
     }
-    return summary_of(r, ec, used);
+    auto out = summary_of(r, ec, used);
+    out.puts = std::move(puts);
+    return out;
 }
 
 inline read_request read_by_parser(std::string_view bytes, std::size_t header_limit,

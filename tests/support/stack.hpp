@@ -2,15 +2,15 @@
 // ephemeral loopback ports.
 #pragma once
 
-#include "stagegate/config/config.hpp"
-#include "stagegate/mockmodel/mock_model.hpp"
-#include "stagegate/app/gateway.hpp"
-#include "test_client.hpp"
-
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
+
+#include "stagegate/app/gateway.hpp"
+#include "stagegate/config/config.hpp"
+#include "stagegate/mockmodel/mock_model.hpp"
+#include "test_client.hpp"
 
 namespace stagegate::test {
 
@@ -21,13 +21,17 @@ inline config::gateway stack_config(std::uint16_t v1_port, std::uint16_t v2_port
     std::string text = R"({
       "listeners": [{"address": "127.0.0.1", "port": 0}],
       "admin": {"address": "127.0.0.1", "port": 0},
-      "workers": )" + std::to_string(workers) + R"(,
+      "workers": )" + std::to_string(workers) +
+                       R"(,
       "client_timeouts": {"drain_ms": 5000},
       "models": [{
         "name": "m", "stable": "v1",
-        "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" + std::to_string(v1_port) + R"("]},
-                     {"name": "v2", "endpoints": ["127.0.0.1:)" + std::to_string(v2_port) + R"("]}],
-        "traffic": {"weights": {"v1": )" + std::to_string(10000 - candidate_bp) + R"(, "v2": )" +
+        "versions": [{"name": "v1", "endpoints": ["127.0.0.1:)" +
+                       std::to_string(v1_port) + R"("]},
+                     {"name": "v2", "endpoints": ["127.0.0.1:)" +
+                       std::to_string(v2_port) + R"("]}],
+        "traffic": {"weights": {"v1": )" +
+                       std::to_string(10000 - candidate_bp) + R"(, "v2": )" +
                        std::to_string(candidate_bp) + R"(},
                     "stage": "canary", "sticky": {"header": "X-User", "cookie": "user"},
                     "allow_force_version": true},
@@ -87,8 +91,8 @@ struct stack {
     // listener: -1 when it shows none.
     int idle_upstream_connections(const std::string& version = "v1") const {
         auto m = request(gateway->admin_port(), "GET", "/metrics");
-        const std::string key = R"(stagegate_upstream_connections{model="m",version=")" +
-                                version + R"(",state="idle"} )";
+        const std::string key = R"(stagegate_upstream_connections{model="m",version=")" + version +
+                                R"(",state="idle"} )";
         auto at = m.body.find(key);
         return at == std::string::npos ? -1 : std::stoi(m.body.substr(at + key.size()));
     }

@@ -1,4 +1,5 @@
-// Test support: a fresh directory (under /tmp by default), removed with everything in it at scope exit.
+// Test support: a fresh directory (under /tmp by default), removed with everything in it at scope
+// exit.
 #pragma once
 
 #include <cstdlib>
@@ -13,8 +14,8 @@ struct temp_dir {
     // `base`: where to make it ("/dev/shm" for data whose fsyncs should not wait on a disk
     // that other tests keep busy).
     explicit temp_dir(const std::string& base = "/tmp") {
-        std::string t = (std::filesystem::is_directory(base) ? base : "/tmp") +
-                        "/stagegate-test-XXXXXX";
+        std::string t =
+            (std::filesystem::is_directory(base) ? base : "/tmp") + "/stagegate-test-XXXXXX";
         if (!::mkdtemp(t.data())) {
             throw std::runtime_error("mkdtemp failed");
         }

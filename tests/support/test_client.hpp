@@ -13,8 +13,8 @@
 namespace stagegate::test {
 
 struct reply {
-    unsigned status = 0;  // 0: no reply (connection error)
-    std::string error;    // why, when status is 0
+    unsigned status = 0;                         // 0: no reply (connection error)
+    std::string error;                           // why, when status is 0
     std::map<std::string, std::string> headers;  // lower-case names
     std::string body;
     bool keep_alive = false;
@@ -32,7 +32,7 @@ inline const std::string predict_body = R"({"instances":[[1,2]]})";
 
 // One client connection; every blocking call is bounded by `timeout`.
 class connection {
-public:
+  public:
     explicit connection(std::uint16_t port, bool tls = false,
                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
     ~connection();
@@ -49,7 +49,7 @@ public:
     // True when the peer has closed (reads EOF within the timeout).
     bool peer_closed();
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };

@@ -224,6 +224,11 @@ TEST(RequestReader, ReadsCommonHeadsInOnePassAsTheParserReadsThem) {
         EXPECT_FALSE(got.ec) << got.ec.message() << "\n" << bytes;
         EXPECT_TRUE(got.done) << bytes;
         EXPECT_EQ(got, read_by_parser(bytes, header_limit, body_limit)) << bytes;
+        // Eager from the start: the call that completes the head takes the body too.
+        const testing::delivery eager{0, 0, false, true};
+        auto [eager_got, one_eager] = read_by_reader(bytes, eager);
+        EXPECT_TRUE(one_eager);
+        EXPECT_EQ(eager_got, read_by_parser(bytes, header_limit, body_limit, eager)) << bytes;
         // A request behind it stays unread.
         const auto pipelined = bytes + "GET /next HTTP/1.1\r\n\r\n";
         auto [behind, one] = read_by_reader(pipelined);
@@ -238,8 +243,13 @@ TEST(RequestReader, ReadsCommonHeadsInOnePassAsTheParserReadsThem) {
         const testing::delivery trickle{head_size, 1, false};
         auto [slow, one_slow] = read_by_reader(bytes, trickle);
         EXPECT_TRUE(one_slow);
-        EXPECT_EQ(slow, got) << bytes;
+        EXPECT_EQ(slow.body, got.body) << bytes;
         EXPECT_EQ(slow, read_by_parser(bytes, header_limit, body_limit, trickle));
+        // The head itself in pieces: the parser's from its first byte.
+        const testing::delivery split{head_size / 2, 3, true};
+        auto [pieces, one_pieces] = read_by_reader(bytes, split);
+        EXPECT_FALSE(one_pieces);
+        EXPECT_EQ(pieces, read_by_parser(bytes, header_limit, body_limit, split)) << bytes;
         const auto cut = bytes.substr(0, bytes.size() - 1);
         for (const bool eof : {false, true}) {
             const testing::delivery how{head_size, 1, eof};

@@ -64,6 +64,8 @@ TEST(RelayReader, ReadsCommonAnswersInOnePassAsTheParserReadsThem) {
             expect_same(bytes + "HTTP/1.1 200 OK\r\n", client, {}, 64, true);  // bytes after it
             const auto head_size = bytes.find("\r\n\r\n") + 4;
             expect_same(bytes, client, {head_size, 1, false}, 5, true);
+            expect_same(bytes, client, {0, 0, false, true}, 7, true);  // eager from the start
+            expect_same(bytes, client, {head_size / 2, 3, true}, 64, false);  // head in pieces
             if (head_size < bytes.size()) {
                 const auto cut = bytes.substr(0, bytes.size() - 1);
                 expect_same(cut, client, {head_size, 2, false}, 64, true);
@@ -116,6 +118,14 @@ TEST(RelayReader, LeavesEveryOtherAnswerToTheParser) {
     for (const auto& bytes : others) {
         expect_same(bytes, 11, {0, 0, true}, 64, false);
     }
+    // A head of the limit exactly is the one pass's; one byte more, the parser's (which gives
+    // the fields their own window after the status line).
+    std::string at_limit = "HTTP/1.1 200 OK\r\nX: \r\nContent-Length: 1\r\n\r\nx";
+    at_limit.insert(20, header_limit - (at_limit.size() - 1), 'v');
+    ASSERT_EQ(at_limit.find("\r\n\r\n") + 4, header_limit);
+    expect_same(at_limit, 11, {0, 0, true}, 64, true);
+    expect_same(at_limit.substr(0, 20) + "v" + at_limit.substr(20), 11, {0, 0, true}, 64, false);
+    expect_same(at_limit.substr(0, 20) + "v" + at_limit.substr(20), 11, {0, 0, false}, 64, false);
     // The answer to HEAD: its length describes a body that does not follow.
     const std::string_view head_answer = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
     auto [got, one_pass] = read_answer_by_reader(head_answer, 11, true, header_limit, {}, 64);
