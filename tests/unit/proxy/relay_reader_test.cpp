@@ -16,7 +16,7 @@ using testing::delivery;
 using testing::read_answer_by_parser;
 using testing::read_answer_by_reader;
 
-constexpr std::size_t header_limit = 8192;
+constexpr std::size_t answer_head_limit = 8192;
 
 // Answers as backends send them: the mock model, nginx, Triton, an HTTP/1.0 server keeping
 // the connection, an error with a body, an encoded one, an event stream of known length, the
@@ -45,10 +45,10 @@ const std::vector<std::string> common_answers = {
 void expect_same(std::string_view bytes, unsigned client_version, delivery how,
                  std::size_t buffer_size, bool one_pass_expected) {
     auto [got, one_pass] =
-        read_answer_by_reader(bytes, client_version, false, header_limit, how, buffer_size);
+        read_answer_by_reader(bytes, client_version, false, answer_head_limit, how, buffer_size);
     EXPECT_EQ(one_pass, one_pass_expected) << bytes;
     const auto expected =
-        read_answer_by_parser(bytes, client_version, false, header_limit, how, buffer_size);
+        read_answer_by_parser(bytes, client_version, false, answer_head_limit, how, buffer_size);
     EXPECT_EQ(got, expected) << bytes << "\nhead one pass: " << got.head
                              << "\nhead parser: " << expected.head;
 }
@@ -74,7 +74,7 @@ TEST(RelayReader, ReadsCommonAnswersInOnePassAsTheParserReadsThem) {
         }
     }
     std::string head;
-    relay_reader r(head, 11, false, header_limit);
+    relay_reader r(head, 11, false, answer_head_limit);
     boost::system::error_code ec;
     const auto& bytes = common_answers[9];
     const auto used = r.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
@@ -112,7 +112,7 @@ TEST(RelayReader, LeavesEveryOtherAnswerToTheParser) {
         "HTTP/2.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
         "http/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n",  // not whole yet
-        "HTTP/1.1 200 OK\r\nX-Long: " + std::string(header_limit, 'v') +
+        "HTTP/1.1 200 OK\r\nX-Long: " + std::string(answer_head_limit, 'v') +
             "\r\nContent-Length: 1\r\n\r\nx",
     };
     for (const auto& bytes : others) {
@@ -121,16 +121,16 @@ TEST(RelayReader, LeavesEveryOtherAnswerToTheParser) {
     // A head of the limit exactly is the one pass's; one byte more, the parser's (which gives
     // the fields their own window after the status line).
     std::string at_limit = "HTTP/1.1 200 OK\r\nX: \r\nContent-Length: 1\r\n\r\nx";
-    at_limit.insert(20, header_limit - (at_limit.size() - 1), 'v');
-    ASSERT_EQ(at_limit.find("\r\n\r\n") + 4, header_limit);
+    at_limit.insert(20, answer_head_limit - (at_limit.size() - 1), 'v');
+    ASSERT_EQ(at_limit.find("\r\n\r\n") + 4, answer_head_limit);
     expect_same(at_limit, 11, {0, 0, true}, 64, true);
     expect_same(at_limit.substr(0, 20) + "v" + at_limit.substr(20), 11, {0, 0, true}, 64, false);
     expect_same(at_limit.substr(0, 20) + "v" + at_limit.substr(20), 11, {0, 0, false}, 64, false);
     // The answer to HEAD: its length describes a body that does not follow.
     const std::string_view head_answer = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
-    auto [got, one_pass] = read_answer_by_reader(head_answer, 11, true, header_limit, {}, 64);
+    auto [got, one_pass] = read_answer_by_reader(head_answer, 11, true, answer_head_limit, {}, 64);
     EXPECT_FALSE(one_pass);
-    EXPECT_EQ(got, read_answer_by_parser(head_answer, 11, true, header_limit, {}, 64));
+    EXPECT_EQ(got, read_answer_by_parser(head_answer, 11, true, answer_head_limit, {}, 64));
     EXPECT_TRUE(got.done);
 }
 
@@ -164,9 +164,10 @@ TEST(RelayReader, AgreesWithTheParserOnMutatedAnswers) {
         }
         const delivery how{0, 0, round % 2 == 0};
         const unsigned client = round % 3 == 0 ? 10 : 11;
-        auto [got, one_pass] = read_answer_by_reader(bytes, client, false, header_limit, how, 16);
+        auto [got, one_pass] =
+            read_answer_by_reader(bytes, client, false, answer_head_limit, how, 16);
         one_pass_count += one_pass;
-        if (got != read_answer_by_parser(bytes, client, false, header_limit, how, 16)) {
+        if (got != read_answer_by_parser(bytes, client, false, answer_head_limit, how, 16)) {
             ADD_FAILURE() << "the reader and the parser differ (one pass: " << one_pass << ") on:\n"
                           << bytes;
             break;
