@@ -210,37 +210,8 @@ std::size_t request_parser::on_body_impl(boost::beast::string_view body,
 }
 
 request_reader::request_reader(std::size_t header_limit, std::uint64_t body_limit)
-    : header_limit_(header_limit), body_limit_(body_limit) {
-    parser_.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(header_limit, std::numeric_limits<std::uint32_t>::max())));
+    : one_pass_reader(header_limit), body_limit_(body_limit) {
     parser_.body_limit(body_limit);
-}
-
-std::size_t request_reader::put(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
-    if (mode_ == mode::undecided) {
-        if (bytes.size() == 0) {
-            ec = http::error::need_more;
-            return 0;
-        }
-        if (read_head(std::string_view(static_cast<const char*>(bytes.data()), bytes.size()))) {
-            mode_ = mode::one_pass;
-            ec = {};
-            // As the parser: eager, the call that completes the head goes on into the body.
-            if (parser_.eager() && body_left_ > 0 && bytes.size() > head_size_) {
-                return head_size_ + take_body(bytes + head_size_, ec);
-            }
-            return head_size_;
-        }
-        mode_ = mode::parser;
-    }
-    if (mode_ == mode::parser) {
-        return parser_.put(bytes, ec);
-    }
-    if (body_left_ == 0) {
-        ec = http::error::stale_parser;  // as the parser, given bytes after its message
-        return 0;
-    }
-    return take_body(bytes, ec);
 }
 
 std::size_t request_reader::take_body(boost::asio::const_buffer bytes,
@@ -250,43 +221,6 @@ std::size_t request_reader::take_body(boost::asio::const_buffer bytes,
     body_left_ -= n;
     ec = {};
     return n;
-}
-
-void request_reader::put_eof(boost::system::error_code& ec) {
-    if (mode_ == mode::one_pass) {
-        ec = body_left_ > 0 ? boost::system::error_code(http::error::partial_message)
-                            : boost::system::error_code{};
-        return;
-    }
-    parser_.put_eof(ec);
-}
-
-bool request_reader::got_some() const {
-    return mode_ == mode::one_pass || parser_.got_some();
-}
-
-bool request_reader::is_header_done() const {
-    return mode_ == mode::one_pass || parser_.is_header_done();
-}
-
-bool request_reader::is_done() const {
-    return mode_ == mode::one_pass ? body_left_ == 0 : parser_.is_done();
-}
-
-bool request_reader::keep_alive() const {
-    return mode_ == mode::one_pass ? keep_alive_ : parser_.keep_alive();
-}
-
-bool request_reader::chunked() const {
-    return mode_ == mode::one_pass ? false : parser_.chunked();
-}
-
-std::optional<std::uint64_t> request_reader::content_length() const {
-    if (mode_ == mode::one_pass) {
-        return length_;
-    }
-    const auto length = parser_.content_length();
-    return length ? std::optional<std::uint64_t>(*length) : std::nullopt;
 }
 
 // Declines (false) at the first byte outside what the class comment lists, having kept
@@ -326,9 +260,7 @@ bool request_reader::read_head(std::string_view bytes) {
     client_request& req = parser_.get();
     auto& fields = req.fields_;
     fields.reserve(16);
-    std::optional<std::uint64_t> length;
-    bool close = false;
-    bool keep = false;
+    head_framing framing;
     const auto decline = [&fields] {
         fields.clear();
         return false;
@@ -344,31 +276,8 @@ bool request_reader::read_head(std::string_view bytes) {
             return decline();
         }
         const http::field known = http::string_to_field(name_string);
-        switch (known) {
-            case http::field::content_length:
-                if (length) {
-                    return decline();  // repeated: the parser's and check_head's to judge
-                }
-                length = head_scan::plain_length(value_string);
-                if (!length || *length > body_limit_) {
-                    return decline();
-                }
-                break;
-            case http::field::connection:
-            case http::field::proxy_connection:
-                if (ascii_iequal(value_string, "close")) {
-                    close = true;
-                } else if (ascii_iequal(value_string, "keep-alive")) {
-                    keep = true;
-                } else {
-                    return decline();
-                }
-                break;
-            case http::field::transfer_encoding:
-            case http::field::upgrade:
-                return decline();
-            default:
-                break;
+        if (!framing.take(known, value_string, body_limit_)) {
+            return decline();
         }
         client_request::entry e{};
         e.name = known;
@@ -378,22 +287,19 @@ bool request_reader::read_head(std::string_view bytes) {
         e.value_size = static_cast<std::uint32_t>(value_string.size());
         fields.push_back(e);
     }
-    head_size_ = static_cast<std::size_t>(p - first);
+    const auto head_size = static_cast<std::size_t>(p - first);
     // The head's bytes, once: the fields' offsets above are into them.
-    req.bytes_.assign(first, head_size_);
+    req.bytes_.assign(first, head_size);
     req.method_ = http::string_to_verb(method);
     req.method_at_ = 0;
     req.method_size_ = static_cast<std::uint32_t>(method.size());
     req.target_at_ = static_cast<std::uint32_t>(target - first);
     req.target_size_ = static_cast<std::uint32_t>(target_size);
     req.version_ = version;
-    length_ = length;
-    body_left_ = length.value_or(0);
-    if (body_left_ > 0) {
-        req.body_.reserve(static_cast<std::size_t>(body_left_));
+    if (framing.length.value_or(0) > 0) {
+        req.body_.reserve(static_cast<std::size_t>(*framing.length));
     }
-    // As basic_parser::keep_alive: HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
-    keep_alive_ = version == 11 ? !close : keep;
+    took_head(head_size, framing, version == 11);
     return true;
 }
 

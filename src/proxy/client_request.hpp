@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "block_cache.hpp"
+#include "one_pass_reader.hpp"
 
 namespace stagegate::proxy {
 
@@ -229,44 +230,22 @@ class request_parser final : public http::basic_parser<true> {
 // parser from its first byte, whose answer it then is: every refusal, every odd but valid
 // head, every chunked body. tests/unit/proxy/client_request_test.cpp and fuzz_request_head
 // hold the two to agreeing.
-class request_reader {
+class request_reader : public one_pass_reader<request_reader, request_parser> {
   public:
     request_reader(std::size_t header_limit, std::uint64_t body_limit);
 
-    // As basic_parser::put: takes what it can of `bytes` and says how much it used. Until the
-    // head is whole: nothing, with need_more. Not eager: the call that completes a head takes
-    // the head alone, as Beast's parser does.
-    std::size_t put(boost::asio::const_buffer bytes, boost::system::error_code& ec);
-    // The peer closed: what the request lacks, if anything (basic_parser::put_eof).
-    void put_eof(boost::system::error_code& ec);
-    void eager(bool v) { parser_.eager(v); }
-
-    bool got_some() const;
-    bool is_header_done() const;
-    bool is_done() const;
-    bool keep_alive() const;
-    bool chunked() const;
-    std::optional<std::uint64_t> content_length() const;
+    bool chunked() const { return !read_in_one_pass() && parser_.chunked(); }
     bool obs_fold() const { return parser_.obs_fold(); }
-    // Whether the head was read in one pass (else by Beast's parser): for tests.
-    bool read_in_one_pass() const { return mode_ == mode::one_pass; }
-
     client_request& get() { return parser_.get(); }
     const client_request& get() const { return parser_.get(); }
 
   private:
-    enum class mode { undecided, one_pass, parser };
+    friend class one_pass_reader<request_reader, request_parser>;
     bool read_head(std::string_view bytes);
+    // Body bytes of a head taken in one pass, up to its length.
     std::size_t take_body(boost::asio::const_buffer bytes, boost::system::error_code& ec);
 
-    request_parser parser_;
-    mode mode_ = mode::undecided;
-    std::size_t header_limit_;
     std::uint64_t body_limit_;
-    std::size_t head_size_ = 0;
-    std::optional<std::uint64_t> length_;
-    std::uint64_t body_left_ = 0;
-    bool keep_alive_ = false;
 };
 
 }  // namespace stagegate::proxy

@@ -12,42 +12,12 @@ namespace stagegate::proxy {
 
 relay_reader::relay_reader(std::string& head, unsigned client_version, bool head_request,
                            std::size_t header_limit)
-    : parser_(head, client_version, head_request),
-      head_request_(head_request),
-      header_limit_(header_limit) {
+    : one_pass_reader(header_limit, head, client_version, head_request),
+      head_request_(head_request) {
     parser_.body_limit(boost::none);
-    parser_.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(header_limit, std::numeric_limits<std::uint32_t>::max())));
     if (head_request) {
         parser_.skip(true);  // the answer to HEAD has no body, whatever its head says
     }
-}
-
-std::size_t relay_reader::put(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
-    if (mode_ == mode::undecided) {
-        if (bytes.size() == 0) {
-            ec = http::error::need_more;
-            return 0;
-        }
-        if (read_head(std::string_view(static_cast<const char*>(bytes.data()), bytes.size()))) {
-            mode_ = mode::one_pass;
-            ec = {};
-            // As the parser: eager, the call that completes the head goes on into the body.
-            if (parser_.eager() && body_left_ > 0 && bytes.size() > head_size_) {
-                return head_size_ + take_body(bytes + head_size_, ec);
-            }
-            return head_size_;
-        }
-        mode_ = mode::parser;
-    }
-    if (mode_ == mode::parser) {
-        return parser_.put(bytes, ec);
-    }
-    if (body_left_ == 0) {
-        ec = http::error::stale_parser;  // as the parser, given bytes after its message
-        return 0;
-    }
-    return take_body(bytes, ec);
 }
 
 std::size_t relay_reader::take_body(boost::asio::const_buffer bytes,
@@ -59,43 +29,6 @@ std::size_t relay_reader::take_body(boost::asio::const_buffer bytes,
         boost::beast::string_view(static_cast<const char*>(bytes.data()), n), ec);
     body_left_ -= used;
     return used;
-}
-
-void relay_reader::put_eof(boost::system::error_code& ec) {
-    if (mode_ == mode::one_pass) {
-        ec = body_left_ > 0 ? boost::system::error_code(http::error::partial_message)
-                            : boost::system::error_code{};
-        return;
-    }
-    parser_.put_eof(ec);
-}
-
-bool relay_reader::got_some() const {
-    return mode_ == mode::one_pass || parser_.got_some();
-}
-
-bool relay_reader::is_header_done() const {
-    return mode_ == mode::one_pass || parser_.is_header_done();
-}
-
-bool relay_reader::is_done() const {
-    return mode_ == mode::one_pass ? body_left_ == 0 : parser_.is_done();
-}
-
-bool relay_reader::keep_alive() const {
-    return mode_ == mode::one_pass ? keep_alive_ : parser_.keep_alive();
-}
-
-bool relay_reader::need_eof() const {
-    return mode_ == mode::one_pass ? false : parser_.need_eof();
-}
-
-std::optional<std::uint64_t> relay_reader::content_length() const {
-    if (mode_ == mode::one_pass) {
-        return length_;
-    }
-    const auto length = parser_.content_length();
-    return length ? std::optional<std::uint64_t>(*length) : std::nullopt;
 }
 
 // Reads and checks the whole head before it calls the parser's callbacks, so that a head it
@@ -139,9 +72,7 @@ bool relay_reader::read_head(std::string_view bytes) {
     };
     std::array<field_line, 32> fields;  // more is rare: the parser's
     std::size_t count = 0;
-    std::optional<std::uint64_t> length;
-    bool close = false;
-    bool keep = false;
+    head_framing framing;
     for (;;) {
         field_line f;
         const auto got = head_scan::next_field(p, f.name_string, f.value);
@@ -152,35 +83,12 @@ bool relay_reader::read_head(std::string_view bytes) {
             return false;
         }
         f.name = http::string_to_field(f.name_string);
-        switch (f.name) {
-            case http::field::content_length:
-                if (length) {
-                    return false;
-                }
-                length = head_scan::plain_length(f.value);
-                if (!length) {
-                    return false;
-                }
-                break;
-            case http::field::connection:
-            case http::field::proxy_connection:
-                if (ascii_iequal(f.value, "close")) {
-                    close = true;
-                } else if (ascii_iequal(f.value, "keep-alive")) {
-                    keep = true;
-                } else {
-                    return false;
-                }
-                break;
-            case http::field::transfer_encoding:
-            case http::field::upgrade:
-                return false;
-            default:
-                break;
+        if (!framing.take(f.name, f.value, std::numeric_limits<std::uint64_t>::max())) {
+            return false;
         }
         fields[count++] = f;
     }
-    if (!length) {
+    if (!framing.length) {
         return false;  // a body that ends with the connection: the parser's
     }
     // Taken: the parser's callbacks write the client's head from it, as they would have.
@@ -190,11 +98,7 @@ bool relay_reader::read_head(std::string_view bytes) {
         parser_.on_field_impl(fields[i].name, fields[i].name_string, fields[i].value, ec);
     }
     parser_.on_header_impl(ec);
-    head_size_ = static_cast<std::size_t>(p - first);
-    length_ = *length;
-    body_left_ = *length;
-    // As basic_parser::keep_alive: HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
-    keep_alive_ = version == 11 ? !close : keep;
+    took_head(static_cast<std::size_t>(p - first), framing, version == 11);
     return true;
 }
 

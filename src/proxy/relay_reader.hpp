@@ -23,50 +23,31 @@
 #include <string_view>
 
 #include "http_util.hpp"
+#include "one_pass_reader.hpp"
 
 namespace stagegate::proxy {
 
-class relay_reader {
+class relay_reader : public one_pass_reader<relay_reader, relay_response_parser> {
   public:
-    // As relay_response_parser's: the client's head goes into `head`.
+    // As relay_response_parser's: the client's head goes into `head`. Body bytes go into the
+    // buffer set_buffer gave, need_buffer once it is full, as Beast's buffer body.
     relay_reader(std::string& head, unsigned client_version, bool head_request,
                  std::size_t header_limit);
 
-    // As basic_parser::put: what it used of `bytes`. Until the head is whole: nothing, with
-    // need_more. Not eager about the body in the call that completes the head. Body bytes go
-    // into the buffer set_buffer gave, need_buffer once it is full, as Beast's buffer body.
-    std::size_t put(boost::asio::const_buffer bytes, boost::system::error_code& ec);
-    // The backend closed: what the answer lacks, if anything (basic_parser::put_eof).
-    void put_eof(boost::system::error_code& ec);
-    void eager(bool v) { parser_.eager(v); }
     void set_buffer(char* data, std::size_t size) { parser_.set_buffer(data, size); }
     std::size_t buffer_left() const { return parser_.buffer_left(); }
-
-    bool got_some() const;
-    bool is_header_done() const;
-    bool is_done() const;
-    bool keep_alive() const;
-    bool need_eof() const;
-    std::optional<std::uint64_t> content_length() const;
+    bool need_eof() const { return !read_in_one_pass() && parser_.need_eof(); }
     unsigned status() const { return parser_.status(); }
     bool encoded() const { return parser_.encoded(); }
     bool event_stream() const { return parser_.event_stream(); }
-    // Whether the head was read in one pass (else by the parser): for tests.
-    bool read_in_one_pass() const { return mode_ == mode::one_pass; }
 
   private:
-    enum class mode { undecided, one_pass, parser };
+    friend class one_pass_reader<relay_reader, relay_response_parser>;
     bool read_head(std::string_view bytes);
+    // Body bytes of a head taken in one pass, up to its length, into the lent buffer.
     std::size_t take_body(boost::asio::const_buffer bytes, boost::system::error_code& ec);
 
-    relay_response_parser parser_;
-    mode mode_ = mode::undecided;
     bool head_request_;
-    std::size_t header_limit_;
-    std::size_t head_size_ = 0;
-    std::uint64_t length_ = 0;
-    std::uint64_t body_left_ = 0;
-    bool keep_alive_ = false;
 };
 
 }  // namespace stagegate::proxy

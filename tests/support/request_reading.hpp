@@ -7,6 +7,7 @@
 #include <boost/asio/buffer.hpp>
 #include <cstdint>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -112,6 +113,32 @@ read_request read_with(Reader& r, std::string_view bytes, delivery how = {}) {
     auto out = summary_of(r, ec, used);
     out.puts = std::move(puts);
     return out;
+}
+
+// One to three edits of `bytes`: a byte replaced, inserted or removed, each new byte one of
+// those that matter to the grammar (line ends, blanks, separators, controls, obs-text, digits,
+// letters). What the readers' agreement tests make of the common heads.
+inline void mutate(std::mt19937_64& random, std::string& bytes) {
+    static constexpr char alphabet_bytes[] =
+        "\r\n \t:,;\"()/\\\x00\x01\x7f\x80\xff"
+        "0123456789aAzZ-_.%+HTP";
+    constexpr std::string_view alphabet(alphabet_bytes, sizeof alphabet_bytes - 1);
+    const auto edits = 1 + random() % 3;
+    for (std::uint64_t e = 0; e < edits && !bytes.empty(); ++e) {
+        const std::size_t at = random() % bytes.size();
+        const char c = alphabet[random() % alphabet.size()];
+        switch (random() % 3) {
+            case 0:
+                bytes[at] = c;
+                break;
+            case 1:
+                bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(at), c);
+                break;
+            default:
+                bytes.erase(at, 1);
+                break;
+        }
+    }
 }
 
 inline read_request read_by_parser(std::string_view bytes, std::size_t header_limit,
